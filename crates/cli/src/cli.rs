@@ -1,0 +1,51 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reusebench",
+    version,
+    about = "Reproduce and compare research on reusing pretrained models",
+    after_help = "Devices: cpu (flex), cuda:N (feature `cuda`), tch-cpu / tch-cuda:N (feature `tch`)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every cell of a grid that is not done yet, then write the report.
+    Run {
+        /// The grid file (YAML).
+        grid: PathBuf,
+        /// Override a config value: `[EXPERIMENT:]key.path=value` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Device: cpu, cuda:N, tch-cpu, tch-cuda:N (default: the grid's, else cpu).
+        #[arg(long)]
+        device: Option<String>,
+        /// Rerun cells that are already done.
+        #[arg(long)]
+        force: bool,
+        /// Skip the report after the run.
+        #[arg(long)]
+        no_report: bool,
+    },
+    /// Check a grid (keys, types, files, devices) without running anything.
+    Validate {
+        grid: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Aggregate a results folder into tables and plots.
+    Report {
+        /// The results folder (the grid's `results`).
+        results: PathBuf,
+    },
+}

@@ -1,0 +1,100 @@
+//! The `reusebench` command.
+
+mod cli;
+mod ui;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use reusebench_runner::{RunOptions, load_grid, run_grid};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            grid,
+            set,
+            device,
+            force,
+            no_report,
+        } => {
+            let grid = load_grid(&grid, &set, device.as_deref())?;
+            let ui = ui::Ui::new(grid.cells.len());
+            ui.line(&format!(
+                "grid `{}`: {} cell(s) on {}, results in {}",
+                grid.name,
+                grid.cells.len(),
+                grid.device,
+                grid.results.display()
+            ));
+            let summary = run_grid(&grid, &RunOptions { force }, &ui)?;
+            ui.finish();
+            println!(
+                "{} cell(s) run, {} skipped (already done), {} failed",
+                summary.done,
+                summary.skipped,
+                summary.failed.len()
+            );
+            for (cell, reason) in &summary.failed {
+                println!("  failed {cell}: {reason}");
+            }
+            if !no_report {
+                report(&grid.results)?;
+            }
+            Ok(if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Validate { grid, set, device } => {
+            let grid = load_grid(&grid, &set, device.as_deref())?;
+            println!(
+                "{}: valid, {} cell(s) on {}",
+                grid.path.display(),
+                grid.cells.len(),
+                grid.device
+            );
+            for cell in &grid.cells {
+                let axes: Vec<String> = cell.axes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("  {}  {}", cell.dir_name(), axes.join(" "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { results } => {
+            report(&results)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn report(results: &std::path::Path) -> Result<()> {
+    let files = reusebench_report::write_report(results)
+        .with_context(|| format!("writing the report of {}", results.display()))?;
+    println!(
+        "report: {} ({} done, {} failed cell(s)), {}, {}, {} plot file(s) in {}",
+        files.markdown.display(),
+        files.cells_done,
+        files.cells_failed,
+        files.csv.display(),
+        files.parquet.display(),
+        files.plots.len(),
+        results.join("plots").display()
+    );
+    if let Some(why) = files.png_skipped {
+        println!("note: {why}; the SVG plots are complete");
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! End-to-end: the `reusebench` binary on the smoke grid and on broken grids.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_reusebench"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The smoke grid with its results redirected into `dir`.
+fn smoke_grid(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("experiments/smoke/continual.yaml")).unwrap();
+    let text = text.replace("results: results/smoke-continual", &format!("results: {}", dir.join("results").display()));
+    let path = dir.join("grid.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = bin().args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn rows_of(results: &Path) -> Vec<serde_json::Value> {
+    let mut all = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(results.join("cells")).unwrap().map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    for d in dirs {
+        let text = std::fs::read_to_string(d.join("rows.json")).unwrap();
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        all.extend(rows);
+    }
+    all
+}
+
+#[test]
+fn smoke_grid_runs_reports_resumes_and_is_deterministic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = smoke_grid(tmp.path());
+    let g = grid.to_str().unwrap();
+    let results = tmp.path().join("results");
+
+    let (code, out) = run(&["validate", g]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("5 cell(s)"), "{out}");
+
+    let (code, out) = run(&["run", g]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("5 cell(s) run, 0 skipped"), "{out}");
+    for f in ["summary.md", "summary.csv", "rows.parquet", "grid.json"] {
+        assert!(results.join(f).is_file(), "{f} missing\n{out}");
+    }
+    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
+    assert!(md.contains("| sgd |") && md.contains("| lp-ft |"), "{md}");
+    assert!(md.contains("avg_acc_class_il") && md.contains("forgetting_class_il") && md.contains("knn_acc"), "{md}");
+    let plots: Vec<_> = std::fs::read_dir(results.join("plots")).unwrap().collect();
+    assert!(plots.len() >= 5, "plots: {plots:?}");
+
+    // Every continual cell has the full matrix and the scalars, each once.
+    let rows = rows_of(&results);
+    let cells: std::collections::HashSet<&str> = rows.iter().map(|r| r["cell"].as_str().unwrap()).collect();
+    assert_eq!(cells.len(), 5);
+    let class_il = rows.iter().filter(|r| r["metric"] == "acc_class_il").count();
+    assert_eq!(class_il, 4 * 3, "2 tasks -> R has 3 entries per cell");
+    for r in &rows {
+        assert!(r["experiment"].is_string() && r["method"].is_string() && r["seed"].is_u64());
+        if r["experiment"] == "continual" {
+            assert!(r["axes"]["method"].is_string() && r["axes"]["seed"].is_string(), "{r}");
+        }
+    }
+
+    // Running again skips every cell.
+    let (code, out) = run(&["run", g]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 cell(s) run, 5 skipped"), "{out}");
+
+    // Same seed, same machine: --force reproduces every metric exactly.
+    let (code, out) = run(&["run", g, "--force", "--no-report"]);
+    assert_eq!(code, 0, "{out}");
+    let again = rows_of(&results);
+    assert_eq!(rows, again, "metrics differ between two runs with the same seeds");
+
+    // An interrupted cell (status running, no rows) is rerun; done cells are kept.
+    let victim = std::fs::read_dir(results.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("continual"))
+        .unwrap();
+    std::fs::remove_file(victim.join("rows.json")).unwrap();
+    let status = std::fs::read_to_string(victim.join("status.json")).unwrap();
+    std::fs::write(victim.join("status.json"), status.replace("\"done\"", "\"running\"")).unwrap();
+    let (code, out) = run(&["run", g]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 cell(s) run, 4 skipped"), "{out}");
+    assert_eq!(rows_of(&results), rows, "resume lost or duplicated rows");
+}
+
+#[test]
+fn failing_cell_is_recorded_and_the_grid_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = smoke_grid(tmp.path());
+    // An absurd learning rate makes the sgd cells diverge; lp-ft cells still run.
+    let (code, out) = run(&[
+        "run",
+        grid.to_str().unwrap(),
+        "--set",
+        "seed=0",
+        "--set",
+        "continual:method=[{name: sgd, epochs: 1, optimizer: {lr: 1.0e30}}, {name: lp-ft, lp_epochs: 1, ft_epochs: 1, lp_optimizer: {lr: 0.1}, ft_optimizer: {lr: 0.05}}]",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("1 failed"), "{out}");
+    assert!(out.contains("non-finite loss") || out.contains("diverged") || out.contains("infinite"), "{out}");
+    let md = std::fs::read_to_string(tmp.path().join("results/summary.md")).unwrap();
+    assert!(md.contains("Failed cells"), "{md}");
+    assert!(md.contains("| lp-ft |"), "{md}");
+}
+
+#[test]
+fn bad_grids_are_rejected_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = smoke_grid(tmp.path());
+    let text = std::fs::read_to_string(&grid).unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, text.replace("      classes_per_task: 2", "      classes_per_task: 2\n      clases: [1]")).unwrap();
+    let (code, out) = run(&["run", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("bad.yaml:"), "{out}");
+    assert!(out.contains("clases"), "{out}");
+    assert!(!tmp.path().join("results").exists(), "nothing may run for an invalid grid");
+
+    let (code, out) = run(&["validate", grid.to_str().unwrap(), "--device", "cuda:0"]);
+    if !cfg!(feature = "cuda") {
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains("--features cuda"), "{out}");
+    }
+
+    let (code, out) = run(&["validate", tmp.path().join("missing.yaml").to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(out.contains("missing.yaml"), "{out}");
+}

@@ -1,0 +1,167 @@
+//! Device names as grids and `--device` write them, mapped to burn devices.
+//! A device whose backend feature is not compiled in is an error here,
+//! before any work starts.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+
+/// `cpu` (flex), `cuda:N`, `tch-cpu`, `tch-cuda:N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+    TchCpu,
+    TchCuda(usize),
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::TchCpu => write!(f, "tch-cpu"),
+            DeviceSpec::TchCuda(i) => write!(f, "tch-cuda:{i}"),
+        }
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        let index = |rest: &str| {
+            rest.parse::<usize>().map_err(|_| {
+                CoreError::Device(s.into(), "the index after `:` must be a number".into())
+            })
+        };
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            "tch-cpu" => Ok(DeviceSpec::TchCpu),
+            "tch-cuda" => Ok(DeviceSpec::TchCuda(0)),
+            _ => {
+                if let Some(rest) = s.strip_prefix("cuda:") {
+                    Ok(DeviceSpec::Cuda(index(rest)?))
+                } else if let Some(rest) = s.strip_prefix("tch-cuda:") {
+                    Ok(DeviceSpec::TchCuda(index(rest)?))
+                } else {
+                    Err(CoreError::Device(
+                        s.into(),
+                        "unknown device; use cpu, cuda:N, tch-cpu or tch-cuda:N".into(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for DeviceSpec {
+    type Error = CoreError;
+    fn try_from(s: String) -> Result<Self, CoreError> {
+        s.parse()
+    }
+}
+
+impl From<DeviceSpec> for String {
+    fn from(d: DeviceSpec) -> String {
+        d.to_string()
+    }
+}
+
+fn not_compiled(spec: DeviceSpec, feature: &str) -> CoreError {
+    CoreError::Device(
+        spec.to_string(),
+        format!(
+            "this build has no `{feature}` backend; rebuild with `--features {feature}` \
+             (see README, Backends)"
+        ),
+    )
+}
+
+impl DeviceSpec {
+    /// Checks that the backend is compiled in, without touching hardware.
+    pub fn check_available(self) -> Result<(), CoreError> {
+        match self {
+            DeviceSpec::Cpu if !cfg!(feature = "flex") => Err(not_compiled(self, "flex")),
+            DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(not_compiled(self, "cuda")),
+            DeviceSpec::TchCpu | DeviceSpec::TchCuda(_) if !cfg!(feature = "tch") => {
+                Err(not_compiled(self, "tch"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The plain (inference) burn device.
+    pub fn device(self) -> Result<Device, CoreError> {
+        self.check_available()?;
+        Ok(self.device_unchecked())
+    }
+
+    #[allow(unreachable_code, unused_variables)]
+    fn device_unchecked(self) -> Device {
+        match self {
+            DeviceSpec::Cpu => {
+                #[cfg(feature = "flex")]
+                return Device::flex();
+            }
+            DeviceSpec::Cuda(i) => {
+                #[cfg(feature = "cuda")]
+                return Device::cuda(i);
+            }
+            DeviceSpec::TchCpu => {
+                #[cfg(feature = "tch")]
+                return Device::libtorch();
+            }
+            DeviceSpec::TchCuda(i) => {
+                #[cfg(feature = "tch")]
+                return Device::libtorch_cuda(i);
+            }
+        }
+        unreachable!("check_available rejects backends that are not compiled in")
+    }
+
+    /// Backends compiled into this build, for `--help` and error messages.
+    pub fn compiled() -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if cfg!(feature = "flex") {
+            v.push("cpu");
+        }
+        if cfg!(feature = "cuda") {
+            v.push("cuda:N");
+        }
+        if cfg!(feature = "tch") {
+            v.push("tch-cpu");
+            v.push("tch-cuda:N");
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        for s in ["cpu", "cuda:1", "tch-cpu", "tch-cuda:0"] {
+            assert_eq!(s.parse::<DeviceSpec>().unwrap().to_string(), s);
+        }
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert!("gpu".parse::<DeviceSpec>().is_err());
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn missing_backend_is_a_clear_error() {
+        let err = DeviceSpec::Cuda(0).device().unwrap_err().to_string();
+        assert!(err.contains("--features cuda"), "{err}");
+    }
+}

@@ -1,0 +1,81 @@
+//! Inference passes without an autodiff graph: logits and backbone features
+//! for whole image sets, returned as host `f32` rows.
+
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use reusebench_data::{Augment, BatchIter, BatchPlan, ImageSet, Normalization};
+
+use crate::backbone::ResNet;
+use crate::model::Classifier;
+
+/// Rows of an inference pass: `values` is `[rows, dim]`, row-major.
+#[derive(Debug, Clone)]
+pub struct Rows {
+    pub values: Vec<f32>,
+    pub dim: usize,
+}
+
+impl Rows {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.dim..(i + 1) * self.dim]
+    }
+    pub fn len(&self) -> usize {
+        self.values.len() / self.dim.max(1)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+fn infer(
+    set: &Arc<ImageSet>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+    forward: impl Fn(Tensor<4>) -> Tensor<2>,
+) -> Rows {
+    let device = device.clone().without_autodiff();
+    let plan = BatchPlan {
+        batch_size,
+        shuffle_seed: None,
+        augment: Augment::NONE,
+        normalization,
+        prefetch: 2,
+        drop_last: false,
+    };
+    let mut values = Vec::new();
+    let mut dim = 0;
+    for batch in BatchIter::new(Arc::clone(set), plan) {
+        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &device);
+        let out = forward(x);
+        dim = out.dims()[1];
+        values.extend(out.into_data().try_into_vec::<f32>().expect("f32 output"));
+    }
+    Rows { values, dim }
+}
+
+/// Logits of `model` (evaluation mode: running batch-norm statistics).
+pub fn logits(
+    model: &Classifier,
+    set: &Arc<ImageSet>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+) -> Rows {
+    let model = model.valid();
+    infer(set, batch_size, normalization, device, |x| model.forward(x))
+}
+
+/// Pooled backbone features (evaluation mode).
+pub fn features(
+    backbone: &ResNet,
+    set: &Arc<ImageSet>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+) -> Rows {
+    let backbone = backbone.valid();
+    infer(set, batch_size, normalization, device, |x| backbone.forward(x))
+}

@@ -1,0 +1,33 @@
+//! `lp-ft`: for every task, first a linear probe (only the head trains, on
+//! the frozen backbone's features), then fine-tuning of everything starting
+//! from that head (Kumar et al. 2022; Sun et al. 2023 for the continual case).
+
+use serde::{Deserialize, Serialize};
+
+use super::{ContinualMethod, TaskContext};
+use crate::error::CoreError;
+use crate::model::Classifier;
+use crate::train::{NoHooks, OptimConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LpFt {
+    pub lp_epochs: usize,
+    pub ft_epochs: usize,
+    /// Optimizer of the linear-probe stage.
+    pub lp_optimizer: OptimConfig,
+    /// Optimizer of the fine-tuning stage.
+    pub ft_optimizer: OptimConfig,
+}
+
+impl ContinualMethod for LpFt {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.lp_optimizer.validate("method.lp_optimizer")?;
+        self.ft_optimizer.validate("method.ft_optimizer")
+    }
+
+    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+        let model = ctx.linear_probe(model, self.lp_epochs, &self.lp_optimizer)?;
+        ctx.fine_tune(model, self.ft_epochs, &self.ft_optimizer, &NoHooks)
+    }
+}

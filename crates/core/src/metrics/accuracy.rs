@@ -1,0 +1,137 @@
+//! Accuracy, the continual-learning accuracy matrix and what is derived from
+//! it: average accuracy, forgetting and backward transfer.
+
+/// Top-1 accuracy (in %) of argmax over the logit columns in `allowed`.
+pub fn masked_accuracy(logits: &[f32], dim: usize, labels: &[u32], allowed: std::ops::Range<usize>) -> f64 {
+    if labels.is_empty() {
+        return f64::NAN;
+    }
+    let correct = labels
+        .iter()
+        .enumerate()
+        .filter(|&(i, &label)| {
+            let row = &logits[i * dim..(i + 1) * dim];
+            let mut best = allowed.start;
+            for c in allowed.clone() {
+                if row[c] > row[best] {
+                    best = c;
+                }
+            }
+            best == label as usize
+        })
+        .count();
+    100.0 * correct as f64 / labels.len() as f64
+}
+
+/// Top-1 accuracy (in %) over all logit columns.
+pub fn accuracy(logits: &[f32], dim: usize, labels: &[u32]) -> f64 {
+    masked_accuracy(logits, dim, labels, 0..dim)
+}
+
+/// `R[i][j]`: accuracy on task `j` after training task `i`, for `j <= i`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccuracyMatrix {
+    pub rows: Vec<Vec<f64>>,
+}
+
+impl AccuracyMatrix {
+    pub fn new() -> Self {
+        Self { rows: Vec::new() }
+    }
+
+    /// Appends the accuracies measured after training the next task
+    /// (one per task learned so far).
+    pub fn push_row(&mut self, row: Vec<f64>) {
+        assert_eq!(row.len(), self.rows.len() + 1, "row i holds tasks 0..=i");
+        self.rows.push(row);
+    }
+
+    pub fn num_tasks(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Mean accuracy over all tasks after the last one.
+    pub fn average_accuracy(&self) -> f64 {
+        let last = self.rows.last().expect("empty matrix");
+        last.iter().sum::<f64>() / last.len() as f64
+    }
+
+    /// Mean over all but the last task of (best accuracy before the end − final accuracy).
+    /// NaN with a single task.
+    pub fn forgetting(&self) -> f64 {
+        let t = self.num_tasks();
+        if t < 2 {
+            return f64::NAN;
+        }
+        let last = &self.rows[t - 1];
+        let sum: f64 = (0..t - 1)
+            .map(|j| {
+                let best = (j..t - 1).map(|i| self.rows[i][j]).fold(f64::MIN, f64::max);
+                best - last[j]
+            })
+            .sum();
+        sum / (t - 1) as f64
+    }
+
+    /// Mean over all but the last task of (final accuracy − accuracy just after learning it).
+    pub fn backward_transfer(&self) -> f64 {
+        let t = self.num_tasks();
+        if t < 2 {
+            return f64::NAN;
+        }
+        let last = &self.rows[t - 1];
+        (0..t - 1).map(|j| last[j] - self.rows[j][j]).sum::<f64>() / (t - 1) as f64
+    }
+}
+
+impl Default for AccuracyMatrix {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matrix_metrics_by_hand() {
+        // R = [[90], [60, 80], [70, 50, 85]]
+        let mut r = AccuracyMatrix::new();
+        r.push_row(vec![90.0]);
+        r.push_row(vec![60.0, 80.0]);
+        r.push_row(vec![70.0, 50.0, 85.0]);
+        // average of the last row
+        assert!((r.average_accuracy() - 205.0 / 3.0).abs() < 1e-12);
+        // forgetting: task0 best(90, 60)=90 - 70 = 20; task1 best(80)=80 - 50 = 30 -> 25
+        assert!((r.forgetting() - 25.0).abs() < 1e-12);
+        // bwt: (70-90 + 50-80)/2 = -25
+        assert!((r.backward_transfer() + 25.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn forgetting_uses_best_not_first() {
+        let mut r = AccuracyMatrix::new();
+        r.push_row(vec![50.0]);
+        r.push_row(vec![70.0, 90.0]); // task 0 improved after task 1
+        r.push_row(vec![65.0, 90.0, 80.0]);
+        // task0: best(50,70)=70 - 65 = 5; task1: 90 - 90 = 0
+        assert!((r.forgetting() - 2.5).abs() < 1e-12);
+        // bwt: (65-50 + 90-90)/2 = 7.5 (positive transfer)
+        assert!((r.backward_transfer() - 7.5).abs() < 1e-12);
+        let mut single = AccuracyMatrix::new();
+        single.push_row(vec![40.0]);
+        assert!(single.forgetting().is_nan());
+    }
+
+    #[test]
+    fn masked_accuracy_restricts_columns() {
+        // two samples, 4 classes
+        let logits = [0.0, 5.0, 1.0, 2.0, /**/ 9.0, 0.0, 3.0, 1.0];
+        let labels = [3, 2];
+        assert_eq!(accuracy(&logits, 4, &labels), 0.0);
+        // task-IL on task {2,3}: sample0 picks 3 (2.0 > 1.0), sample1 picks 2 (3 > 1)
+        assert_eq!(masked_accuracy(&logits, 4, &labels, 2..4), 100.0);
+        assert_eq!(masked_accuracy(&logits, 4, &labels, 0..2), 0.0);
+    }
+}

@@ -1,0 +1,151 @@
+//! `continual`: a class-incremental task sequence learned by one method,
+//! from a pretrained checkpoint or from scratch. After every task: the
+//! class-IL and task-IL accuracy on every task seen, and kNN accuracy of the
+//! backbone's features on every task (seen or not).
+
+use std::sync::Arc;
+
+use reusebench_data::{Augment, DatasetSpec, ImageSet, TaskSplit};
+use serde::{Deserialize, Serialize};
+
+use super::{build_classifier, default_batch_size, default_eval_batch_size, load_with_classes};
+use crate::backbone::BackboneConfig;
+use crate::device::DeviceSpec;
+use crate::error::CoreError;
+use crate::features::{features, logits};
+use crate::methods::{MethodConfig, TaskContext};
+use crate::metrics::{AccuracyMatrix, KnnConfig, MetricRow, knn_accuracy, masked_accuracy};
+use crate::progress::Progress;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContinualConfig {
+    pub seed: u64,
+    pub data: DatasetSpec,
+    /// Original class labels that make up the sequence; all when absent.
+    #[serde(default)]
+    pub classes: Option<Vec<u32>>,
+    pub classes_per_task: usize,
+    /// Shuffle the class order with this seed; natural order when absent.
+    #[serde(default)]
+    pub class_order_seed: Option<u64>,
+    #[serde(default)]
+    pub backbone: BackboneConfig,
+    pub method: MethodConfig,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    #[serde(default)]
+    pub augment: Augment,
+    /// kNN evaluation of the backbone features; `null` turns it off.
+    #[serde(default = "default_knn")]
+    pub knn: Option<KnnConfig>,
+}
+
+fn default_knn() -> Option<KnnConfig> {
+    Some(KnnConfig::default())
+}
+
+impl ContinualConfig {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        self.method.validate()?;
+        if self.batch_size < 2 {
+            return Err(CoreError::Config("batch_size must be >= 2".into()));
+        }
+        if let Some(k) = &self.knn
+            && (k.k == 0 || !(k.temperature > 0.0))
+        {
+            return Err(CoreError::Config("knn.k must be >= 1 and knn.temperature > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+pub fn run(config: &ContinualConfig, device: DeviceSpec, progress: &dyn Progress) -> Result<Vec<MetricRow>, CoreError> {
+    config.validate()?;
+    let plain = device.device()?;
+    plain.seed(config.seed);
+    let train_device = plain.clone().autodiff();
+    let (data, classes) = load_with_classes(&config.data, &config.classes)?;
+    let split = TaskSplit::new(&classes, config.classes_per_task, config.class_order_seed)?;
+    let tasks = split.num_tasks();
+    let train: Vec<Arc<ImageSet>> = (0..tasks).map(|t| Arc::new(split.task_images(&data.train, t))).collect();
+    let test: Vec<Arc<ImageSet>> = (0..tasks).map(|t| Arc::new(split.task_images(&data.test, t))).collect();
+    if let Some(t) = (0..tasks).find(|&t| train[t].is_empty() || test[t].is_empty()) {
+        return Err(CoreError::Config(format!("task {t} has no training or test images")));
+    }
+
+    let mut model = build_classifier(&config.backbone, split.num_classes(), config.seed, &train_device)?;
+    let mut method = config.method.build();
+    let mut class_il = AccuracyMatrix::new();
+    let mut task_il = AccuracyMatrix::new();
+    let mut knn_seen = AccuracyMatrix::new();
+    let mut rows = Vec::new();
+    let norm = data.normalization;
+    let ebs = config.eval_batch_size;
+
+    for t in 0..tasks {
+        let ctx = TaskContext {
+            task: t,
+            num_tasks: tasks,
+            train: Arc::clone(&train[t]),
+            num_classes: split.num_classes(),
+            batch_size: config.batch_size,
+            eval_batch_size: ebs,
+            augment: config.augment,
+            normalization: norm,
+            seed: config.seed,
+            device: &train_device,
+            progress,
+        };
+        model = method.learn_task(model, &ctx)?;
+
+        // Class-IL: argmax over every class seen so far; task-IL: over the task's own classes.
+        let seen = split.label_range(t).end;
+        let (mut cil_row, mut til_row) = (Vec::new(), Vec::new());
+        for j in 0..=t {
+            let out = logits(&model, &test[j], ebs, norm, &train_device);
+            let cil = masked_accuracy(&out.values, out.dim, &test[j].labels, 0..seen);
+            let til = masked_accuracy(&out.values, out.dim, &test[j].labels, split.label_range(j));
+            rows.push(MetricRow::entry("acc_class_il", t, j, cil));
+            rows.push(MetricRow::entry("acc_task_il", t, j, til));
+            cil_row.push(cil);
+            til_row.push(til);
+        }
+        class_il.push_row(cil_row);
+        task_il.push_row(til_row);
+
+        if let Some(knn) = &config.knn {
+            let mut knn_row = Vec::new();
+            for j in 0..tasks {
+                let bank = features(&model.backbone, &train[j], ebs, norm, &train_device);
+                let queries = features(&model.backbone, &test[j], ebs, norm, &train_device);
+                let acc = knn_accuracy(&bank, &train[j].labels, &queries, &test[j].labels, knn);
+                rows.push(MetricRow::entry("knn_acc", t, j, acc));
+                if j <= t {
+                    knn_row.push(acc);
+                }
+            }
+            knn_seen.push_row(knn_row);
+        }
+        progress.note(&format!(
+            "after task {}/{tasks}: class-IL {:.1}%, task-IL {:.1}%",
+            t + 1,
+            class_il.average_accuracy(),
+            task_il.average_accuracy()
+        ));
+    }
+
+    rows.push(MetricRow::scalar("avg_acc_class_il", class_il.average_accuracy()));
+    rows.push(MetricRow::scalar("avg_acc_task_il", task_il.average_accuracy()));
+    rows.push(MetricRow::scalar("forgetting_class_il", class_il.forgetting()));
+    rows.push(MetricRow::scalar("forgetting_task_il", task_il.forgetting()));
+    rows.push(MetricRow::scalar("bwt_class_il", class_il.backward_transfer()));
+    rows.push(MetricRow::scalar("bwt_task_il", task_il.backward_transfer()));
+    if config.knn.is_some() {
+        rows.push(MetricRow::scalar("knn_acc", knn_seen.average_accuracy()));
+        rows.push(MetricRow::scalar("knn_forgetting", knn_seen.forgetting()));
+    }
+    Ok(rows)
+}

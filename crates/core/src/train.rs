@@ -1,0 +1,257 @@
+//! The training loop every method shares: SGD with momentum over seeded,
+//! augmented, prefetched batches, with optional extra loss terms (the hook
+//! later methods such as MAS or EWC plug their penalties into).
+
+use std::sync::Arc;
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig};
+use burn::tensor::loss::cross_entropy_with_logits;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use reusebench_data::{Augment, BatchIter, BatchPlan, ImageSet, Normalization};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::model::Classifier;
+use crate::progress::Progress;
+
+/// SGD settings of one training stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    pub lr: f64,
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub schedule: Schedule,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+
+impl OptimConfig {
+    pub fn validate(&self, key: &str) -> Result<(), CoreError> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(CoreError::Config(format!("{key}.lr must be > 0, got {}", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(CoreError::Config(format!(
+                "{key}.momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        if self.weight_decay < 0.0 {
+            return Err(CoreError::Config(format!("{key}.weight_decay must be >= 0")));
+        }
+        Ok(())
+    }
+
+    fn optimizer(&self) -> burn::optim::ModuleOptimizer {
+        let mut sgd = SgdConfig::new();
+        if self.momentum > 0.0 {
+            sgd = sgd.with_momentum(Some(
+                MomentumConfig::new().with_momentum(self.momentum).with_dampening(0.0),
+            ));
+        }
+        if self.weight_decay > 0.0 {
+            sgd = sgd.with_weight_decay(Some(WeightDecayConfig::new(self.weight_decay as f32)));
+        }
+        sgd.init()
+    }
+
+    /// Learning rate at `step` of `total` steps.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let t = step as f64 / total.max(1) as f64;
+                0.5 * self.lr * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    #[default]
+    Constant,
+    /// Cosine decay to zero over the stage.
+    Cosine,
+}
+
+/// One training stage: how many epochs over which data, with which settings.
+#[derive(Debug, Clone)]
+pub struct Stage<'a> {
+    pub name: String,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optim: &'a OptimConfig,
+    pub augment: Augment,
+    pub normalization: Normalization,
+    pub num_classes: usize,
+    /// Seeds shuffling and augmentation of this stage.
+    pub seed: u64,
+}
+
+/// Extra loss terms added to the cross-entropy of every batch.
+pub trait TrainHooks {
+    fn penalty(&self, _model: &Classifier) -> Option<Tensor<1>> {
+        None
+    }
+}
+
+/// No extra terms: plain fine-tuning.
+pub struct NoHooks;
+impl TrainHooks for NoHooks {}
+
+/// What a stage reports back.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageStats {
+    pub last_epoch_loss: f64,
+    pub batches: usize,
+}
+
+fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
+    let mut v = vec![0f32; labels.len() * classes];
+    for (i, &l) in labels.iter().enumerate() {
+        v[i * classes + l as usize] = 1.0;
+    }
+    Tensor::from_data(TensorData::new(v, [labels.len(), classes]), device)
+}
+
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64)
+}
+
+fn check_finite(stage: &str, batch: usize, loss: f32) -> Result<(), CoreError> {
+    if loss.is_finite() {
+        Ok(())
+    } else {
+        Err(CoreError::NonFinite {
+            stage: stage.to_string(),
+            batch,
+            value: loss,
+        })
+    }
+}
+
+/// Trains every parameter of `model` (on an autodiff `device`) for the stage.
+pub fn fit(
+    mut model: Classifier,
+    data: &Arc<ImageSet>,
+    stage: &Stage,
+    hooks: &dyn TrainHooks,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<(Classifier, StageStats), CoreError> {
+    stage.optim.validate(&stage.name)?;
+    let mut optim = stage.optim.optimizer();
+    let per_epoch = data.len().div_ceil(stage.batch_size.max(1));
+    let total = per_epoch * stage.epochs;
+    let mut step = 0;
+    let mut stats = StageStats::default();
+    for epoch in 0..stage.epochs {
+        let plan = BatchPlan {
+            batch_size: stage.batch_size,
+            shuffle_seed: Some(epoch_seed(stage.seed, epoch)),
+            augment: stage.augment,
+            normalization: stage.normalization,
+            prefetch: 4,
+            drop_last: true,
+        };
+        let batches = BatchIter::new(Arc::clone(data), plan);
+        progress.begin(
+            &format!("{} · epoch {}/{}", stage.name, epoch + 1, stage.epochs),
+            batches.len(),
+        );
+        let (mut sum, mut count) = (0f64, 0usize);
+        for batch in batches {
+            let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
+            let y = one_hot(&batch.labels, stage.num_classes, device);
+            let logits = model.forward(x);
+            let mut loss = cross_entropy_with_logits(logits, y);
+            let ce = loss.clone().into_scalar::<f32>();
+            check_finite(&stage.name, count, ce)?;
+            if let Some(p) = hooks.penalty(&model) {
+                loss = loss + p;
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(stage.optim.lr_at(step, total), model, grads);
+            step += 1;
+            sum += ce as f64;
+            count += 1;
+            progress.batch(ce);
+        }
+        progress.end();
+        stats.last_epoch_loss = sum / count.max(1) as f64;
+        stats.batches += count;
+    }
+    Ok((model, stats))
+}
+
+/// Trains a linear head on fixed features (`[n, dim]`, row-major) — the
+/// linear-probe stage, run on features computed once instead of passing
+/// every image through the frozen backbone every epoch.
+pub fn fit_linear(
+    mut head: Linear,
+    features: &[f32],
+    labels: &[u32],
+    dim: usize,
+    stage: &Stage,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<(Linear, StageStats), CoreError> {
+    stage.optim.validate(&stage.name)?;
+    let mut optim = stage.optim.optimizer();
+    let n = labels.len();
+    let bs = stage.batch_size.max(1);
+    let per_epoch = n.div_ceil(bs);
+    let total = per_epoch * stage.epochs;
+    let mut step = 0;
+    let mut stats = StageStats::default();
+    let mut order: Vec<usize> = (0..n).collect();
+    for epoch in 0..stage.epochs {
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed(stage.seed, epoch)));
+        progress.begin(
+            &format!("{} · epoch {}/{}", stage.name, epoch + 1, stage.epochs),
+            per_epoch,
+        );
+        let (mut sum, mut count) = (0f64, 0usize);
+        for chunk in order.chunks(bs) {
+            let mut x = Vec::with_capacity(chunk.len() * dim);
+            let mut y = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                x.extend_from_slice(&features[i * dim..(i + 1) * dim]);
+                y.push(labels[i]);
+            }
+            let x = Tensor::<2>::from_data(TensorData::new(x, [chunk.len(), dim]), device);
+            let loss = cross_entropy_with_logits(head.forward(x), one_hot(&y, stage.num_classes, device));
+            let ce = loss.clone().into_scalar::<f32>();
+            check_finite(&stage.name, count, ce)?;
+            let grads = GradientsParams::from_grads(loss.backward(), &head);
+            head = optim.step(stage.optim.lr_at(step, total), head, grads);
+            step += 1;
+            sum += ce as f64;
+            count += 1;
+            progress.batch(ce);
+        }
+        progress.end();
+        stats.last_epoch_loss = sum / count.max(1) as f64;
+        stats.batches += count;
+    }
+    Ok((head, stats))
+}
+
+/// The trainable copy of a module trained elsewhere: moves it to `device`
+/// with a fresh autodiff graph.
+pub fn trainable<M: Module>(module: M, device: &Device) -> M {
+    module.fork(device)
+}

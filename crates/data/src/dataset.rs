@@ -1,0 +1,177 @@
+//! The in-memory image set every loader produces, and the dataset selector
+//! that grids name.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DataError;
+use crate::transform::Normalization;
+use crate::{cifar, synthetic};
+
+/// Images of one split, stored as `u8` in CHW order, one after another.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub pixels: Vec<u8>,
+    pub labels: Vec<u32>,
+}
+
+impl ImageSet {
+    pub fn empty(channels: usize, height: usize, width: usize) -> Self {
+        Self {
+            channels,
+            height,
+            width,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    pub fn image(&self, index: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.pixels[index * n..(index + 1) * n]
+    }
+
+    pub fn push(&mut self, image: &[u8], label: u32) {
+        debug_assert_eq!(image.len(), self.image_len());
+        self.pixels.extend_from_slice(image);
+        self.labels.push(label);
+    }
+
+    /// The images whose label is in `classes`, relabelled through `map`
+    /// (original label -> new label); order is kept.
+    pub fn select_classes(&self, map: &dyn Fn(u32) -> Option<u32>) -> ImageSet {
+        let mut out = ImageSet::empty(self.channels, self.height, self.width);
+        for i in 0..self.len() {
+            if let Some(label) = map(self.labels[i]) {
+                out.push(self.image(i), label);
+            }
+        }
+        out
+    }
+
+    /// Keeps at most `per_class` images of each label (the first ones).
+    pub fn cap_per_class(&self, per_class: usize) -> ImageSet {
+        let mut counts = std::collections::HashMap::<u32, usize>::new();
+        let mut out = ImageSet::empty(self.channels, self.height, self.width);
+        for i in 0..self.len() {
+            let c = counts.entry(self.labels[i]).or_default();
+            if *c < per_class {
+                *c += 1;
+                out.push(self.image(i), self.labels[i]);
+            }
+        }
+        out
+    }
+}
+
+/// A dataset's train and test splits and what is needed to feed them.
+#[derive(Debug, Clone)]
+pub struct TrainTest {
+    pub name: String,
+    pub num_classes: usize,
+    pub class_names: Vec<String>,
+    pub train: ImageSet,
+    pub test: ImageSet,
+    pub normalization: Normalization,
+}
+
+/// Which dataset a grid cell uses. `root` paths are the folder that holds the
+/// official files (e.g. `cifar-10-batches-bin`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DatasetSpec {
+    /// Procedural images, deterministic by `seed` (see [`synthetic`]).
+    Synthetic {
+        #[serde(default = "synthetic::default_classes")]
+        classes: usize,
+        #[serde(default = "synthetic::default_train_per_class")]
+        train_per_class: usize,
+        #[serde(default = "synthetic::default_test_per_class")]
+        test_per_class: usize,
+        #[serde(default)]
+        seed: u64,
+    },
+    /// CIFAR-10, official binary version.
+    Cifar10 {
+        root: PathBuf,
+        /// Use at most this many training images per class (the first ones).
+        #[serde(default)]
+        train_per_class: Option<usize>,
+        #[serde(default)]
+        test_per_class: Option<usize>,
+    },
+    /// CIFAR-100, official binary version (fine labels).
+    Cifar100 {
+        root: PathBuf,
+        #[serde(default)]
+        train_per_class: Option<usize>,
+        #[serde(default)]
+        test_per_class: Option<usize>,
+    },
+}
+
+impl DatasetSpec {
+    /// Paths this spec reads, for validation before any work starts.
+    pub fn required_paths(&self) -> Vec<PathBuf> {
+        match self {
+            DatasetSpec::Synthetic { .. } => vec![],
+            DatasetSpec::Cifar10 { root, .. } => cifar::cifar10_files(root),
+            DatasetSpec::Cifar100 { root, .. } => cifar::cifar100_files(root),
+        }
+    }
+
+    pub fn short_name(&self) -> &'static str {
+        match self {
+            DatasetSpec::Synthetic { .. } => "synthetic",
+            DatasetSpec::Cifar10 { .. } => "cifar10",
+            DatasetSpec::Cifar100 { .. } => "cifar100",
+        }
+    }
+}
+
+/// Loads (or generates) the dataset a spec names.
+pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
+    let cap = |mut set: TrainTest, train: &Option<usize>, test: &Option<usize>| {
+        if let Some(n) = train {
+            set.train = set.train.cap_per_class(*n);
+        }
+        if let Some(n) = test {
+            set.test = set.test.cap_per_class(*n);
+        }
+        set
+    };
+    match spec {
+        DatasetSpec::Synthetic {
+            classes,
+            train_per_class,
+            test_per_class,
+            seed,
+        } => synthetic::generate(*classes, *train_per_class, *test_per_class, *seed),
+        DatasetSpec::Cifar10 {
+            root,
+            train_per_class,
+            test_per_class,
+        } => Ok(cap(cifar::load_cifar10(root)?, train_per_class, test_per_class)),
+        DatasetSpec::Cifar100 {
+            root,
+            train_per_class,
+            test_per_class,
+        } => Ok(cap(cifar::load_cifar100(root)?, train_per_class, test_per_class)),
+    }
+}

@@ -1,0 +1,20 @@
+//! Datasets in their official on-disk formats, class-incremental task splits,
+//! train/test transforms and a prefetching batch iterator.
+//!
+//! Nothing here depends on a tensor library: images leave this crate as
+//! `u8` CHW buffers or normalised `f32` batches, so the training crates can
+//! change backend without touching data code.
+
+pub mod batch;
+pub mod cifar;
+pub mod dataset;
+pub mod error;
+pub mod split;
+pub mod synthetic;
+pub mod transform;
+
+pub use batch::{Batch, BatchIter, BatchPlan};
+pub use dataset::{DatasetSpec, ImageSet, TrainTest, load_dataset};
+pub use error::DataError;
+pub use split::TaskSplit;
+pub use transform::{Augment, Normalization};

@@ -1,0 +1,58 @@
+//! Finds the line of a key path in YAML text, so that errors found after
+//! parsing (type errors inside a config, unknown keys) name the line.
+
+/// 1-based line of the last key of `path` (mapping keys; numeric segments
+/// index sequences and are skipped), searched from `from_line` (1-based).
+/// Falls back to the deepest key found.
+pub(crate) fn line_of(text: &str, path: &[String], from_line: usize) -> Option<u64> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut start = from_line.saturating_sub(1);
+    let mut min_indent = 0usize;
+    let mut found = None;
+    for seg in path {
+        if seg.parse::<usize>().is_ok() {
+            continue;
+        }
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(start) {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            let t = trimmed.trim_start_matches("- ");
+            if !trimmed.is_empty() && !trimmed.starts_with('#') && indent < min_indent && i > start {
+                break; // left the enclosing block
+            }
+            if t.starts_with(&format!("{seg}:")) || t.starts_with(&format!("\"{seg}\":")) {
+                hit = Some((i, indent));
+                break;
+            }
+            // flow mappings: `{ seg: ... }`
+            if t.contains(&format!("{{{seg}:")) || t.contains(&format!(" {seg}:")) || t.contains(&format!(",{seg}:")) {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        match hit {
+            Some((i, indent)) => {
+                found = Some(i as u64 + 1);
+                start = i;
+                min_indent = indent + 1;
+            }
+            None => break,
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_nested_keys() {
+        let text = "experiments:\n  - name: a\n    base:\n      method:\n        name: sgd\n        optimizer:\n          lr: x\n  - name: b\n    base:\n      lr: 3\n";
+        let p = |s: &str| s.split('.').map(String::from).collect::<Vec<_>>();
+        assert_eq!(line_of(text, &p("experiments.0.base.method.optimizer.lr"), 1), Some(7));
+        assert_eq!(line_of(text, &p("base.lr"), 8), Some(10));
+        assert_eq!(line_of(text, &p("base.nothing"), 1), Some(3));
+    }
+}

@@ -1,0 +1,100 @@
+//! The results store: one folder per cell under `RESULTS/cells/`, holding
+//! `config.json`, `rows.json` and `status.json`. Every file is written to a
+//! temporary name and renamed, and `status.json` is written last, so a cell
+//! killed at any point is either done with all its rows or not done.
+
+use std::path::{Path, PathBuf};
+
+use reusebench_core::MetricRow;
+use serde::{Deserialize, Serialize};
+
+use crate::cell::Cell;
+use crate::error::RunnerError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Running,
+    Done,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellStatus {
+    pub state: State,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub experiment: String,
+    pub protocol: String,
+    pub method: String,
+    pub seed: u64,
+    #[serde(default)]
+    pub seconds: f64,
+    pub device: String,
+}
+
+/// One metric row with the identity of the cell that produced it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultRow {
+    pub cell: String,
+    pub experiment: String,
+    pub protocol: String,
+    pub method: String,
+    pub seed: u64,
+    /// Every grid axis of the experiment: key -> label of this cell's value.
+    pub axes: serde_json::Map<String, serde_json::Value>,
+    #[serde(flatten)]
+    pub metric: MetricRow,
+}
+
+pub fn cell_dir(results: &Path, cell: &Cell) -> PathBuf {
+    results.join("cells").join(cell.dir_name())
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunnerError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| RunnerError::io(dir, e))?;
+    }
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    std::fs::write(&tmp, bytes).map_err(|e| RunnerError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| RunnerError::io(path, e))
+}
+
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunnerError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| RunnerError::Store(e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+pub fn read_status(dir: &Path) -> Option<CellStatus> {
+    let text = std::fs::read_to_string(dir.join("status.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Done cells have a done status and their rows.
+pub fn is_done(dir: &Path) -> bool {
+    read_status(dir).is_some_and(|s| s.state == State::Done) && dir.join("rows.json").is_file()
+}
+
+pub fn result_rows(cell: &Cell, metrics: Vec<MetricRow>) -> Vec<ResultRow> {
+    let axes: serde_json::Map<String, serde_json::Value> = cell
+        .axes
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    metrics
+        .into_iter()
+        .map(|metric| ResultRow {
+            cell: cell.id.clone(),
+            experiment: cell.experiment.clone(),
+            protocol: cell.protocol.as_str().into(),
+            method: cell.config.method(),
+            seed: cell.config.seed(),
+            axes: axes.clone(),
+            metric,
+        })
+        .collect()
+}
