@@ -27,13 +27,17 @@ impl Ui {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
             let grid = multi.add(ProgressBar::new(cells as u64));
             grid.set_style(
-                ProgressStyle::with_template("grid  [{bar:30.cyan/blue}] {pos}/{len} cells  {elapsed_precise}  {msg}")
-                    .expect("template"),
+                ProgressStyle::with_template(
+                    "grid  [{bar:30.cyan/blue}] {pos}/{len} cells  {elapsed_precise}  {msg}",
+                )
+                .expect("template"),
             );
             let cell = multi.add(ProgressBar::new(0));
             cell.set_style(
-                ProgressStyle::with_template("cell  [{bar:30.green/white}] {pos}/{len}  {msg}  eta {eta}")
-                    .expect("template"),
+                ProgressStyle::with_template(
+                    "cell  [{bar:30.green/white}] {pos}/{len}  {msg}  eta {eta}",
+                )
+                .expect("template"),
             );
             (multi, grid, cell)
         });
@@ -77,7 +81,11 @@ impl GridObserver for Ui {
         if let Some((_, grid, _)) = &self.bars {
             grid.inc(1);
         }
-        self.line(&format!("[{}/{total}] done already, skipped {}", index + 1, describe(cell)));
+        self.line(&format!(
+            "[{}/{total}] done already, skipped {}",
+            index + 1,
+            describe(cell)
+        ));
     }
 
     fn cell_finished(&self, index: usize, total: usize, cell: &Cell, status: &CellStatus) {
@@ -129,7 +137,10 @@ impl Progress for Ui {
     fn end(&self) {
         let log = self.stage.lock().expect("ui lock");
         if self.bars.is_none() {
-            let secs = log.started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(0.0);
+            let secs = log
+                .started
+                .map(|s| s.elapsed().as_secs_f64())
+                .unwrap_or(0.0);
             println!(
                 "    {}: mean loss {:.4} over {} batches, {secs:.1}s",
                 log.name,

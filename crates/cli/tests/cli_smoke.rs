@@ -14,7 +14,10 @@ fn repo() -> PathBuf {
 /// The smoke grid with its results redirected into `dir`.
 fn smoke_grid(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("experiments/smoke/continual.yaml")).unwrap();
-    let text = text.replace("results: results/smoke-continual", &format!("results: {}", dir.join("results").display()));
+    let text = text.replace(
+        "results: results/smoke-continual",
+        &format!("results: {}", dir.join("results").display()),
+    );
     let path = dir.join("grid.yaml");
     std::fs::write(&path, text).unwrap();
     path
@@ -32,7 +35,10 @@ fn run(args: &[&str]) -> (i32, String) {
 
 fn rows_of(results: &Path) -> Vec<serde_json::Value> {
     let mut all = Vec::new();
-    let mut dirs: Vec<_> = std::fs::read_dir(results.join("cells")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut dirs: Vec<_> = std::fs::read_dir(results.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     dirs.sort();
     for d in dirs {
         let text = std::fs::read_to_string(d.join("rows.json")).unwrap();
@@ -61,20 +67,32 @@ fn smoke_grid_runs_reports_resumes_and_is_deterministic() {
     }
     let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
     assert!(md.contains("| sgd |") && md.contains("| lp-ft |"), "{md}");
-    assert!(md.contains("avg_acc_class_il") && md.contains("forgetting_class_il") && md.contains("knn_acc"), "{md}");
+    assert!(
+        md.contains("avg_acc_class_il")
+            && md.contains("forgetting_class_il")
+            && md.contains("knn_acc"),
+        "{md}"
+    );
     let plots: Vec<_> = std::fs::read_dir(results.join("plots")).unwrap().collect();
     assert!(plots.len() >= 5, "plots: {plots:?}");
 
     // Every continual cell has the full matrix and the scalars, each once.
     let rows = rows_of(&results);
-    let cells: std::collections::HashSet<&str> = rows.iter().map(|r| r["cell"].as_str().unwrap()).collect();
+    let cells: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r["cell"].as_str().unwrap()).collect();
     assert_eq!(cells.len(), 5);
-    let class_il = rows.iter().filter(|r| r["metric"] == "acc_class_il").count();
+    let class_il = rows
+        .iter()
+        .filter(|r| r["metric"] == "acc_class_il")
+        .count();
     assert_eq!(class_il, 4 * 3, "2 tasks -> R has 3 entries per cell");
     for r in &rows {
         assert!(r["experiment"].is_string() && r["method"].is_string() && r["seed"].is_u64());
         if r["experiment"] == "continual" {
-            assert!(r["axes"]["method"].is_string() && r["axes"]["seed"].is_string(), "{r}");
+            assert!(
+                r["axes"]["method"].is_string() && r["axes"]["seed"].is_string(),
+                "{r}"
+            );
         }
     }
 
@@ -87,17 +105,29 @@ fn smoke_grid_runs_reports_resumes_and_is_deterministic() {
     let (code, out) = run(&["run", g, "--force", "--no-report"]);
     assert_eq!(code, 0, "{out}");
     let again = rows_of(&results);
-    assert_eq!(rows, again, "metrics differ between two runs with the same seeds");
+    assert_eq!(
+        rows, again,
+        "metrics differ between two runs with the same seeds"
+    );
 
     // An interrupted cell (status running, no rows) is rerun; done cells are kept.
     let victim = std::fs::read_dir(results.join("cells"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("continual"))
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("continual")
+        })
         .unwrap();
     std::fs::remove_file(victim.join("rows.json")).unwrap();
     let status = std::fs::read_to_string(victim.join("status.json")).unwrap();
-    std::fs::write(victim.join("status.json"), status.replace("\"done\"", "\"running\"")).unwrap();
+    std::fs::write(
+        victim.join("status.json"),
+        status.replace("\"done\"", "\"running\""),
+    )
+    .unwrap();
     let (code, out) = run(&["run", g]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("1 cell(s) run, 4 skipped"), "{out}");
@@ -119,7 +149,10 @@ fn failing_cell_is_recorded_and_the_grid_goes_on() {
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("1 failed"), "{out}");
-    assert!(out.contains("non-finite loss") || out.contains("diverged") || out.contains("infinite"), "{out}");
+    assert!(
+        out.contains("non-finite loss") || out.contains("diverged") || out.contains("infinite"),
+        "{out}"
+    );
     let md = std::fs::read_to_string(tmp.path().join("results/summary.md")).unwrap();
     assert!(md.contains("Failed cells"), "{md}");
     assert!(md.contains("| lp-ft |"), "{md}");
@@ -131,12 +164,22 @@ fn bad_grids_are_rejected_before_any_work() {
     let grid = smoke_grid(tmp.path());
     let text = std::fs::read_to_string(&grid).unwrap();
     let bad = tmp.path().join("bad.yaml");
-    std::fs::write(&bad, text.replace("      classes_per_task: 2", "      classes_per_task: 2\n      clases: [1]")).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace(
+            "      classes_per_task: 2",
+            "      classes_per_task: 2\n      clases: [1]",
+        ),
+    )
+    .unwrap();
     let (code, out) = run(&["run", bad.to_str().unwrap()]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("bad.yaml:"), "{out}");
     assert!(out.contains("clases"), "{out}");
-    assert!(!tmp.path().join("results").exists(), "nothing may run for an invalid grid");
+    assert!(
+        !tmp.path().join("results").exists(),
+        "nothing may run for an invalid grid"
+    );
 
     let (code, out) = run(&["validate", grid.to_str().unwrap(), "--device", "cuda:0"]);
     if !cfg!(feature = "cuda") {
@@ -144,7 +187,65 @@ fn bad_grids_are_rejected_before_any_work() {
         assert!(out.contains("--features cuda"), "{out}");
     }
 
-    let (code, out) = run(&["validate", tmp.path().join("missing.yaml").to_str().unwrap()]);
+    let (code, out) = run(&[
+        "validate",
+        tmp.path().join("missing.yaml").to_str().unwrap(),
+    ]);
     assert_eq!(code, 2);
     assert!(out.contains("missing.yaml"), "{out}");
+}
+
+#[test]
+fn killed_mid_grid_resumes_without_losing_or_duplicating_rows() {
+    // Reference: one uninterrupted run.
+    let full = tempfile::tempdir().unwrap();
+    let grid = smoke_grid(full.path());
+    let (code, out) = run(&["run", grid.to_str().unwrap(), "--no-report"]);
+    assert_eq!(code, 0, "{out}");
+    let reference = rows_of(&full.path().join("results"));
+
+    // Same grid, killed (SIGKILL) as soon as two cells are done.
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = smoke_grid(tmp.path());
+    let cells = tmp.path().join("results/cells");
+    let mut child = bin()
+        .args(["run", grid.to_str().unwrap(), "--no-report"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let done = || {
+        std::fs::read_dir(&cells)
+            .map(|rd| {
+                rd.filter(|e| {
+                    let s = std::fs::read_to_string(e.as_ref().unwrap().path().join("status.json"))
+                        .unwrap_or_default();
+                    s.contains("\"done\"")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while done() < 2 && start.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let finished_early = child.try_wait().unwrap().is_some();
+    child.kill().ok();
+    child.wait().unwrap();
+    let before = done();
+    let (code, out) = run(&["run", grid.to_str().unwrap(), "--no-report"]);
+    assert_eq!(code, 0, "{out}");
+    if !finished_early {
+        assert!(before < 5, "the kill should have interrupted the grid");
+        assert!(out.contains(&format!("{before} skipped")), "{out}");
+    }
+    let mut resumed = rows_of(&tmp.path().join("results"));
+    let mut reference = reference;
+    let key = |r: &serde_json::Value| r.to_string();
+    resumed.sort_by_key(key);
+    reference.sort_by_key(key);
+    assert_eq!(
+        resumed, reference,
+        "rows lost, duplicated or changed by the kill"
+    );
 }

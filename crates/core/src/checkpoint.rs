@@ -17,7 +17,11 @@ fn err(path: &Path, message: impl Into<String>) -> CoreError {
 }
 
 /// Writes `backbone` to `path` (atomically: a temporary file, then a rename).
-pub fn save_backbone(backbone: &ResNet, config: &BackboneConfig, path: &Path) -> Result<(), CoreError> {
+pub fn save_backbone(
+    backbone: &ResNet,
+    config: &BackboneConfig,
+    path: &Path,
+) -> Result<(), CoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(path, e.to_string()))?;
     }

@@ -77,5 +77,7 @@ pub fn features(
     device: &Device,
 ) -> Rows {
     let backbone = backbone.valid();
-    infer(set, batch_size, normalization, device, |x| backbone.forward(x))
+    infer(set, batch_size, normalization, device, |x| {
+        backbone.forward(x)
+    })
 }

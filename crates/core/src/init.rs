@@ -30,6 +30,8 @@ pub fn uniform_fan_in<const D: usize>(
 ) -> Param<Tensor<D>> {
     let bound = 1.0 / (fan_in as f32).sqrt();
     let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|_| (rng.random::<f32>() * 2.0 - 1.0) * bound).collect();
+    let values: Vec<f32> = (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * bound)
+        .collect();
     Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
 }

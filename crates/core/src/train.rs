@@ -39,7 +39,10 @@ fn default_momentum() -> f64 {
 impl OptimConfig {
     pub fn validate(&self, key: &str) -> Result<(), CoreError> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(CoreError::Config(format!("{key}.lr must be > 0, got {}", self.lr)));
+            return Err(CoreError::Config(format!(
+                "{key}.lr must be > 0, got {}",
+                self.lr
+            )));
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return Err(CoreError::Config(format!(
@@ -48,7 +51,9 @@ impl OptimConfig {
             )));
         }
         if self.weight_decay < 0.0 {
-            return Err(CoreError::Config(format!("{key}.weight_decay must be >= 0")));
+            return Err(CoreError::Config(format!(
+                "{key}.weight_decay must be >= 0"
+            )));
         }
         Ok(())
     }
@@ -57,7 +62,9 @@ impl OptimConfig {
         let mut sgd = SgdConfig::new();
         if self.momentum > 0.0 {
             sgd = sgd.with_momentum(Some(
-                MomentumConfig::new().with_momentum(self.momentum).with_dampening(0.0),
+                MomentumConfig::new()
+                    .with_momentum(self.momentum)
+                    .with_dampening(0.0),
             ));
         }
         if self.weight_decay > 0.0 {
@@ -128,7 +135,8 @@ fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
 }
 
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(epoch as u64)
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(epoch as u64)
 }
 
 fn check_finite(stage: &str, batch: usize, loss: f32) -> Result<(), CoreError> {
@@ -219,7 +227,9 @@ pub fn fit_linear(
     let mut stats = StageStats::default();
     let mut order: Vec<usize> = (0..n).collect();
     for epoch in 0..stage.epochs {
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed(stage.seed, epoch)));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed(
+            stage.seed, epoch,
+        )));
         progress.begin(
             &format!("{} · epoch {}/{}", stage.name, epoch + 1, stage.epochs),
             per_epoch,
@@ -233,7 +243,8 @@ pub fn fit_linear(
                 y.push(labels[i]);
             }
             let x = Tensor::<2>::from_data(TensorData::new(x, [chunk.len(), dim]), device);
-            let loss = cross_entropy_with_logits(head.forward(x), one_hot(&y, stage.num_classes, device));
+            let loss =
+                cross_entropy_with_logits(head.forward(x), one_hot(&y, stage.num_classes, device));
             let ce = loss.clone().into_scalar::<f32>();
             check_finite(&stage.name, count, ce)?;
             let grads = GradientsParams::from_grads(loss.backward(), &head);

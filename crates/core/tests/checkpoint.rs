@@ -6,11 +6,11 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_core::NoProgress;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::{load_backbone, save_backbone};
 use reusebench_core::model::{Classifier, build_backbone, linear_head};
 use reusebench_core::train::{NoHooks, OptimConfig, Schedule, Stage, fit};
-use reusebench_core::NoProgress;
 use reusebench_data::{Augment, synthetic};
 
 fn device() -> Device {
@@ -18,26 +18,40 @@ fn device() -> Device {
 }
 
 fn input(device: &Device) -> Tensor<4> {
-    let values: Vec<f32> = (0..2 * 3 * 8 * 8).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let values: Vec<f32> = (0..2 * 3 * 8 * 8)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
     Tensor::from_data(TensorData::new(values, [2, 3, 8, 8]), device)
 }
 
 fn out(b: &reusebench_core::backbone::ResNet, device: &Device) -> Vec<f32> {
     use burn::module::Module;
-    b.valid().forward(input(device)).into_data().try_into_vec::<f32>().unwrap()
+    b.valid()
+        .forward(input(device))
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap()
 }
 
 #[test]
 fn trained_backbone_round_trips() {
     let dev = device();
     let train_dev = dev.clone().autodiff();
-    let cfg = BackboneConfig { width: 4, ..Default::default() };
+    let cfg = BackboneConfig {
+        width: 4,
+        ..Default::default()
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let backbone = build_backbone(&cfg, &mut rng, &train_dev);
     let head = linear_head(&mut rng, cfg.feature_dim(), 3, &train_dev);
     // A little training moves the weights and the batch-norm running statistics.
     let data = synthetic::generate(3, 8, 2, 0).unwrap();
-    let optim = OptimConfig { lr: 0.05, momentum: 0.9, weight_decay: 0.0, schedule: Schedule::Constant };
+    let optim = OptimConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        schedule: Schedule::Constant,
+    };
     let stage = Stage {
         name: "t".into(),
         epochs: 1,
@@ -48,7 +62,15 @@ fn trained_backbone_round_trips() {
         num_classes: 3,
         seed: 0,
     };
-    let (model, _) = fit(Classifier { backbone, head }, &Arc::new(data.train), &stage, &NoHooks, &train_dev, &NoProgress).unwrap();
+    let (model, _) = fit(
+        Classifier { backbone, head },
+        &Arc::new(data.train),
+        &stage,
+        &NoHooks,
+        &train_dev,
+        &NoProgress,
+    )
+    .unwrap();
 
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("sub/backbone.safetensors");
@@ -69,11 +91,17 @@ fn mismatched_or_corrupt_checkpoints_are_errors() {
     let dev = device();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("w4.safetensors");
-    let cfg4 = BackboneConfig { width: 4, ..Default::default() };
+    let cfg4 = BackboneConfig {
+        width: 4,
+        ..Default::default()
+    };
     let b4 = build_backbone(&cfg4, &mut ChaCha8Rng::seed_from_u64(1), &dev);
     save_backbone(&b4, &cfg4, &path).unwrap();
 
-    let cfg8 = BackboneConfig { width: 8, ..Default::default() };
+    let cfg8 = BackboneConfig {
+        width: 8,
+        ..Default::default()
+    };
     let b8 = build_backbone(&cfg8, &mut ChaCha8Rng::seed_from_u64(1), &dev);
     let err = load_backbone(b8, &path).unwrap_err().to_string();
     assert!(err.contains("w4.safetensors"), "{err}");
@@ -86,6 +114,8 @@ fn mismatched_or_corrupt_checkpoints_are_errors() {
     assert!(err.contains("corrupt.safetensors"), "{err}");
 
     let b4 = build_backbone(&cfg4, &mut ChaCha8Rng::seed_from_u64(1), &dev);
-    let err = load_backbone(b4, &tmp.path().join("absent.safetensors")).unwrap_err().to_string();
+    let err = load_backbone(b4, &tmp.path().join("absent.safetensors"))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("file not found"), "{err}");
 }

@@ -69,7 +69,7 @@ fn read_records(
 ) -> Result<(), DataError> {
     let record = label_bytes + PIXELS;
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if bytes.len() % record != 0 || bytes.is_empty() {
+    if !bytes.len().is_multiple_of(record) || bytes.is_empty() {
         return Err(DataError::Truncated {
             path: path.to_path_buf(),
             size: bytes.len() as u64,
@@ -116,7 +116,10 @@ fn check_root(root: &Path, expected: &str) -> Result<(), DataError> {
 
 /// Loads CIFAR-10 from the folder holding `data_batch_*.bin` and `test_batch.bin`.
 pub fn load_cifar10(root: &Path) -> Result<TrainTest, DataError> {
-    check_root(root, "data_batch_1.bin .. data_batch_5.bin and test_batch.bin")?;
+    check_root(
+        root,
+        "data_batch_1.bin .. data_batch_5.bin and test_batch.bin",
+    )?;
     let mut train = ImageSet::empty(3, 32, 32);
     for f in CIFAR10_TRAIN_FILES {
         read_records(&root.join(f), 1, 0, 10, &mut train)?;
@@ -166,7 +169,11 @@ pub fn write_cifar10_file(path: &Path, set: &ImageSet) -> Result<(), DataError> 
 
 /// Writes a small CIFAR-10 tree in the official layout, with the images of a
 /// synthetic dataset: the fixture tests and smoke grids read.
-pub fn write_cifar10_fixture(root: &Path, per_class_per_file: usize, seed: u64) -> Result<(), DataError> {
+pub fn write_cifar10_fixture(
+    root: &Path,
+    per_class_per_file: usize,
+    seed: u64,
+) -> Result<(), DataError> {
     std::fs::create_dir_all(root).map_err(|e| DataError::io(root, e))?;
     let data = crate::synthetic::generate(10, per_class_per_file * 5, per_class_per_file, seed)?;
     // Spread the training images over the five batch files, like the original.
@@ -213,7 +220,10 @@ mod tests {
         std::fs::write(&p, &bytes[..bytes.len() - 100]).unwrap();
         let err = load_cifar10(dir.path()).unwrap_err();
         let msg = err.to_string();
-        assert!(matches!(err, DataError::Truncated { record: 3073, .. }), "{msg}");
+        assert!(
+            matches!(err, DataError::Truncated { record: 3073, .. }),
+            "{msg}"
+        );
         assert!(msg.contains("data_batch_3.bin"), "{msg}");
         assert!(msg.contains("3073"), "{msg}");
     }

@@ -167,11 +167,19 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             root,
             train_per_class,
             test_per_class,
-        } => Ok(cap(cifar::load_cifar10(root)?, train_per_class, test_per_class)),
+        } => Ok(cap(
+            cifar::load_cifar10(root)?,
+            train_per_class,
+            test_per_class,
+        )),
         DatasetSpec::Cifar100 {
             root,
             train_per_class,
             test_per_class,
-        } => Ok(cap(cifar::load_cifar100(root)?, train_per_class, test_per_class)),
+        } => Ok(cap(
+            cifar::load_cifar100(root)?,
+            train_per_class,
+            test_per_class,
+        )),
     }
 }

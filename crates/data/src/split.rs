@@ -23,7 +23,10 @@ impl TaskSplit {
         classes_per_task: usize,
         permute_seed: Option<u64>,
     ) -> Result<Self, DataError> {
-        if classes_per_task == 0 || classes.is_empty() || classes.len() % classes_per_task != 0 {
+        if classes_per_task == 0
+            || classes.is_empty()
+            || !classes.len().is_multiple_of(classes_per_task)
+        {
             return Err(DataError::Config(format!(
                 "{} classes cannot be split into tasks of {classes_per_task}",
                 classes.len()
@@ -40,7 +43,10 @@ impl TaskSplit {
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         }
         Ok(Self {
-            tasks: order.chunks(classes_per_task).map(<[u32]>::to_vec).collect(),
+            tasks: order
+                .chunks(classes_per_task)
+                .map(<[u32]>::to_vec)
+                .collect(),
         })
     }
 
@@ -116,7 +122,10 @@ mod tests {
     #[test]
     fn uneven_split_is_an_error() {
         let err = TaskSplit::new(&[0, 1, 2], 2, None).unwrap_err();
-        assert!(err.to_string().contains("3 classes cannot be split into tasks of 2"));
+        assert!(
+            err.to_string()
+                .contains("3 classes cannot be split into tasks of 2")
+        );
         assert!(TaskSplit::new(&[0, 0], 1, None).is_err());
     }
 }

@@ -49,7 +49,10 @@ fn draw(class: usize, classes: usize, rng: &mut ChaCha8Rng, out: &mut [u8]) {
     let freq_index = (class * 7) % classes;
     let freq = 0.12 + 0.22 * freq_index as f32 / classes as f32 + gaussian(rng) * 0.01;
     let phase: f32 = rng.random::<f32>() * std::f32::consts::TAU;
-    let (cx, cy) = (8.0 + rng.random::<f32>() * 16.0, 8.0 + rng.random::<f32>() * 16.0);
+    let (cx, cy) = (
+        8.0 + rng.random::<f32>() * 16.0,
+        8.0 + rng.random::<f32>() * 16.0,
+    );
     let radius = 7.0 + rng.random::<f32>() * 5.0;
     let fg = hue_to_rgb(rng.random());
     let bg_a = hue_to_rgb(rng.random());
@@ -155,7 +158,10 @@ mod tests {
         }
         let lo = means.iter().cloned().fold(f64::MAX, f64::min);
         let hi = means.iter().cloned().fold(f64::MIN, f64::max);
-        assert!(hi - lo < 12.0, "class brightness differs too much: {means:?}");
+        assert!(
+            hi - lo < 12.0,
+            "class brightness differs too much: {means:?}"
+        );
         let img = d.train.image(0);
         let distinct: std::collections::HashSet<u8> = img.iter().copied().collect();
         assert!(distinct.len() > 50);

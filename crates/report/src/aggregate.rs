@@ -59,21 +59,35 @@ pub fn summarize(frame: &DataFrame, axis_columns: &[String]) -> Result<Summary, 
             col("value").count().alias("n"),
         ])
         .sort(
-            keys.iter().map(|k| k.as_str().into()).collect::<Vec<PlSmallStr>>(),
+            keys.iter()
+                .map(|k| k.as_str().into())
+                .collect::<Vec<PlSmallStr>>(),
             SortMultipleOptions::default(),
         )
         .collect()?;
 
     let text = |name: &str| -> Result<Vec<String>, ReportError> {
         let ca = agg.column(name)?.str()?.clone();
-        Ok((0..ca.len()).map(|i| ca.get(i).unwrap_or_default().to_string()).collect())
+        Ok((0..ca.len())
+            .map(|i| ca.get(i).unwrap_or_default().to_string())
+            .collect())
     };
     let num = |name: &str| -> Result<Vec<f64>, ReportError> {
         let ca = agg.column(name)?.cast(&DataType::Float64)?.f64()?.clone();
-        Ok((0..ca.len()).map(|i| ca.get(i).unwrap_or(f64::NAN)).collect())
+        Ok((0..ca.len())
+            .map(|i| ca.get(i).unwrap_or(f64::NAN))
+            .collect())
     };
-    let (experiment, protocol, method, metric) = (text("experiment")?, text("protocol")?, text("method")?, text("metric")?);
-    let axes: Vec<Vec<String>> = axis_columns.iter().map(|a| text(a)).collect::<Result<_, _>>()?;
+    let (experiment, protocol, method, metric) = (
+        text("experiment")?,
+        text("protocol")?,
+        text("method")?,
+        text("metric")?,
+    );
+    let axes: Vec<Vec<String>> = axis_columns
+        .iter()
+        .map(|a| text(a))
+        .collect::<Result<_, _>>()?;
     let (mean, std, n) = (num("mean")?, num("std")?, num("n")?);
     let rows = (0..agg.height())
         .map(|i| SummaryRow {
@@ -112,7 +126,10 @@ pub fn write_csv(summary: &Summary, path: &Path) -> Result<(), ReportError> {
 fn metric_order(metrics: &mut [String]) {
     metrics.sort_by_key(|m| {
         (
-            PREFERRED.iter().position(|p| p == m).unwrap_or(PREFERRED.len()),
+            PREFERRED
+                .iter()
+                .position(|p| p == m)
+                .unwrap_or(PREFERRED.len()),
             m.clone(),
         )
     });
@@ -140,7 +157,11 @@ pub fn markdown(summary: &Summary, failed: &[FailedCell], done: usize) -> String
     let mut experiments: Vec<&str> = summary.rows.iter().map(|r| r.experiment.as_str()).collect();
     experiments.dedup();
     for exp in experiments {
-        let rows: Vec<&SummaryRow> = summary.rows.iter().filter(|r| r.experiment == exp).collect();
+        let rows: Vec<&SummaryRow> = summary
+            .rows
+            .iter()
+            .filter(|r| r.experiment == exp)
+            .collect();
         let mut metrics: Vec<String> = rows.iter().map(|r| r.metric.clone()).collect();
         metrics.sort();
         metrics.dedup();
@@ -151,7 +172,10 @@ pub fn markdown(summary: &Summary, failed: &[FailedCell], done: usize) -> String
             .collect();
         let mut groups: Vec<(String, Vec<String>)> = Vec::new();
         for r in &rows {
-            let key = (r.method.clone(), axis_idx.iter().map(|&a| r.axes[a].clone()).collect());
+            let key = (
+                r.method.clone(),
+                axis_idx.iter().map(|&a| r.axes[a].clone()).collect(),
+            );
             if !groups.contains(&key) {
                 groups.push(key);
             }
@@ -170,7 +194,11 @@ pub fn markdown(summary: &Summary, failed: &[FailedCell], done: usize) -> String
             for m in &metrics {
                 let hit = rows.iter().find(|r| {
                     &r.method == method
-                        && axis_idx.iter().map(|&a| r.axes[a].clone()).collect::<Vec<_>>() == *axes
+                        && axis_idx
+                            .iter()
+                            .map(|&a| r.axes[a].clone())
+                            .collect::<Vec<_>>()
+                            == *axes
                         && &r.metric == m
                 });
                 match hit {
@@ -189,7 +217,10 @@ pub fn markdown(summary: &Summary, failed: &[FailedCell], done: usize) -> String
         out.push_str("\n## Failed cells\n\n| cell | experiment | method | seed | reason |\n| --- | --- | --- | --- | --- |\n");
         for f in failed {
             let reason = f.reason.replace('|', "\\|").replace('\n', " ");
-            out.push_str(&format!("| {} | {} | {} | {} | {} |\n", f.cell, f.experiment, f.method, f.seed, reason));
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                f.cell, f.experiment, f.method, f.seed, reason
+            ));
         }
     }
     out

@@ -43,7 +43,8 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
     let markdown = results.join("summary.md");
     let md = aggregate::markdown(&summary, &loaded.failed, loaded.cells_done);
     std::fs::write(&markdown, md).map_err(|e| ReportError::io(&markdown, e))?;
-    let (plots, png_skipped) = plots::draw_all(&loaded.rows, &loaded.axis_columns, &results.join("plots"))?;
+    let (plots, png_skipped) =
+        plots::draw_all(&loaded.rows, &loaded.axis_columns, &results.join("plots"))?;
     Ok(ReportFiles {
         markdown,
         csv,

@@ -14,6 +14,8 @@ use crate::error::ReportError;
 use crate::rows::StoredRow;
 
 type Group = String; // method plus extra axis labels
+/// (after task i, task j) -> value.
+type Matrix<T> = BTreeMap<(usize, usize), T>;
 
 fn group_of(r: &StoredRow, axis_columns: &[String]) -> Group {
     let mut parts = vec![r.method.clone()];
@@ -31,39 +33,67 @@ fn matrix_means(
     rows: &[&StoredRow],
     metric: &str,
     axis_columns: &[String],
-) -> BTreeMap<Group, BTreeMap<(usize, usize), f64>> {
-    let mut acc: BTreeMap<Group, BTreeMap<(usize, usize), (f64, usize)>> = BTreeMap::new();
+) -> BTreeMap<Group, Matrix<f64>> {
+    let mut acc: BTreeMap<Group, Matrix<(f64, usize)>> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.metric == metric) {
         if let (Some(i), Some(j)) = (r.after_task, r.task) {
-            let e = acc.entry(group_of(r, axis_columns)).or_default().entry((i, j)).or_default();
+            let e = acc
+                .entry(group_of(r, axis_columns))
+                .or_default()
+                .entry((i, j))
+                .or_default();
             e.0 += r.value;
             e.1 += 1;
         }
     }
     acc.into_iter()
-        .map(|(g, m)| (g, m.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect()))
+        .map(|(g, m)| {
+            (
+                g,
+                m.into_iter().map(|(k, (s, n))| (k, s / n as f64)).collect(),
+            )
+        })
         .collect()
 }
 
-fn scalar_means(rows: &[&StoredRow], metric: &str, axis_columns: &[String]) -> BTreeMap<Group, f64> {
+fn scalar_means(
+    rows: &[&StoredRow],
+    metric: &str,
+    axis_columns: &[String],
+) -> BTreeMap<Group, f64> {
     let mut acc: BTreeMap<Group, (f64, usize)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.metric == metric && r.after_task.is_none() && r.value.is_finite()) {
+    for r in rows
+        .iter()
+        .filter(|r| r.metric == metric && r.after_task.is_none() && r.value.is_finite())
+    {
         let e = acc.entry(group_of(r, axis_columns)).or_default();
         e.0 += r.value;
         e.1 += 1;
     }
-    acc.into_iter().map(|(g, (s, n))| (g, s / n as f64)).collect()
+    acc.into_iter()
+        .map(|(g, (s, n))| (g, s / n as f64))
+        .collect()
 }
 
 fn slug(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 type DrawResult = Result<(), String>;
 
-fn heatmap<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &BTreeMap<(usize, usize), f64>) -> DrawResult {
+fn heatmap<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    m: &Matrix<f64>,
+) -> DrawResult {
     let t = m.keys().map(|(i, j)| i.max(j) + 1).max().unwrap_or(1);
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -79,7 +109,13 @@ fn heatmap<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &BT
         .x_desc("evaluated task j")
         .y_desc("after training task i")
         .x_label_formatter(&|v| if *v < t { v.to_string() } else { String::new() })
-        .y_label_formatter(&|v| if *v < t { (t - 1 - v).to_string() } else { String::new() })
+        .y_label_formatter(&|v| {
+            if *v < t {
+                (t - 1 - v).to_string()
+            } else {
+                String::new()
+            }
+        })
         .draw()
         .map_err(|e| e.to_string())?;
     for (&(i, j), &v) in m {
@@ -91,7 +127,10 @@ fn heatmap<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &BT
             (255.0 - 80.0 * shade) as u8,
         );
         chart
-            .draw_series(std::iter::once(Rectangle::new([(j, y), (j + 1, y + 1)], color.filled())))
+            .draw_series(std::iter::once(Rectangle::new(
+                [(j, y), (j + 1, y + 1)],
+                color.filled(),
+            )))
             .map_err(|e| e.to_string())?;
         chart
             .draw_series(std::iter::once(Text::new(
@@ -104,7 +143,11 @@ fn heatmap<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &BT
     root.present().map_err(|e| e.to_string())
 }
 
-fn task_curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &BTreeMap<(usize, usize), f64>) -> DrawResult {
+fn task_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    m: &Matrix<f64>,
+) -> DrawResult {
     let t = m.keys().map(|(i, j)| i.max(j) + 1).max().unwrap_or(1);
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -122,12 +165,16 @@ fn task_curves<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m:
         .map_err(|e| e.to_string())?;
     for j in 0..t {
         let color = Palette99::pick(j).to_rgba();
-        let points: Vec<(f64, f64)> = (j..t).filter_map(|i| m.get(&(i, j)).map(|&v| (i as f64, v))).collect();
+        let points: Vec<(f64, f64)> = (j..t)
+            .filter_map(|i| m.get(&(i, j)).map(|&v| (i as f64, v)))
+            .collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(format!("task {j}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
             .map_err(|e| e.to_string())?;
@@ -157,7 +204,11 @@ fn bars<DB: DrawingBackend>(
         .flat_map(|(_, m)| m.values().cloned())
         .fold(1.0f64, f64::max)
         * 1.15;
-    let min = series.iter().flat_map(|(_, m)| m.values().cloned()).fold(0.0f64, f64::min) * 1.15;
+    let min = series
+        .iter()
+        .flat_map(|(_, m)| m.values().cloned())
+        .fold(0.0f64, f64::min)
+        * 1.15;
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let n = groups.len().max(1);
     let k = series.len().max(1);
@@ -175,7 +226,11 @@ fn bars<DB: DrawingBackend>(
         .x_labels(n * 2 + 1)
         .x_label_formatter(&move |x| {
             let i = x.floor() as usize;
-            if (x - i as f64 - 0.5).abs() < 1e-6 { labels.get(i).cloned().unwrap_or_default() } else { String::new() }
+            if (x - i as f64 - 0.5).abs() < 1e-6 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .y_desc("%")
         .draw()
@@ -214,15 +269,22 @@ fn render(
     png_problem: &mut Option<String>,
 ) -> Result<(), ReportError> {
     let svg = dir.join(format!("{name}.svg"));
-    draw_svg(SVGBackend::new(&svg, size).into_drawing_area()).map_err(|message| ReportError::Plot {
-        path: svg.clone(),
-        message,
+    draw_svg(SVGBackend::new(&svg, size).into_drawing_area()).map_err(|message| {
+        ReportError::Plot {
+            path: svg.clone(),
+            message,
+        }
     })?;
     out.push(svg);
     let png = dir.join(format!("{name}.png"));
+    // Without a font the bitmap backend panics on text; keep that quiet and
+    // report it once instead of printing a panic per figure.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         draw_png(BitMapBackend::new(&png, size).into_drawing_area())
     }));
+    std::panic::set_hook(hook);
     match result {
         Ok(Ok(())) => out.push(png),
         Ok(Err(e)) => {
@@ -231,7 +293,9 @@ fn render(
         }
         Err(_) => {
             let _ = std::fs::remove_file(&png);
-            png_problem.get_or_insert("PNG not rendered: the bitmap backend panicked".into());
+            png_problem.get_or_insert(
+                "PNG not rendered: no font is available to the bitmap backend".into(),
+            );
         }
     }
     Ok(())
@@ -245,7 +309,11 @@ pub fn draw_all(
     std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
     let mut out = Vec::new();
     let mut png_problem = None;
-    let mut experiments: Vec<&str> = rows.iter().filter(|r| r.protocol == "continual").map(|r| r.experiment.as_str()).collect();
+    let mut experiments: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.protocol == "continual")
+        .map(|r| r.experiment.as_str())
+        .collect();
     experiments.sort();
     experiments.dedup();
     for exp in experiments {
@@ -253,21 +321,55 @@ pub fn draw_all(
         for (group, m) in matrix_means(&exp_rows, "acc_class_il", axis_columns) {
             let title = format!("{exp}: {group}, class-IL accuracy R[i][j]");
             let name = format!("heatmap-{}-{}", slug(exp), slug(&group));
-            render(dir, &name, (560, 480), &|a| heatmap(a, &title, &m), &|a| heatmap(a, &title, &m), &mut out, &mut png_problem)?;
+            render(
+                dir,
+                &name,
+                (560, 480),
+                &|a| heatmap(a, &title, &m),
+                &|a| heatmap(a, &title, &m),
+                &mut out,
+                &mut png_problem,
+            )?;
             let title = format!("{exp}: {group}, accuracy of each task (class-IL)");
             let name = format!("tasks-{}-{}", slug(exp), slug(&group));
-            render(dir, &name, (640, 420), &|a| task_curves(a, &title, &m), &|a| task_curves(a, &title, &m), &mut out, &mut png_problem)?;
+            render(
+                dir,
+                &name,
+                (640, 420),
+                &|a| task_curves(a, &title, &m),
+                &|a| task_curves(a, &title, &m),
+                &mut out,
+                &mut png_problem,
+            )?;
         }
         let series = [
-            ("average accuracy (class-IL)", scalar_means(&exp_rows, "avg_acc_class_il", axis_columns)),
-            ("forgetting (class-IL)", scalar_means(&exp_rows, "forgetting_class_il", axis_columns)),
-            ("kNN accuracy", scalar_means(&exp_rows, "knn_acc", axis_columns)),
+            (
+                "average accuracy (class-IL)",
+                scalar_means(&exp_rows, "avg_acc_class_il", axis_columns),
+            ),
+            (
+                "forgetting (class-IL)",
+                scalar_means(&exp_rows, "forgetting_class_il", axis_columns),
+            ),
+            (
+                "kNN accuracy",
+                scalar_means(&exp_rows, "knn_acc", axis_columns),
+            ),
         ];
-        let series: Vec<(&str, BTreeMap<Group, f64>)> = series.into_iter().filter(|(_, m)| !m.is_empty()).collect();
+        let series: Vec<(&str, BTreeMap<Group, f64>)> =
+            series.into_iter().filter(|(_, m)| !m.is_empty()).collect();
         if !series.is_empty() {
             let title = format!("{exp}: per method (mean over seeds)");
             let name = format!("summary-{}", slug(exp));
-            render(dir, &name, (720, 420), &|a| bars(a, &title, &series), &|a| bars(a, &title, &series), &mut out, &mut png_problem)?;
+            render(
+                dir,
+                &name,
+                (720, 420),
+                &|a| bars(a, &title, &series),
+                &|a| bars(a, &title, &series),
+                &mut out,
+                &mut png_problem,
+            )?;
         }
     }
     Ok((out, png_problem))

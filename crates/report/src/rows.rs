@@ -85,15 +85,21 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
             path: status_path.clone(),
             message: e.to_string(),
         })?;
-        let cell = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let cell = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         match status.state.as_str() {
             "done" => {
                 let rows_path = dir.join("rows.json");
-                let text = std::fs::read_to_string(&rows_path).map_err(|e| ReportError::io(&rows_path, e))?;
-                let mut cell_rows: Vec<StoredRow> = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
-                    path: rows_path.clone(),
-                    message: e.to_string(),
-                })?;
+                let text = std::fs::read_to_string(&rows_path)
+                    .map_err(|e| ReportError::io(&rows_path, e))?;
+                let mut cell_rows: Vec<StoredRow> =
+                    serde_json::from_str(&text).map_err(|e| ReportError::Parse {
+                        path: rows_path.clone(),
+                        message: e.to_string(),
+                    })?;
                 rows.append(&mut cell_rows);
                 done += 1;
             }
@@ -128,20 +134,30 @@ pub fn to_frame(rows: &[StoredRow], axis_columns: &[String]) -> Result<DataFrame
         Column::new("experiment".into(), text(&|r| r.experiment.clone())),
         Column::new("protocol".into(), text(&|r| r.protocol.clone())),
         Column::new("method".into(), text(&|r| r.method.clone())),
-        Column::new("seed".into(), rows.iter().map(|r| r.seed).collect::<Vec<u64>>()),
+        Column::new(
+            "seed".into(),
+            rows.iter().map(|r| r.seed).collect::<Vec<u64>>(),
+        ),
     ];
     for key in axis_columns {
         columns.push(Column::new(key.as_str().into(), text(&|r| r.axis(key))));
     }
     columns.push(Column::new("metric".into(), text(&|r| r.metric.clone())));
-    columns.push(Column::new("value".into(), rows.iter().map(|r| r.value).collect::<Vec<f64>>()));
+    columns.push(Column::new(
+        "value".into(),
+        rows.iter().map(|r| r.value).collect::<Vec<f64>>(),
+    ));
     columns.push(Column::new(
         "after_task".into(),
-        rows.iter().map(|r| r.after_task.map(|v| v as u32)).collect::<Vec<Option<u32>>>(),
+        rows.iter()
+            .map(|r| r.after_task.map(|v| v as u32))
+            .collect::<Vec<Option<u32>>>(),
     ));
     columns.push(Column::new(
         "task".into(),
-        rows.iter().map(|r| r.task.map(|v| v as u32)).collect::<Vec<Option<u32>>>(),
+        rows.iter()
+            .map(|r| r.task.map(|v| v as u32))
+            .collect::<Vec<Option<u32>>>(),
     ));
     Ok(DataFrame::new(rows.len(), columns)?)
 }

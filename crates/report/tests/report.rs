@@ -4,7 +4,10 @@ use std::path::Path;
 
 use serde_json::json;
 
-fn write_cell(results: &Path, name: &str, state: &str, method: &str, seed: u64, rows: &[(&str, f64, Option<(usize, usize)>)]) {
+/// (metric, value, optional (after_task, task)).
+type Row<'a> = (&'a str, f64, Option<(usize, usize)>);
+
+fn write_cell(results: &Path, name: &str, state: &str, method: &str, seed: u64, rows: &[Row]) {
     let dir = results.join("cells").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let status = json!({"state": state, "experiment": "cl", "protocol": "continual", "method": method,
@@ -33,14 +36,33 @@ fn write_cell(results: &Path, name: &str, state: &str, method: &str, seed: u64, 
 fn aggregates_over_seeds_and_lists_failures() {
     let tmp = tempfile::tempdir().unwrap();
     let r = tmp.path();
-    let matrix = |a: f64| vec![("acc_class_il", a, Some((0, 0))), ("acc_class_il", a - 10.0, Some((1, 0))), ("acc_class_il", 70.0, Some((1, 1)))];
+    let matrix = |a: f64| {
+        vec![
+            ("acc_class_il", a, Some((0, 0))),
+            ("acc_class_il", a - 10.0, Some((1, 0))),
+            ("acc_class_il", 70.0, Some((1, 1))),
+        ]
+    };
     let mut sgd0 = matrix(90.0);
-    sgd0.extend([("avg_acc_class_il", 60.0, None), ("forgetting_class_il", 10.0, None)]);
+    sgd0.extend([
+        ("avg_acc_class_il", 60.0, None),
+        ("forgetting_class_il", 10.0, None),
+    ]);
     let mut sgd1 = matrix(80.0);
-    sgd1.extend([("avg_acc_class_il", 64.0, None), ("forgetting_class_il", 14.0, None)]);
+    sgd1.extend([
+        ("avg_acc_class_il", 64.0, None),
+        ("forgetting_class_il", 14.0, None),
+    ]);
     write_cell(r, "cl-a", "done", "sgd", 0, &sgd0);
     write_cell(r, "cl-b", "done", "sgd", 1, &sgd1);
-    write_cell(r, "cl-c", "done", "lp-ft", 0, &[("avg_acc_class_il", 70.0, None)]);
+    write_cell(
+        r,
+        "cl-c",
+        "done",
+        "lp-ft",
+        0,
+        &[("avg_acc_class_il", 70.0, None)],
+    );
     write_cell(r, "cl-d", "failed", "lp-ft", 1, &[]);
     write_cell(r, "cl-e", "running", "lp-ft", 2, &[]);
 
@@ -49,17 +71,37 @@ fn aggregates_over_seeds_and_lists_failures() {
     assert_eq!(files.cells_failed, 1);
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     // sgd: mean(60, 64) = 62, sample std = 2.83; forgetting mean 12 ± 2.83
-    assert!(md.contains("| sgd | 20 | 62.00 ± 2.83 | 12.00 ± 2.83 | 2 |"), "{md}");
+    assert!(
+        md.contains("| sgd | 20 | 62.00 ± 2.83 | 12.00 ± 2.83 | 2 |"),
+        "{md}"
+    );
     assert!(md.contains("| lp-ft | 20 | 70.00 | – | 1 |"), "{md}");
-    assert!(md.contains("## Failed cells") && md.contains("non-finite loss"), "{md}");
+    assert!(
+        md.contains("## Failed cells") && md.contains("non-finite loss"),
+        "{md}"
+    );
     let csv = std::fs::read_to_string(&files.csv).unwrap();
-    assert!(csv.lines().next().unwrap().starts_with("experiment,protocol,method,backbone.width,metric,mean,std,n"), "{csv}");
-    assert!(csv.contains("cl,continual,sgd,20,avg_acc_class_il,62.0,"), "{csv}");
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .starts_with("experiment,protocol,method,backbone.width,metric,mean,std,n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("cl,continual,sgd,20,avg_acc_class_il,62.0,"),
+        "{csv}"
+    );
     assert!(std::fs::metadata(&files.parquet).unwrap().len() > 100);
-    let svgs: Vec<_> = files.plots.iter().filter(|p| p.extension().unwrap() == "svg").collect();
+    let svgs: Vec<_> = files
+        .plots
+        .iter()
+        .filter(|p| p.extension().unwrap() == "svg")
+        .collect();
     // heatmap + task curves for sgd, heatmap... lp-ft has no matrix; + the summary bars
     assert_eq!(svgs.len(), 3, "{:?}", files.plots);
-    let heat = std::fs::read_to_string(r.join("plots/heatmap-cl-sgd_backbone_width_20.svg")).unwrap();
+    let heat =
+        std::fs::read_to_string(r.join("plots/heatmap-cl-sgd_backbone_width_20.svg")).unwrap();
     // mean of R[1][0] over seeds: (80 + 70) / 2 = 75.0
     assert!(heat.contains("75.0"), "heatmap lacks the averaged entry");
 }

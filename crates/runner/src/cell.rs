@@ -96,7 +96,10 @@ pub fn cell_id(experiment: &str, protocol: Protocol, config: &serde_json::Value)
     h.update(protocol.as_str().as_bytes());
     h.update([0]);
     h.update(canonical.as_bytes());
-    h.finalize()[..6].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// JSON with object keys sorted, so that key order in YAML does not change ids.
@@ -107,12 +110,21 @@ fn canonical_json(v: &serde_json::Value) -> String {
             keys.sort();
             let inner: Vec<String> = keys
                 .iter()
-                .map(|k| format!("{}:{}", serde_json::to_string(k).unwrap(), canonical_json(&m[*k])))
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::to_string(k).unwrap(),
+                        canonical_json(&m[*k])
+                    )
+                })
                 .collect();
             format!("{{{}}}", inner.join(","))
         }
         serde_json::Value::Array(a) => {
-            format!("[{}]", a.iter().map(canonical_json).collect::<Vec<_>>().join(","))
+            format!(
+                "[{}]",
+                a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+            )
         }
         other => other.to_string(),
     }
@@ -128,9 +140,18 @@ mod tests {
         let a = json!({"seed": 1, "method": {"name": "sgd", "epochs": 2}});
         let b = json!({"method": {"epochs": 2, "name": "sgd"}, "seed": 1});
         let c = json!({"method": {"epochs": 3, "name": "sgd"}, "seed": 1});
-        assert_eq!(cell_id("e", Protocol::Continual, &a), cell_id("e", Protocol::Continual, &b));
-        assert_ne!(cell_id("e", Protocol::Continual, &a), cell_id("e", Protocol::Continual, &c));
-        assert_ne!(cell_id("e", Protocol::Continual, &a), cell_id("f", Protocol::Continual, &a));
+        assert_eq!(
+            cell_id("e", Protocol::Continual, &a),
+            cell_id("e", Protocol::Continual, &b)
+        );
+        assert_ne!(
+            cell_id("e", Protocol::Continual, &a),
+            cell_id("e", Protocol::Continual, &c)
+        );
+        assert_ne!(
+            cell_id("e", Protocol::Continual, &a),
+            cell_id("f", Protocol::Continual, &a)
+        );
         assert_eq!(cell_id("e", Protocol::Continual, &a).len(), 12);
     }
 }

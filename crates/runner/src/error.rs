@@ -18,7 +18,10 @@ pub enum RunnerError {
     },
     /// Several problems found while validating; reported together.
     #[error("{} problem(s) in {path}:\n{}", problems.len(), problems.join("\n"))]
-    Invalid { path: PathBuf, problems: Vec<String> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
     #[error("--set {0}: {1}")]
     Override(String, String),
     #[error("results store: {0}")]

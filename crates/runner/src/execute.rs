@@ -35,7 +35,11 @@ pub trait GridObserver {
     fn progress(&self) -> &dyn Progress;
 }
 
-fn run_cell(cell: &Cell, device: DeviceSpec, progress: &dyn Progress) -> Result<Vec<MetricRow>, String> {
+fn run_cell(
+    cell: &Cell,
+    device: DeviceSpec,
+    progress: &dyn Progress,
+) -> Result<Vec<MetricRow>, String> {
     let result = catch_unwind(AssertUnwindSafe(|| match &cell.config {
         ProtocolConfig::Pretrain(c) => pretrain::run(c, device, progress),
         ProtocolConfig::Continual(c) => continual::run(c, device, progress),
@@ -60,7 +64,11 @@ fn run_cell(cell: &Cell, device: DeviceSpec, progress: &dyn Progress) -> Result<
 }
 
 /// Runs every cell of `grid` that is not done (all with `force`).
-pub fn run_grid(grid: &Grid, options: &RunOptions, observer: &dyn GridObserver) -> Result<RunSummary, RunnerError> {
+pub fn run_grid(
+    grid: &Grid,
+    options: &RunOptions,
+    observer: &dyn GridObserver,
+) -> Result<RunSummary, RunnerError> {
     let results: &Path = &grid.results;
     std::fs::create_dir_all(results).map_err(|e| RunnerError::io(results, e))?;
     store::write_json(
@@ -93,12 +101,15 @@ pub fn run_grid(grid: &Grid, options: &RunOptions, observer: &dyn GridObserver) 
         };
         // A rerun starts clean: stale rows of an earlier attempt must not survive.
         let _ = std::fs::remove_file(dir.join("rows.json"));
-        store::write_json(&dir.join("config.json"), &serde_json::json!({
-            "experiment": cell.experiment,
-            "protocol": cell.protocol.as_str(),
-            "axes": cell.axes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-            "config": cell.config_json,
-        }))?;
+        store::write_json(
+            &dir.join("config.json"),
+            &serde_json::json!({
+                "experiment": cell.experiment,
+                "protocol": cell.protocol.as_str(),
+                "axes": cell.axes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                "config": cell.config_json,
+            }),
+        )?;
         store::write_json(&dir.join("status.json"), &status)?;
         let start = Instant::now();
         let outcome = run_cell(cell, grid.device, observer.progress());

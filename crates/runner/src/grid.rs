@@ -61,7 +61,11 @@ pub struct Grid {
 
 /// Reads, overrides, expands and validates a grid. `overrides` are
 /// `[experiment:]key.path=value` strings; `device` replaces the file's.
-pub fn load_grid(path: &Path, overrides: &[String], device: Option<&str>) -> Result<Grid, RunnerError> {
+pub fn load_grid(
+    path: &Path,
+    overrides: &[String],
+    device: Option<&str>,
+) -> Result<Grid, RunnerError> {
     let text = std::fs::read_to_string(path).map_err(|e| RunnerError::io(path, e))?;
     parse_grid(path, &text, overrides, device)
 }
@@ -84,10 +88,15 @@ pub fn parse_grid(
         let line = e.location().map(|l| l.line());
         grid_err(path, line, e.without_snippet().to_string())
     })?;
-    let device_str = device.map(String::from).or(raw.device.clone()).unwrap_or_else(|| "cpu".into());
+    let device_str = device
+        .map(String::from)
+        .or(raw.device.clone())
+        .unwrap_or_else(|| "cpu".into());
     let device: DeviceSpec = device_str
         .parse()
-        .map_err(|e: reusebench_core::CoreError| grid_err(path, line_of(text, &["device".into()], 1), e.to_string()))?;
+        .map_err(|e: reusebench_core::CoreError| {
+            grid_err(path, line_of(text, &["device".into()], 1), e.to_string())
+        })?;
     device
         .check_available()
         .map_err(|e| grid_err(path, None, e.to_string()))?;
@@ -95,8 +104,16 @@ pub fn parse_grid(
     let mut names = HashSet::new();
     for (i, e) in raw.experiments.iter().enumerate() {
         if !names.insert(e.name.clone()) {
-            let line = line_of(text, &["experiments".into(), i.to_string(), "name".into()], 1);
-            return Err(grid_err(path, line, format!("experiment name `{}` is used twice", e.name)));
+            let line = line_of(
+                text,
+                &["experiments".into(), i.to_string(), "name".into()],
+                1,
+            );
+            return Err(grid_err(
+                path,
+                line,
+                format!("experiment name `{}` is used twice", e.name),
+            ));
         }
     }
     for o in overrides {
@@ -124,11 +141,17 @@ pub fn parse_grid(
                 return Err(grid_err(
                     path,
                     line,
-                    format!("experiment `{}`: axis `{k}` must be a non-empty list of values", exp.name),
+                    format!(
+                        "experiment `{}`: axis `{k}` must be a non-empty list of values",
+                        exp.name
+                    ),
                 ));
             }
         };
-        axes_out.push((exp.name.clone(), axes.iter().map(|(k, _)| k.clone()).collect()));
+        axes_out.push((
+            exp.name.clone(),
+            axes.iter().map(|(k, _)| k.clone()).collect(),
+        ));
         let labels: Vec<Vec<String>> = axes.iter().map(|(_, vs)| axis_labels(vs)).collect();
         for combo in cartesian(&axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>()) {
             let mut config = Value::Object(exp.base.clone());
@@ -136,7 +159,10 @@ pub fn parse_grid(
                 set_path(&mut config, &axes[ai].0, axes[ai].1[vi].clone());
             }
             let id = cell_id(&exp.name, exp.protocol, &config);
-            let seed_label = config.get("seed").map(|s| s.to_string()).unwrap_or_default();
+            let seed_label = config
+                .get("seed")
+                .map(|s| s.to_string())
+                .unwrap_or_default();
             let resolved = fill_placeholders(&config, &results, &seed_label, &exp.name);
             let typed = match typed_config(exp.protocol, &resolved) {
                 Ok(t) => t,
@@ -234,9 +260,13 @@ pub fn parse_grid(
 }
 
 fn experiment_line(text: &str, index: usize) -> usize {
-    line_of(text, &["experiments".into(), index.to_string(), "name".into()], 1)
-        .map(|l| l as usize)
-        .unwrap_or(1)
+    line_of(
+        text,
+        &["experiments".into(), index.to_string(), "name".into()],
+        1,
+    )
+    .map(|l| l as usize)
+    .unwrap_or(1)
 }
 
 /// All index combinations, the last axis varying fastest.
@@ -264,10 +294,7 @@ fn axis_labels(values: &[Value]) -> Vec<String> {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let names: Vec<Option<String>> = values
-        .iter()
-        .map(|v| v.get("name").map(scalar))
-        .collect();
+    let names: Vec<Option<String>> = values.iter().map(|v| v.get("name").map(scalar)).collect();
     let unique = names.iter().all(Option::is_some)
         && names.iter().collect::<HashSet<_>>().len() == names.len();
     values
@@ -293,7 +320,9 @@ fn set_path(target: &mut Value, key_path: &str, value: Value) {
             map.insert(part.to_string(), value);
             return;
         }
-        cur = map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        cur = map
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
 }
 
@@ -363,7 +392,11 @@ fn fill_placeholders(v: &Value, results: &Path, seed: &str, experiment: &str) ->
                 .replace("{seed}", seed)
                 .replace("{experiment}", experiment),
         ),
-        Value::Array(a) => Value::Array(a.iter().map(|x| fill_placeholders(x, results, seed, experiment)).collect()),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| fill_placeholders(x, results, seed, experiment))
+                .collect(),
+        ),
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, x)| (k.clone(), fill_placeholders(x, results, seed, experiment)))
@@ -452,7 +485,10 @@ experiments:
 
     #[test]
     fn unknown_key_names_line_and_key() {
-        let text = GRID.replace("      classes_per_task: 2", "      classes_per_task: 2\n      learning_rate: 3");
+        let text = GRID.replace(
+            "      classes_per_task: 2",
+            "      classes_per_task: 2\n      learning_rate: 3",
+        );
         let err = parse(&text, &[]).unwrap_err().to_string();
         assert!(err.contains("grid.yaml:10"), "{err}");
         assert!(err.contains("learning_rate"), "{err}");
@@ -472,10 +508,16 @@ experiments:
         let err = parse(&text, &[]).unwrap_err().to_string();
         assert!(err.contains("grid.yaml:13"), "{err}");
         // Tagged configs (method, data) are reported at their own key, with the bad value.
-        assert!(err.contains("key `method`") && err.contains("\"fast\""), "{err}");
+        assert!(
+            err.contains("key `method`") && err.contains("\"fast\""),
+            "{err}"
+        );
         let text = GRID.replace("ft_optimizer: { lr: 0.01 }", "ft_optimiser: { lr: 0.01 }");
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(err.contains("grid.yaml:13") && err.contains("unknown field `ft_optimiser`"), "{err}");
+        assert!(
+            err.contains("grid.yaml:13") && err.contains("unknown field `ft_optimiser`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -491,14 +533,23 @@ experiments:
 
     #[test]
     fn bad_hyperparameter_and_missing_file_are_reported_before_running() {
-        let text = GRID.replace("optimizer: { lr: 0.1 } }\n    axes", "optimizer: { lr: -1 } }\n    axes");
+        let text = GRID.replace(
+            "optimizer: { lr: 0.1 } }\n    axes",
+            "optimizer: { lr: -1 } }\n    axes",
+        );
         let text = text.replace("      seed: [0, 1, 2]\n", "");
         let text = text.replace("      method:\n        - { name: sgd, epochs: 1, optimizer: { lr: 0.1 } }\n        - { name: lp-ft, lp_epochs: 1, ft_epochs: 1, lp_optimizer: { lr: 0.1 }, ft_optimizer: { lr: 0.01 } }\n", "      seed: [0]\n");
         let err = parse(&text, &[]).unwrap_err().to_string();
         assert!(err.contains("method.optimizer.lr must be > 0"), "{err}");
-        let text = GRID.replace("backbone: { width: 4 }", "backbone: { width: 4, checkpoint: /nonexistent/x.safetensors }");
+        let text = GRID.replace(
+            "backbone: { width: 4 }",
+            "backbone: { width: 4, checkpoint: /nonexistent/x.safetensors }",
+        );
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/x.safetensors does not exist"), "{err}");
+        assert!(
+            err.contains("/nonexistent/x.safetensors does not exist"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -510,9 +561,15 @@ experiments:
         let g = parse(&text, &[]).unwrap();
         let pre = g.cells.iter().find(|c| c.experiment == "pre").unwrap();
         match &pre.config {
-            ProtocolConfig::Pretrain(p) => assert_eq!(p.output, PathBuf::from("/tmp/reusebench-test-grid/ckpt-3.safetensors")),
+            ProtocolConfig::Pretrain(p) => assert_eq!(
+                p.output,
+                PathBuf::from("/tmp/reusebench-test-grid/ckpt-3.safetensors")
+            ),
             _ => panic!(),
         }
-        assert_eq!(pre.config_json["output"], "{results}/ckpt-{seed}.safetensors");
+        assert_eq!(
+            pre.config_json["output"],
+            "{results}/ckpt-{seed}.safetensors"
+        );
     }
 }

@@ -18,7 +18,8 @@ pub(crate) fn line_of(text: &str, path: &[String], from_line: usize) -> Option<u
             let trimmed = line.trim_start();
             let indent = line.len() - trimmed.len();
             let t = trimmed.trim_start_matches("- ");
-            if !trimmed.is_empty() && !trimmed.starts_with('#') && indent < min_indent && i > start {
+            if !trimmed.is_empty() && !trimmed.starts_with('#') && indent < min_indent && i > start
+            {
                 break; // left the enclosing block
             }
             if t.starts_with(&format!("{seg}:")) || t.starts_with(&format!("\"{seg}\":")) {
@@ -26,7 +27,10 @@ pub(crate) fn line_of(text: &str, path: &[String], from_line: usize) -> Option<u
                 break;
             }
             // flow mappings: `{ seg: ... }`
-            if t.contains(&format!("{{{seg}:")) || t.contains(&format!(" {seg}:")) || t.contains(&format!(",{seg}:")) {
+            if t.contains(&format!("{{{seg}:"))
+                || t.contains(&format!(" {seg}:"))
+                || t.contains(&format!(",{seg}:"))
+            {
                 hit = Some((i, indent));
                 break;
             }
@@ -51,7 +55,10 @@ mod tests {
     fn finds_nested_keys() {
         let text = "experiments:\n  - name: a\n    base:\n      method:\n        name: sgd\n        optimizer:\n          lr: x\n  - name: b\n    base:\n      lr: 3\n";
         let p = |s: &str| s.split('.').map(String::from).collect::<Vec<_>>();
-        assert_eq!(line_of(text, &p("experiments.0.base.method.optimizer.lr"), 1), Some(7));
+        assert_eq!(
+            line_of(text, &p("experiments.0.base.method.optimizer.lr"), 1),
+            Some(7)
+        );
         assert_eq!(line_of(text, &p("base.lr"), 8), Some(10));
         assert_eq!(line_of(text, &p("base.nothing"), 1), Some(3));
     }

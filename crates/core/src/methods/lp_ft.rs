@@ -26,7 +26,11 @@ impl ContinualMethod for LpFt {
         self.ft_optimizer.validate("method.ft_optimizer")
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         let model = ctx.linear_probe(model, self.lp_epochs, &self.lp_optimizer)?;
         ctx.fine_tune(model, self.ft_epochs, &self.ft_optimizer, &NoHooks)
     }

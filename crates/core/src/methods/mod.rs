@@ -59,7 +59,8 @@ pub trait ContinualMethod {
         Ok(())
     }
     /// Trains `model` on the task `ctx` describes and returns it.
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError>;
+    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext)
+    -> Result<Classifier, CoreError>;
 }
 
 /// Everything a method may use while learning one task.
@@ -83,7 +84,13 @@ pub struct TaskContext<'a> {
 
 impl TaskContext<'_> {
     /// A training stage over this task's data.
-    pub fn stage<'o>(&self, label: &str, salt: u64, epochs: usize, optim: &'o OptimConfig) -> Stage<'o> {
+    pub fn stage<'o>(
+        &self,
+        label: &str,
+        salt: u64,
+        epochs: usize,
+        optim: &'o OptimConfig,
+    ) -> Stage<'o> {
         Stage {
             name: format!("task {}/{} · {label}", self.task + 1, self.num_tasks),
             epochs,
@@ -108,7 +115,15 @@ impl TaskContext<'_> {
         hooks: &dyn TrainHooks,
     ) -> Result<Classifier, CoreError> {
         let stage = self.stage("fine-tune", 1, epochs, optim);
-        Ok(fit(model, &self.train, &stage, hooks, self.device, self.progress)?.0)
+        Ok(fit(
+            model,
+            &self.train,
+            &stage,
+            hooks,
+            self.device,
+            self.progress,
+        )?
+        .0)
     }
 
     /// Trains only the head on the frozen backbone's features. The features

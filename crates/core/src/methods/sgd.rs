@@ -20,7 +20,11 @@ impl ContinualMethod for Sgd {
         self.optimizer.validate("method.optimizer")
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         ctx.fine_tune(model, self.epochs, &self.optimizer, &NoHooks)
     }
 }

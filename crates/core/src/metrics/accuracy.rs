@@ -2,7 +2,12 @@
 //! it: average accuracy, forgetting and backward transfer.
 
 /// Top-1 accuracy (in %) of argmax over the logit columns in `allowed`.
-pub fn masked_accuracy(logits: &[f32], dim: usize, labels: &[u32], allowed: std::ops::Range<usize>) -> f64 {
+pub fn masked_accuracy(
+    logits: &[f32],
+    dim: usize,
+    labels: &[u32],
+    allowed: std::ops::Range<usize>,
+) -> f64 {
     if labels.is_empty() {
         return f64::NAN;
     }

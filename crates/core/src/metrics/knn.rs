@@ -78,7 +78,10 @@ pub fn knn_accuracy(
         let pred = votes
             .iter()
             .enumerate()
-            .fold((0, f64::MIN), |best, (c, &v)| if v > best.1 { (c, v) } else { best })
+            .fold(
+                (0, f64::MIN),
+                |best, (c, &v)| if v > best.1 { (c, v) } else { best },
+            )
             .0;
         if pred == label as usize {
             correct += 1;
@@ -102,7 +105,10 @@ mod tests {
         let bank_labels = [0, 0, 1, 1];
         let queries = rows(vec![5.0, 1.0, 0.1, 7.0, 1.0, 1.01], 2);
         // the third query sits on the diagonal, slightly towards y
-        let cfg = KnnConfig { k: 2, temperature: 0.1 };
+        let cfg = KnnConfig {
+            k: 2,
+            temperature: 0.1,
+        };
         let acc = knn_accuracy(&bank, &bank_labels, &queries, &[0, 1, 1], &cfg);
         assert!((acc - 100.0).abs() < 1e-9);
         let acc = knn_accuracy(&bank, &bank_labels, &queries, &[1, 1, 0], &cfg);
@@ -116,8 +122,14 @@ mod tests {
         let bank = rows(vec![1.0, 0.0, /**/ 0.0, 1.0, /**/ 0.0, 1.0], 2);
         let labels = [1, 0, 0];
         let q = rows(vec![1.0, 0.05], 2);
-        let low = KnnConfig { k: 3, temperature: 0.1 };
-        let high = KnnConfig { k: 3, temperature: 100.0 };
+        let low = KnnConfig {
+            k: 3,
+            temperature: 0.1,
+        };
+        let high = KnnConfig {
+            k: 3,
+            temperature: 100.0,
+        };
         assert_eq!(knn_accuracy(&bank, &labels, &q, &[1], &low), 100.0);
         assert_eq!(knn_accuracy(&bank, &labels, &q, &[1], &high), 0.0);
     }

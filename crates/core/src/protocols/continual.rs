@@ -54,15 +54,21 @@ impl ContinualConfig {
             return Err(CoreError::Config("batch_size must be >= 2".into()));
         }
         if let Some(k) = &self.knn
-            && (k.k == 0 || !(k.temperature > 0.0))
+            && (k.k == 0 || k.temperature.is_nan() || k.temperature <= 0.0)
         {
-            return Err(CoreError::Config("knn.k must be >= 1 and knn.temperature > 0".into()));
+            return Err(CoreError::Config(
+                "knn.k must be >= 1 and knn.temperature > 0".into(),
+            ));
         }
         Ok(())
     }
 }
 
-pub fn run(config: &ContinualConfig, device: DeviceSpec, progress: &dyn Progress) -> Result<Vec<MetricRow>, CoreError> {
+pub fn run(
+    config: &ContinualConfig,
+    device: DeviceSpec,
+    progress: &dyn Progress,
+) -> Result<Vec<MetricRow>, CoreError> {
     config.validate()?;
     let plain = device.device()?;
     plain.seed(config.seed);
@@ -70,13 +76,24 @@ pub fn run(config: &ContinualConfig, device: DeviceSpec, progress: &dyn Progress
     let (data, classes) = load_with_classes(&config.data, &config.classes)?;
     let split = TaskSplit::new(&classes, config.classes_per_task, config.class_order_seed)?;
     let tasks = split.num_tasks();
-    let train: Vec<Arc<ImageSet>> = (0..tasks).map(|t| Arc::new(split.task_images(&data.train, t))).collect();
-    let test: Vec<Arc<ImageSet>> = (0..tasks).map(|t| Arc::new(split.task_images(&data.test, t))).collect();
+    let train: Vec<Arc<ImageSet>> = (0..tasks)
+        .map(|t| Arc::new(split.task_images(&data.train, t)))
+        .collect();
+    let test: Vec<Arc<ImageSet>> = (0..tasks)
+        .map(|t| Arc::new(split.task_images(&data.test, t)))
+        .collect();
     if let Some(t) = (0..tasks).find(|&t| train[t].is_empty() || test[t].is_empty()) {
-        return Err(CoreError::Config(format!("task {t} has no training or test images")));
+        return Err(CoreError::Config(format!(
+            "task {t} has no training or test images"
+        )));
     }
 
-    let mut model = build_classifier(&config.backbone, split.num_classes(), config.seed, &train_device)?;
+    let mut model = build_classifier(
+        &config.backbone,
+        split.num_classes(),
+        config.seed,
+        &train_device,
+    )?;
     let mut method = config.method.build();
     let mut class_il = AccuracyMatrix::new();
     let mut task_il = AccuracyMatrix::new();
@@ -137,12 +154,30 @@ pub fn run(config: &ContinualConfig, device: DeviceSpec, progress: &dyn Progress
         ));
     }
 
-    rows.push(MetricRow::scalar("avg_acc_class_il", class_il.average_accuracy()));
-    rows.push(MetricRow::scalar("avg_acc_task_il", task_il.average_accuracy()));
-    rows.push(MetricRow::scalar("forgetting_class_il", class_il.forgetting()));
-    rows.push(MetricRow::scalar("forgetting_task_il", task_il.forgetting()));
-    rows.push(MetricRow::scalar("bwt_class_il", class_il.backward_transfer()));
-    rows.push(MetricRow::scalar("bwt_task_il", task_il.backward_transfer()));
+    rows.push(MetricRow::scalar(
+        "avg_acc_class_il",
+        class_il.average_accuracy(),
+    ));
+    rows.push(MetricRow::scalar(
+        "avg_acc_task_il",
+        task_il.average_accuracy(),
+    ));
+    rows.push(MetricRow::scalar(
+        "forgetting_class_il",
+        class_il.forgetting(),
+    ));
+    rows.push(MetricRow::scalar(
+        "forgetting_task_il",
+        task_il.forgetting(),
+    ));
+    rows.push(MetricRow::scalar(
+        "bwt_class_il",
+        class_il.backward_transfer(),
+    ));
+    rows.push(MetricRow::scalar(
+        "bwt_task_il",
+        task_il.backward_transfer(),
+    ));
     if config.knn.is_some() {
         rows.push(MetricRow::scalar("knn_acc", knn_seen.average_accuracy()));
         rows.push(MetricRow::scalar("knn_forgetting", knn_seen.forgetting()));

@@ -17,8 +17,8 @@ use crate::error::CoreError;
 use crate::features::logits;
 use crate::metrics::accuracy;
 use crate::model::{Classifier, build_backbone, linear_head};
-use reusebench_data::{ImageSet, Normalization};
 use burn::tensor::Device;
+use reusebench_data::{ImageSet, Normalization};
 
 pub(crate) fn default_batch_size() -> usize {
     32
@@ -61,7 +61,7 @@ pub(crate) fn build_classifier(
     }
     // The head has its own stream: whether the backbone is random or loaded
     // does not change it.
-    let mut head_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_4EAD);
+    let mut head_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005E_ED0F_4EAD);
     let head = linear_head(&mut head_rng, config.feature_dim(), classes, device);
     Ok(Classifier { backbone, head })
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use reusebench_data::{Augment, DatasetSpec};
 use serde::{Deserialize, Serialize};
 
-use super::{build_classifier, default_batch_size, default_eval_batch_size, load_with_classes, test_accuracy};
+use super::{
+    build_classifier, default_batch_size, default_eval_batch_size, load_with_classes, test_accuracy,
+};
 use crate::backbone::BackboneConfig;
 use crate::checkpoint::save_backbone;
 use crate::device::DeviceSpec;
@@ -42,13 +44,19 @@ impl PretrainConfig {
     pub fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("optimizer")?;
         if self.epochs == 0 || self.batch_size < 2 {
-            return Err(CoreError::Config("epochs must be >= 1 and batch_size >= 2".into()));
+            return Err(CoreError::Config(
+                "epochs must be >= 1 and batch_size >= 2".into(),
+            ));
         }
         Ok(())
     }
 }
 
-pub fn run(config: &PretrainConfig, device: DeviceSpec, progress: &dyn Progress) -> Result<Vec<MetricRow>, CoreError> {
+pub fn run(
+    config: &PretrainConfig,
+    device: DeviceSpec,
+    progress: &dyn Progress,
+) -> Result<Vec<MetricRow>, CoreError> {
     config.validate()?;
     let plain = device.device()?;
     plain.seed(config.seed);
@@ -69,7 +77,13 @@ pub fn run(config: &PretrainConfig, device: DeviceSpec, progress: &dyn Progress)
         seed: config.seed,
     };
     let (model, stats) = fit(model, &train, &stage, &NoHooks, &train_device, progress)?;
-    let acc = test_accuracy(&model, &test, config.eval_batch_size, data.normalization, &train_device);
+    let acc = test_accuracy(
+        &model,
+        &test,
+        config.eval_batch_size,
+        data.normalization,
+        &train_device,
+    );
     save_backbone(&model.backbone, &config.backbone, &config.output)?;
     progress.note(&format!(
         "pretrained backbone: test accuracy {acc:.2}% on {} classes, saved to {}",
