@@ -89,54 +89,50 @@ fn slug(s: &str) -> String {
 
 type DrawResult = Result<(), String>;
 
-fn heatmap<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    title: &str,
-    m: &Matrix<f64>,
-) -> DrawResult {
+fn heatmap<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &Matrix<f64>) -> DrawResult {
     let t = m.keys().map(|(i, j)| i.max(j) + 1).max().unwrap_or(1);
+    let tf = t as f64;
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(50)
-        .build_cartesian_2d(0..t, 0..t)
+        .build_cartesian_2d(0f64..tf, 0f64..tf)
         .map_err(|e| e.to_string())?;
+    // Labels at cell centres; rows drawn top-down so task 0 is on top, like a printed matrix.
+    let centre = |v: f64| {
+        let k = (v - 0.5).round();
+        ((v - 0.5 - k).abs() < 1e-6 && k >= 0.0 && k < tf).then_some(k as usize)
+    };
     chart
         .configure_mesh()
         .disable_mesh()
+        .x_labels(2 * t + 1)
+        .y_labels(2 * t + 1)
         .x_desc("evaluated task j")
         .y_desc("after training task i")
-        .x_label_formatter(&|v| if *v < t { v.to_string() } else { String::new() })
-        .y_label_formatter(&|v| {
-            if *v < t {
-                (t - 1 - v).to_string()
-            } else {
-                String::new()
-            }
-        })
+        .x_label_formatter(&|v| centre(*v).map(|k| k.to_string()).unwrap_or_default())
+        .y_label_formatter(&|v| centre(*v).map(|k| (t - 1 - k).to_string()).unwrap_or_default())
         .draw()
         .map_err(|e| e.to_string())?;
     for (&(i, j), &v) in m {
-        let y = t - 1 - i; // task 0 on top, like a printed matrix
+        let (x, y) = (j as f64, (t - 1 - i) as f64);
         let shade = (v / 100.0).clamp(0.0, 1.0);
         let color = RGBColor(
-            (255.0 * (1.0 - shade)) as u8,
-            (120.0 + 100.0 * (1.0 - shade)) as u8,
-            (255.0 - 80.0 * shade) as u8,
+            (255.0 - 225.0 * shade) as u8,
+            (255.0 - 160.0 * shade) as u8,
+            (255.0 - 75.0 * shade) as u8,
         );
+        let ink = if shade > 0.55 { WHITE } else { BLACK };
         chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(j, y), (j + 1, y + 1)],
-                color.filled(),
-            )))
+            .draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], color.filled())))
             .map_err(|e| e.to_string())?;
         chart
             .draw_series(std::iter::once(Text::new(
                 format!("{v:.1}"),
-                (j, y),
-                ("sans-serif", 14).into_font().color(&BLACK),
+                (x + 0.38, y + 0.55),
+                ("sans-serif", 15).into_font().color(&ink),
             )))
             .map_err(|e| e.to_string())?;
     }
@@ -159,6 +155,8 @@ fn task_curves<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
+        .x_labels(t.max(2))
+        .x_label_formatter(&|v| format!("{}", v.round() as usize))
         .x_desc("after training task")
         .y_desc("accuracy (%)")
         .draw()
