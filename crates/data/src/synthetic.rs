@@ -4,9 +4,10 @@
 //! and a class-specific spatial frequency, drawn inside a soft blob at a
 //! random place on a random two-colour background, then tinted with a random
 //! hue and covered in pixel noise. Orientation and frequency are jittered per
-//! image, so neighbouring classes overlap a little: a small CNN learns it, a
-//! linear model on raw pixels does not solve it, and colour carries no label
-//! information. Everything is a function of `seed`.
+//! image, so neighbouring classes overlap a little. A small CNN learns it
+//! (the quickstart's pretraining reaches ~99 % on 6 classes); nearest class
+//! mean on raw pixels stays near chance (tested below), and colour carries
+//! no label information. Everything is a function of `seed`.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -165,6 +166,38 @@ mod tests {
         let img = d.train.image(0);
         let distinct: std::collections::HashSet<u8> = img.iter().copied().collect();
         assert!(distinct.len() > 50);
+    }
+
+    /// Not solvable from raw pixel templates: nearest class mean on raw
+    /// pixels stays near chance (10 %).
+    #[test]
+    fn raw_pixel_templates_do_not_solve_it() {
+        let d = generate(10, 100, 30, 0).unwrap();
+        let n = d.train.image_len();
+        let mut means = vec![vec![0f64; n]; 10];
+        for i in 0..d.train.len() {
+            let c = d.train.labels[i] as usize;
+            for (m, &p) in means[c].iter_mut().zip(d.train.image(i)) {
+                *m += p as f64 / 100.0;
+            }
+        }
+        let correct = (0..d.test.len())
+            .filter(|&i| {
+                let img = d.test.image(i);
+                let dist = |m: &Vec<f64>| {
+                    m.iter()
+                        .zip(img)
+                        .map(|(a, &b)| (a - b as f64).powi(2))
+                        .sum::<f64>()
+                };
+                let best = (0..10)
+                    .min_by(|&a, &b| dist(&means[a]).total_cmp(&dist(&means[b])))
+                    .unwrap();
+                best as u32 == d.test.labels[i]
+            })
+            .count();
+        let acc = correct as f64 / d.test.len() as f64;
+        assert!(acc < 0.3, "nearest class mean on raw pixels reaches {acc}");
     }
 
     #[test]

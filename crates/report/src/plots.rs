@@ -89,7 +89,11 @@ fn slug(s: &str) -> String {
 
 type DrawResult = Result<(), String>;
 
-fn heatmap<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &Matrix<f64>) -> DrawResult {
+fn heatmap<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    m: &Matrix<f64>,
+) -> DrawResult {
     let t = m.keys().map(|(i, j)| i.max(j) + 1).max().unwrap_or(1);
     let tf = t as f64;
     root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -113,7 +117,11 @@ fn heatmap<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &Ma
         .x_desc("evaluated task j")
         .y_desc("after training task i")
         .x_label_formatter(&|v| centre(*v).map(|k| k.to_string()).unwrap_or_default())
-        .y_label_formatter(&|v| centre(*v).map(|k| (t - 1 - k).to_string()).unwrap_or_default())
+        .y_label_formatter(&|v| {
+            centre(*v)
+                .map(|k| (t - 1 - k).to_string())
+                .unwrap_or_default()
+        })
         .draw()
         .map_err(|e| e.to_string())?;
     for (&(i, j), &v) in m {
@@ -126,7 +134,10 @@ fn heatmap<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, title: &str, m: &Ma
         );
         let ink = if shade > 0.55 { WHITE } else { BLACK };
         chart
-            .draw_series(std::iter::once(Rectangle::new([(x, y), (x + 1.0, y + 1.0)], color.filled())))
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x, y), (x + 1.0, y + 1.0)],
+                color.filled(),
+            )))
             .map_err(|e| e.to_string())?;
         chart
             .draw_series(std::iter::once(Text::new(
