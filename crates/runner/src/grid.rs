@@ -88,18 +88,21 @@ pub fn parse_grid(
         let line = e.location().map(|l| l.line());
         grid_err(path, line, e.without_snippet().to_string())
     })?;
+    // Errors point at the file's `device:` line unless --device chose it.
+    let device_line = match device {
+        Some(_) => None,
+        None => line_of(text, &["device".into()], 1),
+    };
     let device_str = device
         .map(String::from)
         .or(raw.device.clone())
         .unwrap_or_else(|| "cpu".into());
     let device: DeviceSpec = device_str
         .parse()
-        .map_err(|e: reusebench_core::CoreError| {
-            grid_err(path, line_of(text, &["device".into()], 1), e.to_string())
-        })?;
+        .map_err(|e: reusebench_core::CoreError| grid_err(path, device_line, e.to_string()))?;
     device
         .check_available()
-        .map_err(|e| grid_err(path, None, e.to_string()))?;
+        .map_err(|e| grid_err(path, device_line, e.to_string()))?;
 
     let mut names = HashSet::new();
     for (i, e) in raw.experiments.iter().enumerate() {
@@ -529,6 +532,27 @@ experiments:
         let text = GRID.replace("protocol: continual", "protocol: continuous");
         let err = parse(&text, &[]).unwrap_err().to_string();
         assert!(err.contains("grid.yaml:5"), "{err}");
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn device_without_its_backend_is_reported_at_its_line() {
+        let text = GRID.replace(
+            "results: /tmp/reusebench-test-grid\n",
+            "results: /tmp/reusebench-test-grid\ndevice: cuda:0\n",
+        );
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("grid.yaml:3") && err.contains("--features cuda"),
+            "{err}"
+        );
+        let err = parse_grid(Path::new("grid.yaml"), GRID, &[], Some("cuda:1"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cuda:1") && !err.contains("grid.yaml:3"),
+            "{err}"
+        );
     }
 
     #[test]
