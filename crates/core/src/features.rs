@@ -7,6 +7,8 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use reusebench_data::{Augment, BatchIter, BatchPlan, ImageSet, Normalization};
 
+use burn::nn::Linear;
+
 use crate::backbone::ResNet;
 use crate::model::Classifier;
 
@@ -80,4 +82,22 @@ pub fn features(
     infer(set, batch_size, normalization, device, |x| {
         backbone.forward(x)
     })
+}
+
+/// Logits of `head` on features already computed (evaluation mode): lets an
+/// evaluation that needs both features and logits pass images through the
+/// backbone once.
+pub fn head_logits(head: &Linear, features: &Rows, device: &Device) -> Rows {
+    let head = head.valid();
+    let device = device.clone().without_autodiff();
+    let x = Tensor::<2>::from_data(
+        TensorData::new(features.values.clone(), [features.len(), features.dim]),
+        &device,
+    );
+    let out = head.forward(x);
+    let dim = out.dims()[1];
+    Rows {
+        values: out.into_data().try_into_vec::<f32>().expect("f32 output"),
+        dim,
+    }
 }

@@ -12,7 +12,7 @@ use super::{build_classifier, default_batch_size, default_eval_batch_size, load_
 use crate::backbone::BackboneConfig;
 use crate::device::DeviceSpec;
 use crate::error::CoreError;
-use crate::features::{features, logits};
+use crate::features::{Rows, features, head_logits};
 use crate::methods::{MethodConfig, TaskContext};
 use crate::metrics::{AccuracyMatrix, KnnConfig, MetricRow, knn_accuracy, masked_accuracy};
 use crate::progress::Progress;
@@ -118,11 +118,19 @@ pub fn run(
         };
         model = method.learn_task(model, &ctx)?;
 
+        // Each test set passes through the backbone once: its features feed
+        // both the head (accuracy matrix) and the kNN queries.
+        let evaluated = if config.knn.is_some() { tasks } else { t + 1 };
+        let test_features: Vec<Rows> = test[..evaluated]
+            .iter()
+            .map(|set| features(&model.backbone, set, ebs, norm, &train_device))
+            .collect();
+
         // Class-IL: argmax over every class seen so far; task-IL: over the task's own classes.
         let seen = split.label_range(t).end;
         let (mut cil_row, mut til_row) = (Vec::new(), Vec::new());
         for j in 0..=t {
-            let out = logits(&model, &test[j], ebs, norm, &train_device);
+            let out = head_logits(&model.head, &test_features[j], &train_device);
             let cil = masked_accuracy(&out.values, out.dim, &test[j].labels, 0..seen);
             let til = masked_accuracy(&out.values, out.dim, &test[j].labels, split.label_range(j));
             rows.push(MetricRow::entry("acc_class_il", t, j, cil));
@@ -137,8 +145,13 @@ pub fn run(
             let mut knn_row = Vec::new();
             for j in 0..tasks {
                 let bank = features(&model.backbone, &train[j], ebs, norm, &train_device);
-                let queries = features(&model.backbone, &test[j], ebs, norm, &train_device);
-                let acc = knn_accuracy(&bank, &train[j].labels, &queries, &test[j].labels, knn);
+                let acc = knn_accuracy(
+                    &bank,
+                    &train[j].labels,
+                    &test_features[j],
+                    &test[j].labels,
+                    knn,
+                );
                 rows.push(MetricRow::entry("knn_acc", t, j, acc));
                 if j <= t {
                     knn_row.push(acc);
@@ -154,30 +167,20 @@ pub fn run(
         ));
     }
 
-    rows.push(MetricRow::scalar(
-        "avg_acc_class_il",
-        class_il.average_accuracy(),
-    ));
-    rows.push(MetricRow::scalar(
-        "avg_acc_task_il",
-        task_il.average_accuracy(),
-    ));
-    rows.push(MetricRow::scalar(
-        "forgetting_class_il",
-        class_il.forgetting(),
-    ));
-    rows.push(MetricRow::scalar(
-        "forgetting_task_il",
-        task_il.forgetting(),
-    ));
-    rows.push(MetricRow::scalar(
-        "bwt_class_il",
-        class_il.backward_transfer(),
-    ));
-    rows.push(MetricRow::scalar(
-        "bwt_task_il",
-        task_il.backward_transfer(),
-    ));
+    type Summary = fn(&AccuracyMatrix) -> f64;
+    let summaries: [(&str, Summary); 3] = [
+        ("avg_acc", AccuracyMatrix::average_accuracy),
+        ("forgetting", AccuracyMatrix::forgetting),
+        ("bwt", AccuracyMatrix::backward_transfer),
+    ];
+    for (metric, summary) in summaries {
+        for (setting, matrix) in [("class_il", &class_il), ("task_il", &task_il)] {
+            rows.push(MetricRow::scalar(
+                &format!("{metric}_{setting}"),
+                summary(matrix),
+            ));
+        }
+    }
     if config.knn.is_some() {
         rows.push(MetricRow::scalar("knn_acc", knn_seen.average_accuracy()));
         rows.push(MetricRow::scalar("knn_forgetting", knn_seen.forgetting()));
