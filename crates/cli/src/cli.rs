@@ -43,6 +43,27 @@ pub enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Import torchvision-layout ResNet weights (.pth, .pt, .safetensors)
+    /// and write them in the harness's checkpoint format (`backbone.checkpoint`).
+    Convert {
+        /// The torchvision checkpoint.
+        weights: PathBuf,
+        /// resnet18, resnet50 or resnet18-cifar.
+        #[arg(long)]
+        arch: String,
+        /// Base width (torchvision's models: 64).
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// The dictionary inside a .pth file that holds the state dict (e.g. `state_dict`).
+        #[arg(long)]
+        weights_key: Option<String>,
+        /// Write it even if tensors are missing, unused or mis-shaped.
+        #[arg(long)]
+        allow_partial: bool,
+        /// Where to write the converted checkpoint (.safetensors).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
     /// Aggregate a results folder into tables and plots.
     Report {
         /// The results folder (the grid's `results`).

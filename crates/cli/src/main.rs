@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use reusebench_core::DeviceSpec;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::checkpoint::convert_torchvision;
 use reusebench_runner::{RunOptions, load_grid, run_grid};
 
 use crate::cli::{Cli, Command};
@@ -71,6 +74,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let axes: Vec<String> = cell.axes.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 println!("  {}  {}", cell.dir_name(), axes.join(" "));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Convert {
+            weights,
+            arch,
+            width,
+            weights_key,
+            allow_partial,
+            output,
+        } => {
+            let config = BackboneConfig {
+                arch: arch.parse()?,
+                width,
+                weights: Some(weights.clone()),
+                weights_key,
+                allow_partial,
+                ..Default::default()
+            };
+            // Any compiled backend does: converting is a copy, not a computation.
+            let device: DeviceSpec = DeviceSpec::compiled()[0].replace(":N", ":0").parse()?;
+            let report = convert_torchvision(&config, &output, &device.device()?)
+                .with_context(|| format!("converting {}", weights.display()))?;
+            println!("{}: {report}", weights.display());
+            println!(
+                "wrote {} (arch {}, width {width}); use it as `backbone.checkpoint`",
+                output.display(),
+                config.arch.name()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Report { results } => {

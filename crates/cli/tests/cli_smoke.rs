@@ -249,3 +249,80 @@ fn killed_mid_grid_resumes_without_losing_or_duplicating_rows() {
         "rows lost, duplicated or changed by the kill"
     );
 }
+
+#[test]
+fn torchvision_weights_convert_and_start_a_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let fixture = repo().join("crates/core/tests/fixtures/torchvision/resnet18_w4.pth");
+    let converted = results.join("resnet18_w4.safetensors");
+    let (code, out) = run(&[
+        "convert",
+        fixture.to_str().unwrap(),
+        "--arch",
+        "resnet18",
+        "--width",
+        "4",
+        "-o",
+        converted.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("100 tensor(s) applied"), "{out}");
+    assert!(out.contains("head dropped: fc.bias, fc.weight"), "{out}");
+    assert!(converted.is_file());
+
+    // The wrong architecture: an error naming the keys, nothing written.
+    let wrong = tmp.path().join("wrong.safetensors");
+    let (code, out) = run(&[
+        "convert",
+        fixture.to_str().unwrap(),
+        "--arch",
+        "resnet50",
+        "--width",
+        "4",
+        "-o",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("resnet18_w4.pth") && out.contains("layer1.0.conv3.weight"),
+        "{out}"
+    );
+    assert!(!wrong.exists());
+
+    // The grid: from the .pth directly and from the converted file. Same
+    // starting weights, same seed: the same numbers, bit for bit.
+    let text = std::fs::read_to_string(repo().join("experiments/smoke/torchvision.yaml"))
+        .unwrap()
+        .replace(
+            "results: results/smoke-torchvision",
+            &format!("results: {}", results.display()),
+        )
+        .replace(
+            "weights: crates/core/tests/fixtures",
+            &format!("weights: {}/crates/core/tests/fixtures", repo().display()),
+        );
+    let grid = tmp.path().join("grid.yaml");
+    std::fs::write(&grid, text).unwrap();
+    let (code, out) = run(&["run", grid.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("100 tensor(s) applied"),
+        "the load report is shown: {out}"
+    );
+    let rows = rows_of(&results);
+    let values = |exp: &str| -> Vec<(String, f64)> {
+        rows.iter()
+            .filter(|r| r["experiment"] == exp)
+            .map(|r| {
+                (
+                    r["metric"].as_str().unwrap().to_string(),
+                    r["value"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (values("from-pth"), values("from-converted"));
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}

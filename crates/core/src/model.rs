@@ -5,7 +5,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backbone::{Arch, BackboneConfig, ResNet};
+use crate::backbone::{BackboneConfig, ResNet};
 use crate::init::uniform_fan_in;
 
 #[derive(Module, Debug)]
@@ -31,9 +31,7 @@ pub fn linear_head(
 
 /// A randomly initialised backbone of the given config (checkpoint not applied).
 pub fn build_backbone(config: &BackboneConfig, rng: &mut ChaCha8Rng, device: &Device) -> ResNet {
-    match config.arch {
-        Arch::ResNet18Cifar => ResNet::resnet18_cifar(config.width, rng, device),
-    }
+    config.build(rng, device)
 }
 
 impl Classifier {

@@ -56,6 +56,7 @@ impl ProtocolConfig {
         };
         let mut v = data.required_paths();
         v.extend(backbone.checkpoint.clone());
+        v.extend(backbone.weights.clone());
         v
     }
 

@@ -1,8 +1,18 @@
-//! ResNet-18, CIFAR variant: 3x3 stride-1 stem, no max-pool, four stages of
-//! two basic blocks with widths w, 2w, 4w, 8w, global average pooling.
+//! ResNets with torchvision's structure and parameter names, so that
+//! torchvision checkpoints map onto them one to one (see `checkpoint::torchvision`).
+//!
+//! - `resnet18-cifar`: 3x3 stride-1 stem, no max-pool (the continual-learning
+//!   papers' CIFAR variant), basic blocks [2, 2, 2, 2].
+//! - `resnet18`, `resnet50`: torchvision's ImageNet models: 7x7 stride-2 stem
+//!   and 3x3 stride-2 max-pool (optional, for small images); basic blocks
+//!   [2, 2, 2, 2] or bottleneck blocks [3, 4, 6, 3] (stride on the 3x3, as
+//!   torchvision's "v1.5").
+//!
+//! Stage widths are w, 2w, 4w, 8w (times 4 at the output of a bottleneck).
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::module::adaptive_avg_pool2d;
@@ -35,34 +45,77 @@ fn bn(channels: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(channels).init(device)
 }
 
-/// Projection shortcut when the shape changes.
+/// Projection shortcut when the shape changes (torchvision: `downsample.0`, `downsample.1`).
 #[derive(Module, Debug)]
 pub struct Downsample {
     pub conv: Conv2d,
     pub bn: BatchNorm,
 }
 
+/// A residual block: basic (two 3x3 convolutions) when `conv3` is absent,
+/// bottleneck (1x1, 3x3, 1x1) when present. One type keeps parameter paths
+/// free of enum variant names, exactly as torchvision names them.
 #[derive(Module, Debug)]
-pub struct BasicBlock {
+pub struct Block {
     pub conv1: Conv2d,
     pub bn1: BatchNorm,
     pub conv2: Conv2d,
     pub bn2: BatchNorm,
+    pub conv3: Option<Conv2d>,
+    pub bn3: Option<BatchNorm>,
     pub downsample: Option<Downsample>,
 }
 
-impl BasicBlock {
-    fn new(rng: &mut ChaCha8Rng, cin: usize, cout: usize, stride: usize, device: &Device) -> Self {
+/// Which residual block a ResNet stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    Basic,
+    Bottleneck,
+}
+
+impl BlockKind {
+    /// Output channels per unit of the stage width.
+    pub fn expansion(self) -> usize {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+}
+
+impl Block {
+    fn new(
+        kind: BlockKind,
+        rng: &mut ChaCha8Rng,
+        cin: usize,
+        planes: usize,
+        stride: usize,
+        device: &Device,
+    ) -> Self {
+        let cout = planes * kind.expansion();
         let downsample = (stride != 1 || cin != cout).then(|| Downsample {
             conv: conv(rng, cin, cout, 1, stride, device),
             bn: bn(cout, device),
         });
-        Self {
-            conv1: conv(rng, cin, cout, 3, stride, device),
-            bn1: bn(cout, device),
-            conv2: conv(rng, cout, cout, 3, 1, device),
-            bn2: bn(cout, device),
-            downsample,
+        match kind {
+            BlockKind::Basic => Self {
+                conv1: conv(rng, cin, planes, 3, stride, device),
+                bn1: bn(planes, device),
+                conv2: conv(rng, planes, planes, 3, 1, device),
+                bn2: bn(planes, device),
+                conv3: None,
+                bn3: None,
+                downsample,
+            },
+            BlockKind::Bottleneck => Self {
+                conv1: conv(rng, cin, planes, 1, 1, device),
+                bn1: bn(planes, device),
+                conv2: conv(rng, planes, planes, 3, stride, device),
+                bn2: bn(planes, device),
+                conv3: Some(conv(rng, planes, cout, 1, 1, device)),
+                bn3: Some(bn(cout, device)),
+                downsample,
+            },
         }
     }
 
@@ -71,8 +124,11 @@ impl BasicBlock {
             Some(d) => d.bn.forward(d.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let mut out = relu(self.bn1.forward(self.conv1.forward(x)));
+        out = self.bn2.forward(self.conv2.forward(out));
+        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
+            out = bn3.forward(conv3.forward(relu(out)));
+        }
         relu(out + identity)
     }
 }
@@ -81,29 +137,59 @@ impl BasicBlock {
 pub struct ResNet {
     pub conv1: Conv2d,
     pub bn1: BatchNorm,
-    pub layer1: Vec<BasicBlock>,
-    pub layer2: Vec<BasicBlock>,
-    pub layer3: Vec<BasicBlock>,
-    pub layer4: Vec<BasicBlock>,
+    /// The ImageNet stem's max-pool; absent in the CIFAR variant or when
+    /// switched off for small images. Has no parameters.
+    pub maxpool: Option<MaxPool2d>,
+    pub layer1: Vec<Block>,
+    pub layer2: Vec<Block>,
+    pub layer3: Vec<Block>,
+    pub layer4: Vec<Block>,
+}
+
+/// The shape of a ResNet: stem, block type and blocks per stage.
+#[derive(Debug, Clone, Copy)]
+pub struct ResNetSpec {
+    pub imagenet_stem: bool,
+    pub maxpool: bool,
+    pub block: BlockKind,
+    pub layers: [usize; 4],
+    pub width: usize,
 }
 
 impl ResNet {
-    /// ResNet-18 (CIFAR variant) with base width `width`.
-    pub fn resnet18_cifar(width: usize, rng: &mut ChaCha8Rng, device: &Device) -> Self {
-        let w = width;
-        let mut stage = |cin: usize, cout: usize, stride: usize| {
-            vec![
-                BasicBlock::new(rng, cin, cout, stride, device),
-                BasicBlock::new(rng, cout, cout, 1, device),
-            ]
+    pub fn new(spec: ResNetSpec, rng: &mut ChaCha8Rng, device: &Device) -> Self {
+        let w = spec.width;
+        let mut cin = w;
+        let mut stage = |i: usize| {
+            let planes = w << i;
+            (0..spec.layers[i])
+                .map(|j| {
+                    let stride = if i > 0 && j == 0 { 2 } else { 1 };
+                    let block = Block::new(spec.block, rng, cin, planes, stride, device);
+                    cin = planes * spec.block.expansion();
+                    block
+                })
+                .collect::<Vec<_>>()
         };
-        let layer1 = stage(w, w, 1);
-        let layer2 = stage(w, 2 * w, 2);
-        let layer3 = stage(2 * w, 4 * w, 2);
-        let layer4 = stage(4 * w, 8 * w, 2);
+        let (layer1, layer2, layer3, layer4) = (stage(0), stage(1), stage(2), stage(3));
+        // The stem is drawn after the stages: the order earlier releases used,
+        // so that a seed gives the same initial weights as before.
+        let (conv1, maxpool) = if spec.imagenet_stem {
+            let pool = spec.maxpool.then(|| {
+                MaxPool2dConfig::new([3, 3])
+                    .with_strides([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init()
+            });
+            (conv(rng, 3, w, 7, 2, device), pool)
+        } else {
+            (conv(rng, 3, w, 3, 1, device), None)
+        };
+        let bn1 = bn(w, device);
         Self {
-            conv1: conv(rng, 3, w, 3, 1, device),
-            bn1: bn(w, device),
+            conv1,
+            bn1,
+            maxpool,
             layer1,
             layer2,
             layer3,
@@ -111,9 +197,12 @@ impl ResNet {
         }
     }
 
-    /// Pooled features, `[batch, 8 * width]`.
+    /// Pooled features, `[batch, feature_dim]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        if let Some(pool) = &self.maxpool {
+            x = pool.forward(x);
+        }
         for block in self
             .layer1
             .iter()

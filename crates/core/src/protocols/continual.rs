@@ -50,6 +50,7 @@ fn default_knn() -> Option<KnnConfig> {
 impl ContinualConfig {
     pub fn validate(&self) -> Result<(), CoreError> {
         self.method.validate()?;
+        self.backbone.validate()?;
         if self.batch_size < 2 {
             return Err(CoreError::Config("batch_size must be >= 2".into()));
         }
@@ -93,6 +94,7 @@ pub fn run(
         split.num_classes(),
         config.seed,
         &train_device,
+        progress,
     )?;
     let mut method = config.method.build();
     let mut class_il = AccuracyMatrix::new();

@@ -12,11 +12,12 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_data::{DatasetSpec, TrainTest, load_dataset};
 
 use crate::backbone::BackboneConfig;
-use crate::checkpoint::load_backbone;
+use crate::checkpoint::{ImportOptions, import_torchvision, load_backbone};
 use crate::error::CoreError;
 use crate::features::logits;
 use crate::metrics::accuracy;
 use crate::model::{Classifier, build_backbone, linear_head};
+use crate::progress::Progress;
 use burn::tensor::Device;
 use reusebench_data::{ImageSet, Normalization};
 
@@ -46,23 +47,36 @@ pub(crate) fn load_with_classes(
     Ok((data, classes))
 }
 
-/// A classifier whose backbone comes from `config` (random or a checkpoint)
-/// and whose fresh head has `classes` outputs; weights from `seed` alone.
+/// A classifier whose backbone comes from `config` (random, a harness
+/// checkpoint or torchvision weights) and whose head has `classes` outputs
+/// (fresh, or torchvision's `fc` with `keep_head`); weights from `seed` alone.
 pub(crate) fn build_classifier(
     config: &BackboneConfig,
     classes: usize,
     seed: u64,
     device: &Device,
+    progress: &dyn Progress,
 ) -> Result<Classifier, CoreError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut backbone = build_backbone(config, &mut rng, device);
-    if let Some(path) = &config.checkpoint {
-        backbone = load_backbone(backbone, path)?;
-    }
     // The head has its own stream: whether the backbone is random or loaded
     // does not change it.
     let mut head_rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005E_ED0F_4EAD);
-    let head = linear_head(&mut head_rng, config.feature_dim(), classes, device);
+    let mut head = linear_head(&mut head_rng, config.feature_dim(), classes, device);
+    if let Some(path) = &config.checkpoint {
+        backbone = load_backbone(backbone, path)?;
+    }
+    if let Some(path) = &config.weights {
+        let options = ImportOptions {
+            top_level_key: config.weights_key.clone(),
+            keep_head: config.keep_head,
+            allow_partial: config.allow_partial,
+        };
+        let (b, h, report) = import_torchvision(backbone, Some(head), path, &options)?;
+        progress.note(&format!("weights {}: {report}", path.display()));
+        backbone = b;
+        head = h.expect("the head passed in comes back");
+    }
     Ok(Classifier { backbone, head })
 }
 

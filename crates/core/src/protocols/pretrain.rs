@@ -43,6 +43,7 @@ pub struct PretrainConfig {
 impl PretrainConfig {
     pub fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("optimizer")?;
+        self.backbone.validate()?;
         if self.epochs == 0 || self.batch_size < 2 {
             return Err(CoreError::Config(
                 "epochs must be >= 1 and batch_size >= 2".into(),
@@ -65,7 +66,13 @@ pub fn run(
     let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
     let train = Arc::new(data.train.select_classes(&relabel));
     let test = Arc::new(data.test.select_classes(&relabel));
-    let model = build_classifier(&config.backbone, classes.len(), config.seed, &train_device)?;
+    let model = build_classifier(
+        &config.backbone,
+        classes.len(),
+        config.seed,
+        &train_device,
+        progress,
+    )?;
     let stage = Stage {
         name: "pretrain".into(),
         epochs: config.epochs,

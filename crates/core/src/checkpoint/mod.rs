@@ -1,5 +1,10 @@
-//! Backbone checkpoints in safetensors, through burn-store. Batch-norm
-//! running statistics are saved with the weights.
+//! Backbone weights in and out, through burn-store: the harness's own
+//! safetensors checkpoints (this file; batch-norm running statistics
+//! included) and the import of torchvision checkpoints (`torchvision.rs`).
+
+pub mod torchvision;
+
+pub use torchvision::{ImportOptions, LoadReport, convert_torchvision, import_torchvision};
 
 use std::path::Path;
 
