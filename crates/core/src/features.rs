@@ -70,6 +70,19 @@ pub fn logits(
     infer(set, batch_size, normalization, device, |x| model.forward(x))
 }
 
+/// The features `model`'s head sees (evaluation mode): the backbone's, or
+/// the side-tuning blend.
+pub fn model_features(
+    model: &Classifier,
+    set: &Arc<ImageSet>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+) -> Rows {
+    let model = model.valid();
+    infer(set, batch_size, normalization, device, |x| model.features(x))
+}
+
 /// Pooled backbone features (evaluation mode).
 pub fn features(
     backbone: &ResNet,

@@ -15,6 +15,7 @@ pub mod init;
 pub mod methods;
 pub mod metrics;
 pub mod model;
+pub mod penalties;
 pub mod progress;
 pub mod protocols;
 pub mod train;

@@ -108,11 +108,28 @@ pub struct Stage<'a> {
     pub seed: u64,
 }
 
-/// Extra loss terms added to the cross-entropy of every batch.
+/// One training step as hooks see it.
+pub struct Step<'a> {
+    /// The augmented, normalised batch on the training device.
+    pub images: &'a Tensor<4>,
+    pub labels: &'a [u32],
+    /// Positions of the batch's images in the stage's training set.
+    pub indices: &'a [usize],
+    /// The model's logits on `images` (before the update).
+    pub logits: &'a Tensor<2>,
+    /// The stage's normalisation and augmentation, for hooks that build batches of their own.
+    pub stage: &'a Stage<'a>,
+}
+
+/// What methods add to the shared loop: extra loss terms on every batch
+/// (penalties, distillation, replay) and bookkeeping after every update.
 pub trait TrainHooks {
-    fn penalty(&self, _model: &Classifier) -> Option<Tensor<1>> {
-        None
+    /// An extra term added to the batch's cross-entropy.
+    fn extra_loss(&mut self, _model: &Classifier, _step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
+        Ok(None)
     }
+    /// Called after the optimizer step (e.g. to fill a replay buffer).
+    fn after_step(&mut self, _step: &Step) {}
 }
 
 /// No extra terms: plain fine-tuning.
@@ -126,7 +143,7 @@ pub struct StageStats {
     pub batches: usize,
 }
 
-fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
+pub(crate) fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
     let mut v = vec![0f32; labels.len() * classes];
     for (i, &l) in labels.iter().enumerate() {
         v[i * classes + l as usize] = 1.0;
@@ -156,7 +173,7 @@ pub fn fit(
     mut model: Classifier,
     data: &Arc<ImageSet>,
     stage: &Stage,
-    hooks: &dyn TrainHooks,
+    hooks: &mut dyn TrainHooks,
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<(Classifier, StageStats), CoreError> {
@@ -184,15 +201,25 @@ pub fn fit(
         for batch in batches {
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
             let y = one_hot(&batch.labels, stage.num_classes, device);
-            let logits = model.forward(x);
-            let mut loss = cross_entropy_with_logits(logits, y);
+            let logits = model.forward(x.clone());
+            let mut loss = cross_entropy_with_logits(logits.clone(), y);
             let ce = loss.clone().into_scalar::<f32>();
             check_finite(&stage.name, count, ce)?;
-            if let Some(p) = hooks.penalty(&model) {
-                loss = loss + p;
+            let view = Step {
+                images: &x,
+                labels: &batch.labels,
+                indices: &batch.indices,
+                logits: &logits,
+                stage,
+            };
+            if let Some(extra) = hooks.extra_loss(&model, &view)? {
+                let value = extra.clone().into_scalar::<f32>();
+                check_finite(&format!("{} (method loss)", stage.name), count, value)?;
+                loss = loss + extra;
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(stage.optim.lr_at(step, total), model, grads);
+            hooks.after_step(&view);
             step += 1;
             sum += ce as f64;
             count += 1;
@@ -202,6 +229,13 @@ pub fn fit(
         stats.last_epoch_loss = sum / count.max(1) as f64;
         stats.batches += count;
     }
+    // A loss is checked before its update, so the last update of a stage
+    // could leave non-finite weights unnoticed until evaluation.
+    let sum: f32 = crate::penalties::snapshot(&model)
+        .values()
+        .map(|t| t.clone().abs().sum().into_scalar::<f32>())
+        .sum();
+    check_finite(&format!("{} (weights after the last update)", stage.name), stats.batches, sum)?;
     Ok((model, stats))
 }
 

@@ -63,10 +63,10 @@ fn trained_backbone_round_trips() {
         seed: 0,
     };
     let (model, _) = fit(
-        Classifier { backbone, head },
+        Classifier::new(backbone, head),
         &Arc::new(data.train),
         &stage,
-        &NoHooks,
+        &mut NoHooks,
         &train_dev,
         &NoProgress,
     )

@@ -18,6 +18,8 @@ use crate::transform::{Augment, Normalization, write_image};
 pub struct Batch {
     pub images: Vec<f32>,
     pub labels: Vec<u32>,
+    /// Positions of the images in the set (replay buffers record them).
+    pub indices: Vec<usize>,
     pub shape: [usize; 4],
 }
 
@@ -82,6 +84,7 @@ impl BatchIter {
                     shape: [chunk.len(), c, h, w],
                     images,
                     labels,
+                    indices: chunk,
                 };
                 if tx.send(batch).is_err() {
                     return; // consumer dropped the iterator early

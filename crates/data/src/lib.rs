@@ -17,4 +17,4 @@ pub use batch::{Batch, BatchIter, BatchPlan};
 pub use dataset::{DatasetSpec, ImageSet, TrainTest, load_dataset};
 pub use error::DataError;
 pub use split::TaskSplit;
-pub use transform::{Augment, Normalization};
+pub use transform::{Augment, Normalization, write_image};

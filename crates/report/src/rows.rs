@@ -64,6 +64,33 @@ pub struct Loaded {
     pub axis_columns: Vec<String>,
 }
 
+/// Two settings of one method on a `method` axis (say `mas` with and without
+/// some option the label does not show) must not be averaged together as if
+/// they were seeds: when an experiment has several `method` axis values with
+/// the same method name, each row's method becomes `name {axis value}`.
+fn distinguish_method_variants(rows: &mut [StoredRow]) {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut variants: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for r in rows.iter() {
+        if let Some(v) = r.axes.get("method") {
+            variants
+                .entry((r.experiment.clone(), r.method.clone()))
+                .or_default()
+                .insert(v.to_string());
+        }
+    }
+    for r in rows.iter_mut() {
+        let key = (r.experiment.clone(), r.method.clone());
+        if variants.get(&key).is_some_and(|v| v.len() > 1) {
+            let value = match &r.axes["method"] {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            r.method = format!("{} {value}", r.method);
+        }
+    }
+}
+
 /// Reads every cell folder under `results/cells`, in name order.
 pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
     let cells = results.join("cells");
@@ -113,6 +140,7 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
             _ => {} // running or interrupted: not a result yet
         }
     }
+    distinguish_method_variants(&mut rows);
     let axis_columns: BTreeSet<String> = rows
         .iter()
         .flat_map(|r| r.axes.keys().cloned())

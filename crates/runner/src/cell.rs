@@ -44,7 +44,7 @@ impl ProtocolConfig {
     pub fn method(&self) -> String {
         match self {
             ProtocolConfig::Pretrain(_) => "pretrain".into(),
-            ProtocolConfig::Continual(c) => c.method.name().into(),
+            ProtocolConfig::Continual(c) => c.method.label(),
         }
     }
 

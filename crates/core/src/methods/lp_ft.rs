@@ -32,6 +32,6 @@ impl ContinualMethod for LpFt {
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         let model = ctx.linear_probe(model, self.lp_epochs, &self.lp_optimizer)?;
-        ctx.fine_tune(model, self.ft_epochs, &self.ft_optimizer, &NoHooks)
+        ctx.fine_tune(model, self.ft_epochs, &self.ft_optimizer, &mut NoHooks)
     }
 }

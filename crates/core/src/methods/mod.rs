@@ -4,8 +4,17 @@
 //! offers the shared building blocks (fine-tuning with optional penalty
 //! hooks, linear probing on cached features).
 
+mod der;
+mod er;
+mod ewc;
+mod joint;
+mod l2_sp;
 mod lp_ft;
+mod lwf;
+mod mas;
+mod replay;
 mod sgd;
+mod side_tuning;
 
 use std::sync::Arc;
 
@@ -13,11 +22,20 @@ use burn::tensor::Device;
 use reusebench_data::{Augment, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
+pub use der::DerPlusPlus;
+pub use er::Er;
+pub use ewc::Ewc;
+pub use joint::Joint;
+pub use l2_sp::L2Sp;
 pub use lp_ft::LpFt;
+pub use lwf::Lwf;
+pub use mas::Mas;
+pub use replay::ReplayBuffer;
 pub use sgd::Sgd;
+pub use side_tuning::SideTuning;
 
 use crate::error::CoreError;
-use crate::features::features;
+use crate::features::model_features;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::train::{OptimConfig, Stage, TrainHooks, fit, fit_linear};
@@ -30,6 +48,24 @@ pub enum MethodConfig {
     Sgd(Sgd),
     /// Per task: linear probe on frozen features, then fine-tune everything.
     LpFt(LpFt),
+    /// Memory Aware Synapses: quadratic penalty weighted by output sensitivity.
+    Mas(Mas),
+    /// Online EWC: quadratic penalty weighted by the diagonal Fisher.
+    Ewc(Ewc),
+    /// Learning without Forgetting: distillation on the old classes' logits.
+    Lwf(Lwf),
+    /// Experience replay from a reservoir buffer.
+    Er(Er),
+    /// Dark Experience Replay++: replay with logit matching.
+    #[serde(rename = "der++")]
+    DerPlusPlus(DerPlusPlus),
+    /// Penalty towards the pretrained weights.
+    #[serde(rename = "l2-sp")]
+    L2Sp(L2Sp),
+    /// Frozen base, trainable side network, blended features.
+    SideTuning(SideTuning),
+    /// Training on every task's data seen so far: the upper reference.
+    Joint(Joint),
 }
 
 impl MethodConfig {
@@ -37,6 +73,33 @@ impl MethodConfig {
         match self {
             MethodConfig::Sgd(_) => "sgd",
             MethodConfig::LpFt(_) => "lp-ft",
+            MethodConfig::Mas(_) => "mas",
+            MethodConfig::Ewc(_) => "ewc",
+            MethodConfig::Lwf(_) => "lwf",
+            MethodConfig::Er(_) => "er",
+            MethodConfig::DerPlusPlus(_) => "der++",
+            MethodConfig::L2Sp(_) => "l2-sp",
+            MethodConfig::SideTuning(_) => "side-tuning",
+            MethodConfig::Joint(_) => "joint",
+        }
+    }
+
+    /// The name tables show: the YAML name, `+lp` when a linear probe runs
+    /// before each task's training.
+    pub fn label(&self) -> String {
+        let lp = match self {
+            MethodConfig::Mas(m) => m.lp.is_some(),
+            MethodConfig::Ewc(m) => m.lp.is_some(),
+            MethodConfig::Lwf(m) => m.lp.is_some(),
+            MethodConfig::Er(m) => m.lp.is_some(),
+            MethodConfig::DerPlusPlus(m) => m.lp.is_some(),
+            MethodConfig::L2Sp(m) => m.lp.is_some(),
+            _ => false,
+        };
+        if lp {
+            format!("{}+lp", self.name())
+        } else {
+            self.name().to_string()
         }
     }
 
@@ -44,12 +107,48 @@ impl MethodConfig {
         match self {
             MethodConfig::Sgd(m) => Box::new(m.clone()),
             MethodConfig::LpFt(m) => Box::new(m.clone()),
+            MethodConfig::Mas(m) => Box::new(m.clone()),
+            MethodConfig::Ewc(m) => Box::new(m.clone()),
+            MethodConfig::Lwf(m) => Box::new(m.clone()),
+            MethodConfig::Er(m) => Box::new(m.clone()),
+            MethodConfig::DerPlusPlus(m) => Box::new(m.clone()),
+            MethodConfig::L2Sp(m) => Box::new(m.clone()),
+            MethodConfig::SideTuning(m) => Box::new(m.clone()),
+            MethodConfig::Joint(m) => Box::new(m.clone()),
         }
     }
 
     /// Checks settings that types cannot (ranges, consistency).
     pub fn validate(&self) -> Result<(), CoreError> {
         self.build().validate()
+    }
+}
+
+/// An optional linear-probe stage before a method's own training (LP-FT's
+/// first stage), for methods where it makes sense: the penalty, distillation
+/// and replay methods (`mas`, `ewc`, `lwf`, `er`, `der++`, `l2-sp`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LpStage {
+    pub epochs: usize,
+    pub optimizer: OptimConfig,
+}
+
+impl LpStage {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        self.optimizer.validate("method.lp.optimizer")
+    }
+
+    /// Runs the probe when configured.
+    pub fn run(
+        stage: &Option<LpStage>,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
+        match stage {
+            Some(lp) if lp.epochs > 0 => ctx.linear_probe(model, lp.epochs, &lp.optimizer),
+            _ => Ok(model),
+        }
     }
 }
 
@@ -69,6 +168,11 @@ pub struct TaskContext<'a> {
     pub num_tasks: usize,
     /// The task's training images, labels already in the sequence's numbering.
     pub train: Arc<ImageSet>,
+    /// Training sets of tasks 0..=task (only `joint` may use past ones).
+    pub history: &'a [Arc<ImageSet>],
+    /// The task's labels in the sequence's numbering; earlier tasks' labels
+    /// are `0..class_range.start`.
+    pub class_range: std::ops::Range<usize>,
     /// Size of the shared head (all classes of the sequence).
     pub num_classes: usize,
     pub batch_size: usize,
@@ -112,12 +216,24 @@ impl TaskContext<'_> {
         model: Classifier,
         epochs: usize,
         optim: &OptimConfig,
-        hooks: &dyn TrainHooks,
+        hooks: &mut dyn TrainHooks,
+    ) -> Result<Classifier, CoreError> {
+        self.fine_tune_on(model, &self.train, epochs, optim, hooks)
+    }
+
+    /// Fine-tunes on `data` instead of the task's own training set.
+    pub fn fine_tune_on(
+        &self,
+        model: Classifier,
+        data: &Arc<ImageSet>,
+        epochs: usize,
+        optim: &OptimConfig,
+        hooks: &mut dyn TrainHooks,
     ) -> Result<Classifier, CoreError> {
         let stage = self.stage("fine-tune", 1, epochs, optim);
         Ok(fit(
             model,
-            &self.train,
+            data,
             &stage,
             hooks,
             self.device,
@@ -135,8 +251,8 @@ impl TaskContext<'_> {
         epochs: usize,
         optim: &OptimConfig,
     ) -> Result<Classifier, CoreError> {
-        let feats = features(
-            &model.backbone,
+        let feats = model_features(
+            &model,
             &self.train,
             self.eval_batch_size,
             self.normalization,
@@ -154,5 +270,23 @@ impl TaskContext<'_> {
         )?;
         model.head = head;
         Ok(model)
+    }
+}
+
+/// What a method carries from one task to the next (anchors, importances,
+/// buffers). Not configuration: never serialised and ignored by equality,
+/// so that a method's config stays a plain value.
+#[derive(Debug, Clone)]
+pub struct RunState<T>(pub Option<T>);
+
+impl<T> Default for RunState<T> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<T> PartialEq for RunState<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }

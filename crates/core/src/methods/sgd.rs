@@ -25,6 +25,6 @@ impl ContinualMethod for Sgd {
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
-        ctx.fine_tune(model, self.epochs, &self.optimizer, &NoHooks)
+        ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)
     }
 }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use reusebench_data::{Augment, DatasetSpec, ImageSet, TaskSplit};
 use serde::{Deserialize, Serialize};
 
+use super::adaptation::{AdaptContext, AdaptationConfig, TaskData, adapt};
 use super::{build_classifier, default_batch_size, default_eval_batch_size, load_with_classes};
 use crate::backbone::BackboneConfig;
 use crate::device::DeviceSpec;
 use crate::error::CoreError;
-use crate::features::{Rows, features, head_logits};
+use crate::features::{Rows, head_logits, model_features};
 use crate::methods::{MethodConfig, TaskContext};
 use crate::metrics::{AccuracyMatrix, KnnConfig, MetricRow, knn_accuracy, masked_accuracy};
 use crate::progress::Progress;
@@ -41,6 +42,9 @@ pub struct ContinualConfig {
     /// kNN evaluation of the backbone features; `null` turns it off.
     #[serde(default = "default_knn")]
     pub knn: Option<KnnConfig>,
+    /// Adaptation evaluation after the sequence (see `adaptation.rs`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptation: Option<AdaptationConfig>,
 }
 
 fn default_knn() -> Option<KnnConfig> {
@@ -51,6 +55,9 @@ impl ContinualConfig {
     pub fn validate(&self) -> Result<(), CoreError> {
         self.method.validate()?;
         self.backbone.validate()?;
+        if let Some(a) = &self.adaptation {
+            a.validate()?;
+        }
         if self.batch_size < 2 {
             return Err(CoreError::Config("batch_size must be >= 2".into()));
         }
@@ -109,6 +116,8 @@ pub fn run(
             task: t,
             num_tasks: tasks,
             train: Arc::clone(&train[t]),
+            history: &train[..=t],
+            class_range: split.label_range(t),
             num_classes: split.num_classes(),
             batch_size: config.batch_size,
             eval_batch_size: ebs,
@@ -125,7 +134,7 @@ pub fn run(
         let evaluated = if config.knn.is_some() { tasks } else { t + 1 };
         let test_features: Vec<Rows> = test[..evaluated]
             .iter()
-            .map(|set| features(&model.backbone, set, ebs, norm, &train_device))
+            .map(|set| model_features(&model, set, ebs, norm, &train_device))
             .collect();
 
         // Class-IL: argmax over every class seen so far; task-IL: over the task's own classes.
@@ -146,7 +155,7 @@ pub fn run(
         if let Some(knn) = &config.knn {
             let mut knn_row = Vec::new();
             for j in 0..tasks {
-                let bank = features(&model.backbone, &train[j], ebs, norm, &train_device);
+                let bank = model_features(&model, &train[j], ebs, norm, &train_device);
                 let acc = knn_accuracy(
                     &bank,
                     &train[j].labels,
@@ -186,6 +195,47 @@ pub fn run(
     if config.knn.is_some() {
         rows.push(MetricRow::scalar("knn_acc", knn_seen.average_accuracy()));
         rows.push(MetricRow::scalar("knn_forgetting", knn_seen.forgetting()));
+    }
+
+    if let Some(adaptation) = &config.adaptation {
+        let ctx = AdaptContext {
+            batch_size: config.batch_size,
+            eval_batch_size: ebs,
+            augment: config.augment,
+            normalization: norm,
+            seed: config.seed,
+            device: &train_device,
+            progress,
+        };
+        // The from-scratch reference: same architecture, random weights
+        // (from the cell's seed), no checkpoint.
+        let scratch_config = BackboneConfig {
+            checkpoint: None,
+            weights: None,
+            weights_key: None,
+            keep_head: false,
+            allow_partial: false,
+            ..config.backbone.clone()
+        };
+        let scratch = build_classifier(&scratch_config, split.num_classes(), config.seed, &train_device, progress)?;
+        let (mut adapted, mut gain) = (0.0, 0.0);
+        for j in 0..tasks {
+            let start = split.label_range(j).start as u32;
+            let renumber = |set: &ImageSet| set.select_classes(&|l| l.checked_sub(start));
+            let task = TaskData {
+                train: Arc::new(renumber(&train[j])),
+                test: Arc::new(renumber(&test[j])),
+                classes: split.label_range(j).len(),
+            };
+            let acc = adapt(adaptation, &model, &task, &format!("task {}/{tasks}", j + 1), &ctx)?;
+            let reference = adapt(adaptation, &scratch, &task, &format!("task {}/{tasks}, from scratch", j + 1), &ctx)?;
+            rows.push(MetricRow::entry("adapt_acc", tasks - 1, j, acc));
+            rows.push(MetricRow::entry("adapt_acc_scratch", tasks - 1, j, reference));
+            adapted += acc / tasks as f64;
+            gain += (acc - reference) / tasks as f64;
+        }
+        rows.push(MetricRow::scalar("adapt_acc", adapted));
+        rows.push(MetricRow::scalar("forward_transfer", gain));
     }
     Ok(rows)
 }

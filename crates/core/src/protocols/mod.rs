@@ -2,6 +2,7 @@
 //! takes its config and returns metric rows; the runner adds the cell's
 //! identity (id, protocol, method, seed, axes) to every row.
 
+pub mod adaptation;
 pub mod continual;
 pub mod pretrain;
 
@@ -77,7 +78,7 @@ pub(crate) fn build_classifier(
         backbone = b;
         head = h.expect("the head passed in comes back");
     }
-    Ok(Classifier { backbone, head })
+    Ok(Classifier::new(backbone, head))
 }
 
 /// Top-1 accuracy of `model` on `set`.

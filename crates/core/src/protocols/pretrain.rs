@@ -83,7 +83,7 @@ pub fn run(
         num_classes: classes.len(),
         seed: config.seed,
     };
-    let (model, stats) = fit(model, &train, &stage, &NoHooks, &train_device, progress)?;
+    let (model, stats) = fit(model, &train, &stage, &mut NoHooks, &train_device, progress)?;
     let acc = test_accuracy(
         &model,
         &test,

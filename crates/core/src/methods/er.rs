@@ -1,0 +1,98 @@
+//! `er`: experience replay from a reservoir buffer (Chaudhry et al. 2019,
+//! as in Mammoth): every batch adds the cross-entropy of a minibatch drawn
+//! from the buffer; the buffer is filled by reservoir sampling over every
+//! batch seen.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::replay::{ReplayHook, ReplayLoss};
+use super::{ContinualMethod, LpStage, ReplayBuffer, RunState, TaskContext};
+use crate::error::CoreError;
+use crate::model::Classifier;
+use crate::train::OptimConfig;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Er {
+    pub epochs: usize,
+    pub optimizer: OptimConfig,
+    /// Examples the buffer holds.
+    pub buffer_size: usize,
+    /// Replayed examples per batch; the training batch size when absent.
+    #[serde(default)]
+    pub replay_batch_size: Option<usize>,
+    #[serde(default)]
+    pub lp: Option<LpStage>,
+    #[serde(skip)]
+    state: RunState<(ReplayBuffer, ChaCha8Rng)>,
+}
+
+/// The shared task loop of the replay methods.
+pub(crate) fn learn_with_replay(
+    state: &mut RunState<(ReplayBuffer, ChaCha8Rng)>,
+    buffer_size: usize,
+    replay_batch_size: Option<usize>,
+    loss: ReplayLoss,
+    lp: &Option<LpStage>,
+    epochs: usize,
+    optimizer: &OptimConfig,
+    model: Classifier,
+    ctx: &TaskContext,
+) -> Result<Classifier, CoreError> {
+    let model = LpStage::run(lp, model, ctx)?;
+    let set = &ctx.train;
+    let (buffer, rng) = state.0.get_or_insert_with(|| {
+        (
+            ReplayBuffer::new(buffer_size, [set.channels, set.height, set.width]),
+            ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xB0FF_E400),
+        )
+    });
+    let mut hook = ReplayHook {
+        buffer,
+        task_set: set,
+        rng,
+        batch_size: replay_batch_size.unwrap_or(ctx.batch_size),
+        loss,
+    };
+    ctx.fine_tune(model, epochs, optimizer, &mut hook)
+}
+
+pub(crate) fn validate_replay(
+    optimizer: &OptimConfig,
+    lp: &Option<LpStage>,
+    buffer_size: usize,
+    replay_batch_size: Option<usize>,
+) -> Result<(), CoreError> {
+    optimizer.validate("method.optimizer")?;
+    if let Some(lp) = lp {
+        lp.validate()?;
+    }
+    if buffer_size == 0 || replay_batch_size == Some(0) {
+        return Err(CoreError::Config(
+            "method.buffer_size and method.replay_batch_size must be >= 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+impl ContinualMethod for Er {
+    fn validate(&self) -> Result<(), CoreError> {
+        validate_replay(&self.optimizer, &self.lp, self.buffer_size, self.replay_batch_size)
+    }
+
+    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+        learn_with_replay(
+            &mut self.state,
+            self.buffer_size,
+            self.replay_batch_size,
+            ReplayLoss::Er,
+            &self.lp,
+            self.epochs,
+            &self.optimizer,
+            model,
+            ctx,
+        )
+    }
+}

@@ -1,0 +1,44 @@
+//! `joint`: the upper reference. At task t the model trains on the union of
+//! the training data of tasks 0..=t (continuing from the model after task
+//! t − 1), so after the last task it has seen every task's data at once.
+
+use std::sync::Arc;
+
+use reusebench_data::ImageSet;
+use serde::{Deserialize, Serialize};
+
+use super::{ContinualMethod, TaskContext};
+use crate::error::CoreError;
+use crate::model::Classifier;
+use crate::train::{NoHooks, OptimConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Joint {
+    /// Epochs over the union at every task.
+    pub epochs: usize,
+    pub optimizer: OptimConfig,
+}
+
+/// All images of `sets`, in order.
+pub fn union(sets: &[Arc<ImageSet>]) -> ImageSet {
+    let first = &sets[0];
+    let mut all = ImageSet::empty(first.channels, first.height, first.width);
+    for set in sets {
+        for i in 0..set.len() {
+            all.push(set.image(i), set.labels[i]);
+        }
+    }
+    all
+}
+
+impl ContinualMethod for Joint {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.optimizer.validate("method.optimizer")
+    }
+
+    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+        let data = Arc::new(union(ctx.history));
+        ctx.fine_tune_on(model, &data, self.epochs, &self.optimizer, &mut NoHooks)
+    }
+}

@@ -1,0 +1,91 @@
+//! `l2-sp`: explicit inductive bias towards the starting point (Li et al.
+//! 2018): (α/2)·‖w_backbone − w⁰_backbone‖² + (β/2)·‖w_head‖², with w⁰ the
+//! backbone's weights before the first task (the pretrained ones).
+
+use serde::{Deserialize, Serialize};
+
+use super::{ContinualMethod, LpStage, RunState, TaskContext};
+use crate::error::CoreError;
+use crate::model::Classifier;
+use crate::penalties::{ParamTable, quadratic_penalty, snapshot};
+use crate::train::{OptimConfig, Step, TrainHooks};
+use burn::tensor::Tensor;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct L2Sp {
+    pub epochs: usize,
+    pub optimizer: OptimConfig,
+    /// Weight of the pull towards the pretrained backbone.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Weight of plain L2 on the head.
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    #[serde(default)]
+    pub lp: Option<LpStage>,
+    /// (pretrained backbone, zeros for the head)
+    #[serde(skip)]
+    state: RunState<(ParamTable, ParamTable)>,
+}
+
+fn default_alpha() -> f64 {
+    0.1
+}
+fn default_beta() -> f64 {
+    0.01
+}
+
+struct Pull<'a> {
+    start: &'a ParamTable,
+    zeros: &'a ParamTable,
+    alpha: f64,
+    beta: f64,
+}
+
+impl TrainHooks for Pull<'_> {
+    fn extra_loss(&mut self, model: &Classifier, _step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
+        let a = quadratic_penalty(&model.backbone, self.start, None).map(|p| p * (self.alpha / 2.0));
+        let b = quadratic_penalty(&model.head, self.zeros, None).map(|p| p * (self.beta / 2.0));
+        Ok(match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        })
+    }
+}
+
+impl ContinualMethod for L2Sp {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.optimizer.validate("method.optimizer")?;
+        if let Some(lp) = &self.lp {
+            lp.validate()?;
+        }
+        if !(self.alpha >= 0.0 && self.beta >= 0.0) {
+            return Err(CoreError::Config("method.alpha and method.beta must be >= 0".into()));
+        }
+        Ok(())
+    }
+
+    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+        if self.state.0.is_none() {
+            let zeros = snapshot(&model.head)
+                .into_iter()
+                .map(|(k, v)| (k, v.zeros_like()))
+                .collect();
+            self.state.0 = Some((snapshot(&model.backbone), zeros));
+        }
+        let model = LpStage::run(&self.lp, model, ctx)?;
+        let (start, zeros) = self.state.0.as_ref().expect("set above");
+        ctx.fine_tune(
+            model,
+            self.epochs,
+            &self.optimizer,
+            &mut Pull {
+                start,
+                zeros,
+                alpha: self.alpha,
+                beta: self.beta,
+            },
+        )
+    }
+}

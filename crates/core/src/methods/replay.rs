@@ -1,0 +1,267 @@
+//! A reservoir replay buffer (Vitter's algorithm R, as Mammoth's ER and
+//! DER use it): after n examples have been offered, each is in the buffer
+//! with probability capacity / n. Entries keep the raw image, the label and
+//! optionally the logits the model gave it when it was stored (DER).
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+use rand::seq::index::sample;
+use rand_chacha::ChaCha8Rng;
+use reusebench_data::{Augment, Normalization, write_image};
+
+#[derive(Debug, Clone)]
+pub struct ReplayBuffer {
+    pub capacity: usize,
+    /// Examples offered so far.
+    pub seen: u64,
+    pub images: Vec<Vec<u8>>,
+    pub labels: Vec<u32>,
+    pub logits: Vec<Vec<f32>>,
+    /// CHW shape of the stored images.
+    pub shape: [usize; 3],
+}
+
+/// A replayed minibatch on the training device.
+pub struct ReplayBatch {
+    pub images: Tensor<4>,
+    pub labels: Vec<u32>,
+    /// Stored logits (`[n, classes]`) when the buffer keeps them.
+    pub logits: Option<Tensor<2>>,
+}
+
+impl ReplayBuffer {
+    pub fn new(capacity: usize, shape: [usize; 3]) -> Self {
+        Self {
+            capacity,
+            seen: 0,
+            images: Vec::new(),
+            labels: Vec::new(),
+            logits: Vec::new(),
+            shape,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Offers one example; returns the slot it went to, if any.
+    pub fn offer(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        image: &[u8],
+        label: u32,
+        logits: Option<&[f32]>,
+    ) -> Option<usize> {
+        self.seen += 1;
+        let slot = if self.len() < self.capacity {
+            self.images.push(Vec::new());
+            self.labels.push(0);
+            if logits.is_some() {
+                self.logits.push(Vec::new());
+            }
+            self.len() - 1
+        } else {
+            let j = rng.random_range(0..self.seen) as usize;
+            if j >= self.capacity {
+                return None;
+            }
+            j
+        };
+        self.images[slot] = image.to_vec();
+        self.labels[slot] = label;
+        if let Some(l) = logits {
+            self.logits[slot] = l.to_vec();
+        }
+        Some(slot)
+    }
+
+    /// Up to `n` distinct entries, uniformly.
+    pub fn sample(&self, rng: &mut ChaCha8Rng, n: usize) -> Vec<usize> {
+        let n = n.min(self.len());
+        sample(rng, self.len(), n).into_vec()
+    }
+
+    /// The entries `picked`, augmented and normalised like training batches.
+    pub fn batch(
+        &self,
+        picked: &[usize],
+        augment: Augment,
+        normalization: &Normalization,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> ReplayBatch {
+        let [c, h, w] = self.shape;
+        let n = c * h * w;
+        let mut values = vec![0f32; picked.len() * n];
+        for (k, &i) in picked.iter().enumerate() {
+            write_image(
+                &self.images[i],
+                c,
+                h,
+                w,
+                augment,
+                normalization,
+                rng,
+                &mut values[k * n..(k + 1) * n],
+            );
+        }
+        let images = Tensor::from_data(TensorData::new(values, [picked.len(), c, h, w]), device);
+        let labels = picked.iter().map(|&i| self.labels[i]).collect();
+        let logits = (!self.logits.is_empty()).then(|| {
+            let dim = self.logits[0].len();
+            let flat: Vec<f32> = picked.iter().flat_map(|&i| self.logits[i].iter().copied()).collect();
+            Tensor::from_data(TensorData::new(flat, [picked.len(), dim]), device)
+        });
+        ReplayBatch {
+            images,
+            labels,
+            logits,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// Every position of a stream of 100 ends up in a 10-slot buffer with
+    /// probability 1/10: over 4000 seeded streams, inclusion counts pass a
+    /// chi-square test, and early and late halves are kept equally often.
+    #[test]
+    fn reservoir_keeps_a_uniform_sample() {
+        let (stream, capacity, trials) = (100usize, 10usize, 4000usize);
+        let mut counts = vec![0usize; stream];
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..trials {
+            let mut buf = ReplayBuffer::new(capacity, [1, 1, 1]);
+            for i in 0..stream {
+                buf.offer(&mut rng, &[i as u8], i as u32, None);
+            }
+            assert_eq!(buf.len(), capacity);
+            for &l in &buf.labels {
+                counts[l as usize] += 1;
+            }
+        }
+        let expected = (trials * capacity) as f64 / stream as f64; // 400
+        let chi2: f64 = counts
+            .iter()
+            .map(|&c| (c as f64 - expected).powi(2) / expected)
+            .sum();
+        // 99 degrees of freedom: the 99.9th percentile is 148.2.
+        assert!(chi2 < 148.2, "chi-square {chi2}, counts {counts:?}");
+        let early: usize = counts[..50].iter().sum();
+        let late: usize = counts[50..].iter().sum();
+        let diff = (early as f64 - late as f64).abs() / (trials * capacity) as f64;
+        assert!(diff < 0.03, "early {early} vs late {late}");
+    }
+
+    #[test]
+    fn samples_are_distinct_and_carry_logits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut buf = ReplayBuffer::new(5, [1, 2, 2]);
+        for i in 0..3u8 {
+            buf.offer(&mut rng, &[i; 4], i as u32, Some(&[i as f32, 1.0]));
+        }
+        let mut picked = buf.sample(&mut rng, 10);
+        picked.sort();
+        assert_eq!(picked, vec![0, 1, 2]);
+        let norm = Normalization {
+            mean: [0.0; 3],
+            std: [1.0 / 255.0; 3],
+        };
+        let b = buf.batch(&[2, 0], Augment::NONE, &norm, &mut rng, &Device::flex());
+        assert_eq!(b.labels, vec![2, 0]);
+        let logits = b.logits.unwrap().into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(logits, vec![2.0, 1.0, 0.0, 1.0]);
+        let images = b.images.into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(images, vec![2.0, 2.0, 2.0, 2.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
+
+/// The replay terms added to every batch once the buffer holds anything.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ReplayLoss {
+    /// ER: cross-entropy on a replayed minibatch.
+    Er,
+    /// DER++: α·MSE between the model's logits and the stored ones on one
+    /// replayed minibatch, plus β·cross-entropy on another.
+    DerPlusPlus { alpha: f64, beta: f64 },
+}
+
+/// Replays from and fills `buffer` during one task's training.
+pub(crate) struct ReplayHook<'a> {
+    pub buffer: &'a mut ReplayBuffer,
+    pub task_set: &'a reusebench_data::ImageSet,
+    pub rng: &'a mut ChaCha8Rng,
+    pub batch_size: usize,
+    pub loss: ReplayLoss,
+}
+
+impl ReplayHook<'_> {
+    fn replay(&mut self, step: &crate::train::Step) -> ReplayBatch {
+        let picked = self.buffer.sample(self.rng, self.batch_size);
+        let device = step.images.device();
+        self.buffer.batch(
+            &picked,
+            step.stage.augment,
+            &step.stage.normalization,
+            self.rng,
+            &device,
+        )
+    }
+}
+
+impl crate::train::TrainHooks for ReplayHook<'_> {
+    fn extra_loss(
+        &mut self,
+        model: &crate::model::Classifier,
+        step: &crate::train::Step,
+    ) -> Result<Option<Tensor<1>>, crate::error::CoreError> {
+        use burn::tensor::loss::cross_entropy_with_logits;
+        if self.buffer.is_empty() {
+            return Ok(None);
+        }
+        let classes = step.stage.num_classes;
+        let ce = |model: &crate::model::Classifier, b: ReplayBatch| {
+            let device = b.images.device();
+            let target = crate::train::one_hot(&b.labels, classes, &device);
+            cross_entropy_with_logits(model.forward(b.images), target)
+        };
+        Ok(Some(match self.loss {
+            ReplayLoss::Er => ce(model, self.replay(step)),
+            ReplayLoss::DerPlusPlus { alpha, beta } => {
+                let first = self.replay(step);
+                let stored = first.logits.expect("DER buffers keep logits");
+                let diff = model.forward(first.images) - stored;
+                let mse = (diff.clone() * diff).mean();
+                mse * alpha + ce(model, self.replay(step)) * beta
+            }
+        }))
+    }
+
+    fn after_step(&mut self, step: &crate::train::Step) {
+        let logits = match self.loss {
+            ReplayLoss::Er => None,
+            ReplayLoss::DerPlusPlus { .. } => Some(
+                step.logits
+                    .clone()
+                    .inner()
+                    .into_data()
+                    .try_into_vec::<f32>()
+                    .expect("f32 logits"),
+            ),
+        };
+        let classes = step.stage.num_classes;
+        for (k, &i) in step.indices.iter().enumerate() {
+            let row = logits.as_ref().map(|l| &l[k * classes..(k + 1) * classes]);
+            self.buffer
+                .offer(self.rng, self.task_set.image(i), step.labels[k], row);
+        }
+    }
+}

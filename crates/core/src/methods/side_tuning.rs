@@ -1,0 +1,88 @@
+//! `side-tuning` (Zhang et al. 2020): the pretrained backbone is frozen
+//! (weights and batch-norm statistics); a small side network — a CIFAR
+//! ResNet-18 of width `side_width` with a linear projection to the
+//! backbone's feature size — trains with the head on the blend
+//! α·base(x) + (1 − α)·side(x). α is fixed, or moves linearly from `alpha`
+//! at the first task to `alpha_final` at the last.
+
+use burn::module::Module;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::{ContinualMethod, TaskContext};
+use crate::backbone::{Arch, BackboneConfig};
+use crate::error::CoreError;
+use crate::model::{Classifier, SideBranch, linear_head};
+use crate::train::{NoHooks, OptimConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideTuning {
+    pub epochs: usize,
+    pub optimizer: OptimConfig,
+    /// Base width of the side network.
+    #[serde(default = "default_side_width")]
+    pub side_width: usize,
+    /// Weight of the base features in the blend.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// α at the last task (linear schedule over tasks); fixed α when absent.
+    #[serde(default)]
+    pub alpha_final: Option<f64>,
+}
+
+fn default_side_width() -> usize {
+    8
+}
+fn default_alpha() -> f64 {
+    0.5
+}
+
+impl SideTuning {
+    fn alpha_at(&self, task: usize, tasks: usize) -> f64 {
+        match self.alpha_final {
+            Some(end) if tasks > 1 => {
+                self.alpha + (end - self.alpha) * task as f64 / (tasks - 1) as f64
+            }
+            _ => self.alpha,
+        }
+    }
+}
+
+impl ContinualMethod for SideTuning {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.optimizer.validate("method.optimizer")?;
+        let ok = |a: f64| (0.0..=1.0).contains(&a);
+        if self.side_width == 0 || !ok(self.alpha) || !self.alpha_final.is_none_or(ok) {
+            return Err(CoreError::Config(
+                "method.side_width must be >= 1, alpha and alpha_final in [0, 1]".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn learn_task(&mut self, mut model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+        if model.side.is_none() {
+            let side_config = BackboneConfig {
+                arch: Arch::ResNet18Cifar,
+                width: self.side_width,
+                ..Default::default()
+            };
+            let base_dim = model.head.weight.dims()[0];
+            let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0x051D_E000);
+            let net = side_config.build(&mut rng, ctx.device);
+            let proj = linear_head(&mut rng, side_config.feature_dim(), base_dim, ctx.device);
+            model.backbone = model.backbone.freeze();
+            model.side = Some(SideBranch {
+                net,
+                proj,
+                alpha: self.alpha,
+            });
+        }
+        if let Some(side) = model.side.as_mut() {
+            side.alpha = self.alpha_at(ctx.task, ctx.num_tasks);
+        }
+        ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)
+    }
+}

@@ -1,0 +1,97 @@
+//! Fine-tuning adaptation evaluation (Sun et al. 2023, after the LP-FT
+//! paper): after the whole sequence, how well does the final representation
+//! adapt to each task again? For every task: a fresh head over the task's
+//! own classes, trained on its training set from the final model — a linear
+//! probe on cached features, or (with `fine_tune`) fine-tuning a copy of the
+//! whole model — and its test accuracy. The same procedure from a randomly
+//! initialised backbone of the same architecture is the from-scratch
+//! reference; forward transfer = mean(adapted − from scratch).
+
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use reusebench_data::{Augment, ImageSet, Normalization};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::features::{head_logits, model_features};
+use crate::metrics::accuracy;
+use crate::model::{Classifier, linear_head};
+use crate::progress::Progress;
+use crate::train::{NoHooks, OptimConfig, Stage, fit, fit_linear};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptationConfig {
+    /// Linear-probe epochs (on features computed once).
+    pub epochs: usize,
+    pub optimizer: OptimConfig,
+    /// Fine-tune a copy of the whole model instead of probing.
+    #[serde(default)]
+    pub fine_tune: bool,
+}
+
+/// One task's data, labels renumbered from 0.
+pub struct TaskData {
+    pub train: Arc<ImageSet>,
+    pub test: Arc<ImageSet>,
+    pub classes: usize,
+}
+
+/// Shared settings of the adaptation runs.
+pub struct AdaptContext<'a> {
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub augment: Augment,
+    pub normalization: Normalization,
+    pub seed: u64,
+    pub device: &'a Device,
+    pub progress: &'a dyn Progress,
+}
+
+/// Test accuracy on `task` after adapting `model` to it.
+pub fn adapt(
+    config: &AdaptationConfig,
+    model: &Classifier,
+    task: &TaskData,
+    label: &str,
+    ctx: &AdaptContext,
+) -> Result<f64, CoreError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xADA9_7000);
+    let dim = model.head.weight.dims()[0];
+    let head = linear_head(&mut rng, dim, task.classes, ctx.device);
+    let stage = Stage {
+        name: format!("adaptation · {label}"),
+        epochs: config.epochs,
+        batch_size: ctx.batch_size,
+        optim: &config.optimizer,
+        augment: if config.fine_tune { ctx.augment } else { Augment::NONE },
+        normalization: ctx.normalization,
+        num_classes: task.classes,
+        seed: ctx.seed,
+    };
+    let test_features = if config.fine_tune {
+        let mut copy = model.clone();
+        copy.head = head;
+        let (tuned, _) = fit(copy, &task.train, &stage, &mut NoHooks, ctx.device, ctx.progress)?;
+        let feats = model_features(&tuned, &task.test, ctx.eval_batch_size, ctx.normalization, ctx.device);
+        head_logits(&tuned.head, &feats, ctx.device)
+    } else {
+        let train = model_features(model, &task.train, ctx.eval_batch_size, ctx.normalization, ctx.device);
+        let (head, _) = fit_linear(head, &train.values, &task.train.labels, train.dim, &stage, ctx.device, ctx.progress)?;
+        let feats = model_features(model, &task.test, ctx.eval_batch_size, ctx.normalization, ctx.device);
+        head_logits(&head, &feats, ctx.device)
+    };
+    Ok(accuracy(&test_features.values, test_features.dim, &task.test.labels))
+}
+
+impl AdaptationConfig {
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if self.epochs == 0 {
+            return Err(CoreError::Config("adaptation.epochs must be >= 1".into()));
+        }
+        self.optimizer.validate("adaptation.optimizer")
+    }
+}
