@@ -64,6 +64,14 @@ pub enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Write a small generated dataset in an official layout (for smoke runs
+    /// and for trying a loader without the real files).
+    MakeFixture {
+        /// cifar10, tiny-imagenet or fmow.
+        dataset: String,
+        /// The folder to write (the dataset's root).
+        dir: PathBuf,
+    },
     /// Aggregate a results folder into tables and plots.
     Report {
         /// The results folder (the grid's `results`).

@@ -104,6 +104,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::MakeFixture { dataset, dir } => {
+            match dataset.as_str() {
+                "cifar10" => reusebench_data::cifar::write_cifar10_fixture(&dir, 10, 0)?,
+                "tiny-imagenet" => {
+                    reusebench_data::tiny_imagenet::write_tiny_imagenet_fixture(&dir, 20, 10, 5)?
+                }
+                "fmow" => {
+                    reusebench_data::fmow::write_fmow_fixture(&dir, 700)?;
+                }
+                other => {
+                    anyhow::bail!("unknown fixture `{other}`; use cifar10, tiny-imagenet or fmow")
+                }
+            }
+            println!("wrote a generated {dataset} fixture to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { results } => {
             report(&results)?;
             Ok(ExitCode::SUCCESS)

@@ -326,3 +326,130 @@ fn torchvision_weights_convert_and_start_a_grid() {
     assert!(!a.is_empty());
     assert_eq!(a, b);
 }
+
+/// A smoke grid from `experiments/smoke/` with its results (and, where it
+/// reads a generated fixture, its data folder) redirected into `dir`.
+fn redirected(name: &str, dir: &Path, replacements: &[(&str, &Path)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(repo().join("experiments/smoke").join(name)).unwrap();
+    for (from, to) in replacements {
+        text = text.replace(from, to.to_str().unwrap());
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn every_continual_method_runs_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let results = tmp.path().join("results");
+    let grid = redirected(
+        "methods.yaml",
+        tmp.path(),
+        &[("results/smoke-methods", &results)],
+    );
+    let (code, out) = run(&["run", grid.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
+    for method in [
+        "sgd",
+        "lp-ft",
+        "mas",
+        "ewc",
+        "lwf",
+        "er",
+        "der++",
+        "l2-sp",
+        "side-tuning",
+        "joint",
+        "mas+lp",
+    ] {
+        assert!(
+            md.contains(&format!("| {method} |")),
+            "{method} missing:\n{md}"
+        );
+    }
+    let rows = rows_of(&results);
+    let scalar = |method: &str, metric: &str| {
+        rows.iter()
+            .find(|r| r["method"] == method && r["metric"] == metric && r["task"].is_null())
+            .and_then(|r| r["value"].as_f64())
+            .unwrap_or_else(|| panic!("{method} {metric}"))
+    };
+    for method in ["sgd", "mas", "joint", "side-tuning"] {
+        let acc = scalar(method, "adapt_acc");
+        assert!((0.0..=100.0).contains(&acc), "{method} adapt_acc {acc}");
+        assert!(scalar(method, "forward_transfer").is_finite());
+    }
+    // Joint training after the last task has seen every task's data at once:
+    // one adaptation row per task, and a full accuracy matrix.
+    let joint_entries = rows
+        .iter()
+        .filter(|r| r["method"] == "joint" && r["metric"] == "acc_class_il")
+        .count();
+    assert_eq!(joint_entries, 6, "3 tasks: 1 + 2 + 3 matrix entries");
+}
+
+#[test]
+fn fmow_and_tiny_imagenet_fixtures_run_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fmow = tmp.path().join("fmow");
+    let tiny = tmp.path().join("tiny-imagenet-200");
+    for (name, dir) in [("fmow", &fmow), ("tiny-imagenet", &tiny)] {
+        let (code, out) = run(&["make-fixture", name, dir.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}");
+    }
+    let results = tmp.path().join("fmow-results");
+    let grid = redirected(
+        "fmow.yaml",
+        tmp.path(),
+        &[
+            ("results/smoke-fmow", &results),
+            ("datasets/fixtures/fmow", &fmow),
+        ],
+    );
+    let (code, out) = run(&["run", grid.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let rows = rows_of(&results);
+    for metric in [
+        "worst_region_acc",
+        "worst_year_acc",
+        "acc_all",
+        "avg_acc_domain_il",
+    ] {
+        assert!(
+            rows.iter().any(|r| r["metric"] == metric),
+            "{metric} missing"
+        );
+    }
+    // Region tasks on the official split test on 2016+ images only.
+    let mut years: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["experiment"] == "by-region")
+        .filter_map(|r| r["metric"].as_str().unwrap().strip_prefix("acc_year_"))
+        .collect();
+    years.sort();
+    years.dedup();
+    assert_eq!(years, ["2016", "2017"]);
+    assert!(
+        !rows.iter().any(|r| r["metric"] == "acc_task_il"),
+        "no task-IL in domain-incremental runs"
+    );
+
+    let results = tmp.path().join("tiny-results");
+    let grid = redirected(
+        "tiny-imagenet.yaml",
+        tmp.path(),
+        &[
+            ("results/smoke-tiny-imagenet", &results),
+            ("datasets/fixtures/tiny-imagenet-200", &tiny),
+        ],
+    );
+    let (code, out) = run(&["run", grid.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        tiny.join(".reusebench-cache").is_dir(),
+        "the decode cache is written beside the data"
+    );
+    assert!(rows_of(&results).iter().any(|r| r["metric"] == "knn_acc"));
+}

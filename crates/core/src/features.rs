@@ -80,7 +80,9 @@ pub fn model_features(
     device: &Device,
 ) -> Rows {
     let model = model.valid();
-    infer(set, batch_size, normalization, device, |x| model.features(x))
+    infer(set, batch_size, normalization, device, |x| {
+        model.features(x)
+    })
 }
 
 /// Pooled backbone features (evaluation mode).

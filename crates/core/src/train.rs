@@ -125,7 +125,11 @@ pub struct Step<'a> {
 /// (penalties, distillation, replay) and bookkeeping after every update.
 pub trait TrainHooks {
     /// An extra term added to the batch's cross-entropy.
-    fn extra_loss(&mut self, _model: &Classifier, _step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
+    fn extra_loss(
+        &mut self,
+        _model: &Classifier,
+        _step: &Step,
+    ) -> Result<Option<Tensor<1>>, CoreError> {
         Ok(None)
     }
     /// Called after the optimizer step (e.g. to fill a replay buffer).
@@ -235,7 +239,11 @@ pub fn fit(
         .values()
         .map(|t| t.clone().abs().sum().into_scalar::<f32>())
         .sum();
-    check_finite(&format!("{} (weights after the last update)", stage.name), stats.batches, sum)?;
+    check_finite(
+        &format!("{} (weights after the last update)", stage.name),
+        stats.batches,
+        sum,
+    )?;
     Ok((model, stats))
 }
 

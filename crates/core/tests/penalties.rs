@@ -12,7 +12,9 @@ use reusebench_core::NoProgress;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::features::model_features;
 use reusebench_core::model::{Classifier, linear_head};
-use reusebench_core::penalties::{ImportanceKind, importance, quadratic_penalty, snapshot, table_values};
+use reusebench_core::penalties::{
+    ImportanceKind, importance, quadratic_penalty, snapshot, table_values,
+};
 use reusebench_data::{ImageSet, Normalization};
 
 const NORM: Normalization = Normalization {
@@ -64,7 +66,10 @@ fn with_value<const D: usize>(t: &Tensor<D>, k: usize, delta: f32) -> Param<Tens
 }
 
 fn sq_norm(model: &Classifier, x: Tensor<4>) -> f64 {
-    host(model.forward(x)).iter().map(|&v| (v as f64).powi(2)).sum()
+    host(model.forward(x))
+        .iter()
+        .map(|&v| (v as f64).powi(2))
+        .sum()
 }
 
 #[test]
@@ -73,7 +78,17 @@ fn mas_importance_matches_finite_differences() {
     let train_dev = dev.clone().autodiff();
     let model = tiny(&train_dev);
     let set = images();
-    let omega = importance(&model, &set, NORM, ImportanceKind::Mas, None, 0, &train_dev, &NoProgress).unwrap();
+    let omega = importance(
+        &model,
+        &set,
+        NORM,
+        ImportanceKind::Mas,
+        None,
+        0,
+        &train_dev,
+        &NoProgress,
+    )
+    .unwrap();
 
     // Finite differences on an evaluation copy (batch norm on running statistics).
     let eval = model.valid();
@@ -98,7 +113,10 @@ fn mas_importance_matches_finite_differences() {
             m
         });
         let got = head_w[k] as f64;
-        assert!((got - want).abs() <= 1e-3 + 1e-2 * want, "head.weight[{k}]: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-3 + 1e-2 * want,
+            "head.weight[{k}]: {got} vs {want}"
+        );
         checked += 1;
     }
     for k in [0usize, 7, 30, 53] {
@@ -108,11 +126,17 @@ fn mas_importance_matches_finite_differences() {
             m
         });
         let got = conv_w[k] as f64;
-        assert!((got - want).abs() <= 1e-3 + 3e-2 * want, "conv1.weight[{k}]: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-3 + 3e-2 * want,
+            "conv1.weight[{k}]: {got} vs {want}"
+        );
         checked += 1;
     }
     assert_eq!(checked, 8);
-    assert!(head_w.iter().any(|&v| v > 1e-3), "importance must not be all zero");
+    assert!(
+        head_w.iter().any(|&v| v > 1e-3),
+        "importance must not be all zero"
+    );
 }
 
 #[test]
@@ -121,7 +145,17 @@ fn fisher_matches_the_softmax_closed_form() {
     let train_dev = dev.clone().autodiff();
     let model = tiny(&train_dev);
     let set = images();
-    let fisher = importance(&model, &set, NORM, ImportanceKind::Fisher, None, 0, &train_dev, &NoProgress).unwrap();
+    let fisher = importance(
+        &model,
+        &set,
+        NORM,
+        ImportanceKind::Fisher,
+        None,
+        0,
+        &train_dev,
+        &NoProgress,
+    )
+    .unwrap();
 
     // d(-log p_y)/dW[j][c] = z_j (p_c - [c = y]); d/db[c] = p_c - [c = y].
     let z = model_features(&model, &set, 8, NORM, &train_dev);
@@ -133,7 +167,12 @@ fn fisher_matches_the_softmax_closed_form() {
     for i in 0..set.len() {
         let zi = z.row(i);
         let logits: Vec<f64> = (0..CLASSES)
-            .map(|c| b[c] as f64 + (0..dim).map(|j| zi[j] as f64 * w[j * CLASSES + c] as f64).sum::<f64>())
+            .map(|c| {
+                b[c] as f64
+                    + (0..dim)
+                        .map(|j| zi[j] as f64 * w[j * CLASSES + c] as f64)
+                        .sum::<f64>()
+            })
             .collect();
         let m = logits.iter().cloned().fold(f64::MIN, f64::max);
         let e: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
@@ -149,10 +188,16 @@ fn fisher_matches_the_softmax_closed_form() {
     let got_w = table_values(&fisher, &model.head.weight.id).unwrap();
     let got_b = table_values(&fisher, &model.head.bias.as_ref().unwrap().id).unwrap();
     for (k, (&g, &e)) in got_w.iter().zip(&want_w).enumerate() {
-        assert!((g as f64 - e).abs() <= 1e-5 + 1e-3 * e, "W[{k}]: {g} vs {e}");
+        assert!(
+            (g as f64 - e).abs() <= 1e-5 + 1e-3 * e,
+            "W[{k}]: {g} vs {e}"
+        );
     }
     for (c, (&g, &e)) in got_b.iter().zip(&want_b).enumerate() {
-        assert!((g as f64 - e).abs() <= 1e-5 + 1e-3 * e, "b[{c}]: {g} vs {e}");
+        assert!(
+            (g as f64 - e).abs() <= 1e-5 + 1e-3 * e,
+            "b[{c}]: {g} vs {e}"
+        );
     }
     // Every trainable tensor has an entry; running statistics do not.
     assert_eq!(fisher.len(), snapshot(&model).len());
@@ -163,7 +208,10 @@ fn quadratic_penalty_is_the_weighted_squared_distance() {
     let dev = Device::flex().autodiff();
     let model = tiny(&dev);
     let anchor = snapshot(&model.head);
-    assert!(quadratic_penalty(&model.head, &anchor, None).is_some_and(|p| p.into_scalar::<f32>() == 0.0));
+    assert!(
+        quadratic_penalty(&model.head, &anchor, None)
+            .is_some_and(|p| p.into_scalar::<f32>() == 0.0)
+    );
     let mut moved = model.head.clone();
     moved.weight = with_value(&moved.weight.val(), 4, 0.5);
     moved.weight = Param::initialized(model.head.weight.id, moved.weight.val());
@@ -171,6 +219,8 @@ fn quadratic_penalty_is_the_weighted_squared_distance() {
         .iter()
         .map(|(k, v)| (*k, v.ones_like() * 3.0))
         .collect();
-    let p = quadratic_penalty(&moved, &anchor, Some(&weights)).unwrap().into_scalar::<f32>();
+    let p = quadratic_penalty(&moved, &anchor, Some(&weights))
+        .unwrap()
+        .into_scalar::<f32>();
     assert!((p - 3.0 * 0.25).abs() < 1e-5, "{p}");
 }

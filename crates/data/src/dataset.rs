@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
+use crate::fmow::FmowSplit;
 use crate::transform::Normalization;
-use crate::{cifar, synthetic};
+use crate::{cifar, fmow, synthetic, tiny_imagenet};
 
 /// Images of one split, stored as `u8` in CHW order, one after another.
 #[derive(Debug, Clone)]
@@ -17,6 +18,17 @@ pub struct ImageSet {
     pub width: usize,
     pub pixels: Vec<u8>,
     pub labels: Vec<u32>,
+    /// Per-image domain (year, region) for datasets that have one (FMoW);
+    /// empty otherwise.
+    pub domains: Vec<Domain>,
+}
+
+/// Where and when an image was taken (FMoW's metadata).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Domain {
+    pub year: u16,
+    /// Index into [`crate::fmow::REGIONS`].
+    pub region: u8,
 }
 
 impl ImageSet {
@@ -27,6 +39,7 @@ impl ImageSet {
             width,
             pixels: Vec::new(),
             labels: Vec::new(),
+            domains: Vec::new(),
         }
     }
 
@@ -53,16 +66,29 @@ impl ImageSet {
         self.labels.push(label);
     }
 
-    /// The images whose label is in `classes`, relabelled through `map`
-    /// (original label -> new label); order is kept.
-    pub fn select_classes(&self, map: &dyn Fn(u32) -> Option<u32>) -> ImageSet {
+    /// Appends image `i` of `other` (with its domain, if any).
+    pub fn push_from(&mut self, other: &ImageSet, i: usize, label: u32) {
+        self.push(other.image(i), label);
+        if let Some(d) = other.domains.get(i) {
+            self.domains.push(*d);
+        }
+    }
+
+    /// The images `keep` returns a label for (index -> new label); order is kept.
+    pub fn select(&self, keep: &dyn Fn(usize) -> Option<u32>) -> ImageSet {
         let mut out = ImageSet::empty(self.channels, self.height, self.width);
         for i in 0..self.len() {
-            if let Some(label) = map(self.labels[i]) {
-                out.push(self.image(i), label);
+            if let Some(label) = keep(i) {
+                out.push_from(self, i, label);
             }
         }
         out
+    }
+
+    /// The images whose label is in `classes`, relabelled through `map`
+    /// (original label -> new label); order is kept.
+    pub fn select_classes(&self, map: &dyn Fn(u32) -> Option<u32>) -> ImageSet {
+        self.select(&|i| map(self.labels[i]))
     }
 
     /// Keeps at most `per_class` images of each label (the first ones).
@@ -73,7 +99,7 @@ impl ImageSet {
             let c = counts.entry(self.labels[i]).or_default();
             if *c < per_class {
                 *c += 1;
-                out.push(self.image(i), self.labels[i]);
+                out.push_from(self, i, self.labels[i]);
             }
         }
         out
@@ -124,6 +150,42 @@ pub enum DatasetSpec {
         #[serde(default)]
         test_per_class: Option<usize>,
     },
+    /// Tiny ImageNet-200, official layout (`root` = the `tiny-imagenet-200`
+    /// folder); the official val split is the test set.
+    TinyImagenet {
+        root: PathBuf,
+        /// Resize to this many pixels a side (64 = native).
+        #[serde(default = "default_tiny_size")]
+        image_size: usize,
+        #[serde(default)]
+        train_per_class: Option<usize>,
+        #[serde(default)]
+        test_per_class: Option<usize>,
+        /// Where the decoded cache goes; `<root>/.reusebench-cache` when absent.
+        #[serde(default)]
+        cache_dir: Option<PathBuf>,
+    },
+    /// FMoW (WILDS `fmow_v1.1` layout), with each image's year and region.
+    Fmow {
+        root: PathBuf,
+        /// Resize to this many pixels a side (224 = native).
+        #[serde(default = "default_fmow_size")]
+        image_size: usize,
+        #[serde(default)]
+        split: FmowSplit,
+        #[serde(default)]
+        train_per_class: Option<usize>,
+        #[serde(default)]
+        test_per_class: Option<usize>,
+    },
+}
+
+fn default_fmow_size() -> usize {
+    fmow::NATIVE_SIZE
+}
+
+fn default_tiny_size() -> usize {
+    tiny_imagenet::NATIVE_SIZE
 }
 
 impl DatasetSpec {
@@ -133,6 +195,11 @@ impl DatasetSpec {
             DatasetSpec::Synthetic { .. } => vec![],
             DatasetSpec::Cifar10 { root, .. } => cifar::cifar10_files(root),
             DatasetSpec::Cifar100 { root, .. } => cifar::cifar100_files(root),
+            DatasetSpec::TinyImagenet { root, .. } => vec![root.join("wnids.txt")],
+            DatasetSpec::Fmow { root, .. } => vec![
+                root.join("rgb_metadata.csv"),
+                root.join("country_code_mapping.csv"),
+            ],
         }
     }
 
@@ -141,6 +208,8 @@ impl DatasetSpec {
             DatasetSpec::Synthetic { .. } => "synthetic",
             DatasetSpec::Cifar10 { .. } => "cifar10",
             DatasetSpec::Cifar100 { .. } => "cifar100",
+            DatasetSpec::TinyImagenet { .. } => "tiny-imagenet",
+            DatasetSpec::Fmow { .. } => "fmow",
         }
     }
 }
@@ -178,6 +247,28 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             test_per_class,
         } => Ok(cap(
             cifar::load_cifar100(root)?,
+            train_per_class,
+            test_per_class,
+        )),
+        DatasetSpec::TinyImagenet {
+            root,
+            image_size,
+            train_per_class,
+            test_per_class,
+            cache_dir,
+        } => {
+            let (data, _) =
+                tiny_imagenet::load_tiny_imagenet(root, *image_size, cache_dir.as_deref())?;
+            Ok(cap(data, train_per_class, test_per_class))
+        }
+        DatasetSpec::Fmow {
+            root,
+            image_size,
+            split,
+            train_per_class,
+            test_per_class,
+        } => Ok(cap(
+            fmow::load_fmow(root, *image_size, *split)?,
             train_per_class,
             test_per_class,
         )),

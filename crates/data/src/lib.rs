@@ -9,12 +9,14 @@ pub mod batch;
 pub mod cifar;
 pub mod dataset;
 pub mod error;
+pub mod fmow;
 pub mod split;
 pub mod synthetic;
+pub mod tiny_imagenet;
 pub mod transform;
 
 pub use batch::{Batch, BatchIter, BatchPlan};
-pub use dataset::{DatasetSpec, ImageSet, TrainTest, load_dataset};
+pub use dataset::{DatasetSpec, Domain, ImageSet, TrainTest, load_dataset};
 pub use error::DataError;
-pub use split::TaskSplit;
+pub use split::{DomainTasks, TaskSequence, TaskSplit};
 pub use transform::{Augment, Normalization, write_image};

@@ -4,6 +4,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use serde::{Deserialize, Serialize};
+
 use crate::dataset::ImageSet;
 use crate::error::DataError;
 
@@ -127,5 +129,152 @@ mod tests {
                 .contains("3 classes cannot be split into tasks of 2")
         );
         assert!(TaskSplit::new(&[0, 0], 1, None).is_err());
+    }
+}
+
+/// Domain-incremental tasks: every task has all classes, drawn from one
+/// period (a year range) or one region (datasets with per-image domains,
+/// FMoW).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DomainTasks {
+    /// One task per inclusive year range, in the given order.
+    Year { ranges: Vec<[u16; 2]> },
+    /// One task per region (names from [`crate::fmow::REGIONS`]), in the given order.
+    Region { order: Vec<String> },
+}
+
+impl DomainTasks {
+    pub fn num_tasks(&self) -> usize {
+        match self {
+            DomainTasks::Year { ranges } => ranges.len(),
+            DomainTasks::Region { order } => order.len(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), DataError> {
+        match self {
+            DomainTasks::Year { ranges } => {
+                if ranges.is_empty() || ranges.iter().any(|[a, b]| a > b) {
+                    return Err(DataError::Config(
+                        "domains.ranges: give [first, last] year ranges, first <= last".into(),
+                    ));
+                }
+            }
+            DomainTasks::Region { order } => {
+                if order.is_empty() {
+                    return Err(DataError::Config("domains.order: no regions".into()));
+                }
+                if let Some(bad) = order
+                    .iter()
+                    .find(|r| !crate::fmow::REGIONS.contains(&r.as_str()))
+                {
+                    return Err(DataError::Config(format!(
+                        "domains.order: unknown region `{bad}` (use {})",
+                        crate::fmow::REGIONS.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Task `t` in words, for messages.
+    pub fn describe(&self, t: usize) -> String {
+        match self {
+            DomainTasks::Year { ranges } => format!("years {}-{}", ranges[t][0], ranges[t][1]),
+            DomainTasks::Region { order } => format!("region {}", order[t]),
+        }
+    }
+
+    fn matches(&self, t: usize, d: &crate::dataset::Domain) -> bool {
+        match self {
+            DomainTasks::Year { ranges } => (ranges[t][0]..=ranges[t][1]).contains(&d.year),
+            DomainTasks::Region { order } => crate::fmow::REGIONS[d.region as usize] == order[t],
+        }
+    }
+}
+
+/// The task structure a continual run follows.
+#[derive(Debug, Clone)]
+pub enum TaskSequence {
+    /// Class-incremental: each task brings new classes.
+    Classes(TaskSplit),
+    /// Domain-incremental: each task has every class of `classes`
+    /// (renumbered 0..n in that order), from its own domain.
+    Domains {
+        tasks: DomainTasks,
+        classes: Vec<u32>,
+    },
+}
+
+impl TaskSequence {
+    pub fn num_tasks(&self) -> usize {
+        match self {
+            TaskSequence::Classes(s) => s.num_tasks(),
+            TaskSequence::Domains { tasks, .. } => tasks.num_tasks(),
+        }
+    }
+
+    /// Size of the shared head.
+    pub fn num_classes(&self) -> usize {
+        match self {
+            TaskSequence::Classes(s) => s.num_classes(),
+            TaskSequence::Domains { classes, .. } => classes.len(),
+        }
+    }
+
+    /// Labels task `t` trains (renumbered).
+    pub fn label_range(&self, t: usize) -> std::ops::Range<usize> {
+        match self {
+            TaskSequence::Classes(s) => s.label_range(t),
+            TaskSequence::Domains { classes, .. } => 0..classes.len(),
+        }
+    }
+
+    /// Logit columns that earlier tasks trained (what distillation keeps).
+    pub fn old_classes(&self, t: usize) -> usize {
+        match self {
+            TaskSequence::Classes(s) => s.label_range(t).start,
+            TaskSequence::Domains { classes, .. } => {
+                if t == 0 {
+                    0
+                } else {
+                    classes.len()
+                }
+            }
+        }
+    }
+
+    /// Task `t`'s images of `set`, labels renumbered.
+    pub fn task_images(&self, set: &ImageSet, t: usize) -> Result<ImageSet, DataError> {
+        match self {
+            TaskSequence::Classes(s) => Ok(s.task_images(set, t)),
+            TaskSequence::Domains { tasks, classes } => {
+                if set.domains.len() != set.len() {
+                    return Err(DataError::Config(
+                        "domains: this dataset has no per-image year or region (only fmow has)"
+                            .into(),
+                    ));
+                }
+                Ok(set.select(&|i| {
+                    if !tasks.matches(t, &set.domains[i]) {
+                        return None;
+                    }
+                    classes
+                        .iter()
+                        .position(|&c| c == set.labels[i])
+                        .map(|p| p as u32)
+                }))
+            }
+        }
+    }
+
+    /// `"class_il"` or `"domain_il"`: the setting metric names carry.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            TaskSequence::Classes(_) => "class_il",
+            TaskSequence::Domains { .. } => "domain_il",
+        }
     }
 }

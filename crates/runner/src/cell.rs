@@ -28,8 +28,8 @@ impl Protocol {
 /// A typed, validated cell configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProtocolConfig {
-    Pretrain(PretrainConfig),
-    Continual(ContinualConfig),
+    Pretrain(Box<PretrainConfig>),
+    Continual(Box<ContinualConfig>),
 }
 
 impl ProtocolConfig {

@@ -419,8 +419,8 @@ fn typed_config(protocol: Protocol, v: &Value) -> Result<ProtocolConfig, (String
         })
     }
     match protocol {
-        Protocol::Pretrain => de(v).map(ProtocolConfig::Pretrain),
-        Protocol::Continual => de(v).map(ProtocolConfig::Continual),
+        Protocol::Pretrain => de(v).map(|c| ProtocolConfig::Pretrain(Box::new(c))),
+        Protocol::Continual => de(v).map(|c| ProtocolConfig::Continual(Box::new(c))),
     }
 }
 

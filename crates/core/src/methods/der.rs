@@ -31,7 +31,7 @@ pub struct DerPlusPlus {
     #[serde(default)]
     pub lp: Option<LpStage>,
     #[serde(skip)]
-    state: RunState<(ReplayBuffer, ChaCha8Rng)>,
+    state: RunState<Box<(ReplayBuffer, ChaCha8Rng)>>,
 }
 
 fn default_alpha() -> f64 {
@@ -43,14 +43,25 @@ fn default_beta() -> f64 {
 
 impl ContinualMethod for DerPlusPlus {
     fn validate(&self) -> Result<(), CoreError> {
-        validate_replay(&self.optimizer, &self.lp, self.buffer_size, self.replay_batch_size)?;
+        validate_replay(
+            &self.optimizer,
+            &self.lp,
+            self.buffer_size,
+            self.replay_batch_size,
+        )?;
         if !(self.alpha >= 0.0 && self.beta >= 0.0) {
-            return Err(CoreError::Config("method.alpha and method.beta must be >= 0".into()));
+            return Err(CoreError::Config(
+                "method.alpha and method.beta must be >= 0".into(),
+            ));
         }
         Ok(())
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         learn_with_replay(
             &mut self.state,
             self.buffer_size,

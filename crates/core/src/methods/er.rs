@@ -26,12 +26,12 @@ pub struct Er {
     #[serde(default)]
     pub lp: Option<LpStage>,
     #[serde(skip)]
-    state: RunState<(ReplayBuffer, ChaCha8Rng)>,
+    state: RunState<Box<(ReplayBuffer, ChaCha8Rng)>>,
 }
 
 /// The shared task loop of the replay methods.
 pub(crate) fn learn_with_replay(
-    state: &mut RunState<(ReplayBuffer, ChaCha8Rng)>,
+    state: &mut RunState<Box<(ReplayBuffer, ChaCha8Rng)>>,
     buffer_size: usize,
     replay_batch_size: Option<usize>,
     loss: ReplayLoss,
@@ -43,11 +43,11 @@ pub(crate) fn learn_with_replay(
 ) -> Result<Classifier, CoreError> {
     let model = LpStage::run(lp, model, ctx)?;
     let set = &ctx.train;
-    let (buffer, rng) = state.0.get_or_insert_with(|| {
-        (
+    let (buffer, rng) = &mut **state.0.get_or_insert_with(|| {
+        Box::new((
             ReplayBuffer::new(buffer_size, [set.channels, set.height, set.width]),
             ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xB0FF_E400),
-        )
+        ))
     });
     let mut hook = ReplayHook {
         buffer,
@@ -79,10 +79,19 @@ pub(crate) fn validate_replay(
 
 impl ContinualMethod for Er {
     fn validate(&self) -> Result<(), CoreError> {
-        validate_replay(&self.optimizer, &self.lp, self.buffer_size, self.replay_batch_size)
+        validate_replay(
+            &self.optimizer,
+            &self.lp,
+            self.buffer_size,
+            self.replay_batch_size,
+        )
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         learn_with_replay(
             &mut self.state,
             self.buffer_size,

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::{ContinualMethod, LpStage, RunState, TaskContext};
 use crate::error::CoreError;
 use crate::model::Classifier;
-use crate::penalties::{ImportanceKind, ParamTable, QuadraticPenalty, accumulate, importance, snapshot};
+use crate::penalties::{
+    ImportanceKind, ParamTable, QuadraticPenalty, accumulate, importance, snapshot,
+};
 use crate::train::{NoHooks, OptimConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,7 +51,11 @@ impl ContinualMethod for Ewc {
         Ok(())
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         let model = LpStage::run(&self.lp, model, ctx)?;
         let model = match &self.state.0 {
             Some((fisher, anchor)) => ctx.fine_tune(

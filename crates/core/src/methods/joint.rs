@@ -26,7 +26,7 @@ pub fn union(sets: &[Arc<ImageSet>]) -> ImageSet {
     let mut all = ImageSet::empty(first.channels, first.height, first.width);
     for set in sets {
         for i in 0..set.len() {
-            all.push(set.image(i), set.labels[i]);
+            all.push_from(set, i, set.labels[i]);
         }
     }
     all
@@ -37,7 +37,11 @@ impl ContinualMethod for Joint {
         self.optimizer.validate("method.optimizer")
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         let data = Arc::new(union(ctx.history));
         ctx.fine_tune_on(model, &data, self.epochs, &self.optimizer, &mut NoHooks)
     }

@@ -44,8 +44,13 @@ struct Pull<'a> {
 }
 
 impl TrainHooks for Pull<'_> {
-    fn extra_loss(&mut self, model: &Classifier, _step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
-        let a = quadratic_penalty(&model.backbone, self.start, None).map(|p| p * (self.alpha / 2.0));
+    fn extra_loss(
+        &mut self,
+        model: &Classifier,
+        _step: &Step,
+    ) -> Result<Option<Tensor<1>>, CoreError> {
+        let a =
+            quadratic_penalty(&model.backbone, self.start, None).map(|p| p * (self.alpha / 2.0));
         let b = quadratic_penalty(&model.head, self.zeros, None).map(|p| p * (self.beta / 2.0));
         Ok(match (a, b) {
             (Some(a), Some(b)) => Some(a + b),
@@ -61,12 +66,18 @@ impl ContinualMethod for L2Sp {
             lp.validate()?;
         }
         if !(self.alpha >= 0.0 && self.beta >= 0.0) {
-            return Err(CoreError::Config("method.alpha and method.beta must be >= 0".into()));
+            return Err(CoreError::Config(
+                "method.alpha and method.beta must be >= 0".into(),
+            ));
         }
         Ok(())
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         if self.state.0.is_none() {
             let zeros = snapshot(&model.head)
                 .into_iter()

@@ -28,7 +28,7 @@ pub struct Lwf {
     pub lp: Option<LpStage>,
     /// The model as it was after the previous task (inference copy).
     #[serde(skip)]
-    state: RunState<Classifier>,
+    state: RunState<Box<Classifier>>,
 }
 
 fn default_lambda() -> f64 {
@@ -46,12 +46,22 @@ struct Distill<'a> {
 }
 
 impl TrainHooks for Distill<'_> {
-    fn extra_loss(&mut self, _model: &Classifier, step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
+    fn extra_loss(
+        &mut self,
+        _model: &Classifier,
+        step: &Step,
+    ) -> Result<Option<Tensor<1>>, CoreError> {
         let n = step.labels.len();
         let k = self.old_classes;
-        let old = self.old.forward(step.images.clone().inner()).slice([0..n, 0..k]).autodiff();
+        let old = self
+            .old
+            .forward(step.images.clone().inner())
+            .slice([0..n, 0..k])
+            .autodiff();
         let new = step.logits.clone().slice([0..n, 0..k]);
-        Ok(Some(distillation_loss(new, old, self.temperature) * self.lambda))
+        Ok(Some(
+            distillation_loss(new, old, self.temperature) * self.lambda,
+        ))
     }
 }
 
@@ -69,9 +79,13 @@ impl ContinualMethod for Lwf {
         Ok(())
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         let model = LpStage::run(&self.lp, model, ctx)?;
-        let old_classes = ctx.class_range.start;
+        let old_classes = ctx.old_classes;
         let model = match &self.state.0 {
             Some(old) if old_classes > 0 => ctx.fine_tune(
                 model,
@@ -86,7 +100,7 @@ impl ContinualMethod for Lwf {
             )?,
             _ => ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)?,
         };
-        self.state.0 = Some(model.valid());
+        self.state.0 = Some(Box::new(model.valid()));
         Ok(model)
     }
 }

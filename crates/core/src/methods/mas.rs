@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use super::{ContinualMethod, LpStage, RunState, TaskContext};
 use crate::error::CoreError;
 use crate::model::Classifier;
-use crate::penalties::{ImportanceKind, ParamTable, QuadraticPenalty, accumulate, importance, snapshot};
+use crate::penalties::{
+    ImportanceKind, ParamTable, QuadraticPenalty, accumulate, importance, snapshot,
+};
 use crate::train::{NoHooks, OptimConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +58,11 @@ impl ContinualMethod for Mas {
         Ok(())
     }
 
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         let model = LpStage::run(&self.lp, model, ctx)?;
         let model = match &self.state.0 {
             Some((omega, anchor)) => ctx.fine_tune(
@@ -83,7 +89,10 @@ impl ContinualMethod for Mas {
         )?;
         let omega = match self.state.0.take() {
             Some((mut old, _)) => {
-                let scaled = new.into_iter().map(|(k, v)| (k, v * (1.0 - self.alpha))).collect();
+                let scaled = new
+                    .into_iter()
+                    .map(|(k, v)| (k, v * (1.0 - self.alpha)))
+                    .collect();
                 accumulate(&mut old, scaled, self.alpha);
                 old
             }

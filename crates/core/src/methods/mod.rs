@@ -170,9 +170,10 @@ pub struct TaskContext<'a> {
     pub train: Arc<ImageSet>,
     /// Training sets of tasks 0..=task (only `joint` may use past ones).
     pub history: &'a [Arc<ImageSet>],
-    /// The task's labels in the sequence's numbering; earlier tasks' labels
-    /// are `0..class_range.start`.
-    pub class_range: std::ops::Range<usize>,
+    /// Logit columns earlier tasks trained (`0..old_classes`): the old
+    /// classes in class-incremental sequences, every class in
+    /// domain-incremental ones after the first task.
+    pub old_classes: usize,
     /// Size of the shared head (all classes of the sequence).
     pub num_classes: usize,
     pub batch_size: usize,
@@ -231,15 +232,7 @@ impl TaskContext<'_> {
         hooks: &mut dyn TrainHooks,
     ) -> Result<Classifier, CoreError> {
         let stage = self.stage("fine-tune", 1, epochs, optim);
-        Ok(fit(
-            model,
-            data,
-            &stage,
-            hooks,
-            self.device,
-            self.progress,
-        )?
-        .0)
+        Ok(fit(model, data, &stage, hooks, self.device, self.progress)?.0)
     }
 
     /// Trains only the head on the frozen backbone's features. The features

@@ -114,7 +114,10 @@ impl ReplayBuffer {
         let labels = picked.iter().map(|&i| self.labels[i]).collect();
         let logits = (!self.logits.is_empty()).then(|| {
             let dim = self.logits[0].len();
-            let flat: Vec<f32> = picked.iter().flat_map(|&i| self.logits[i].iter().copied()).collect();
+            let flat: Vec<f32> = picked
+                .iter()
+                .flat_map(|&i| self.logits[i].iter().copied())
+                .collect();
             Tensor::from_data(TensorData::new(flat, [picked.len(), dim]), device)
         });
         ReplayBatch {

@@ -62,7 +62,11 @@ impl ContinualMethod for SideTuning {
         Ok(())
     }
 
-    fn learn_task(&mut self, mut model: Classifier, ctx: &TaskContext) -> Result<Classifier, CoreError> {
+    fn learn_task(
+        &mut self,
+        mut model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
         if model.side.is_none() {
             let side_config = BackboneConfig {
                 arch: Arch::ResNet18Cifar,

@@ -26,11 +26,13 @@ mod tests {
         let t = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [1, 2]), &dev);
         // T = 1, old = [0, 0] -> target [0.5, 0.5]; new = [ln 3, 0] -> p = [0.75, 0.25]:
         // -(0.5 ln 0.75 + 0.5 ln 0.25) = 0.8369882.
-        let v = distillation_loss(t(vec![3f32.ln(), 0.0]), t(vec![0.0, 0.0]), 1.0).into_scalar::<f32>();
+        let v =
+            distillation_loss(t(vec![3f32.ln(), 0.0]), t(vec![0.0, 0.0]), 1.0).into_scalar::<f32>();
         assert!((v - 0.836_988_2).abs() < 1e-5, "{v}");
         // T = 2, old = [2 ln 3, 0] -> target [0.75, 0.25]; new = [0, 0] -> p = [0.5, 0.5]:
         // 4 · ln 2 = 2.7725887.
-        let v = distillation_loss(t(vec![0.0, 0.0]), t(vec![2.0 * 3f32.ln(), 0.0]), 2.0).into_scalar::<f32>();
+        let v = distillation_loss(t(vec![0.0, 0.0]), t(vec![2.0 * 3f32.ln(), 0.0]), 2.0)
+            .into_scalar::<f32>();
         assert!((v - 2.772_588_7).abs() < 1e-5, "{v}");
         // Equal logits: the loss is the target's entropy times T² (here ln 2).
         let v = distillation_loss(t(vec![1.0, 1.0]), t(vec![1.0, 1.0]), 1.0).into_scalar::<f32>();

@@ -103,9 +103,12 @@ pub fn accumulate(acc: &mut ParamTable, new: ParamTable, decay: f64) {
 
 /// Host copies of a table's values, for tests and reports.
 pub fn table_values(table: &ParamTable, id: &ParamId) -> Option<Vec<f32>> {
-    table
-        .get(id)
-        .map(|t| t.clone().into_data().try_into_vec::<f32>().expect("f32 table"))
+    table.get(id).map(|t| {
+        t.clone()
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 table")
+    })
 }
 
 /// `scale · Σ_k w_k (θ_k − θ*_k)²` added to every batch: MAS, EWC and

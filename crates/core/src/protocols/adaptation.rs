@@ -67,7 +67,11 @@ pub fn adapt(
         epochs: config.epochs,
         batch_size: ctx.batch_size,
         optim: &config.optimizer,
-        augment: if config.fine_tune { ctx.augment } else { Augment::NONE },
+        augment: if config.fine_tune {
+            ctx.augment
+        } else {
+            Augment::NONE
+        },
         normalization: ctx.normalization,
         num_classes: task.classes,
         seed: ctx.seed,
@@ -75,16 +79,53 @@ pub fn adapt(
     let test_features = if config.fine_tune {
         let mut copy = model.clone();
         copy.head = head;
-        let (tuned, _) = fit(copy, &task.train, &stage, &mut NoHooks, ctx.device, ctx.progress)?;
-        let feats = model_features(&tuned, &task.test, ctx.eval_batch_size, ctx.normalization, ctx.device);
+        let (tuned, _) = fit(
+            copy,
+            &task.train,
+            &stage,
+            &mut NoHooks,
+            ctx.device,
+            ctx.progress,
+        )?;
+        let feats = model_features(
+            &tuned,
+            &task.test,
+            ctx.eval_batch_size,
+            ctx.normalization,
+            ctx.device,
+        );
         head_logits(&tuned.head, &feats, ctx.device)
     } else {
-        let train = model_features(model, &task.train, ctx.eval_batch_size, ctx.normalization, ctx.device);
-        let (head, _) = fit_linear(head, &train.values, &task.train.labels, train.dim, &stage, ctx.device, ctx.progress)?;
-        let feats = model_features(model, &task.test, ctx.eval_batch_size, ctx.normalization, ctx.device);
+        let train = model_features(
+            model,
+            &task.train,
+            ctx.eval_batch_size,
+            ctx.normalization,
+            ctx.device,
+        );
+        let (head, _) = fit_linear(
+            head,
+            &train.values,
+            &task.train.labels,
+            train.dim,
+            &stage,
+            ctx.device,
+            ctx.progress,
+        )?;
+        let feats = model_features(
+            model,
+            &task.test,
+            ctx.eval_batch_size,
+            ctx.normalization,
+            ctx.device,
+        );
         head_logits(&head, &feats, ctx.device)
     };
-    Ok(accuracy(&test_features.values, test_features.dim, &task.test.labels))
+    Ok(accuracy(
+        &test_features.values,
+        test_features.dim,
+        &task.test.labels,
+    ))
 }
 
 impl AdaptationConfig {

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use reusebench_data::{Augment, DatasetSpec, ImageSet, TaskSplit};
+use reusebench_data::fmow::REGIONS;
+use reusebench_data::{Augment, DatasetSpec, DomainTasks, ImageSet, TaskSequence, TaskSplit};
 use serde::{Deserialize, Serialize};
 
 use super::adaptation::{AdaptContext, AdaptationConfig, TaskData, adapt};
@@ -26,7 +27,12 @@ pub struct ContinualConfig {
     /// Original class labels that make up the sequence; all when absent.
     #[serde(default)]
     pub classes: Option<Vec<u32>>,
-    pub classes_per_task: usize,
+    /// Class-incremental tasks of this many classes each...
+    #[serde(default)]
+    pub classes_per_task: Option<usize>,
+    /// ...or domain-incremental tasks by year range or region (FMoW).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<DomainTasks>,
     /// Shuffle the class order with this seed; natural order when absent.
     #[serde(default)]
     pub class_order_seed: Option<u64>,
@@ -61,6 +67,17 @@ impl ContinualConfig {
         if self.batch_size < 2 {
             return Err(CoreError::Config("batch_size must be >= 2".into()));
         }
+        match (&self.classes_per_task, &self.domains) {
+            (Some(_), None) => {}
+            (None, Some(d)) => d.validate()?,
+            _ => {
+                return Err(CoreError::Config(
+                    "give exactly one of classes_per_task (class-incremental) and domains \
+                     (domain-incremental)"
+                        .into(),
+                ));
+            }
+        }
         if let Some(k) = &self.knn
             && (k.k == 0 || k.temperature.is_nan() || k.temperature <= 0.0)
         {
@@ -82,17 +99,37 @@ pub fn run(
     plain.seed(config.seed);
     let train_device = plain.clone().autodiff();
     let (data, classes) = load_with_classes(&config.data, &config.classes)?;
-    let split = TaskSplit::new(&classes, config.classes_per_task, config.class_order_seed)?;
+    let split = match (&config.classes_per_task, &config.domains) {
+        (Some(n), _) => {
+            TaskSequence::Classes(TaskSplit::new(&classes, *n, config.class_order_seed)?)
+        }
+        (None, Some(d)) => TaskSequence::Domains {
+            tasks: d.clone(),
+            classes: classes.clone(),
+        },
+        (None, None) => unreachable!("validate() requires one"),
+    };
     let tasks = split.num_tasks();
-    let train: Vec<Arc<ImageSet>> = (0..tasks)
-        .map(|t| Arc::new(split.task_images(&data.train, t)))
-        .collect();
-    let test: Vec<Arc<ImageSet>> = (0..tasks)
-        .map(|t| Arc::new(split.task_images(&data.test, t)))
-        .collect();
+    let mut train: Vec<Arc<ImageSet>> = Vec::new();
+    let mut test: Vec<Arc<ImageSet>> = Vec::new();
+    for t in 0..tasks {
+        train.push(Arc::new(split.task_images(&data.train, t)?));
+        test.push(Arc::new(split.task_images(&data.test, t)?));
+    }
     if let Some(t) = (0..tasks).find(|&t| train[t].is_empty() || test[t].is_empty()) {
         return Err(CoreError::Config(format!(
-            "task {t} has no training or test images"
+            "task {t} ({}) has {} training and {} test images; every task needs both{}",
+            match &config.domains {
+                Some(d) => d.describe(t),
+                None => format!("classes {:?}", split.label_range(t)),
+            },
+            train[t].len(),
+            test[t].len(),
+            if config.domains.is_some() {
+                " (year tasks on FMoW's official split have no test images before 2016: use split: {kind: random, ...})"
+            } else {
+                ""
+            }
         )));
     }
 
@@ -110,6 +147,8 @@ pub fn run(
     let mut rows = Vec::new();
     let norm = data.normalization;
     let ebs = config.eval_batch_size;
+    let setting = split.setting();
+    let mut final_predictions: Vec<Vec<u32>> = Vec::new();
 
     for t in 0..tasks {
         let ctx = TaskContext {
@@ -117,7 +156,7 @@ pub fn run(
             num_tasks: tasks,
             train: Arc::clone(&train[t]),
             history: &train[..=t],
-            class_range: split.label_range(t),
+            old_classes: split.old_classes(t),
             num_classes: split.num_classes(),
             batch_size: config.batch_size,
             eval_batch_size: ebs,
@@ -137,20 +176,30 @@ pub fn run(
             .map(|set| model_features(&model, set, ebs, norm, &train_device))
             .collect();
 
-        // Class-IL: argmax over every class seen so far; task-IL: over the task's own classes.
+        // Class-IL: argmax over every class seen so far; task-IL: over the
+        // task's own classes. Domain-IL: every task has every class, so one
+        // accuracy (named by the setting), no task-IL.
         let seen = split.label_range(t).end;
         let (mut cil_row, mut til_row) = (Vec::new(), Vec::new());
         for j in 0..=t {
             let out = head_logits(&model.head, &test_features[j], &train_device);
             let cil = masked_accuracy(&out.values, out.dim, &test[j].labels, 0..seen);
-            let til = masked_accuracy(&out.values, out.dim, &test[j].labels, split.label_range(j));
-            rows.push(MetricRow::entry("acc_class_il", t, j, cil));
-            rows.push(MetricRow::entry("acc_task_il", t, j, til));
+            rows.push(MetricRow::entry(&format!("acc_{setting}"), t, j, cil));
             cil_row.push(cil);
-            til_row.push(til);
+            if setting == "class_il" {
+                let til =
+                    masked_accuracy(&out.values, out.dim, &test[j].labels, split.label_range(j));
+                rows.push(MetricRow::entry("acc_task_il", t, j, til));
+                til_row.push(til);
+            }
+            if t + 1 == tasks {
+                final_predictions.push(argmax_rows(&out.values, out.dim, 0..seen));
+            }
         }
         class_il.push_row(cil_row);
-        task_il.push_row(til_row);
+        if !til_row.is_empty() {
+            task_il.push_row(til_row);
+        }
 
         if let Some(knn) = &config.knn {
             let mut knn_row = Vec::new();
@@ -171,10 +220,14 @@ pub fn run(
             knn_seen.push_row(knn_row);
         }
         progress.note(&format!(
-            "after task {}/{tasks}: class-IL {:.1}%, task-IL {:.1}%",
+            "after task {}/{tasks}: {setting} {:.1}%{}",
             t + 1,
             class_il.average_accuracy(),
-            task_il.average_accuracy()
+            if setting == "class_il" {
+                format!(", task-IL {:.1}%", task_il.average_accuracy())
+            } else {
+                String::new()
+            }
         ));
     }
 
@@ -185,13 +238,18 @@ pub fn run(
         ("bwt", AccuracyMatrix::backward_transfer),
     ];
     for (metric, summary) in summaries {
-        for (setting, matrix) in [("class_il", &class_il), ("task_il", &task_il)] {
+        rows.push(MetricRow::scalar(
+            &format!("{metric}_{setting}"),
+            summary(&class_il),
+        ));
+        if setting == "class_il" {
             rows.push(MetricRow::scalar(
-                &format!("{metric}_{setting}"),
-                summary(matrix),
+                &format!("{metric}_task_il"),
+                summary(&task_il),
             ));
         }
     }
+    rows.extend(group_accuracy(&test, &final_predictions));
     if config.knn.is_some() {
         rows.push(MetricRow::scalar("knn_acc", knn_seen.average_accuracy()));
         rows.push(MetricRow::scalar("knn_forgetting", knn_seen.forgetting()));
@@ -217,7 +275,13 @@ pub fn run(
             allow_partial: false,
             ..config.backbone.clone()
         };
-        let scratch = build_classifier(&scratch_config, split.num_classes(), config.seed, &train_device, progress)?;
+        let scratch = build_classifier(
+            &scratch_config,
+            split.num_classes(),
+            config.seed,
+            &train_device,
+            progress,
+        )?;
         let (mut adapted, mut gain) = (0.0, 0.0);
         for j in 0..tasks {
             let start = split.label_range(j).start as u32;
@@ -227,10 +291,27 @@ pub fn run(
                 test: Arc::new(renumber(&test[j])),
                 classes: split.label_range(j).len(),
             };
-            let acc = adapt(adaptation, &model, &task, &format!("task {}/{tasks}", j + 1), &ctx)?;
-            let reference = adapt(adaptation, &scratch, &task, &format!("task {}/{tasks}, from scratch", j + 1), &ctx)?;
+            let acc = adapt(
+                adaptation,
+                &model,
+                &task,
+                &format!("task {}/{tasks}", j + 1),
+                &ctx,
+            )?;
+            let reference = adapt(
+                adaptation,
+                &scratch,
+                &task,
+                &format!("task {}/{tasks}, from scratch", j + 1),
+                &ctx,
+            )?;
             rows.push(MetricRow::entry("adapt_acc", tasks - 1, j, acc));
-            rows.push(MetricRow::entry("adapt_acc_scratch", tasks - 1, j, reference));
+            rows.push(MetricRow::entry(
+                "adapt_acc_scratch",
+                tasks - 1,
+                j,
+                reference,
+            ));
             adapted += acc / tasks as f64;
             gain += (acc - reference) / tasks as f64;
         }
@@ -238,4 +319,67 @@ pub fn run(
         rows.push(MetricRow::scalar("forward_transfer", gain));
     }
     Ok(rows)
+}
+
+/// Argmax over the columns in `allowed`, row by row.
+fn argmax_rows(logits: &[f32], dim: usize, allowed: std::ops::Range<usize>) -> Vec<u32> {
+    logits
+        .chunks(dim)
+        .map(|row| {
+            let mut best = allowed.start;
+            for c in allowed.clone() {
+                if row[c] > row[best] {
+                    best = c;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+/// For datasets with per-image domains: accuracy of the final model on all
+/// test images, per region and per year, and the worst of each (WILDS'
+/// FMoW metrics). Nothing for datasets without domains.
+fn group_accuracy(test: &[Arc<ImageSet>], predictions: &[Vec<u32>]) -> Vec<MetricRow> {
+    use std::collections::BTreeMap;
+    if test.iter().any(|s| s.domains.len() != s.len()) || predictions.len() != test.len() {
+        return Vec::new();
+    }
+    let (mut all, mut regions, mut years) = ((0usize, 0usize), BTreeMap::new(), BTreeMap::new());
+    for (set, pred) in test.iter().zip(predictions) {
+        for i in 0..set.len() {
+            let hit = (pred[i] == set.labels[i]) as usize;
+            let d = set.domains[i];
+            for counter in [
+                &mut all,
+                regions.entry(d.region).or_insert((0, 0)),
+                years.entry(d.year).or_insert((0, 0)),
+            ] {
+                counter.0 += hit;
+                counter.1 += 1;
+            }
+        }
+    }
+    let pct = |(hit, n): (usize, usize)| 100.0 * hit as f64 / n.max(1) as f64;
+    let mut rows = vec![MetricRow::scalar("acc_all", pct(all))];
+    for (r, c) in &regions {
+        rows.push(MetricRow::scalar(
+            &format!("acc_region_{}", REGIONS[*r as usize]),
+            pct(*c),
+        ));
+    }
+    for (y, c) in &years {
+        rows.push(MetricRow::scalar(&format!("acc_year_{y}"), pct(*c)));
+    }
+    let worst =
+        |counts: Vec<(usize, usize)>| counts.into_iter().map(pct).fold(f64::INFINITY, f64::min);
+    rows.push(MetricRow::scalar(
+        "worst_region_acc",
+        worst(regions.values().copied().collect()),
+    ));
+    rows.push(MetricRow::scalar(
+        "worst_year_acc",
+        worst(years.values().copied().collect()),
+    ));
+    rows
 }

@@ -1,0 +1,447 @@
+//! FMoW (WILDS `fmow_v1.1`) in its official layout:
+//!
+//! ```text
+//! rgb_metadata.csv           split,img_filename,img_path,spatial_reference,epsg,category,
+//!                            visible,img_width,img_height,country_code,cloud_cover,timestamp,lat,lon
+//! country_code_mapping.csv   alpha-3 code -> region (as WILDS ships it)
+//! images/rgb_img_{idx}.png   idx = the row's position in rgb_metadata.csv
+//! ```
+//!
+//! Rows whose `split` is `seq` are dropped (as WILDS does). Every image keeps
+//! its year (from `timestamp`) and region (Africa, Americas, Asia, Europe,
+//! Oceania, Other; codes missing from the mapping are Other), so task
+//! sequences can follow time or geography and metrics can report the worst
+//! region and year. Labels follow WILDS' 62 categories, in its order.
+//!
+//! Splits: `official` is WILDS' time split — training = years before 2013,
+//! test = the out-of-distribution test years (2016 and later); the OOD
+//! validation years 2013–2015 are left out. `random` puts a seeded fraction
+//! of every year-region group into the test set, for sequences whose tasks
+//! are year ranges (each task then has test images of its own period).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::{Domain, ImageSet, TrainTest};
+use crate::error::DataError;
+use crate::transform::Normalization;
+
+pub const REGIONS: [&str; 6] = ["Africa", "Americas", "Asia", "Europe", "Oceania", "Other"];
+
+/// WILDS' category order (label = position).
+pub const CATEGORIES: [&str; 62] = [
+    "airport",
+    "airport_hangar",
+    "airport_terminal",
+    "amusement_park",
+    "aquaculture",
+    "archaeological_site",
+    "barn",
+    "border_checkpoint",
+    "burial_site",
+    "car_dealership",
+    "construction_site",
+    "crop_field",
+    "dam",
+    "debris_or_rubble",
+    "educational_institution",
+    "electric_substation",
+    "factory_or_powerplant",
+    "fire_station",
+    "flooded_road",
+    "fountain",
+    "gas_station",
+    "golf_course",
+    "ground_transportation_station",
+    "helipad",
+    "hospital",
+    "impoverished_settlement",
+    "interchange",
+    "lake_or_pond",
+    "lighthouse",
+    "military_facility",
+    "multi-unit_residential",
+    "nuclear_powerplant",
+    "office_building",
+    "oil_or_gas_facility",
+    "park",
+    "parking_lot_or_garage",
+    "place_of_worship",
+    "police_station",
+    "port",
+    "prison",
+    "race_track",
+    "railway_bridge",
+    "recreational_facility",
+    "road_bridge",
+    "runway",
+    "shipyard",
+    "shopping_mall",
+    "single-unit_residential",
+    "smokestack",
+    "solar_farm",
+    "space_facility",
+    "stadium",
+    "storage_tank",
+    "surface_mine",
+    "swimming_pool",
+    "toll_booth",
+    "tower",
+    "tunnel_opening",
+    "waste_disposal",
+    "water_treatment_facility",
+    "wind_farm",
+    "zoo",
+];
+
+/// ImageNet statistics: FMoW models start from ImageNet weights.
+pub const NORMALIZATION: Normalization = Normalization {
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+};
+
+pub const NATIVE_SIZE: usize = 224;
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum FmowSplit {
+    /// Train: years < 2013; test: years >= 2016 (WILDS' OOD test).
+    #[default]
+    Official,
+    /// A seeded `test_fraction` of every (year, region) group is test.
+    Random { test_fraction: f64, seed: u64 },
+}
+
+/// One metadata row after parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FmowRow {
+    /// Position in rgb_metadata.csv (names the image file).
+    pub index: usize,
+    pub split: String,
+    pub label: u32,
+    pub year: u16,
+    pub region: u8,
+}
+
+fn format_err(path: &Path, message: impl Into<String>) -> DataError {
+    DataError::Format {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Splits one CSV line (no quoted commas in these files; quotes are stripped).
+fn fields(line: &str) -> Vec<&str> {
+    line.split(',')
+        .map(|f| f.trim().trim_matches('"'))
+        .collect()
+}
+
+fn regions(root: &Path) -> Result<HashMap<String, u8>, DataError> {
+    let path = root.join("country_code_mapping.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let mut lines = text.lines();
+    let header = fields(lines.next().unwrap_or(""));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| format_err(&path, format!("no `{name}` column")))
+    };
+    let (code, region) = (col("alpha-3")?, col("region")?);
+    let mut map = HashMap::new();
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let f = fields(line);
+        let (Some(c), Some(r)) = (f.get(code), f.get(region)) else {
+            continue;
+        };
+        let idx = REGIONS
+            .iter()
+            .position(|x| x == r)
+            .unwrap_or(REGIONS.len() - 1);
+        map.insert(c.to_string(), idx as u8);
+    }
+    Ok(map)
+}
+
+/// Parses rgb_metadata.csv (dropping `seq` rows).
+pub fn read_metadata(root: &Path) -> Result<Vec<FmowRow>, DataError> {
+    if !root.is_dir() {
+        return Err(DataError::MissingRoot {
+            root: root.to_path_buf(),
+            expected: "the fmow_v1.1 folder (rgb_metadata.csv, country_code_mapping.csv, images/)"
+                .into(),
+        });
+    }
+    let region_of = regions(root)?;
+    let path = root.join("rgb_metadata.csv");
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let mut lines = text.lines();
+    let header = fields(lines.next().unwrap_or(""));
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .ok_or_else(|| format_err(&path, format!("line 1: no `{name}` column")))
+    };
+    let (split, category, country, timestamp) = (
+        col("split")?,
+        col("category")?,
+        col("country_code")?,
+        col("timestamp")?,
+    );
+    let mut rows = Vec::new();
+    for (index, line) in lines.enumerate() {
+        let line_no = index + 2;
+        let f = fields(line);
+        let get = |c: usize| {
+            f.get(c)
+                .copied()
+                .ok_or_else(|| format_err(&path, format!("line {line_no}: too few columns")))
+        };
+        let s = get(split)?;
+        if s == "seq" {
+            continue;
+        }
+        let cat = get(category)?;
+        let label = CATEGORIES.iter().position(|c| *c == cat).ok_or_else(|| {
+            format_err(&path, format!("line {line_no}: unknown category `{cat}`"))
+        })?;
+        let ts = get(timestamp)?;
+        let year: u16 = ts.get(..4).and_then(|y| y.parse().ok()).ok_or_else(|| {
+            format_err(
+                &path,
+                format!("line {line_no}: timestamp `{ts}` has no year"),
+            )
+        })?;
+        let region = region_of
+            .get(get(country)?)
+            .copied()
+            .unwrap_or((REGIONS.len() - 1) as u8);
+        rows.push(FmowRow {
+            index,
+            split: s.to_string(),
+            label: label as u32,
+            year,
+            region,
+        });
+    }
+    Ok(rows)
+}
+
+/// Whether a row is train (`Some(false)`), test (`Some(true)`) or left out.
+pub fn is_test(row: &FmowRow, split: FmowSplit, rng: &mut ChaCha8Rng) -> Option<bool> {
+    match split {
+        FmowSplit::Official => match row.year {
+            ..2013 => Some(false),
+            2016.. => Some(true),
+            _ => None,
+        },
+        FmowSplit::Random { test_fraction, .. } => Some(rng.random::<f64>() < test_fraction),
+    }
+}
+
+pub fn image_path(root: &Path, index: usize) -> PathBuf {
+    root.join("images").join(format!("rgb_img_{index}.png"))
+}
+
+fn decode(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
+    let img =
+        image::open(path).map_err(|e| format_err(path, format!("cannot decode image: {e}")))?;
+    let mut rgb = img.to_rgb8();
+    if rgb.width() as usize != size || rgb.height() as usize != size {
+        rgb = image::imageops::resize(
+            &rgb,
+            size as u32,
+            size as u32,
+            image::imageops::FilterType::Triangle,
+        );
+    }
+    let plane = size * size;
+    let mut out = vec![0u8; 3 * plane];
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = px.0[c];
+        }
+    }
+    Ok(out)
+}
+
+/// Loads FMoW from `root`, resized to `size` pixels a side.
+pub fn load_fmow(root: &Path, size: usize, split: FmowSplit) -> Result<TrainTest, DataError> {
+    if size == 0 || size > 1024 {
+        return Err(DataError::Config(format!(
+            "fmow image_size must be in 1..=1024, got {size}"
+        )));
+    }
+    if let FmowSplit::Random { test_fraction, .. } = split
+        && !(0.0..1.0).contains(&test_fraction)
+    {
+        return Err(DataError::Config(
+            "fmow split.test_fraction must be in [0, 1)".into(),
+        ));
+    }
+    let rows = read_metadata(root)?;
+    let seed = match split {
+        FmowSplit::Random { seed, .. } => seed,
+        FmowSplit::Official => 0,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut train = ImageSet::empty(3, size, size);
+    let mut test = ImageSet::empty(3, size, size);
+    for row in &rows {
+        let Some(to_test) = is_test(row, split, &mut rng) else {
+            continue;
+        };
+        let set = if to_test { &mut test } else { &mut train };
+        set.push(&decode(&image_path(root, row.index), size)?, row.label);
+        set.domains.push(Domain {
+            year: row.year,
+            region: row.region,
+        });
+    }
+    Ok(TrainTest {
+        name: "fmow".into(),
+        num_classes: CATEGORIES.len(),
+        class_names: CATEGORIES.iter().map(|c| c.to_string()).collect(),
+        train,
+        test,
+        normalization: NORMALIZATION,
+    })
+}
+
+/// Writes a small FMoW in the WILDS layout: `rows` metadata rows cycling
+/// through categories, countries of every region and years 2002–2017 (one
+/// code missing from the mapping, so "Other"), every seventh row `seq`;
+/// 16x16 PNGs whose red channel encodes the category.
+pub fn write_fmow_fixture(root: &Path, rows: usize) -> Result<Vec<FmowRow>, DataError> {
+    let io = |p: &Path, e| DataError::io(p, e);
+    std::fs::create_dir_all(root.join("images")).map_err(|e| io(root, e))?;
+    let countries = [
+        ("NGA", 0u8),
+        ("USA", 1),
+        ("BRA", 1),
+        ("CHN", 2),
+        ("FRA", 3),
+        ("AUS", 4),
+        ("ATA", 5),
+        ("XKX", 5),
+    ];
+    let mapping = "alpha-2,alpha-3,region\nNG,NGA,Africa\nUS,USA,Americas\nBR,BRA,Americas\nCN,CHN,Asia\nFR,FRA,Europe\nAU,AUS,Oceania\nAQ,ATA,Antarctica\n";
+    let path = root.join("country_code_mapping.csv");
+    std::fs::write(&path, mapping).map_err(|e| io(&path, e))?;
+    let mut csv = String::from(
+        "split,img_filename,img_path,spatial_reference,epsg,category,visible,img_width,img_height,country_code,cloud_cover,timestamp,lat,lon\n",
+    );
+    let mut expected = Vec::new();
+    for i in 0..rows {
+        let label = (i * 5) % CATEGORIES.len();
+        // Every country gets every year: region and time vary independently.
+        let year = 2002 + ((i / countries.len()) % 16) as u16;
+        let (code, region) = countries[i % countries.len()];
+        let split = if i % 7 == 6 {
+            "seq"
+        } else {
+            ["train", "val", "test"][i % 3]
+        };
+        csv.push_str(&format!(
+            "{split},img_{i}.jpg,train/x/img_{i}.jpg,\"WGS84\",4326,{},True,16,16,{code},0,{year}-0{}-1{}T10:00:00Z,1.0,2.0\n",
+            CATEGORIES[label],
+            1 + i % 9,
+            i % 10
+        ));
+        let v = (label * 4) as u8;
+        let img = image::RgbImage::from_pixel(16, 16, image::Rgb([v, 100, 200]));
+        let p = image_path(root, i);
+        img.save_with_format(&p, image::ImageFormat::Png)
+            .map_err(|e| format_err(&p, e.to_string()))?;
+        if split != "seq" {
+            expected.push(FmowRow {
+                index: i,
+                split: split.to_string(),
+                label: label as u32,
+                year,
+                region,
+            });
+        }
+    }
+    let path = root.join("rgb_metadata.csv");
+    std::fs::write(&path, csv).map_err(|e| io(&path, e))?;
+    Ok(expected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixture_rows_have_the_right_split_region_and_year() {
+        let tmp = tempfile::tempdir().unwrap();
+        let expected = write_fmow_fixture(tmp.path(), 70).unwrap();
+        let rows = read_metadata(tmp.path()).unwrap();
+        assert_eq!(rows, expected);
+        assert_eq!(rows.len(), 60, "every seventh row is `seq` and dropped");
+        assert!(rows.iter().any(|r| REGIONS[r.region as usize] == "Other"));
+
+        let data = load_fmow(tmp.path(), 8, FmowSplit::Official).unwrap();
+        let train: Vec<&FmowRow> = rows.iter().filter(|r| r.year < 2013).collect();
+        let test: Vec<&FmowRow> = rows.iter().filter(|r| r.year >= 2016).collect();
+        assert_eq!(data.train.len(), train.len());
+        assert_eq!(data.test.len(), test.len());
+        for (set, want) in [(&data.train, &train), (&data.test, &test)] {
+            assert_eq!(set.domains.len(), set.len());
+            for (i, row) in want.iter().enumerate() {
+                assert_eq!(set.labels[i], row.label);
+                assert_eq!(
+                    set.domains[i],
+                    Domain {
+                        year: row.year,
+                        region: row.region
+                    }
+                );
+                // The pixels are the row's own image (red encodes the category).
+                assert_eq!(set.image(i)[0], (row.label * 4) as u8);
+            }
+        }
+        assert_eq!(data.train.height, 8);
+
+        let random = load_fmow(
+            tmp.path(),
+            8,
+            FmowSplit::Random {
+                test_fraction: 0.3,
+                seed: 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(random.train.len() + random.test.len(), 60);
+        assert!(random.test.len() > 5 && random.test.len() < 35);
+    }
+
+    #[test]
+    fn bad_rows_name_the_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_fmow_fixture(tmp.path(), 10).unwrap();
+        let path = tmp.path().join("rgb_metadata.csv");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(",airport,", ",spaceport,");
+        std::fs::write(&path, text).unwrap();
+        let err = read_metadata(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("rgb_metadata.csv") && err.contains("line 2") && err.contains("spaceport"),
+            "{err}"
+        );
+        std::fs::remove_file(image_path(tmp.path(), 0)).unwrap();
+        write_fmow_fixture(tmp.path(), 10).unwrap();
+        std::fs::remove_file(image_path(tmp.path(), 1)).unwrap();
+        let err = load_fmow(tmp.path(), 8, FmowSplit::Official)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rgb_img_1.png"), "{err}");
+    }
+}
