@@ -72,6 +72,15 @@ pub enum Command {
         /// The folder to write (the dataset's root).
         dir: PathBuf,
     },
+    /// One comparison table (methods x benchmarks) over several results folders.
+    Compare {
+        /// Results folders, one per benchmark.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Where to write the Markdown table.
+        #[arg(long, short, default_value = "comparison.md")]
+        output: PathBuf,
+    },
     /// Aggregate a results folder into tables and plots.
     Report {
         /// The results folder (the grid's `results`).

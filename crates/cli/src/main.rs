@@ -120,6 +120,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("wrote a generated {dataset} fixture to {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compare { results, output } => {
+            reusebench_report::write_comparison(&results, &output)
+                .with_context(|| format!("comparing {} results folder(s)", results.len()))?;
+            println!("wrote {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { results } => {
             report(&results)?;
             Ok(ExitCode::SUCCESS)

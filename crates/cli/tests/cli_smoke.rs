@@ -388,6 +388,29 @@ fn every_continual_method_runs_end_to_end() {
         .filter(|r| r["method"] == "joint" && r["metric"] == "acc_class_il")
         .count();
     assert_eq!(joint_entries, 6, "3 tasks: 1 + 2 + 3 matrix entries");
+
+    // The paper-layout table and the first-task figure.
+    let table = std::fs::read_to_string(results.join("comparison.md")).unwrap();
+    assert!(table.contains("| method | continual: avg acc | continual: forgetting | continual: kNN acc | continual: adapt acc |"), "{table}");
+    assert!(table.contains("| side-tuning |"), "{table}");
+    let svg = std::fs::read_to_string(results.join("plots/first-task-continual.svg")).unwrap();
+    for method in ["sgd", "der++", "joint"] {
+        assert!(
+            svg.lines().any(|l| l.trim() == method),
+            "{method} has no line in the first-task plot"
+        );
+    }
+    let out_md = tmp.path().join("both.md");
+    let (code, out) = run(&[
+        "compare",
+        results.to_str().unwrap(),
+        results.to_str().unwrap(),
+        "-o",
+        out_md.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let both = std::fs::read_to_string(&out_md).unwrap();
+    assert_eq!(both.matches("results: kNN acc").count(), 2, "{both}");
 }
 
 #[test]

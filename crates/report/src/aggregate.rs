@@ -225,3 +225,87 @@ pub fn markdown(summary: &Summary, failed: &[FailedCell], done: usize) -> String
     }
     out
 }
+
+/// One benchmark's column group in the comparison table.
+pub struct Benchmark<'a> {
+    pub label: String,
+    pub summary: &'a Summary,
+    pub experiment: String,
+}
+
+/// The table continual-learning papers print: methods as rows; for every
+/// benchmark, average accuracy, forgetting, kNN accuracy and adaptation
+/// accuracy, `mean ± std` over seeds. The setting (class- or
+/// domain-incremental) is the one each benchmark's rows carry.
+pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
+    let mut methods: Vec<String> = Vec::new();
+    let mut header = vec!["method".to_string()];
+    let mut columns: Vec<(usize, String)> = Vec::new();
+    for (b, bench) in benchmarks.iter().enumerate() {
+        let rows: Vec<&SummaryRow> = bench
+            .summary
+            .rows
+            .iter()
+            .filter(|r| r.experiment == bench.experiment)
+            .collect();
+        let setting = if rows.iter().any(|r| r.metric == "avg_acc_domain_il") {
+            "domain_il"
+        } else {
+            "class_il"
+        };
+        for (metric, title) in [
+            (format!("avg_acc_{setting}"), "avg acc"),
+            (format!("forgetting_{setting}"), "forgetting"),
+            ("knn_acc".to_string(), "kNN acc"),
+            ("adapt_acc".to_string(), "adapt acc"),
+        ] {
+            if rows.iter().any(|r| r.metric == metric) {
+                header.push(format!("{}: {title}", bench.label));
+                columns.push((b, metric));
+            }
+        }
+        for r in rows {
+            let label = method_label(r);
+            if !methods.contains(&label) {
+                methods.push(label);
+            }
+        }
+    }
+    let mut out = String::from(
+        "# Comparison\n\nMean ± std over seeds (accuracies and forgetting in %); \
+         `avg acc` and `forgetting` in each benchmark's own setting (class- or domain-incremental).\n\n",
+    );
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
+    for method in &methods {
+        let mut line = vec![method.clone()];
+        for (b, metric) in &columns {
+            let bench = &benchmarks[*b];
+            let hit = bench.summary.rows.iter().find(|r| {
+                r.experiment == bench.experiment
+                    && &r.metric == metric
+                    && &method_label(r) == method
+            });
+            line.push(
+                hit.map(|r| cell(r.mean, r.std, r.n))
+                    .unwrap_or_else(|| "–".into()),
+            );
+        }
+        out.push_str(&format!("| {} |\n", line.join(" | ")));
+    }
+    out
+}
+
+fn method_label(r: &SummaryRow) -> String {
+    let axes: Vec<&str> = r
+        .axes
+        .iter()
+        .filter(|a| !a.is_empty())
+        .map(String::as_str)
+        .collect();
+    if axes.is_empty() {
+        r.method.clone()
+    } else {
+        format!("{} ({})", r.method, axes.join(", "))
+    }
+}

@@ -13,7 +13,7 @@ mod rows;
 
 use std::path::{Path, PathBuf};
 
-pub use aggregate::{Summary, SummaryRow};
+pub use aggregate::{Benchmark, Summary, SummaryRow};
 pub use error::ReportError;
 pub use rows::{FailedCell, StoredRow, load_results};
 
@@ -43,6 +43,20 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
     let markdown = results.join("summary.md");
     let md = aggregate::markdown(&summary, &loaded.failed, loaded.cells_done);
     std::fs::write(&markdown, md).map_err(|e| ReportError::io(&markdown, e))?;
+    let continual = continual_experiments(&summary);
+    if !continual.is_empty() {
+        let benchmarks: Vec<Benchmark> = continual
+            .iter()
+            .map(|e| Benchmark {
+                label: e.clone(),
+                summary: &summary,
+                experiment: e.clone(),
+            })
+            .collect();
+        let path = results.join("comparison.md");
+        let text = aggregate::comparison_markdown(&benchmarks);
+        std::fs::write(&path, text).map_err(|e| ReportError::io(&path, e))?;
+    }
     let (plots, png_skipped) =
         plots::draw_all(&loaded.rows, &loaded.axis_columns, &results.join("plots"))?;
     Ok(ReportFiles {
@@ -54,4 +68,47 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
         cells_done: loaded.cells_done,
         cells_failed: loaded.failed.len(),
     })
+}
+
+fn continual_experiments(summary: &Summary) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for r in summary.rows.iter().filter(|r| r.protocol == "continual") {
+        if !out.contains(&r.experiment) {
+            out.push(r.experiment.clone());
+        }
+    }
+    out
+}
+
+/// `reusebench compare`: one comparison table over several results folders
+/// (one benchmark each, or one per continual experiment in a folder that
+/// has several), written to `output`.
+pub fn write_comparison(folders: &[PathBuf], output: &Path) -> Result<(), ReportError> {
+    let mut summaries = Vec::new();
+    for folder in folders {
+        let loaded = load_results(folder)?;
+        let frame = rows::to_frame(&loaded.rows, &loaded.axis_columns)?;
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| folder.display().to_string());
+        summaries.push((name, aggregate::summarize(&frame, &loaded.axis_columns)?));
+    }
+    let mut benchmarks = Vec::new();
+    for (name, summary) in &summaries {
+        let experiments = continual_experiments(summary);
+        for e in &experiments {
+            benchmarks.push(Benchmark {
+                label: if experiments.len() > 1 {
+                    format!("{name}/{e}")
+                } else {
+                    name.clone()
+                },
+                summary,
+                experiment: e.clone(),
+            });
+        }
+    }
+    let text = aggregate::comparison_markdown(&benchmarks);
+    std::fs::write(output, text).map_err(|e| ReportError::io(output, e))
 }

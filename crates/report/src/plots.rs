@@ -1,6 +1,7 @@
-//! Figures for continual experiments: the class-IL accuracy matrix as a
-//! heatmap per method, every task's accuracy over the sequence, and a bar
-//! chart of average accuracy and forgetting per method. Values are means
+//! Figures for continual experiments: the accuracy matrix (class- or
+//! domain-incremental) as a heatmap per method, every task's accuracy over
+//! the sequence, the first task's accuracy over the sequence for every
+//! method, and a bar chart of average accuracy and forgetting per method. Values are means
 //! over seeds. SVG text needs no fonts; the PNG backend needs none to draw
 //! shapes, and a PNG that fails is skipped with a reason.
 
@@ -197,6 +198,55 @@ fn task_curves<DB: DrawingBackend>(
     root.present().map_err(|e| e.to_string())
 }
 
+fn first_task_curves<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    curves: &BTreeMap<Group, Vec<(usize, f64)>>,
+) -> DrawResult {
+    let t = curves
+        .values()
+        .flat_map(|c| c.iter().map(|p| p.0 + 1))
+        .max()
+        .unwrap_or(1);
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..(t.max(2) - 1) as f64, 0f64..100f64)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_labels(t.max(2))
+        .x_label_formatter(&|v| format!("{}", v.round() as usize))
+        .x_desc("after training task")
+        .y_desc("accuracy on task 0 (%)")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (k, (group, points)) in curves.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let points: Vec<(f64, f64)> = points.iter().map(|&(i, v)| (i as f64, v)).collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(group.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
 fn bars<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
@@ -327,8 +377,40 @@ pub fn draw_all(
     experiments.dedup();
     for exp in experiments {
         let exp_rows: Vec<&StoredRow> = rows.iter().filter(|r| r.experiment == exp).collect();
-        for (group, m) in matrix_means(&exp_rows, "acc_class_il", axis_columns) {
-            let title = format!("{exp}: {group}, class-IL accuracy R[i][j]");
+        let (matrix_metric, setting) = if exp_rows.iter().any(|r| r.metric == "acc_domain_il") {
+            ("acc_domain_il", "domain-IL")
+        } else {
+            ("acc_class_il", "class-IL")
+        };
+        let matrices = matrix_means(&exp_rows, matrix_metric, axis_columns);
+        // The first task's accuracy after each task, one line per method.
+        let first: BTreeMap<Group, Vec<(usize, f64)>> = matrices
+            .iter()
+            .map(|(g, m)| {
+                let mut points: Vec<(usize, f64)> = m
+                    .iter()
+                    .filter(|((_, j), _)| *j == 0)
+                    .map(|(&(i, _), &v)| (i, v))
+                    .collect();
+                points.sort_by_key(|p| p.0);
+                (g.clone(), points)
+            })
+            .collect();
+        if !first.is_empty() {
+            let title = format!("{exp}: accuracy on the first task ({setting})");
+            let name = format!("first-task-{}", slug(exp));
+            render(
+                dir,
+                &name,
+                (680, 440),
+                &|a| first_task_curves(a, &title, &first),
+                &|a| first_task_curves(a, &title, &first),
+                &mut out,
+                &mut png_problem,
+            )?;
+        }
+        for (group, m) in matrices {
+            let title = format!("{exp}: {group}, {setting} accuracy R[i][j]");
             let name = format!("heatmap-{}-{}", slug(exp), slug(&group));
             render(
                 dir,
@@ -339,7 +421,7 @@ pub fn draw_all(
                 &mut out,
                 &mut png_problem,
             )?;
-            let title = format!("{exp}: {group}, accuracy of each task (class-IL)");
+            let title = format!("{exp}: {group}, accuracy of each task ({setting})");
             let name = format!("tasks-{}-{}", slug(exp), slug(&group));
             render(
                 dir,
@@ -353,12 +435,16 @@ pub fn draw_all(
         }
         let series = [
             (
-                "average accuracy (class-IL)",
-                scalar_means(&exp_rows, "avg_acc_class_il", axis_columns),
+                "average accuracy",
+                scalar_means(&exp_rows, &format!("avg_{matrix_metric}"), axis_columns),
             ),
             (
-                "forgetting (class-IL)",
-                scalar_means(&exp_rows, "forgetting_class_il", axis_columns),
+                "forgetting",
+                scalar_means(
+                    &exp_rows,
+                    &format!("forgetting_{}", &matrix_metric[4..]),
+                    axis_columns,
+                ),
             ),
             (
                 "kNN accuracy",
