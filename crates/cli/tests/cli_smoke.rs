@@ -476,3 +476,36 @@ fn fmow_and_tiny_imagenet_fixtures_run_through_the_cli() {
     );
     assert!(rows_of(&results).iter().any(|r| r["metric"] == "knn_acc"));
 }
+
+/// Every grid in `experiments/` parses and validates; the only problems
+/// allowed are data or weights files that this machine does not have.
+#[test]
+fn every_shipped_grid_is_well_formed() {
+    let mut grids = Vec::new();
+    for dir in ["experiments", "experiments/smoke"] {
+        for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                grids.push(path);
+            }
+        }
+    }
+    assert!(grids.len() >= 10, "{grids:?}");
+    for grid in grids {
+        let (code, out) = run(&["validate", grid.to_str().unwrap(), "--device", "cpu"]);
+        if code != 0 {
+            let problems: Vec<&str> = out
+                .lines()
+                .filter(|l| !l.starts_with("error:") && !l.trim().is_empty())
+                .collect();
+            assert!(
+                !problems.is_empty()
+                    && problems
+                        .iter()
+                        .all(|l| l.contains("does not exist (and no earlier experiment writes it)")),
+                "{}: {out}",
+                grid.display()
+            );
+        }
+    }
+}
