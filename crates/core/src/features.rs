@@ -116,3 +116,40 @@ pub fn head_logits(head: &Linear, features: &Rows, device: &Device) -> Rows {
         dim,
     }
 }
+
+/// [`model_features`] through `cache`: the backbone's features (and a side
+/// branch's, for side-tuning) are each computed once per set for given
+/// weights; a side-tuning blend is mixed from the two on the host, so the
+/// frozen base never runs twice on the same images.
+pub fn cached_features(
+    cache: &crate::feature_cache::FeatureCache,
+    model: &Classifier,
+    set: &Arc<ImageSet>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+) -> Arc<Rows> {
+    use crate::feature_cache::fingerprint;
+    let base = cache.get_or_compute(fingerprint(&model.backbone), set, normalization, || {
+        features(&model.backbone, set, batch_size, normalization, device)
+    });
+    let Some(side) = &model.side else {
+        return base;
+    };
+    let own = cache.get_or_compute(fingerprint(side), set, normalization, || {
+        let side = side.valid();
+        infer(set, batch_size, normalization, device, |x| {
+            side.proj.forward(side.net.forward(x))
+        })
+    });
+    let (a, b) = (side.alpha as f32, 1.0 - side.alpha as f32);
+    Arc::new(Rows {
+        values: base
+            .values
+            .iter()
+            .zip(&own.values)
+            .map(|(x, y)| a * x + b * y)
+            .collect(),
+        dim: base.dim,
+    })
+}

@@ -10,6 +10,7 @@ pub mod backbone;
 pub mod checkpoint;
 pub mod device;
 pub mod error;
+pub mod feature_cache;
 pub mod features;
 pub mod init;
 pub mod methods;

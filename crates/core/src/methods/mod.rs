@@ -35,7 +35,7 @@ pub use sgd::Sgd;
 pub use side_tuning::SideTuning;
 
 use crate::error::CoreError;
-use crate::features::model_features;
+use crate::features::cached_features;
 use crate::model::Classifier;
 use crate::progress::Progress;
 use crate::train::{OptimConfig, Stage, TrainHooks, fit, fit_linear};
@@ -184,6 +184,8 @@ pub struct TaskContext<'a> {
     pub seed: u64,
     /// The autodiff device the model lives on.
     pub device: &'a Device,
+    /// Features of frozen networks, shared by the whole run.
+    pub features: &'a crate::feature_cache::FeatureCache,
     pub progress: &'a dyn Progress,
 }
 
@@ -244,7 +246,8 @@ impl TaskContext<'_> {
         epochs: usize,
         optim: &OptimConfig,
     ) -> Result<Classifier, CoreError> {
-        let feats = model_features(
+        let feats = cached_features(
+            self.features,
             &model,
             &self.train,
             self.eval_batch_size,

@@ -16,7 +16,7 @@ use reusebench_data::{Augment, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::features::{head_logits, model_features};
+use crate::features::{cached_features, head_logits, model_features};
 use crate::metrics::accuracy;
 use crate::model::{Classifier, linear_head};
 use crate::progress::Progress;
@@ -48,6 +48,7 @@ pub struct AdaptContext<'a> {
     pub normalization: Normalization,
     pub seed: u64,
     pub device: &'a Device,
+    pub features: &'a crate::feature_cache::FeatureCache,
     pub progress: &'a dyn Progress,
 }
 
@@ -96,7 +97,8 @@ pub fn adapt(
         );
         head_logits(&tuned.head, &feats, ctx.device)
     } else {
-        let train = model_features(
+        let train = cached_features(
+            ctx.features,
             model,
             &task.train,
             ctx.eval_batch_size,
@@ -112,7 +114,8 @@ pub fn adapt(
             ctx.device,
             ctx.progress,
         )?;
-        let feats = model_features(
+        let feats = cached_features(
+            ctx.features,
             model,
             &task.test,
             ctx.eval_batch_size,

@@ -14,7 +14,8 @@ use super::{build_classifier, default_batch_size, default_eval_batch_size, load_
 use crate::backbone::BackboneConfig;
 use crate::device::DeviceSpec;
 use crate::error::CoreError;
-use crate::features::{Rows, head_logits, model_features};
+use crate::feature_cache::FeatureCache;
+use crate::features::{Rows, cached_features, head_logits};
 use crate::methods::{MethodConfig, TaskContext};
 use crate::metrics::{AccuracyMatrix, KnnConfig, MetricRow, knn_accuracy, masked_accuracy};
 use crate::progress::Progress;
@@ -148,6 +149,7 @@ pub fn run(
     let norm = data.normalization;
     let ebs = config.eval_batch_size;
     let setting = split.setting();
+    let cache = FeatureCache::default();
     let mut final_predictions: Vec<Vec<u32>> = Vec::new();
 
     for t in 0..tasks {
@@ -164,6 +166,7 @@ pub fn run(
             normalization: norm,
             seed: config.seed,
             device: &train_device,
+            features: &cache,
             progress,
         };
         model = method.learn_task(model, &ctx)?;
@@ -171,9 +174,9 @@ pub fn run(
         // Each test set passes through the backbone once: its features feed
         // both the head (accuracy matrix) and the kNN queries.
         let evaluated = if config.knn.is_some() { tasks } else { t + 1 };
-        let test_features: Vec<Rows> = test[..evaluated]
+        let test_features: Vec<Arc<Rows>> = test[..evaluated]
             .iter()
-            .map(|set| model_features(&model, set, ebs, norm, &train_device))
+            .map(|set| cached_features(&cache, &model, set, ebs, norm, &train_device))
             .collect();
 
         // Class-IL: argmax over every class seen so far; task-IL: over the
@@ -204,7 +207,7 @@ pub fn run(
         if let Some(knn) = &config.knn {
             let mut knn_row = Vec::new();
             for j in 0..tasks {
-                let bank = model_features(&model, &train[j], ebs, norm, &train_device);
+                let bank = cached_features(&cache, &model, &train[j], ebs, norm, &train_device);
                 let acc = knn_accuracy(
                     &bank,
                     &train[j].labels,
@@ -263,6 +266,7 @@ pub fn run(
             normalization: norm,
             seed: config.seed,
             device: &train_device,
+            features: &cache,
             progress,
         };
         // The from-scratch reference: same architecture, random weights
@@ -318,6 +322,11 @@ pub fn run(
         rows.push(MetricRow::scalar("adapt_acc", adapted));
         rows.push(MetricRow::scalar("forward_transfer", gain));
     }
+    let stats = cache.stats();
+    progress.note(&format!(
+        "feature cache: {} hit(s), {} miss(es)",
+        stats.hits, stats.misses
+    ));
     Ok(rows)
 }
 
