@@ -81,6 +81,20 @@ pub enum Command {
         #[arg(long, short, default_value = "comparison.md")]
         output: PathBuf,
     },
+    /// Time the ResNet-18 (CIFAR) train step on a fixed batch and print
+    /// images per second as JSON (what scripts/compare_pytorch.py runs).
+    Bench {
+        #[arg(long, default_value_t = 20)]
+        width: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Aggregate a results folder into tables and plots.
     Report {
         /// The results folder (the grid's `results`).

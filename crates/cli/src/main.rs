@@ -126,6 +126,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("wrote {}", output.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench {
+            width,
+            batch,
+            warmup,
+            steps,
+            device,
+        } => {
+            let spec: DeviceSpec = device.parse()?;
+            let device = spec.device()?.autodiff();
+            let rate =
+                reusebench_core::throughput::train_step_rate(width, batch, warmup, steps, &device);
+            println!(
+                "{{\"workload\":\"train_step\",\"device\":\"{spec}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { results } => {
             report(&results)?;
             Ok(ExitCode::SUCCESS)

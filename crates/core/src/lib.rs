@@ -19,6 +19,7 @@ pub mod model;
 pub mod penalties;
 pub mod progress;
 pub mod protocols;
+pub mod throughput;
 pub mod train;
 
 pub use device::DeviceSpec;

@@ -58,7 +58,7 @@ impl OptimConfig {
         Ok(())
     }
 
-    fn optimizer(&self) -> burn::optim::ModuleOptimizer {
+    pub(crate) fn optimizer(&self) -> burn::optim::ModuleOptimizer {
         let mut sgd = SgdConfig::new();
         if self.momentum > 0.0 {
             sgd = sgd.with_momentum(Some(

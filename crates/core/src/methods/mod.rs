@@ -30,7 +30,7 @@ pub use l2_sp::L2Sp;
 pub use lp_ft::LpFt;
 pub use lwf::Lwf;
 pub use mas::Mas;
-pub use replay::ReplayBuffer;
+pub use replay::{ReplayBuffer, ReplayHook, ReplayLoss};
 pub use sgd::Sgd;
 pub use side_tuning::SideTuning;
 

@@ -189,7 +189,7 @@ mod tests {
 
 /// The replay terms added to every batch once the buffer holds anything.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum ReplayLoss {
+pub enum ReplayLoss {
     /// ER: cross-entropy on a replayed minibatch.
     Er,
     /// DER++: α·MSE between the model's logits and the stored ones on one
@@ -198,7 +198,7 @@ pub(crate) enum ReplayLoss {
 }
 
 /// Replays from and fills `buffer` during one task's training.
-pub(crate) struct ReplayHook<'a> {
+pub struct ReplayHook<'a> {
     pub buffer: &'a mut ReplayBuffer,
     pub task_set: &'a reusebench_data::ImageSet,
     pub rng: &'a mut ChaCha8Rng,
