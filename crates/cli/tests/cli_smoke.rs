@@ -388,10 +388,18 @@ fn every_continual_method_runs_end_to_end() {
         .filter(|r| r["method"] == "joint" && r["metric"] == "acc_class_il")
         .count();
     assert_eq!(joint_entries, 6, "3 tasks: 1 + 2 + 3 matrix entries");
+    assert!(
+        rows.iter().any(|r| r["experiment"] == "continual-no-augment" && r["metric"] == "avg_acc_class_il"),
+        "side-tuning on cached base features ran"
+    );
 
     // The paper-layout table and the first-task figure.
     let table = std::fs::read_to_string(results.join("comparison.md")).unwrap();
-    assert!(table.contains("| method | continual: avg acc | continual: forgetting | continual: kNN acc | continual: adapt acc |"), "{table}");
+    assert!(
+        table.starts_with("# Comparison")
+            && table.contains("| method | continual: avg acc | continual: forgetting | continual: kNN acc | continual: adapt acc | continual-no-augment: avg acc |"),
+        "{table}"
+    );
     assert!(table.contains("| side-tuning |"), "{table}");
     let svg = std::fs::read_to_string(results.join("plots/first-task-continual.svg")).unwrap();
     for method in ["sgd", "der++", "joint"] {
@@ -410,7 +418,11 @@ fn every_continual_method_runs_end_to_end() {
     ]);
     assert_eq!(code, 0, "{out}");
     let both = std::fs::read_to_string(&out_md).unwrap();
-    assert_eq!(both.matches("results: kNN acc").count(), 2, "{both}");
+    assert_eq!(
+        both.matches("results/continual: kNN acc").count(),
+        2,
+        "{both}"
+    );
 }
 
 #[test]

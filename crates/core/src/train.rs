@@ -174,10 +174,36 @@ fn check_finite(stage: &str, batch: usize, loss: f32) -> Result<(), CoreError> {
 
 /// Trains every parameter of `model` (on an autodiff `device`) for the stage.
 pub fn fit(
+    model: Classifier,
+    data: &Arc<ImageSet>,
+    stage: &Stage,
+    hooks: &mut dyn TrainHooks,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<(Classifier, StageStats), CoreError> {
+    fit_with(
+        model,
+        data,
+        stage,
+        hooks,
+        &|m: &Classifier, x: Tensor<4>, _: &[usize]| m.forward(x),
+        device,
+        progress,
+    )
+}
+
+/// The logits of a batch: the model's forward pass, or one that reuses
+/// precomputed parts (side-tuning's cached base features). Gets the batch's
+/// positions in the training set.
+pub type Forward<'a> = &'a dyn Fn(&Classifier, Tensor<4>, &[usize]) -> Tensor<2>;
+
+/// [`fit`] with a custom forward pass.
+pub fn fit_with(
     mut model: Classifier,
     data: &Arc<ImageSet>,
     stage: &Stage,
     hooks: &mut dyn TrainHooks,
+    forward: Forward,
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<(Classifier, StageStats), CoreError> {
@@ -205,7 +231,7 @@ pub fn fit(
         for batch in batches {
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
             let y = one_hot(&batch.labels, stage.num_classes, device);
-            let logits = model.forward(x.clone());
+            let logits = forward(&model, x.clone(), &batch.indices);
             let mut loss = cross_entropy_with_logits(logits.clone(), y);
             let ce = loss.clone().into_scalar::<f32>();
             check_finite(&stage.name, count, ce)?;

@@ -21,6 +21,11 @@ pub struct Augment {
 }
 
 impl Augment {
+    /// Whether images pass through unchanged.
+    pub fn is_none(&self) -> bool {
+        self.crop_padding == 0 && !self.horizontal_flip
+    }
+
     pub const NONE: Augment = Augment {
         crop_padding: 0,
         horizontal_flip: false,

@@ -32,7 +32,7 @@ pub use lwf::Lwf;
 pub use mas::Mas;
 pub use replay::{ReplayBuffer, ReplayHook, ReplayLoss};
 pub use sgd::Sgd;
-pub use side_tuning::SideTuning;
+pub use side_tuning::{SideTuning, logits_with_base};
 
 use crate::error::CoreError;
 use crate::features::cached_features;
@@ -222,6 +222,28 @@ impl TaskContext<'_> {
         hooks: &mut dyn TrainHooks,
     ) -> Result<Classifier, CoreError> {
         self.fine_tune_on(model, &self.train, epochs, optim, hooks)
+    }
+
+    /// Fine-tunes with a custom forward pass (see [`crate::train::fit_with`]).
+    pub fn fine_tune_with(
+        &self,
+        model: Classifier,
+        epochs: usize,
+        optim: &OptimConfig,
+        hooks: &mut dyn TrainHooks,
+        forward: crate::train::Forward,
+    ) -> Result<Classifier, CoreError> {
+        let stage = self.stage("fine-tune", 1, epochs, optim);
+        Ok(crate::train::fit_with(
+            model,
+            &self.train,
+            &stage,
+            hooks,
+            forward,
+            self.device,
+            self.progress,
+        )?
+        .0)
     }
 
     /// Fine-tunes on `data` instead of the task's own training set.

@@ -3,7 +3,8 @@
 //! ResNet-18 of width `side_width` with a linear projection to the
 //! backbone's feature size — trains with the head on the blend
 //! α·base(x) + (1 − α)·side(x). α is fixed, or moves linearly from `alpha`
-//! at the first task to `alpha_final` at the last.
+//! at the first task to `alpha_final` at the last. Without augmentation the
+//! base's features are computed once (feature cache) instead of every step.
 
 use burn::module::Module;
 use rand::SeedableRng;
@@ -13,8 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::{ContinualMethod, TaskContext};
 use crate::backbone::{Arch, BackboneConfig};
 use crate::error::CoreError;
+use crate::features::{Rows, cached_features};
 use crate::model::{Classifier, SideBranch, linear_head};
 use crate::train::{NoHooks, OptimConfig};
+use burn::tensor::{Tensor, TensorData};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +90,51 @@ impl ContinualMethod for SideTuning {
         if let Some(side) = model.side.as_mut() {
             side.alpha = self.alpha_at(ctx.task, ctx.num_tasks);
         }
+        if ctx.augment.is_none() {
+            // Un-augmented training images: the frozen base sees the same
+            // pixels every epoch, so its features come from the cache (one
+            // base pass per image for the whole run) and only the side
+            // network runs per step.
+            let base = cached_features(
+                ctx.features,
+                &Classifier::new(model.backbone.clone(), model.head.clone()),
+                &ctx.train,
+                ctx.eval_batch_size,
+                ctx.normalization,
+                ctx.device,
+            );
+            let forward = |m: &Classifier, x: Tensor<4>, indices: &[usize]| {
+                logits_with_base(m, x, &base, indices)
+            };
+            return ctx.fine_tune_with(model, self.epochs, &self.optimizer, &mut NoHooks, &forward);
+        }
         ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)
     }
+}
+
+/// Side-tuning's logits for a batch whose base features are already known
+/// (`base` rows at `indices`): what `model.forward(x)` computes, without
+/// running the frozen base.
+pub fn logits_with_base(
+    model: &Classifier,
+    x: Tensor<4>,
+    base: &Rows,
+    indices: &[usize],
+) -> Tensor<2> {
+    let side = model
+        .side
+        .as_ref()
+        .expect("a side-tuning model has a side branch");
+    let rows: Vec<f32> = indices
+        .iter()
+        .flat_map(|&i| base.row(i).iter().copied())
+        .collect();
+    let base = Tensor::<2>::from_data(
+        TensorData::new(rows, [indices.len(), base.dim]),
+        &x.device(),
+    );
+    let own = side.proj.forward(side.net.forward(x));
+    model
+        .head
+        .forward(base * side.alpha + own * (1.0 - side.alpha))
 }
