@@ -16,13 +16,14 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::backbone::BackboneConfig;
-use reusebench_core::features::features;
-use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
+use reusebench_core::feature_cache::FeatureCache;
+use reusebench_core::features::{cached_features, features};
+use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss, logits_with_base};
 use reusebench_core::metrics::{KnnConfig, knn_accuracy};
-use reusebench_core::model::{SideBranch, linear_head};
+use reusebench_core::model::{Classifier, SideBranch, linear_head};
 use reusebench_core::penalties::{QuadraticPenalty, snapshot};
 use reusebench_core::throughput::{train_steps_with, workload};
-use reusebench_core::train::{NoHooks, OptimConfig, Stage, TrainHooks, fit_linear};
+use reusebench_core::train::{NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_linear, fit_with};
 use reusebench_data::{Augment, ImageSet, Normalization, synthetic};
 
 fn shapes() -> Vec<(usize, usize)> {
@@ -203,6 +204,99 @@ fn inference_and_lp(c: &mut Criterion) {
     group.finish();
 }
 
+/// Side-tuning on un-augmented data: the frozen base's features from the
+/// cache (computed once) against running the base every step.
+fn side_tuning_epochs(c: &mut Criterion) {
+    let dev = device();
+    let mut group = c.benchmark_group("side_tuning");
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20));
+    let set = images(256);
+    let epochs = 3;
+    let optim = OptimConfig {
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        schedule: Default::default(),
+    };
+    let stage = Stage {
+        name: "side".into(),
+        epochs,
+        batch_size: 32,
+        optim: &optim,
+        augment: Augment::NONE,
+        normalization: NORM,
+        num_classes: 10,
+        seed: 0,
+    };
+    let build = || {
+        let (mut model, _, _) = workload(20, 32, &dev);
+        let side_cfg = BackboneConfig {
+            width: 8,
+            ..Default::default()
+        };
+        let mut r = ChaCha8Rng::seed_from_u64(2);
+        model.backbone = model.backbone.freeze();
+        model.side = Some(SideBranch {
+            net: side_cfg.build(&mut r, &dev),
+            proj: linear_head(&mut r, side_cfg.feature_dim(), 160, &dev),
+            alpha: 0.5,
+        });
+        model
+    };
+    group.throughput(Throughput::Elements((set.len() * epochs) as u64));
+    group.bench_function(
+        BenchmarkId::new("base_every_step", format!("w20_side8_{epochs}epochs")),
+        |b| {
+            b.iter(|| {
+                black_box(
+                    fit(
+                        build(),
+                        &set,
+                        &stage,
+                        &mut NoHooks,
+                        &dev,
+                        &reusebench_core::NoProgress,
+                    )
+                    .unwrap(),
+                )
+            })
+        },
+    );
+    group.bench_function(
+        BenchmarkId::new("cached_base", format!("w20_side8_{epochs}epochs")),
+        |b| {
+            b.iter(|| {
+                let model = build();
+                let cache = FeatureCache::default();
+                let base = cached_features(
+                    &cache,
+                    &Classifier::new(model.backbone.clone(), model.head.clone()),
+                    &set,
+                    256,
+                    NORM,
+                    &dev,
+                );
+                let forward = |m: &Classifier, x, idx: &[usize]| logits_with_base(m, x, &base, idx);
+                black_box(
+                    fit_with(
+                        model,
+                        &set,
+                        &stage,
+                        &mut NoHooks,
+                        &forward,
+                        &dev,
+                        &reusebench_core::NoProgress,
+                    )
+                    .unwrap(),
+                )
+            })
+        },
+    );
+    group.finish();
+}
+
 fn knn(c: &mut Criterion) {
     let mut group = c.benchmark_group("knn");
     group.sample_size(10);
@@ -234,5 +328,11 @@ fn knn(c: &mut Criterion) {
     let _ = Instant::now();
 }
 
-criterion_group!(benches, train_step, inference_and_lp, knn);
+criterion_group!(
+    benches,
+    train_step,
+    inference_and_lp,
+    side_tuning_epochs,
+    knn
+);
 criterion_main!(benches);
