@@ -521,3 +521,24 @@ fn every_shipped_grid_is_well_formed() {
         }
     }
 }
+
+/// A grid that changed since its last run reports its own cells only; the
+/// folders of the old version stay on disk but are not averaged in.
+#[test]
+fn a_changed_grid_reports_only_its_current_cells() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = smoke_grid(tmp.path());
+    let g = grid.to_str().unwrap();
+    let (code, out) = run(&["run", g]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["run", g, "--set", "continual:knn.k=3"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("4 cell(s) run, 1 skipped"), "{out}");
+    let md = std::fs::read_to_string(tmp.path().join("results/summary.md")).unwrap();
+    assert!(
+        md.contains("4 cell folder(s) under cells/ are not part of the current grid"),
+        "{md}"
+    );
+    let sgd = md.lines().find(|l| l.starts_with("| sgd |")).unwrap();
+    assert!(sgd.ends_with("| 2 |"), "two seeds, not four: {sgd}");
+}

@@ -148,12 +148,17 @@ fn cell(mean: f64, std: f64, n: u32) -> String {
 
 /// One table per experiment: a row per method (and extra axis values), a
 /// column per metric, `mean ± std` over seeds and the number of seeds.
-pub fn markdown(summary: &Summary, failed: &[FailedCell], done: usize) -> String {
+pub fn markdown(summary: &Summary, failed: &[FailedCell], done: usize, stale: usize) -> String {
     let mut out = String::from("# Results\n\n");
     out.push_str(&format!(
         "{done} cell(s) done, {} failed. Values are mean ± std over seeds (n = seeds); accuracies in %.\n",
         failed.len()
     ));
+    if stale > 0 {
+        out.push_str(&format!(
+            "\n{stale} cell folder(s) under cells/ are not part of the current grid (left by an earlier version of it) and are not included.\n"
+        ));
+    }
     let mut experiments: Vec<&str> = summary.rows.iter().map(|r| r.experiment.as_str()).collect();
     experiments.dedup();
     for exp in experiments {

@@ -41,7 +41,12 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
     let csv = results.join("summary.csv");
     aggregate::write_csv(&summary, &csv)?;
     let markdown = results.join("summary.md");
-    let md = aggregate::markdown(&summary, &loaded.failed, loaded.cells_done);
+    let md = aggregate::markdown(
+        &summary,
+        &loaded.failed,
+        loaded.cells_done,
+        loaded.stale.len(),
+    );
     std::fs::write(&markdown, md).map_err(|e| ReportError::io(&markdown, e))?;
     let continual = continual_experiments(&summary);
     if !continual.is_empty() {

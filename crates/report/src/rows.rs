@@ -60,6 +60,8 @@ pub struct Loaded {
     pub rows: Vec<StoredRow>,
     pub failed: Vec<FailedCell>,
     pub cells_done: usize,
+    /// Cell folders that the results' grid (grid.json) no longer lists.
+    pub stale: Vec<String>,
     /// Axis keys that become their own columns (every axis but seed and method).
     pub axis_columns: Vec<String>,
 }
@@ -91,7 +93,22 @@ fn distinguish_method_variants(rows: &mut [StoredRow]) {
     }
 }
 
-/// Reads every cell folder under `results/cells`, in name order.
+/// The cells of the grid that last ran into `results` (grid.json), if it
+/// says; older results folders list none, and then every cell counts.
+fn current_cells(results: &Path) -> Option<std::collections::BTreeSet<String>> {
+    let text = std::fs::read_to_string(results.join("grid.json")).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some(
+        doc.get("cells")?
+            .as_array()?
+            .iter()
+            .filter_map(|c| c.as_str().map(String::from))
+            .collect(),
+    )
+}
+
+/// Reads the cell folders under `results/cells` that belong to the current
+/// grid, in name order.
 pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
     let cells = results.join("cells");
     let mut dirs: Vec<_> = std::fs::read_dir(&cells)
@@ -100,10 +117,21 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
+    let current = current_cells(results);
     let mut rows = Vec::new();
     let mut failed = Vec::new();
+    let mut stale = Vec::new();
     let mut done = 0;
     for dir in dirs {
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if current.as_ref().is_some_and(|c| !c.contains(&name)) {
+            stale.push(name);
+            continue;
+        }
         let status_path = dir.join("status.json");
         let Ok(text) = std::fs::read_to_string(&status_path) else {
             continue;
@@ -150,6 +178,7 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
         rows,
         failed,
         cells_done: done,
+        stale,
         axis_columns: axis_columns.into_iter().collect(),
     })
 }

@@ -77,6 +77,9 @@ pub fn run_grid(
             "name": grid.name,
             "grid_file": grid.path,
             "axes": grid.axes.iter().map(|(e, a)| serde_json::json!({"experiment": e, "axes": a})).collect::<Vec<_>>(),
+            // The report aggregates these cells only: folders left by an
+            // earlier version of the grid are not averaged in.
+            "cells": grid.cells.iter().map(|c| c.dir_name()).collect::<Vec<_>>(),
         }),
     )?;
     let total = grid.cells.len();
