@@ -27,7 +27,10 @@ use reusebench_core::train::{NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_l
 use reusebench_data::{Augment, ImageSet, Normalization, synthetic};
 
 fn shapes() -> Vec<(usize, usize)> {
-    if std::env::var_os("REUSEBENCH_BENCH_QUICK").is_some() {
+    // `cargo test --all-targets` runs each benchmark once without `--bench`
+    // (criterion's test mode): the smallest shape is enough to prove it runs.
+    let test_mode = !std::env::args().any(|a| a == "--bench");
+    if test_mode || std::env::var_os("REUSEBENCH_BENCH_QUICK").is_some() {
         vec![(20, 32)]
     } else {
         vec![(20, 32), (20, 128), (64, 32), (64, 128)]
