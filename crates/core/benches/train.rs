@@ -88,13 +88,8 @@ fn train_step(c: &mut Criterion) {
                             weights: Some(&weights),
                             scale: 1.0,
                         };
-                        let mut replay = ReplayHook {
-                            buffer: &mut buffer,
-                            task_set: &empty,
-                            rng: &mut rng,
-                            batch_size: batch,
-                            loss: ReplayLoss::Er,
-                        };
+                        let mut replay =
+                            ReplayHook::new(&mut buffer, &empty, &mut rng, batch, ReplayLoss::Er);
                         let hooks: &mut dyn TrainHooks = match family {
                             "mas_penalty" => &mut penalty,
                             "replay" => &mut replay,

@@ -80,14 +80,26 @@ pub fn train_steps_with(
     let labels = vec![0u32; batch];
     let indices: Vec<usize> = (0..batch).collect();
     let start = Instant::now();
+    let device = x.device();
     for _ in 0..steps {
-        let logits = model.forward(x.clone());
+        let (logits, extra_logits) = match hooks.extra_batch(&stage, &device) {
+            None => (model.forward(x.clone()), None),
+            Some(extra) => {
+                let m = extra.dims()[0];
+                let all = model.forward(Tensor::cat(vec![x.clone(), extra], 0));
+                (
+                    all.clone().slice([0..batch]),
+                    Some(all.slice([batch..batch + m])),
+                )
+            }
+        };
         let mut loss = cross_entropy_with_logits(logits.clone(), y.clone());
         let view = Step {
             images: x,
             labels: &labels,
             indices: &indices,
             logits: &logits,
+            extra_logits: extra_logits.as_ref(),
             stage: &stage,
         };
         if let Ok(Some(extra)) = hooks.extra_loss(&model, &view) {

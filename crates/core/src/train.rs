@@ -117,6 +117,8 @@ pub struct Step<'a> {
     pub indices: &'a [usize],
     /// The model's logits on `images` (before the update).
     pub logits: &'a Tensor<2>,
+    /// Logits of the rows [`TrainHooks::extra_batch`] appended, from the same pass.
+    pub extra_logits: Option<&'a Tensor<2>>,
     /// The stage's normalisation and augmentation, for hooks that build batches of their own.
     pub stage: &'a Stage<'a>,
 }
@@ -124,6 +126,13 @@ pub struct Step<'a> {
 /// What methods add to the shared loop: extra loss terms on every batch
 /// (penalties, distillation, replay) and bookkeeping after every update.
 pub trait TrainHooks {
+    /// Images to append to this step's batch (replay). They go through the
+    /// same forward pass as the batch, so batch norm normalises one mixed
+    /// batch, as when a replay method concatenates; their logits reach
+    /// [`TrainHooks::extra_loss`] as `Step::extra_logits`.
+    fn extra_batch(&mut self, _stage: &Stage, _device: &Device) -> Option<Tensor<4>> {
+        None
+    }
     /// An extra term added to the batch's cross-entropy.
     fn extra_loss(
         &mut self,
@@ -231,7 +240,17 @@ pub fn fit_with(
         for batch in batches {
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
             let y = one_hot(&batch.labels, stage.num_classes, device);
-            let logits = forward(&model, x.clone(), &batch.indices);
+            let n = batch.labels.len();
+            let (logits, extra_logits) = match hooks.extra_batch(stage, device) {
+                None => (forward(&model, x.clone(), &batch.indices), None),
+                Some(extra) => {
+                    // A custom forward knows only the batch's own rows: the
+                    // appended ones take the plain forward pass.
+                    let m = extra.dims()[0];
+                    let all = model.forward(Tensor::cat(vec![x.clone(), extra], 0));
+                    (all.clone().slice([0..n]), Some(all.slice([n..n + m])))
+                }
+            };
             let mut loss = cross_entropy_with_logits(logits.clone(), y);
             let ce = loss.clone().into_scalar::<f32>();
             check_finite(&stage.name, count, ce)?;
@@ -240,6 +259,7 @@ pub fn fit_with(
                 labels: &batch.labels,
                 indices: &batch.indices,
                 logits: &logits,
+                extra_logits: extra_logits.as_ref(),
                 stage,
             };
             if let Some(extra) = hooks.extra_loss(&model, &view)? {

@@ -1,8 +1,10 @@
 //! `der++`: Dark Experience Replay++ (Buzzega et al. 2020): a reservoir
 //! buffer that also keeps the logits the model gave each example when it
 //! was stored; every batch adds α·MSE(logits, stored logits) on one
-//! replayed minibatch and β·cross-entropy on another. Mammoth's defaults
-//! for Seq-CIFAR-10 are α = 0.1, β = 0.5.
+//! replayed minibatch and β·cross-entropy on another. Both minibatches go
+//! through one forward pass with the current batch (Mammoth runs three; one
+//! pass keeps batch norm's statistics from task-pure batches, which broke
+//! evaluation here). Defaults α = 0.1, β = 0.5.
 
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

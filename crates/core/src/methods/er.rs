@@ -1,7 +1,7 @@
 //! `er`: experience replay from a reservoir buffer (Chaudhry et al. 2019,
-//! as in Mammoth): every batch adds the cross-entropy of a minibatch drawn
-//! from the buffer; the buffer is filled by reservoir sampling over every
-//! batch seen.
+//! as in Mammoth): every batch gets a minibatch drawn from the buffer
+//! appended (one forward pass over both) and adds its cross-entropy; the
+//! buffer is filled by reservoir sampling over every batch seen.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -49,13 +49,13 @@ pub(crate) fn learn_with_replay(
             ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xB0FF_E400),
         ))
     });
-    let mut hook = ReplayHook {
+    let mut hook = ReplayHook::new(
         buffer,
-        task_set: set,
+        set,
         rng,
-        batch_size: replay_batch_size.unwrap_or(ctx.batch_size),
+        replay_batch_size.unwrap_or(ctx.batch_size),
         loss,
-    };
+    );
     ctx.fine_tune(model, epochs, optimizer, &mut hook)
 }
 

@@ -197,53 +197,112 @@ pub enum ReplayLoss {
     DerPlusPlus { alpha: f64, beta: f64 },
 }
 
-/// Replays from and fills `buffer` during one task's training.
+/// What was replayed this step, kept until its logits come back.
+struct Pending {
+    /// Rows of the first replayed minibatch.
+    first: usize,
+    labels: Vec<u32>,
+    stored_logits: Option<Tensor<2>>,
+}
+
+/// Replays from and fills `buffer` during one task's training. The
+/// replayed minibatches are appended to the current batch (one forward
+/// pass, so batch norm sees old and new images together, as Mammoth's ER
+/// does by concatenating).
 pub struct ReplayHook<'a> {
     pub buffer: &'a mut ReplayBuffer,
     pub task_set: &'a reusebench_data::ImageSet,
     pub rng: &'a mut ChaCha8Rng,
     pub batch_size: usize,
     pub loss: ReplayLoss,
+    pending: Option<Pending>,
 }
 
-impl ReplayHook<'_> {
-    fn replay(&mut self, step: &crate::train::Step) -> ReplayBatch {
+impl<'a> ReplayHook<'a> {
+    pub fn new(
+        buffer: &'a mut ReplayBuffer,
+        task_set: &'a reusebench_data::ImageSet,
+        rng: &'a mut ChaCha8Rng,
+        batch_size: usize,
+        loss: ReplayLoss,
+    ) -> Self {
+        Self {
+            buffer,
+            task_set,
+            rng,
+            batch_size,
+            loss,
+            pending: None,
+        }
+    }
+
+    fn replay(&mut self, stage: &crate::train::Stage, device: &Device) -> ReplayBatch {
         let picked = self.buffer.sample(self.rng, self.batch_size);
-        let device = step.images.device();
         self.buffer.batch(
             &picked,
-            step.stage.augment,
-            &step.stage.normalization,
+            stage.augment,
+            &stage.normalization,
             self.rng,
-            &device,
+            device,
         )
     }
 }
 
 impl crate::train::TrainHooks for ReplayHook<'_> {
+    fn extra_batch(&mut self, stage: &crate::train::Stage, device: &Device) -> Option<Tensor<4>> {
+        self.pending = None;
+        if self.buffer.is_empty() {
+            return None;
+        }
+        let first = self.replay(stage, device);
+        let rows = first.labels.len();
+        match self.loss {
+            ReplayLoss::Er => {
+                self.pending = Some(Pending {
+                    first: rows,
+                    labels: first.labels,
+                    stored_logits: None,
+                });
+                Some(first.images)
+            }
+            ReplayLoss::DerPlusPlus { .. } => {
+                let second = self.replay(stage, device);
+                self.pending = Some(Pending {
+                    first: rows,
+                    labels: second.labels,
+                    stored_logits: first.logits,
+                });
+                Some(Tensor::cat(vec![first.images, second.images], 0))
+            }
+        }
+    }
+
     fn extra_loss(
         &mut self,
-        model: &crate::model::Classifier,
+        _model: &crate::model::Classifier,
         step: &crate::train::Step,
     ) -> Result<Option<Tensor<1>>, crate::error::CoreError> {
         use burn::tensor::loss::cross_entropy_with_logits;
-        if self.buffer.is_empty() {
+        let (Some(pending), Some(logits)) = (&self.pending, step.extra_logits) else {
             return Ok(None);
-        }
+        };
         let classes = step.stage.num_classes;
-        let ce = |model: &crate::model::Classifier, b: ReplayBatch| {
-            let device = b.images.device();
-            let target = crate::train::one_hot(&b.labels, classes, &device);
-            cross_entropy_with_logits(model.forward(b.images), target)
+        let device = logits.device();
+        let total = logits.dims()[0];
+        let ce = |rows: Tensor<2>, labels: &[u32]| {
+            cross_entropy_with_logits(rows, crate::train::one_hot(labels, classes, &device))
         };
         Ok(Some(match self.loss {
-            ReplayLoss::Er => ce(model, self.replay(step)),
+            ReplayLoss::Er => ce(logits.clone(), &pending.labels),
             ReplayLoss::DerPlusPlus { alpha, beta } => {
-                let first = self.replay(step);
-                let stored = first.logits.expect("DER buffers keep logits");
-                let diff = model.forward(first.images) - stored;
+                let stored = pending
+                    .stored_logits
+                    .clone()
+                    .expect("DER buffers keep logits");
+                let diff = logits.clone().slice([0..pending.first]) - stored;
                 let mse = (diff.clone() * diff).mean();
-                mse * alpha + ce(model, self.replay(step)) * beta
+                let second = logits.clone().slice([pending.first..total]);
+                mse * alpha + ce(second, &pending.labels) * beta
             }
         }))
     }

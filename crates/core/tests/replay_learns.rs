@@ -1,0 +1,78 @@
+//! Replay must keep old classes: training on new classes only, with a
+//! buffer of old ones, the model still classifies the buffer's images.
+
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use reusebench_core::NoProgress;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::features::logits;
+use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
+use reusebench_core::metrics::accuracy;
+use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::train::{NoHooks, OptimConfig, Stage, fit};
+use reusebench_data::{Augment, synthetic};
+
+#[test]
+fn er_keeps_the_old_classes_that_plain_training_forgets() {
+    let dev = Device::flex().autodiff();
+    let data = synthetic::generate(4, 40, 10, 0).unwrap();
+    let old = Arc::new(data.train.select_classes(&|l| (l < 2).then_some(l)));
+    let new = Arc::new(data.train.select_classes(&|l| (l >= 2).then_some(l)));
+    let optim = OptimConfig {
+        lr: 0.05,
+        momentum: 0.9,
+        weight_decay: 0.0,
+        schedule: Default::default(),
+    };
+    let stage = |epochs| Stage {
+        name: "t".into(),
+        epochs,
+        batch_size: 16,
+        optim: &optim,
+        augment: Augment::STANDARD,
+        normalization: data.normalization,
+        num_classes: 4,
+        seed: 0,
+    };
+    let cfg = BackboneConfig {
+        width: 8,
+        ..Default::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let model = Classifier::new(
+        cfg.build(&mut rng, &dev),
+        linear_head(&mut rng, cfg.feature_dim(), 4, &dev),
+    );
+    let (model, _) = fit(model, &old, &stage(15), &mut NoHooks, &dev, &NoProgress).unwrap();
+    let old_acc = |m: &Classifier| {
+        let out = logits(m, &old, 64, data.normalization, &dev);
+        accuracy(&out.values, out.dim, &old.labels)
+    };
+    let before = old_acc(&model);
+    assert!(before > 90.0, "old classes learned first: {before}");
+
+    let (plain, _) = fit(
+        model.clone(),
+        &new,
+        &stage(5),
+        &mut NoHooks,
+        &dev,
+        &NoProgress,
+    )
+    .unwrap();
+    let mut buffer = ReplayBuffer::new(80, [3, 32, 32]);
+    let mut brng = ChaCha8Rng::seed_from_u64(1);
+    for i in 0..old.len() {
+        buffer.offer(&mut brng, old.image(i), old.labels[i], None);
+    }
+    let mut hook = ReplayHook::new(&mut buffer, &new, &mut brng, 16, ReplayLoss::Er);
+    let (replayed, _) = fit(model, &new, &stage(5), &mut hook, &dev, &NoProgress).unwrap();
+    let (forgot, kept) = (old_acc(&plain), old_acc(&replayed));
+    assert!(
+        kept > forgot + 30.0,
+        "replay {kept}% vs plain {forgot}% on the old classes"
+    );
+}
