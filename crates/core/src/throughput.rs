@@ -88,8 +88,8 @@ pub fn train_steps_with(
                 let m = extra.dims()[0];
                 let all = model.forward(Tensor::cat(vec![x.clone(), extra], 0));
                 (
-                    all.clone().slice([0..batch]),
-                    Some(all.slice([batch..batch + m])),
+                    all.clone().narrow(0, 0, batch),
+                    Some(all.narrow(0, batch, m)),
                 )
             }
         };

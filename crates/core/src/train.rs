@@ -248,7 +248,7 @@ pub fn fit_with(
                     // appended ones take the plain forward pass.
                     let m = extra.dims()[0];
                     let all = model.forward(Tensor::cat(vec![x.clone(), extra], 0));
-                    (all.clone().slice([0..n]), Some(all.slice([n..n + m])))
+                    (all.clone().narrow(0, 0, n), Some(all.narrow(0, n, m)))
                 }
             };
             let mut loss = cross_entropy_with_logits(logits.clone(), y);

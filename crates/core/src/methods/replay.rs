@@ -299,9 +299,11 @@ impl crate::train::TrainHooks for ReplayHook<'_> {
                     .stored_logits
                     .clone()
                     .expect("DER buffers keep logits");
-                let diff = logits.clone().slice([0..pending.first]) - stored;
+                let diff = logits.clone().narrow(0, 0, pending.first) - stored;
                 let mse = (diff.clone() * diff).mean();
-                let second = logits.clone().slice([pending.first..total]);
+                let second = logits
+                    .clone()
+                    .narrow(0, pending.first, total - pending.first);
                 mse * alpha + ce(second, &pending.labels) * beta
             }
         }))
