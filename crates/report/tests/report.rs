@@ -98,8 +98,12 @@ fn aggregates_over_seeds_and_lists_failures() {
         .iter()
         .filter(|p| p.extension().unwrap() == "svg")
         .collect();
-    // heatmap + task curves for sgd, heatmap... lp-ft has no matrix; + the summary bars
-    assert_eq!(svgs.len(), 3, "{:?}", files.plots);
+    // heatmap + task curves for sgd (lp-ft has no matrix), the first-task
+    // curves, the summary bars
+    assert_eq!(svgs.len(), 4, "{:?}", files.plots);
+    let first = std::fs::read_to_string(r.join("plots/first-task-cl.svg")).unwrap();
+    // R[1][0] averaged over seeds is the first task's accuracy after task 1.
+    assert!(first.contains("accuracy on task 0"), "first-task plot");
     let heat =
         std::fs::read_to_string(r.join("plots/heatmap-cl-sgd_backbone_width_20.svg")).unwrap();
     // mean of R[1][0] over seeds: (80 + 70) / 2 = 75.0
