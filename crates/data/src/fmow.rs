@@ -26,8 +26,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Domain, ImageSet, TrainTest};
+use crate::dataset::{Domain, TrainTest};
 use crate::error::DataError;
+use crate::image_file::decode_files;
 use crate::transform::Normalization;
 
 pub const REGIONS: [&str; 6] = ["Africa", "Americas", "Asia", "Europe", "Oceania", "Other"];
@@ -249,28 +250,6 @@ pub fn image_path(root: &Path, index: usize) -> PathBuf {
     root.join("images").join(format!("rgb_img_{index}.png"))
 }
 
-fn decode(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
-    let img =
-        image::open(path).map_err(|e| format_err(path, format!("cannot decode image: {e}")))?;
-    let mut rgb = img.to_rgb8();
-    if rgb.width() as usize != size || rgb.height() as usize != size {
-        rgb = image::imageops::resize(
-            &rgb,
-            size as u32,
-            size as u32,
-            image::imageops::FilterType::Triangle,
-        );
-    }
-    let plane = size * size;
-    let mut out = vec![0u8; 3 * plane];
-    for (i, px) in rgb.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = px.0[c];
-        }
-    }
-    Ok(out)
-}
-
 /// Loads FMoW from `root`, resized to `size` pixels a side.
 pub fn load_fmow(root: &Path, size: usize, split: FmowSplit) -> Result<TrainTest, DataError> {
     if size == 0 || size > 1024 {
@@ -291,19 +270,26 @@ pub fn load_fmow(root: &Path, size: usize, split: FmowSplit) -> Result<TrainTest
         FmowSplit::Official => 0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut train = ImageSet::empty(3, size, size);
-    let mut test = ImageSet::empty(3, size, size);
+    // (files, domains) of the training and the test set, in metadata order.
+    let mut parts: [(Vec<(PathBuf, u32)>, Vec<Domain>); 2] = Default::default();
     for row in &rows {
         let Some(to_test) = is_test(row, split, &mut rng) else {
             continue;
         };
-        let set = if to_test { &mut test } else { &mut train };
-        set.push(&decode(&image_path(root, row.index), size)?, row.label);
-        set.domains.push(Domain {
+        let (files, domains) = &mut parts[to_test as usize];
+        files.push((image_path(root, row.index), row.label));
+        domains.push(Domain {
             year: row.year,
             region: row.region,
         });
     }
+    let [train, test] = parts.map(|(files, domains)| {
+        decode_files(&files, size).map(|mut set| {
+            set.domains = domains;
+            set
+        })
+    });
+    let (train, test) = (train?, test?);
     Ok(TrainTest {
         name: "fmow".into(),
         num_classes: CATEGORIES.len(),

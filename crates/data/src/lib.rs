@@ -10,6 +10,7 @@ pub mod cifar;
 pub mod dataset;
 pub mod error;
 pub mod fmow;
+pub mod image_file;
 pub mod split;
 pub mod synthetic;
 pub mod tiny_imagenet;

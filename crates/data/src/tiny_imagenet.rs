@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dataset::{ImageSet, TrainTest};
 use crate::error::DataError;
+use crate::image_file::decode_files;
 use crate::transform::Normalization;
 
 /// Mammoth's Seq-TinyImageNet constants.
@@ -147,56 +148,6 @@ fn fingerprint(root: &Path, listing: &Listing, size: usize) -> Result<u64, DataE
     Ok(h.finish())
 }
 
-fn decode(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
-    let img =
-        image::open(path).map_err(|e| format_err(path, format!("cannot decode image: {e}")))?;
-    let mut rgb = img.to_rgb8();
-    if rgb.width() as usize != size || rgb.height() as usize != size {
-        rgb = image::imageops::resize(
-            &rgb,
-            size as u32,
-            size as u32,
-            image::imageops::FilterType::Triangle,
-        );
-    }
-    // HWC -> CHW
-    let plane = size * size;
-    let mut out = vec![0u8; 3 * plane];
-    for (i, px) in rgb.pixels().enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = px.0[c];
-        }
-    }
-    Ok(out)
-}
-
-/// Decodes `files` on all cores, keeping their order.
-fn decode_all(files: &[(PathBuf, u32)], size: usize) -> Result<ImageSet, DataError> {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .max(1);
-    let chunk = files.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<Vec<Vec<u8>>, DataError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|(p, _)| decode(p, size)).collect()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("decoder thread"))
-            .collect()
-    });
-    let mut set = ImageSet::empty(3, size, size);
-    let mut labels = files.iter().map(|(_, l)| *l);
-    for part in parts {
-        for img in part? {
-            set.push(&img, labels.next().expect("one label per file"));
-        }
-    }
-    Ok(set)
-}
-
 fn write_set(w: &mut impl Write, set: &ImageSet) -> std::io::Result<()> {
     w.write_all(&(set.len() as u64).to_le_bytes())?;
     for l in &set.labels {
@@ -277,8 +228,8 @@ pub fn load_tiny_imagenet(
         }
         // A damaged cache is rebuilt below.
     }
-    let train = decode_all(&listing.train, size)?;
-    let test = decode_all(&listing.test, size)?;
+    let train = decode_files(&listing.train, size)?;
+    let test = decode_files(&listing.test, size)?;
     let written = std::fs::create_dir_all(&folder).is_ok() && {
         let tmp = cache.with_extension("tmp");
         let ok = std::fs::File::create(&tmp)

@@ -1,0 +1,66 @@
+//! Image files (JPEG, PNG) decoded into the harness's layout: RGB (grayscale
+//! and RGBA converted), optionally resized (bilinear), CHW `u8`. Shared by
+//! the loaders of datasets stored as image files.
+
+use std::path::{Path, PathBuf};
+
+use crate::dataset::ImageSet;
+use crate::error::DataError;
+
+fn format_err(path: &Path, message: impl Into<String>) -> DataError {
+    DataError::Format {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// One image file as `size`x`size` RGB, CHW.
+pub fn decode_rgb(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
+    let img =
+        image::open(path).map_err(|e| format_err(path, format!("cannot decode image: {e}")))?;
+    let mut rgb = img.to_rgb8();
+    if rgb.width() as usize != size || rgb.height() as usize != size {
+        rgb = image::imageops::resize(
+            &rgb,
+            size as u32,
+            size as u32,
+            image::imageops::FilterType::Triangle,
+        );
+    }
+    // HWC -> CHW
+    let plane = size * size;
+    let mut out = vec![0u8; 3 * plane];
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = px.0[c];
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes `files` on all cores, keeping their order; labels come with them.
+pub fn decode_files(files: &[(PathBuf, u32)], size: usize) -> Result<ImageSet, DataError> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1);
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<Vec<Vec<u8>>, DataError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| s.spawn(move || part.iter().map(|(p, _)| decode_rgb(p, size)).collect()))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("decoder thread"))
+            .collect()
+    });
+    let mut set = ImageSet::empty(3, size, size);
+    let mut labels = files.iter().map(|(_, l)| *l);
+    for part in parts {
+        for img in part? {
+            set.push(&img, labels.next().expect("one label per file"));
+        }
+    }
+    Ok(set)
+}
