@@ -117,6 +117,26 @@ pub fn head_logits(head: &Linear, features: &Rows, device: &Device) -> Rows {
     }
 }
 
+/// What identifies the features a model's head sees: fingerprints of the
+/// backbone and of the side branch, if any. Fingerprinting reads every
+/// weight, so a caller that asks for several sets with one model computes
+/// the key once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelKey {
+    base: u64,
+    side: Option<u64>,
+}
+
+impl ModelKey {
+    pub fn of(model: &Classifier) -> Self {
+        use crate::feature_cache::fingerprint;
+        Self {
+            base: fingerprint(&model.backbone),
+            side: model.side.as_ref().map(fingerprint),
+        }
+    }
+}
+
 /// [`model_features`] through `cache`: the backbone's features (and a side
 /// branch's, for side-tuning) are each computed once per set for given
 /// weights; a side-tuning blend is mixed from the two on the host, so the
@@ -129,14 +149,27 @@ pub fn cached_features(
     normalization: Normalization,
     device: &Device,
 ) -> Arc<Rows> {
-    use crate::feature_cache::fingerprint;
-    let base = cache.get_or_compute(fingerprint(&model.backbone), set, normalization, || {
+    let key = ModelKey::of(model);
+    cached_features_keyed(cache, model, &key, set, batch_size, normalization, device)
+}
+
+/// [`cached_features`] with the model's key computed by the caller.
+pub fn cached_features_keyed(
+    cache: &crate::feature_cache::FeatureCache,
+    model: &Classifier,
+    key: &ModelKey,
+    set: &Arc<ImageSet>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+) -> Arc<Rows> {
+    let base = cache.get_or_compute(key.base, set, normalization, || {
         features(&model.backbone, set, batch_size, normalization, device)
     });
-    let Some(side) = &model.side else {
+    let (Some(side), Some(side_key)) = (&model.side, key.side) else {
         return base;
     };
-    let own = cache.get_or_compute(fingerprint(side), set, normalization, || {
+    let own = cache.get_or_compute(side_key, set, normalization, || {
         let side = side.valid();
         infer(set, batch_size, normalization, device, |x| {
             side.proj.forward(side.net.forward(x))

@@ -16,7 +16,7 @@ use reusebench_data::{Augment, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::features::{cached_features, head_logits, model_features};
+use crate::features::{ModelKey, cached_features_keyed, head_logits, model_features};
 use crate::metrics::accuracy;
 use crate::model::{Classifier, linear_head};
 use crate::progress::Progress;
@@ -53,9 +53,11 @@ pub struct AdaptContext<'a> {
 }
 
 /// Test accuracy on `task` after adapting `model` to it.
+/// `key` is `model`'s [`ModelKey`], computed once for all tasks.
 pub fn adapt(
     config: &AdaptationConfig,
     model: &Classifier,
+    key: &ModelKey,
     task: &TaskData,
     label: &str,
     ctx: &AdaptContext,
@@ -97,9 +99,10 @@ pub fn adapt(
         );
         head_logits(&tuned.head, &feats, ctx.device)
     } else {
-        let train = cached_features(
+        let train = cached_features_keyed(
             ctx.features,
             model,
+            key,
             &task.train,
             ctx.eval_batch_size,
             ctx.normalization,
@@ -114,9 +117,10 @@ pub fn adapt(
             ctx.device,
             ctx.progress,
         )?;
-        let feats = cached_features(
+        let feats = cached_features_keyed(
             ctx.features,
             model,
+            key,
             &task.test,
             ctx.eval_batch_size,
             ctx.normalization,

@@ -15,7 +15,7 @@ use crate::backbone::BackboneConfig;
 use crate::device::DeviceSpec;
 use crate::error::CoreError;
 use crate::feature_cache::FeatureCache;
-use crate::features::{Rows, cached_features, head_logits};
+use crate::features::{ModelKey, Rows, cached_features_keyed, head_logits};
 use crate::methods::{MethodConfig, TaskContext};
 use crate::metrics::{AccuracyMatrix, KnnConfig, MetricRow, knn_accuracy, masked_accuracy};
 use crate::progress::Progress;
@@ -170,13 +170,14 @@ pub fn run(
             progress,
         };
         model = method.learn_task(model, &ctx)?;
+        let key = ModelKey::of(&model);
 
         // Each test set passes through the backbone once: its features feed
         // both the head (accuracy matrix) and the kNN queries.
         let evaluated = if config.knn.is_some() { tasks } else { t + 1 };
         let test_features: Vec<Arc<Rows>> = test[..evaluated]
             .iter()
-            .map(|set| cached_features(&cache, &model, set, ebs, norm, &train_device))
+            .map(|set| cached_features_keyed(&cache, &model, &key, set, ebs, norm, &train_device))
             .collect();
 
         // Class-IL: argmax over every class seen so far; task-IL: over the
@@ -207,7 +208,15 @@ pub fn run(
         if let Some(knn) = &config.knn {
             let mut knn_row = Vec::new();
             for j in 0..tasks {
-                let bank = cached_features(&cache, &model, &train[j], ebs, norm, &train_device);
+                let bank = cached_features_keyed(
+                    &cache,
+                    &model,
+                    &key,
+                    &train[j],
+                    ebs,
+                    norm,
+                    &train_device,
+                );
                 let acc = knn_accuracy(
                     &bank,
                     &train[j].labels,
@@ -286,6 +295,7 @@ pub fn run(
             &train_device,
             progress,
         )?;
+        let (final_key, scratch_key) = (ModelKey::of(&model), ModelKey::of(&scratch));
         let (mut adapted, mut gain) = (0.0, 0.0);
         for j in 0..tasks {
             let start = split.label_range(j).start as u32;
@@ -298,6 +308,7 @@ pub fn run(
             let acc = adapt(
                 adaptation,
                 &model,
+                &final_key,
                 &task,
                 &format!("task {}/{tasks}", j + 1),
                 &ctx,
@@ -305,6 +316,7 @@ pub fn run(
             let reference = adapt(
                 adaptation,
                 &scratch,
+                &scratch_key,
                 &task,
                 &format!("task {}/{tasks}, from scratch", j + 1),
                 &ctx,
