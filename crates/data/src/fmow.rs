@@ -250,6 +250,9 @@ pub fn image_path(root: &Path, index: usize) -> PathBuf {
     root.join("images").join(format!("rgb_img_{index}.png"))
 }
 
+/// A split's labelled image files and their domains.
+type SplitFiles = (Vec<(PathBuf, u32)>, Vec<Domain>);
+
 /// Loads FMoW from `root`, resized to `size` pixels a side.
 pub fn load_fmow(root: &Path, size: usize, split: FmowSplit) -> Result<TrainTest, DataError> {
     if size == 0 || size > 1024 {
@@ -270,8 +273,8 @@ pub fn load_fmow(root: &Path, size: usize, split: FmowSplit) -> Result<TrainTest
         FmowSplit::Official => 0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    // (files, domains) of the training and the test set, in metadata order.
-    let mut parts: [(Vec<(PathBuf, u32)>, Vec<Domain>); 2] = Default::default();
+    // Files and domains of the training and the test set, in metadata order.
+    let mut parts: [SplitFiles; 2] = Default::default();
     for row in &rows {
         let Some(to_test) = is_test(row, split, &mut rng) else {
             continue;
