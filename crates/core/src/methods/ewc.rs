@@ -6,13 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, RunState, TaskContext};
+use super::{ContinualMethod, LpStage, RunState, TaskContext, learn_with_importance};
 use crate::error::CoreError;
 use crate::model::Classifier;
-use crate::penalties::{
-    ImportanceKind, ParamTable, QuadraticPenalty, accumulate, importance, snapshot,
-};
-use crate::train::{NoHooks, OptimConfig};
+use crate::penalties::{ImportanceKind, ParamTable, accumulate};
+use crate::train::OptimConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,38 +54,21 @@ impl ContinualMethod for Ewc {
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
-        let model = LpStage::run(&self.lp, model, ctx)?;
-        let model = match &self.state.0 {
-            Some((fisher, anchor)) => ctx.fine_tune(
-                model,
-                self.epochs,
-                &self.optimizer,
-                &mut QuadraticPenalty {
-                    anchor,
-                    weights: Some(fisher),
-                    scale: self.lambda / 2.0,
-                },
-            )?,
-            None => ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)?,
-        };
-        let new = importance(
-            &model,
-            &ctx.train,
-            ctx.normalization,
+        let gamma = self.gamma;
+        learn_with_importance(
+            &mut self.state,
             ImportanceKind::Fisher,
             self.fisher_samples,
-            ctx.seed ^ ctx.task as u64,
-            ctx.device,
-            ctx.progress,
-        )?;
-        let fisher = match self.state.0.take() {
-            Some((mut old, _)) => {
-                accumulate(&mut old, new, self.gamma);
+            self.lambda / 2.0,
+            |mut old, new| {
+                accumulate(&mut old, new, gamma);
                 old
-            }
-            None => new,
-        };
-        self.state.0 = Some((fisher, snapshot(&model)));
-        Ok(model)
+            },
+            &self.lp,
+            self.epochs,
+            &self.optimizer,
+            model,
+            ctx,
+        )
     }
 }

@@ -7,13 +7,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, RunState, TaskContext};
+use super::{ContinualMethod, LpStage, RunState, TaskContext, learn_with_importance};
 use crate::error::CoreError;
 use crate::model::Classifier;
-use crate::penalties::{
-    ImportanceKind, ParamTable, QuadraticPenalty, accumulate, importance, snapshot,
-};
-use crate::train::{NoHooks, OptimConfig};
+use crate::penalties::{ImportanceKind, ParamTable, accumulate};
+use crate::train::OptimConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,42 +61,25 @@ impl ContinualMethod for Mas {
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
-        let model = LpStage::run(&self.lp, model, ctx)?;
-        let model = match &self.state.0 {
-            Some((omega, anchor)) => ctx.fine_tune(
-                model,
-                self.epochs,
-                &self.optimizer,
-                &mut QuadraticPenalty {
-                    anchor,
-                    weights: Some(omega),
-                    scale: self.lambda,
-                },
-            )?,
-            None => ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)?,
-        };
-        let new = importance(
-            &model,
-            &ctx.train,
-            ctx.normalization,
+        let alpha = self.alpha;
+        learn_with_importance(
+            &mut self.state,
             ImportanceKind::Mas,
             self.importance_samples,
-            ctx.seed ^ ctx.task as u64,
-            ctx.device,
-            ctx.progress,
-        )?;
-        let omega = match self.state.0.take() {
-            Some((mut old, _)) => {
+            self.lambda,
+            |mut old, new| {
                 let scaled = new
                     .into_iter()
-                    .map(|(k, v)| (k, v * (1.0 - self.alpha)))
+                    .map(|(k, v)| (k, v * (1.0 - alpha)))
                     .collect();
-                accumulate(&mut old, scaled, self.alpha);
+                accumulate(&mut old, scaled, alpha);
                 old
-            }
-            None => new,
-        };
-        self.state.0 = Some((omega, snapshot(&model)));
-        Ok(model)
+            },
+            &self.lp,
+            self.epochs,
+            &self.optimizer,
+            model,
+            ctx,
+        )
     }
 }

@@ -37,8 +37,9 @@ pub use side_tuning::{SideTuning, logits_with_base};
 use crate::error::CoreError;
 use crate::features::cached_features;
 use crate::model::Classifier;
+use crate::penalties::{ImportanceKind, ParamTable, QuadraticPenalty, importance, snapshot};
 use crate::progress::Progress;
-use crate::train::{OptimConfig, Stage, TrainHooks, fit, fit_linear};
+use crate::train::{NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_linear};
 
 /// A method as a grid names it (`method.name`), with its settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -307,4 +308,52 @@ impl<T> PartialEq for RunState<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
+}
+
+/// The task loop of the importance-weighted penalty methods (MAS, EWC):
+/// optional linear probe; fine-tuning under `scale`·Σ Ω (θ − θ*)² once an
+/// importance exists; then this task's importance, merged into the old one
+/// by `merge(old, new)`, and θ* = the weights after this task.
+pub(crate) fn learn_with_importance(
+    state: &mut RunState<(ParamTable, ParamTable)>,
+    kind: ImportanceKind,
+    samples: Option<usize>,
+    scale: f64,
+    merge: impl FnOnce(ParamTable, ParamTable) -> ParamTable,
+    lp: &Option<LpStage>,
+    epochs: usize,
+    optimizer: &OptimConfig,
+    model: Classifier,
+    ctx: &TaskContext,
+) -> Result<Classifier, CoreError> {
+    let model = LpStage::run(lp, model, ctx)?;
+    let model = match &state.0 {
+        Some((weights, anchor)) => ctx.fine_tune(
+            model,
+            epochs,
+            optimizer,
+            &mut QuadraticPenalty {
+                anchor,
+                weights: Some(weights),
+                scale,
+            },
+        )?,
+        None => ctx.fine_tune(model, epochs, optimizer, &mut NoHooks)?,
+    };
+    let new = importance(
+        &model,
+        &ctx.train,
+        ctx.normalization,
+        kind,
+        samples,
+        ctx.seed ^ ctx.task as u64,
+        ctx.device,
+        ctx.progress,
+    )?;
+    let merged = match state.0.take() {
+        Some((old, _)) => merge(old, new),
+        None => new,
+    };
+    state.0 = Some((merged, snapshot(&model)));
+    Ok(model)
 }
