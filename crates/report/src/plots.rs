@@ -157,45 +157,15 @@ fn task_curves<DB: DrawingBackend>(
     m: &Matrix<f64>,
 ) -> DrawResult {
     let t = m.keys().map(|(i, j)| i.max(j) + 1).max().unwrap_or(1);
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0f64..(t.max(2) - 1) as f64, 0f64..100f64)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_labels(t.max(2))
-        .x_label_formatter(&|v| format!("{}", v.round() as usize))
-        .x_desc("after training task")
-        .y_desc("accuracy (%)")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for j in 0..t {
-        let color = Palette99::pick(j).to_rgba();
-        let points: Vec<(f64, f64)> = (j..t)
-            .filter_map(|i| m.get(&(i, j)).map(|&v| (i as f64, v)))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-            .map_err(|e| e.to_string())?
-            .label(format!("task {j}"))
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+    let series: Vec<(String, Vec<(f64, f64)>)> = (0..t)
+        .map(|j| {
+            let points = (j..t)
+                .filter_map(|i| m.get(&(i, j)).map(|&v| (i as f64, v)))
+                .collect();
+            (format!("task {j}"), points)
+        })
+        .collect();
+    line_chart(root, title, t, "accuracy (%)", &series)
 }
 
 fn first_task_curves<DB: DrawingBackend>(
@@ -208,6 +178,27 @@ fn first_task_curves<DB: DrawingBackend>(
         .flat_map(|c| c.iter().map(|p| p.0 + 1))
         .max()
         .unwrap_or(1);
+    let series: Vec<(String, Vec<(f64, f64)>)> = curves
+        .iter()
+        .map(|(group, points)| {
+            (
+                group.clone(),
+                points.iter().map(|&(i, v)| (i as f64, v)).collect(),
+            )
+        })
+        .collect();
+    line_chart(root, title, t, "accuracy on task 0 (%)", &series)
+}
+
+/// Accuracy (0-100) against "after training task" 0..t, one line with
+/// markers and a legend entry per series.
+fn line_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    t: usize,
+    y_desc: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+) -> DrawResult {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 18))
@@ -221,16 +212,15 @@ fn first_task_curves<DB: DrawingBackend>(
         .x_labels(t.max(2))
         .x_label_formatter(&|v| format!("{}", v.round() as usize))
         .x_desc("after training task")
-        .y_desc("accuracy on task 0 (%)")
+        .y_desc(y_desc)
         .draw()
         .map_err(|e| e.to_string())?;
-    for (k, (group, points)) in curves.iter().enumerate() {
+    for (k, (label, points)) in series.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
-        let points: Vec<(f64, f64)> = points.iter().map(|&(i, v)| (i as f64, v)).collect();
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(|e| e.to_string())?
-            .label(group.clone())
+            .label(label.clone())
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });
