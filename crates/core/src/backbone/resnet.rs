@@ -20,6 +20,7 @@ use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use crate::init::kaiming_conv;
+use reusebench_kernels::{batch_norm_forward, conv2d_forward};
 
 fn conv(
     rng: &mut ChaCha8Rng,
@@ -121,13 +122,16 @@ impl Block {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm_forward(&d.bn, conv2d_forward(&d.conv, x.clone())),
             None => x.clone(),
         };
-        let mut out = relu(self.bn1.forward(self.conv1.forward(x)));
-        out = self.bn2.forward(self.conv2.forward(out));
+        let mut out = relu(batch_norm_forward(
+            &self.bn1,
+            conv2d_forward(&self.conv1, x),
+        ));
+        out = batch_norm_forward(&self.bn2, conv2d_forward(&self.conv2, out));
         if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = bn3.forward(conv3.forward(relu(out)));
+            out = batch_norm_forward(bn3, conv2d_forward(conv3, relu(out)));
         }
         relu(out + identity)
     }
@@ -199,7 +203,10 @@ impl ResNet {
 
     /// Pooled features, `[batch, feature_dim]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut x = relu(batch_norm_forward(
+            &self.bn1,
+            conv2d_forward(&self.conv1, x),
+        ));
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }

@@ -1,0 +1,262 @@
+//! Training-mode batch normalisation on the flex (CPU) backend in three
+//! passes over the activation (statistics, normalise; one more backward),
+//! instead of burn's composition of tensor operations, which reads or
+//! writes the activation about eight times forward and fifteen times
+//! backward, with layout copies for every channel-wise reduction.
+//!
+//! Split in two operations so the layer can update its running statistics:
+//! `batch_stats` (no gradient; the backward formula below accounts for the
+//! statistics' dependence on the input) and `batch_norm_apply`.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
+use burn::tensor::{DType, TensorData};
+use rayon::prelude::*;
+
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedBatchNorm: Backend {
+    /// Per-channel mean and biased variance of `x` `[N, C, ...]`, as a
+    /// `[2, C]` tensor (mean row, variance row). Never tracked.
+    fn batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
+    /// `(x − mean) / sqrt(var + ε) · γ + β` with `stats` from `batch_stats`
+    /// of the same `x`; differentiable in `x`, `γ` and `β`, with the batch
+    /// statistics' own dependence on `x` included.
+    fn batch_norm_apply(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+}
+
+fn contiguous(t: FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "batch norm: only f32 is supported");
+    if t.is_contiguous() && t.layout().start_offset() == 0 {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+/// (images, channels, values per channel per image) of an `[N, C, ...]` tensor.
+fn geometry(t: &FlexTensor) -> (usize, usize, usize) {
+    let shape = t.layout().shape();
+    assert!(shape.num_dims() >= 2, "batch norm: expected [N, C, ...]");
+    let (n, c) = (shape[0], shape[1]);
+    (n, c, shape.num_elements() / (n * c).max(1))
+}
+
+fn floats(t: &FlexTensor) -> &[f32] {
+    t.storage::<f32>()
+}
+
+fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(data, shape))
+}
+
+fn stats(x: FlexTensor) -> FlexTensor {
+    let x = contiguous(x);
+    let (n, c, hw) = geometry(&x);
+    let data = floats(&x);
+    let count = (n * hw) as f64;
+    // Two passes per channel (mean, then centred squares) in f64, as
+    // accurate as burn's centred formula.
+    let per_channel: Vec<(f32, f32)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let planes = || (0..n).map(move |img| &data[(img * c + ch) * hw..][..hw]);
+            let sum: f64 = planes()
+                .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
+                .sum();
+            let mean = sum / count;
+            let sq: f64 = planes()
+                .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                .sum();
+            (mean as f32, (sq / count) as f32)
+        })
+        .collect();
+    let mut out: Vec<f32> = per_channel.iter().map(|s| s.0).collect();
+    out.extend(per_channel.iter().map(|s| s.1));
+    tensor(out, vec![2, c])
+}
+
+/// Per-channel `inv_std`, and `scale = γ·inv_std`, `shift = β − mean·scale`.
+fn affine(
+    stats: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let c = gamma.len();
+    let inv_std: Vec<f32> = (0..c)
+        .map(|ch| (1.0 / (stats[c + ch] as f64 + epsilon).sqrt()) as f32)
+        .collect();
+    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
+    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - stats[ch] * scale[ch]).collect();
+    (inv_std, scale, shift)
+}
+
+fn apply(
+    x: FlexTensor,
+    stats: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    epsilon: f64,
+) -> FlexTensor {
+    let (x, stats) = (contiguous(x), contiguous(stats));
+    let (gamma, beta) = (contiguous(gamma), contiguous(beta));
+    let (_, c, hw) = geometry(&x);
+    let (_, scale, shift) = affine(floats(&stats), floats(&gamma), floats(&beta), epsilon);
+    let data = floats(&x);
+    let mut y = vec![0.0f32; data.len()];
+    y.par_chunks_mut(hw)
+        .zip(data.par_chunks(hw))
+        .enumerate()
+        .for_each(|(plane, (out, src))| {
+            let ch = plane % c;
+            let (a, b) = (scale[ch], shift[ch]);
+            for (o, &v) in out.iter_mut().zip(src) {
+                *o = v * a + b;
+            }
+        });
+    tensor(y, x.layout().shape().to_vec())
+}
+
+#[derive(Debug)]
+struct BatchNormBackward {
+    epsilon: f64,
+}
+
+/// Gradients for `x`, `γ`, `β`. With x̂ = (x − mean)·inv_std and M values
+/// per channel: dβ = Σ dy, dγ = Σ dy·x̂, dx = γ·inv_std·(dy − dβ/M − x̂·dγ/M).
+impl Backward<Flex, 3> for BatchNormBackward {
+    /// x, stats, γ.
+    type State = (FlexTensor, FlexTensor, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, stats, gamma) = ops.state;
+        let (n, c, hw) = geometry(&x);
+        let count = (n * hw) as f64;
+        let (xs, st, g, d) = (floats(&x), floats(&stats), floats(&gamma), floats(&dy));
+        let inv_std: Vec<f32> = (0..c)
+            .map(|ch| (1.0 / (st[c + ch] as f64 + self.epsilon).sqrt()) as f32)
+            .collect();
+        // Pass 1: per-channel Σ dy and Σ dy·x̂.
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mean, inv) = (st[ch], inv_std[ch]);
+                (0..n).fold((0.0f64, 0.0f64), |(s, sx), img| {
+                    let at = (img * c + ch) * hw;
+                    let (xp, dp) = (&xs[at..at + hw], &d[at..at + hw]);
+                    let (ps, psx) = xp
+                        .iter()
+                        .zip(dp)
+                        .fold((0.0f32, 0.0f32), |(a, b), (&xv, &dv)| {
+                            (a + dv, b + dv * (xv - mean) * inv)
+                        });
+                    (s + ps as f64, sx + psx as f64)
+                })
+            })
+            .collect();
+        if let Some(node) = node_x {
+            // Pass 2: dx.
+            let mut dx = vec![0.0f32; xs.len()];
+            dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
+                let ch = plane % c;
+                let (mean, inv) = (st[ch], inv_std[ch]);
+                let k = g[ch] * inv;
+                let mean_dy = (sums[ch].0 / count) as f32;
+                let mean_dy_xhat = (sums[ch].1 / count) as f32;
+                let at = plane * hw;
+                for ((o, &xv), &dv) in out.iter_mut().zip(&xs[at..at + hw]).zip(&d[at..at + hw]) {
+                    *o = k * (dv - mean_dy - (xv - mean) * inv * mean_dy_xhat);
+                }
+            });
+            grads.register::<Flex>(node.id, tensor(dx, x.layout().shape().to_vec()));
+        }
+        if let Some(node) = node_gamma {
+            let dg = sums.iter().map(|s| s.1 as f32).collect();
+            grads.register::<Flex>(node.id, tensor(dg, vec![c]));
+        }
+        if let Some(node) = node_beta {
+            let db = sums.iter().map(|s| s.0 as f32).collect();
+            grads.register::<Flex>(node.id, tensor(db, vec![c]));
+        }
+    }
+}
+
+impl FusedBatchNorm for Flex {
+    fn batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        stats(x)
+    }
+
+    fn batch_norm_apply(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        apply(x, stats, gamma, beta, epsilon)
+    }
+}
+
+impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
+    fn batch_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // A new leaf: the statistics carry no gradient of their own.
+        let device = x.device();
+        Self::float_from_data(stats(x.into_primitive()).into_data(), &device)
+    }
+
+    fn batch_norm_apply(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let backward = BatchNormBackward { epsilon };
+        match backward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let xp = contiguous(x.primitive().clone());
+                let sp = contiguous(stats.into_primitive());
+                let gp = contiguous(gamma.primitive().clone());
+                let y = apply(
+                    xp.clone(),
+                    sp.clone(),
+                    gp.clone(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                prep.finish((xp, sp, gp), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(apply(
+                x.into_primitive(),
+                stats.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                epsilon,
+            )),
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! 2-D convolution on the flex (CPU) backend as one matrix product per pass.
+//!
+//! burn-flex 0.22 convolves tile by tile with one small product per (image,
+//! 512-pixel tile), computes the input gradient through a transposed
+//! convolution and the weight gradient as a convolution of the input by the
+//! output gradient: one product per input channel that is only k·k columns
+//! wide, after copying the input k·k times. Profiles of the ResNet-18 train
+//! step put more than a third of the time in those copies (see the README's
+//! performance section). Here each pass is a single product over the whole
+//! batch, which the GEMM parallelises over both cores:
+//!
+//! ```text
+//! forward        Y[O, N·P]    = W[O, C·k·k] · cols[C·k·k, N·P]
+//! weight grad    dW[O, C·k·k] = dY[O, N·P]  · colsᵀ
+//! input grad     dcols        = Wᵀ · dY,  then col2im (scatter-add)
+//! ```
+//!
+//! `cols` (im2col of the input, P = output pixels per image) is rebuilt in
+//! the backward pass instead of being kept: it is k·k times the size of the
+//! layer's input, which at width 64 and batch 128 would be gigabytes.
+//! Outputs are returned as transposed views of `[O, N, H, W]` buffers, so no
+//! pass copies its result into NCHW order.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::tensor::DType;
+
+use crate::gemm::{MatRef, matmul};
+use rayon::prelude::*;
+
+/// Convolution without bias, groups or dilation, as ResNets use it.
+#[backend_extension(Flex, Autodiff)]
+pub trait GemmConv2d: Backend {
+    /// `x` `[N, C, H, W]`, `weight` `[O, C, kh, kw]` → `[N, O, Ho, Wo]`.
+    fn gemm_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self>;
+}
+
+/// Sizes of one convolution.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConvDims {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ph: usize,
+    pub pw: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl ConvDims {
+    pub(crate) fn new(
+        x: [usize; 4],
+        weight: [usize; 4],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Self {
+        let [n, c, h, w] = x;
+        let [o, cw, kh, kw] = weight;
+        assert_eq!(c, cw, "conv2d: input has {c} channels, weight expects {cw}");
+        assert!(stride[0] > 0 && stride[1] > 0, "conv2d: zero stride");
+        assert!(
+            h + 2 * padding[0] >= kh && w + 2 * padding[1] >= kw,
+            "conv2d: kernel {kh}x{kw} larger than padded input {h}x{w}"
+        );
+        let ho = (h + 2 * padding[0] - kh) / stride[0] + 1;
+        let wo = (w + 2 * padding[1] - kw) / stride[1] + 1;
+        Self {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            sh: stride[0],
+            sw: stride[1],
+            ph: padding[0],
+            pw: padding[1],
+            ho,
+            wo,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Output columns `ow` whose input column `ow·sw + j − pw` lies inside
+    /// the image, for kernel column `j`.
+    fn valid_ow(&self, j: usize) -> (usize, usize) {
+        let lo = if self.pw > j {
+            (self.pw - j).div_ceil(self.sw)
+        } else {
+            0
+        };
+        let hi = if self.w + self.pw > j {
+            (self.w + self.pw - j).div_ceil(self.sw).min(self.wo)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
+    }
+
+    /// The input row for output row `oh` and kernel row `i`, if inside.
+    fn input_row(&self, oh: usize, i: usize) -> Option<usize> {
+        (oh * self.sh + i)
+            .checked_sub(self.ph)
+            .filter(|&r| r < self.h)
+    }
+}
+
+/// A contiguous `[N, C, H, W]` float tensor (copied only if it is not).
+fn nchw(t: FlexTensor) -> FlexTensor {
+    assert_eq!(t.dtype(), DType::F32, "conv2d: only f32 is supported");
+    if t.is_contiguous() && t.layout().start_offset() == 0 {
+        t
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn dims4(t: &FlexTensor) -> [usize; 4] {
+    let shape = t.layout().shape();
+    assert_eq!(shape.num_dims(), 4, "conv2d: expected a 4-d tensor");
+    [shape[0], shape[1], shape[2], shape[3]]
+}
+
+fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
+}
+
+/// One image's `cols[(c, i, j), (oh, ow)] = x[c, oh·sh + i − ph, ow·sw + j − pw]`
+/// (zero outside the image): `C·k·k` rows of P values, row r starting at
+/// `cols[r · ld]`; overwrites all of them.
+fn im2col(x: &[f32], d: &ConvDims, cols: &mut [f32], ld: usize) {
+    let p = d.ho * d.wo;
+    for row in 0..d.rows() {
+        let dst = &mut cols[row * ld..row * ld + p];
+        let (c, i, j) = (row / (d.kh * d.kw), (row / d.kw) % d.kh, row % d.kw);
+        let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+        let (lo, hi) = d.valid_ow(j);
+        for (oh, out) in dst.chunks_exact_mut(d.wo).enumerate() {
+            let Some(ih) = d.input_row(oh, i) else {
+                out.fill(0.0);
+                continue;
+            };
+            let src = &plane[ih * d.w..(ih + 1) * d.w];
+            out[..lo].fill(0.0);
+            out[hi..].fill(0.0);
+            if lo < hi {
+                let first = lo * d.sw + j - d.pw;
+                if d.sw == 1 {
+                    out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                } else {
+                    for (k, v) in out[lo..hi].iter_mut().enumerate() {
+                        *v = src[first + k * d.sw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of `im2col`: adds one image's `cols` onto its input
+/// positions in `dx` (`[C, H, W]`).
+fn col2im(cols: &[f32], d: &ConvDims, dx: &mut [f32]) {
+    let p = d.ho * d.wo;
+    for (row, src_row) in cols.chunks_exact(p).enumerate() {
+        let (c, i, j) = (row / (d.kh * d.kw), (row / d.kw) % d.kh, row % d.kw);
+        let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+        let (lo, hi) = d.valid_ow(j);
+        if lo >= hi {
+            continue;
+        }
+        let first = lo * d.sw + j - d.pw;
+        for (oh, src) in src_row.chunks_exact(d.wo).enumerate() {
+            let Some(ih) = d.input_row(oh, i) else {
+                continue;
+            };
+            let out = &mut plane[ih * d.w..(ih + 1) * d.w];
+            for (k, s) in src[lo..hi].iter().enumerate() {
+                out[first + k * d.sw] += s;
+            }
+        }
+    }
+}
+
+/// A 1x1, stride-1, unpadded convolution reads the image as its own `cols`.
+fn is_pointwise(d: &ConvDims) -> bool {
+    d.kh == 1 && d.kw == 1 && d.sh == 1 && d.sw == 1 && d.ph == 0 && d.pw == 0
+}
+
+/// `y[n] = W · cols(x[n])` for every image in parallel, written straight
+/// into a contiguous `[N, O, Ho, Wo]` buffer. `w` is `[O, C·k·k]`.
+fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
+    let (p, rows, image) = (d.ho * d.wo, d.rows(), d.c * d.h * d.w);
+    let mut y = vec![0.0f32; d.n * d.o * p];
+    y.par_chunks_mut(d.o * p)
+        .enumerate()
+        .for_each_init(Vec::new, |cols, (n, y_n)| {
+            let x_n = &x[n * image..(n + 1) * image];
+            let rhs = if is_pointwise(d) {
+                x_n
+            } else {
+                cols.resize(rows * p, 0.0);
+                im2col(x_n, d, cols, p);
+                cols
+            };
+            matmul(
+                y_n,
+                p,
+                false,
+                MatRef::row_major(w, rows),
+                MatRef::row_major(rhs, p),
+                [d.o, p, rows],
+            );
+        });
+    y
+}
+
+fn forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> FlexTensor {
+    let (x, weight) = (nchw(x), nchw(weight));
+    let d = ConvDims::new(dims4(&x), dims4(&weight), stride, padding);
+    let y = forward_images(x.storage::<f32>(), weight.storage::<f32>(), &d);
+    tensor(y, [d.n, d.o, d.ho, d.wo])
+}
+
+/// Weight gradient `[O, C, kh, kw]` = Σₙ dY[n] · cols(x[n])ᵀ.
+///
+/// The batch is cut into a fixed number of parts, each summed into its own
+/// buffer on one thread and the buffers added in order, so the result does
+/// not depend on how work was scheduled (or on the number of cores). Within
+/// a part, images go into one product in groups of ≥ 512 pixels: late
+/// layers have 16 or 64 per image, and a product per image would stream the
+/// whole dW through memory for little work.
+///
+/// The product is taken transposed, dWᵀ += cols · dYᵀ, with dY copied to
+/// pixel-major order first: the GEMM wants its right operand row-major, and
+/// with `cols` as a transposed right operand it ran 3-4x slower (30-100
+/// against ~250 GFLOP/s here), while the copy is 1/(k·k) of the im2col.
+fn weight_grad(x: &[f32], dy: &[f32], d: &ConvDims) -> FlexTensor {
+    const PARTS: usize = 8;
+    let (p, rows, image) = (d.ho * d.wo, d.rows(), d.c * d.h * d.w);
+    let per_part = d.n.div_ceil(PARTS).max(1);
+    let group = 512usize.div_ceil(p).clamp(1, per_part);
+    let partials: Vec<Vec<f32>> = (0..d.n.div_ceil(per_part))
+        .into_par_iter()
+        .map(|part| {
+            let mut acc = vec![0.0f32; rows * d.o];
+            let (mut cols, mut dy_t) = (Vec::new(), Vec::new());
+            let end = ((part + 1) * per_part).min(d.n);
+            for first in (part * per_part..end).step_by(group) {
+                let images = first..(first + group).min(end);
+                let width = images.len() * p;
+                cols.resize(rows * width, 0.0);
+                dy_t.resize(width * d.o, 0.0);
+                for (k, n) in images.enumerate() {
+                    im2col(&x[n * image..(n + 1) * image], d, &mut cols[k * p..], width);
+                    let dy_n = &dy[n * d.o * p..(n + 1) * d.o * p];
+                    transpose(dy_n, d.o, p, &mut dy_t[k * p * d.o..(k + 1) * p * d.o]);
+                }
+                matmul(
+                    &mut acc,
+                    d.o,
+                    true,
+                    MatRef::row_major(&cols, width),
+                    MatRef::row_major(&dy_t, d.o),
+                    [rows, d.o, width],
+                );
+            }
+            acc
+        })
+        .collect();
+    let mut dw_t = vec![0.0f32; rows * d.o];
+    for part in &partials {
+        dw_t.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    let mut dw = vec![0.0f32; d.o * rows];
+    transpose(&dw_t, rows, d.o, &mut dw);
+    tensor(dw, [d.o, d.c, d.kh, d.kw])
+}
+
+/// `dst[c, r] = src[r, c]` for a row-major `rows x cols` `src`, in tiles
+/// that stay in cache.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 32;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
+/// Input gradient `[N, C, H, W]`.
+///
+/// With stride 1 it is the forward convolution of the output gradient by
+/// the kernel flipped in space with its channel axes swapped, padded by
+/// k − 1 − p: per image one product whose output is the input gradient
+/// itself. Strided convolutions take `Wᵀ · dY[n]` and scatter it back
+/// (col2im), which writes a k·k times larger intermediate.
+fn input_grad(w: &[f32], dy: &[f32], d: &ConvDims) -> FlexTensor {
+    let (o, c, kh, kw) = (d.o, d.c, d.kh, d.kw);
+    if d.sh == 1 && d.sw == 1 && d.ph < kh && d.pw < kw {
+        let mut flipped = vec![0.0f32; w.len()];
+        for oc in 0..o {
+            for cc in 0..c {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        flipped[((cc * o + oc) * kh + i) * kw + j] =
+                            w[((oc * c + cc) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
+                    }
+                }
+            }
+        }
+        let back = ConvDims::new(
+            [d.n, o, d.ho, d.wo],
+            [c, o, kh, kw],
+            [1, 1],
+            [kh - 1 - d.ph, kw - 1 - d.pw],
+        );
+        debug_assert_eq!((back.ho, back.wo), (d.h, d.w));
+        return tensor(forward_images(dy, &flipped, &back), [d.n, c, d.h, d.w]);
+    }
+    let (p, rows, image) = (d.ho * d.wo, d.rows(), c * d.h * d.w);
+    let mut dx = vec![0.0f32; d.n * image];
+    dx.par_chunks_mut(image)
+        .enumerate()
+        .for_each_init(Vec::new, |cols, (n, dx_n)| {
+            cols.resize(rows * p, 0.0);
+            matmul(
+                cols,
+                p,
+                false,
+                MatRef::row_major(w, rows).transposed(),
+                MatRef::row_major(&dy[n * o * p..(n + 1) * o * p], p),
+                [rows, p, o],
+            );
+            col2im(cols, d, dx_n);
+        });
+    tensor(dx, [d.n, c, d.h, d.w])
+}
+
+impl GemmConv2d for Flex {
+    fn gemm_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        forward(x, weight, stride, padding)
+    }
+}
+
+#[derive(Debug)]
+struct GemmConv2dBackward {
+    stride: [usize; 2],
+    padding: [usize; 2],
+}
+
+impl Backward<Flex, 2> for GemmConv2dBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x, weight) = ops.state;
+        let (x, weight, dy) = (nchw(x), nchw(weight), nchw(dy));
+        let d = ConvDims::new(dims4(&x), dims4(&weight), self.stride, self.padding);
+        let dy = dy.storage::<f32>();
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, weight_grad(x.storage::<f32>(), dy, &d));
+        }
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, input_grad(weight.storage::<f32>(), dy, &d));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> GemmConv2d for Autodiff<Flex, C> {
+    fn gemm_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> FloatTensor<Self> {
+        let backward = GemmConv2dBackward { stride, padding };
+        match backward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let xp = x.primitive().clone();
+                let wp = weight.primitive().clone();
+                let y = forward(xp.clone(), wp.clone(), stride, padding);
+                prep.finish((xp, wp), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(
+                x.into_primitive(),
+                weight.into_primitive(),
+                stride,
+                padding,
+            )),
+        }
+    }
+}

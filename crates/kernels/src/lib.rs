@@ -1,0 +1,102 @@
+//! Kernels of our own where burn's are the limit, plugged in through burn's
+//! backend-extension mechanism. Each one has a `Tensor`-level entry point
+//! that falls back to burn's own operation on every other backend, so model
+//! code calls it unconditionally.
+
+#[cfg(feature = "flex")]
+pub mod batch_norm;
+#[cfg(feature = "flex")]
+pub mod conv2d;
+#[cfg(feature = "flex")]
+mod gemm;
+
+use burn::nn::conv::Conv2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+
+/// Whether tensors on `device` live on the flex backend (with or without autodiff).
+pub fn is_flex(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::DispatchDevice;
+        matches!(
+            device.as_dispatch().clone().inner(),
+            DispatchDevice::Flex(_)
+        )
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// Symmetric padding of a convolution our kernel handles, if it does.
+fn gemm_conv_padding(conv: &Conv2d) -> Option<[usize; 2]> {
+    if conv.bias.is_some() || conv.groups != 1 || conv.dilation != [1, 1] {
+        return None;
+    }
+    match conv.padding {
+        PaddingConfig2d::Valid => Some([0, 0]),
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            Some([top, left])
+        }
+        _ => None,
+    }
+}
+
+/// `conv.forward(x)`, through [`conv2d::GemmConv2d`] on the flex backend.
+pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if let Some(padding) = gemm_conv_padding(conv)
+        && is_flex(&x.device())
+    {
+        use burn::backend::Dispatch;
+        use conv2d::GemmConv2d;
+        return Tensor::from_dispatch(<Dispatch as GemmConv2d>::gemm_conv2d(
+            x.into_dispatch(),
+            conv.weight.val().into_dispatch(),
+            conv.stride,
+            padding,
+        ));
+    }
+    conv.forward(x)
+}
+
+/// `bn.forward(x)`. In training on the flex backend, through
+/// [`batch_norm::FusedBatchNorm`], updating the running statistics exactly
+/// as burn's layer does (momentum-weighted, biased batch variance).
+pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if x.device().is_autodiff() && bn.training.is_enabled() && is_flex(&x.device()) {
+        use batch_norm::FusedBatchNorm;
+        use burn::backend::Dispatch;
+        let [_, channels, _, _] = x.dims();
+        let stats: Tensor<2> = Tensor::from_dispatch(<Dispatch as FusedBatchNorm>::batch_stats(
+            x.clone().into_dispatch(),
+        ));
+        let y = Tensor::from_dispatch(<Dispatch as FusedBatchNorm>::batch_norm_apply(
+            x.into_dispatch(),
+            stats.clone().into_dispatch(),
+            bn.gamma.val().into_dispatch(),
+            bn.beta.val().into_dispatch(),
+            bn.epsilon,
+        ));
+        let device = y.device();
+        let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
+        let var = stats.slice([1..2, 0..channels]).reshape([channels]);
+        let m = bn.momentum;
+        let running_mean = bn.running_mean.value_sync().to_device(&device);
+        let running_var = bn.running_var.value_sync().to_device(&device);
+        let running_mean = running_mean
+            .mul_scalar(1.0 - m)
+            .add(mean.detach().mul_scalar(m));
+        let running_var = running_var
+            .mul_scalar(1.0 - m)
+            .add(var.detach().mul_scalar(m));
+        bn.running_mean.update(running_mean.detach());
+        bn.running_var.update(running_var.detach());
+        return y;
+    }
+    bn.forward(x)
+}

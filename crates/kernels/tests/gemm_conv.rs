@@ -1,0 +1,136 @@
+//! The flex convolution kernel (`kernels::conv2d`) against burn's own
+//! convolution: outputs, input gradients and weight gradients, for the
+//! geometries ResNets use and a few awkward ones.
+#![cfg(feature = "flex")]
+
+use burn::backend::Dispatch;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Distribution, Tensor};
+use reusebench_kernels::conv2d::GemmConv2d;
+
+fn gemm_conv(x: Tensor<4>, w: Tensor<4>, stride: [usize; 2], padding: [usize; 2]) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as GemmConv2d>::gemm_conv2d(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        stride,
+        padding,
+    ))
+}
+
+fn max_abs_diff(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+fn scale(t: &Tensor<4>) -> f32 {
+    t.clone().abs().max().into_scalar::<f32>().max(1.0)
+}
+
+/// Returns (output, dx, dw) for one implementation under loss = Σ y·r.
+fn run(
+    gemm: bool,
+    x: &Tensor<4>,
+    w: &Tensor<4>,
+    r: &Tensor<4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let x = x.clone().require_grad();
+    let w = w.clone().require_grad();
+    let y = if gemm {
+        gemm_conv(x.clone(), w.clone(), stride, padding)
+    } else {
+        conv2d(
+            x.clone(),
+            w.clone(),
+            None,
+            ConvOptions::new(stride, padding, [1, 1], 1),
+        )
+    };
+    let grads = (y.clone() * r.clone()).sum().backward();
+    let dx = x.grad(&grads).expect("input gradient");
+    let dw = w.grad(&grads).expect("weight gradient");
+    (y.inner(), dx, dw)
+}
+
+fn check(x: [usize; 4], w: [usize; 4], stride: [usize; 2], padding: [usize; 2]) {
+    let dev = Device::flex().autodiff();
+    let normal = Distribution::Normal(0.0, 1.0);
+    let xt = Tensor::<4>::random(x, normal, &dev);
+    let wt = Tensor::<4>::random(w, normal, &dev);
+    let reference = conv2d(
+        xt.clone(),
+        wt.clone(),
+        None,
+        ConvOptions::new(stride, padding, [1, 1], 1),
+    );
+    let r = Tensor::<4>::random(reference.dims(), normal, &dev);
+    let (y0, dx0, dw0) = run(false, &xt, &wt, &r, stride, padding);
+    let (y1, dx1, dw1) = run(true, &xt, &wt, &r, stride, padding);
+    let case = format!("x {x:?} w {w:?} stride {stride:?} padding {padding:?}");
+    for (name, a, b) in [("output", y0, y1), ("dx", dx0, dx1), ("dw", dw0, dw1)] {
+        let tol = 1e-4 * scale(&a);
+        let diff = max_abs_diff(a, b);
+        assert!(
+            diff <= tol,
+            "{case}: {name} differs by {diff} (tolerance {tol})"
+        );
+    }
+}
+
+#[test]
+fn matches_burn_on_resnet_geometries() {
+    check([3, 4, 8, 8], [5, 4, 3, 3], [1, 1], [1, 1]); // 3x3 block conv
+    check([3, 4, 8, 8], [6, 4, 3, 3], [2, 2], [1, 1]); // 3x3 stride-2 conv
+    check([3, 4, 8, 8], [6, 4, 1, 1], [2, 2], [0, 0]); // 1x1 stride-2 shortcut
+    check([2, 3, 15, 15], [4, 3, 7, 7], [2, 2], [3, 3]); // ImageNet stem
+    check([2, 4, 5, 5], [3, 4, 1, 1], [1, 1], [0, 0]); // bottleneck 1x1
+}
+
+#[test]
+fn matches_burn_on_batches_split_between_threads() {
+    // Large enough batches that the weight gradient sums several images per
+    // product and several parts (see `weight_grad`).
+    check([32, 4, 4, 4], [6, 4, 3, 3], [1, 1], [1, 1]);
+    check([37, 3, 8, 8], [5, 3, 3, 3], [2, 2], [1, 1]);
+    check([20, 4, 2, 2], [3, 4, 1, 1], [1, 1], [0, 0]);
+}
+
+#[test]
+fn matches_burn_on_awkward_geometries() {
+    check([2, 3, 7, 9], [4, 3, 3, 5], [2, 1], [1, 2]); // rectangular, odd sizes
+    check([1, 2, 4, 4], [3, 2, 3, 3], [3, 3], [0, 0]); // stride larger than the output
+    check([2, 2, 3, 3], [2, 2, 3, 3], [1, 1], [2, 2]); // padding wider than the image's border
+}
+
+#[test]
+fn chained_convolutions_match() {
+    // Gradients must flow back through one kernel call into the next.
+    let dev = Device::flex().autodiff();
+    let normal = Distribution::Normal(0.0, 1.0);
+    let x = Tensor::<4>::random([2, 3, 6, 6], normal, &dev);
+    let w1 = Tensor::<4>::random([4, 3, 3, 3], normal, &dev);
+    let w2 = Tensor::<4>::random([5, 4, 3, 3], normal, &dev);
+    let two = |gemm: bool| {
+        let x = x.clone().require_grad();
+        let (w1, w2) = (w1.clone().require_grad(), w2.clone().require_grad());
+        let conv = |a: Tensor<4>, w: Tensor<4>| {
+            if gemm {
+                gemm_conv(a, w, [1, 1], [1, 1])
+            } else {
+                conv2d(a, w, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
+            }
+        };
+        let y = conv(conv(x.clone(), w1.clone()), w2.clone());
+        let grads = y.clone().powi_scalar(2).sum().backward();
+        (y.inner(), x.grad(&grads).unwrap(), w1.grad(&grads).unwrap())
+    };
+    let (y0, dx0, dw0) = two(false);
+    let (y1, dx1, dw1) = two(true);
+    for (name, a, b) in [("output", y0, y1), ("dx", dx0, dx1), ("dw1", dw0, dw1)] {
+        let tol = 1e-4 * scale(&a);
+        let diff = max_abs_diff(a, b);
+        assert!(diff <= tol, "{name} differs by {diff} (tolerance {tol})");
+    }
+}
