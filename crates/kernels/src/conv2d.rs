@@ -206,31 +206,52 @@ fn is_pointwise(d: &ConvDims) -> bool {
     d.kh == 1 && d.kw == 1 && d.sh == 1 && d.sw == 1 && d.ph == 0 && d.pw == 0
 }
 
-/// `y[n] = W · cols(x[n])` for every image in parallel, written straight
-/// into a contiguous `[N, O, Ho, Wo]` buffer. `w` is `[O, C·k·k]`.
+/// `y[n] = W · cols(x[n])` for every image, in parallel, into a contiguous
+/// `[N, O, Ho, Wo]` buffer. `w` is `[O, C·k·k]`. Images with few output
+/// pixels (late layers: 16 or 64) share one product, up to 8 of them: a
+/// 16-column product leaves the GEMM's 64-row micro-kernel mostly idle.
+/// The group size depends on the shape alone, so results do not depend on
+/// the number of threads.
 fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
     let (p, rows, image) = (d.ho * d.wo, d.rows(), d.c * d.h * d.w);
+    let group = 256usize.div_ceil(p).clamp(1, 8);
     let mut y = vec![0.0f32; d.n * d.o * p];
-    y.par_chunks_mut(d.o * p)
-        .enumerate()
-        .for_each_init(Vec::new, |cols, (n, y_n)| {
-            let x_n = &x[n * image..(n + 1) * image];
-            let rhs = if is_pointwise(d) {
-                x_n
-            } else {
-                cols.resize(rows * p, 0.0);
-                im2col(x_n, d, cols, p);
-                cols
-            };
-            matmul(
-                y_n,
-                p,
-                false,
-                MatRef::row_major(w, rows),
-                MatRef::row_major(rhs, p),
-                [d.o, p, rows],
-            );
-        });
+    y.par_chunks_mut(group * d.o * p).enumerate().for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(cols, out), (unit, y_unit)| {
+            let first = unit * group;
+            let count = y_unit.len() / (d.o * p);
+            if count == 1 {
+                let x_n = &x[first * image..(first + 1) * image];
+                let rhs = if is_pointwise(d) {
+                    x_n
+                } else {
+                    cols.resize(rows * p, 0.0);
+                    im2col(x_n, d, cols, p);
+                    cols
+                };
+                let (lhs, rhs) = (MatRef::row_major(w, rows), MatRef::row_major(rhs, p));
+                matmul(y_unit, p, false, lhs, rhs, [d.o, p, rows]);
+                return;
+            }
+            let width = count * p;
+            cols.resize(rows * width, 0.0);
+            for k in 0..count {
+                let n = first + k;
+                im2col(&x[n * image..(n + 1) * image], d, &mut cols[k * p..], width);
+            }
+            out.resize(d.o * width, 0.0);
+            let (lhs, rhs) = (MatRef::row_major(w, rows), MatRef::row_major(cols, width));
+            matmul(out, width, false, lhs, rhs, [d.o, width, rows]);
+            // [O, images·P] back to [images, O, P].
+            for k in 0..count {
+                for o in 0..d.o {
+                    y_unit[(k * d.o + o) * p..][..p]
+                        .copy_from_slice(&out[o * width + k * p..][..p]);
+                }
+            }
+        },
+    );
     y
 }
 
