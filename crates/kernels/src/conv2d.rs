@@ -1,25 +1,24 @@
-//! 2-D convolution on the flex (CPU) backend as one matrix product per pass.
+//! 2-D convolution on the flex (CPU) backend: all three passes as GEMMs
+//! into buffers this module owns.
 //!
 //! burn-flex 0.22 convolves tile by tile with one small product per (image,
 //! 512-pixel tile), computes the input gradient through a transposed
-//! convolution and the weight gradient as a convolution of the input by the
-//! output gradient: one product per input channel that is only k·k columns
-//! wide, after copying the input k·k times. Profiles of the ResNet-18 train
-//! step put more than a third of the time in those copies (see the README's
-//! performance section). Here each pass is a single product over the whole
-//! batch, which the GEMM parallelises over both cores:
+//! convolution and col2im, and the weight gradient as a convolution of the
+//! input by the output gradient: one product per input channel, only k·k
+//! columns wide, after copying the input k·k times. Here, with
+//! `cols(x[n])` the im2col of image n (`[C·k·k, P]`, P output pixels):
 //!
 //! ```text
-//! forward        Y[O, N·P]    = W[O, C·k·k] · cols[C·k·k, N·P]
-//! weight grad    dW[O, C·k·k] = dY[O, N·P]  · colsᵀ
-//! input grad     dcols        = Wᵀ · dY,  then col2im (scatter-add)
+//! forward        Y[n]  = W[O, C·k·k] · cols(x[n])             per image (late layers: a few images per product)
+//! weight grad    dWᵀ  += cols(x[n..]) · dY[n..]ᵀ              groups of images, fixed parts summed in order
+//! input grad     dX[n] = conv(dY[n], flipped W)  (stride 1)   else Wᵀ · dY[n], then col2im
 //! ```
 //!
-//! `cols` (im2col of the input, P = output pixels per image) is rebuilt in
-//! the backward pass instead of being kept: it is k·k times the size of the
-//! layer's input, which at width 64 and batch 128 would be gigabytes.
-//! Outputs are returned as transposed views of `[O, N, H, W]` buffers, so no
-//! pass copies its result into NCHW order.
+//! Images run in parallel on rayon; each product runs on one thread, into
+//! scratch reused by that thread. `cols` is rebuilt in the backward pass
+//! instead of being kept: it is k·k times the size of the layer's input.
+//! Every reduction has a fixed order, so results do not depend on the
+//! number of threads.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
