@@ -10,8 +10,8 @@ pub mod conv2d;
 #[cfg(feature = "flex")]
 mod gemm;
 
+use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 /// Whether tensors on `device` live on the flex backend (with or without autodiff).
@@ -32,7 +32,9 @@ pub fn is_flex(device: &Device) -> bool {
 }
 
 /// Symmetric padding of a convolution our kernel handles, if it does.
+#[cfg(feature = "flex")]
 fn gemm_conv_padding(conv: &Conv2d) -> Option<[usize; 2]> {
+    use burn::nn::PaddingConfig2d;
     if conv.bias.is_some() || conv.groups != 1 || conv.dilation != [1, 1] {
         return None;
     }
