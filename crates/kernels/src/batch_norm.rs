@@ -16,8 +16,9 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, TensorMetadata, backend_extension};
-use burn::tensor::{DType, TensorData};
 use rayon::prelude::*;
+
+use crate::flex::{dense_f32, f32_tensor};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait FusedBatchNorm: Backend {
@@ -38,12 +39,7 @@ pub trait FusedBatchNorm: Backend {
 }
 
 fn contiguous(t: FlexTensor) -> FlexTensor {
-    assert_eq!(t.dtype(), DType::F32, "batch norm: only f32 is supported");
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t
-    } else {
-        t.to_contiguous()
-    }
+    dense_f32(t, "batch norm")
 }
 
 /// (images, channels, values per channel per image) of an `[N, C, ...]` tensor.
@@ -56,10 +52,6 @@ fn geometry(t: &FlexTensor) -> (usize, usize, usize) {
 
 fn floats(t: &FlexTensor) -> &[f32] {
     t.storage::<f32>()
-}
-
-fn tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(data, shape))
 }
 
 fn stats(x: FlexTensor) -> FlexTensor {
@@ -85,23 +77,25 @@ fn stats(x: FlexTensor) -> FlexTensor {
         .collect();
     let mut out: Vec<f32> = per_channel.iter().map(|s| s.0).collect();
     out.extend(per_channel.iter().map(|s| s.1));
-    tensor(out, vec![2, c])
+    f32_tensor(out, vec![2, c])
 }
 
-/// Per-channel `inv_std`, and `scale = γ·inv_std`, `shift = β − mean·scale`.
-fn affine(
-    stats: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    epsilon: f64,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let c = gamma.len();
-    let inv_std: Vec<f32> = (0..c)
+/// Per-channel `1 / sqrt(var + ε)` from a `[2, C]` statistics buffer.
+fn inv_std(stats: &[f32], epsilon: f64) -> Vec<f32> {
+    let c = stats.len() / 2;
+    (0..c)
         .map(|ch| (1.0 / (stats[c + ch] as f64 + epsilon).sqrt()) as f32)
+        .collect()
+}
+
+/// Per-channel `scale = γ·inv_std`, `shift = β − mean·scale`.
+fn affine(stats: &[f32], gamma: &[f32], beta: &[f32], epsilon: f64) -> (Vec<f32>, Vec<f32>) {
+    let inv = inv_std(stats, epsilon);
+    let scale: Vec<f32> = gamma.iter().zip(&inv).map(|(g, i)| g * i).collect();
+    let shift = (0..gamma.len())
+        .map(|ch| beta[ch] - stats[ch] * scale[ch])
         .collect();
-    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * inv_std[ch]).collect();
-    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - stats[ch] * scale[ch]).collect();
-    (inv_std, scale, shift)
+    (scale, shift)
 }
 
 fn apply(
@@ -114,7 +108,7 @@ fn apply(
     let (x, stats) = (contiguous(x), contiguous(stats));
     let (gamma, beta) = (contiguous(gamma), contiguous(beta));
     let (_, c, hw) = geometry(&x);
-    let (_, scale, shift) = affine(floats(&stats), floats(&gamma), floats(&beta), epsilon);
+    let (scale, shift) = affine(floats(&stats), floats(&gamma), floats(&beta), epsilon);
     let data = floats(&x);
     let mut y = vec![0.0f32; data.len()];
     y.par_chunks_mut(hw)
@@ -127,7 +121,7 @@ fn apply(
                 *o = v * a + b;
             }
         });
-    tensor(y, x.layout().shape().to_vec())
+    f32_tensor(y, x.layout().shape().to_vec())
 }
 
 #[derive(Debug)]
@@ -153,9 +147,7 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let (n, c, hw) = geometry(&x);
         let count = (n * hw) as f64;
         let (xs, st, g, d) = (floats(&x), floats(&stats), floats(&gamma), floats(&dy));
-        let inv_std: Vec<f32> = (0..c)
-            .map(|ch| (1.0 / (st[c + ch] as f64 + self.epsilon).sqrt()) as f32)
-            .collect();
+        let inv_std = inv_std(st, self.epsilon);
         // Pass 1: per-channel Σ dy and Σ dy·x̂.
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
@@ -188,15 +180,15 @@ impl Backward<Flex, 3> for BatchNormBackward {
                     *o = k * (dv - mean_dy - (xv - mean) * inv * mean_dy_xhat);
                 }
             });
-            grads.register::<Flex>(node.id, tensor(dx, x.layout().shape().to_vec()));
+            grads.register::<Flex>(node.id, f32_tensor(dx, x.layout().shape().to_vec()));
         }
         if let Some(node) = node_gamma {
             let dg = sums.iter().map(|s| s.1 as f32).collect();
-            grads.register::<Flex>(node.id, tensor(dg, vec![c]));
+            grads.register::<Flex>(node.id, f32_tensor(dg, vec![c]));
         }
         if let Some(node) = node_beta {
             let db = sums.iter().map(|s| s.0 as f32).collect();
-            grads.register::<Flex>(node.id, tensor(db, vec![c]));
+            grads.register::<Flex>(node.id, f32_tensor(db, vec![c]));
         }
     }
 }

@@ -27,8 +27,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
-use burn::tensor::DType;
 
+use crate::flex::{dense_f32, f32_tensor};
 use crate::gemm::{MatRef, matmul};
 use rayon::prelude::*;
 
@@ -124,24 +124,15 @@ impl ConvDims {
     }
 }
 
-/// A contiguous `[N, C, H, W]` float tensor (copied only if it is not).
+/// A dense `[N, C, H, W]` float tensor (copied only if it is not).
 fn nchw(t: FlexTensor) -> FlexTensor {
-    assert_eq!(t.dtype(), DType::F32, "conv2d: only f32 is supported");
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t
-    } else {
-        t.to_contiguous()
-    }
+    dense_f32(t, "conv2d")
 }
 
 fn dims4(t: &FlexTensor) -> [usize; 4] {
     let shape = t.layout().shape();
     assert_eq!(shape.num_dims(), 4, "conv2d: expected a 4-d tensor");
     [shape[0], shape[1], shape[2], shape[3]]
-}
-
-fn tensor(data: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::from_data(burn::tensor::TensorData::new(data, shape))
 }
 
 /// One image's `cols[(c, i, j), (oh, ow)] = x[c, oh·sh + i − ph, ow·sw + j − pw]`
@@ -263,7 +254,7 @@ fn forward(
     let (x, weight) = (nchw(x), nchw(weight));
     let d = ConvDims::new(dims4(&x), dims4(&weight), stride, padding);
     let y = forward_images(x.storage::<f32>(), weight.storage::<f32>(), &d);
-    tensor(y, [d.n, d.o, d.ho, d.wo])
+    f32_tensor(y, [d.n, d.o, d.ho, d.wo])
 }
 
 /// Weight gradient `[O, C, kh, kw]` = Σₙ dY[n] · cols(x[n])ᵀ.
@@ -318,7 +309,7 @@ fn weight_grad(x: &[f32], dy: &[f32], d: &ConvDims) -> FlexTensor {
     }
     let mut dw = vec![0.0f32; d.o * rows];
     transpose(&dw_t, rows, d.o, &mut dw);
-    tensor(dw, [d.o, d.c, d.kh, d.kw])
+    f32_tensor(dw, [d.o, d.c, d.kh, d.kw])
 }
 
 /// `dst[c, r] = src[r, c]` for a row-major `rows x cols` `src`, in tiles
@@ -364,7 +355,7 @@ fn input_grad(w: &[f32], dy: &[f32], d: &ConvDims) -> FlexTensor {
             [kh - 1 - d.ph, kw - 1 - d.pw],
         );
         debug_assert_eq!((back.ho, back.wo), (d.h, d.w));
-        return tensor(forward_images(dy, &flipped, &back), [d.n, c, d.h, d.w]);
+        return f32_tensor(forward_images(dy, &flipped, &back), [d.n, c, d.h, d.w]);
     }
     let (p, rows, image) = (d.ho * d.wo, d.rows(), c * d.h * d.w);
     let mut dx = vec![0.0f32; d.n * image];
@@ -382,7 +373,7 @@ fn input_grad(w: &[f32], dy: &[f32], d: &ConvDims) -> FlexTensor {
             );
             col2im(cols, d, dx_n);
         });
-    tensor(dx, [d.n, c, d.h, d.w])
+    f32_tensor(dx, [d.n, c, d.h, d.w])
 }
 
 impl GemmConv2d for Flex {

@@ -8,6 +8,8 @@ pub mod batch_norm;
 #[cfg(feature = "flex")]
 pub mod conv2d;
 #[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
 mod gemm;
 
 use burn::nn::BatchNorm;
@@ -19,10 +21,13 @@ pub fn is_flex(device: &Device) -> bool {
     #[cfg(feature = "flex")]
     {
         use burn::backend::DispatchDevice;
-        matches!(
-            device.as_dispatch().clone().inner(),
-            DispatchDevice::Flex(_)
-        )
+        // Called for every layer of every step: look through autodiff by
+        // reference instead of cloning the device.
+        let inner = match device.as_dispatch() {
+            DispatchDevice::Autodiff(autodiff) => &**autodiff,
+            other => other,
+        };
+        matches!(inner, DispatchDevice::Flex(_))
     }
     #[cfg(not(feature = "flex"))]
     {
