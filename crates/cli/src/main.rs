@@ -1,5 +1,6 @@
 //! The `reusebench` command.
 
+mod allocator;
 mod cli;
 mod ui;
 
@@ -14,10 +15,8 @@ use reusebench_runner::{RunOptions, load_grid, run_grid};
 
 use crate::cli::{Cli, Command};
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
+    allocator::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
