@@ -140,11 +140,16 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
 /// `cols[r · ld]`; overwrites all of them.
 fn im2col(x: &[f32], d: &ConvDims, cols: &mut [f32], ld: usize) {
     let p = d.ho * d.wo;
+    let same_width = d.sh == 1 && d.sw == 1 && d.wo == d.w;
     for row in 0..d.rows() {
         let dst = &mut cols[row * ld..row * ld + p];
         let (c, i, j) = (row / (d.kh * d.kw), (row / d.kw) % d.kh, row % d.kw);
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
         let (lo, hi) = d.valid_ow(j);
+        if same_width {
+            shifted_plane(plane, d, (i, j), (lo, hi), dst);
+            continue;
+        }
         for (oh, out) in dst.chunks_exact_mut(d.wo).enumerate() {
             let Some(ih) = d.input_row(oh, i) else {
                 out.fill(0.0);
@@ -165,6 +170,43 @@ fn im2col(x: &[f32], d: &ConvDims, cols: &mut [f32], ld: usize) {
             }
         }
     }
+}
+
+/// One `im2col` row of a stride-1 convolution whose output rows are as wide
+/// as its input rows (3x3 with padding 1, as ResNets use it): the plane
+/// shifted by `(i − ph)·W + (j − pw)`, copied in one piece, then the rows
+/// and columns that fall outside the image zeroed. Row by row, late layers
+/// (4- and 8-wide rows) spent their time in call overhead of tiny copies.
+fn shifted_plane(
+    plane: &[f32],
+    d: &ConvDims,
+    (i, j): (usize, usize),
+    (lo, hi): (usize, usize),
+    dst: &mut [f32],
+) {
+    let (w, p) = (d.w, d.ho * d.wo);
+    // Output rows whose input row oh + i − ph lies inside the image.
+    let first_row = d.ph.saturating_sub(i).min(d.ho);
+    let end_row = (d.h + d.ph).saturating_sub(i).clamp(first_row, d.ho);
+    let (start, end) = (first_row * w, end_row * w);
+    dst[..start].fill(0.0);
+    dst[end..].fill(0.0);
+    // dst[q] = plane[q + shift], clipped to the plane; whatever the clipping
+    // leaves out is a column outside the image, zeroed below.
+    let shift = (i * w + j) as isize - (d.ph * w + d.pw) as isize;
+    let q_lo = start.max((-shift).max(0) as usize);
+    let q_hi = end.min((plane.len() as isize - shift).max(0) as usize);
+    if q_lo < q_hi {
+        let from = (q_lo as isize + shift) as usize;
+        dst[q_lo..q_hi].copy_from_slice(&plane[from..from + (q_hi - q_lo)]);
+    }
+    if lo > 0 || hi < w {
+        for out in dst[start..end].chunks_exact_mut(w) {
+            out[..lo].fill(0.0);
+            out[hi..].fill(0.0);
+        }
+    }
+    debug_assert_eq!(dst.len(), p);
 }
 
 /// The adjoint of `im2col`: adds one image's `cols` onto its input

@@ -102,6 +102,11 @@ fn matches_burn_on_awkward_geometries() {
     check([2, 3, 7, 9], [4, 3, 3, 5], [2, 1], [1, 2]); // rectangular, odd sizes
     check([1, 2, 4, 4], [3, 2, 3, 3], [3, 3], [0, 0]); // stride larger than the output
     check([2, 2, 3, 3], [2, 2, 3, 3], [1, 1], [2, 2]); // padding wider than the image's border
+    // Stride 1 with output rows as wide as input rows (im2col's shifted-plane path).
+    check([2, 3, 6, 7], [4, 3, 3, 1], [1, 1], [2, 0]); // output taller than the input
+    check([2, 2, 5, 6], [3, 2, 5, 5], [1, 1], [2, 2]); // 5x5, two zero columns each side
+    check([1, 2, 3, 3], [2, 2, 3, 3], [1, 1], [0, 1]); // a single output row
+    check([2, 3, 4, 5], [3, 3, 1, 3], [1, 1], [0, 1]); // one kernel row
 }
 
 #[test]
