@@ -31,6 +31,7 @@ use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use crate::flex::{dense_f32, f32_tensor};
 use crate::gemm::{MatRef, matmul};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Convolution without bias, groups or dilation, as ResNets use it.
 #[backend_extension(Flex, Autodiff)]
@@ -139,10 +140,17 @@ fn dims4(t: &FlexTensor) -> [usize; 4] {
 /// (zero outside the image): `C·k·k` rows of P values, row r starting at
 /// `cols[r · ld]`; overwrites all of them.
 fn im2col(x: &[f32], d: &ConvDims, cols: &mut [f32], ld: usize) {
+    im2col_rows(x, d, 0..d.rows(), cols, ld);
+}
+
+/// `im2col` for the rows in `rows` only, row `r` starting at
+/// `cols[(r − rows.start) · ld]`.
+fn im2col_rows(x: &[f32], d: &ConvDims, rows: Range<usize>, cols: &mut [f32], ld: usize) {
     let p = d.ho * d.wo;
     let same_width = d.sh == 1 && d.sw == 1 && d.wo == d.w;
-    for row in 0..d.rows() {
-        let dst = &mut cols[row * ld..row * ld + p];
+    let first = rows.start;
+    for row in rows {
+        let dst = &mut cols[(row - first) * ld..(row - first) * ld + p];
         let (c, i, j) = (row / (d.kh * d.kw), (row / d.kw) % d.kh, row % d.kw);
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
         let (lo, hi) = d.valid_ow(j);
@@ -159,13 +167,12 @@ fn im2col(x: &[f32], d: &ConvDims, cols: &mut [f32], ld: usize) {
             out[..lo].fill(0.0);
             out[hi..].fill(0.0);
             if lo < hi {
-                let first = lo * d.sw + j - d.pw;
+                let start = lo * d.sw + j - d.pw;
                 if d.sw == 1 {
-                    out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                    out[lo..hi].copy_from_slice(&src[start..start + (hi - lo)]);
                 } else {
-                    for (k, v) in out[lo..hi].iter_mut().enumerate() {
-                        *v = src[first + k * d.sw];
-                    }
+                    let taken = src[start..].iter().step_by(d.sw);
+                    out[lo..hi].iter_mut().zip(taken).for_each(|(v, s)| *v = *s);
                 }
             }
         }
@@ -299,20 +306,76 @@ fn forward(
     f32_tensor(y, [d.n, d.o, d.ho, d.wo])
 }
 
-/// Weight gradient `[O, C, kh, kw]` = Σₙ dY[n] · cols(x[n])ᵀ.
-///
-/// The batch is cut into a fixed number of parts, each summed into its own
-/// buffer on one thread and the buffers added in order, so the result does
-/// not depend on how work was scheduled (or on the number of cores). Within
-/// a part, images go into one product in groups of ≥ 512 pixels: late
-/// layers have 16 or 64 per image, and a product per image would stream the
-/// whole dW through memory for little work.
+/// Weight gradient `[O, C, kh, kw]` = Σₙ dY[n] · cols(x[n])ᵀ, by whichever
+/// of two schemes suits the shape (chosen by the shape alone; both give
+/// results that do not depend on the number of threads).
 ///
 /// The product is taken transposed, dWᵀ += cols · dYᵀ, with dY copied to
 /// pixel-major order first: the GEMM wants its right operand row-major, and
 /// with `cols` as a transposed right operand it ran 3-4x slower (30-100
 /// against ~250 GFLOP/s here), while the copy is 1/(k·k) of the im2col.
 fn weight_grad(x: &[f32], dy: &[f32], d: &ConvDims) -> FlexTensor {
+    let dw_t = if d.n * d.ho * d.wo <= WHOLE_BATCH_PIXELS {
+        weight_grad_by_rows(x, dy, d)
+    } else {
+        weight_grad_by_images(x, dy, d)
+    };
+    let mut dw = vec![0.0f32; d.o * d.rows()];
+    transpose(&dw_t, d.rows(), d.o, &mut dw);
+    f32_tensor(dw, [d.o, d.c, d.kh, d.kw])
+}
+
+/// Up to this many output pixels in the whole batch, the weight gradient
+/// is one product per slab of dWᵀ rows over the whole batch
+/// (`weight_grad_by_rows`); above, partial sums over parts of the batch.
+/// Late layers have few pixels and large kernels (layer 4 of a width-64
+/// ResNet-18 at batch 32: 512 pixels, dW 2.4 M values): eight partial dW
+/// buffers, each zeroed, filled by a product only 64 deep, and summed, cost
+/// more memory traffic than the product itself.
+const WHOLE_BATCH_PIXELS: usize = 4096;
+
+/// dWᵀ `[C·k·k, O]` = cols(x) · dYᵀ over the whole batch, in a fixed number
+/// of row slabs computed in parallel. Each value is one product's sum over
+/// every pixel of the batch, whatever the scheduling, so the result does not
+/// depend on the number of threads.
+fn weight_grad_by_rows(x: &[f32], dy: &[f32], d: &ConvDims) -> Vec<f32> {
+    const SLABS: usize = 8;
+    let (p, rows, image) = (d.ho * d.wo, d.rows(), d.c * d.h * d.w);
+    let width = d.n * p;
+    let mut dy_t = vec![0.0f32; width * d.o];
+    dy_t.par_chunks_mut(p * d.o)
+        .zip(dy.par_chunks(d.o * p))
+        .for_each(|(dst, src)| transpose(src, d.o, p, dst));
+    let slab = rows.div_ceil(SLABS).max(1);
+    let mut dw_t = vec![0.0f32; rows * d.o];
+    dw_t.par_chunks_mut(slab * d.o)
+        .enumerate()
+        .for_each(|(s, dst)| {
+            let slab_rows = s * slab..(s * slab + dst.len() / d.o);
+            let mut cols = vec![0.0f32; slab_rows.len() * width];
+            for n in 0..d.n {
+                let x_n = &x[n * image..(n + 1) * image];
+                im2col_rows(x_n, d, slab_rows.clone(), &mut cols[n * p..], width);
+            }
+            matmul(
+                dst,
+                d.o,
+                false,
+                MatRef::row_major(&cols, width),
+                MatRef::row_major(&dy_t, d.o),
+                [slab_rows.len(), d.o, width],
+            );
+        });
+    dw_t
+}
+
+/// dWᵀ as the sum of partial products over parts of the batch: the batch is
+/// cut into a fixed number of parts, each summed into its own buffer on one
+/// thread and the buffers added in order, so the result does not depend on
+/// how work was scheduled. Within a part, images go into one product in
+/// groups of ≥ 512 pixels, so that a product is never only one small
+/// image deep.
+fn weight_grad_by_images(x: &[f32], dy: &[f32], d: &ConvDims) -> Vec<f32> {
     const PARTS: usize = 8;
     let (p, rows, image) = (d.ho * d.wo, d.rows(), d.c * d.h * d.w);
     let per_part = d.n.div_ceil(PARTS).max(1);
@@ -349,9 +412,7 @@ fn weight_grad(x: &[f32], dy: &[f32], d: &ConvDims) -> FlexTensor {
     for part in &partials {
         dw_t.iter_mut().zip(part).for_each(|(a, b)| *a += b);
     }
-    let mut dw = vec![0.0f32; d.o * rows];
-    transpose(&dw_t, rows, d.o, &mut dw);
-    f32_tensor(dw, [d.o, d.c, d.kh, d.kw])
+    dw_t
 }
 
 /// `dst[c, r] = src[r, c]` for a row-major `rows x cols` `src`, in tiles

@@ -90,11 +90,17 @@ fn matches_burn_on_resnet_geometries() {
 
 #[test]
 fn matches_burn_on_batches_split_between_threads() {
-    // Large enough batches that the weight gradient sums several images per
-    // product and several parts (see `weight_grad`).
+    // Up to 4096 output pixels in the batch the weight gradient is one
+    // product per slab of rows over the whole batch (more slabs than rows in
+    // the 1x1 case); the forward groups late-layer images into one product.
     check([32, 4, 4, 4], [6, 4, 3, 3], [1, 1], [1, 1]);
     check([37, 3, 8, 8], [5, 3, 3, 3], [2, 2], [1, 1]);
     check([20, 4, 2, 2], [3, 4, 1, 1], [1, 1], [0, 0]);
+    // Above 4096 pixels: partial sums over parts of the batch, several
+    // images per product within a part, a short last part.
+    check([5, 3, 32, 32], [4, 3, 3, 3], [1, 1], [1, 1]);
+    check([19, 2, 16, 16], [3, 2, 3, 3], [1, 1], [1, 1]);
+    check([9, 2, 48, 48], [2, 2, 1, 1], [2, 2], [0, 0]);
 }
 
 #[test]
