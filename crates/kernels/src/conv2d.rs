@@ -30,6 +30,7 @@ use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 
 use crate::flex::{dense_f32, f32_tensor};
 use crate::gemm::{MatRef, matmul};
+use crate::winograd;
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -148,12 +149,25 @@ fn im2col(x: &[f32], d: &ConvDims, cols: &mut [f32], ld: usize) {
 fn im2col_rows(x: &[f32], d: &ConvDims, rows: Range<usize>, cols: &mut [f32], ld: usize) {
     let p = d.ho * d.wo;
     let same_width = d.sh == 1 && d.sw == 1 && d.wo == d.w;
+    // Rows are (c, i, j) in that order; walking them by counters rather than
+    // dividing matters for late layers, whose rows are 16 values long.
     let first = rows.start;
+    let (mut c, mut i, mut j) = (first / (d.kh * d.kw), (first / d.kw) % d.kh, first % d.kw);
     for row in rows {
         let dst = &mut cols[(row - first) * ld..(row - first) * ld + p];
-        let (c, i, j) = (row / (d.kh * d.kw), (row / d.kw) % d.kh, row % d.kw);
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
         let (lo, hi) = d.valid_ow(j);
+        let (ki, kj) = (i, j);
+        j += 1;
+        if j == d.kw {
+            j = 0;
+            i += 1;
+            if i == d.kh {
+                i = 0;
+                c += 1;
+            }
+        }
+        let (i, j) = (ki, kj);
         if same_width {
             shifted_plane(plane, d, (i, j), (lo, hi), dst);
             continue;
@@ -207,11 +221,14 @@ fn shifted_plane(
         let from = (q_lo as isize + shift) as usize;
         dst[q_lo..q_hi].copy_from_slice(&plane[from..from + (q_hi - q_lo)]);
     }
-    if lo > 0 || hi < w {
-        for out in dst[start..end].chunks_exact_mut(w) {
-            out[..lo].fill(0.0);
-            out[hi..].fill(0.0);
-        }
+    // Column by column: these are one or two columns, and a fill per row
+    // would be a call per value.
+    for col in (0..lo).chain(hi..w) {
+        dst[start..end]
+            .iter_mut()
+            .skip(col)
+            .step_by(w)
+            .for_each(|v| *v = 0.0);
     }
     debug_assert_eq!(dst.len(), p);
 }
@@ -252,6 +269,9 @@ fn is_pointwise(d: &ConvDims) -> bool {
 /// The group size depends on the shape alone, so results do not depend on
 /// the number of threads.
 fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
+    if winograd::applies(d) {
+        return winograd::forward_images(x, w, d);
+    }
     let (p, rows, image) = (d.ho * d.wo, d.rows(), d.c * d.h * d.w);
     let group = 256usize.div_ceil(p).clamp(1, 8);
     let mut y = vec![0.0f32; d.n * d.o * p];

@@ -11,6 +11,8 @@ pub mod conv2d;
 mod flex;
 #[cfg(feature = "flex")]
 mod gemm;
+#[cfg(feature = "flex")]
+mod winograd;
 
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;

@@ -116,6 +116,18 @@ fn matches_burn_on_awkward_geometries() {
 }
 
 #[test]
+fn matches_burn_where_winograd_applies() {
+    // 3x3 stride 1 with ≥ 64 channels in and out: F(2x2, 3x3) for the
+    // forward and (through the flipped kernel) the input gradient.
+    check([2, 64, 8, 8], [64, 64, 3, 3], [1, 1], [1, 1]); // ResNet block
+    check([3, 64, 7, 5], [72, 64, 3, 3], [1, 1], [1, 1]); // odd sizes: partial tiles
+    check([2, 65, 6, 9], [64, 65, 3, 3], [1, 1], [0, 0]); // no padding
+    check([2, 64, 5, 5], [64, 64, 3, 3], [1, 1], [2, 2]); // padding 2
+    check([9, 64, 4, 4], [80, 64, 3, 3], [1, 1], [1, 1]); // late layer: images grouped
+    check([1, 64, 2, 3], [64, 64, 3, 3], [1, 1], [1, 1]); // smaller than a tile
+}
+
+#[test]
 fn chained_convolutions_match() {
     // Gradients must flow back through one kernel call into the next.
     let dev = Device::flex().autodiff();
