@@ -80,18 +80,17 @@ pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
     let group = TILES_PER_PRODUCT
         .div_ceil(tiles)
         .clamp(1, d.n.div_ceil(2).max(1));
-    // Each padded input plane is kept as its even and its odd columns
-    // (`Split`), so that every step of the transforms reads and writes
-    // contiguous runs of tiles and compiles to vector code.
+    // Each padded input plane is kept in a polyphase layout (`Polyphase`),
+    // so that every step of the transforms is a loop over contiguous tiles.
     let image = d.c * d.h * d.w;
     let mut y = vec![0.0f32; d.n * d.o * p];
     y.par_chunks_mut(group * d.o * p).enumerate().for_each_init(
         || {
             (
-                Split::new(d, th, tw),
+                Polyphase::new(d, th, tw),
                 Vec::new(),
                 Vec::new(),
-                Scratch::new(tw, group * tiles),
+                Scratch::new(tiles, group * tiles),
             )
         },
         |(plane, v, m, scratch), (unit, y_unit)| {
@@ -105,7 +104,7 @@ pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
                 for c in 0..d.c {
                     plane.fill(&x_n[c * d.h * d.w..(c + 1) * d.h * d.w], d);
                     let v_c = &mut v[c * width + k * tiles..];
-                    input_transform(plane, (th, tw), v_c, d.c * width, scratch);
+                    input_transform(plane, v_c, d.c * width, scratch);
                 }
             }
             for xi in 0..16 {
@@ -124,26 +123,17 @@ pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
             }
             for o in 0..d.o {
                 output_transform(&m[o * width..], d.o * width, width, scratch);
-                // The unit's 2x2 blocks, tile by tile, into its images.
+                // The unit's 2x2 blocks into its images, a row of tiles at a
+                // time: y00/y01 interleaved into output row 2a, y10/y11 into
+                // row 2a + 1 (when the output has it).
                 let [y00, y01, y10, y11] = &scratch.y;
                 for k in 0..count {
                     let out = &mut y_unit[(k * d.o + o) * p..(k * d.o + o + 1) * p];
-                    for a in 0..th {
-                        for b in 0..tw {
-                            let t = k * tiles + a * tw + b;
-                            let (oh, ow) = (2 * a, 2 * b);
-                            let full_w = ow + 1 < d.wo;
-                            out[oh * d.wo + ow] = y00[t];
-                            if full_w {
-                                out[oh * d.wo + ow + 1] = y01[t];
-                            }
-                            if oh + 1 < d.ho {
-                                out[(oh + 1) * d.wo + ow] = y10[t];
-                                if full_w {
-                                    out[(oh + 1) * d.wo + ow + 1] = y11[t];
-                                }
-                            }
-                        }
+                    for (a, rows) in out.chunks_mut(2 * d.wo).enumerate() {
+                        let t = k * tiles + a * tw;
+                        let (top, bottom) = rows.split_at_mut(d.wo.min(rows.len()));
+                        interleave(top, &y00[t..t + tw], &y01[t..t + tw]);
+                        interleave(bottom, &y10[t..t + tw], &y11[t..t + tw]);
                     }
                 }
             }
@@ -152,57 +142,85 @@ pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
     y
 }
 
-/// One zero-padded input plane, `2·th + 2` rows of `2·tw + 2` columns with
-/// the image at offset (ph, pw), stored as its even columns (`even`, row
-/// pitch tw + 1) and its odd columns (`odd`).
-struct Split {
-    even: Vec<f32>,
-    odd: Vec<f32>,
-    half: usize,
+/// `out[2b] = left[b]`, `out[2b + 1] = right[b]`, as far as `out` goes.
+fn interleave(out: &mut [f32], left: &[f32], right: &[f32]) {
+    let whole = out.len() / 2;
+    let mut pairs = out.chunks_exact_mut(2);
+    for ((pair, l), r) in (&mut pairs).zip(left).zip(right) {
+        pair[0] = *l;
+        pair[1] = *r;
+    }
+    if let ([last], Some(l)) = (pairs.into_remainder(), left.get(whole)) {
+        *last = *l;
+    }
 }
 
-impl Split {
+/// One zero-padded input plane (`2·th + 2` rows, `2·tw + 2` columns, the
+/// image at offset (ph, pw)) cut into eight `[th + 1, tw]` arrays: by row
+/// parity ρ, column parity κ, and σ = left (columns 2b + κ) or right
+/// (columns 2b + 2 + κ). Tile (a, b) reads padded rows 2a..2a+4 and columns
+/// 2b..2b+4: row 2a + 2ρ' + ρ is array row a + ρ', column 2b + 2σ + κ is
+/// array column b of σ. So for every one of its 16 inputs, the tiles of the
+/// plane read one array at a·tw + b (+ tw for the lower rows): contiguous.
+struct Polyphase {
+    parts: [Vec<f32>; 8],
+    tw: usize,
+}
+
+impl Polyphase {
     fn new(d: &ConvDims, th: usize, tw: usize) -> Self {
-        let (rows, half) = (2 * th + 2, tw + 1);
-        debug_assert!(d.h + d.ph <= rows && d.w + d.pw <= 2 * half);
+        debug_assert!(d.h + d.ph <= 2 * th + 2 && d.w + d.pw <= 2 * tw + 2);
         Self {
-            even: vec![0.0; rows * half],
-            odd: vec![0.0; rows * half],
-            half,
+            parts: std::array::from_fn(|_| vec![0.0; (th + 1) * tw]),
+            tw,
         }
+    }
+
+    fn part(rho: usize, kappa: usize, sigma: usize) -> usize {
+        (rho * 2 + kappa) * 2 + sigma
     }
 
     fn fill(&mut self, src: &[f32], d: &ConvDims) {
-        self.even.fill(0.0);
-        self.odd.fill(0.0);
+        let tw = self.tw;
+        for part in &mut self.parts {
+            part.fill(0.0);
+        }
         for r in 0..d.h {
-            let row = (r + d.ph) * self.half;
-            for (col, &value) in src[r * d.w..(r + 1) * d.w].iter().enumerate() {
-                let pc = col + d.pw;
-                let half = if pc.is_multiple_of(2) {
-                    &mut self.even
+            let pr = r + d.ph;
+            let (rho, row) = (pr % 2, (pr / 2) * tw);
+            let src = &src[r * d.w..(r + 1) * d.w];
+            for kappa in 0..2 {
+                // Source columns landing on padded columns of parity κ, and
+                // the array column q = pc / 2 of the first of them.
+                let first = (kappa + 2 - d.pw % 2) % 2;
+                let q0 = (first + d.pw) / 2;
+                let values = src.get(first..).unwrap_or(&[]);
+                let left = &mut self.parts[Self::part(rho, kappa, 0)][row + q0..row + tw];
+                copy_even(left, values);
+                // Right: array column q − 1 (the column at q = 0 has none).
+                let right = &mut self.parts[Self::part(rho, kappa, 1)];
+                if q0 == 0 {
+                    copy_even(&mut right[row..row + tw], values.get(2..).unwrap_or(&[]));
                 } else {
-                    &mut self.odd
-                };
-                half[row + pc / 2] = value;
+                    copy_even(&mut right[row + q0 - 1..row + tw], values);
+                }
             }
         }
     }
+}
 
-    fn rows(&self, first: usize) -> ([&[f32]; 4], [&[f32]; 4]) {
-        let h = self.half;
-        (
-            std::array::from_fn(|r| &self.even[(first + r) * h..(first + r + 1) * h]),
-            std::array::from_fn(|r| &self.odd[(first + r) * h..(first + r + 1) * h]),
-        )
+/// `dst[m] = src[2m]` as far as both go.
+fn copy_even(dst: &mut [f32], src: &[f32]) {
+    for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
+        *d = pair[0];
     }
 }
 
 /// Per-thread rows for the transforms.
 struct Scratch {
-    /// Bᵀ applied down one band's columns: 4 rows, even and odd columns.
-    even: [Vec<f32>; 4],
-    odd: [Vec<f32>; 4],
+    /// Bᵀ applied down the columns of every tile of a plane, by Bᵀ row i,
+    /// column parity κ and side σ (as in `Polyphase`).
+    bt: [Vec<f32>; 16],
     /// M A for every tile of a unit: 4 rows x 2 columns.
     ma: [[Vec<f32>; 2]; 4],
     /// The 2x2 output blocks of every tile of a unit: y00, y01, y10, y11.
@@ -210,10 +228,9 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(tw: usize, width: usize) -> Self {
+    fn new(tiles: usize, width: usize) -> Self {
         Self {
-            even: std::array::from_fn(|_| vec![0.0; tw + 1]),
-            odd: std::array::from_fn(|_| vec![0.0; tw + 1]),
+            bt: std::array::from_fn(|_| vec![0.0; tiles]),
             ma: std::array::from_fn(|_| std::array::from_fn(|_| vec![0.0; width])),
             y: std::array::from_fn(|_| vec![0.0; width]),
         }
@@ -231,36 +248,35 @@ fn bt_row(i: usize, d0: f32, d1: f32, d2: f32, d3: f32) -> f32 {
     }
 }
 
-/// V = Bᵀ d B for every tile of one padded plane: tile (a, b) covers rows
-/// 2a..2a+4 and columns 2b..2b+4; its value ξ = 4i + j goes to
-/// `v[ξ · pitch + a · tw + b]`. Band by band (one `a`), Bᵀ first down the
-/// columns, then B along the rows, each a loop over contiguous tiles.
-fn input_transform(
-    plane: &Split,
-    (th, tw): (usize, usize),
-    v: &mut [f32],
-    pitch: usize,
-    scratch: &mut Scratch,
-) {
-    for a in 0..th {
-        let (even, odd) = plane.rows(2 * a);
-        for i in 0..4 {
-            for (k, t) in scratch.even[i].iter_mut().enumerate() {
-                *t = bt_row(i, even[0][k], even[1][k], even[2][k], even[3][k]);
-            }
-            for (k, t) in scratch.odd[i].iter_mut().enumerate() {
-                *t = bt_row(i, odd[0][k], odd[1][k], odd[2][k], odd[3][k]);
+/// V = Bᵀ d B for every tile of one padded plane: tile t's value ξ = 4i + j
+/// goes to `v[ξ · pitch + t]`. Bᵀ down the columns (16 loops over all
+/// tiles), then B along the rows (16 more), each reading and writing
+/// contiguous runs.
+fn input_transform(plane: &Polyphase, v: &mut [f32], pitch: usize, scratch: &mut Scratch) {
+    let tw = plane.tw;
+    let tiles = scratch.bt[0].len();
+    for i in 0..4 {
+        for kappa in 0..2 {
+            for sigma in 0..2 {
+                let upper = &plane.parts[Polyphase::part(0, kappa, sigma)];
+                let lower = &plane.parts[Polyphase::part(1, kappa, sigma)];
+                // Rows 2a, 2a+1, 2a+2, 2a+3 of the tile.
+                let (r0, r1) = (&upper[..tiles], &lower[..tiles]);
+                let (r2, r3) = (&upper[tw..tw + tiles], &lower[tw..tw + tiles]);
+                let out = &mut scratch.bt[(i * 2 + kappa) * 2 + sigma][..tiles];
+                for t in 0..tiles {
+                    out[t] = bt_row(i, r0[t], r1[t], r2[t], r3[t]);
+                }
             }
         }
-        for i in 0..4 {
-            // Tile b's four columns are even[b], odd[b], even[b+1], odd[b+1].
-            let (e0, e1) = (&scratch.even[i][..tw], &scratch.even[i][1..=tw]);
-            let (o0, o1) = (&scratch.odd[i][..tw], &scratch.odd[i][1..=tw]);
-            for j in 0..4 {
-                let dst = &mut v[(4 * i + j) * pitch + a * tw..][..tw];
-                for b in 0..tw {
-                    dst[b] = bt_row(j, e0[b], o0[b], e1[b], o1[b]);
-                }
+    }
+    for i in 0..4 {
+        // Columns 2b, 2b+1, 2b+2, 2b+3 of the tile.
+        let [c0, c2, c1, c3] = std::array::from_fn(|k| &scratch.bt[i * 4 + k][..tiles]);
+        for j in 0..4 {
+            let dst = &mut v[(4 * i + j) * pitch..][..tiles];
+            for t in 0..tiles {
+                dst[t] = bt_row(j, c0[t], c1[t], c2[t], c3[t]);
             }
         }
     }
