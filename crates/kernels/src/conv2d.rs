@@ -435,17 +435,34 @@ fn weight_grad_by_images(x: &[f32], dy: &[f32], d: &ConvDims) -> Vec<f32> {
     dw_t
 }
 
-/// `dst[c, r] = src[r, c]` for a row-major `rows x cols` `src`, in tiles
-/// that stay in cache.
+/// `dst[c, r] = src[r, c]` for a row-major `rows x cols` `src`: 8x8 blocks
+/// held in registers (the compiler turns them into shuffles), the ragged
+/// edges value by value.
 fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const TILE: usize = 32;
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    dst[c * rows + r] = src[r * cols + c];
+    const B: usize = 8;
+    let (rows_b, cols_b) = (rows / B * B, cols / B * B);
+    for r0 in (0..rows_b).step_by(B) {
+        for c0 in (0..cols_b).step_by(B) {
+            let block: [[f32; B]; B] = std::array::from_fn(|i| {
+                let row = &src[(r0 + i) * cols + c0..][..B];
+                std::array::from_fn(|j| row[j])
+            });
+            for j in 0..B {
+                let out = &mut dst[(c0 + j) * rows + r0..][..B];
+                for i in 0..B {
+                    out[i] = block[i][j];
                 }
             }
+        }
+        for r in r0..r0 + B {
+            for c in cols_b..cols {
+                dst[c * rows + r] = src[r * cols + c];
+            }
+        }
+    }
+    for r in rows_b..rows {
+        for c in 0..cols {
+            dst[c * rows + r] = src[r * cols + c];
         }
     }
 }
@@ -565,6 +582,29 @@ impl<C: CheckpointStrategy> GemmConv2d for Autodiff<Flex, C> {
                 stride,
                 padding,
             )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transpose;
+
+    #[test]
+    fn transpose_matches_the_definition_with_and_without_ragged_edges() {
+        for (rows, cols) in [(16, 8), (13, 19), (8, 3), (5, 24), (1, 1)] {
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "{rows}x{cols} at ({r}, {c})"
+                    );
+                }
+            }
         }
     }
 }
