@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use crate::conv2d::ConvDims;
+use crate::conv2d::{ConvDims, transpose};
 use crate::gemm::{MatRef, matmul};
 
 /// Tiles in one product at least (the GEMM's rows; late layers group images).
@@ -34,12 +34,14 @@ pub(crate) fn applies(d: &ConvDims) -> bool {
     d.kh == 3 && d.kw == 3 && d.sh == 1 && d.sw == 1 && d.c >= MIN_CHANNELS && d.o >= MIN_CHANNELS
 }
 
-/// `U[o][ξ][c]` = (G g Gᵀ)ξ for the kernel `g` = `w[o, c]`, with
-/// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]. Output channels in
-/// parallel (layer 4 has 262 k kernels); the product for ξ reads `U_ξ` as
-/// an `[O, C]` matrix with row stride 16·C.
+/// `U[c][ξ][o]` = (G g Gᵀ)ξ for the kernel `g` = `w[o, c]`, with
+/// G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]. The product for ξ
+/// reads `U_ξ` as a row-major `[C, O]` matrix with row stride 16·O (a
+/// column stride instead made the GEMM's packing a fifth of the step).
+/// Input channels in parallel; a thread's reads of `w` for neighbouring
+/// channels share cache lines.
 fn kernel_transform(w: &[f32], d: &ConvDims) -> Vec<f32> {
-    let c_n = d.c;
+    let (c_n, o_n) = (d.c, d.o);
     let g_rows = |g: [f32; 3]| {
         [
             g[0],
@@ -48,9 +50,9 @@ fn kernel_transform(w: &[f32], d: &ConvDims) -> Vec<f32> {
             g[2],
         ]
     };
-    let mut u = vec![0.0f32; 16 * d.o * c_n];
-    u.par_chunks_mut(16 * c_n).enumerate().for_each(|(o, u_o)| {
-        for c in 0..c_n {
+    let mut u = vec![0.0f32; 16 * c_n * o_n];
+    u.par_chunks_mut(16 * o_n).enumerate().for_each(|(c, u_c)| {
+        for o in 0..o_n {
             let g = &w[(o * c_n + c) * 9..][..9];
             // G g: 4x3, column by column.
             let cols: [[f32; 4]; 3] = std::array::from_fn(|j| g_rows([g[j], g[3 + j], g[6 + j]]));
@@ -58,7 +60,7 @@ fn kernel_transform(w: &[f32], d: &ConvDims) -> Vec<f32> {
                 // (G g) Gᵀ: row a of G g, transformed the same way.
                 let row = g_rows([cols[0][a], cols[1][a], cols[2][a]]);
                 for (b, v) in row.into_iter().enumerate() {
-                    u_o[(a * 4 + b) * c_n + c] = v;
+                    u_c[(a * 4 + b) * o_n + o] = v;
                 }
             }
         }
@@ -68,6 +70,14 @@ fn kernel_transform(w: &[f32], d: &ConvDims) -> Vec<f32> {
 
 /// `y[n] = conv(x[n], w)` for every image into a contiguous `[N, O, Ho, Wo]`
 /// buffer, as `conv2d::forward_images` does by im2col.
+///
+/// Channels last inside: each image is transposed to `[H, W, C]` and
+/// padded, so every step of both transforms is a loop over channels (64 to
+/// 512 contiguous values) whatever the image size; the products are
+/// M_ξ `[tiles, O]` = V_ξ `[tiles, C]` · U_ξ `[C, O]`, and each output image
+/// is assembled as `[Ho, Wo, O]` and transposed back. (Loops over the tiles
+/// of a plane instead were 2-4 long in late layers, and spent their time in
+/// loop overhead.)
 pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
     debug_assert!(applies(d));
     let (th, tw) = (d.ho.div_ceil(2), d.wo.div_ceil(2));
@@ -80,159 +90,83 @@ pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
     let group = TILES_PER_PRODUCT
         .div_ceil(tiles)
         .clamp(1, d.n.div_ceil(2).max(1));
-    // Each padded input plane is kept in a polyphase layout (`Polyphase`),
-    // so that every step of the transforms is a loop over contiguous tiles.
+    let (rows_p, cols_p) = (2 * th + 2, 2 * tw + 2);
     let image = d.c * d.h * d.w;
     let mut y = vec![0.0f32; d.n * d.o * p];
     y.par_chunks_mut(group * d.o * p).enumerate().for_each_init(
-        || {
-            (
-                Polyphase::new(d, th, tw),
-                Vec::new(),
-                Vec::new(),
-                Scratch::new(tiles, group * tiles),
-            )
-        },
-        |(plane, v, m, scratch), (unit, y_unit)| {
+        || Buffers::new(d, rows_p * cols_p, group * tiles),
+        |buf, (unit, y_unit)| {
             let first = unit * group;
             let count = y_unit.len() / (d.o * p);
             let width = count * tiles;
-            v.resize(16 * d.c * width, 0.0);
-            m.resize(16 * d.o * width, 0.0);
             for k in 0..count {
                 let x_n = &x[(first + k) * image..(first + k + 1) * image];
-                for c in 0..d.c {
-                    plane.fill(&x_n[c * d.h * d.w..(c + 1) * d.h * d.w], d);
-                    let v_c = &mut v[c * width + k * tiles..];
-                    input_transform(plane, v_c, d.c * width, scratch);
-                }
+                buf.pad_channels_last(x_n, d, cols_p);
+                input_transform(buf, d.c, (th, tw), cols_p, k * tiles, width);
             }
             for xi in 0..16 {
                 matmul(
-                    &mut m[xi * d.o * width..(xi + 1) * d.o * width],
-                    width,
+                    &mut buf.m[xi * width * d.o..(xi + 1) * width * d.o],
+                    d.o,
                     false,
+                    MatRef::row_major(&buf.v[xi * width * d.c..(xi + 1) * width * d.c], d.c),
                     MatRef {
-                        data: &u[xi * d.c..],
-                        rs: 16 * d.c,
+                        data: &u[xi * d.o..],
+                        rs: 16 * d.o,
                         cs: 1,
                     },
-                    MatRef::row_major(&v[xi * d.c * width..(xi + 1) * d.c * width], width),
-                    [d.o, width, d.c],
+                    [width, d.o, d.c],
                 );
             }
-            for o in 0..d.o {
-                output_transform(&m[o * width..], d.o * width, width, scratch);
-                // The unit's 2x2 blocks into its images, a row of tiles at a
-                // time: y00/y01 interleaved into output row 2a, y10/y11 into
-                // row 2a + 1 (when the output has it).
-                let [y00, y01, y10, y11] = &scratch.y;
-                for k in 0..count {
-                    let out = &mut y_unit[(k * d.o + o) * p..(k * d.o + o + 1) * p];
-                    for (a, rows) in out.chunks_mut(2 * d.wo).enumerate() {
-                        let t = k * tiles + a * tw;
-                        let (top, bottom) = rows.split_at_mut(d.wo.min(rows.len()));
-                        interleave(top, &y00[t..t + tw], &y01[t..t + tw]);
-                        interleave(bottom, &y10[t..t + tw], &y11[t..t + tw]);
-                    }
-                }
+            for k in 0..count {
+                output_transform(buf, d.o, (th, tw), (d.ho, d.wo), k * tiles, width);
+                let y_k = &mut y_unit[k * d.o * p..(k + 1) * d.o * p];
+                transpose(&buf.out, p, d.o, y_k);
             }
         },
     );
     y
 }
 
-/// `out[2b] = left[b]`, `out[2b + 1] = right[b]`, as far as `out` goes.
-fn interleave(out: &mut [f32], left: &[f32], right: &[f32]) {
-    let whole = out.len() / 2;
-    let mut pairs = out.chunks_exact_mut(2);
-    for ((pair, l), r) in (&mut pairs).zip(left).zip(right) {
-        pair[0] = *l;
-        pair[1] = *r;
-    }
-    if let ([last], Some(l)) = (pairs.into_remainder(), left.get(whole)) {
-        *last = *l;
-    }
+/// Per-thread buffers of `forward_images`.
+struct Buffers {
+    /// One image, `[H, W, C]`.
+    hwc: Vec<f32>,
+    /// The same, zero-padded: `[2·th + 2, 2·tw + 2, C]`, image at (ph, pw).
+    padded: Vec<f32>,
+    /// V `[16][tiles of the unit][C]`.
+    v: Vec<f32>,
+    /// M `[16][tiles of the unit][O]`.
+    m: Vec<f32>,
+    /// Bᵀ down one tile's columns, `[4 rows i][4 columns][C]`; then M A,
+    /// `[4 rows][2 columns][O]`.
+    tile: Vec<f32>,
+    /// One output image, `[Ho, Wo, O]`.
+    out: Vec<f32>,
 }
 
-/// One zero-padded input plane (`2·th + 2` rows, `2·tw + 2` columns, the
-/// image at offset (ph, pw)) cut into eight `[th + 1, tw]` arrays: by row
-/// parity ρ, column parity κ, and σ = left (columns 2b + κ) or right
-/// (columns 2b + 2 + κ). Tile (a, b) reads padded rows 2a..2a+4 and columns
-/// 2b..2b+4: row 2a + 2ρ' + ρ is array row a + ρ', column 2b + 2σ + κ is
-/// array column b of σ. So for every one of its 16 inputs, the tiles of the
-/// plane read one array at a·tw + b (+ tw for the lower rows): contiguous.
-struct Polyphase {
-    parts: [Vec<f32>; 8],
-    tw: usize,
-}
-
-impl Polyphase {
-    fn new(d: &ConvDims, th: usize, tw: usize) -> Self {
-        debug_assert!(d.h + d.ph <= 2 * th + 2 && d.w + d.pw <= 2 * tw + 2);
+impl Buffers {
+    fn new(d: &ConvDims, padded_pixels: usize, max_tiles: usize) -> Self {
         Self {
-            parts: std::array::from_fn(|_| vec![0.0; (th + 1) * tw]),
-            tw,
+            hwc: vec![0.0; d.h * d.w * d.c],
+            padded: vec![0.0; padded_pixels * d.c],
+            v: vec![0.0; 16 * max_tiles * d.c],
+            m: vec![0.0; 16 * max_tiles * d.o],
+            tile: vec![0.0; 16 * d.c.max(d.o)],
+            out: vec![0.0; d.ho * d.wo * d.o],
         }
     }
 
-    fn part(rho: usize, kappa: usize, sigma: usize) -> usize {
-        (rho * 2 + kappa) * 2 + sigma
-    }
-
-    fn fill(&mut self, src: &[f32], d: &ConvDims) {
-        let tw = self.tw;
-        for part in &mut self.parts {
-            part.fill(0.0);
-        }
+    /// `padded` = image `x_n` (`[C, H, W]`) channels last, zero-padded.
+    /// (The buffer serves one convolution's shape only.)
+    fn pad_channels_last(&mut self, x_n: &[f32], d: &ConvDims, cols_p: usize) {
+        transpose(x_n, d.c, d.h * d.w, &mut self.hwc);
+        // The border was zeroed when the buffer was made and is never
+        // written: every image overwrites the same interior.
+        let row = d.w * d.c;
         for r in 0..d.h {
-            let pr = r + d.ph;
-            let (rho, row) = (pr % 2, (pr / 2) * tw);
-            let src = &src[r * d.w..(r + 1) * d.w];
-            for kappa in 0..2 {
-                // Source columns landing on padded columns of parity κ, and
-                // the array column q = pc / 2 of the first of them.
-                let first = (kappa + 2 - d.pw % 2) % 2;
-                let q0 = (first + d.pw) / 2;
-                let values = src.get(first..).unwrap_or(&[]);
-                let left = &mut self.parts[Self::part(rho, kappa, 0)][row + q0..row + tw];
-                copy_even(left, values);
-                // Right: array column q − 1 (the column at q = 0 has none).
-                let right = &mut self.parts[Self::part(rho, kappa, 1)];
-                if q0 == 0 {
-                    copy_even(&mut right[row..row + tw], values.get(2..).unwrap_or(&[]));
-                } else {
-                    copy_even(&mut right[row + q0 - 1..row + tw], values);
-                }
-            }
-        }
-    }
-}
-
-/// `dst[m] = src[2m]` as far as both go.
-fn copy_even(dst: &mut [f32], src: &[f32]) {
-    for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
-        *d = pair[0];
-    }
-}
-
-/// Per-thread rows for the transforms.
-struct Scratch {
-    /// Bᵀ applied down the columns of every tile of a plane, by Bᵀ row i,
-    /// column parity κ and side σ (as in `Polyphase`).
-    bt: [Vec<f32>; 16],
-    /// M A for every tile of a unit: 4 rows x 2 columns.
-    ma: [[Vec<f32>; 2]; 4],
-    /// The 2x2 output blocks of every tile of a unit: y00, y01, y10, y11.
-    y: [Vec<f32>; 4],
-}
-
-impl Scratch {
-    fn new(tiles: usize, width: usize) -> Self {
-        Self {
-            bt: std::array::from_fn(|_| vec![0.0; tiles]),
-            ma: std::array::from_fn(|_| std::array::from_fn(|_| vec![0.0; width])),
-            y: std::array::from_fn(|_| vec![0.0; width]),
+            let at = ((r + d.ph) * cols_p + d.pw) * d.c;
+            self.padded[at..at + row].copy_from_slice(&self.hwc[r * row..(r + 1) * row]);
         }
     }
 }
@@ -248,64 +182,93 @@ fn bt_row(i: usize, d0: f32, d1: f32, d2: f32, d3: f32) -> f32 {
     }
 }
 
-/// V = Bᵀ d B for every tile of one padded plane: tile t's value ξ = 4i + j
-/// goes to `v[ξ · pitch + t]`. Bᵀ down the columns (16 loops over all
-/// tiles), then B along the rows (16 more), each reading and writing
-/// contiguous runs.
-fn input_transform(plane: &Polyphase, v: &mut [f32], pitch: usize, scratch: &mut Scratch) {
-    let tw = plane.tw;
-    let tiles = scratch.bt[0].len();
-    for i in 0..4 {
-        for kappa in 0..2 {
-            for sigma in 0..2 {
-                let upper = &plane.parts[Polyphase::part(0, kappa, sigma)];
-                let lower = &plane.parts[Polyphase::part(1, kappa, sigma)];
-                // Rows 2a, 2a+1, 2a+2, 2a+3 of the tile.
-                let (r0, r1) = (&upper[..tiles], &lower[..tiles]);
-                let (r2, r3) = (&upper[tw..tw + tiles], &lower[tw..tw + tiles]);
-                let out = &mut scratch.bt[(i * 2 + kappa) * 2 + sigma][..tiles];
-                for t in 0..tiles {
-                    out[t] = bt_row(i, r0[t], r1[t], r2[t], r3[t]);
+/// V = Bᵀ d B for every tile of the padded image in `buf.padded`: tile
+/// (a, b) reads padded pixels (2a + r, 2b + s), r, s < 4; its value
+/// ξ = 4i + j goes to `v[ξ][first + a·tw + b][..C]`.
+fn input_transform(
+    buf: &mut Buffers,
+    c_n: usize,
+    (th, tw): (usize, usize),
+    cols_p: usize,
+    first: usize,
+    width: usize,
+) {
+    let Buffers {
+        padded, v, tile, ..
+    } = buf;
+    for a in 0..th {
+        for b in 0..tw {
+            let pixel = |r: usize, s: usize| {
+                let at = ((2 * a + r) * cols_p + 2 * b + s) * c_n;
+                &padded[at..at + c_n]
+            };
+            // Bᵀ down each of the four columns s: tile[i][s][..C].
+            for s in 0..4 {
+                let [d0, d1, d2, d3] = std::array::from_fn(|r| pixel(r, s));
+                for i in 0..4 {
+                    let out = &mut tile[(i * 4 + s) * c_n..][..c_n];
+                    for c in 0..c_n {
+                        out[c] = bt_row(i, d0[c], d1[c], d2[c], d3[c]);
+                    }
                 }
             }
-        }
-    }
-    for i in 0..4 {
-        // Columns 2b, 2b+1, 2b+2, 2b+3 of the tile.
-        let [c0, c2, c1, c3] = std::array::from_fn(|k| &scratch.bt[i * 4 + k][..tiles]);
-        for j in 0..4 {
-            let dst = &mut v[(4 * i + j) * pitch..][..tiles];
-            for t in 0..tiles {
-                dst[t] = bt_row(j, c0[t], c1[t], c2[t], c3[t]);
+            // B along each row i, into V.
+            let t = first + a * tw + b;
+            for i in 0..4 {
+                let [q0, q1, q2, q3] = std::array::from_fn(|s| &tile[(i * 4 + s) * c_n..][..c_n]);
+                for j in 0..4 {
+                    let dst = &mut v[((4 * i + j) * width + t) * c_n..][..c_n];
+                    for c in 0..c_n {
+                        dst[c] = bt_row(j, q0[c], q1[c], q2[c], q3[c]);
+                    }
+                }
             }
         }
     }
 }
 
-/// Y = Aᵀ M A for the first `width` tiles of one output channel: tile t's
-/// 16 values are at `m[ξ · pitch + t]`; its 2x2 block goes to
-/// `scratch.y[2r + s][t]`. A along the rows, then Aᵀ down the columns, each
-/// a loop over all tiles of the unit (contiguous, so vector code).
-fn output_transform(m: &[f32], pitch: usize, width: usize, scratch: &mut Scratch) {
-    for i in 0..4 {
-        let row: [&[f32]; 4] = std::array::from_fn(|j| &m[(4 * i + j) * pitch..][..width]);
-        let [ma0, ma1] = &mut scratch.ma[i];
-        let (ma0, ma1) = (&mut ma0[..width], &mut ma1[..width]);
-        for t in 0..width {
-            ma0[t] = row[0][t] + row[1][t] + row[2][t];
-            ma1[t] = row[1][t] - row[2][t] - row[3][t];
-        }
-    }
-    for s in 0..2 {
-        let [q0, q1, q2, q3] = std::array::from_fn(|i| &scratch.ma[i][s][..width]);
-        let [y0, y1] = scratch
-            .y
-            .get_disjoint_mut([s, 2 + s])
-            .expect("distinct rows");
-        let (y0, y1) = (&mut y0[..width], &mut y1[..width]);
-        for t in 0..width {
-            y0[t] = q0[t] + q1[t] + q2[t];
-            y1[t] = q1[t] - q2[t] - q3[t];
+/// Y = Aᵀ M A for the tiles of one image (`first..first + th·tw` of the
+/// unit), into `buf.out` (`[Ho, Wo, O]`), where inside. A along the rows,
+/// then Aᵀ down the columns, each a loop over output channels.
+fn output_transform(
+    buf: &mut Buffers,
+    o_n: usize,
+    (th, tw): (usize, usize),
+    (ho, wo): (usize, usize),
+    first: usize,
+    width: usize,
+) {
+    let Buffers { m, tile, out, .. } = buf;
+    for a in 0..th {
+        for b in 0..tw {
+            let t = first + a * tw + b;
+            let m_xi = |xi: usize| &m[(xi * width + t) * o_n..][..o_n];
+            // M A: tile[i][s][..O] for rows i, output columns s.
+            for i in 0..4 {
+                let [q0, q1, q2, q3] = std::array::from_fn(|j| m_xi(4 * i + j));
+                let (left, right) = tile[i * 2 * o_n..(i + 1) * 2 * o_n].split_at_mut(o_n);
+                for o in 0..o_n {
+                    left[o] = q0[o] + q1[o] + q2[o];
+                    right[o] = q1[o] - q2[o] - q3[o];
+                }
+            }
+            for s in 0..2 {
+                let [q0, q1, q2, q3] = std::array::from_fn(|i| &tile[(i * 2 + s) * o_n..][..o_n]);
+                let ow = 2 * b + s;
+                if ow >= wo {
+                    continue;
+                }
+                let top = &mut out[((2 * a) * wo + ow) * o_n..][..o_n];
+                for o in 0..o_n {
+                    top[o] = q0[o] + q1[o] + q2[o];
+                }
+                if 2 * a + 1 < ho {
+                    let bottom = &mut out[((2 * a + 1) * wo + ow) * o_n..][..o_n];
+                    for o in 0..o_n {
+                        bottom[o] = q1[o] - q2[o] - q3[o];
+                    }
+                }
+            }
         }
     }
 }
