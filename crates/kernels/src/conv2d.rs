@@ -335,6 +335,9 @@ fn forward(
 /// with `cols` as a transposed right operand it ran 3-4x slower (30-100
 /// against ~250 GFLOP/s here), while the copy is 1/(k·k) of the im2col.
 fn weight_grad(x: &[f32], dy: &[f32], d: &ConvDims) -> FlexTensor {
+    if winograd::applies(d) {
+        return f32_tensor(winograd::weight_grad(x, dy, d), [d.o, d.c, d.kh, d.kw]);
+    }
     let dw_t = if d.n * d.ho * d.wo <= WHOLE_BATCH_PIXELS {
         weight_grad_by_rows(x, dy, d)
     } else {

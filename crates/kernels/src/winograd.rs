@@ -99,10 +99,18 @@ pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
             let first = unit * group;
             let count = y_unit.len() / (d.o * p);
             let width = count * tiles;
-            for k in 0..count {
+            let Buffers {
+                hwc,
+                padded,
+                v,
+                tile,
+                ..
+            } = &mut *buf;
+            let blocks = per_image(&mut v[..16 * width * d.c], tiles * d.c, count);
+            for (k, mut v_k) in blocks.into_iter().enumerate() {
                 let x_n = &x[(first + k) * image..(first + k + 1) * image];
-                buf.pad_channels_last(x_n, d, cols_p);
-                input_transform(buf, d.c, (th, tw), cols_p, k * tiles, width);
+                pad_channels_last(x_n, d, cols_p, hwc, padded);
+                input_transform(padded, tile, d.c, (th, tw), cols_p, &mut v_k);
             }
             for xi in 0..16 {
                 matmul(
@@ -156,19 +164,37 @@ impl Buffers {
             out: vec![0.0; d.ho * d.wo * d.o],
         }
     }
+}
 
-    /// `padded` = image `x_n` (`[C, H, W]`) channels last, zero-padded.
-    /// (The buffer serves one convolution's shape only.)
-    fn pad_channels_last(&mut self, x_n: &[f32], d: &ConvDims, cols_p: usize) {
-        transpose(x_n, d.c, d.h * d.w, &mut self.hwc);
-        // The border was zeroed when the buffer was made and is never
-        // written: every image overwrites the same interior.
-        let row = d.w * d.c;
-        for r in 0..d.h {
-            let at = ((r + d.ph) * cols_p + d.pw) * d.c;
-            self.padded[at..at + row].copy_from_slice(&self.hwc[r * row..(r + 1) * row]);
-        }
+/// `padded` = image `x_n` (`[C, H, W]`) channels last, zero-padded, through
+/// `hwc`. The border was zeroed when the buffer was made and is never
+/// written: every image of one convolution overwrites the same interior.
+fn pad_channels_last(
+    x_n: &[f32],
+    d: &ConvDims,
+    cols_p: usize,
+    hwc: &mut [f32],
+    padded: &mut [f32],
+) {
+    transpose(x_n, d.c, d.h * d.w, hwc);
+    let row = d.w * d.c;
+    for r in 0..d.h {
+        let at = ((r + d.ph) * cols_p + d.pw) * d.c;
+        padded[at..at + row].copy_from_slice(&hwc[r * row..(r + 1) * row]);
     }
+}
+
+/// Cuts `[16][count · per_image]` into each image's 16 blocks of
+/// `per_image` values, so that images can be transformed independently.
+fn per_image(buf: &mut [f32], per_image: usize, count: usize) -> Vec<[&mut [f32]; 16]> {
+    let mut by_xi: Vec<_> = buf
+        .chunks_mut(count * per_image)
+        .map(|block| block.chunks_mut(per_image))
+        .collect();
+    assert_eq!(by_xi.len(), 16, "winograd: 16 blocks expected");
+    (0..count)
+        .map(|_| std::array::from_fn(|xi| by_xi[xi].next().expect("one block per image")))
+        .collect()
 }
 
 /// Bᵀ's four rows applied to four values.
@@ -182,20 +208,17 @@ fn bt_row(i: usize, d0: f32, d1: f32, d2: f32, d3: f32) -> f32 {
     }
 }
 
-/// V = Bᵀ d B for every tile of the padded image in `buf.padded`: tile
+/// V = Bᵀ d B for every tile of one padded channels-last image: tile
 /// (a, b) reads padded pixels (2a + r, 2b + s), r, s < 4; its value
-/// ξ = 4i + j goes to `v[ξ][first + a·tw + b][..C]`.
+/// ξ = 4i + j goes to `v[ξ][(a·tw + b)·C..][..C]`.
 fn input_transform(
-    buf: &mut Buffers,
+    padded: &[f32],
+    tile: &mut [f32],
     c_n: usize,
     (th, tw): (usize, usize),
     cols_p: usize,
-    first: usize,
-    width: usize,
+    v: &mut [&mut [f32]; 16],
 ) {
-    let Buffers {
-        padded, v, tile, ..
-    } = buf;
     for a in 0..th {
         for b in 0..tw {
             let pixel = |r: usize, s: usize| {
@@ -213,11 +236,11 @@ fn input_transform(
                 }
             }
             // B along each row i, into V.
-            let t = first + a * tw + b;
+            let t = a * tw + b;
             for i in 0..4 {
                 let [q0, q1, q2, q3] = std::array::from_fn(|s| &tile[(i * 4 + s) * c_n..][..c_n]);
                 for j in 0..4 {
-                    let dst = &mut v[((4 * i + j) * width + t) * c_n..][..c_n];
+                    let dst = &mut v[4 * i + j][t * c_n..][..c_n];
                     for c in 0..c_n {
                         dst[c] = bt_row(j, q0[c], q1[c], q2[c], q3[c]);
                     }
@@ -269,6 +292,180 @@ fn output_transform(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Values of V (or of E) per chunk of the batch in `weight_grad`: 16 MB.
+const GRAD_CHUNK_VALUES: usize = 1 << 22;
+
+/// Weight gradient `[O, C, 3, 3]` by F(3x3, 2x2): per tile, the 3x3
+/// correlation of the 4x4 input tile d with the 2x2 output-gradient tile e
+/// is Aᵀ [(G e Gᵀ) ⊙ (Bᵀ d B)] A, with
+/// Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, −1, 0, 1]],
+/// G = [[1, 0], [½, ½], [½, −½], [0, 1]], Aᵀ = [[1, 1, 1, 0], [0, 1, −1, 0],
+/// [0, 1, 1, 1]]. This Bᵀ is the forward's with its last row negated, so V
+/// is the forward's transform and the signs go into E. Summed over tiles,
+/// P_ξ `[O, C]` = E_ξᵀ · V_ξ is one product per ξ, 2.25x fewer multiply-adds
+/// than the im2col product.
+///
+/// The batch goes in chunks of whole images (fixed by the shape); each P_ξ
+/// is one thread's, summing the chunks in order, so the result does not
+/// depend on the number of threads.
+pub(crate) fn weight_grad(x: &[f32], dy: &[f32], d: &ConvDims) -> Vec<f32> {
+    weight_grad_in_chunks(x, dy, d, GRAD_CHUNK_VALUES)
+}
+
+/// `weight_grad` with chunks of at most `chunk_values` values of V or E
+/// (at least one image).
+fn weight_grad_in_chunks(x: &[f32], dy: &[f32], d: &ConvDims, chunk_values: usize) -> Vec<f32> {
+    debug_assert!(applies(d));
+    let (th, tw) = (d.ho.div_ceil(2), d.wo.div_ceil(2));
+    let (tiles, p) = (th * tw, d.ho * d.wo);
+    let (rows_p, cols_p) = (2 * th + 2, 2 * tw + 2);
+    let image = d.c * d.h * d.w;
+    let chunk = (chunk_values / (16 * d.c.max(d.o)) / tiles).clamp(1, d.n.max(1));
+    let mut prod = vec![0.0f32; 16 * d.o * d.c];
+    let (mut v, mut e) = (Vec::new(), Vec::new());
+    for (index, first) in (0..d.n).step_by(chunk).enumerate() {
+        let count = chunk.min(d.n - first);
+        let width = count * tiles;
+        v.resize(16 * width * d.c, 0.0);
+        e.resize(16 * width * d.o, 0.0);
+        let v_blocks = per_image(&mut v, tiles * d.c, count);
+        let e_blocks = per_image(&mut e, tiles * d.o, count);
+        v_blocks
+            .into_par_iter()
+            .zip(e_blocks)
+            .enumerate()
+            .for_each_init(
+                || Buffers::new(d, rows_p * cols_p, 0),
+                |buf, (k, (mut v_k, mut e_k))| {
+                    let n = first + k;
+                    let Buffers {
+                        hwc,
+                        padded,
+                        tile,
+                        out,
+                        ..
+                    } = buf;
+                    pad_channels_last(&x[n * image..(n + 1) * image], d, cols_p, hwc, padded);
+                    input_transform(padded, tile, d.c, (th, tw), cols_p, &mut v_k);
+                    transpose(&dy[n * d.o * p..(n + 1) * d.o * p], d.o, p, out);
+                    grad_transform(out, tile, d.o, (th, tw), (d.ho, d.wo), &mut e_k);
+                },
+            );
+        prod.par_chunks_mut(d.o * d.c)
+            .enumerate()
+            .for_each(|(xi, p_xi)| {
+                matmul(
+                    p_xi,
+                    d.c,
+                    index > 0,
+                    MatRef::row_major(&e[xi * width * d.o..(xi + 1) * width * d.o], d.o)
+                        .transposed(),
+                    MatRef::row_major(&v[xi * width * d.c..(xi + 1) * width * d.c], d.c),
+                    [d.o, d.c, width],
+                );
+            });
+    }
+    let mut dw = vec![0.0f32; d.o * d.c * 9];
+    dw.par_chunks_mut(d.c * 9)
+        .enumerate()
+        .for_each(|(o, dw_o)| {
+            let rows: [&[f32]; 16] = std::array::from_fn(|xi| &prod[(xi * d.o + o) * d.c..][..d.c]);
+            for (c, dw_oc) in dw_o.chunks_exact_mut(9).enumerate() {
+                let m: [f32; 16] = std::array::from_fn(|xi| rows[xi][c]);
+                // Aᵀ along each row's four values, then down the columns.
+                let at3 = |q: [f32; 4]| [q[0] + q[1] + q[2], q[1] - q[2], q[1] + q[2] + q[3]];
+                let q: [[f32; 3]; 4] = std::array::from_fn(|i| {
+                    at3([m[4 * i], m[4 * i + 1], m[4 * i + 2], m[4 * i + 3]])
+                });
+                for j in 0..3 {
+                    let col = at3([q[0][j], q[1][j], q[2][j], q[3][j]]);
+                    for i in 0..3 {
+                        dw_oc[i * 3 + j] = col[i];
+                    }
+                }
+            }
+        });
+    dw
+}
+
+/// E = S (G e Gᵀ) S for every 2x2 tile e of one channels-last output
+/// gradient `dy_hwc` (`[Ho, Wo, O]`, zero beyond its edge), S = diag(1, 1,
+/// 1, −1): value ξ = 4i + j of tile (a, b) goes to `e[ξ][(a·tw + b)·O..]`.
+fn grad_transform(
+    dy_hwc: &[f32],
+    tile: &mut [f32],
+    o_n: usize,
+    (th, tw): (usize, usize),
+    (ho, wo): (usize, usize),
+    e: &mut [&mut [f32]; 16],
+) {
+    let sign = |i: usize| if i == 3 { -1.0f32 } else { 1.0 };
+    for a in 0..th {
+        for b in 0..tw {
+            // G down each of the tile's two columns v: tile[r][v][..O].
+            for v in 0..2 {
+                let ow = 2 * b + v;
+                let row = |u: usize| {
+                    let oh = 2 * a + u;
+                    (oh < ho && ow < wo).then(|| &dy_hwc[(oh * wo + ow) * o_n..][..o_n])
+                };
+                let (e0, e1) = (row(0), row(1));
+                for o in 0..o_n {
+                    let (x0, x1) = (e0.map_or(0.0, |r| r[o]), e1.map_or(0.0, |r| r[o]));
+                    tile[v * o_n + o] = x0;
+                    tile[(2 + v) * o_n + o] = 0.5 * (x0 + x1);
+                    tile[(4 + v) * o_n + o] = 0.5 * (x0 - x1);
+                    tile[(6 + v) * o_n + o] = x1;
+                }
+            }
+            // G along each row r, with the signs.
+            let t = a * tw + b;
+            for r in 0..4 {
+                let (g0, g1) = (
+                    &tile[2 * r * o_n..][..o_n],
+                    &tile[(2 * r + 1) * o_n..][..o_n],
+                );
+                let [d0, d1, d2, d3] = e
+                    .get_disjoint_mut([4 * r, 4 * r + 1, 4 * r + 2, 4 * r + 3])
+                    .expect("distinct blocks");
+                let (d0, d1) = (&mut d0[t * o_n..][..o_n], &mut d1[t * o_n..][..o_n]);
+                let (d2, d3) = (&mut d2[t * o_n..][..o_n], &mut d3[t * o_n..][..o_n]);
+                let s = sign(r);
+                for o in 0..o_n {
+                    d0[o] = s * g0[o];
+                    d1[o] = s * 0.5 * (g0[o] + g1[o]);
+                    d2[o] = s * 0.5 * (g0[o] - g1[o]);
+                    d3[o] = -s * g1[o];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_gradient_summed_over_chunks_matches_one_chunk() {
+        let d = ConvDims::new([5, 64, 6, 7], [64, 64, 3, 3], [1, 1], [1, 1]);
+        let values = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| (((i * 7919 + seed) % 211) as f32 - 105.0) / 50.0)
+                .collect()
+        };
+        let x = values(d.n * d.c * d.h * d.w, 1);
+        let dy = values(d.n * d.o * d.ho * d.wo, 2);
+        let whole = weight_grad_in_chunks(&x, &dy, &d, usize::MAX);
+        // One image per chunk: five products accumulated in order.
+        let chunked = weight_grad_in_chunks(&x, &dy, &d, 1);
+        let scale = whole.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (a, b) in whole.iter().zip(&chunked) {
+            assert!((a - b).abs() <= 1e-4 * scale, "{a} vs {b}");
         }
     }
 }
