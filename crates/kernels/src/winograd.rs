@@ -13,6 +13,8 @@
 //! The results differ from a direct convolution by rounding only (the
 //! transforms' coefficients are 0, ±1 and ±½).
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use crate::conv2d::{ConvDims, transpose};
@@ -93,55 +95,60 @@ pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
     let (rows_p, cols_p) = (2 * th + 2, 2 * tw + 2);
     let image = d.c * d.h * d.w;
     let mut y = vec![0.0f32; d.n * d.o * p];
-    y.par_chunks_mut(group * d.o * p).enumerate().for_each_init(
-        || Buffers::new(d, rows_p * cols_p, group * tiles),
-        |buf, (unit, y_unit)| {
-            let first = unit * group;
-            let count = y_unit.len() / (d.o * p);
-            let width = count * tiles;
-            let Buffers {
-                hwc,
-                padded,
-                v,
-                tile,
-                ..
-            } = &mut *buf;
-            let blocks = per_image(&mut v[..16 * width * d.c], tiles * d.c, count);
-            for (k, mut v_k) in blocks.into_iter().enumerate() {
-                let x_n = &x[(first + k) * image..(first + k + 1) * image];
-                pad_channels_last(x_n, d, cols_p, hwc, padded);
-                input_transform(padded, tile, d.c, (th, tw), cols_p, &mut v_k);
-            }
-            for xi in 0..16 {
-                matmul(
-                    &mut buf.m[xi * width * d.o..(xi + 1) * width * d.o],
-                    d.o,
-                    false,
-                    MatRef::row_major(&buf.v[xi * width * d.c..(xi + 1) * width * d.c], d.c),
-                    MatRef {
-                        data: &u[xi * d.o..],
-                        rs: 16 * d.o,
-                        cs: 1,
-                    },
-                    [width, d.o, d.c],
-                );
-            }
-            for k in 0..count {
-                output_transform(buf, d.o, (th, tw), (d.ho, d.wo), k * tiles, width);
-                let y_k = &mut y_unit[k * d.o * p..(k + 1) * d.o * p];
-                transpose(&buf.out, p, d.o, y_k);
-            }
-        },
-    );
+    y.par_chunks_mut(group * d.o * p)
+        .enumerate()
+        .for_each(|(unit, y_unit)| {
+            with_buffers(d, rows_p * cols_p, group * tiles, |buf| {
+                let first = unit * group;
+                let count = y_unit.len() / (d.o * p);
+                let width = count * tiles;
+                let Buffers {
+                    hwc,
+                    padded,
+                    v,
+                    tile,
+                    ..
+                } = &mut *buf;
+                let blocks = per_image(&mut v[..16 * width * d.c], tiles * d.c, count);
+                for (k, mut v_k) in blocks.into_iter().enumerate() {
+                    let x_n = &x[(first + k) * image..(first + k + 1) * image];
+                    pad_channels_last(x_n, d, cols_p, hwc, padded);
+                    input_transform(padded, tile, d.c, (th, tw), cols_p, &mut v_k);
+                }
+                for xi in 0..16 {
+                    matmul(
+                        &mut buf.m[xi * width * d.o..(xi + 1) * width * d.o],
+                        d.o,
+                        false,
+                        MatRef::row_major(&buf.v[xi * width * d.c..(xi + 1) * width * d.c], d.c),
+                        MatRef {
+                            data: &u[xi * d.o..],
+                            rs: 16 * d.o,
+                            cs: 1,
+                        },
+                        [width, d.o, d.c],
+                    );
+                }
+                for k in 0..count {
+                    output_transform(buf, d.o, (th, tw), (d.ho, d.wo), k * tiles, width);
+                    let y_k = &mut y_unit[k * d.o * p..(k + 1) * d.o * p];
+                    transpose(&buf.out, p, d.o, y_k);
+                }
+            });
+        });
     y
 }
 
-/// Per-thread buffers of `forward_images`.
+/// Per-thread buffers of the transforms, kept between calls: made afresh
+/// for every call they cost ~4 % of a width-64 train step in zeroing.
+#[derive(Default)]
 struct Buffers {
     /// One image, `[H, W, C]`.
     hwc: Vec<f32>,
     /// The same, zero-padded: `[2·th + 2, 2·tw + 2, C]`, image at (ph, pw).
     padded: Vec<f32>,
+    /// The geometry `padded`'s zero border was laid out for.
+    padded_for: Option<[usize; 5]>,
     /// V `[16][tiles of the unit][C]`.
     v: Vec<f32>,
     /// M `[16][tiles of the unit][O]`.
@@ -149,26 +156,48 @@ struct Buffers {
     /// Bᵀ down one tile's columns, `[4 rows i][4 columns][C]`; then M A,
     /// `[4 rows][2 columns][O]`.
     tile: Vec<f32>,
-    /// One output image, `[Ho, Wo, O]`.
+    /// One output image, `[Ho, Wo, O]` (the output gradient, in `weight_grad`).
     out: Vec<f32>,
 }
 
-impl Buffers {
-    fn new(d: &ConvDims, padded_pixels: usize, max_tiles: usize) -> Self {
-        Self {
-            hwc: vec![0.0; d.h * d.w * d.c],
-            padded: vec![0.0; padded_pixels * d.c],
-            v: vec![0.0; 16 * max_tiles * d.c],
-            m: vec![0.0; 16 * max_tiles * d.o],
-            tile: vec![0.0; 16 * d.c.max(d.o)],
-            out: vec![0.0; d.ho * d.wo * d.o],
+thread_local! {
+    static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
+}
+
+/// Runs `f` with this thread's buffers, large enough for `d` and units of
+/// `max_tiles` tiles. `f` must not call into rayon (it would let this
+/// thread start another job that wants the same buffers).
+fn with_buffers<R>(
+    d: &ConvDims,
+    padded_pixels: usize,
+    max_tiles: usize,
+    f: impl FnOnce(&mut Buffers) -> R,
+) -> R {
+    BUFFERS.with_borrow_mut(|buf| {
+        let grow = |v: &mut Vec<f32>, len: usize| {
+            if v.len() < len {
+                v.resize(len, 0.0);
+            }
+        };
+        grow(&mut buf.hwc, d.h * d.w * d.c);
+        grow(&mut buf.v, 16 * max_tiles * d.c);
+        grow(&mut buf.m, 16 * max_tiles * d.o);
+        grow(&mut buf.tile, 16 * d.c.max(d.o));
+        grow(&mut buf.out, d.ho * d.wo * d.o);
+        let geometry = [d.c, d.h, d.w, d.ph, d.pw];
+        if buf.padded_for != Some(geometry) {
+            buf.padded.clear();
+            buf.padded.resize(padded_pixels * d.c, 0.0);
+            buf.padded_for = Some(geometry);
         }
-    }
+        f(buf)
+    })
 }
 
 /// `padded` = image `x_n` (`[C, H, W]`) channels last, zero-padded, through
-/// `hwc`. The border was zeroed when the buffer was made and is never
-/// written: every image of one convolution overwrites the same interior.
+/// `hwc`. The border is zeroed when the buffer is laid out for a geometry
+/// and never written: every image of that geometry overwrites the same
+/// interior.
 fn pad_channels_last(
     x_n: &[f32],
     d: &ConvDims,
@@ -338,9 +367,8 @@ fn weight_grad_in_chunks(x: &[f32], dy: &[f32], d: &ConvDims, chunk_values: usiz
             .into_par_iter()
             .zip(e_blocks)
             .enumerate()
-            .for_each_init(
-                || Buffers::new(d, rows_p * cols_p, 0),
-                |buf, (k, (mut v_k, mut e_k))| {
+            .for_each(|(k, (mut v_k, mut e_k))| {
+                with_buffers(d, rows_p * cols_p, 0, |buf| {
                     let n = first + k;
                     let Buffers {
                         hwc,
@@ -353,8 +381,8 @@ fn weight_grad_in_chunks(x: &[f32], dy: &[f32], d: &ConvDims, chunk_values: usiz
                     input_transform(padded, tile, d.c, (th, tw), cols_p, &mut v_k);
                     transpose(&dy[n * d.o * p..(n + 1) * d.o * p], d.o, p, out);
                     grad_transform(out, tile, d.o, (th, tw), (d.ho, d.wo), &mut e_k);
-                },
-            );
+                });
+            });
         prod.par_chunks_mut(d.o * d.c)
             .enumerate()
             .for_each(|(xi, p_xi)| {
