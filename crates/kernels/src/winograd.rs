@@ -14,6 +14,7 @@
 //! transforms' coefficients are 0, ±1 and ±½).
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
@@ -52,7 +53,7 @@ fn kernel_transform(w: &[f32], d: &ConvDims) -> Vec<f32> {
             g[2],
         ]
     };
-    let mut u = vec![0.0f32; 16 * c_n * o_n];
+    let mut u = KEPT_KERNEL.take(16 * c_n * o_n);
     u.par_chunks_mut(16 * o_n).enumerate().for_each(|(c, u_c)| {
         for o in 0..o_n {
             let g = &w[(o * c_n + c) * 9..][..9];
@@ -136,8 +137,44 @@ pub(crate) fn forward_images(x: &[f32], w: &[f32], d: &ConvDims) -> Vec<f32> {
                 }
             });
         });
+    KEPT_KERNEL.put(u);
     y
 }
+
+/// A large buffer of one call kept for the next: reused, it is neither
+/// page-faulted nor zeroed afresh (V and E of a width-64 layer-1 weight
+/// gradient are 16 MB each). Every user overwrites all it reads. A call
+/// that finds it taken (another thread inside the same function) gets a new
+/// one.
+struct Kept(Mutex<Vec<f32>>);
+
+impl Kept {
+    const fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+
+    /// The kept buffer at length `len` (new values zero).
+    fn take(&self, len: usize) -> Vec<f32> {
+        let mut buf = self
+            .0
+            .lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default();
+        buf.resize(len, 0.0);
+        buf
+    }
+
+    fn put(&self, buf: Vec<f32>) {
+        if let Ok(mut kept) = self.0.lock() {
+            *kept = buf;
+        }
+    }
+}
+
+static KEPT_KERNEL: Kept = Kept::new();
+static KEPT_V: Kept = Kept::new();
+static KEPT_E: Kept = Kept::new();
+static KEPT_PRODUCT: Kept = Kept::new();
 
 /// Per-thread buffers of the transforms, kept between calls: made afresh
 /// for every call they cost ~4 % of a width-64 train step in zeroing.
@@ -354,8 +391,8 @@ fn weight_grad_in_chunks(x: &[f32], dy: &[f32], d: &ConvDims, chunk_values: usiz
     let (rows_p, cols_p) = (2 * th + 2, 2 * tw + 2);
     let image = d.c * d.h * d.w;
     let chunk = (chunk_values / (16 * d.c.max(d.o)) / tiles).clamp(1, d.n.max(1));
-    let mut prod = vec![0.0f32; 16 * d.o * d.c];
-    let (mut v, mut e) = (Vec::new(), Vec::new());
+    let mut prod = KEPT_PRODUCT.take(16 * d.o * d.c);
+    let (mut v, mut e) = (KEPT_V.take(0), KEPT_E.take(0));
     for (index, first) in (0..d.n).step_by(chunk).enumerate() {
         let count = chunk.min(d.n - first);
         let width = count * tiles;
@@ -417,6 +454,9 @@ fn weight_grad_in_chunks(x: &[f32], dy: &[f32], d: &ConvDims, chunk_values: usiz
                 }
             }
         });
+    KEPT_PRODUCT.put(prod);
+    KEPT_V.put(v);
+    KEPT_E.put(e);
     dw
 }
 
