@@ -54,20 +54,24 @@ fn kernel_transform(w: &[f32], d: &ConvDims) -> Vec<f32> {
         ]
     };
     let mut u = KEPT_KERNEL.take(16 * c_n * o_n);
-    u.par_chunks_mut(16 * o_n).enumerate().for_each(|(c, u_c)| {
-        for o in 0..o_n {
-            let g = &w[(o * c_n + c) * 9..][..9];
-            // G g: 4x3, column by column.
-            let cols: [[f32; 4]; 3] = std::array::from_fn(|j| g_rows([g[j], g[3 + j], g[6 + j]]));
-            for a in 0..4 {
-                // (G g) Gᵀ: row a of G g, transformed the same way.
-                let row = g_rows([cols[0][a], cols[1][a], cols[2][a]]);
-                for (b, v) in row.into_iter().enumerate() {
-                    u_c[(a * 4 + b) * o_n + o] = v;
+    u[..16 * c_n * o_n]
+        .par_chunks_mut(16 * o_n)
+        .enumerate()
+        .for_each(|(c, u_c)| {
+            for o in 0..o_n {
+                let g = &w[(o * c_n + c) * 9..][..9];
+                // G g: 4x3, column by column.
+                let cols: [[f32; 4]; 3] =
+                    std::array::from_fn(|j| g_rows([g[j], g[3 + j], g[6 + j]]));
+                for a in 0..4 {
+                    // (G g) Gᵀ: row a of G g, transformed the same way.
+                    let row = g_rows([cols[0][a], cols[1][a], cols[2][a]]);
+                    for (b, v) in row.into_iter().enumerate() {
+                        u_c[(a * 4 + b) * o_n + o] = v;
+                    }
                 }
             }
-        }
-    });
+        });
     u
 }
 
@@ -153,14 +157,17 @@ impl Kept {
         Self(Mutex::new(Vec::new()))
     }
 
-    /// The kept buffer at length `len` (new values zero).
+    /// The kept buffer, at least `len` long: callers slice what they use.
+    /// (Never shrunk, so that growing it back neither copies nor zeroes.)
     fn take(&self, len: usize) -> Vec<f32> {
         let mut buf = self
             .0
             .lock()
             .map(|mut kept| std::mem::take(&mut *kept))
             .unwrap_or_default();
-        buf.resize(len, 0.0);
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
         buf
     }
 
@@ -396,10 +403,13 @@ fn weight_grad_in_chunks(x: &[f32], dy: &[f32], d: &ConvDims, chunk_values: usiz
     for (index, first) in (0..d.n).step_by(chunk).enumerate() {
         let count = chunk.min(d.n - first);
         let width = count * tiles;
-        v.resize(16 * width * d.c, 0.0);
-        e.resize(16 * width * d.o, 0.0);
-        let v_blocks = per_image(&mut v, tiles * d.c, count);
-        let e_blocks = per_image(&mut e, tiles * d.o, count);
+        for (buf, len) in [(&mut v, 16 * width * d.c), (&mut e, 16 * width * d.o)] {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
+        }
+        let v_blocks = per_image(&mut v[..16 * width * d.c], tiles * d.c, count);
+        let e_blocks = per_image(&mut e[..16 * width * d.o], tiles * d.o, count);
         v_blocks
             .into_par_iter()
             .zip(e_blocks)
@@ -420,7 +430,8 @@ fn weight_grad_in_chunks(x: &[f32], dy: &[f32], d: &ConvDims, chunk_values: usiz
                     grad_transform(out, tile, d.o, (th, tw), (d.ho, d.wo), &mut e_k);
                 });
             });
-        prod.par_chunks_mut(d.o * d.c)
+        prod[..16 * d.o * d.c]
+            .par_chunks_mut(d.o * d.c)
             .enumerate()
             .for_each(|(xi, p_xi)| {
                 matmul(
