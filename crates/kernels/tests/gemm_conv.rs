@@ -157,3 +157,51 @@ fn chained_convolutions_match() {
         assert!(diff <= tol, "{name} differs by {diff} (tolerance {tol})");
     }
 }
+
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    // Work is split by shape alone (image groups, slabs, batch parts,
+    // Winograd chunks), so one thread and three give the same bits. One
+    // geometry per path: Winograd (64 channels), im2col with the row-slab
+    // weight gradient, im2col with batch parts (> 4096 output pixels).
+    let cases = [
+        ([6, 64, 8, 8], [64, 64, 3, 3], [1, 1], [1, 1]),
+        ([9, 8, 8, 8], [12, 8, 3, 3], [2, 2], [1, 1]),
+        ([7, 4, 28, 28], [6, 4, 3, 3], [1, 1], [1, 1]),
+    ];
+    let dev = Device::flex().autodiff();
+    let normal = Distribution::Normal(0.0, 1.0);
+    for (x, w, stride, padding) in cases {
+        let xt = Tensor::<4>::random(x, normal, &dev);
+        let wt = Tensor::<4>::random(w, normal, &dev);
+        let run_with = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            pool.install(|| {
+                let (x, w) = (xt.clone().require_grad(), wt.clone().require_grad());
+                let y = gemm_conv(x.clone(), w.clone(), stride, padding);
+                let grads = y.clone().powi_scalar(2).sum().backward();
+                let bits = |t: Tensor<4>| -> Vec<u32> {
+                    t.into_data()
+                        .try_to_vec::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect()
+                };
+                [
+                    bits(y.inner()),
+                    bits(x.grad(&grads).unwrap()),
+                    bits(w.grad(&grads).unwrap()),
+                ]
+            })
+        };
+        assert_eq!(
+            run_with(1),
+            run_with(3),
+            "x {x:?} w {w:?}: results differ between 1 and 3 threads"
+        );
+    }
+}
