@@ -438,27 +438,16 @@ fn weight_grad_by_images(x: &[f32], dy: &[f32], d: &ConvDims) -> Vec<f32> {
     dw_t
 }
 
-/// `dst[c, r] = src[r, c]` for a row-major `rows x cols` `src`.
-pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    transpose_strided(src, rows, cols, cols, dst);
-}
-
-/// `dst[c, r] = src[r · src_rs + c]` (`dst` is `cols x rows`): 8x8 blocks
+/// `dst[c, r] = src[r, c]` for a row-major `rows x cols` `src`: 8x8 blocks
 /// held in registers (the compiler turns them into shuffles), the ragged
 /// edges value by value.
-pub(crate) fn transpose_strided(
-    src: &[f32],
-    rows: usize,
-    cols: usize,
-    src_rs: usize,
-    dst: &mut [f32],
-) {
+pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const B: usize = 8;
     let (rows_b, cols_b) = (rows / B * B, cols / B * B);
     for r0 in (0..rows_b).step_by(B) {
         for c0 in (0..cols_b).step_by(B) {
             let block: [[f32; B]; B] = std::array::from_fn(|i| {
-                let row = &src[(r0 + i) * src_rs + c0..][..B];
+                let row = &src[(r0 + i) * cols + c0..][..B];
                 std::array::from_fn(|j| row[j])
             });
             for j in 0..B {
@@ -470,13 +459,13 @@ pub(crate) fn transpose_strided(
         }
         for r in r0..r0 + B {
             for c in cols_b..cols {
-                dst[c * rows + r] = src[r * src_rs + c];
+                dst[c * rows + r] = src[r * cols + c];
             }
         }
     }
     for r in rows_b..rows {
         for c in 0..cols {
-            dst[c * rows + r] = src[r * src_rs + c];
+            dst[c * rows + r] = src[r * cols + c];
         }
     }
 }

@@ -1,5 +1,6 @@
-//! 3x3 stride-1 convolution by Winograd's minimal filtering, F(2x2, 3x3)
-//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+//! 3x3 stride-1 convolution by Winograd's minimal filtering: forward and
+//! input gradient by F(2x2, 3x3), weight gradient by F(3x3, 2x2) (Lavin &
+//! Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
 //!
 //! Each 2x2 block of output is computed from a 4x4 block of input with 16
 //! multiplications per input channel instead of 36: the kernel and every
