@@ -64,9 +64,11 @@ impl Ui {
     }
 }
 
+/// `continual [1a2b3c] der++ buffer_size=8 seed=1`: the cell by what sets it apart.
 fn describe(cell: &Cell) -> String {
-    let axes: Vec<String> = cell.axes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{} [{}] {}", cell.experiment, cell.id, axes.join(" "))
+    format!("{} [{}] {}", cell.experiment, cell.id, cell.label)
+        .trim_end()
+        .to_string()
 }
 
 impl GridObserver for Ui {

@@ -33,6 +33,8 @@ fn run(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Every stored row of every cell, less the timing rows (epoch seconds),
+/// which differ between two runs of the same cell by nature.
 fn rows_of(results: &Path) -> Vec<serde_json::Value> {
     let mut all = Vec::new();
     let mut dirs: Vec<_> = std::fs::read_dir(results.join("cells"))
@@ -43,7 +45,9 @@ fn rows_of(results: &Path) -> Vec<serde_json::Value> {
     for d in dirs {
         let text = std::fs::read_to_string(d.join("rows.json")).unwrap();
         let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-        all.extend(rows);
+        all.extend(rows.into_iter().filter(|r| {
+            !reusebench_results::names::TIMING.contains(&r["metric"].as_str().unwrap_or(""))
+        }));
     }
     all
 }
@@ -90,11 +94,29 @@ fn smoke_grid_runs_reports_resumes_and_is_deterministic() {
         assert!(r["experiment"].is_string() && r["method"].is_string() && r["seed"].is_u64());
         if r["experiment"] == "continual" {
             assert!(
-                r["axes"]["method"].is_string() && r["axes"]["seed"].is_string(),
+                r["axes"]["method"].is_string() && r["axes"]["seed"].is_u64(),
                 "{r}"
             );
         }
     }
+
+    // Every training stage recorded its curve: loss, learning rate and
+    // seconds per epoch, at (task, stage, epoch) in the continual cells.
+    let curve = rows
+        .iter()
+        .find(|r| r["metric"] == "curve_loss" && r["experiment"] == "continual")
+        .expect("continual cells record curves");
+    assert!(
+        curve["coords"]["task"].is_u64()
+            && curve["coords"]["stage"].is_string()
+            && curve["coords"]["epoch"].is_u64(),
+        "{curve}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["metric"] == "curve_lr" && r["experiment"] == "pretrain")
+    );
+    assert!(results.join("plots/curves-continual.svg").is_file());
 
     // Running again skips every cell.
     let (code, out) = run(&["run", g]);
@@ -250,6 +272,82 @@ fn killed_mid_grid_resumes_without_losing_or_duplicating_rows() {
     );
 }
 
+/// What `validate` must catch before anything runs: a task split that the
+/// dataset's class count cannot make, and a checkpoint of another width.
+#[test]
+fn validate_rejects_impossible_splits_and_mismatched_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = smoke_grid(tmp.path());
+    let text = std::fs::read_to_string(&grid).unwrap();
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (value, expected) in [
+        ("0", "must be >= 1"),
+        ("3", "cannot be split into tasks of 3"),
+    ] {
+        let bad = tmp.path().join(format!("split-{value}.yaml"));
+        let changed = text.replace("classes_per_task: 2", &format!("classes_per_task: {value}"));
+        std::fs::write(&bad, &changed).unwrap();
+        let (code, out) = run(&["validate", bad.to_str().unwrap()]);
+        let line = line_of(&changed, "classes_per_task:");
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.contains(&format!("split-{value}.yaml:{line}"))
+                && out.contains("key `classes_per_task`")
+                && out.contains(expected),
+            "{out}"
+        );
+    }
+    assert!(!tmp.path().join("results").exists(), "nothing ran");
+
+    // A width-4 checkpoint where the grid asks for width 8.
+    let fixture = repo().join("crates/core/tests/fixtures/torchvision/resnet18_w4.pth");
+    let ckpt = tmp.path().join("tv/resnet18_w4.safetensors");
+    let (code, out) = run(&[
+        "convert",
+        fixture.to_str().unwrap(),
+        "--arch",
+        "resnet18",
+        "--width",
+        "4",
+        "-o",
+        ckpt.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let text = std::fs::read_to_string(repo().join("experiments/smoke/torchvision.yaml"))
+        .unwrap()
+        .replace(
+            "results: results/smoke-torchvision",
+            &format!("results: {}", tmp.path().join("tv").display()),
+        )
+        .replace(
+            "weights: crates/core/tests/fixtures",
+            &format!("weights: {}/crates/core/tests/fixtures", repo().display()),
+        );
+    // The converted experiment (the second `width: 4`) asks for width 8.
+    let at = text.match_indices("width: 4").nth(1).unwrap().0;
+    let wide = format!("{}width: 8{}", &text[..at], &text[at + "width: 4".len()..]);
+    let bad = tmp.path().join("wide.yaml");
+    std::fs::write(&bad, &wide).unwrap();
+    let (code, out) = run(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    let line = wide
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("checkpoint:"))
+        .map(|(i, _)| i + 1)
+        .next()
+        .unwrap();
+    assert!(
+        out.contains(&format!("wide.yaml:{line}"))
+            && out.contains("key `backbone.checkpoint`")
+            && out.contains("resnet18_w4.safetensors")
+            && out.contains("width 4")
+            && out.contains("width 8"),
+        "{out}"
+    );
+}
+
 #[test]
 fn torchvision_weights_convert_and_start_a_grid() {
     let tmp = tempfile::tempdir().unwrap();
@@ -372,7 +470,7 @@ fn every_continual_method_runs_end_to_end() {
     let rows = rows_of(&results);
     let scalar = |method: &str, metric: &str| {
         rows.iter()
-            .find(|r| r["method"] == method && r["metric"] == metric && r["task"].is_null())
+            .find(|r| r["method"] == method && r["metric"] == metric && r["coords"].is_null())
             .and_then(|r| r["value"].as_f64())
             .unwrap_or_else(|| panic!("{method} {metric}"))
     };
@@ -458,14 +556,19 @@ fn fmow_and_tiny_imagenet_fixtures_run_through_the_cli() {
         );
     }
     // Region tasks on the official split test on 2016+ images only.
-    let mut years: Vec<&str> = rows
+    let mut years: Vec<u64> = rows
         .iter()
-        .filter(|r| r["experiment"] == "by-region")
-        .filter_map(|r| r["metric"].as_str().unwrap().strip_prefix("acc_year_"))
+        .filter(|r| r["experiment"] == "by-region" && r["metric"] == "acc_by_year")
+        .filter_map(|r| r["coords"]["year"].as_u64())
         .collect();
     years.sort();
     years.dedup();
-    assert_eq!(years, ["2016", "2017"]);
+    assert_eq!(years, [2016, 2017]);
+    assert!(
+        rows.iter()
+            .any(|r| r["metric"] == "acc_by_region" && r["coords"]["region"].is_string()),
+        "regions are a coordinate, not part of the metric name"
+    );
     assert!(
         !rows.iter().any(|r| r["metric"] == "acc_task_il"),
         "no task-IL in domain-incremental runs"

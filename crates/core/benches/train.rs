@@ -10,7 +10,6 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use burn::module::Module;
 use burn::tensor::Device;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
@@ -20,7 +19,7 @@ use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{cached_features, features};
 use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss, logits_with_base};
 use reusebench_core::metrics::{KnnConfig, knn_accuracy};
-use reusebench_core::model::{Classifier, SideBranch, linear_head};
+use reusebench_core::model::{Classifier, SideNet, linear_head};
 use reusebench_core::penalties::{QuadraticPenalty, snapshot};
 use reusebench_core::throughput::{train_steps_with, workload};
 use reusebench_core::train::{NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_linear, fit_with};
@@ -71,12 +70,13 @@ fn train_step(c: &mut Criterion) {
                     ..Default::default()
                 };
                 let mut r = ChaCha8Rng::seed_from_u64(2);
-                model.backbone = model.backbone.freeze();
-                model.side = Some(SideBranch {
-                    net: side_cfg.build(&mut r, &dev),
-                    proj: linear_head(&mut r, side_cfg.feature_dim(), 8 * width, &dev),
-                    alpha: 0.5,
-                });
+                model = model.with_side(
+                    SideNet {
+                        net: side_cfg.build(&mut r, &dev),
+                        proj: linear_head(&mut r, side_cfg.feature_dim(), 8 * width, &dev),
+                    },
+                    0.5,
+                );
             }
             let mut model = Some(model);
             group.bench_function(
@@ -90,7 +90,7 @@ fn train_step(c: &mut Criterion) {
                         };
                         let mut replay =
                             ReplayHook::new(&mut buffer, &empty, &mut rng, batch, ReplayLoss::Er);
-                        let hooks: &mut dyn TrainHooks = match family {
+                        let hooks: &mut dyn TrainHooks<Classifier> = match family {
                             "mas_penalty" => &mut penalty,
                             "replay" => &mut replay,
                             _ => &mut NoHooks,
@@ -125,7 +125,7 @@ fn inference_and_lp(c: &mut Criterion) {
         let (model, _, _) = workload(width, 32, &dev);
         group.throughput(Throughput::Elements(set.len() as u64));
         group.bench_function(BenchmarkId::new("backbone", format!("w{width}")), |b| {
-            b.iter(|| black_box(features(&model.backbone, &set, 256, NORM, &dev)))
+            b.iter(|| black_box(features(model.backbone(), &set, 256, NORM, &dev)))
         });
     }
     group.finish();
@@ -154,6 +154,7 @@ fn inference_and_lp(c: &mut Criterion) {
         normalization: NORM,
         num_classes: 10,
         seed: 0,
+        curve: None,
     };
     let fresh_head = || linear_head(&mut ChaCha8Rng::seed_from_u64(3), 160, 10, &dev);
     // Caching saves all but one of the E feature passes, so the speed-up is
@@ -164,7 +165,7 @@ fn inference_and_lp(c: &mut Criterion) {
             BenchmarkId::new("cached_features", format!("w20_{epochs}epochs")),
             |b| {
                 b.iter(|| {
-                    let f = features(&model.backbone, &set, 256, NORM, &dev);
+                    let f = features(model.backbone(), &set, 256, NORM, &dev);
                     black_box(
                         fit_linear(
                             fresh_head(),
@@ -186,7 +187,7 @@ fn inference_and_lp(c: &mut Criterion) {
                 b.iter(|| {
                     let mut head = fresh_head();
                     for _ in 0..epochs {
-                        let f = features(&model.backbone, &set, 32, NORM, &dev);
+                        let f = features(model.backbone(), &set, 32, NORM, &dev);
                         head = fit_linear(
                             head,
                             &f.values,
@@ -232,6 +233,7 @@ fn side_tuning_epochs(c: &mut Criterion) {
         normalization: NORM,
         num_classes: 10,
         seed: 0,
+        curve: None,
     };
     let build = || {
         let (mut model, _, _) = workload(20, 32, &dev);
@@ -240,12 +242,13 @@ fn side_tuning_epochs(c: &mut Criterion) {
             ..Default::default()
         };
         let mut r = ChaCha8Rng::seed_from_u64(2);
-        model.backbone = model.backbone.freeze();
-        model.side = Some(SideBranch {
-            net: side_cfg.build(&mut r, &dev),
-            proj: linear_head(&mut r, side_cfg.feature_dim(), 160, &dev),
-            alpha: 0.5,
-        });
+        model = model.with_side(
+            SideNet {
+                net: side_cfg.build(&mut r, &dev),
+                proj: linear_head(&mut r, side_cfg.feature_dim(), 160, &dev),
+            },
+            0.5,
+        );
         model
     };
     group.throughput(Throughput::Elements((set.len() * epochs) as u64));
@@ -275,7 +278,7 @@ fn side_tuning_epochs(c: &mut Criterion) {
                 let cache = FeatureCache::default();
                 let base = cached_features(
                     &cache,
-                    &Classifier::new(model.backbone.clone(), model.head.clone()),
+                    &Classifier::new(model.backbone().clone(), model.head.clone()),
                     &set,
                     256,
                     NORM,

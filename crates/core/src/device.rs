@@ -98,6 +98,19 @@ impl DeviceSpec {
         }
     }
 
+    /// The device tests run on: `REUSEBENCH_TEST_DEVICE` (`cpu`, `cuda:0`,
+    /// `tch-cpu`, ...), `cpu` when unset, so that the model and protocol
+    /// tests run unchanged on any backend this build has. Panics on a
+    /// device the build lacks: a test run on the wrong build should stop.
+    pub fn for_tests() -> Device {
+        let name = std::env::var("REUSEBENCH_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+        let spec: DeviceSpec = name
+            .parse()
+            .unwrap_or_else(|e| panic!("REUSEBENCH_TEST_DEVICE: {e}"));
+        spec.device()
+            .unwrap_or_else(|e| panic!("REUSEBENCH_TEST_DEVICE: {e}"))
+    }
+
     /// The plain (inference) burn device.
     pub fn device(self) -> Result<Device, CoreError> {
         self.check_available()?;

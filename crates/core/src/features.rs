@@ -131,8 +131,8 @@ impl ModelKey {
     pub fn of(model: &Classifier) -> Self {
         use crate::feature_cache::fingerprint;
         Self {
-            base: fingerprint(&model.backbone),
-            side: model.side.as_ref().map(fingerprint),
+            base: fingerprint(model.backbone()),
+            side: model.side_tuned().map(|s| fingerprint(&s.side)),
         }
     }
 }
@@ -164,16 +164,14 @@ pub fn cached_features_keyed(
     device: &Device,
 ) -> Arc<Rows> {
     let base = cache.get_or_compute(key.base, set, normalization, || {
-        features(&model.backbone, set, batch_size, normalization, device)
+        features(model.backbone(), set, batch_size, normalization, device)
     });
-    let (Some(side), Some(side_key)) = (&model.side, key.side) else {
+    let (Some(side), Some(side_key)) = (model.side_tuned(), key.side) else {
         return base;
     };
     let own = cache.get_or_compute(side_key, set, normalization, || {
-        let side = side.valid();
-        infer(set, batch_size, normalization, device, |x| {
-            side.proj.forward(side.net.forward(x))
-        })
+        let net = side.side.valid();
+        infer(set, batch_size, normalization, device, |x| net.forward(x))
     });
     let (a, b) = (side.alpha as f32, 1.0 - side.alpha as f32);
     Arc::new(Rows {

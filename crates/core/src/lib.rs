@@ -1,10 +1,11 @@
 //! The shared core of reusebench: backbones, heads, training, methods,
-//! metrics and the protocols built from them.
+//! metrics, and the [`Protocol`] trait the protocols (`crates/protocols/*`)
+//! implement.
 //!
 //! Layout: `backbone/` (architectures), `methods/` (one file per continual
 //! method, registered in `methods/mod.rs`), `metrics/` (accuracy matrices,
-//! kNN), `protocols/` (pretrain, continual), `train.rs` (the loop every
-//! method shares), `features.rs` (frozen-feature extraction).
+//! kNN), `protocol.rs` (the trait and the run environment), `train.rs` (the
+//! loop every method shares), `features.rs` (frozen-feature extraction).
 
 pub mod backbone;
 pub mod checkpoint;
@@ -18,7 +19,7 @@ pub mod metrics;
 pub mod model;
 pub mod penalties;
 pub mod progress;
-pub mod protocols;
+pub mod protocol;
 pub mod throughput;
 pub mod train;
 
@@ -26,3 +27,4 @@ pub use device::DeviceSpec;
 pub use error::CoreError;
 pub use metrics::MetricRow;
 pub use progress::{NoProgress, Progress};
+pub use protocol::{Checks, Protocol, RunEnv};

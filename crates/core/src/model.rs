@@ -1,29 +1,96 @@
-//! A backbone with a linear head: what every classification method trains.
-//! Side-tuning adds a side branch whose features blend with the backbone's.
+//! What the methods train: an encoder (features) with a linear head. The
+//! encoder is a backbone, or a backbone wrapped by a module of a method's
+//! own (side-tuning's [`SideTuned`]); the training loop knows models only
+//! through [`TrainModel`].
 
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::loss::cross_entropy_with_logits;
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backbone::{BackboneConfig, ResNet};
 use crate::init::uniform_fan_in;
 
+/// A model the shared training loop can train: it says how it computes
+/// its outputs and its loss (as burn's `TrainStep` puts the step on the
+/// model); penalties and bookkeeping come from the loop's hooks.
+pub trait TrainModel: Module + Clone {
+    /// Logits of a batch.
+    fn forward(&self, images: Tensor<4>) -> Tensor<2>;
+    /// The batch's loss against one-hot `targets`: cross-entropy.
+    fn loss(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+        cross_entropy_with_logits(logits, targets)
+    }
+}
+
 /// Side-tuning's side network: a small ResNet and a projection to the
-/// backbone's feature size; features = α·base + (1 − α)·side.
+/// base's feature size.
 #[derive(Module, Debug)]
-pub struct SideBranch {
+pub struct SideNet {
     pub net: ResNet,
     pub proj: Linear,
+}
+
+impl SideNet {
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.proj.forward(self.net.forward(images))
+    }
+}
+
+/// Side-tuning (Zhang et al. 2020) as a module around the base: the base
+/// stays frozen, and the features are α·base(x) + (1 − α)·side(x).
+#[derive(Module, Debug)]
+pub struct SideTuned {
+    pub base: ResNet,
+    pub side: SideNet,
     /// Weight of the (frozen) base features in the blend.
     pub alpha: f64,
 }
 
+impl SideTuned {
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let base = self.base.forward(images.clone());
+        self.blend(base, images)
+    }
+
+    /// The blend for base features computed elsewhere (a cache).
+    pub fn blend(&self, base: Tensor<2>, images: Tensor<4>) -> Tensor<2> {
+        base * self.alpha + self.side.forward(images) * (1.0 - self.alpha)
+    }
+}
+
+/// What computes the features the head sees.
+// One encoder per model: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum Encoder {
+    Backbone(ResNet),
+    SideTuned(SideTuned),
+}
+
+impl Encoder {
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        match self {
+            Encoder::Backbone(b) => b.forward(images),
+            Encoder::SideTuned(s) => s.forward(images),
+        }
+    }
+
+    /// The pretrained network at the bottom: the backbone itself, or the
+    /// frozen base a wrapper holds.
+    pub fn base(&self) -> &ResNet {
+        match self {
+            Encoder::Backbone(b) => b,
+            Encoder::SideTuned(s) => &s.base,
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Classifier {
-    pub backbone: ResNet,
+    pub encoder: Encoder,
     pub head: Linear,
-    pub side: Option<SideBranch>,
 }
 
 /// A fresh linear head (PyTorch's default initialisation, from `rng`).
@@ -49,25 +116,67 @@ pub fn build_backbone(config: &BackboneConfig, rng: &mut ChaCha8Rng, device: &De
 impl Classifier {
     pub fn new(backbone: ResNet, head: Linear) -> Self {
         Self {
-            backbone,
+            encoder: Encoder::Backbone(backbone),
             head,
-            side: None,
+        }
+    }
+
+    /// The pretrained network under everything (see [`Encoder::base`]).
+    pub fn backbone(&self) -> &ResNet {
+        self.encoder.base()
+    }
+
+    pub fn backbone_mut(&mut self) -> &mut ResNet {
+        match &mut self.encoder {
+            Encoder::Backbone(b) => b,
+            Encoder::SideTuned(s) => &mut s.base,
+        }
+    }
+
+    /// Side-tuning's wrapper, when the encoder is one.
+    pub fn side_tuned(&self) -> Option<&SideTuned> {
+        match &self.encoder {
+            Encoder::SideTuned(s) => Some(s),
+            Encoder::Backbone(_) => None,
+        }
+    }
+
+    pub fn side_tuned_mut(&mut self) -> Option<&mut SideTuned> {
+        match &mut self.encoder {
+            Encoder::SideTuned(s) => Some(s),
+            Encoder::Backbone(_) => None,
+        }
+    }
+
+    /// This classifier with its backbone frozen and wrapped by `side`
+    /// (side-tuning); an encoder that is already wrapped keeps its base.
+    pub fn with_side(self, side: SideNet, alpha: f64) -> Self {
+        let base = match self.encoder {
+            Encoder::Backbone(b) => b,
+            Encoder::SideTuned(s) => s.base,
+        };
+        Self {
+            encoder: Encoder::SideTuned(SideTuned {
+                base: base.freeze(),
+                side,
+                alpha,
+            }),
+            head: self.head,
         }
     }
 
     /// The features the head sees.
     pub fn features(&self, images: Tensor<4>) -> Tensor<2> {
-        match &self.side {
-            None => self.backbone.forward(images),
-            Some(side) => {
-                let base = self.backbone.forward(images.clone());
-                let own = side.proj.forward(side.net.forward(images));
-                base * side.alpha + own * (1.0 - side.alpha)
-            }
-        }
+        self.encoder.forward(images)
     }
 
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.head.forward(self.features(images))
+    }
+}
+
+impl TrainModel for Classifier {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        Classifier::forward(self, images)
     }
 }

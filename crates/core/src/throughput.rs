@@ -54,7 +54,7 @@ pub fn train_steps_with(
     x: &Tensor<4>,
     y: &Tensor<2>,
     steps: usize,
-    hooks: &mut dyn TrainHooks,
+    hooks: &mut dyn TrainHooks<Classifier>,
 ) -> (Classifier, f64) {
     let optim_config = OptimConfig {
         lr: 0.01,
@@ -76,6 +76,7 @@ pub fn train_steps_with(
         },
         num_classes: 10,
         seed: 0,
+        curve: None,
     };
     let labels = vec![0u32; batch];
     let indices: Vec<usize> = (0..batch).collect();

@@ -1,8 +1,11 @@
-//! The training loop every method shares: SGD with momentum over seeded,
-//! augmented, prefetched batches, with optional extra loss terms (the hook
-//! later methods such as MAS or EWC plug their penalties into).
+//! The training loop every method and protocol shares: SGD with momentum
+//! over seeded, augmented, prefetched batches, for any [`TrainModel`] (the
+//! model says how it computes its outputs and its loss), with hooks that
+//! add loss terms (penalties, distillation, replay) and observe steps.
+//! Every stage records its curve (loss, learning rate, seconds per epoch).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::Linear;
@@ -16,7 +19,8 @@ use reusebench_data::{Augment, BatchIter, BatchPlan, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
-use crate::model::Classifier;
+use crate::metrics::{Coords, MetricRow, names};
+use crate::model::TrainModel;
 use crate::progress::Progress;
 
 /// SGD settings of one training stage.
@@ -39,21 +43,22 @@ fn default_momentum() -> f64 {
 impl OptimConfig {
     pub fn validate(&self, key: &str) -> Result<(), CoreError> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(CoreError::Config(format!(
-                "{key}.lr must be > 0, got {}",
-                self.lr
-            )));
+            return Err(CoreError::config(
+                &format!("{key}.lr"),
+                format!("must be > 0, got {}", self.lr),
+            ));
         }
         if !(0.0..1.0).contains(&self.momentum) {
-            return Err(CoreError::Config(format!(
-                "{key}.momentum must be in [0, 1), got {}",
-                self.momentum
-            )));
+            return Err(CoreError::config(
+                &format!("{key}.momentum"),
+                format!("must be in [0, 1), got {}", self.momentum),
+            ));
         }
         if self.weight_decay < 0.0 {
-            return Err(CoreError::Config(format!(
-                "{key}.weight_decay must be >= 0"
-            )));
+            return Err(CoreError::config(
+                &format!("{key}.weight_decay"),
+                "must be >= 0",
+            ));
         }
         Ok(())
     }
@@ -94,6 +99,36 @@ pub enum Schedule {
     Cosine,
 }
 
+/// Where a stage's per-epoch curve goes: every epoch adds its mean loss,
+/// its learning rate and its seconds as rows at `coords` + `epoch`.
+#[derive(Debug, Clone)]
+pub struct CurveSink<'a> {
+    pub log: &'a CurveLog,
+    pub coords: Coords,
+}
+
+/// The curve rows of a cell's training stages, in the order they ran.
+#[derive(Debug, Default)]
+pub struct CurveLog(Mutex<Vec<MetricRow>>);
+
+impl CurveLog {
+    pub fn push(&self, row: MetricRow) {
+        self.0.lock().expect("curve log").push(row);
+    }
+
+    /// Every row so far, leaving the log empty.
+    pub fn take(&self) -> Vec<MetricRow> {
+        std::mem::take(&mut *self.0.lock().expect("curve log"))
+    }
+
+    fn epoch(&self, coords: &Coords, epoch: usize, loss: f64, lr: f64, seconds: f64) {
+        let at = coords.clone().with(names::EPOCH, epoch);
+        self.push(MetricRow::at(names::CURVE_LOSS, loss, at.clone()));
+        self.push(MetricRow::at(names::CURVE_LR, lr, at.clone()));
+        self.push(MetricRow::at(names::CURVE_SECONDS, seconds, at));
+    }
+}
+
 /// One training stage: how many epochs over which data, with which settings.
 #[derive(Debug, Clone)]
 pub struct Stage<'a> {
@@ -106,6 +141,22 @@ pub struct Stage<'a> {
     pub num_classes: usize,
     /// Seeds shuffling and augmentation of this stage.
     pub seed: u64,
+    /// Where the stage records its curve; `None` records nothing.
+    pub curve: Option<CurveSink<'a>>,
+}
+
+impl Stage<'_> {
+    fn record_epoch(&self, epoch: usize, loss: f64, lr: f64, started: Instant) {
+        if let Some(sink) = &self.curve {
+            sink.log.epoch(
+                &sink.coords,
+                epoch,
+                loss,
+                lr,
+                started.elapsed().as_secs_f64(),
+            );
+        }
+    }
 }
 
 /// One training step as hooks see it.
@@ -125,7 +176,7 @@ pub struct Step<'a> {
 
 /// What methods add to the shared loop: extra loss terms on every batch
 /// (penalties, distillation, replay) and bookkeeping after every update.
-pub trait TrainHooks {
+pub trait TrainHooks<M> {
     /// Images to append to this step's batch (replay). They go through the
     /// same forward pass as the batch, so batch norm normalises one mixed
     /// batch, as when a replay method concatenates; their logits reach
@@ -134,11 +185,7 @@ pub trait TrainHooks {
         None
     }
     /// An extra term added to the batch's cross-entropy.
-    fn extra_loss(
-        &mut self,
-        _model: &Classifier,
-        _step: &Step,
-    ) -> Result<Option<Tensor<1>>, CoreError> {
+    fn extra_loss(&mut self, _model: &M, _step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
         Ok(None)
     }
     /// Called after the optimizer step (e.g. to fill a replay buffer).
@@ -147,7 +194,7 @@ pub trait TrainHooks {
 
 /// No extra terms: plain fine-tuning.
 pub struct NoHooks;
-impl TrainHooks for NoHooks {}
+impl<M> TrainHooks<M> for NoHooks {}
 
 /// What a stage reports back.
 #[derive(Debug, Clone, Copy, Default)]
@@ -181,21 +228,22 @@ fn check_finite(stage: &str, batch: usize, loss: f32) -> Result<(), CoreError> {
     }
 }
 
-/// Trains every parameter of `model` (on an autodiff `device`) for the stage.
-pub fn fit(
-    model: Classifier,
+/// Trains every trainable parameter of `model` (on an autodiff `device`)
+/// for the stage.
+pub fn fit<M: TrainModel>(
+    model: M,
     data: &Arc<ImageSet>,
     stage: &Stage,
-    hooks: &mut dyn TrainHooks,
+    hooks: &mut dyn TrainHooks<M>,
     device: &Device,
     progress: &dyn Progress,
-) -> Result<(Classifier, StageStats), CoreError> {
+) -> Result<(M, StageStats), CoreError> {
     fit_with(
         model,
         data,
         stage,
         hooks,
-        &|m: &Classifier, x: Tensor<4>, _: &[usize]| m.forward(x),
+        &|m: &M, x: Tensor<4>, _: &[usize]| m.forward(x),
         device,
         progress,
     )
@@ -204,18 +252,18 @@ pub fn fit(
 /// The logits of a batch: the model's forward pass, or one that reuses
 /// precomputed parts (side-tuning's cached base features). Gets the batch's
 /// positions in the training set.
-pub type Forward<'a> = &'a dyn Fn(&Classifier, Tensor<4>, &[usize]) -> Tensor<2>;
+pub type Forward<'a, M> = &'a dyn Fn(&M, Tensor<4>, &[usize]) -> Tensor<2>;
 
 /// [`fit`] with a custom forward pass.
-pub fn fit_with(
-    mut model: Classifier,
+pub fn fit_with<M: TrainModel>(
+    mut model: M,
     data: &Arc<ImageSet>,
     stage: &Stage,
-    hooks: &mut dyn TrainHooks,
-    forward: Forward,
+    hooks: &mut dyn TrainHooks<M>,
+    forward: Forward<M>,
     device: &Device,
     progress: &dyn Progress,
-) -> Result<(Classifier, StageStats), CoreError> {
+) -> Result<(M, StageStats), CoreError> {
     stage.optim.validate(&stage.name)?;
     let mut optim = stage.optim.optimizer();
     let per_epoch = data.len().div_ceil(stage.batch_size.max(1));
@@ -232,6 +280,7 @@ pub fn fit_with(
             drop_last: true,
         };
         let batches = BatchIter::new(Arc::clone(data), plan);
+        let (started, lr) = (Instant::now(), stage.optim.lr_at(step, total));
         progress.begin(
             &format!("{} · epoch {}/{}", stage.name, epoch + 1, stage.epochs),
             batches.len(),
@@ -251,7 +300,7 @@ pub fn fit_with(
                     (all.clone().narrow(0, 0, n), Some(all.narrow(0, n, m)))
                 }
             };
-            let mut loss = cross_entropy_with_logits(logits.clone(), y);
+            let mut loss = model.loss(logits.clone(), y);
             let ce = loss.clone().into_scalar::<f32>();
             check_finite(&stage.name, count, ce)?;
             let view = Step {
@@ -278,6 +327,7 @@ pub fn fit_with(
         progress.end();
         stats.last_epoch_loss = sum / count.max(1) as f64;
         stats.batches += count;
+        stage.record_epoch(epoch, stats.last_epoch_loss, lr, started);
     }
     // A loss is checked before its update, so the last update of a stage
     // could leave non-finite weights unnoticed until evaluation.
@@ -318,6 +368,7 @@ pub fn fit_linear(
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(epoch_seed(
             stage.seed, epoch,
         )));
+        let (started, lr) = (Instant::now(), stage.optim.lr_at(step, total));
         progress.begin(
             &format!("{} · epoch {}/{}", stage.name, epoch + 1, stage.epochs),
             per_epoch,
@@ -345,6 +396,7 @@ pub fn fit_linear(
         progress.end();
         stats.last_epoch_loss = sum / count.max(1) as f64;
         stats.batches += count;
+        stage.record_epoch(epoch, stats.last_epoch_loss, lr, started);
     }
     Ok((head, stats))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_core::DeviceSpec;
 use reusebench_core::NoProgress;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::{load_backbone, save_backbone};
@@ -14,7 +15,7 @@ use reusebench_core::train::{NoHooks, OptimConfig, Schedule, Stage, fit};
 use reusebench_data::{Augment, synthetic};
 
 fn device() -> Device {
-    Device::flex()
+    DeviceSpec::for_tests()
 }
 
 fn input(device: &Device) -> Tensor<4> {
@@ -61,6 +62,7 @@ fn trained_backbone_round_trips() {
         normalization: data.normalization,
         num_classes: 3,
         seed: 0,
+        curve: None,
     };
     let (model, _) = fit(
         Classifier::new(backbone, head),
@@ -74,11 +76,11 @@ fn trained_backbone_round_trips() {
 
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("sub/backbone.safetensors");
-    save_backbone(&model.backbone, &cfg, &path).unwrap();
+    save_backbone(model.backbone(), &cfg, &path).unwrap();
     let fresh = build_backbone(&cfg, &mut ChaCha8Rng::seed_from_u64(99), &dev);
     let before = out(&fresh, &dev);
     let loaded = load_backbone(fresh, &path).unwrap();
-    let expected = out(&model.backbone, &dev);
+    let expected = out(model.backbone(), &dev);
     let got = out(&loaded, &dev);
     assert_ne!(before, expected);
     for (a, b) in got.iter().zip(&expected) {

@@ -3,18 +3,18 @@
 
 use std::sync::Arc;
 
-use burn::tensor::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_core::DeviceSpec;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{cached_features, model_features};
-use reusebench_core::model::{Classifier, SideBranch, linear_head};
+use reusebench_core::model::{Classifier, SideNet, linear_head};
 use reusebench_data::synthetic;
 
 #[test]
 fn cached_side_tuning_features_equal_recomputed_ones() {
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let cfg = BackboneConfig {
         width: 4,
         ..Default::default()
@@ -27,11 +27,13 @@ fn cached_side_tuning_features_equal_recomputed_ones() {
     let backbone = cfg.build(&mut rng, &dev);
     let head = linear_head(&mut rng, cfg.feature_dim(), 3, &dev);
     let mut model = Classifier::new(backbone, head);
-    model.side = Some(SideBranch {
-        net: side_cfg.build(&mut rng, &dev),
-        proj: linear_head(&mut rng, side_cfg.feature_dim(), cfg.feature_dim(), &dev),
-        alpha: 0.3,
-    });
+    model = model.with_side(
+        SideNet {
+            net: side_cfg.build(&mut rng, &dev),
+            proj: linear_head(&mut rng, side_cfg.feature_dim(), cfg.feature_dim(), &dev),
+        },
+        0.3,
+    );
     let data = synthetic::generate(3, 4, 2, 0).unwrap();
     let set = Arc::new(data.test);
     let cache = FeatureCache::default();
@@ -44,7 +46,7 @@ fn cached_side_tuning_features_equal_recomputed_ones() {
     assert_eq!(cache.stats().misses, 2, "base and side computed once each");
 
     // Another alpha: both branches come from the cache.
-    model.side.as_mut().unwrap().alpha = 0.9;
+    model.side_tuned_mut().unwrap().alpha = 0.9;
     let again = cached_features(&cache, &model, &set, 4, data.normalization, &dev);
     assert_eq!(cache.stats().hits, 2);
     let want = model_features(&model, &set, 4, data.normalization, &dev);
@@ -53,8 +55,8 @@ fn cached_side_tuning_features_equal_recomputed_ones() {
     }
 
     // New side weights: only the side branch is recomputed.
-    let side = model.side.as_mut().unwrap();
-    side.proj = linear_head(
+    let side = model.side_tuned_mut().unwrap();
+    side.side.proj = linear_head(
         &mut ChaCha8Rng::seed_from_u64(9),
         side_cfg.feature_dim(),
         cfg.feature_dim(),
@@ -70,7 +72,7 @@ fn side_tuning_with_cached_base_computes_the_same_logits() {
     use burn::module::Module;
     use burn::tensor::{Tensor, TensorData};
     use reusebench_core::methods::logits_with_base;
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let cfg = BackboneConfig {
         width: 4,
         ..Default::default()
@@ -83,18 +85,20 @@ fn side_tuning_with_cached_base_computes_the_same_logits() {
     let backbone = cfg.build(&mut rng, &dev).freeze();
     let head = linear_head(&mut rng, cfg.feature_dim(), 3, &dev);
     let mut model = Classifier::new(backbone, head);
-    model.side = Some(SideBranch {
-        net: side_cfg.build(&mut rng, &dev),
-        proj: linear_head(&mut rng, side_cfg.feature_dim(), cfg.feature_dim(), &dev),
-        alpha: 0.6,
-    });
+    model = model.with_side(
+        SideNet {
+            net: side_cfg.build(&mut rng, &dev),
+            proj: linear_head(&mut rng, side_cfg.feature_dim(), cfg.feature_dim(), &dev),
+        },
+        0.6,
+    );
     let model = model.valid();
     let data = synthetic::generate(3, 4, 1, 0).unwrap();
     let set = Arc::new(data.train);
     let cache = FeatureCache::default();
     let base = cached_features(
         &cache,
-        &Classifier::new(model.backbone.clone(), model.head.clone()),
+        &Classifier::new(model.backbone().clone(), model.head.clone()),
         &set,
         5,
         data.normalization,

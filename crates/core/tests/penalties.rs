@@ -8,6 +8,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reusebench_core::DeviceSpec;
 use reusebench_core::NoProgress;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::features::model_features;
@@ -74,7 +75,7 @@ fn sq_norm(model: &Classifier, x: Tensor<4>) -> f64 {
 
 #[test]
 fn mas_importance_matches_finite_differences() {
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let train_dev = dev.clone().autodiff();
     let model = tiny(&train_dev);
     let set = images();
@@ -104,7 +105,7 @@ fn mas_importance_matches_finite_differences() {
             / set.len() as f64
     };
     let head_w = table_values(&omega, &model.head.weight.id).unwrap();
-    let conv_w = table_values(&omega, &model.backbone.conv1.weight.id).unwrap();
+    let conv_w = table_values(&omega, &model.backbone().conv1.weight.id).unwrap();
     let mut checked = 0;
     for k in [0usize, 5, 11, 20] {
         let want = fd(&|m, d| {
@@ -122,7 +123,7 @@ fn mas_importance_matches_finite_differences() {
     for k in [0usize, 7, 30, 53] {
         let want = fd(&|m, d| {
             let mut m = m.clone();
-            m.backbone.conv1.weight = with_value(&m.backbone.conv1.weight.val(), k, d);
+            m.backbone_mut().conv1.weight = with_value(&m.backbone().conv1.weight.val(), k, d);
             m
         });
         let got = conv_w[k] as f64;
@@ -141,7 +142,7 @@ fn mas_importance_matches_finite_differences() {
 
 #[test]
 fn fisher_matches_the_softmax_closed_form() {
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let train_dev = dev.clone().autodiff();
     let model = tiny(&train_dev);
     let set = images();
@@ -205,7 +206,7 @@ fn fisher_matches_the_softmax_closed_form() {
 
 #[test]
 fn quadratic_penalty_is_the_weighted_squared_distance() {
-    let dev = Device::flex().autodiff();
+    let dev = DeviceSpec::for_tests().autodiff();
     let model = tiny(&dev);
     let anchor = snapshot(&model.head);
     assert!(

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use burn::tensor::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_core::DeviceSpec;
 use reusebench_core::NoProgress;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::features::logits;
@@ -18,7 +18,7 @@ use reusebench_data::{Augment, synthetic};
 /// Old-class accuracy (plain fine-tuning, ER) after training on the new
 /// classes, from a model initialised with `seed`.
 fn forgot_and_kept(seed: u64) -> (f64, f64) {
-    let dev = Device::flex().autodiff();
+    let dev = DeviceSpec::for_tests().autodiff();
     let data = synthetic::generate(4, 40, 10, 0).unwrap();
     let old = Arc::new(data.train.select_classes(&|l| (l < 2).then_some(l)));
     let new = Arc::new(data.train.select_classes(&|l| (l >= 2).then_some(l)));
@@ -37,6 +37,7 @@ fn forgot_and_kept(seed: u64) -> (f64, f64) {
         normalization: data.normalization,
         num_classes: 4,
         seed: 0,
+        curve: None,
     };
     let cfg = BackboneConfig {
         width: 8,

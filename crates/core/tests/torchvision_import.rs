@@ -16,6 +16,7 @@ use burn::store::{ModuleSnapshot, ModuleStore, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_core::DeviceSpec;
 use reusebench_core::backbone::{Arch, BackboneConfig, ResNet};
 use reusebench_core::checkpoint::{
     ImportOptions, LoadReport, import_torchvision, load_backbone, save_backbone,
@@ -86,7 +87,7 @@ fn import(
     file: &str,
     options: ImportOptions,
 ) -> (ResNet, Option<burn::nn::Linear>, LoadReport) {
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let head = linear_head(
         &mut ChaCha8Rng::seed_from_u64(6),
         cfg.feature_dim(),
@@ -98,7 +99,7 @@ fn import(
 
 /// Imports `file` with its head and compares features and logits with PyTorch's.
 fn check_parity(arch: Arch, file: &str, options: ImportOptions, maxpool: Option<bool>, key: &str) {
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let cfg = config(arch, maxpool);
     let (backbone, head, report) = import(
         &cfg,
@@ -217,7 +218,7 @@ fn wrapped_data_parallel_checkpoint_needs_its_key_and_loses_the_prefix() {
     assert!(report.stripped_prefix);
 
     // Without the key the state dict is not at the top level: an error, not a silent empty load.
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let cfg = config(Arch::ResNet18, None);
     let err = import_torchvision(
         fresh(&cfg, &dev),
@@ -249,7 +250,7 @@ fn head_is_dropped_unless_kept_and_the_report_says_so() {
 
 #[test]
 fn mismatched_checkpoints_are_errors_that_name_the_keys() {
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     // ResNet-50 weights into a ResNet-18.
     let cfg = config(Arch::ResNet18, None);
     let err = import_torchvision(
@@ -323,7 +324,7 @@ fn mismatched_checkpoints_are_errors_that_name_the_keys() {
 
 #[test]
 fn corrupt_missing_and_unknown_files_are_errors_naming_the_file() {
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let cfg = config(Arch::ResNet18, None);
     let tmp = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(fixture("resnet18_w4.pth")).unwrap();
@@ -356,7 +357,7 @@ fn corrupt_missing_and_unknown_files_are_errors_naming_the_file() {
 
 #[test]
 fn imported_weights_survive_the_harness_checkpoint_format() {
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     let cfg = config(Arch::ResNet50, None);
     let (backbone, _, _) = import(&cfg, "resnet50_w4.safetensors", ImportOptions::default());
     let tmp = tempfile::tempdir().unwrap();
@@ -383,7 +384,7 @@ fn imported_weights_survive_the_harness_checkpoint_format() {
 fn full_size_layouts_equal_torchvision() {
     let text = std::fs::read_to_string(fixture("torchvision_layout.json")).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let dev = Device::flex();
+    let dev = DeviceSpec::for_tests();
     for (arch, name) in [(Arch::ResNet18, "resnet18"), (Arch::ResNet50, "resnet50")] {
         let theirs: Vec<(String, Vec<usize>)> = doc["layouts"][name]
             .as_array()

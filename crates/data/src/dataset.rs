@@ -203,6 +203,23 @@ impl DatasetSpec {
         }
     }
 
+    /// The number of classes, known without loading the images (Tiny
+    /// ImageNet: the lines of `wnids.txt`); `None` where that file cannot
+    /// be read now.
+    pub fn num_classes(&self) -> Option<usize> {
+        match self {
+            DatasetSpec::Synthetic { classes, .. } => Some(*classes),
+            DatasetSpec::Cifar10 { .. } => Some(10),
+            DatasetSpec::Cifar100 { .. } => Some(100),
+            DatasetSpec::TinyImagenet { root, .. } => {
+                std::fs::read_to_string(root.join("wnids.txt"))
+                    .ok()
+                    .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
+            }
+            DatasetSpec::Fmow { .. } => Some(fmow::CATEGORIES.len()),
+        }
+    }
+
     pub fn short_name(&self) -> &'static str {
         match self {
             DatasetSpec::Synthetic { .. } => "synthetic",

@@ -4,22 +4,25 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+use reusebench_results::names;
+
 use crate::error::ReportError;
-use crate::rows::FailedCell;
+use crate::rows::{FailedCell, coord_column};
 
 /// Metrics shown first, in this order; others follow alphabetically.
-const PREFERRED: [&str; 11] = [
-    "avg_acc_class_il",
-    "avg_acc_task_il",
-    "forgetting_class_il",
-    "forgetting_task_il",
-    "bwt_class_il",
-    "bwt_task_il",
-    "knn_acc",
-    "knn_forgetting",
-    "test_acc",
-    "train_loss",
-    "adaptation_acc",
+const PREFERRED: [&str; 12] = [
+    names::AVG_ACC_CLASS_IL,
+    names::AVG_ACC_TASK_IL,
+    names::AVG_ACC_DOMAIN_IL,
+    names::FORGETTING_CLASS_IL,
+    names::FORGETTING_TASK_IL,
+    names::BWT_CLASS_IL,
+    names::BWT_TASK_IL,
+    names::KNN_ACC,
+    names::KNN_FORGETTING,
+    names::ADAPT_ACC,
+    names::TEST_ACC,
+    names::TRAIN_LOSS,
 ];
 
 #[derive(Debug, Clone)]
@@ -29,6 +32,8 @@ pub struct SummaryRow {
     pub method: String,
     /// Values of the extra axis columns, in `Summary::axis_columns` order.
     pub axes: Vec<String>,
+    /// Coordinates, in `Summary::coord_columns` order ("" where the row has none).
+    pub coords: Vec<String>,
     pub metric: String,
     pub mean: f64,
     pub std: f64,
@@ -38,20 +43,37 @@ pub struct SummaryRow {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub axis_columns: Vec<String>,
+    pub coord_columns: Vec<String>,
     pub rows: Vec<SummaryRow>,
     pub frame: DataFrame,
 }
 
-/// Aggregates the scalar metrics (rows without a task index) over seeds.
-pub fn summarize(frame: &DataFrame, axis_columns: &[String]) -> Result<Summary, ReportError> {
+impl SummaryRow {
+    pub fn is_scalar(&self) -> bool {
+        self.coords.iter().all(String::is_empty)
+    }
+}
+
+/// Aggregates every metric over seeds, keeping coordinates apart: a matrix
+/// entry or a curve point is averaged with the same point of the other
+/// seeds, never into one number.
+pub fn summarize(
+    frame: &DataFrame,
+    axis_columns: &[String],
+    coord_columns: &[String],
+) -> Result<Summary, ReportError> {
     let mut keys: Vec<String> = vec!["experiment".into(), "protocol".into(), "method".into()];
     keys.extend(axis_columns.iter().cloned());
     keys.push("metric".into());
+    let coord_names: Vec<String> = coord_columns
+        .iter()
+        .map(|c| coord_column(c, axis_columns))
+        .collect();
+    keys.extend(coord_names.iter().cloned());
     let key_exprs: Vec<Expr> = keys.iter().map(|k| col(k.as_str())).collect();
     let agg = frame
         .clone()
         .lazy()
-        .filter(col("after_task").is_null())
         .group_by(key_exprs)
         .agg([
             col("value").mean().alias("mean"),
@@ -62,7 +84,7 @@ pub fn summarize(frame: &DataFrame, axis_columns: &[String]) -> Result<Summary, 
             keys.iter()
                 .map(|k| k.as_str().into())
                 .collect::<Vec<PlSmallStr>>(),
-            SortMultipleOptions::default(),
+            SortMultipleOptions::default().with_maintain_order(true),
         )
         .collect()?;
 
@@ -84,9 +106,21 @@ pub fn summarize(frame: &DataFrame, axis_columns: &[String]) -> Result<Summary, 
         text("method")?,
         text("metric")?,
     );
+    // Axis and coordinate columns are typed; shown as text.
+    let shown = |name: &str| -> Result<Vec<String>, ReportError> {
+        let c = agg.column(name)?.cast(&DataType::String)?;
+        let ca = c.str()?.clone();
+        Ok((0..ca.len())
+            .map(|i| ca.get(i).unwrap_or_default().to_string())
+            .collect())
+    };
     let axes: Vec<Vec<String>> = axis_columns
         .iter()
-        .map(|a| text(a))
+        .map(|a| shown(a))
+        .collect::<Result<_, _>>()?;
+    let coords: Vec<Vec<String>> = coord_names
+        .iter()
+        .map(|c| shown(c))
         .collect::<Result<_, _>>()?;
     let (mean, std, n) = (num("mean")?, num("std")?, num("n")?);
     let rows = (0..agg.height())
@@ -95,6 +129,7 @@ pub fn summarize(frame: &DataFrame, axis_columns: &[String]) -> Result<Summary, 
             protocol: protocol[i].clone(),
             method: method[i].clone(),
             axes: axes.iter().map(|a| a[i].clone()).collect(),
+            coords: coords.iter().map(|c| c[i].clone()).collect(),
             metric: metric[i].clone(),
             mean: mean[i],
             std: std[i],
@@ -103,6 +138,7 @@ pub fn summarize(frame: &DataFrame, axis_columns: &[String]) -> Result<Summary, 
         .collect();
     Ok(Summary {
         axis_columns: axis_columns.to_vec(),
+        coord_columns: coord_columns.to_vec(),
         rows,
         frame: agg,
     })
@@ -146,89 +182,191 @@ fn cell(mean: f64, std: f64, n: u32) -> String {
     }
 }
 
-/// One table per experiment: a row per method (and extra axis values), a
-/// column per metric, `mean ± std` over seeds and the number of seeds.
-pub fn markdown(summary: &Summary, failed: &[FailedCell], done: usize, stale: usize) -> String {
+/// The header of `summary.md`: counts and what the numbers are.
+pub fn markdown_header(done: usize, failed: usize, stale: usize) -> String {
     let mut out = String::from("# Results\n\n");
     out.push_str(&format!(
-        "{done} cell(s) done, {} failed. Values are mean ± std over seeds (n = seeds); accuracies in %.\n",
-        failed.len()
+        "{done} cell(s) done, {failed} failed. Values are mean ± std over seeds (n = seeds); accuracies in %.\n"
     ));
     if stale > 0 {
         out.push_str(&format!(
             "\n{stale} cell folder(s) under cells/ are not part of the current grid (left by an earlier version of it) and are not included.\n"
         ));
     }
-    let mut experiments: Vec<&str> = summary.rows.iter().map(|r| r.experiment.as_str()).collect();
-    experiments.dedup();
-    for exp in experiments {
-        let rows: Vec<&SummaryRow> = summary
-            .rows
-            .iter()
-            .filter(|r| r.experiment == exp)
-            .collect();
-        let mut metrics: Vec<String> = rows.iter().map(|r| r.metric.clone()).collect();
-        metrics.sort();
-        metrics.dedup();
-        metric_order(&mut metrics);
-        // Axis columns that vary (or are set) inside this experiment.
-        let axis_idx: Vec<usize> = (0..summary.axis_columns.len())
-            .filter(|&a| rows.iter().any(|r| !r.axes[a].is_empty()))
-            .collect();
-        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
-        for r in &rows {
-            let key = (
-                r.method.clone(),
-                axis_idx.iter().map(|&a| r.axes[a].clone()).collect(),
-            );
-            if !groups.contains(&key) {
-                groups.push(key);
-            }
-        }
-        out.push_str(&format!("\n## {exp} ({})\n\n", rows[0].protocol));
-        let mut header = vec!["method".to_string()];
-        header.extend(axis_idx.iter().map(|&a| summary.axis_columns[a].clone()));
-        header.extend(metrics.iter().cloned());
-        header.push("n".into());
-        out.push_str(&format!("| {} |\n", header.join(" | ")));
-        out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
-        for (method, axes) in &groups {
-            let mut line = vec![method.clone()];
-            line.extend(axes.iter().cloned());
-            let mut n = 0;
-            for m in &metrics {
-                let hit = rows.iter().find(|r| {
-                    &r.method == method
-                        && axis_idx
-                            .iter()
-                            .map(|&a| r.axes[a].clone())
-                            .collect::<Vec<_>>()
-                            == *axes
-                        && &r.metric == m
-                });
-                match hit {
-                    Some(r) => {
-                        n = n.max(r.n);
-                        line.push(cell(r.mean, r.std, r.n));
-                    }
-                    None => line.push("–".into()),
-                }
-            }
-            line.push(n.to_string());
-            out.push_str(&format!("| {} |\n", line.join(" | ")));
-        }
-    }
+    out
+}
+
+/// The failed cells with their reasons.
+pub fn failed_markdown(failed: &[FailedCell]) -> String {
+    let mut out = String::new();
     if !failed.is_empty() {
-        out.push_str("\n## Failed cells\n\n| cell | experiment | method | seed | reason |\n| --- | --- | --- | --- | --- |\n");
+        out.push_str("\n## Failed cells\n\n| cell | experiment | method | label | seed | reason |\n| --- | --- | --- | --- | --- | --- |\n");
         for f in failed {
             let reason = f.reason.replace('|', "\\|").replace('\n', " ");
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} |\n",
-                f.cell, f.experiment, f.method, f.seed, reason
+                "| {} | {} | {} | {} | {} | {} |\n",
+                f.cell, f.experiment, f.method, f.label, f.seed, reason
             ));
         }
     }
     out
+}
+
+/// Experiments in the order of the summary (sorted by name).
+pub fn experiments(summary: &Summary) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for r in &summary.rows {
+        if !out.iter().any(|(e, _)| e == &r.experiment) {
+            out.push((r.experiment.clone(), r.protocol.clone()));
+        }
+    }
+    out
+}
+
+/// An experiment's scalar metrics: a row per method (and extra axis
+/// values), a column per metric, `mean ± std` over seeds and the number of
+/// seeds.
+pub fn scalar_table(summary: &Summary, exp: &str) -> String {
+    let mut out = String::new();
+    let rows: Vec<&SummaryRow> = summary
+        .rows
+        .iter()
+        .filter(|r| r.experiment == exp && r.is_scalar())
+        .collect();
+    if rows.is_empty() {
+        return out;
+    }
+    let mut metrics: Vec<String> = rows.iter().map(|r| r.metric.clone()).collect();
+    metrics.sort();
+    metrics.dedup();
+    metric_order(&mut metrics);
+    let (axis_idx, groups) = method_groups(summary, &rows);
+    let mut header = vec!["method".to_string()];
+    header.extend(axis_idx.iter().map(|&a| summary.axis_columns[a].clone()));
+    header.extend(metrics.iter().cloned());
+    header.push("n".into());
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
+    for (method, axes) in &groups {
+        let mut line = vec![method.clone()];
+        line.extend(axes.iter().cloned());
+        let mut n = 0;
+        for m in &metrics {
+            let hit = rows.iter().find(|r| {
+                &r.method == method && &axis_values(r, &axis_idx) == axes && &r.metric == m
+            });
+            match hit {
+                Some(r) => {
+                    n = n.max(r.n);
+                    line.push(cell(r.mean, r.std, r.n));
+                }
+                None => line.push("–".into()),
+            }
+        }
+        line.push(n.to_string());
+        out.push_str(&format!("| {} |\n", line.join(" | ")));
+    }
+    out
+}
+
+fn axis_values(r: &SummaryRow, axis_idx: &[usize]) -> Vec<String> {
+    axis_idx.iter().map(|&a| r.axes[a].clone()).collect()
+}
+
+/// Axis columns set inside these rows, and the (method, axis values)
+/// groups in order of first appearance.
+fn method_groups(
+    summary: &Summary,
+    rows: &[&SummaryRow],
+) -> (Vec<usize>, Vec<(String, Vec<String>)>) {
+    let axis_idx: Vec<usize> = (0..summary.axis_columns.len())
+        .filter(|&a| rows.iter().any(|r| !r.axes[a].is_empty()))
+        .collect();
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for r in rows {
+        let key = (r.method.clone(), axis_values(r, &axis_idx));
+        if !groups.contains(&key) {
+            groups.push(key);
+        }
+    }
+    (axis_idx, groups)
+}
+
+/// An experiment's metrics with coordinates, except training curves (they
+/// are plotted): one table per metric, a row per point, a column per
+/// method group.
+pub fn coordinate_tables(summary: &Summary, exp: &str) -> String {
+    let mut out = String::new();
+    let rows: Vec<&SummaryRow> = summary
+        .rows
+        .iter()
+        .filter(|r| r.experiment == exp && !r.is_scalar() && !is_curve(&r.metric))
+        .collect();
+    let mut metrics: Vec<String> = Vec::new();
+    for r in &rows {
+        if !metrics.contains(&r.metric) {
+            metrics.push(r.metric.clone());
+        }
+    }
+    let (axis_idx, groups) = method_groups(summary, &rows);
+    let group_name = |(m, a): &(String, Vec<String>)| {
+        std::iter::once(m.clone())
+            .chain(
+                axis_idx
+                    .iter()
+                    .zip(a)
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(&i, v)| format!("{}={v}", summary.axis_columns[i])),
+            )
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for metric in metrics {
+        let metric_rows: Vec<&&SummaryRow> = rows.iter().filter(|r| r.metric == metric).collect();
+        let used: Vec<usize> = (0..summary.coord_columns.len())
+            .filter(|&c| metric_rows.iter().any(|r| !r.coords[c].is_empty()))
+            .collect();
+        let mut points: Vec<Vec<String>> = Vec::new();
+        for r in &metric_rows {
+            let p: Vec<String> = used.iter().map(|&c| r.coords[c].clone()).collect();
+            if !points.contains(&p) {
+                points.push(p);
+            }
+        }
+        out.push_str(&format!("\n### {metric}\n\n"));
+        let mut header: Vec<String> = used
+            .iter()
+            .map(|&c| summary.coord_columns[c].clone())
+            .collect();
+        header.extend(groups.iter().map(group_name));
+        out.push_str(&format!("| {} |\n", header.join(" | ")));
+        out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
+        for p in &points {
+            let mut line = p.clone();
+            for (method, axes) in &groups {
+                let hit = metric_rows.iter().find(|r| {
+                    &r.method == method
+                        && &axis_values(r, &axis_idx) == axes
+                        && &used
+                            .iter()
+                            .map(|&c| r.coords[c].clone())
+                            .collect::<Vec<_>>()
+                            == p
+                });
+                line.push(
+                    hit.map(|r| cell(r.mean, r.std, r.n))
+                        .unwrap_or_else(|| "–".into()),
+                );
+            }
+            out.push_str(&format!("| {} |\n", line.join(" | ")));
+        }
+    }
+    out
+}
+
+/// A training-curve metric (plotted, not tabulated).
+pub fn is_curve(metric: &str) -> bool {
+    [names::CURVE_LOSS, names::CURVE_LR, names::CURVE_SECONDS].contains(&metric)
 }
 
 /// One benchmark's column group in the comparison table.
@@ -251,7 +389,7 @@ pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
             .summary
             .rows
             .iter()
-            .filter(|r| r.experiment == bench.experiment)
+            .filter(|r| r.experiment == bench.experiment && r.is_scalar())
             .collect();
         let setting = if rows.iter().any(|r| r.metric == "avg_acc_domain_il") {
             "domain_il"
@@ -288,6 +426,7 @@ pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
             let bench = &benchmarks[*b];
             let hit = bench.summary.rows.iter().find(|r| {
                 r.experiment == bench.experiment
+                    && r.is_scalar()
                     && &r.metric == metric
                     && &method_label(r) == method
             });

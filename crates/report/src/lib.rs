@@ -1,21 +1,28 @@
 //! Reports over a results folder: polars aggregates the rows of every done
-//! cell over seeds (mean ± std, n) into Markdown and CSV tables, keeps the
-//! raw rows in Parquet, and plotters draws the figures (SVG always, PNG
-//! where the bitmap backend renders).
+//! cell over seeds (mean ± std, n), point by point where rows have
+//! coordinates, into Markdown and CSV tables; the raw rows go to Parquet
+//! with a column per grid axis and per coordinate; plotters draws the
+//! figures (SVG always, PNG where the bitmap backend renders).
+//!
+//! Every experiment gets the generic parts (its scalar table, tables of its
+//! coordinate metrics, its training curves); a protocol adds its own tables
+//! and figures through a view (`views/`).
 //!
 //! This crate reads the store's files (`cells/*/status.json`, `rows.json`)
 //! and never links the training crates, so report work does not rebuild them.
 
 mod aggregate;
 mod error;
-mod plots;
+mod plot;
 mod rows;
+pub mod views;
 
 use std::path::{Path, PathBuf};
 
 pub use aggregate::{Benchmark, Summary, SummaryRow};
 pub use error::ReportError;
-pub use rows::{FailedCell, StoredRow, load_results};
+pub use reusebench_results::StoredRow;
+pub use rows::{FailedCell, load_results};
 
 /// What `write_report` produced.
 #[derive(Debug, Clone)]
@@ -30,24 +37,44 @@ pub struct ReportFiles {
 }
 
 /// Aggregates `results` and writes `summary.md`, `summary.csv`,
-/// `rows.parquet` and `plots/` into it.
+/// `rows.parquet` and `plots/` into it (and `comparison.md` where there are
+/// continual experiments).
 pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
+    let views = views::builtin();
     let loaded = load_results(results)?;
-    let mut frame = rows::to_frame(&loaded.rows, &loaded.axis_columns)?;
-    let summary = aggregate::summarize(&frame, &loaded.axis_columns)?;
+    let mut frame = rows::to_frame(&loaded.rows, &loaded.axis_columns, &loaded.coord_columns)?;
+    let summary = aggregate::summarize(&frame, &loaded.axis_columns, &loaded.coord_columns)?;
 
     let parquet = results.join("rows.parquet");
     aggregate::write_parquet(&mut frame, &parquet)?;
     let csv = results.join("summary.csv");
     aggregate::write_csv(&summary, &csv)?;
+
+    let mut md =
+        aggregate::markdown_header(loaded.cells_done, loaded.failed.len(), loaded.stale.len());
+    let plots_dir = results.join("plots");
+    let mut figures = plot::Figures::new(&plots_dir)?;
+    for (exp, protocol) in aggregate::experiments(&summary) {
+        let view = views::view_of(&views, &protocol);
+        md.push_str(&format!("\n## {exp} ({protocol})\n\n"));
+        md.push_str(&aggregate::scalar_table(&summary, &exp));
+        if !view.is_some_and(|v| v.shows_coordinates()) {
+            md.push_str(&aggregate::coordinate_tables(&summary, &exp));
+        }
+        if let Some(v) = view {
+            md.push_str(&v.markdown(&summary, &exp));
+        }
+        let exp_rows: Vec<&StoredRow> =
+            loaded.rows.iter().filter(|r| r.experiment == exp).collect();
+        views::draw_curves(&exp_rows, &exp, &loaded.axis_columns, &mut figures)?;
+        if let Some(v) = view {
+            v.figures(&exp_rows, &exp, &loaded.axis_columns, &mut figures)?;
+        }
+    }
+    md.push_str(&aggregate::failed_markdown(&loaded.failed));
     let markdown = results.join("summary.md");
-    let md = aggregate::markdown(
-        &summary,
-        &loaded.failed,
-        loaded.cells_done,
-        loaded.stale.len(),
-    );
     std::fs::write(&markdown, md).map_err(|e| ReportError::io(&markdown, e))?;
+
     let continual = continual_experiments(&summary);
     if !continual.is_empty() {
         let benchmarks: Vec<Benchmark> = continual
@@ -62,27 +89,23 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
         let text = aggregate::comparison_markdown(&benchmarks);
         std::fs::write(&path, text).map_err(|e| ReportError::io(&path, e))?;
     }
-    let (plots, png_skipped) =
-        plots::draw_all(&loaded.rows, &loaded.axis_columns, &results.join("plots"))?;
     Ok(ReportFiles {
         markdown,
         csv,
         parquet,
-        plots,
-        png_skipped,
+        plots: figures.written,
+        png_skipped: figures.png_problem,
         cells_done: loaded.cells_done,
         cells_failed: loaded.failed.len(),
     })
 }
 
 fn continual_experiments(summary: &Summary) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for r in summary.rows.iter().filter(|r| r.protocol == "continual") {
-        if !out.contains(&r.experiment) {
-            out.push(r.experiment.clone());
-        }
-    }
-    out
+    aggregate::experiments(summary)
+        .into_iter()
+        .filter(|(_, p)| p == "continual")
+        .map(|(e, _)| e)
+        .collect()
 }
 
 /// `reusebench compare`: one comparison table over several results folders
@@ -92,12 +115,15 @@ pub fn write_comparison(folders: &[PathBuf], output: &Path) -> Result<(), Report
     let mut summaries = Vec::new();
     for folder in folders {
         let loaded = load_results(folder)?;
-        let frame = rows::to_frame(&loaded.rows, &loaded.axis_columns)?;
+        let frame = rows::to_frame(&loaded.rows, &loaded.axis_columns, &loaded.coord_columns)?;
         let name = folder
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| folder.display().to_string());
-        summaries.push((name, aggregate::summarize(&frame, &loaded.axis_columns)?));
+        summaries.push((
+            name,
+            aggregate::summarize(&frame, &loaded.axis_columns, &loaded.coord_columns)?,
+        ));
     }
     let mut benchmarks = Vec::new();
     for (name, summary) in &summaries {

@@ -4,54 +4,21 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use polars::prelude::*;
-use serde::Deserialize;
+use reusebench_results::{CellStatus, Coord, State, StoredRow};
 
 use crate::error::ReportError;
 
-/// A metric row as the runner stores it in `cells/<cell>/rows.json`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct StoredRow {
-    pub cell: String,
-    pub experiment: String,
-    pub protocol: String,
-    pub method: String,
-    pub seed: u64,
-    #[serde(default)]
-    pub axes: serde_json::Map<String, serde_json::Value>,
-    pub metric: String,
-    pub value: f64,
-    #[serde(default)]
-    pub after_task: Option<usize>,
-    #[serde(default)]
-    pub task: Option<usize>,
-}
-
-impl StoredRow {
-    /// The label of axis `key` ("" when the cell's experiment has no such axis).
-    pub fn axis(&self, key: &str) -> String {
-        match self.axes.get(key) {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-            None => String::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct StoredStatus {
-    state: String,
-    #[serde(default)]
-    reason: Option<String>,
-    experiment: String,
-    method: String,
-    seed: u64,
-}
+/// How to read a file of an older or foreign results folder that does not parse.
+const RERUN: &str = "this results folder was written by another version of reusebench; \
+                     rerun the grid (`reusebench run GRID --force`) to rewrite it";
 
 #[derive(Debug, Clone)]
 pub struct FailedCell {
     pub cell: String,
     pub experiment: String,
     pub method: String,
+    /// What sets the cell apart in its experiment (`der++ buffer_size=8 seed=1`).
+    pub label: String,
     pub seed: u64,
     pub reason: String,
 }
@@ -64,6 +31,8 @@ pub struct Loaded {
     pub stale: Vec<String>,
     /// Axis keys that become their own columns (every axis but seed and method).
     pub axis_columns: Vec<String>,
+    /// Coordinate names of the rows, in the order they first appear.
+    pub coord_columns: Vec<String>,
 }
 
 /// Two settings of one method on a `method` axis (say `mas` with and without
@@ -88,7 +57,14 @@ fn distinguish_method_variants(rows: &mut [StoredRow]) {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            r.method = format!("{} {value}", r.method);
+            // The axis label starts with the method's YAML name
+            // (`der++ buffer_size=8`): the method column keeps its own
+            // label (`mas+lp`) and adds what tells the variants apart.
+            let detail = match value.split_once(' ') {
+                Some((_, rest)) if !value.starts_with('{') => rest.to_string(),
+                _ => value,
+            };
+            r.method = format!("{} {detail}", r.method);
         }
     }
 }
@@ -136,36 +112,37 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
         let Ok(text) = std::fs::read_to_string(&status_path) else {
             continue;
         };
-        let status: StoredStatus = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
+        let status: CellStatus = serde_json::from_str(&text).map_err(|e| ReportError::Parse {
             path: status_path.clone(),
-            message: e.to_string(),
+            message: format!("{e}; {RERUN}"),
         })?;
         let cell = dir
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        match status.state.as_str() {
-            "done" => {
+        match status.state {
+            State::Done => {
                 let rows_path = dir.join("rows.json");
                 let text = std::fs::read_to_string(&rows_path)
                     .map_err(|e| ReportError::io(&rows_path, e))?;
                 let mut cell_rows: Vec<StoredRow> =
                     serde_json::from_str(&text).map_err(|e| ReportError::Parse {
                         path: rows_path.clone(),
-                        message: e.to_string(),
+                        message: format!("{e}; {RERUN}"),
                     })?;
                 rows.append(&mut cell_rows);
                 done += 1;
             }
-            "failed" => failed.push(FailedCell {
+            State::Failed => failed.push(FailedCell {
                 cell,
                 experiment: status.experiment,
                 method: status.method,
+                label: status.label,
                 seed: status.seed,
                 reason: status.reason.unwrap_or_default(),
             }),
-            _ => {} // running or interrupted: not a result yet
+            State::Running => {} // running or interrupted: not a result yet
         }
     }
     distinguish_method_variants(&mut rows);
@@ -174,17 +151,95 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
         .flat_map(|r| r.axes.keys().cloned())
         .filter(|k| k != "seed" && k != "method")
         .collect();
+    let mut coord_columns: Vec<String> = Vec::new();
+    for r in &rows {
+        for (k, _) in r.coords.iter() {
+            if !coord_columns.iter().any(|c| c == k) {
+                coord_columns.push(k.to_string());
+            }
+        }
+    }
     Ok(Loaded {
         rows,
         failed,
         cells_done: done,
         stale,
         axis_columns: axis_columns.into_iter().collect(),
+        coord_columns,
     })
 }
 
-/// One row per metric value; axis columns hold labels as strings.
-pub fn to_frame(rows: &[StoredRow], axis_columns: &[String]) -> Result<DataFrame, ReportError> {
+/// The name of coordinate `name`'s column: itself, unless an axis or a
+/// fixed column already has that name.
+pub fn coord_column(name: &str, axis_columns: &[String]) -> String {
+    const FIXED: [&str; 7] = [
+        "cell",
+        "experiment",
+        "protocol",
+        "method",
+        "seed",
+        "metric",
+        "value",
+    ];
+    if FIXED.contains(&name) || axis_columns.iter().any(|a| a == name) {
+        format!("coord.{name}")
+    } else {
+        name.to_string()
+    }
+}
+
+/// A column of JSON-ish values: integers, floats or (mixed) strings, with
+/// nulls where a row has none.
+fn typed_column(name: &str, values: Vec<Option<Coord>>) -> Column {
+    let all = |f: &dyn Fn(&Coord) -> bool| values.iter().flatten().all(f);
+    if all(&|c| matches!(c, Coord::Int(_))) {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.as_ref().and_then(Coord::as_i64))
+                .collect::<Vec<Option<i64>>>(),
+        )
+    } else if all(&|c| c.as_f64().is_some()) {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.as_ref().and_then(Coord::as_f64))
+                .collect::<Vec<Option<f64>>>(),
+        )
+    } else {
+        Column::new(
+            name.into(),
+            values
+                .iter()
+                .map(|v| v.as_ref().map(|c| c.to_string()))
+                .collect::<Vec<Option<String>>>(),
+        )
+    }
+}
+
+/// An axis value as a coordinate (numbers stay numbers).
+fn axis_value(v: Option<&serde_json::Value>) -> Option<Coord> {
+    match v? {
+        serde_json::Value::Number(n) => Some(match n.as_i64() {
+            Some(i) => Coord::Int(i),
+            None => Coord::Float(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        serde_json::Value::String(s) => Some(Coord::Str(s.clone())),
+        serde_json::Value::Null => None,
+        other => Some(Coord::Str(other.to_string())),
+    }
+}
+
+/// One row per metric value: the cell's identity, one column per grid axis
+/// (typed: a λ axis is a number column), the metric and value, and one
+/// column per coordinate (null where a row has none).
+pub fn to_frame(
+    rows: &[StoredRow],
+    axis_columns: &[String],
+    coord_columns: &[String],
+) -> Result<DataFrame, ReportError> {
     let text = |f: &dyn Fn(&StoredRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
     let mut columns = vec![
         Column::new("cell".into(), text(&|r| r.cell.clone())),
@@ -197,24 +252,21 @@ pub fn to_frame(rows: &[StoredRow], axis_columns: &[String]) -> Result<DataFrame
         ),
     ];
     for key in axis_columns {
-        columns.push(Column::new(key.as_str().into(), text(&|r| r.axis(key))));
+        columns.push(typed_column(
+            key,
+            rows.iter().map(|r| axis_value(r.axes.get(key))).collect(),
+        ));
     }
     columns.push(Column::new("metric".into(), text(&|r| r.metric.clone())));
     columns.push(Column::new(
         "value".into(),
         rows.iter().map(|r| r.value).collect::<Vec<f64>>(),
     ));
-    columns.push(Column::new(
-        "after_task".into(),
-        rows.iter()
-            .map(|r| r.after_task.map(|v| v as u32))
-            .collect::<Vec<Option<u32>>>(),
-    ));
-    columns.push(Column::new(
-        "task".into(),
-        rows.iter()
-            .map(|r| r.task.map(|v| v as u32))
-            .collect::<Vec<Option<u32>>>(),
-    ));
+    for name in coord_columns {
+        columns.push(typed_column(
+            &coord_column(name, axis_columns),
+            rows.iter().map(|r| r.coords.get(name).cloned()).collect(),
+        ));
+    }
     Ok(DataFrame::new(rows.len(), columns)?)
 }

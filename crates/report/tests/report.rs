@@ -1,4 +1,6 @@
 //! The report on a hand-written results store: numbers checked by hand.
+//! The rows are written as the first results schema wrote them (top-level
+//! `after_task` / `task`), which must still load.
 
 use std::path::Path;
 
@@ -82,14 +84,18 @@ fn aggregates_over_seeds_and_lists_failures() {
     );
     let csv = std::fs::read_to_string(&files.csv).unwrap();
     assert!(
-        csv.lines()
-            .next()
-            .unwrap()
-            .starts_with("experiment,protocol,method,backbone.width,metric,mean,std,n"),
+        csv.lines().next().unwrap().starts_with(
+            "experiment,protocol,method,backbone.width,metric,after_task,task,mean,std,n"
+        ),
         "{csv}"
     );
     assert!(
-        csv.contains("cl,continual,sgd,20,avg_acc_class_il,62.0,"),
+        csv.contains("cl,continual,sgd,20,avg_acc_class_il,,,62.0,"),
+        "{csv}"
+    );
+    // Matrix entries are averaged point by point: R[1][0] over the seeds.
+    assert!(
+        csv.contains("cl,continual,sgd,20,acc_class_il,1,0,75.0,"),
         "{csv}"
     );
     assert!(std::fs::metadata(&files.parquet).unwrap().len() > 100);

@@ -1,84 +1,27 @@
 //! A cell: one fully resolved configuration of one experiment, with a
 //! deterministic id derived from that configuration.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use reusebench_core::protocols::continual::ContinualConfig;
-use reusebench_core::protocols::pretrain::PretrainConfig;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The protocols a grid experiment can name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Protocol {
-    Pretrain,
-    Continual,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Pretrain => "pretrain",
-            Protocol::Continual => "continual",
-        }
-    }
-}
-
-/// A typed, validated cell configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProtocolConfig {
-    Pretrain(Box<PretrainConfig>),
-    Continual(Box<ContinualConfig>),
-}
-
-impl ProtocolConfig {
-    pub fn seed(&self) -> u64 {
-        match self {
-            ProtocolConfig::Pretrain(c) => c.seed,
-            ProtocolConfig::Continual(c) => c.seed,
-        }
-    }
-
-    /// The method column of result rows.
-    pub fn method(&self) -> String {
-        match self {
-            ProtocolConfig::Pretrain(_) => "pretrain".into(),
-            ProtocolConfig::Continual(c) => c.method.label(),
-        }
-    }
-
-    /// Files the cell reads.
-    pub fn inputs(&self) -> Vec<PathBuf> {
-        let (data, backbone) = match self {
-            ProtocolConfig::Pretrain(c) => (&c.data, &c.backbone),
-            ProtocolConfig::Continual(c) => (&c.data, &c.backbone),
-        };
-        let mut v = data.required_paths();
-        v.extend(backbone.checkpoint.clone());
-        v.extend(backbone.weights.clone());
-        v
-    }
-
-    /// Files the cell writes that later cells may read.
-    pub fn outputs(&self) -> Vec<PathBuf> {
-        match self {
-            ProtocolConfig::Pretrain(c) => vec![c.output.clone()],
-            ProtocolConfig::Continual(_) => vec![],
-        }
-    }
-}
+use crate::registry::CellConfig;
 
 #[derive(Debug, Clone)]
 pub struct Cell {
     pub id: String,
     pub experiment: String,
-    pub protocol: Protocol,
-    pub config: ProtocolConfig,
+    /// The protocol's registered name.
+    pub protocol: String,
+    pub config: Arc<dyn CellConfig>,
     /// The resolved configuration as JSON (what the id hashes, placeholders kept).
     pub config_json: serde_json::Value,
-    /// Axis key -> label of this cell's value, in axis order.
-    pub axes: Vec<(String, String)>,
+    /// Axis key -> this cell's value: scalars as the grid writes them,
+    /// mappings by their label.
+    pub axes: Vec<(String, serde_json::Value)>,
+    /// What sets this cell apart within its experiment: the axes with more
+    /// than one value, `key=value` (a method axis by its label alone).
+    pub label: String,
 }
 
 impl Cell {
@@ -86,15 +29,26 @@ impl Cell {
     pub fn dir_name(&self) -> String {
         format!("{}-{}", self.experiment, self.id)
     }
+
+    /// The label of axis `key`'s value (strings without quotes).
+    pub fn axis_label(&self, key: &str) -> Option<String> {
+        self.axes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+    }
 }
 
 /// A short, stable id: SHA-256 of the experiment, protocol and canonical config JSON.
-pub fn cell_id(experiment: &str, protocol: Protocol, config: &serde_json::Value) -> String {
+pub fn cell_id(experiment: &str, protocol: &str, config: &serde_json::Value) -> String {
     let canonical = canonical_json(config);
     let mut h = Sha256::new();
     h.update(experiment.as_bytes());
     h.update([0]);
-    h.update(protocol.as_str().as_bytes());
+    h.update(protocol.as_bytes());
     h.update([0]);
     h.update(canonical.as_bytes());
     h.finalize()[..6]
@@ -141,18 +95,9 @@ mod tests {
         let a = json!({"seed": 1, "method": {"name": "sgd", "epochs": 2}});
         let b = json!({"method": {"epochs": 2, "name": "sgd"}, "seed": 1});
         let c = json!({"method": {"epochs": 3, "name": "sgd"}, "seed": 1});
-        assert_eq!(
-            cell_id("e", Protocol::Continual, &a),
-            cell_id("e", Protocol::Continual, &b)
-        );
-        assert_ne!(
-            cell_id("e", Protocol::Continual, &a),
-            cell_id("e", Protocol::Continual, &c)
-        );
-        assert_ne!(
-            cell_id("e", Protocol::Continual, &a),
-            cell_id("f", Protocol::Continual, &a)
-        );
-        assert_eq!(cell_id("e", Protocol::Continual, &a).len(), 12);
+        assert_eq!(cell_id("e", "continual", &a), cell_id("e", "continual", &b));
+        assert_ne!(cell_id("e", "continual", &a), cell_id("e", "continual", &c));
+        assert_ne!(cell_id("e", "continual", &a), cell_id("f", "continual", &a));
+        assert_eq!(cell_id("e", "continual", &a).len(), 12);
     }
 }

@@ -5,13 +5,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::Instant;
 
-use reusebench_core::protocols::{continual, pretrain};
-use reusebench_core::{DeviceSpec, MetricRow, Progress};
+use reusebench_core::{DeviceSpec, MetricRow, Progress, RunEnv};
+use reusebench_results::{CellStatus, SCHEMA_VERSION, State};
 
-use crate::cell::{Cell, ProtocolConfig};
+use crate::cell::Cell;
 use crate::error::RunnerError;
 use crate::grid::Grid;
-use crate::store::{self, CellStatus, State};
+use crate::store;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -23,7 +23,29 @@ pub struct RunOptions {
 pub struct RunSummary {
     pub done: usize,
     pub skipped: usize,
+    /// (cell folder, reason) of every cell that failed.
     pub failed: Vec<(String, String)>,
+}
+
+/// Why a cell failed: the error and its sources, outermost first, each
+/// message once (a message that ends with its source's text is cut there).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut messages: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        messages.push(e.to_string());
+        current = e.source();
+    }
+    for i in 0..messages.len().saturating_sub(1) {
+        let next = messages[i + 1].clone();
+        let m = &mut messages[i];
+        if let Some(head) = m.strip_suffix(&next) {
+            *m = head.trim_end_matches([':', ' ']).to_string();
+        }
+    }
+    messages.retain(|m| !m.is_empty());
+    messages.dedup();
+    messages
 }
 
 /// What the runner tells its caller (a terminal UI, a log).
@@ -35,30 +57,31 @@ pub trait GridObserver {
     fn progress(&self) -> &dyn Progress;
 }
 
+/// Runs one cell: its protocol's rows, then the curves of its training
+/// stages. On failure, the error chain.
 fn run_cell(
     cell: &Cell,
     device: DeviceSpec,
     progress: &dyn Progress,
-) -> Result<Vec<MetricRow>, String> {
-    let result = catch_unwind(AssertUnwindSafe(|| match &cell.config {
-        ProtocolConfig::Pretrain(c) => pretrain::run(c, device, progress),
-        ProtocolConfig::Continual(c) => continual::run(c, device, progress),
-    }));
+) -> Result<Vec<MetricRow>, Vec<String>> {
+    let env = RunEnv::new(device, progress);
+    let result = catch_unwind(AssertUnwindSafe(|| cell.config.run(&env)));
     match result {
-        Ok(Ok(rows)) => {
+        Ok(Ok(mut rows)) => {
             if let Some(bad) = rows.iter().find(|r| r.value.is_infinite()) {
-                return Err(format!("metric {} is infinite", bad.metric));
+                return Err(vec![format!("metric {} is infinite", bad.metric)]);
             }
+            rows.extend(env.curves.take());
             Ok(rows)
         }
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(error_chain(&e)),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("panicked: {msg}"))
+            Err(vec![format!("panicked: {msg}")])
         }
     }
 }
@@ -95,12 +118,15 @@ pub fn run_grid(
         let mut status = CellStatus {
             state: State::Running,
             reason: None,
+            errors: Vec::new(),
             experiment: cell.experiment.clone(),
-            protocol: cell.protocol.as_str().into(),
+            protocol: cell.protocol.clone(),
             method: cell.config.method(),
+            label: cell.label.clone(),
             seed: cell.config.seed(),
             seconds: 0.0,
             device: grid.device.to_string(),
+            schema: SCHEMA_VERSION,
         };
         // A rerun starts clean: stale rows of an earlier attempt must not survive.
         let _ = std::fs::remove_file(dir.join("rows.json"));
@@ -108,8 +134,9 @@ pub fn run_grid(
             &dir.join("config.json"),
             &serde_json::json!({
                 "experiment": cell.experiment,
-                "protocol": cell.protocol.as_str(),
-                "axes": cell.axes.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                "protocol": cell.protocol,
+                "label": cell.label,
+                "axes": store::axes_map(cell),
                 "config": cell.config_json,
             }),
         )?;
@@ -123,9 +150,11 @@ pub fn run_grid(
                 status.state = State::Done;
                 summary.done += 1;
             }
-            Err(reason) => {
+            Err(chain) => {
+                let reason = chain.join(": ");
                 status.state = State::Failed;
                 status.reason = Some(reason.clone());
+                status.errors = chain;
                 summary.failed.push((cell.dir_name(), reason));
             }
         }
@@ -133,4 +162,30 @@ pub fn run_grid(
         observer.cell_finished(index, total, cell, &status);
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading {path}: {source}")]
+    struct Outer {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn an_error_chain_names_each_message_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = Outer {
+            path: "/x".into(),
+            source: io,
+        };
+        assert_eq!(
+            error_chain(&e),
+            vec!["reading /x".to_string(), "No such file or directory".into()]
+        );
+    }
 }

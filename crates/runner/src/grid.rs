@@ -18,14 +18,16 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use reusebench_core::DeviceSpec;
+use reusebench_core::{Checks, CoreError, DeviceSpec};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::cell::{Cell, Protocol, ProtocolConfig, cell_id};
+use crate::cell::{Cell, cell_id};
 use crate::error::RunnerError;
 use crate::locate::line_of;
+use crate::registry::Registry;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +43,7 @@ struct RawGrid {
 #[serde(deny_unknown_fields)]
 struct RawExperiment {
     name: String,
-    protocol: Protocol,
+    protocol: String,
     base: Map<String, Value>,
     #[serde(default)]
     axes: Map<String, Value>,
@@ -62,12 +64,13 @@ pub struct Grid {
 /// Reads, overrides, expands and validates a grid. `overrides` are
 /// `[experiment:]key.path=value` strings; `device` replaces the file's.
 pub fn load_grid(
+    registry: &Registry,
     path: &Path,
     overrides: &[String],
     device: Option<&str>,
 ) -> Result<Grid, RunnerError> {
     let text = std::fs::read_to_string(path).map_err(|e| RunnerError::io(path, e))?;
-    parse_grid(path, &text, overrides, device)
+    parse_grid(registry, path, &text, overrides, device)
 }
 
 fn grid_err(path: &Path, line: Option<u64>, message: impl Into<String>) -> RunnerError {
@@ -79,6 +82,7 @@ fn grid_err(path: &Path, line: Option<u64>, message: impl Into<String>) -> Runne
 }
 
 pub fn parse_grid(
+    registry: &Registry,
     path: &Path,
     text: &str,
     overrides: &[String],
@@ -106,6 +110,19 @@ pub fn parse_grid(
 
     let mut names = HashSet::new();
     for (i, e) in raw.experiments.iter().enumerate() {
+        if registry.get(&e.protocol).is_none() {
+            let line = line_of(text, &["protocol".into()], experiment_line(text, i));
+            return Err(grid_err(
+                path,
+                line,
+                format!(
+                    "experiment `{}`: unknown protocol `{}`; this build knows {}",
+                    e.name,
+                    e.protocol,
+                    registry.names().join(", ")
+                ),
+            ));
+        }
         if !names.insert(e.name.clone()) {
             let line = line_of(
                 text,
@@ -124,11 +141,24 @@ pub fn parse_grid(
     }
 
     let results = raw.results.clone();
-    let mut cells = Vec::new();
+    let mut cells: Vec<Cell> = Vec::new();
     let mut problems = Vec::new();
     let mut axes_out = Vec::new();
+    // Files earlier experiments write: later cells may read them before
+    // they exist, and their checkpoint headers are checked at run time.
+    let mut produced: HashSet<PathBuf> = HashSet::new();
+    // An experiment whose own config is broken cannot say what it writes:
+    // inputs of later experiments are then not reported as missing.
+    let mut broken_before = false;
     for (ei, exp) in raw.experiments.iter().enumerate() {
         let exp_line = experiment_line(text, ei);
+        let protocol = registry.get(&exp.protocol).expect("checked above");
+        let problems_before = problems.len();
+        let add = |problems: &mut Vec<String>, msg: String| {
+            if !problems.contains(&msg) {
+                problems.push(msg);
+            }
+        };
         let axes: Vec<(String, Vec<Value>)> = match exp
             .axes
             .iter()
@@ -155,58 +185,90 @@ pub fn parse_grid(
             exp.name.clone(),
             axes.iter().map(|(k, _)| k.clone()).collect(),
         ));
-        let labels: Vec<Vec<String>> = axes.iter().map(|(_, vs)| axis_labels(vs)).collect();
+        let labels: Vec<Vec<Value>> = axes.iter().map(|(_, vs)| axis_labels(vs)).collect();
+        let exp_cells_start = cells.len();
         for combo in cartesian(&axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>()) {
             let mut config = Value::Object(exp.base.clone());
             for (ai, &vi) in combo.iter().enumerate() {
                 set_path(&mut config, &axes[ai].0, axes[ai].1[vi].clone());
             }
-            let id = cell_id(&exp.name, exp.protocol, &config);
+            let id = cell_id(&exp.name, &exp.protocol, &config);
             let seed_label = config
                 .get("seed")
                 .map(|s| s.to_string())
                 .unwrap_or_default();
             let resolved = fill_placeholders(&config, &results, &seed_label, &exp.name);
-            let typed = match typed_config(exp.protocol, &resolved) {
+            // A bad key from an axis is reported at the axis, otherwise in the base.
+            let locate = |key_path: &str| {
+                let axis = axes
+                    .iter()
+                    .filter(|(k, _)| {
+                        key_path == k.as_str() || key_path.starts_with(&format!("{k}."))
+                    })
+                    .max_by_key(|(k, _)| k.len());
+                let segments: Vec<String> = match axis {
+                    Some((k, _)) => vec!["axes".into(), k.clone()],
+                    None => std::iter::once("base".to_string())
+                        .chain(key_path.split('.').map(String::from))
+                        .collect(),
+                };
+                line_of(text, &segments, exp_line)
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default()
+            };
+            let typed = match protocol.parse(&resolved) {
                 Ok(t) => t,
                 Err((key_path, message)) => {
-                    // A bad key from an axis is reported at the axis, otherwise in the base.
-                    let axis = axes.iter().find(|(k, _)| key_path.starts_with(k.as_str()));
-                    let segments: Vec<String> = match axis {
-                        Some((k, _)) => vec!["axes".into(), k.clone()],
-                        None => std::iter::once("base".to_string())
-                            .chain(key_path.split('.').map(String::from))
-                            .collect(),
-                    };
-                    let line = line_of(text, &segments, exp_line);
-                    let at = line.map(|l| format!(":{l}")).unwrap_or_default();
-                    let msg = format!(
-                        "{}{at}: experiment `{}`, key `{key_path}`: {message}",
-                        path.display(),
-                        exp.name
+                    let at = locate(&key_path);
+                    add(
+                        &mut problems,
+                        format!(
+                            "{}{at}: experiment `{}`, key `{key_path}`: {message}",
+                            path.display(),
+                            exp.name
+                        ),
                     );
-                    if !problems.contains(&msg) {
-                        problems.push(msg);
-                    }
                     continue;
                 }
             };
-            let check = match &typed {
-                ProtocolConfig::Pretrain(c) => c.validate(),
-                ProtocolConfig::Continual(c) => c.validate(),
+            let is_produced = |p: &Path| produced.contains(p);
+            let checks = Checks {
+                produced: &is_produced,
             };
-            if let Err(e) = check {
-                let msg = format!("{}: experiment `{}`: {e}", path.display(), exp.name);
-                if !problems.contains(&msg) {
-                    problems.push(msg);
-                }
+            if let Err(e) = typed.validate(&checks) {
+                let msg = match &e {
+                    CoreError::Config { key, message } if !key.is_empty() => format!(
+                        "{}{}: experiment `{}`, key `{key}`: {message}",
+                        path.display(),
+                        locate(key),
+                        exp.name
+                    ),
+                    _ => format!("{}: experiment `{}`: {e}", path.display(), exp.name),
+                };
+                add(&mut problems, msg);
                 continue;
+            }
+            // Inputs must exist, or be written by an earlier experiment.
+            if !broken_before {
+                for input in typed.inputs() {
+                    if !input.exists() && !produced.contains(&input) {
+                        add(
+                            &mut problems,
+                            format!(
+                                "{}: experiment `{}`: file {} does not exist (and no earlier experiment writes it)",
+                                path.display(),
+                                exp.name,
+                                input.display()
+                            ),
+                        );
+                    }
+                }
             }
             cells.push(Cell {
                 id,
                 experiment: exp.name.clone(),
-                protocol: exp.protocol,
-                config: typed,
+                protocol: exp.protocol.clone(),
+                config: Arc::from(typed),
                 config_json: config,
                 axes: axes
                     .iter()
@@ -214,27 +276,16 @@ pub fn parse_grid(
                     .zip(&combo)
                     .map(|(((k, _), l), &vi)| (k.clone(), l[vi].clone()))
                     .collect(),
+                label: String::new(),
             });
         }
-    }
-
-    // Inputs must exist, or be written by an earlier cell of this grid.
-    let mut produced: HashSet<PathBuf> = HashSet::new();
-    for cell in &cells {
-        for input in cell.config.inputs() {
-            if !input.exists() && !produced.contains(&input) {
-                let msg = format!(
-                    "{}: experiment `{}`: file {} does not exist (and no earlier experiment writes it)",
-                    path.display(),
-                    cell.experiment,
-                    input.display()
-                );
-                if !problems.contains(&msg) {
-                    problems.push(msg);
-                }
-            }
+        for cell in &mut cells[exp_cells_start..] {
+            cell.label = cell_label(&cell.axes, &axes);
         }
-        produced.extend(cell.config.outputs());
+        for cell in &cells[exp_cells_start..] {
+            produced.extend(cell.config.outputs());
+        }
+        broken_before |= problems.len() > problems_before;
     }
     let mut seen_ids = HashSet::new();
     for cell in &cells {
@@ -262,14 +313,34 @@ pub fn parse_grid(
     })
 }
 
+/// 1-based line where experiment `index` starts: the `index`-th item of
+/// the top-level `experiments:` list (`line_of` skips list indices, so it
+/// cannot tell the experiments apart).
 fn experiment_line(text: &str, index: usize) -> usize {
-    line_of(
-        text,
-        &["experiments".into(), index.to_string(), "name".into()],
-        1,
-    )
-    .map(|l| l as usize)
-    .unwrap_or(1)
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(list) = lines.iter().position(|l| l.starts_with("experiments:")) else {
+        return 1;
+    };
+    let mut item_indent = None;
+    let mut seen = 0;
+    for (i, line) in lines.iter().enumerate().skip(list + 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if indent == 0 {
+            break; // the next top-level key
+        }
+        if trimmed.starts_with("- ") && item_indent.is_none_or(|d| d == indent) {
+            item_indent = Some(indent);
+            if seen == index {
+                return i + 1;
+            }
+            seen += 1;
+        }
+    }
+    1
 }
 
 /// All index combinations, the last axis varying fastest.
@@ -290,24 +361,113 @@ fn cartesian(sizes: &[usize]) -> Vec<Vec<usize>> {
     out
 }
 
-/// Labels of axis values: scalars as written; mappings by their `name` when
-/// that is unique along the axis, else as compact JSON.
-fn axis_labels(values: &[Value]) -> Vec<String> {
+/// The values of axis keys as cells and rows carry them: scalars as
+/// written; a mapping by its `name` plus the fields that tell it apart from
+/// the axis's other values of that name (`der++ buffer_size=8`), as a string.
+fn axis_labels(values: &[Value]) -> Vec<Value> {
     let scalar = |v: &Value| match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
     let names: Vec<Option<String>> = values.iter().map(|v| v.get("name").map(scalar)).collect();
-    let unique = names.iter().all(Option::is_some)
-        && names.iter().collect::<HashSet<_>>().len() == names.len();
+    let flat: Vec<Vec<(String, String)>> = values
+        .iter()
+        .map(|v| {
+            let mut out = Vec::new();
+            flatten(v, "", &mut out);
+            out.retain(|(k, _)| k != "name");
+            out
+        })
+        .collect();
+    let labels: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if !v.is_object() {
+                return v.clone();
+            }
+            // The other values this one must be told apart from.
+            let peers: Vec<usize> = (0..values.len())
+                .filter(|&j| j != i && values[j].is_object() && names[j] == names[i])
+                .collect();
+            let differing: Vec<String> = flat[i]
+                .iter()
+                .filter(|(k, val)| {
+                    peers.iter().any(|&j| {
+                        flat[j]
+                            .iter()
+                            .find(|(k2, _)| k2 == k)
+                            .is_none_or(|(_, v2)| v2 != val)
+                    })
+                })
+                .map(|(k, val)| format!("{k}={val}"))
+                .collect();
+            let mut parts: Vec<String> = names[i].iter().cloned().collect();
+            parts.extend(differing);
+            Value::String(if parts.is_empty() {
+                "{}".into()
+            } else {
+                parts.join(" ")
+            })
+        })
+        .collect();
+    // Still ambiguous (a field only one value sets, lists): compact JSON.
+    let unique = labels.iter().collect::<HashSet<_>>().len() == labels.len();
+    if unique {
+        labels
+    } else {
+        values
+            .iter()
+            .zip(labels)
+            .map(|(v, l)| {
+                if v.is_object() {
+                    Value::String(v.to_string())
+                } else {
+                    l
+                }
+            })
+            .collect()
+    }
+}
+
+/// Leaf values of a mapping as dotted keys and compact text.
+fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(x, &key, out);
+            }
+        }
+        Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+/// `der++ buffer_size=8 seed=1`: the axes with more than one value, a
+/// method axis by its label alone, others as `key=value`.
+fn cell_label(values: &[(String, Value)], axes: &[(String, Vec<Value>)]) -> String {
     values
         .iter()
-        .zip(names)
-        .map(|(v, n)| match (v, n) {
-            (Value::Object(_), Some(n)) if unique => n,
-            (v, _) => scalar(v),
+        .zip(axes)
+        .filter(|(_, (_, all))| all.len() > 1)
+        .map(|((k, v), _)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if k == "method" {
+                text
+            } else {
+                format!("{k}={text}")
+            }
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Sets a dotted key path in a JSON object, creating maps on the way.
@@ -409,24 +569,11 @@ fn fill_placeholders(v: &Value, results: &Path, seed: &str, experiment: &str) ->
     }
 }
 
-/// Deserializes into the protocol's config; on error returns the key path and message.
-fn typed_config(protocol: Protocol, v: &Value) -> Result<ProtocolConfig, (String, String)> {
-    fn de<T: serde::de::DeserializeOwned>(v: &Value) -> Result<T, (String, String)> {
-        serde_path_to_error::deserialize(v.clone()).map_err(|e| {
-            let p = e.path().to_string();
-            let p = if p == "." { String::new() } else { p };
-            (p, e.into_inner().to_string())
-        })
-    }
-    match protocol {
-        Protocol::Pretrain => de(v).map(|c| ProtocolConfig::Pretrain(Box::new(c))),
-        Protocol::Continual => de(v).map(|c| ProtocolConfig::Continual(Box::new(c))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reusebench_continual::ContinualConfig;
+    use reusebench_pretrain::PretrainConfig;
 
     const GRID: &str = r#"name: t
 results: /tmp/reusebench-test-grid
@@ -448,7 +595,7 @@ experiments:
 
     fn parse(text: &str, overrides: &[&str]) -> Result<Grid, RunnerError> {
         let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
-        parse_grid(Path::new("grid.yaml"), text, &o, None)
+        parse_grid(&Registry::builtin(), Path::new("grid.yaml"), text, &o, None)
     }
 
     #[test]
@@ -458,11 +605,17 @@ experiments:
         let labels: Vec<(String, String)> = g
             .cells
             .iter()
-            .map(|c| (c.axes[0].1.clone(), c.axes[1].1.clone()))
+            .map(|c| {
+                (
+                    c.axis_label("method").unwrap(),
+                    c.axis_label("seed").unwrap(),
+                )
+            })
             .collect();
         assert_eq!(labels[0], ("sgd".into(), "0".into()));
         assert_eq!(labels[2], ("sgd".into(), "2".into()));
         assert_eq!(labels[3], ("lp-ft".into(), "0".into()));
+        assert_eq!(g.cells[4].label, "lp-ft seed=1");
         assert_eq!(g.cells[4].config.seed(), 1);
         assert_eq!(g.cells[4].config.method(), "lp-ft");
         let ids: HashSet<_> = g.cells.iter().map(|c| c.id.clone()).collect();
@@ -476,10 +629,8 @@ experiments:
         let g = parse(GRID, &["seed=7", "cl:batch_size=8"]).unwrap();
         assert_eq!(g.cells.len(), 2);
         assert!(g.cells.iter().all(|c| c.config.seed() == 7));
-        match &g.cells[0].config {
-            ProtocolConfig::Continual(c) => assert_eq!(c.batch_size, 8),
-            _ => panic!(),
-        }
+        let c = g.cells[0].config.as_any().downcast_ref::<ContinualConfig>();
+        assert_eq!(c.unwrap().batch_size, 8);
         let err = parse(GRID, &["nothing.here=1"]).unwrap_err().to_string();
         assert!(err.contains("no experiment has this key"), "{err}");
         let err = parse(GRID, &["seed"]).unwrap_err().to_string();
@@ -546,9 +697,15 @@ experiments:
             err.contains("grid.yaml:3") && err.contains("--features cuda"),
             "{err}"
         );
-        let err = parse_grid(Path::new("grid.yaml"), GRID, &[], Some("cuda:1"))
-            .unwrap_err()
-            .to_string();
+        let err = parse_grid(
+            &Registry::builtin(),
+            Path::new("grid.yaml"),
+            GRID,
+            &[],
+            Some("cuda:1"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("cuda:1") && !err.contains("grid.yaml:3"),
             "{err}"
@@ -564,7 +721,10 @@ experiments:
         let text = text.replace("      seed: [0, 1, 2]\n", "");
         let text = text.replace("      method:\n        - { name: sgd, epochs: 1, optimizer: { lr: 0.1 } }\n        - { name: lp-ft, lp_epochs: 1, ft_epochs: 1, lp_optimizer: { lr: 0.1 }, ft_optimizer: { lr: 0.01 } }\n", "      seed: [0]\n");
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(err.contains("method.optimizer.lr must be > 0"), "{err}");
+        assert!(
+            err.contains("grid.yaml:11") && err.contains("key `method.optimizer.lr`: must be > 0"),
+            "{err}"
+        );
         let text = GRID.replace(
             "backbone: { width: 4 }",
             "backbone: { width: 4, checkpoint: /nonexistent/x.safetensors }",
@@ -577,6 +737,80 @@ experiments:
     }
 
     #[test]
+    fn impossible_task_splits_are_rejected_at_their_line() {
+        for (value, expected) in [
+            ("0", "must be >= 1"),
+            ("3", "4 classes cannot be split into tasks of 3"),
+        ] {
+            let text = GRID.replace("classes_per_task: 2", &format!("classes_per_task: {value}"));
+            let err = parse(&text, &[]).unwrap_err().to_string();
+            assert!(
+                err.contains("grid.yaml:9")
+                    && err.contains("key `classes_per_task`")
+                    && err.contains(expected),
+                "{value}: {err}"
+            );
+        }
+        let text = GRID.replace(
+            "classes_per_task: 2",
+            "classes_per_task: 2\n      classes: [0, 7]",
+        );
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("grid.yaml:10") && err.contains("class 7 does not exist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_broken_experiment_does_not_make_later_inputs_look_missing() {
+        let text = format!(
+            "name: t\nresults: /tmp/reusebench-test-grid\nexperiments:\n  - name: pre\n    protocol: pretrain\n    base:\n      seed: 0\n      data: {{ name: synthetic }}\n      epochs: 0\n      optimizer: {{ lr: 0.1 }}\n      output: \"{{results}}/ckpt.safetensors\"\n{}",
+            GRID.split_once("experiments:\n").unwrap().1.replace(
+                "backbone: { width: 4 }",
+                "backbone: { width: 4, checkpoint: /tmp/reusebench-test-grid/ckpt.safetensors }"
+            )
+        );
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("grid.yaml:9") && err.contains("key `epochs`"),
+            "{err}"
+        );
+        assert!(!err.contains("does not exist"), "{err}");
+    }
+
+    #[test]
+    fn errors_in_a_later_experiment_point_into_that_experiment() {
+        let text = format!(
+            "{}\n  - name: cl2\n    protocol: continual\n    base:\n      seed: 0\n      data: {{ name: synthetic, classes: 4 }}\n      classes_per_task: 3\n      method: {{ name: sgd, epochs: 1, optimizer: {{ lr: 0.1 }} }}\n",
+            GRID.trim_end()
+        );
+        let err = parse(&text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("grid.yaml:22")
+                && err.contains("experiment `cl2`, key `classes_per_task`"),
+            "{err}"
+        );
+        assert_eq!(experiment_line(&text, 0), 4);
+        assert_eq!(experiment_line(&text, 1), 17);
+    }
+
+    #[test]
+    fn method_variants_are_labelled_by_what_differs() {
+        let values: Vec<Value> = serde_json::from_str(
+            r#"[{"name":"der++","epochs":1,"buffer_size":8,"alpha":0.1},
+                {"name":"der++","epochs":1,"buffer_size":32,"alpha":0.1},
+                {"name":"sgd","epochs":1}, 3]"#,
+        )
+        .unwrap();
+        let labels = axis_labels(&values);
+        assert_eq!(labels[0], "der++ buffer_size=8");
+        assert_eq!(labels[1], "der++ buffer_size=32");
+        assert_eq!(labels[2], "sgd");
+        assert_eq!(labels[3], 3);
+    }
+
+    #[test]
     fn placeholders_are_filled_but_ids_use_the_template() {
         let text = format!(
             "{}\n  - name: pre\n    protocol: pretrain\n    base:\n      seed: 3\n      data: {{ name: synthetic }}\n      epochs: 1\n      optimizer: {{ lr: 0.1 }}\n      output: \"{{results}}/ckpt-{{seed}}.safetensors\"\n",
@@ -584,13 +818,15 @@ experiments:
         );
         let g = parse(&text, &[]).unwrap();
         let pre = g.cells.iter().find(|c| c.experiment == "pre").unwrap();
-        match &pre.config {
-            ProtocolConfig::Pretrain(p) => assert_eq!(
-                p.output,
-                PathBuf::from("/tmp/reusebench-test-grid/ckpt-3.safetensors")
-            ),
-            _ => panic!(),
-        }
+        let p = pre
+            .config
+            .as_any()
+            .downcast_ref::<PretrainConfig>()
+            .unwrap();
+        assert_eq!(
+            p.output,
+            PathBuf::from("/tmp/reusebench-test-grid/ckpt-3.safetensors")
+        );
         assert_eq!(
             pre.config_json["output"],
             "{results}/ckpt-{seed}.safetensors"

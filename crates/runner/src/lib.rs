@@ -1,17 +1,20 @@
 //! Experiment grids: a YAML file names experiments (a protocol, a base
 //! config and axes to sweep); the runner expands them into cells, validates
 //! every cell before any training, runs the cells that are not done yet and
-//! stores each cell's status and metric rows atomically.
+//! stores each cell's status and metric rows atomically. Protocols are
+//! known through the [`Registry`] alone.
 
 pub mod cell;
 pub mod error;
 pub mod execute;
 pub mod grid;
 mod locate;
+pub mod registry;
 pub mod store;
 
-pub use cell::{Cell, Protocol, ProtocolConfig};
+pub use cell::Cell;
 pub use error::RunnerError;
-pub use execute::{GridObserver, RunOptions, RunSummary, run_grid};
+pub use execute::{GridObserver, RunOptions, RunSummary, error_chain, run_grid};
 pub use grid::{Grid, load_grid};
-pub use store::{CellStatus, ResultRow, State};
+pub use registry::{CellConfig, ProtocolEntry, Registry};
+pub use reusebench_results::{CellStatus, State, StoredRow};

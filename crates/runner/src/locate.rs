@@ -13,7 +13,10 @@ pub(crate) fn line_of(text: &str, path: &[String], from_line: usize) -> Option<u
         if seg.parse::<usize>().is_ok() {
             continue;
         }
+        // A block key (`seg:` starting its line) wins over the same name
+        // inside a flow mapping further up (`data: { classes: 4 }`).
         let mut hit = None;
+        let mut flow_hit = None;
         for (i, line) in lines.iter().enumerate().skip(start) {
             let trimmed = line.trim_start();
             let indent = line.len() - trimmed.len();
@@ -27,14 +30,15 @@ pub(crate) fn line_of(text: &str, path: &[String], from_line: usize) -> Option<u
                 break;
             }
             // flow mappings: `{ seg: ... }`
-            if t.contains(&format!("{{{seg}:"))
-                || t.contains(&format!(" {seg}:"))
-                || t.contains(&format!(",{seg}:"))
+            if flow_hit.is_none()
+                && (t.contains(&format!("{{{seg}:"))
+                    || t.contains(&format!(" {seg}:"))
+                    || t.contains(&format!(",{seg}:")))
             {
-                hit = Some((i, indent));
-                break;
+                flow_hit = Some((i, indent));
             }
         }
+        let hit = hit.or(flow_hit);
         match hit {
             Some((i, indent)) => {
                 found = Some(i as u64 + 1);

@@ -6,46 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use reusebench_core::MetricRow;
-use serde::{Deserialize, Serialize};
+use reusebench_results::{CellStatus, State, StoredRow};
+use serde::Serialize;
 
 use crate::cell::Cell;
 use crate::error::RunnerError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Running,
-    Done,
-    Failed,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CellStatus {
-    pub state: State,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub experiment: String,
-    pub protocol: String,
-    pub method: String,
-    pub seed: u64,
-    #[serde(default)]
-    pub seconds: f64,
-    pub device: String,
-}
-
-/// One metric row with the identity of the cell that produced it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ResultRow {
-    pub cell: String,
-    pub experiment: String,
-    pub protocol: String,
-    pub method: String,
-    pub seed: u64,
-    /// Every grid axis of the experiment: key -> label of this cell's value.
-    pub axes: serde_json::Map<String, serde_json::Value>,
-    #[serde(flatten)]
-    pub metric: MetricRow,
-}
 
 pub fn cell_dir(results: &Path, cell: &Cell) -> PathBuf {
     results.join("cells").join(cell.dir_name())
@@ -79,22 +44,26 @@ pub fn is_done(dir: &Path) -> bool {
     read_status(dir).is_some_and(|s| s.state == State::Done) && dir.join("rows.json").is_file()
 }
 
-pub fn result_rows(cell: &Cell, metrics: Vec<MetricRow>) -> Vec<ResultRow> {
-    let axes: serde_json::Map<String, serde_json::Value> = cell
-        .axes
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
+/// The cell's axes as the rows carry them.
+pub fn axes_map(cell: &Cell) -> serde_json::Map<String, serde_json::Value> {
+    cell.axes.iter().cloned().collect()
+}
+
+pub fn result_rows(cell: &Cell, metrics: Vec<MetricRow>) -> Vec<StoredRow> {
+    let axes = axes_map(cell);
+    let (method, seed) = (cell.config.method(), cell.config.seed());
     metrics
         .into_iter()
-        .map(|metric| ResultRow {
+        .map(|m| StoredRow {
             cell: cell.id.clone(),
             experiment: cell.experiment.clone(),
-            protocol: cell.protocol.as_str().into(),
-            method: cell.config.method(),
-            seed: cell.config.seed(),
+            protocol: cell.protocol.clone(),
+            method: method.clone(),
+            seed,
             axes: axes.clone(),
-            metric,
+            metric: m.metric,
+            value: m.value,
+            coords: m.coords,
         })
         .collect()
 }

@@ -109,14 +109,24 @@ impl std::str::FromStr for Arch {
             .into_iter()
             .find(|a| a.name() == s)
             .ok_or_else(|| {
-                CoreError::Config(format!(
-                    "unknown arch `{s}`; use resnet18-cifar, resnet18 or resnet50"
-                ))
+                CoreError::config(
+                    "arch",
+                    format!("unknown arch `{s}`; use resnet18-cifar, resnet18 or resnet50"),
+                )
             })
     }
 }
 
 impl BackboneConfig {
+    /// The weights files this config reads.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        self.checkpoint
+            .iter()
+            .chain(&self.weights)
+            .cloned()
+            .collect()
+    }
+
     pub fn feature_dim(&self) -> usize {
         8 * self.width * self.arch.block().expansion()
     }
@@ -141,18 +151,20 @@ impl BackboneConfig {
     }
 
     pub fn validate(&self) -> Result<(), CoreError> {
-        let bad = |m: String| Err(CoreError::Config(format!("backbone: {m}")));
+        let bad = |key: &str, m: String| Err(CoreError::config(&format!("backbone.{key}"), m));
         if self.width == 0 {
-            return bad("width must be >= 1".into());
+            return bad("width", "must be >= 1".into());
         }
         if self.arch == Arch::ResNet18Cifar && self.maxpool.is_some() {
             return bad(
+                "maxpool",
                 "maxpool applies to the ImageNet stems (resnet18, resnet50), not resnet18-cifar"
                     .into(),
             );
         }
         if self.checkpoint.is_some() && self.weights.is_some() {
             return bad(
+                "weights",
                 "give either checkpoint (harness format) or weights (torchvision layout), not both"
                     .into(),
             );
@@ -164,7 +176,7 @@ impl BackboneConfig {
                 (self.allow_partial, "allow_partial"),
             ] {
                 if set {
-                    return bad(format!("{key} applies to `weights`, which is not set"));
+                    return bad(key, format!("{key} applies to `weights`, which is not set"));
                 }
             }
         }

@@ -44,6 +44,50 @@ pub fn save_backbone(
     std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))
 }
 
+/// Reads the header of the harness checkpoint at `path` (no tensor data)
+/// and checks it against `config`: the architecture and width it was saved
+/// with, and the shape of the first convolution. A message on mismatch.
+pub fn check_header(config: &BackboneConfig, path: &Path) -> Result<(), String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let not_safetensors = || format!("{} is not a safetensors file", path.display());
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(|_| not_safetensors())?;
+    let len = u64::from_le_bytes(len);
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 || len > size.saturating_sub(8) || len > 100 << 20 {
+        return Err(not_safetensors());
+    }
+    let mut text = vec![0u8; len as usize];
+    file.read_exact(&mut text).map_err(|_| not_safetensors())?;
+    let header: serde_json::Value = serde_json::from_slice(&text).map_err(|_| not_safetensors())?;
+    let meta = header.get("__metadata__");
+    let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(|v| v.as_str());
+    let (arch, width) = (format!("{:?}", config.arch), config.width.to_string());
+    if let (Some(saved_arch), Some(saved_width)) =
+        (field("reusebench.arch"), field("reusebench.width"))
+        && (saved_arch != arch || saved_width != width)
+    {
+        return Err(format!(
+            "{} holds a {saved_arch} of width {saved_width}, the config asks for a {arch} of width {width}",
+            path.display()
+        ));
+    }
+    // The stem's weight is [width, 3, k, k], whatever the metadata says.
+    if let Some(shape) = header
+        .get("conv1.weight")
+        .and_then(|t| t.get("shape"))
+        .and_then(|s| s.as_array())
+        && shape.first().and_then(|w| w.as_u64()) != Some(config.width as u64)
+    {
+        return Err(format!(
+            "{}: conv1.weight has shape {shape:?}, width {width} needs {width} output channels",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// Loads weights from `path` into `backbone`. Every tensor must be present
 /// with the right shape: a partial load is an error that names the keys.
 pub fn load_backbone(mut backbone: ResNet, path: &Path) -> Result<ResNet, CoreError> {

@@ -299,7 +299,10 @@ pub fn convert_torchvision(
 ) -> Result<LoadReport, CoreError> {
     config.validate()?;
     let Some(weights) = &config.weights else {
-        return Err(CoreError::Config("convert: no weights file given".into()));
+        return Err(CoreError::config(
+            "weights",
+            "convert: no weights file given",
+        ));
     };
     let options = ImportOptions {
         top_level_key: config.weights_key.clone(),

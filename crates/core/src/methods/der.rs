@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::er::{learn_with_replay, validate_replay};
 use super::replay::ReplayLoss;
-use super::{ContinualMethod, LpStage, ReplayBuffer, RunState, TaskContext};
+use super::{ContinualMethod, LpStage, ReplayBuffer, TaskContext};
 use crate::error::CoreError;
 use crate::model::Classifier;
 use crate::train::OptimConfig;
@@ -32,8 +32,6 @@ pub struct DerPlusPlus {
     pub beta: f64,
     #[serde(default)]
     pub lp: Option<LpStage>,
-    #[serde(skip)]
-    state: RunState<Box<(ReplayBuffer, ChaCha8Rng)>>,
 }
 
 fn default_alpha() -> f64 {
@@ -44,6 +42,8 @@ fn default_beta() -> f64 {
 }
 
 impl ContinualMethod for DerPlusPlus {
+    type State = Option<Box<(ReplayBuffer, ChaCha8Rng)>>;
+
     fn validate(&self) -> Result<(), CoreError> {
         validate_replay(
             &self.optimizer,
@@ -51,21 +51,23 @@ impl ContinualMethod for DerPlusPlus {
             self.buffer_size,
             self.replay_batch_size,
         )?;
-        if !(self.alpha >= 0.0 && self.beta >= 0.0) {
-            return Err(CoreError::Config(
-                "method.alpha and method.beta must be >= 0".into(),
-            ));
+        if self.alpha.is_nan() || self.alpha < 0.0 {
+            return Err(CoreError::config("method.alpha", "must be >= 0"));
+        }
+        if self.beta.is_nan() || self.beta < 0.0 {
+            return Err(CoreError::config("method.beta", "must be >= 0"));
         }
         Ok(())
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         learn_with_replay(
-            &mut self.state,
+            state,
             self.buffer_size,
             self.replay_batch_size,
             ReplayLoss::DerPlusPlus {

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::replay::{ReplayHook, ReplayLoss};
-use super::{ContinualMethod, LpStage, ReplayBuffer, RunState, TaskContext};
+use super::{ContinualMethod, LpStage, ReplayBuffer, TaskContext};
 use crate::error::CoreError;
 use crate::model::Classifier;
 use crate::train::OptimConfig;
@@ -25,13 +25,11 @@ pub struct Er {
     pub replay_batch_size: Option<usize>,
     #[serde(default)]
     pub lp: Option<LpStage>,
-    #[serde(skip)]
-    state: RunState<Box<(ReplayBuffer, ChaCha8Rng)>>,
 }
 
 /// The shared task loop of the replay methods.
 pub(crate) fn learn_with_replay(
-    state: &mut RunState<Box<(ReplayBuffer, ChaCha8Rng)>>,
+    state: &mut Option<Box<(ReplayBuffer, ChaCha8Rng)>>,
     buffer_size: usize,
     replay_batch_size: Option<usize>,
     loss: ReplayLoss,
@@ -43,7 +41,7 @@ pub(crate) fn learn_with_replay(
 ) -> Result<Classifier, CoreError> {
     let model = LpStage::run(lp, model, ctx)?;
     let set = &ctx.train;
-    let (buffer, rng) = &mut **state.0.get_or_insert_with(|| {
+    let (buffer, rng) = &mut **state.get_or_insert_with(|| {
         Box::new((
             ReplayBuffer::new(buffer_size, [set.channels, set.height, set.width]),
             ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xB0FF_E400),
@@ -70,14 +68,21 @@ pub(crate) fn validate_replay(
         lp.validate()?;
     }
     if buffer_size == 0 || replay_batch_size == Some(0) {
-        return Err(CoreError::Config(
-            "method.buffer_size and method.replay_batch_size must be >= 1".into(),
+        return Err(CoreError::config(
+            if buffer_size == 0 {
+                "method.buffer_size"
+            } else {
+                "method.replay_batch_size"
+            },
+            "must be >= 1",
         ));
     }
     Ok(())
 }
 
 impl ContinualMethod for Er {
+    type State = Option<Box<(ReplayBuffer, ChaCha8Rng)>>;
+
     fn validate(&self) -> Result<(), CoreError> {
         validate_replay(
             &self.optimizer,
@@ -88,12 +93,13 @@ impl ContinualMethod for Er {
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         learn_with_replay(
-            &mut self.state,
+            state,
             self.buffer_size,
             self.replay_batch_size,
             ReplayLoss::Er,

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, RunState, TaskContext, learn_with_importance};
+use super::{ContinualMethod, LpStage, TaskContext, learn_with_importance};
 use crate::error::CoreError;
 use crate::model::Classifier;
 use crate::penalties::{ImportanceKind, ParamTable, accumulate};
@@ -27,8 +27,6 @@ pub struct Ewc {
     pub fisher_samples: Option<usize>,
     #[serde(default)]
     pub lp: Option<LpStage>,
-    #[serde(skip)]
-    state: RunState<(ParamTable, ParamTable)>,
 }
 
 fn default_gamma() -> f64 {
@@ -36,27 +34,31 @@ fn default_gamma() -> f64 {
 }
 
 impl ContinualMethod for Ewc {
+    type State = Option<(ParamTable, ParamTable)>;
+
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         if let Some(lp) = &self.lp {
             lp.validate()?;
         }
-        if !(self.lambda >= 0.0 && (0.0..=1.0).contains(&self.gamma)) {
-            return Err(CoreError::Config(
-                "method.lambda must be >= 0 and method.gamma in [0, 1]".into(),
-            ));
+        if self.lambda.is_nan() || self.lambda < 0.0 {
+            return Err(CoreError::config("method.lambda", "must be >= 0"));
+        }
+        if !(0.0..=1.0).contains(&self.gamma) {
+            return Err(CoreError::config("method.gamma", "must be in [0, 1]"));
         }
         Ok(())
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         let gamma = self.gamma;
         learn_with_importance(
-            &mut self.state,
+            state,
             ImportanceKind::Fisher,
             self.fisher_samples,
             self.lambda / 2.0,

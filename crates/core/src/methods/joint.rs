@@ -33,12 +33,15 @@ pub fn union(sets: &[Arc<ImageSet>]) -> ImageSet {
 }
 
 impl ContinualMethod for Joint {
+    type State = ();
+
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        _state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {

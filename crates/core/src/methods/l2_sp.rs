@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, RunState, TaskContext};
+use super::{ContinualMethod, LpStage, TaskContext};
 use crate::error::CoreError;
 use crate::model::Classifier;
 use crate::penalties::{ParamTable, quadratic_penalty, snapshot};
@@ -24,9 +24,6 @@ pub struct L2Sp {
     pub beta: f64,
     #[serde(default)]
     pub lp: Option<LpStage>,
-    /// (pretrained backbone, zeros for the head)
-    #[serde(skip)]
-    state: RunState<(ParamTable, ParamTable)>,
 }
 
 fn default_alpha() -> f64 {
@@ -43,14 +40,14 @@ struct Pull<'a> {
     beta: f64,
 }
 
-impl TrainHooks for Pull<'_> {
+impl TrainHooks<Classifier> for Pull<'_> {
     fn extra_loss(
         &mut self,
         model: &Classifier,
         _step: &Step,
     ) -> Result<Option<Tensor<1>>, CoreError> {
         let a =
-            quadratic_penalty(&model.backbone, self.start, None).map(|p| p * (self.alpha / 2.0));
+            quadratic_penalty(model.backbone(), self.start, None).map(|p| p * (self.alpha / 2.0));
         let b = quadratic_penalty(&model.head, self.zeros, None).map(|p| p * (self.beta / 2.0));
         Ok(match (a, b) {
             (Some(a), Some(b)) => Some(a + b),
@@ -60,33 +57,37 @@ impl TrainHooks for Pull<'_> {
 }
 
 impl ContinualMethod for L2Sp {
+    type State = Option<(ParamTable, ParamTable)>;
+
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         if let Some(lp) = &self.lp {
             lp.validate()?;
         }
-        if !(self.alpha >= 0.0 && self.beta >= 0.0) {
-            return Err(CoreError::Config(
-                "method.alpha and method.beta must be >= 0".into(),
-            ));
+        if self.alpha.is_nan() || self.alpha < 0.0 {
+            return Err(CoreError::config("method.alpha", "must be >= 0"));
+        }
+        if self.beta.is_nan() || self.beta < 0.0 {
+            return Err(CoreError::config("method.beta", "must be >= 0"));
         }
         Ok(())
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
-        if self.state.0.is_none() {
+        if state.is_none() {
             let zeros = snapshot(&model.head)
                 .into_iter()
                 .map(|(k, v)| (k, v.zeros_like()))
                 .collect();
-            self.state.0 = Some((snapshot(&model.backbone), zeros));
+            *state = Some((snapshot(model.backbone()), zeros));
         }
         let model = LpStage::run(&self.lp, model, ctx)?;
-        let (start, zeros) = self.state.0.as_ref().expect("set above");
+        let (start, zeros) = state.as_ref().expect("set above");
         ctx.fine_tune(
             model,
             self.epochs,

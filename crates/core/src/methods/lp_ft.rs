@@ -21,13 +21,16 @@ pub struct LpFt {
 }
 
 impl ContinualMethod for LpFt {
+    type State = ();
+
     fn validate(&self) -> Result<(), CoreError> {
         self.lp_optimizer.validate("method.lp_optimizer")?;
         self.ft_optimizer.validate("method.ft_optimizer")
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        _state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {

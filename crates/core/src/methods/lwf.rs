@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, RunState, TaskContext};
+use super::{ContinualMethod, LpStage, TaskContext};
 use crate::error::CoreError;
 use crate::model::Classifier;
 use crate::penalties::distillation_loss;
@@ -26,9 +26,6 @@ pub struct Lwf {
     pub temperature: f64,
     #[serde(default)]
     pub lp: Option<LpStage>,
-    /// The model as it was after the previous task (inference copy).
-    #[serde(skip)]
-    state: RunState<Box<Classifier>>,
 }
 
 fn default_lambda() -> f64 {
@@ -45,7 +42,7 @@ struct Distill<'a> {
     lambda: f64,
 }
 
-impl TrainHooks for Distill<'_> {
+impl TrainHooks<Classifier> for Distill<'_> {
     fn extra_loss(
         &mut self,
         _model: &Classifier,
@@ -66,27 +63,31 @@ impl TrainHooks for Distill<'_> {
 }
 
 impl ContinualMethod for Lwf {
+    type State = Option<Box<Classifier>>;
+
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         if let Some(lp) = &self.lp {
             lp.validate()?;
         }
-        if !(self.lambda >= 0.0 && self.temperature > 0.0) {
-            return Err(CoreError::Config(
-                "method.lambda must be >= 0 and method.temperature > 0".into(),
-            ));
+        if self.lambda.is_nan() || self.lambda < 0.0 {
+            return Err(CoreError::config("method.lambda", "must be >= 0"));
+        }
+        if self.temperature.is_nan() || self.temperature <= 0.0 {
+            return Err(CoreError::config("method.temperature", "must be > 0"));
         }
         Ok(())
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         let model = LpStage::run(&self.lp, model, ctx)?;
         let old_classes = ctx.old_classes;
-        let model = match &self.state.0 {
+        let model = match &*state {
             Some(old) if old_classes > 0 => ctx.fine_tune(
                 model,
                 self.epochs,
@@ -100,7 +101,7 @@ impl ContinualMethod for Lwf {
             )?,
             _ => ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)?,
         };
-        self.state.0 = Some(Box::new(model.valid()));
+        *state = Some(Box::new(model.valid()));
         Ok(model)
     }
 }

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, RunState, TaskContext, learn_with_importance};
+use super::{ContinualMethod, LpStage, TaskContext, learn_with_importance};
 use crate::error::CoreError;
 use crate::model::Classifier;
 use crate::penalties::{ImportanceKind, ParamTable, accumulate};
@@ -31,8 +31,6 @@ pub struct Mas {
     /// Optional linear probe before each task's training.
     #[serde(default)]
     pub lp: Option<LpStage>,
-    #[serde(skip)]
-    state: RunState<(ParamTable, ParamTable)>,
 }
 
 fn default_lambda() -> f64 {
@@ -43,27 +41,31 @@ fn default_alpha() -> f64 {
 }
 
 impl ContinualMethod for Mas {
+    type State = Option<(ParamTable, ParamTable)>;
+
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         if let Some(lp) = &self.lp {
             lp.validate()?;
         }
-        if !(self.lambda >= 0.0 && (0.0..=1.0).contains(&self.alpha)) {
-            return Err(CoreError::Config(
-                "method.lambda must be >= 0 and method.alpha in [0, 1]".into(),
-            ));
+        if self.lambda.is_nan() || self.lambda < 0.0 {
+            return Err(CoreError::config("method.lambda", "must be >= 0"));
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(CoreError::config("method.alpha", "must be in [0, 1]"));
         }
         Ok(())
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         let alpha = self.alpha;
         learn_with_importance(
-            &mut self.state,
+            state,
             ImportanceKind::Mas,
             self.importance_samples,
             self.lambda,

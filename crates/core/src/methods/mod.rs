@@ -36,10 +36,11 @@ pub use side_tuning::{SideTuning, logits_with_base};
 
 use crate::error::CoreError;
 use crate::features::cached_features;
+use crate::metrics::{Coords, names};
 use crate::model::Classifier;
 use crate::penalties::{ImportanceKind, ParamTable, QuadraticPenalty, importance, snapshot};
 use crate::progress::Progress;
-use crate::train::{NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_linear};
+use crate::train::{CurveLog, CurveSink, NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_linear};
 
 /// A method as a grid names it (`method.name`), with its settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,24 +105,58 @@ impl MethodConfig {
         }
     }
 
-    pub fn build(&self) -> Box<dyn ContinualMethod> {
+    /// The method with fresh state, ready for the first task.
+    pub fn build(&self) -> Box<dyn TaskLearner> {
+        fn learner<M: ContinualMethod + Clone + 'static>(m: &M) -> Box<dyn TaskLearner> {
+            Box::new(Learner {
+                method: m.clone(),
+                state: M::State::default(),
+            })
+        }
         match self {
-            MethodConfig::Sgd(m) => Box::new(m.clone()),
-            MethodConfig::LpFt(m) => Box::new(m.clone()),
-            MethodConfig::Mas(m) => Box::new(m.clone()),
-            MethodConfig::Ewc(m) => Box::new(m.clone()),
-            MethodConfig::Lwf(m) => Box::new(m.clone()),
-            MethodConfig::Er(m) => Box::new(m.clone()),
-            MethodConfig::DerPlusPlus(m) => Box::new(m.clone()),
-            MethodConfig::L2Sp(m) => Box::new(m.clone()),
-            MethodConfig::SideTuning(m) => Box::new(m.clone()),
-            MethodConfig::Joint(m) => Box::new(m.clone()),
+            MethodConfig::Sgd(m) => learner(m),
+            MethodConfig::LpFt(m) => learner(m),
+            MethodConfig::Mas(m) => learner(m),
+            MethodConfig::Ewc(m) => learner(m),
+            MethodConfig::Lwf(m) => learner(m),
+            MethodConfig::Er(m) => learner(m),
+            MethodConfig::DerPlusPlus(m) => learner(m),
+            MethodConfig::L2Sp(m) => learner(m),
+            MethodConfig::SideTuning(m) => learner(m),
+            MethodConfig::Joint(m) => learner(m),
         }
     }
 
     /// Checks settings that types cannot (ranges, consistency).
     pub fn validate(&self) -> Result<(), CoreError> {
         self.build().validate()
+    }
+}
+
+/// A method's config with the state it carries from task to task.
+pub trait TaskLearner {
+    fn validate(&self) -> Result<(), CoreError>;
+    /// Trains `model` on the task `ctx` describes and returns it.
+    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext)
+    -> Result<Classifier, CoreError>;
+}
+
+struct Learner<M: ContinualMethod> {
+    method: M,
+    state: M::State,
+}
+
+impl<M: ContinualMethod> TaskLearner for Learner<M> {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.method.validate()
+    }
+
+    fn learn_task(
+        &mut self,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
+        self.method.learn_task(&mut self.state, model, ctx)
     }
 }
 
@@ -153,14 +188,22 @@ impl LpStage {
     }
 }
 
-/// A continual-learning method: learns the tasks one after another.
+/// A continual-learning method: learns the tasks one after another. The
+/// method's value is its configuration; what it carries from one task to
+/// the next (anchors, importances, buffers, the previous model) is its
+/// `State`, kept apart by the runner of the sequence.
 pub trait ContinualMethod {
+    type State: Default;
     fn validate(&self) -> Result<(), CoreError> {
         Ok(())
     }
     /// Trains `model` on the task `ctx` describes and returns it.
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext)
-    -> Result<Classifier, CoreError>;
+    fn learn_task(
+        &self,
+        state: &mut Self::State,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError>;
 }
 
 /// Everything a method may use while learning one task.
@@ -188,9 +231,11 @@ pub struct TaskContext<'a> {
     /// Features of frozen networks, shared by the whole run.
     pub features: &'a crate::feature_cache::FeatureCache,
     pub progress: &'a dyn Progress,
+    /// Where every stage records its curve (coordinates `task`, `stage`, `epoch`).
+    pub curves: &'a CurveLog,
 }
 
-impl TaskContext<'_> {
+impl<'a> TaskContext<'a> {
     /// A training stage over this task's data.
     pub fn stage<'o>(
         &self,
@@ -198,7 +243,10 @@ impl TaskContext<'_> {
         salt: u64,
         epochs: usize,
         optim: &'o OptimConfig,
-    ) -> Stage<'o> {
+    ) -> Stage<'o>
+    where
+        'a: 'o,
+    {
         Stage {
             name: format!("task {}/{} · {label}", self.task + 1, self.num_tasks),
             epochs,
@@ -211,6 +259,12 @@ impl TaskContext<'_> {
                 .seed
                 .wrapping_mul(1_000_003)
                 .wrapping_add(self.task as u64 * 101 + salt),
+            curve: Some(CurveSink {
+                log: self.curves,
+                coords: Coords::new()
+                    .with(names::TASK, self.task)
+                    .with(names::STAGE, label),
+            }),
         }
     }
 
@@ -220,7 +274,7 @@ impl TaskContext<'_> {
         model: Classifier,
         epochs: usize,
         optim: &OptimConfig,
-        hooks: &mut dyn TrainHooks,
+        hooks: &mut dyn TrainHooks<Classifier>,
     ) -> Result<Classifier, CoreError> {
         self.fine_tune_on(model, &self.train, epochs, optim, hooks)
     }
@@ -231,8 +285,8 @@ impl TaskContext<'_> {
         model: Classifier,
         epochs: usize,
         optim: &OptimConfig,
-        hooks: &mut dyn TrainHooks,
-        forward: crate::train::Forward,
+        hooks: &mut dyn TrainHooks<Classifier>,
+        forward: crate::train::Forward<Classifier>,
     ) -> Result<Classifier, CoreError> {
         let stage = self.stage("fine-tune", 1, epochs, optim);
         Ok(crate::train::fit_with(
@@ -254,7 +308,7 @@ impl TaskContext<'_> {
         data: &Arc<ImageSet>,
         epochs: usize,
         optim: &OptimConfig,
-        hooks: &mut dyn TrainHooks,
+        hooks: &mut dyn TrainHooks<Classifier>,
     ) -> Result<Classifier, CoreError> {
         let stage = self.stage("fine-tune", 1, epochs, optim);
         Ok(fit(model, data, &stage, hooks, self.device, self.progress)?.0)
@@ -292,30 +346,12 @@ impl TaskContext<'_> {
     }
 }
 
-/// What a method carries from one task to the next (anchors, importances,
-/// buffers). Not configuration: never serialised and ignored by equality,
-/// so that a method's config stays a plain value.
-#[derive(Debug, Clone)]
-pub struct RunState<T>(pub Option<T>);
-
-impl<T> Default for RunState<T> {
-    fn default() -> Self {
-        Self(None)
-    }
-}
-
-impl<T> PartialEq for RunState<T> {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
 /// The task loop of the importance-weighted penalty methods (MAS, EWC):
 /// optional linear probe; fine-tuning under `scale`·Σ Ω (θ − θ*)² once an
 /// importance exists; then this task's importance, merged into the old one
 /// by `merge(old, new)`, and θ* = the weights after this task.
 pub(crate) fn learn_with_importance(
-    state: &mut RunState<(ParamTable, ParamTable)>,
+    state: &mut Option<(ParamTable, ParamTable)>,
     kind: ImportanceKind,
     samples: Option<usize>,
     scale: f64,
@@ -327,7 +363,7 @@ pub(crate) fn learn_with_importance(
     ctx: &TaskContext,
 ) -> Result<Classifier, CoreError> {
     let model = LpStage::run(lp, model, ctx)?;
-    let model = match &state.0 {
+    let model = match &*state {
         Some((weights, anchor)) => ctx.fine_tune(
             model,
             epochs,
@@ -350,10 +386,10 @@ pub(crate) fn learn_with_importance(
         ctx.device,
         ctx.progress,
     )?;
-    let merged = match state.0.take() {
+    let merged = match state.take() {
         Some((old, _)) => merge(old, new),
         None => new,
     };
-    state.0 = Some((merged, snapshot(&model)));
+    *state = Some((merged, snapshot(&model)));
     Ok(model)
 }

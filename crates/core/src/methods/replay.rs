@@ -248,7 +248,7 @@ impl<'a> ReplayHook<'a> {
     }
 }
 
-impl crate::train::TrainHooks for ReplayHook<'_> {
+impl<M> crate::train::TrainHooks<M> for ReplayHook<'_> {
     fn extra_batch(&mut self, stage: &crate::train::Stage, device: &Device) -> Option<Tensor<4>> {
         self.pending = None;
         if self.buffer.is_empty() {
@@ -279,7 +279,7 @@ impl crate::train::TrainHooks for ReplayHook<'_> {
 
     fn extra_loss(
         &mut self,
-        _model: &crate::model::Classifier,
+        _model: &M,
         step: &crate::train::Step,
     ) -> Result<Option<Tensor<1>>, crate::error::CoreError> {
         use burn::tensor::loss::cross_entropy_with_logits;

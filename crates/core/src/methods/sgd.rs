@@ -16,12 +16,15 @@ pub struct Sgd {
 }
 
 impl ContinualMethod for Sgd {
+    type State = ();
+
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        _state: &mut Self::State,
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {

@@ -6,7 +6,6 @@
 //! at the first task to `alpha_final` at the last. Without augmentation the
 //! base's features are computed once (feature cache) instead of every step.
 
-use burn::module::Module;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -15,7 +14,7 @@ use super::{ContinualMethod, TaskContext};
 use crate::backbone::{Arch, BackboneConfig};
 use crate::error::CoreError;
 use crate::features::{Rows, cached_features};
-use crate::model::{Classifier, SideBranch, linear_head};
+use crate::model::{Classifier, SideNet, linear_head};
 use crate::train::{NoHooks, OptimConfig};
 use burn::tensor::{Tensor, TensorData};
 
@@ -54,23 +53,31 @@ impl SideTuning {
 }
 
 impl ContinualMethod for SideTuning {
+    type State = ();
+
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         let ok = |a: f64| (0.0..=1.0).contains(&a);
-        if self.side_width == 0 || !ok(self.alpha) || !self.alpha_final.is_none_or(ok) {
-            return Err(CoreError::Config(
-                "method.side_width must be >= 1, alpha and alpha_final in [0, 1]".into(),
-            ));
+        if self.side_width == 0 {
+            return Err(CoreError::config("method.side_width", "must be >= 1"));
+        }
+        if !ok(self.alpha) {
+            return Err(CoreError::config("method.alpha", "must be in [0, 1]"));
+        }
+        if !self.alpha_final.is_none_or(ok) {
+            return Err(CoreError::config("method.alpha_final", "must be in [0, 1]"));
         }
         Ok(())
     }
 
     fn learn_task(
-        &mut self,
+        &self,
+        _state: &mut Self::State,
         mut model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
-        if model.side.is_none() {
+        // The first task wraps the base; later ones keep training the side.
+        if model.side_tuned().is_none() {
             let side_config = BackboneConfig {
                 arch: Arch::ResNet18Cifar,
                 width: self.side_width,
@@ -80,15 +87,10 @@ impl ContinualMethod for SideTuning {
             let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0x051D_E000);
             let net = side_config.build(&mut rng, ctx.device);
             let proj = linear_head(&mut rng, side_config.feature_dim(), base_dim, ctx.device);
-            model.backbone = model.backbone.freeze();
-            model.side = Some(SideBranch {
-                net,
-                proj,
-                alpha: self.alpha,
-            });
+            model = model.with_side(SideNet { net, proj }, self.alpha);
         }
-        if let Some(side) = model.side.as_mut() {
-            side.alpha = self.alpha_at(ctx.task, ctx.num_tasks);
+        if let Some(s) = model.side_tuned_mut() {
+            s.alpha = self.alpha_at(ctx.task, ctx.num_tasks);
         }
         if ctx.augment.is_none() {
             // Un-augmented training images: the frozen base sees the same
@@ -97,7 +99,7 @@ impl ContinualMethod for SideTuning {
             // network runs per step.
             let base = cached_features(
                 ctx.features,
-                &Classifier::new(model.backbone.clone(), model.head.clone()),
+                &Classifier::new(model.backbone().clone(), model.head.clone()),
                 &ctx.train,
                 ctx.eval_batch_size,
                 ctx.normalization,
@@ -122,9 +124,8 @@ pub fn logits_with_base(
     indices: &[usize],
 ) -> Tensor<2> {
     let side = model
-        .side
-        .as_ref()
-        .expect("a side-tuning model has a side branch");
+        .side_tuned()
+        .expect("a side-tuning model wraps its base");
     let rows: Vec<f32> = indices
         .iter()
         .flat_map(|&i| base.row(i).iter().copied())
@@ -133,8 +134,5 @@ pub fn logits_with_base(
         TensorData::new(rows, [indices.len(), base.dim]),
         &x.device(),
     );
-    let own = side.proj.forward(side.net.forward(x));
-    model
-        .head
-        .forward(base * side.alpha + own * (1.0 - side.alpha))
+    model.head.forward(side.blend(base, x))
 }

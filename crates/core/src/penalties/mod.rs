@@ -119,10 +119,10 @@ pub struct QuadraticPenalty<'a> {
     pub scale: f64,
 }
 
-impl crate::train::TrainHooks for QuadraticPenalty<'_> {
+impl<M: Module> crate::train::TrainHooks<M> for QuadraticPenalty<'_> {
     fn extra_loss(
         &mut self,
-        model: &crate::model::Classifier,
+        model: &M,
         _step: &crate::train::Step,
     ) -> Result<Option<Tensor<1>>, crate::error::CoreError> {
         Ok(quadratic_penalty(model, self.anchor, self.weights).map(|p| p * self.scale))

@@ -9,18 +9,17 @@
 
 use std::sync::Arc;
 
-use burn::tensor::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use reusebench_data::{Augment, ImageSet, Normalization};
+use reusebench_data::{Augment, ImageSet};
 use serde::{Deserialize, Serialize};
 
-use crate::error::CoreError;
-use crate::features::{ModelKey, cached_features_keyed, head_logits, model_features};
-use crate::metrics::accuracy;
-use crate::model::{Classifier, linear_head};
-use crate::progress::Progress;
-use crate::train::{NoHooks, OptimConfig, Stage, fit, fit_linear};
+use reusebench_core::CoreError;
+use reusebench_core::features::{ModelKey, cached_features_keyed, head_logits, model_features};
+use reusebench_core::methods::TaskContext;
+use reusebench_core::metrics::{Coords, accuracy};
+use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit, fit_linear};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,38 +32,21 @@ pub struct AdaptationConfig {
     pub fine_tune: bool,
 }
 
-/// One task's data, labels renumbered from 0.
-pub struct TaskData {
-    pub train: Arc<ImageSet>,
-    pub test: Arc<ImageSet>,
-    pub classes: usize,
-}
-
-/// Shared settings of the adaptation runs.
-pub struct AdaptContext<'a> {
-    pub batch_size: usize,
-    pub eval_batch_size: usize,
-    pub augment: Augment,
-    pub normalization: Normalization,
-    pub seed: u64,
-    pub device: &'a Device,
-    pub features: &'a crate::feature_cache::FeatureCache,
-    pub progress: &'a dyn Progress,
-}
-
-/// Test accuracy on `task` after adapting `model` to it.
+/// Test accuracy on `test` after adapting `model` to the task `ctx`
+/// describes (its training set and class count, labels from 0).
 /// `key` is `model`'s [`ModelKey`], computed once for all tasks.
 pub fn adapt(
     config: &AdaptationConfig,
     model: &Classifier,
     key: &ModelKey,
-    task: &TaskData,
+    test: &Arc<ImageSet>,
     label: &str,
-    ctx: &AdaptContext,
+    coords: Coords,
+    ctx: &TaskContext,
 ) -> Result<f64, CoreError> {
     let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xADA9_7000);
     let dim = model.head.weight.dims()[0];
-    let head = linear_head(&mut rng, dim, task.classes, ctx.device);
+    let head = linear_head(&mut rng, dim, ctx.num_classes, ctx.device);
     let stage = Stage {
         name: format!("adaptation · {label}"),
         epochs: config.epochs,
@@ -76,15 +58,19 @@ pub fn adapt(
             Augment::NONE
         },
         normalization: ctx.normalization,
-        num_classes: task.classes,
+        num_classes: ctx.num_classes,
         seed: ctx.seed,
+        curve: Some(CurveSink {
+            log: ctx.curves,
+            coords,
+        }),
     };
     let test_features = if config.fine_tune {
         let mut copy = model.clone();
         copy.head = head;
         let (tuned, _) = fit(
             copy,
-            &task.train,
+            &ctx.train,
             &stage,
             &mut NoHooks,
             ctx.device,
@@ -92,7 +78,7 @@ pub fn adapt(
         )?;
         let feats = model_features(
             &tuned,
-            &task.test,
+            test,
             ctx.eval_batch_size,
             ctx.normalization,
             ctx.device,
@@ -103,7 +89,7 @@ pub fn adapt(
             ctx.features,
             model,
             key,
-            &task.train,
+            &ctx.train,
             ctx.eval_batch_size,
             ctx.normalization,
             ctx.device,
@@ -111,7 +97,7 @@ pub fn adapt(
         let (head, _) = fit_linear(
             head,
             &train.values,
-            &task.train.labels,
+            &ctx.train.labels,
             train.dim,
             &stage,
             ctx.device,
@@ -121,7 +107,7 @@ pub fn adapt(
             ctx.features,
             model,
             key,
-            &task.test,
+            test,
             ctx.eval_batch_size,
             ctx.normalization,
             ctx.device,
@@ -131,14 +117,14 @@ pub fn adapt(
     Ok(accuracy(
         &test_features.values,
         test_features.dim,
-        &task.test.labels,
+        &test.labels,
     ))
 }
 
 impl AdaptationConfig {
     pub fn validate(&self) -> Result<(), CoreError> {
         if self.epochs == 0 {
-            return Err(CoreError::Config("adaptation.epochs must be >= 1".into()));
+            return Err(CoreError::config("adaptation.epochs", "must be >= 1"));
         }
         self.optimizer.validate("adaptation.optimizer")
     }

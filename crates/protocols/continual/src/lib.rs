@@ -3,22 +3,30 @@
 //! class-IL and task-IL accuracy on every task seen, and kNN accuracy of the
 //! backbone's features on every task (seen or not).
 
+pub mod adaptation;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use reusebench_data::fmow::REGIONS;
 use reusebench_data::{Augment, DatasetSpec, DomainTasks, ImageSet, TaskSequence, TaskSplit};
 use serde::{Deserialize, Serialize};
 
-use super::adaptation::{AdaptContext, AdaptationConfig, TaskData, adapt};
-use super::{build_classifier, default_batch_size, default_eval_batch_size, load_with_classes};
-use crate::backbone::BackboneConfig;
-use crate::device::DeviceSpec;
-use crate::error::CoreError;
-use crate::feature_cache::FeatureCache;
-use crate::features::{ModelKey, Rows, cached_features_keyed, head_logits};
-use crate::methods::{MethodConfig, TaskContext};
-use crate::metrics::{AccuracyMatrix, KnnConfig, MetricRow, knn_accuracy, masked_accuracy};
-use crate::progress::Progress;
+use adaptation::{AdaptationConfig, adapt};
+use reusebench_core::CoreError;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::feature_cache::FeatureCache;
+use reusebench_core::features::{ModelKey, Rows, cached_features_keyed, head_logits};
+use reusebench_core::methods::{MethodConfig, TaskContext};
+use reusebench_core::metrics::{
+    AccuracyMatrix, Coords, KnnConfig, MetricRow, knn_accuracy, masked_accuracy, names,
+};
+use reusebench_core::protocol::{
+    Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
+};
+
+/// The protocol, as the runner's registry names it.
+pub struct Continual;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,48 +66,91 @@ fn default_knn() -> Option<KnnConfig> {
     Some(KnnConfig::default())
 }
 
-impl ContinualConfig {
-    pub fn validate(&self) -> Result<(), CoreError> {
-        self.method.validate()?;
-        self.backbone.validate()?;
-        if let Some(a) = &self.adaptation {
+impl Protocol for Continual {
+    const NAME: &'static str = "continual";
+    type Config = ContinualConfig;
+
+    fn validate(config: &ContinualConfig, checks: &Checks) -> Result<(), CoreError> {
+        config.method.validate()?;
+        checks.backbone(&config.backbone, "backbone")?;
+        if let Some(a) = &config.adaptation {
             a.validate()?;
         }
-        if self.batch_size < 2 {
-            return Err(CoreError::Config("batch_size must be >= 2".into()));
+        if config.batch_size < 2 {
+            return Err(CoreError::config("batch_size", "must be >= 2"));
         }
-        match (&self.classes_per_task, &self.domains) {
-            (Some(_), None) => {}
-            (None, Some(d)) => d.validate()?,
+        // The class count comes from the dataset spec (or a cheap read of
+        // its metadata), so a split that cannot work fails here, not after
+        // the pretrain cell before it has run.
+        let classes: Option<usize> = match (&config.classes, config.data.num_classes()) {
+            (Some(list), Some(n)) => {
+                check_classes(list, n, config.data.short_name())?;
+                Some(list.len())
+            }
+            (Some(list), None) => Some(list.len()),
+            (None, n) => n,
+        };
+        match (&config.classes_per_task, &config.domains) {
+            (Some(0), None) => {
+                return Err(CoreError::config("classes_per_task", "must be >= 1"));
+            }
+            (Some(per_task), None) => {
+                if let Some(n) = classes
+                    && !n.is_multiple_of(*per_task)
+                {
+                    return Err(CoreError::config(
+                        "classes_per_task",
+                        format!(
+                            "{n} classes cannot be split into tasks of {per_task} ({n} is not a multiple of {per_task})"
+                        ),
+                    ));
+                }
+            }
+            (None, Some(d)) => d
+                .validate()
+                .map_err(|e| CoreError::config("domains", e.to_string()))?,
             _ => {
-                return Err(CoreError::Config(
+                return Err(CoreError::config(
+                    "classes_per_task",
                     "give exactly one of classes_per_task (class-incremental) and domains \
-                     (domain-incremental)"
-                        .into(),
+                     (domain-incremental)",
                 ));
             }
         }
-        if let Some(k) = &self.knn
-            && (k.k == 0 || k.temperature.is_nan() || k.temperature <= 0.0)
-        {
-            return Err(CoreError::Config(
-                "knn.k must be >= 1 and knn.temperature > 0".into(),
-            ));
+        if let Some(k) = &config.knn {
+            if k.k == 0 {
+                return Err(CoreError::config("knn.k", "must be >= 1"));
+            }
+            if k.temperature.is_nan() || k.temperature <= 0.0 {
+                return Err(CoreError::config("knn.temperature", "must be > 0"));
+            }
         }
         Ok(())
     }
+
+    fn seed(config: &ContinualConfig) -> u64 {
+        config.seed
+    }
+
+    fn method(config: &ContinualConfig) -> String {
+        config.method.label()
+    }
+
+    fn inputs(config: &ContinualConfig) -> Vec<PathBuf> {
+        let mut v = config.data.required_paths();
+        v.extend(config.backbone.files());
+        v
+    }
+
+    fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+        run(config, env)
+    }
 }
 
-pub fn run(
-    config: &ContinualConfig,
-    device: DeviceSpec,
-    progress: &dyn Progress,
-) -> Result<Vec<MetricRow>, CoreError> {
-    config.validate()?;
-    let plain = device.device()?;
-    plain.seed(config.seed);
-    let train_device = plain.clone().autodiff();
-    let (data, classes) = load_with_classes(&config.data, &config.classes)?;
+fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+    let progress = env.progress;
+    let train_device = env.train_device(config.seed)?;
+    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
     let split = match (&config.classes_per_task, &config.domains) {
         (Some(n), _) => {
             TaskSequence::Classes(TaskSplit::new(&classes, *n, config.class_order_seed)?)
@@ -118,28 +169,30 @@ pub fn run(
         test.push(Arc::new(split.task_images(&data.test, t)?));
     }
     if let Some(t) = (0..tasks).find(|&t| train[t].is_empty() || test[t].is_empty()) {
-        return Err(CoreError::Config(format!(
-            "task {t} ({}) has {} training and {} test images; every task needs both{}",
-            match &config.domains {
-                Some(d) => d.describe(t),
-                None => format!("classes {:?}", split.label_range(t)),
-            },
-            train[t].len(),
-            test[t].len(),
-            if config.domains.is_some() {
-                " (year tasks on FMoW's official split have no test images before 2016: use split: {kind: random, ...})"
-            } else {
-                ""
-            }
-        )));
+        return Err(CoreError::config(
+            "",
+            format!(
+                "task {t} ({}) has {} training and {} test images; every task needs both{}",
+                match &config.domains {
+                    Some(d) => d.describe(t),
+                    None => format!("classes {:?}", split.label_range(t)),
+                },
+                train[t].len(),
+                test[t].len(),
+                if config.domains.is_some() {
+                    " (year tasks on FMoW's official split have no test images before 2016: use split: {kind: random, ...})"
+                } else {
+                    ""
+                }
+            ),
+        ));
     }
 
-    let mut model = build_classifier(
+    let mut model = env.build_classifier(
         &config.backbone,
         split.num_classes(),
         config.seed,
         &train_device,
-        progress,
     )?;
     let mut method = config.method.build();
     let mut class_il = AccuracyMatrix::new();
@@ -149,6 +202,7 @@ pub fn run(
     let norm = data.normalization;
     let ebs = config.eval_batch_size;
     let setting = split.setting();
+    let setting_names = names::setting(setting).expect("every setting has names");
     let cache = FeatureCache::default();
     let mut final_predictions: Vec<Vec<u32>> = Vec::new();
 
@@ -168,6 +222,7 @@ pub fn run(
             device: &train_device,
             features: &cache,
             progress,
+            curves: &env.curves,
         };
         model = method.learn_task(model, &ctx)?;
         let key = ModelKey::of(&model);
@@ -188,12 +243,12 @@ pub fn run(
         for j in 0..=t {
             let out = head_logits(&model.head, &test_features[j], &train_device);
             let cil = masked_accuracy(&out.values, out.dim, &test[j].labels, 0..seen);
-            rows.push(MetricRow::entry(&format!("acc_{setting}"), t, j, cil));
+            rows.push(MetricRow::entry(setting_names.matrix, t, j, cil));
             cil_row.push(cil);
             if setting == "class_il" {
                 let til =
                     masked_accuracy(&out.values, out.dim, &test[j].labels, split.label_range(j));
-                rows.push(MetricRow::entry("acc_task_il", t, j, til));
+                rows.push(MetricRow::entry(names::ACC_TASK_IL, t, j, til));
                 til_row.push(til);
             }
             if t + 1 == tasks {
@@ -224,7 +279,7 @@ pub fn run(
                     &test[j].labels,
                     knn,
                 );
-                rows.push(MetricRow::entry("knn_acc", t, j, acc));
+                rows.push(MetricRow::entry(names::KNN_ACC, t, j, acc));
                 if j <= t {
                     knn_row.push(acc);
                 }
@@ -244,40 +299,43 @@ pub fn run(
     }
 
     type Summary = fn(&AccuracyMatrix) -> f64;
-    let summaries: [(&str, Summary); 3] = [
-        ("avg_acc", AccuracyMatrix::average_accuracy),
-        ("forgetting", AccuracyMatrix::forgetting),
-        ("bwt", AccuracyMatrix::backward_transfer),
+    let task_names = names::setting("task_il").expect("a setting");
+    let summaries: [(&str, &str, Summary); 3] = [
+        (
+            setting_names.avg,
+            task_names.avg,
+            AccuracyMatrix::average_accuracy,
+        ),
+        (
+            setting_names.forgetting,
+            task_names.forgetting,
+            AccuracyMatrix::forgetting,
+        ),
+        (
+            setting_names.bwt,
+            task_names.bwt,
+            AccuracyMatrix::backward_transfer,
+        ),
     ];
-    for (metric, summary) in summaries {
-        rows.push(MetricRow::scalar(
-            &format!("{metric}_{setting}"),
-            summary(&class_il),
-        ));
+    for (metric, task_metric, summary) in summaries {
+        rows.push(MetricRow::scalar(metric, summary(&class_il)));
         if setting == "class_il" {
-            rows.push(MetricRow::scalar(
-                &format!("{metric}_task_il"),
-                summary(&task_il),
-            ));
+            rows.push(MetricRow::scalar(task_metric, summary(&task_il)));
         }
     }
     rows.extend(group_accuracy(&test, &final_predictions));
     if config.knn.is_some() {
-        rows.push(MetricRow::scalar("knn_acc", knn_seen.average_accuracy()));
-        rows.push(MetricRow::scalar("knn_forgetting", knn_seen.forgetting()));
+        rows.push(MetricRow::scalar(
+            names::KNN_ACC,
+            knn_seen.average_accuracy(),
+        ));
+        rows.push(MetricRow::scalar(
+            names::KNN_FORGETTING,
+            knn_seen.forgetting(),
+        ));
     }
 
     if let Some(adaptation) = &config.adaptation {
-        let ctx = AdaptContext {
-            batch_size: config.batch_size,
-            eval_batch_size: ebs,
-            augment: config.augment,
-            normalization: norm,
-            seed: config.seed,
-            device: &train_device,
-            features: &cache,
-            progress,
-        };
         // The from-scratch reference: same architecture, random weights
         // (from the cell's seed), no checkpoint.
         let scratch_config = BackboneConfig {
@@ -288,42 +346,63 @@ pub fn run(
             allow_partial: false,
             ..config.backbone.clone()
         };
-        let scratch = build_classifier(
+        let scratch = env.build_classifier(
             &scratch_config,
             split.num_classes(),
             config.seed,
             &train_device,
-            progress,
         )?;
         let (final_key, scratch_key) = (ModelKey::of(&model), ModelKey::of(&scratch));
         let (mut adapted, mut gain) = (0.0, 0.0);
         for j in 0..tasks {
             let start = split.label_range(j).start as u32;
             let renumber = |set: &ImageSet| set.select_classes(&|l| l.checked_sub(start));
-            let task = TaskData {
+            let task_test = Arc::new(renumber(&test[j]));
+            // The task alone, labels from 0: what adaptation trains on.
+            let ctx = TaskContext {
+                task: j,
+                num_tasks: tasks,
                 train: Arc::new(renumber(&train[j])),
-                test: Arc::new(renumber(&test[j])),
-                classes: split.label_range(j).len(),
+                history: &[],
+                old_classes: 0,
+                num_classes: split.label_range(j).len(),
+                batch_size: config.batch_size,
+                eval_batch_size: ebs,
+                augment: config.augment,
+                normalization: norm,
+                seed: config.seed,
+                device: &train_device,
+                features: &cache,
+                progress,
+                curves: &env.curves,
+            };
+            let at = |start: &str| {
+                Coords::new()
+                    .with(names::TASK, j)
+                    .with(names::START, start)
+                    .with(names::STAGE, "adaptation")
             };
             let acc = adapt(
                 adaptation,
                 &model,
                 &final_key,
-                &task,
+                &task_test,
                 &format!("task {}/{tasks}", j + 1),
+                at("final"),
                 &ctx,
             )?;
             let reference = adapt(
                 adaptation,
                 &scratch,
                 &scratch_key,
-                &task,
+                &task_test,
                 &format!("task {}/{tasks}, from scratch", j + 1),
+                at("scratch"),
                 &ctx,
             )?;
-            rows.push(MetricRow::entry("adapt_acc", tasks - 1, j, acc));
+            rows.push(MetricRow::entry(names::ADAPT_ACC, tasks - 1, j, acc));
             rows.push(MetricRow::entry(
-                "adapt_acc_scratch",
+                names::ADAPT_ACC_SCRATCH,
                 tasks - 1,
                 j,
                 reference,
@@ -331,8 +410,8 @@ pub fn run(
             adapted += acc / tasks as f64;
             gain += (acc - reference) / tasks as f64;
         }
-        rows.push(MetricRow::scalar("adapt_acc", adapted));
-        rows.push(MetricRow::scalar("forward_transfer", gain));
+        rows.push(MetricRow::scalar(names::ADAPT_ACC, adapted));
+        rows.push(MetricRow::scalar(names::FORWARD_TRANSFER, gain));
     }
     let stats = cache.stats();
     progress.note(&format!(
@@ -382,24 +461,29 @@ fn group_accuracy(test: &[Arc<ImageSet>], predictions: &[Vec<u32>]) -> Vec<Metri
         }
     }
     let pct = |(hit, n): (usize, usize)| 100.0 * hit as f64 / n.max(1) as f64;
-    let mut rows = vec![MetricRow::scalar("acc_all", pct(all))];
+    let mut rows = vec![MetricRow::scalar(names::ACC_ALL, pct(all))];
     for (r, c) in &regions {
-        rows.push(MetricRow::scalar(
-            &format!("acc_region_{}", REGIONS[*r as usize]),
+        rows.push(MetricRow::at(
+            names::ACC_BY_REGION,
             pct(*c),
+            Coords::new().with(names::REGION, REGIONS[*r as usize]),
         ));
     }
     for (y, c) in &years {
-        rows.push(MetricRow::scalar(&format!("acc_year_{y}"), pct(*c)));
+        rows.push(MetricRow::at(
+            names::ACC_BY_YEAR,
+            pct(*c),
+            Coords::new().with(names::YEAR, *y as usize),
+        ));
     }
     let worst =
         |counts: Vec<(usize, usize)>| counts.into_iter().map(pct).fold(f64::INFINITY, f64::min);
     rows.push(MetricRow::scalar(
-        "worst_region_acc",
+        names::WORST_REGION_ACC,
         worst(regions.values().copied().collect()),
     ));
     rows.push(MetricRow::scalar(
-        "worst_year_acc",
+        names::WORST_YEAR_ACC,
         worst(years.values().copied().collect()),
     ));
     rows

@@ -1,0 +1,181 @@
+//! The `reusebench` command, as a library: the binary runs it with the
+//! built-in protocols, and a test can run it with a protocol of its own
+//! added to the registry.
+
+mod cli;
+mod ui;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use reusebench_core::DeviceSpec;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::checkpoint::convert_torchvision;
+use reusebench_runner::{Registry, RunOptions, load_grid, run_grid};
+
+use crate::cli::{Cli, Command};
+
+/// Parses `args` (the program name first) and runs the command with the
+/// protocols of `registry`. Exit codes: 0 done, 1 some cells failed, 2 an
+/// error before or outside the cells (printed to stderr).
+pub fn main_with(registry: &Registry, args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(registry, cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            grid,
+            set,
+            device,
+            force,
+            no_report,
+        } => {
+            let grid = load_grid(registry, &grid, &set, device.as_deref())?;
+            let ui = ui::Ui::new(grid.cells.len());
+            ui.line(&format!(
+                "grid `{}`: {} cell(s) on {}, results in {}",
+                grid.name,
+                grid.cells.len(),
+                grid.device,
+                grid.results.display()
+            ));
+            let summary = run_grid(&grid, &RunOptions { force }, &ui)?;
+            ui.finish();
+            println!(
+                "{} cell(s) run, {} skipped (already done), {} failed",
+                summary.done,
+                summary.skipped,
+                summary.failed.len()
+            );
+            for (cell, reason) in &summary.failed {
+                println!("  failed {cell}: {reason}");
+            }
+            if !no_report {
+                report(&grid.results)?;
+            }
+            Ok(if summary.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Validate { grid, set, device } => {
+            let grid = load_grid(registry, &grid, &set, device.as_deref())?;
+            println!(
+                "{}: valid, {} cell(s) on {}",
+                grid.path.display(),
+                grid.cells.len(),
+                grid.device
+            );
+            for cell in &grid.cells {
+                println!("  {}  {}", cell.dir_name(), cell.label);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Convert {
+            weights,
+            arch,
+            width,
+            weights_key,
+            allow_partial,
+            output,
+        } => {
+            let config = BackboneConfig {
+                arch: arch.parse()?,
+                width,
+                weights: Some(weights.clone()),
+                weights_key,
+                allow_partial,
+                ..Default::default()
+            };
+            // Any compiled backend does: converting is a copy, not a computation.
+            let device: DeviceSpec = DeviceSpec::compiled()[0].replace(":N", ":0").parse()?;
+            let report = convert_torchvision(&config, &output, &device.device()?)
+                .with_context(|| format!("converting {}", weights.display()))?;
+            println!("{}: {report}", weights.display());
+            println!(
+                "wrote {} (arch {}, width {width}); use it as `backbone.checkpoint`",
+                output.display(),
+                config.arch.name()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::MakeFixture { dataset, dir } => {
+            match dataset.as_str() {
+                "cifar10" => reusebench_data::cifar::write_cifar10_fixture(&dir, 10, 0)?,
+                "tiny-imagenet" => {
+                    reusebench_data::tiny_imagenet::write_tiny_imagenet_fixture(&dir, 20, 10, 5)?
+                }
+                "fmow" => {
+                    reusebench_data::fmow::write_fmow_fixture(&dir, 700)?;
+                }
+                other => {
+                    anyhow::bail!("unknown fixture `{other}`; use cifar10, tiny-imagenet or fmow")
+                }
+            }
+            println!("wrote a generated {dataset} fixture to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compare { results, output } => {
+            reusebench_report::write_comparison(&results, &output)
+                .with_context(|| format!("comparing {} results folder(s)", results.len()))?;
+            println!("wrote {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            width,
+            batch,
+            warmup,
+            steps,
+            device,
+        } => {
+            let spec: DeviceSpec = device.parse()?;
+            let device = spec.device()?.autodiff();
+            let rate =
+                reusebench_core::throughput::train_step_rate(width, batch, warmup, steps, &device);
+            println!(
+                "{{\"workload\":\"train_step\",\"device\":\"{spec}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { results } => {
+            report(&results)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn report(results: &std::path::Path) -> Result<()> {
+    let files = reusebench_report::write_report(results)
+        .with_context(|| format!("writing the report of {}", results.display()))?;
+    println!(
+        "report: {} ({} done, {} failed cell(s)), {}, {}, {} plot file(s) in {}",
+        files.markdown.display(),
+        files.cells_done,
+        files.cells_failed,
+        files.csv.display(),
+        files.parquet.display(),
+        files.plots.len(),
+        results.join("plots").display()
+    );
+    if let Some(why) = files.png_skipped {
+        println!("note: {why}; the SVG plots are complete");
+    }
+    Ok(())
+}

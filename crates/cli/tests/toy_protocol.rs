@@ -1,0 +1,147 @@
+//! A protocol written here, in the test tree, added through the registry
+//! alone: it runs through the command, and its rows reach `summary.md`,
+//! the CSV and the Parquet with their coordinates and the grid's axes.
+
+use std::process::ExitCode;
+
+use polars::prelude::*;
+use reusebench_core::metrics::{Coords, MetricRow};
+use reusebench_core::{Checks, CoreError, Protocol, RunEnv};
+use reusebench_runner::Registry;
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToyConfig {
+    seed: u64,
+    rounds: usize,
+    scale: f64,
+}
+
+/// `value = scale * round + seed` at every round, and their sum.
+struct Toy;
+
+impl Protocol for Toy {
+    const NAME: &'static str = "toy";
+    type Config = ToyConfig;
+
+    fn validate(config: &ToyConfig, _: &Checks) -> Result<(), CoreError> {
+        if config.scale < 0.0 {
+            return Err(CoreError::config("scale", "must be >= 0"));
+        }
+        Ok(())
+    }
+
+    fn seed(config: &ToyConfig) -> u64 {
+        config.seed
+    }
+
+    fn run(config: &ToyConfig, _env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+        let mut rows: Vec<MetricRow> = (0..config.rounds)
+            .map(|round| {
+                MetricRow::at(
+                    "toy_value",
+                    config.scale * round as f64 + config.seed as f64,
+                    Coords::new().with("round", round),
+                )
+            })
+            .collect();
+        let total = rows.iter().map(|r| r.value).sum();
+        rows.push(MetricRow::scalar("toy_total", total));
+        Ok(rows)
+    }
+}
+
+fn grid(dir: &std::path::Path, scale: &str) -> std::path::PathBuf {
+    let text = format!(
+        "name: toy\nresults: {}\nexperiments:\n  - name: toy-exp\n    protocol: toy\n    base:\n      seed: 0\n      rounds: 3\n      scale: {scale}\n    axes:\n      scale: [1.0, 2.5]\n      seed: [0, 1]\n",
+        dir.join("results").display()
+    );
+    let path = dir.join("grid.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn registry() -> Registry {
+    Registry::builtin().with::<Toy>()
+}
+
+#[test]
+fn a_protocol_added_through_the_registry_runs_and_reports_its_coordinates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = grid(tmp.path(), "1.0");
+    let code = reusebench::main_with(
+        &registry(),
+        ["reusebench", "run", path.to_str().unwrap()].map(Into::into),
+    );
+    assert_eq!(code, ExitCode::SUCCESS);
+    let results = tmp.path().join("results");
+
+    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
+    assert!(md.contains("## toy-exp (toy)"), "{md}");
+    // Scalars: mean over seeds 0 and 1 of sum(scale * r + seed) = 3 * scale + 1.5.
+    assert!(md.contains("| toy | 1.0 | 4.50 ± 2.12 | 2 |"), "{md}");
+    assert!(md.contains("| toy | 2.5 | 9.00 ± 2.12 | 2 |"), "{md}");
+    // The coordinate metric: a row per round, a column per scale.
+    assert!(md.contains("### toy_value"), "{md}");
+    assert!(
+        md.contains("| round | toy scale=1.0 | toy scale=2.5 |"),
+        "{md}"
+    );
+    assert!(md.contains("| 2 | 2.50 ± 0.71 | 5.50 ± 0.71 |"), "{md}");
+
+    let csv = std::fs::read_to_string(results.join("summary.csv")).unwrap();
+    let header = csv.lines().next().unwrap();
+    assert_eq!(
+        header,
+        "experiment,protocol,method,scale,metric,round,mean,std,n"
+    );
+    assert!(
+        csv.contains("toy-exp,toy,toy,2.5,toy_value,2,5.5,"),
+        "{csv}"
+    );
+
+    let file = std::fs::File::open(results.join("rows.parquet")).unwrap();
+    let frame = ParquetReader::new(file).finish().unwrap();
+    let names: Vec<String> = frame
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    for column in ["scale", "seed", "metric", "value", "round"] {
+        assert!(names.contains(&column.to_string()), "{names:?}");
+    }
+    assert_eq!(
+        frame.height(),
+        2 * 2 * 4,
+        "2 scales x 2 seeds x (3 rounds + total)"
+    );
+    assert_eq!(frame.column("scale").unwrap().dtype(), &DataType::Float64);
+    assert_eq!(frame.column("round").unwrap().dtype(), &DataType::Int64);
+    let rounds = frame.column("round").unwrap().null_count();
+    assert_eq!(rounds, 4, "the scalar rows have no round");
+}
+
+#[test]
+fn a_registered_protocol_validates_with_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = grid(tmp.path(), "-1.0");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("      scale: [1.0, 2.5]\n", "");
+    std::fs::write(&path, text).unwrap();
+    let err = reusebench_runner::load_grid(&registry(), &path, &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grid.yaml:9") && err.contains("key `scale`: must be >= 0"),
+        "{err}"
+    );
+    // Without the registration the protocol is unknown, at its line.
+    let err = reusebench_runner::load_grid(&Registry::builtin(), &path, &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("grid.yaml:5") && err.contains("unknown protocol `toy`"),
+        "{err}"
+    );
+}

@@ -1,0 +1,225 @@
+//! What a protocol is to the rest of reusebench. A protocol names its
+//! config type, checks it before anything runs, and runs one cell of it
+//! into metric rows; the runner registers it with one line and adds each
+//! cell's identity to its rows. [`RunEnv`] holds what every protocol needs.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use reusebench_data::{DatasetSpec, ImageSet, Normalization, TrainTest, load_dataset};
+use serde::de::DeserializeOwned;
+
+use crate::backbone::BackboneConfig;
+use crate::checkpoint::{ImportOptions, import_torchvision, load_backbone};
+use crate::device::DeviceSpec;
+use crate::error::CoreError;
+use crate::features::logits;
+use crate::metrics::{MetricRow, accuracy};
+use crate::model::{Classifier, build_backbone, linear_head};
+use crate::progress::Progress;
+use crate::train::CurveLog;
+
+/// One research protocol (pretrain, continual, ...).
+pub trait Protocol: 'static {
+    /// The name grids give in `protocol:`.
+    const NAME: &'static str;
+    /// The cell's configuration, deserialised from the grid (unknown keys
+    /// rejected by the type itself).
+    type Config: DeserializeOwned + Debug + Send + Sync + 'static;
+
+    /// Everything that can be checked without training: ranges, consistency,
+    /// the class count of the dataset, checkpoint headers. Errors carry the
+    /// key (`CoreError::Config { key, .. }`) so that the grid names its line.
+    fn validate(config: &Self::Config, checks: &Checks) -> Result<(), CoreError>;
+    fn seed(config: &Self::Config) -> u64;
+    /// The method column of the cell's rows.
+    fn method(_config: &Self::Config) -> String {
+        Self::NAME.to_string()
+    }
+    /// Files the cell reads.
+    fn inputs(_config: &Self::Config) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Files the cell writes that later cells may read.
+    fn outputs(_config: &Self::Config) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    fn run(config: &Self::Config, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>;
+}
+
+/// What validation may know about the grid beyond one cell.
+pub struct Checks<'a> {
+    /// Files an earlier cell of the grid will write: they need not exist
+    /// yet, and what is on disk now is not what the cell will read.
+    pub produced: &'a dyn Fn(&Path) -> bool,
+}
+
+impl Checks<'_> {
+    /// No other cells (a config checked on its own).
+    pub fn standalone() -> Checks<'static> {
+        Checks {
+            produced: &|_| false,
+        }
+    }
+
+    /// The backbone's settings and, for a harness checkpoint on disk now
+    /// that no earlier cell overwrites, its header against the architecture.
+    pub fn backbone(&self, config: &BackboneConfig, key: &str) -> Result<(), CoreError> {
+        config.validate().map_err(|e| prefix_key(e, key))?;
+        if let Some(path) = &config.checkpoint
+            && path.is_file()
+            && !(self.produced)(path)
+        {
+            crate::checkpoint::check_header(config, path)
+                .map_err(|m| CoreError::config(&format!("{key}.checkpoint"), m))?;
+        }
+        Ok(())
+    }
+}
+
+/// `backbone.width` for an error raised as `width` inside a config at `key`.
+pub fn prefix_key(e: CoreError, key: &str) -> CoreError {
+    match e {
+        CoreError::Config { key: k, message } if !key.is_empty() => {
+            let k = k.strip_prefix("backbone.").unwrap_or(&k);
+            CoreError::Config {
+                key: if k.is_empty() {
+                    key.to_string()
+                } else {
+                    format!("{key}.{k}")
+                },
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
+/// Seeds of the random streams a cell draws. Each stream is the cell's seed
+/// mixed with a constant of its own, so adding a stream moves no other.
+pub mod streams {
+    /// A fresh backbone's weights.
+    pub const BACKBONE: u64 = 0;
+    /// A fresh head's weights: apart from the backbone's, so loading a
+    /// checkpoint does not change the head.
+    pub const HEAD: u64 = 0x005E_ED0F_4EAD;
+}
+
+/// What a protocol's run gets from the runner.
+pub struct RunEnv<'a> {
+    pub device: DeviceSpec,
+    pub progress: &'a dyn Progress,
+    /// Every training stage's per-epoch curve; the runner stores it with the rows.
+    pub curves: CurveLog,
+}
+
+impl<'a> RunEnv<'a> {
+    pub fn new(device: DeviceSpec, progress: &'a dyn Progress) -> Self {
+        Self {
+            device,
+            progress,
+            curves: CurveLog::default(),
+        }
+    }
+
+    /// The autodiff training device, with the backend's own generator
+    /// seeded (dropout, anything burn draws itself).
+    pub fn train_device(&self, seed: u64) -> Result<Device, CoreError> {
+        let plain = self.device.device()?;
+        plain.seed(seed);
+        Ok(plain.autodiff())
+    }
+
+    /// The random stream `stream` (see [`streams`]) of a cell with `seed`.
+    pub fn rng(&self, seed: u64, stream: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(seed ^ stream)
+    }
+
+    /// Loads the dataset and checks a class list against it; all classes
+    /// when `classes` is absent.
+    pub fn load_dataset(
+        &self,
+        spec: &DatasetSpec,
+        classes: &Option<Vec<u32>>,
+    ) -> Result<(TrainTest, Vec<u32>), CoreError> {
+        let data = load_dataset(spec)?;
+        let classes = match classes {
+            Some(c) => c.clone(),
+            None => (0..data.num_classes as u32).collect(),
+        };
+        check_classes(&classes, data.num_classes, &data.name)?;
+        Ok((data, classes))
+    }
+
+    /// A classifier whose backbone comes from `config` (random, a harness
+    /// checkpoint or torchvision weights) and whose head has `classes`
+    /// outputs (fresh, or torchvision's `fc` with `keep_head`); weights
+    /// from `seed` alone.
+    pub fn build_classifier(
+        &self,
+        config: &BackboneConfig,
+        classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Classifier, CoreError> {
+        let mut backbone = build_backbone(config, &mut self.rng(seed, streams::BACKBONE), device);
+        let mut head = linear_head(
+            &mut self.rng(seed, streams::HEAD),
+            config.feature_dim(),
+            classes,
+            device,
+        );
+        if let Some(path) = &config.checkpoint {
+            backbone = load_backbone(backbone, path)?;
+        }
+        if let Some(path) = &config.weights {
+            let options = ImportOptions {
+                top_level_key: config.weights_key.clone(),
+                keep_head: config.keep_head,
+                allow_partial: config.allow_partial,
+            };
+            let (b, h, report) = import_torchvision(backbone, Some(head), path, &options)?;
+            self.progress
+                .note(&format!("weights {}: {report}", path.display()));
+            backbone = b;
+            head = h.expect("the head passed in comes back");
+        }
+        Ok(Classifier::new(backbone, head))
+    }
+
+    /// Top-1 accuracy of `model` on `set`.
+    pub fn test_accuracy(
+        &self,
+        model: &Classifier,
+        set: &Arc<ImageSet>,
+        batch_size: usize,
+        normalization: Normalization,
+        device: &Device,
+    ) -> f64 {
+        let out = logits(model, set, batch_size, normalization, device);
+        accuracy(&out.values, out.dim, &set.labels)
+    }
+}
+
+/// Every class of `classes` exists in a dataset of `num_classes`.
+pub fn check_classes(classes: &[u32], num_classes: usize, dataset: &str) -> Result<(), CoreError> {
+    if let Some(bad) = classes.iter().find(|&&c| c as usize >= num_classes) {
+        return Err(CoreError::config(
+            "classes",
+            format!("class {bad} does not exist in {dataset} ({num_classes} classes)"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn default_batch_size() -> usize {
+    32
+}
+
+pub fn default_eval_batch_size() -> usize {
+    256
+}

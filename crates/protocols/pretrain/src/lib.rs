@@ -1,0 +1,123 @@
+//! `pretrain`: supervised training of a backbone on a dataset (or a subset
+//! of its classes), writing a checkpoint that later grids start from.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use reusebench_data::{Augment, DatasetSpec};
+use serde::{Deserialize, Serialize};
+
+use reusebench_core::CoreError;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::checkpoint::save_backbone;
+use reusebench_core::metrics::{Coords, MetricRow, names};
+use reusebench_core::protocol::{
+    Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
+};
+use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit};
+
+/// The protocol, as the runner's registry names it.
+pub struct Pretrain;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub seed: u64,
+    pub data: DatasetSpec,
+    /// Original class labels to train on (renumbered 0..n in this order); all when absent.
+    #[serde(default)]
+    pub classes: Option<Vec<u32>>,
+    #[serde(default)]
+    pub backbone: BackboneConfig,
+    pub epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    pub optimizer: OptimConfig,
+    #[serde(default)]
+    pub augment: Augment,
+    /// Where the backbone checkpoint (safetensors) is written.
+    pub output: PathBuf,
+}
+
+impl Protocol for Pretrain {
+    const NAME: &'static str = "pretrain";
+    type Config = PretrainConfig;
+
+    fn validate(config: &PretrainConfig, checks: &Checks) -> Result<(), CoreError> {
+        config.optimizer.validate("optimizer")?;
+        checks.backbone(&config.backbone, "backbone")?;
+        if config.epochs == 0 {
+            return Err(CoreError::config("epochs", "must be >= 1"));
+        }
+        if config.batch_size < 2 {
+            return Err(CoreError::config("batch_size", "must be >= 2"));
+        }
+        if let (Some(classes), Some(n)) = (&config.classes, config.data.num_classes()) {
+            check_classes(classes, n, config.data.short_name())?;
+        }
+        Ok(())
+    }
+
+    fn seed(config: &PretrainConfig) -> u64 {
+        config.seed
+    }
+
+    fn inputs(config: &PretrainConfig) -> Vec<PathBuf> {
+        let mut v = config.data.required_paths();
+        v.extend(config.backbone.files());
+        v
+    }
+
+    fn outputs(config: &PretrainConfig) -> Vec<PathBuf> {
+        vec![config.output.clone()]
+    }
+
+    fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+        run(config, env)
+    }
+}
+
+fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+    let progress = env.progress;
+    let train_device = env.train_device(config.seed)?;
+    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+    let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
+    let train = Arc::new(data.train.select_classes(&relabel));
+    let test = Arc::new(data.test.select_classes(&relabel));
+    let model =
+        env.build_classifier(&config.backbone, classes.len(), config.seed, &train_device)?;
+    let stage = Stage {
+        name: "pretrain".into(),
+        epochs: config.epochs,
+        batch_size: config.batch_size,
+        optim: &config.optimizer,
+        augment: config.augment,
+        normalization: data.normalization,
+        num_classes: classes.len(),
+        seed: config.seed,
+        curve: Some(CurveSink {
+            log: &env.curves,
+            coords: Coords::new().with(names::STAGE, "pretrain"),
+        }),
+    };
+    let (model, stats) = fit(model, &train, &stage, &mut NoHooks, &train_device, progress)?;
+    let acc = env.test_accuracy(
+        &model,
+        &test,
+        config.eval_batch_size,
+        data.normalization,
+        &train_device,
+    );
+    save_backbone(model.backbone(), &config.backbone, &config.output)?;
+    progress.note(&format!(
+        "pretrained backbone: test accuracy {acc:.2}% on {} classes, saved to {}",
+        classes.len(),
+        config.output.display()
+    ));
+    Ok(vec![
+        MetricRow::scalar(names::TEST_ACC, acc),
+        MetricRow::scalar(names::TRAIN_LOSS, stats.last_epoch_loss),
+    ])
+}

@@ -1,0 +1,393 @@
+//! Plot primitives: a line chart with a ± std band, bars with error bars,
+//! a heatmap with a colour scale. Each takes its axes and ranges as
+//! parameters and knows nothing of protocols; the views decide what to
+//! draw. SVG always; PNG where the bitmap backend renders (it needs a font
+//! for text), skipped with a reason otherwise.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::ReportError;
+
+pub type DrawResult = Result<(), String>;
+
+/// Mean and sample standard deviation (0 for a single value).
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let std = if values.len() > 1 {
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, std)
+}
+
+/// A point of a line: x, mean over seeds, std over seeds.
+#[derive(Debug, Clone, Copy)]
+pub struct Point {
+    pub x: f64,
+    pub mean: f64,
+    pub std: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<Point>,
+}
+
+/// Title, axis labels and ranges of a chart.
+#[derive(Debug, Clone)]
+pub struct Axes {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x: Range<f64>,
+    pub y: Range<f64>,
+    /// Integer ticks on x (task indices, epochs) instead of plotters' own.
+    pub integer_x: bool,
+}
+
+impl Axes {
+    /// A y range that holds every mean ± std of `series`, with a margin.
+    pub fn fit_y(series: &[Series]) -> Range<f64> {
+        let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        for p in series.iter().flat_map(|s| &s.points) {
+            lo = lo.min(p.mean - p.std);
+            hi = hi.max(p.mean + p.std);
+        }
+        if !lo.is_finite() || !hi.is_finite() {
+            return 0.0..1.0;
+        }
+        let pad = ((hi - lo) * 0.08).max(1e-6);
+        (lo - pad)..(hi + pad)
+    }
+
+    pub fn fit_x(series: &[Series]) -> Range<f64> {
+        let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.x));
+        let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+        if !lo.is_finite() {
+            return 0.0..1.0;
+        }
+        lo..hi.max(lo + 1.0)
+    }
+}
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// Width of the legend column right of the plot area.
+const LEGEND: u32 = 190;
+
+/// The legend beside the chart, never over it: a swatch and a name per entry.
+fn legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[String]) -> DrawResult {
+    for (k, name) in names.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let y = 40 + 20 * k as i32;
+        area.draw(&Rectangle::new([(6, y - 5), (18, y + 5)], color.filled()))
+            .map_err(err)?;
+        area.draw(&Text::new(
+            name.clone(),
+            (24, y - 7),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Lines with markers, each with a band of ± one std over seeds.
+pub fn line_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    axes: &Axes,
+    series: &[Series],
+) -> DrawResult {
+    root.fill(&WHITE).map_err(err)?;
+    let (w, _) = root.dim_in_pixel();
+    let (plot, side) = root.split_horizontally(w.saturating_sub(LEGEND));
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(&axes.title, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(axes.x.clone(), axes.y.clone())
+        .map_err(err)?;
+    let span = (axes.x.end - axes.x.start).max(1.0);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(&axes.x_label).y_desc(&axes.y_label);
+    let int_fmt = |v: &f64| format!("{}", v.round() as i64);
+    if axes.integer_x {
+        mesh.x_labels((span as usize + 1).min(21))
+            .x_label_formatter(&int_fmt);
+    }
+    mesh.draw().map_err(err)?;
+    for (k, s) in series.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        if s.points.iter().any(|p| p.std > 0.0) {
+            let mut band: Vec<(f64, f64)> =
+                s.points.iter().map(|p| (p.x, p.mean + p.std)).collect();
+            band.extend(s.points.iter().rev().map(|p| (p.x, p.mean - p.std)));
+            chart
+                .draw_series(std::iter::once(Polygon::new(
+                    band,
+                    color.mix(0.18).filled(),
+                )))
+                .map_err(err)?;
+        }
+        let line: Vec<(f64, f64)> = s.points.iter().map(|p| (p.x, p.mean)).collect();
+        chart
+            .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+            .map_err(err)?;
+        if line.len() <= 40 {
+            chart
+                .draw_series(line.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(err)?;
+        }
+    }
+    legend(
+        &side,
+        &series.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+    )?;
+    root.present().map_err(err)
+}
+
+/// One series of a bar chart: its name and, per group, (mean, std) where it has a value.
+pub type Bars = (String, Vec<Option<(f64, f64)>>);
+
+/// Grouped bars: a group per x label, a bar per series, each with an error
+/// bar of ± one std over seeds.
+pub fn bar_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    y_label: &str,
+    groups: &[String],
+    series: &[Bars],
+) -> DrawResult {
+    let all = series.iter().flat_map(|(_, v)| v.iter().flatten());
+    let (lo, hi) = all.fold((0.0f64, 1.0f64), |(a, b), &(m, s)| {
+        (a.min(m - s), b.max(m + s))
+    });
+    let y = (lo * 1.1)..(hi * 1.1);
+    root.fill(&WHITE).map_err(err)?;
+    let (w, _) = root.dim_in_pixel();
+    let (plot, side) = root.split_horizontally(w.saturating_sub(LEGEND));
+    let n = groups.len().max(1);
+    let k = series.len().max(1);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(title, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..n as f64, y)
+        .map_err(err)?;
+    let labels = groups.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n * 2 + 1)
+        .x_label_formatter(&move |x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 1e-6 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_label)
+        .draw()
+        .map_err(err)?;
+    let width = 0.8 / k as f64;
+    for (si, (_, values)) in series.iter().enumerate() {
+        let color = Palette99::pick(si).to_rgba();
+        for (gi, v) in values.iter().enumerate() {
+            let Some((mean, std)) = *v else { continue };
+            let x0 = gi as f64 + 0.1 + si as f64 * width;
+            let mid = x0 + width * 0.45;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(x0, 0.0), (x0 + width * 0.9, mean)],
+                    color.filled(),
+                )))
+                .map_err(err)?;
+            if std > 0.0 {
+                chart
+                    .draw_series(std::iter::once(ErrorBar::new_vertical(
+                        mid,
+                        mean - std,
+                        mean,
+                        mean + std,
+                        BLACK.stroke_width(1),
+                        6,
+                    )))
+                    .map_err(err)?;
+            }
+        }
+    }
+    legend(
+        &side,
+        &series.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+    )?;
+    root.present().map_err(err)
+}
+
+/// A matrix of values as coloured cells with their numbers; `range` maps
+/// to the colour scale (light to dark), row 0 on top like a printed matrix.
+pub fn heatmap<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    cells: &BTreeMap<(usize, usize), f64>,
+    range: Range<f64>,
+) -> DrawResult {
+    let rows = cells.keys().map(|(i, _)| i + 1).max().unwrap_or(1);
+    let cols = cells.keys().map(|(_, j)| j + 1).max().unwrap_or(1);
+    let t = rows.max(cols);
+    let tf = t as f64;
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..tf, 0f64..tf)
+        .map_err(err)?;
+    let centre = |v: f64| {
+        let k = (v - 0.5).round();
+        ((v - 0.5 - k).abs() < 1e-6 && k >= 0.0 && k < tf).then_some(k as usize)
+    };
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(2 * t + 1)
+        .y_labels(2 * t + 1)
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_label_formatter(&|v| centre(*v).map(|k| k.to_string()).unwrap_or_default())
+        .y_label_formatter(&|v| {
+            centre(*v)
+                .map(|k| (t - 1 - k).to_string())
+                .unwrap_or_default()
+        })
+        .draw()
+        .map_err(err)?;
+    let span = (range.end - range.start).max(1e-12);
+    for (&(i, j), &v) in cells {
+        let (x, y) = (j as f64, (t - 1 - i) as f64);
+        let shade = ((v - range.start) / span).clamp(0.0, 1.0);
+        let color = RGBColor(
+            (255.0 - 225.0 * shade) as u8,
+            (255.0 - 160.0 * shade) as u8,
+            (255.0 - 75.0 * shade) as u8,
+        );
+        let ink = if shade > 0.55 { WHITE } else { BLACK };
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(x, y), (x + 1.0, y + 1.0)],
+                color.filled(),
+            )))
+            .map_err(err)?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                format!("{v:.1}"),
+                (x + 0.38, y + 0.55),
+                ("sans-serif", 15).into_font().color(&ink),
+            )))
+            .map_err(err)?;
+    }
+    root.present().map_err(err)
+}
+
+pub fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Where figures go, and what came of the PNG attempts.
+pub struct Figures<'a> {
+    pub dir: &'a Path,
+    pub written: Vec<PathBuf>,
+    pub png_problem: Option<String>,
+}
+
+impl<'a> Figures<'a> {
+    pub fn new(dir: &'a Path) -> Result<Self, ReportError> {
+        std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
+        Ok(Self {
+            dir,
+            written: Vec::new(),
+            png_problem: None,
+        })
+    }
+
+    /// Draws one figure as SVG (required) and PNG (best effort). `draw` is
+    /// called once per backend.
+    pub fn render(
+        &mut self,
+        name: &str,
+        size: (u32, u32),
+        draw_svg: &dyn Fn(DrawingArea<SVGBackend, Shift>) -> DrawResult,
+        draw_png: &dyn Fn(DrawingArea<BitMapBackend, Shift>) -> DrawResult,
+    ) -> Result<(), ReportError> {
+        let svg = self.dir.join(format!("{name}.svg"));
+        draw_svg(SVGBackend::new(&svg, size).into_drawing_area()).map_err(|message| {
+            ReportError::Plot {
+                path: svg.clone(),
+                message,
+            }
+        })?;
+        self.written.push(svg);
+        let png = self.dir.join(format!("{name}.png"));
+        // Without a font the bitmap backend panics on text; keep that quiet
+        // and report it once instead of printing a panic per figure.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            draw_png(BitMapBackend::new(&png, size).into_drawing_area())
+        }));
+        std::panic::set_hook(hook);
+        match result {
+            Ok(Ok(())) => self.written.push(png),
+            Ok(Err(e)) => {
+                let _ = std::fs::remove_file(&png);
+                self.png_problem
+                    .get_or_insert(format!("PNG not rendered: {e}"));
+            }
+            Err(_) => {
+                let _ = std::fs::remove_file(&png);
+                self.png_problem.get_or_insert(
+                    "PNG not rendered: no font is available to the bitmap backend".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Renders a line chart under `name`.
+pub fn render_lines(
+    figures: &mut Figures,
+    name: &str,
+    size: (u32, u32),
+    axes: &Axes,
+    series: &[Series],
+) -> Result<(), ReportError> {
+    figures.render(name, size, &|a| line_chart(a, axes, series), &|a| {
+        line_chart(a, axes, series)
+    })
+}

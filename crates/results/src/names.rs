@@ -1,0 +1,106 @@
+//! Metric and coordinate names, defined once so that producers and the
+//! report cannot drift apart. A few names are both a matrix (rows with
+//! `after_task` and `task`) and its summary (the row without coordinates):
+//! `knn_acc`, `adapt_acc`.
+
+// ---- coordinates ----
+/// Row i of an accuracy matrix R[i][j]: the task trained last.
+pub const AFTER_TASK: &str = "after_task";
+/// Column j of R[i][j]: the task evaluated.
+pub const TASK: &str = "task";
+pub const EPOCH: &str = "epoch";
+/// The training stage a curve point belongs to (`pretrain`, `fine-tune`, ...).
+pub const STAGE: &str = "stage";
+pub const ROUND: &str = "round";
+pub const K: &str = "k";
+pub const ANGLE: &str = "angle";
+pub const LEVEL: &str = "level";
+pub const REGION: &str = "region";
+pub const YEAR: &str = "year";
+/// Which model an adaptation run started from (`final`, `scratch`).
+pub const START: &str = "start";
+
+// ---- training curves (every stage of every protocol) ----
+/// Mean training loss of one epoch (coordinates: stage, task where there is one, epoch).
+pub const CURVE_LOSS: &str = "curve_loss";
+/// Learning rate at the epoch's first step.
+pub const CURVE_LR: &str = "curve_lr";
+/// Wall-clock seconds of the epoch. Timing: differs between identical runs.
+pub const CURVE_SECONDS: &str = "curve_seconds";
+
+/// Metrics that measure time, not results: they differ between two runs
+/// of the same cell, so comparisons of results leave them out.
+pub const TIMING: &[&str] = &[CURVE_SECONDS];
+
+// ---- pretrain ----
+pub const TEST_ACC: &str = "test_acc";
+pub const TRAIN_LOSS: &str = "train_loss";
+
+// ---- continual: matrices (after_task, task) ----
+pub const ACC_CLASS_IL: &str = "acc_class_il";
+pub const ACC_TASK_IL: &str = "acc_task_il";
+pub const ACC_DOMAIN_IL: &str = "acc_domain_il";
+pub const KNN_ACC: &str = "knn_acc";
+pub const ADAPT_ACC: &str = "adapt_acc";
+pub const ADAPT_ACC_SCRATCH: &str = "adapt_acc_scratch";
+
+// ---- continual: summaries ----
+pub const AVG_ACC_CLASS_IL: &str = "avg_acc_class_il";
+pub const AVG_ACC_TASK_IL: &str = "avg_acc_task_il";
+pub const AVG_ACC_DOMAIN_IL: &str = "avg_acc_domain_il";
+pub const FORGETTING_CLASS_IL: &str = "forgetting_class_il";
+pub const FORGETTING_TASK_IL: &str = "forgetting_task_il";
+pub const FORGETTING_DOMAIN_IL: &str = "forgetting_domain_il";
+pub const BWT_CLASS_IL: &str = "bwt_class_il";
+pub const BWT_TASK_IL: &str = "bwt_task_il";
+pub const BWT_DOMAIN_IL: &str = "bwt_domain_il";
+pub const KNN_FORGETTING: &str = "knn_forgetting";
+pub const FORWARD_TRANSFER: &str = "forward_transfer";
+
+// ---- continual: groups of the final model (FMoW) ----
+pub const ACC_ALL: &str = "acc_all";
+/// Accuracy per region (coordinate `region`).
+pub const ACC_BY_REGION: &str = "acc_by_region";
+/// Accuracy per year (coordinate `year`).
+pub const ACC_BY_YEAR: &str = "acc_by_year";
+pub const WORST_REGION_ACC: &str = "worst_region_acc";
+pub const WORST_YEAR_ACC: &str = "worst_year_acc";
+
+/// The three names of one continual setting (`class_il`, `task_il`, `domain_il`).
+pub struct SettingNames {
+    pub matrix: &'static str,
+    pub avg: &'static str,
+    pub forgetting: &'static str,
+    pub bwt: &'static str,
+}
+
+/// Names of a continual setting by its short name.
+pub fn setting(name: &str) -> Option<SettingNames> {
+    let s = |matrix, avg, forgetting, bwt| SettingNames {
+        matrix,
+        avg,
+        forgetting,
+        bwt,
+    };
+    match name {
+        "class_il" => Some(s(
+            ACC_CLASS_IL,
+            AVG_ACC_CLASS_IL,
+            FORGETTING_CLASS_IL,
+            BWT_CLASS_IL,
+        )),
+        "task_il" => Some(s(
+            ACC_TASK_IL,
+            AVG_ACC_TASK_IL,
+            FORGETTING_TASK_IL,
+            BWT_TASK_IL,
+        )),
+        "domain_il" => Some(s(
+            ACC_DOMAIN_IL,
+            AVG_ACC_DOMAIN_IL,
+            FORGETTING_DOMAIN_IL,
+            BWT_DOMAIN_IL,
+        )),
+        _ => None,
+    }
+}

@@ -1,0 +1,128 @@
+//! The protocols a grid can name. Each is registered with one line in
+//! [`Registry::builtin`]; the rest of the runner knows a protocol only
+//! through [`ProtocolEntry`] and [`CellConfig`].
+
+use std::any::Any;
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use reusebench_core::{Checks, CoreError, MetricRow, Protocol, RunEnv};
+use serde_json::Value;
+
+/// Every protocol this build knows: one line each.
+impl Registry {
+    pub fn builtin() -> Self {
+        Registry::empty()
+            .with::<reusebench_pretrain::Pretrain>()
+            .with::<reusebench_continual::Continual>()
+    }
+}
+
+/// Protocols by name.
+pub struct Registry {
+    entries: Vec<Box<dyn ProtocolEntry>>,
+}
+
+impl Registry {
+    pub fn empty() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+
+    /// This registry with `P` added (a protocol of the same name is replaced).
+    pub fn with<P: Protocol>(mut self) -> Self {
+        self.entries.retain(|e| e.name() != P::NAME);
+        self.entries.push(Box::new(Entry::<P>(PhantomData)));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&dyn ProtocolEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.name() == name)
+            .map(|e| e.as_ref())
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|e| e.name()).collect()
+    }
+}
+
+/// A registered protocol with its config type erased.
+pub trait ProtocolEntry: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Deserialises a cell's config; on error, the dotted key path at fault
+    /// ("" for the whole config) and the message.
+    fn parse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)>;
+}
+
+/// One cell's typed configuration, behind the protocol's trait.
+pub trait CellConfig: Debug + Send + Sync {
+    fn protocol(&self) -> &'static str;
+    fn seed(&self) -> u64;
+    fn method(&self) -> String;
+    fn inputs(&self) -> Vec<PathBuf>;
+    fn outputs(&self) -> Vec<PathBuf>;
+    fn validate(&self, checks: &Checks) -> Result<(), CoreError>;
+    fn run(&self, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>;
+    /// The typed config, for callers that know the protocol (tests, tools).
+    fn as_any(&self) -> &dyn Any;
+}
+
+struct Entry<P>(PhantomData<fn() -> P>);
+
+impl<P: Protocol> ProtocolEntry for Entry<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn parse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)> {
+        serde_path_to_error::deserialize::<_, P::Config>(config.clone())
+            .map(|c| Box::new(Typed::<P>(c)) as Box<dyn CellConfig>)
+            .map_err(|e| {
+                let p = e.path().to_string();
+                let p = if p == "." { String::new() } else { p };
+                (p, e.into_inner().to_string())
+            })
+    }
+}
+
+struct Typed<P: Protocol>(P::Config);
+
+impl<P: Protocol> Debug for Typed<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<P: Protocol> CellConfig for Typed<P> {
+    fn protocol(&self) -> &'static str {
+        P::NAME
+    }
+    fn seed(&self) -> u64 {
+        P::seed(&self.0)
+    }
+    fn method(&self) -> String {
+        P::method(&self.0)
+    }
+    fn inputs(&self) -> Vec<PathBuf> {
+        P::inputs(&self.0)
+    }
+    fn outputs(&self) -> Vec<PathBuf> {
+        P::outputs(&self.0)
+    }
+    fn validate(&self, checks: &Checks) -> Result<(), CoreError> {
+        P::validate(&self.0, checks)
+    }
+    fn run(&self, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+        // Checked again now that earlier cells have written what this one
+        // reads (a checkpoint's header in particular).
+        P::validate(&self.0, &Checks::standalone())?;
+        P::run(&self.0, env)
+    }
+    fn as_any(&self) -> &dyn Any {
+        &self.0
+    }
+}
