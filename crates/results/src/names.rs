@@ -51,10 +51,19 @@ pub const AVG_ACC_DOMAIN_IL: &str = "avg_acc_domain_il";
 pub const FORGETTING_CLASS_IL: &str = "forgetting_class_il";
 pub const FORGETTING_TASK_IL: &str = "forgetting_task_il";
 pub const FORGETTING_DOMAIN_IL: &str = "forgetting_domain_il";
+/// Forgetting as Mammoth computes it (best over every row, final included; >= 0).
+pub const FORGETTING_MAMMOTH_CLASS_IL: &str = "forgetting_mammoth_class_il";
+pub const FORGETTING_MAMMOTH_TASK_IL: &str = "forgetting_mammoth_task_il";
+pub const FORGETTING_MAMMOTH_DOMAIN_IL: &str = "forgetting_mammoth_domain_il";
 pub const BWT_CLASS_IL: &str = "bwt_class_il";
 pub const BWT_TASK_IL: &str = "bwt_task_il";
 pub const BWT_DOMAIN_IL: &str = "bwt_domain_il";
+/// kNN forgetting as UCL / LUMP define it (max over all rows of the full
+/// kNN matrix minus the final value, mean over every task).
 pub const KNN_FORGETTING: &str = "knn_forgetting";
+/// Chaudhry-style forgetting of the seen part of the kNN matrix (what
+/// `knn_forgetting` meant before it followed UCL).
+pub const KNN_FORGETTING_CHAUDHRY: &str = "knn_forgetting_chaudhry";
 pub const FORWARD_TRANSFER: &str = "forward_transfer";
 
 // ---- continual: groups of the final model (FMoW) ----
@@ -70,16 +79,20 @@ pub const WORST_YEAR_ACC: &str = "worst_year_acc";
 pub struct SettingNames {
     pub matrix: &'static str,
     pub avg: &'static str,
+    /// Chaudhry et al.'s forgetting (can be negative).
     pub forgetting: &'static str,
+    /// Mammoth's forgetting (>= 0).
+    pub forgetting_mammoth: &'static str,
     pub bwt: &'static str,
 }
 
 /// Names of a continual setting by its short name.
 pub fn setting(name: &str) -> Option<SettingNames> {
-    let s = |matrix, avg, forgetting, bwt| SettingNames {
+    let s = |matrix, avg, forgetting, forgetting_mammoth, bwt| SettingNames {
         matrix,
         avg,
         forgetting,
+        forgetting_mammoth,
         bwt,
     };
     match name {
@@ -87,18 +100,21 @@ pub fn setting(name: &str) -> Option<SettingNames> {
             ACC_CLASS_IL,
             AVG_ACC_CLASS_IL,
             FORGETTING_CLASS_IL,
+            FORGETTING_MAMMOTH_CLASS_IL,
             BWT_CLASS_IL,
         )),
         "task_il" => Some(s(
             ACC_TASK_IL,
             AVG_ACC_TASK_IL,
             FORGETTING_TASK_IL,
+            FORGETTING_MAMMOTH_TASK_IL,
             BWT_TASK_IL,
         )),
         "domain_il" => Some(s(
             ACC_DOMAIN_IL,
             AVG_ACC_DOMAIN_IL,
             FORGETTING_DOMAIN_IL,
+            FORGETTING_MAMMOTH_DOMAIN_IL,
             BWT_DOMAIN_IL,
         )),
         _ => None,

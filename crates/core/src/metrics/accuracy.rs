@@ -61,8 +61,9 @@ impl AccuracyMatrix {
         last.iter().sum::<f64>() / last.len() as f64
     }
 
-    /// Mean over all but the last task of (best accuracy before the end − final accuracy).
-    /// NaN with a single task.
+    /// Forgetting as Chaudhry et al. (2018) define it: mean over all but
+    /// the last task of (best accuracy before the end − final accuracy).
+    /// Can be negative (a task that improved later). NaN with a single task.
     pub fn forgetting(&self) -> f64 {
         let t = self.num_tasks();
         if t < 2 {
@@ -78,6 +79,24 @@ impl AccuracyMatrix {
         sum / (t - 1) as f64
     }
 
+    /// Forgetting as Mammoth's `utils/metrics.py::forgetting` computes it:
+    /// the best is taken over every row, the final one included, so the
+    /// value is >= 0. NaN with a single task.
+    pub fn forgetting_mammoth(&self) -> f64 {
+        let t = self.num_tasks();
+        if t < 2 {
+            return f64::NAN;
+        }
+        let last = &self.rows[t - 1];
+        let sum: f64 = (0..t - 1)
+            .map(|j| {
+                let best = (j..t).map(|i| self.rows[i][j]).fold(f64::MIN, f64::max);
+                best - last[j]
+            })
+            .sum();
+        sum / (t - 1) as f64
+    }
+
     /// Mean over all but the last task of (final accuracy − accuracy just after learning it).
     pub fn backward_transfer(&self) -> f64 {
         let t = self.num_tasks();
@@ -87,6 +106,22 @@ impl AccuracyMatrix {
         let last = &self.rows[t - 1];
         (0..t - 1).map(|j| last[j] - self.rows[j][j]).sum::<f64>() / (t - 1) as f64
     }
+}
+
+/// kNN forgetting as UCL / LUMP's `linear_eval_alltasks.py` computes it,
+/// on the full matrix (every task evaluated after every task, `rows[i][j]`
+/// for all j): for each of the T tasks, the maximum over all rows minus
+/// the final value, averaged over the T tasks. >= 0; the last task counts
+/// too (as 0 unless it was better before it was learned).
+pub fn forgetting_over_all_rows(rows: &[Vec<f64>]) -> f64 {
+    let Some(last) = rows.last() else {
+        return f64::NAN;
+    };
+    let t = last.len();
+    let sum: f64 = (0..t)
+        .map(|j| rows.iter().map(|r| r[j]).fold(f64::MIN, f64::max) - last[j])
+        .sum();
+    sum / t as f64
 }
 
 impl Default for AccuracyMatrix {
@@ -127,6 +162,38 @@ mod tests {
         let mut single = AccuracyMatrix::new();
         single.push_row(vec![40.0]);
         assert!(single.forgetting().is_nan());
+    }
+
+    #[test]
+    fn mammoth_forgetting_takes_the_best_over_every_row() {
+        // Task 0 is best in the final row: Chaudhry's value is negative,
+        // Mammoth's is 0 for it.
+        let mut r = AccuracyMatrix::new();
+        r.push_row(vec![50.0]);
+        r.push_row(vec![40.0, 90.0]);
+        r.push_row(vec![60.0, 70.0, 80.0]);
+        // Chaudhry: (50 - 60) + (90 - 70) = 10 / 2 = 5
+        assert!((r.forgetting() - 5.0).abs() < 1e-12);
+        // Mammoth: max(50, 40, 60) - 60 = 0; max(90, 70) - 70 = 20 -> 10
+        assert!((r.forgetting_mammoth() - 10.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ucl_knn_forgetting_by_hand() {
+        // Full 3x3 kNN matrix: every task evaluated after every task.
+        let rows = vec![
+            vec![80.0, 30.0, 20.0],
+            vec![60.0, 85.0, 40.0],
+            vec![70.0, 75.0, 90.0],
+        ];
+        // task 0: 80 - 70 = 10; task 1: 85 - 75 = 10; task 2: 90 - 90 = 0 -> 20 / 3
+        assert!((forgetting_over_all_rows(&rows) - 20.0 / 3.0).abs() < 1e-12);
+        // Today's Chaudhry-style value on the seen part: (80 - 70 + 85 - 75) / 2 = 10.
+        let mut seen = AccuracyMatrix::new();
+        for (i, r) in rows.iter().enumerate() {
+            seen.push_row(r[..=i].to_vec());
+        }
+        assert!((seen.forgetting() - 10.0).abs() < 1e-12);
     }
 
     #[test]

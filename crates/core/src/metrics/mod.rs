@@ -4,6 +4,6 @@
 pub mod accuracy;
 pub mod knn;
 
-pub use accuracy::{AccuracyMatrix, accuracy, masked_accuracy};
+pub use accuracy::{AccuracyMatrix, accuracy, forgetting_over_all_rows, masked_accuracy};
 pub use knn::{KnnConfig, knn_accuracy};
 pub use reusebench_results::{Coords, MetricRow, names};

@@ -19,7 +19,8 @@ use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{ModelKey, Rows, cached_features_keyed, head_logits};
 use reusebench_core::methods::{MethodConfig, TaskContext};
 use reusebench_core::metrics::{
-    AccuracyMatrix, Coords, KnnConfig, MetricRow, knn_accuracy, masked_accuracy, names,
+    AccuracyMatrix, Coords, KnnConfig, MetricRow, forgetting_over_all_rows, knn_accuracy,
+    masked_accuracy, names,
 };
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
@@ -198,6 +199,8 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
     let mut class_il = AccuracyMatrix::new();
     let mut task_il = AccuracyMatrix::new();
     let mut knn_seen = AccuracyMatrix::new();
+    // Every task after every task (UCL's kNN forgetting needs the unseen ones too).
+    let mut knn_all: Vec<Vec<f64>> = Vec::new();
     let mut rows = Vec::new();
     let norm = data.normalization;
     let ebs = config.eval_batch_size;
@@ -262,6 +265,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
 
         if let Some(knn) = &config.knn {
             let mut knn_row = Vec::new();
+            let mut knn_full_row = Vec::new();
             for j in 0..tasks {
                 let bank = cached_features_keyed(
                     &cache,
@@ -280,11 +284,13 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
                     knn,
                 );
                 rows.push(MetricRow::entry(names::KNN_ACC, t, j, acc));
+                knn_full_row.push(acc);
                 if j <= t {
                     knn_row.push(acc);
                 }
             }
             knn_seen.push_row(knn_row);
+            knn_all.push(knn_full_row);
         }
         progress.note(&format!(
             "after task {}/{tasks}: {setting} {:.1}%{}",
@@ -300,7 +306,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
 
     type Summary = fn(&AccuracyMatrix) -> f64;
     let task_names = names::setting("task_il").expect("a setting");
-    let summaries: [(&str, &str, Summary); 3] = [
+    let summaries: [(&str, &str, Summary); 4] = [
         (
             setting_names.avg,
             task_names.avg,
@@ -310,6 +316,11 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             setting_names.forgetting,
             task_names.forgetting,
             AccuracyMatrix::forgetting,
+        ),
+        (
+            setting_names.forgetting_mammoth,
+            task_names.forgetting_mammoth,
+            AccuracyMatrix::forgetting_mammoth,
         ),
         (
             setting_names.bwt,
@@ -331,6 +342,10 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         ));
         rows.push(MetricRow::scalar(
             names::KNN_FORGETTING,
+            forgetting_over_all_rows(&knn_all),
+        ));
+        rows.push(MetricRow::scalar(
+            names::KNN_FORGETTING_CHAUDHRY,
             knn_seen.forgetting(),
         ));
     }
