@@ -184,6 +184,13 @@ pub trait TrainHooks<M> {
     fn extra_batch(&mut self, _stage: &Stage, _device: &Device) -> Option<Tensor<4>> {
         None
     }
+    /// Labels of the rows [`TrainHooks::extra_batch`] appended, when those
+    /// rows join the batch's own loss: the loop then takes the model's loss
+    /// over the concatenated batch, one mean over all its rows (Mammoth's
+    /// `er.py`). `None`: the appended rows count only through `extra_loss`.
+    fn extra_labels(&self) -> Option<&[u32]> {
+        None
+    }
     /// An extra term added to the batch's cross-entropy.
     fn extra_loss(&mut self, _model: &M, _step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
         Ok(None)
@@ -265,6 +272,20 @@ pub fn fit_with<M: TrainModel>(
     progress: &dyn Progress,
 ) -> Result<(M, StageStats), CoreError> {
     stage.optim.validate(&stage.name)?;
+    // Batches drop their last partial batch (batch norm needs more than
+    // one row): a set smaller than a batch would train no step at all.
+    if stage.epochs > 0 && data.len() < stage.batch_size {
+        return Err(CoreError::config(
+            "batch_size",
+            format!(
+                "{}: {} training image(s), fewer than one batch of {}; with the last \
+                 partial batch dropped it would train no step (lower batch_size)",
+                stage.name,
+                data.len(),
+                stage.batch_size
+            ),
+        ));
+    }
     let mut optim = stage.optim.optimizer();
     let per_epoch = data.len().div_ceil(stage.batch_size.max(1));
     let total = per_epoch * stage.epochs;
@@ -290,17 +311,27 @@ pub fn fit_with<M: TrainModel>(
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
             let y = one_hot(&batch.labels, stage.num_classes, device);
             let n = batch.labels.len();
-            let (logits, extra_logits) = match hooks.extra_batch(stage, device) {
-                None => (forward(&model, x.clone(), &batch.indices), None),
+            let (logits, extra_logits, all) = match hooks.extra_batch(stage, device) {
+                None => (forward(&model, x.clone(), &batch.indices), None, None),
                 Some(extra) => {
                     // A custom forward knows only the batch's own rows: the
                     // appended ones take the plain forward pass.
                     let m = extra.dims()[0];
                     let all = model.forward(Tensor::cat(vec![x.clone(), extra], 0));
-                    (all.clone().narrow(0, 0, n), Some(all.narrow(0, n, m)))
+                    let (own, appended) =
+                        (all.clone().narrow(0, 0, n), all.clone().narrow(0, n, m));
+                    (own, Some(appended), Some(all))
                 }
             };
-            let mut loss = model.loss(logits.clone(), y);
+            // Appended rows with labels join the batch's own loss: one mean
+            // over the concatenated batch.
+            let mut loss = match (all, hooks.extra_labels()) {
+                (Some(all), Some(extra)) => {
+                    let labels: Vec<u32> = batch.labels.iter().chain(extra).copied().collect();
+                    model.loss(all, one_hot(&labels, stage.num_classes, device))
+                }
+                _ => model.loss(logits.clone(), y),
+            };
             let ce = loss.clone().into_scalar::<f32>();
             check_finite(&stage.name, count, ce)?;
             let view = Step {

@@ -1,7 +1,9 @@
 //! `er`: experience replay from a reservoir buffer (Chaudhry et al. 2019,
-//! as in Mammoth): every batch gets a minibatch drawn from the buffer
-//! appended (one forward pass over both) and adds its cross-entropy; the
-//! buffer is filled by reservoir sampling over every batch seen.
+//! as in Mammoth's `er.py`): every batch gets a minibatch drawn from the
+//! buffer appended (one forward pass over both) and the loss is one mean
+//! cross-entropy over the concatenated batch; the buffer is filled by
+//! reservoir sampling over every batch seen. (Before this followed Mammoth,
+//! the two means were summed, which doubled the gradient.)
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

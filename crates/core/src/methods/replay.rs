@@ -190,7 +190,8 @@ mod tests {
 /// The replay terms added to every batch once the buffer holds anything.
 #[derive(Debug, Clone, Copy)]
 pub enum ReplayLoss {
-    /// ER: cross-entropy on a replayed minibatch.
+    /// ER: a replayed minibatch joins the batch; one mean cross-entropy
+    /// over both (Mammoth's `er.py`).
     Er,
     /// DER++: α·MSE between the model's logits and the stored ones on one
     /// replayed minibatch, plus β·cross-entropy on another.
@@ -249,6 +250,15 @@ impl<'a> ReplayHook<'a> {
 }
 
 impl<M> crate::train::TrainHooks<M> for ReplayHook<'_> {
+    /// ER's replayed rows join the batch's cross-entropy (one mean over
+    /// current + replayed, as Mammoth's `er.py`); DER++ adds its own terms.
+    fn extra_labels(&self) -> Option<&[u32]> {
+        match (self.loss, &self.pending) {
+            (ReplayLoss::Er, Some(p)) => Some(&p.labels),
+            _ => None,
+        }
+    }
+
     fn extra_batch(&mut self, stage: &crate::train::Stage, device: &Device) -> Option<Tensor<4>> {
         self.pending = None;
         if self.buffer.is_empty() {
@@ -293,7 +303,8 @@ impl<M> crate::train::TrainHooks<M> for ReplayHook<'_> {
             cross_entropy_with_logits(rows, crate::train::one_hot(labels, classes, &device))
         };
         Ok(Some(match self.loss {
-            ReplayLoss::Er => ce(logits.clone(), &pending.labels),
+            // In the batch's own loss already (extra_labels).
+            ReplayLoss::Er => return Ok(None),
             ReplayLoss::DerPlusPlus { alpha, beta } => {
                 let stored = pending
                     .stored_logits

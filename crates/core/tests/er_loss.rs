@@ -1,0 +1,114 @@
+//! ER's loss is one mean cross-entropy over the current batch and the
+//! replayed one concatenated (Mammoth's `er.py`), not the sum of two means.
+
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+use burn::tensor::loss::cross_entropy_with_logits;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
+use reusebench_core::metrics::names;
+use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, fit};
+use reusebench_core::{DeviceSpec, NoProgress};
+use reusebench_data::{Augment, BatchIter, BatchPlan, synthetic};
+
+#[test]
+fn er_takes_one_mean_over_current_and_replayed_rows() {
+    let dev = DeviceSpec::for_tests().autodiff();
+    let data = synthetic::generate(4, 2, 1, 0).unwrap();
+    // The task: 4 images of classes 2 and 3; the buffer: 4 of classes 0, 1.
+    let task = Arc::new(data.train.select_classes(&|l| (l >= 2).then_some(l)));
+    let old = data.train.select_classes(&|l| (l < 2).then_some(l));
+    let mut buffer = ReplayBuffer::new(4, [old.channels, old.height, old.width]);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for i in 0..old.len() {
+        buffer.offer(&mut rng, old.image(i), old.labels[i], None);
+    }
+    let cfg = BackboneConfig {
+        width: 2,
+        ..Default::default()
+    };
+    let mut init = ChaCha8Rng::seed_from_u64(1);
+    let model = Classifier::new(
+        cfg.build(&mut init, &dev),
+        linear_head(&mut init, cfg.feature_dim(), 4, &dev),
+    );
+    let optim = OptimConfig {
+        lr: 0.1,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        schedule: Default::default(),
+    };
+    let log = CurveLog::default();
+    let stage = Stage {
+        name: "er".into(),
+        epochs: 1,
+        batch_size: 4,
+        optim: &optim,
+        augment: Augment::NONE,
+        normalization: data.normalization,
+        num_classes: 4,
+        seed: 0,
+        curve: Some(CurveSink {
+            log: &log,
+            coords: Default::default(),
+        }),
+    };
+    // The expected loss: cross-entropy of the model's (training-mode)
+    // logits on the 8 images at once, one mean.
+    let batch = BatchIter::new(
+        Arc::clone(&task),
+        BatchPlan {
+            batch_size: 4,
+            shuffle_seed: None,
+            augment: Augment::NONE,
+            normalization: data.normalization,
+            prefetch: 1,
+            drop_last: true,
+        },
+    )
+    .next()
+    .unwrap();
+    let x = Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(batch.images, batch.shape),
+        &dev,
+    );
+    let replay = buffer.batch(
+        &[0, 1, 2, 3],
+        Augment::NONE,
+        &data.normalization,
+        &mut rng,
+        &dev,
+    );
+    let labels: Vec<u32> = batch.labels.iter().chain(&replay.labels).copied().collect();
+    let all = model
+        .clone()
+        .forward(Tensor::cat(vec![x, replay.images], 0));
+    let one_hot = {
+        let mut v = vec![0f32; labels.len() * 4];
+        for (i, &l) in labels.iter().enumerate() {
+            v[i * 4 + l as usize] = 1.0;
+        }
+        Tensor::<2>::from_data(burn::tensor::TensorData::new(v, [labels.len(), 4]), &dev)
+    };
+    let want = cross_entropy_with_logits(all, one_hot).into_scalar::<f32>() as f64;
+
+    let mut hook_rng = ChaCha8Rng::seed_from_u64(9);
+    let mut hook = ReplayHook::new(&mut buffer, &task, &mut hook_rng, 4, ReplayLoss::Er);
+    fit(model, &task, &stage, &mut hook, &dev, &NoProgress).unwrap();
+    let rows = log.take();
+    let got = rows
+        .iter()
+        .find(|r| r.metric == names::CURVE_LOSS)
+        .unwrap()
+        .value;
+    // One step: the epoch's mean loss is that step's loss. Summing the
+    // two means instead would give about twice this.
+    assert!(
+        (got - want).abs() < 1e-4 * want.abs().max(1.0),
+        "fit's ER loss {got} vs one mean over the concatenated batch {want}"
+    );
+}
