@@ -460,6 +460,7 @@ fn every_continual_method_runs_end_to_end() {
         "l2-sp",
         "side-tuning",
         "joint",
+        "cumulative",
         "mas+lp",
     ] {
         assert!(
@@ -479,13 +480,33 @@ fn every_continual_method_runs_end_to_end() {
         assert!((0.0..=100.0).contains(&acc), "{method} adapt_acc {acc}");
         assert!(scalar(method, "forward_transfer").is_finite());
     }
-    // Joint training after the last task has seen every task's data at once:
-    // one adaptation row per task, and a full accuracy matrix.
+    // Joint trains once, after the last task, on every task's data (Mammoth):
+    // its only training curve is at the last task, and it still has a full
+    // accuracy matrix. Cumulative trains at every task.
     let joint_entries = rows
         .iter()
         .filter(|r| r["method"] == "joint" && r["metric"] == "acc_class_il")
         .count();
     assert_eq!(joint_entries, 6, "3 tasks: 1 + 2 + 3 matrix entries");
+    let curve_tasks = |method: &str| {
+        let mut t: Vec<u64> = rows
+            .iter()
+            .filter(|r| {
+                r["method"] == method
+                    && r["metric"] == "curve_loss"
+                    && r["coords"]["stage"] == "fine-tune"
+            })
+            .map(|r| r["coords"]["task"].as_u64().unwrap())
+            .collect();
+        t.dedup();
+        t
+    };
+    assert_eq!(
+        curve_tasks("joint"),
+        [2],
+        "joint trains after the last task only"
+    );
+    assert_eq!(curve_tasks("cumulative"), [0, 1, 2]);
     assert!(
         rows.iter().any(|r| r["experiment"] == "continual-no-augment" && r["metric"] == "avg_acc_class_il"),
         "side-tuning on cached base features ran"

@@ -4,6 +4,7 @@
 //! offers the shared building blocks (fine-tuning with optional penalty
 //! hooks, linear probing on cached features).
 
+mod cumulative;
 mod der;
 mod er;
 mod ewc;
@@ -22,6 +23,7 @@ use burn::tensor::Device;
 use reusebench_data::{Augment, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
+pub use cumulative::Cumulative;
 pub use der::DerPlusPlus;
 pub use er::Er;
 pub use ewc::Ewc;
@@ -66,8 +68,11 @@ pub enum MethodConfig {
     L2Sp(L2Sp),
     /// Frozen base, trainable side network, blended features.
     SideTuning(SideTuning),
-    /// Training on every task's data seen so far: the upper reference.
+    /// One training on the union of all tasks after the last: the upper
+    /// reference (Mammoth's `joint`).
     Joint(Joint),
+    /// At every task, training on the union of the tasks so far.
+    Cumulative(Cumulative),
 }
 
 impl MethodConfig {
@@ -83,6 +88,7 @@ impl MethodConfig {
             MethodConfig::L2Sp(_) => "l2-sp",
             MethodConfig::SideTuning(_) => "side-tuning",
             MethodConfig::Joint(_) => "joint",
+            MethodConfig::Cumulative(_) => "cumulative",
         }
     }
 
@@ -124,6 +130,7 @@ impl MethodConfig {
             MethodConfig::L2Sp(m) => learner(m),
             MethodConfig::SideTuning(m) => learner(m),
             MethodConfig::Joint(m) => learner(m),
+            MethodConfig::Cumulative(m) => learner(m),
         }
     }
 
@@ -212,7 +219,7 @@ pub struct TaskContext<'a> {
     pub num_tasks: usize,
     /// The task's training images, labels already in the sequence's numbering.
     pub train: Arc<ImageSet>,
-    /// Training sets of tasks 0..=task (only `joint` may use past ones).
+    /// Training sets of tasks 0..=task (only `joint` and `cumulative` may use past ones).
     pub history: &'a [Arc<ImageSet>],
     /// Logit columns earlier tasks trained (`0..old_classes`): the old
     /// classes in class-incremental sequences, every class in

@@ -1,0 +1,40 @@
+//! `cumulative`: at task t the model trains on the union of the training
+//! data of tasks 0..=t, continuing from the model after task t − 1. (What
+//! `joint` meant before it followed Mammoth: a useful reference of its own,
+//! retraining on everything seen at every task.)
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::joint::union;
+use super::{ContinualMethod, TaskContext};
+use crate::error::CoreError;
+use crate::model::Classifier;
+use crate::train::{NoHooks, OptimConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cumulative {
+    /// Epochs over the union at every task.
+    pub epochs: usize,
+    pub optimizer: OptimConfig,
+}
+
+impl ContinualMethod for Cumulative {
+    type State = ();
+
+    fn validate(&self) -> Result<(), CoreError> {
+        self.optimizer.validate("method.optimizer")
+    }
+
+    fn learn_task(
+        &self,
+        _state: &mut Self::State,
+        model: Classifier,
+        ctx: &TaskContext,
+    ) -> Result<Classifier, CoreError> {
+        let data = Arc::new(union(ctx.history));
+        ctx.fine_tune_on(model, &data, self.epochs, &self.optimizer, &mut NoHooks)
+    }
+}
