@@ -79,21 +79,30 @@ fn a_protocol_added_through_the_registry_runs_and_reports_its_coordinates() {
     let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
     assert!(md.contains("## toy-exp (toy)"), "{md}");
     // Scalars: mean over seeds 0 and 1 of sum(scale * r + seed) = 3 * scale + 1.5.
-    assert!(md.contains("| toy | 1.0 | 4.50 ± 2.12 | 2 |"), "{md}");
-    assert!(md.contains("| toy | 2.5 | 9.00 ± 2.12 | 2 |"), "{md}");
+    assert!(
+        md.contains("| toy | 1.0 | 4.50 ± 2.12 [-14.56, 23.56] | 2 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| toy | 2.5 | 9.00 ± 2.12 [-10.06, 28.06] | 2 |"),
+        "{md}"
+    );
     // The coordinate metric: a row per round, a column per scale.
     assert!(md.contains("### toy_value"), "{md}");
     assert!(
         md.contains("| round | toy scale=1.0 | toy scale=2.5 |"),
         "{md}"
     );
-    assert!(md.contains("| 2 | 2.50 ± 0.71 | 5.50 ± 0.71 |"), "{md}");
+    assert!(
+        md.contains("| 2 | 2.50 ± 0.71 [-3.85, 8.85] | 5.50 ± 0.71 [-0.85, 11.85] |"),
+        "{md}"
+    );
 
     let csv = std::fs::read_to_string(results.join("summary.csv")).unwrap();
     let header = csv.lines().next().unwrap();
     assert_eq!(
         header,
-        "experiment,protocol,method,scale,metric,round,mean,std,n"
+        "experiment,protocol,method,scale,metric,round,mean,std,n,ci95"
     );
     assert!(
         csv.contains("toy-exp,toy,toy,2.5,toy_value,2,5.5,"),

@@ -4,7 +4,11 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use reusebench_results::names;
+use std::collections::BTreeMap;
+
+use reusebench_results::{StoredRow, names};
+
+use crate::stats::Paired;
 
 use crate::error::ReportError;
 use crate::rows::{FailedCell, coord_column};
@@ -37,6 +41,8 @@ pub struct SummaryRow {
     pub metric: String,
     pub mean: f64,
     pub std: f64,
+    /// Half-width of the 95% confidence interval of the mean (Student's t).
+    pub ci95: f64,
     pub n: u32,
 }
 
@@ -123,6 +129,13 @@ pub fn summarize(
         .map(|c| shown(c))
         .collect::<Result<_, _>>()?;
     let (mean, std, n) = (num("mean")?, num("std")?, num("n")?);
+    let ci95: Vec<f64> = std
+        .iter()
+        .zip(&n)
+        .map(|(&s, &k)| crate::stats::ci95_half_width(s, k as usize))
+        .collect();
+    let mut agg = agg;
+    agg.with_column(Column::new("ci95".into(), ci95.clone()))?;
     let rows = (0..agg.height())
         .map(|i| SummaryRow {
             experiment: experiment[i].clone(),
@@ -133,6 +146,7 @@ pub fn summarize(
             metric: metric[i].clone(),
             mean: mean[i],
             std: std[i],
+            ci95: ci95[i],
             n: n[i] as u32,
         })
         .collect();
@@ -171,14 +185,22 @@ fn metric_order(metrics: &mut [String]) {
     });
 }
 
-fn cell(mean: f64, std: f64, n: u32) -> String {
-    if mean.is_nan() {
+/// `mean ± std [lo, hi]`: the spread over seeds and the 95% confidence
+/// interval of the mean; the mean alone for one seed.
+fn cell(r: &SummaryRow) -> String {
+    if r.mean.is_nan() {
         return "–".into();
     }
-    if n < 2 || std.is_nan() {
-        format!("{mean:.2}")
+    if r.n < 2 || r.std.is_nan() {
+        format!("{:.2}", r.mean)
     } else {
-        format!("{mean:.2} ± {std:.2}")
+        format!(
+            "{:.2} ± {:.2} [{:.2}, {:.2}]",
+            r.mean,
+            r.std,
+            r.mean - r.ci95,
+            r.mean + r.ci95
+        )
     }
 }
 
@@ -186,7 +208,7 @@ fn cell(mean: f64, std: f64, n: u32) -> String {
 pub fn markdown_header(done: usize, failed: usize, stale: usize) -> String {
     let mut out = String::from("# Results\n\n");
     out.push_str(&format!(
-        "{done} cell(s) done, {failed} failed. Values are mean ± std over seeds (n = seeds); accuracies in %.\n"
+        "{done} cell(s) done, {failed} failed. Values are mean ± std over seeds [95% confidence interval of the mean, Student's t] (n = seeds); accuracies in %.\n"
     ));
     if stale > 0 {
         out.push_str(&format!(
@@ -258,7 +280,7 @@ pub fn scalar_table(summary: &Summary, exp: &str) -> String {
             match hit {
                 Some(r) => {
                     n = n.max(r.n);
-                    line.push(cell(r.mean, r.std, r.n));
+                    line.push(cell(r));
                 }
                 None => line.push("–".into()),
             }
@@ -353,10 +375,7 @@ pub fn coordinate_tables(summary: &Summary, exp: &str) -> String {
                             .collect::<Vec<_>>()
                             == p
                 });
-                line.push(
-                    hit.map(|r| cell(r.mean, r.std, r.n))
-                        .unwrap_or_else(|| "–".into()),
-                );
+                line.push(hit.map(|r| cell(r)).unwrap_or_else(|| "–".into()));
             }
             out.push_str(&format!("| {} |\n", line.join(" | ")));
         }
@@ -369,11 +388,130 @@ pub fn is_curve(metric: &str) -> bool {
     [names::CURVE_LOSS, names::CURVE_LR, names::CURVE_SECONDS].contains(&metric)
 }
 
+/// A method group (method, extra axis values) and a metric.
+type GroupMetric = ((String, Vec<String>), String);
+
+/// An experiment's methods against its baseline on the same seeds.
+#[derive(Debug, Clone, Default)]
+pub struct PairedResults {
+    pub baseline: String,
+    pub by: BTreeMap<GroupMetric, Paired>,
+}
+
+/// Paired differences (method − baseline) of every scalar metric, per seed
+/// the two share, for every method group of `experiment`; the baseline of a
+/// group is the baseline method with the same extra axis values.
+pub fn paired_results(
+    rows: &[StoredRow],
+    experiment: &str,
+    baseline: &str,
+    axis_columns: &[String],
+) -> PairedResults {
+    let mut values: BTreeMap<GroupMetric, BTreeMap<u64, f64>> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.experiment == experiment && r.is_scalar() && r.value.is_finite())
+    {
+        let axes: Vec<String> = axis_columns.iter().map(|a| r.axis(a)).collect();
+        values
+            .entry(((r.method.clone(), axes), r.metric.clone()))
+            .or_default()
+            .insert(r.seed, r.value);
+    }
+    let mut by = BTreeMap::new();
+    for (((method, axes), metric), seeds) in &values {
+        if method == baseline {
+            continue;
+        }
+        let key = ((baseline.to_string(), axes.clone()), metric.clone());
+        let Some(base) = values.get(&key) else {
+            continue;
+        };
+        let diffs: Vec<f64> = seeds
+            .iter()
+            .filter_map(|(s, v)| base.get(s).map(|b| v - b))
+            .collect();
+        if !diffs.is_empty() {
+            by.insert(
+                ((method.clone(), axes.clone()), metric.clone()),
+                Paired::of(&diffs),
+            );
+        }
+    }
+    PairedResults {
+        baseline: baseline.to_string(),
+        by,
+    }
+}
+
+/// The paired table of an experiment: a row per method group, a column per
+/// metric, `Δ [lo, hi]` with `*` where the interval excludes 0.
+pub fn paired_markdown(summary: &Summary, exp: &str, paired: &PairedResults) -> String {
+    if paired.by.is_empty() {
+        return String::new();
+    }
+    let mut metrics: Vec<String> = paired.by.keys().map(|(_, m)| m.clone()).collect();
+    metrics.sort();
+    metrics.dedup();
+    metric_order(&mut metrics);
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for (g, _) in paired.by.keys() {
+        if !groups.contains(g) {
+            groups.push(g.clone());
+        }
+    }
+    let used: Vec<usize> = (0..summary.axis_columns.len())
+        .filter(|&a| groups.iter().any(|(_, axes)| !axes[a].is_empty()))
+        .collect();
+    let mut out = format!(
+        "\n### {exp}: paired against `{}` (same seeds)\n\nΔ = method − {}, mean over the seeds both ran [95% confidence interval, paired t]; `*` marks a difference whose interval excludes 0; the others are not significant at 5%.\n\n",
+        paired.baseline, paired.baseline
+    );
+    let mut header = vec!["method".to_string()];
+    header.extend(used.iter().map(|&a| summary.axis_columns[a].clone()));
+    header.extend(metrics.iter().map(|m| format!("Δ {m}")));
+    header.push("pairs".into());
+    out.push_str(&format!("| {} |\n", header.join(" | ")));
+    out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
+    for g in &groups {
+        let mut line = vec![g.0.clone()];
+        line.extend(used.iter().map(|&a| g.1[a].clone()));
+        let mut pairs = 0;
+        for m in &metrics {
+            match paired.by.get(&(g.clone(), m.clone())) {
+                Some(p) => {
+                    pairs = pairs.max(p.n);
+                    line.push(paired_cell(p));
+                }
+                None => line.push("–".into()),
+            }
+        }
+        line.push(pairs.to_string());
+        out.push_str(&format!("| {} |\n", line.join(" | ")));
+    }
+    out
+}
+
+fn paired_cell(p: &Paired) -> String {
+    if p.n < 2 {
+        return format!("{:+.2}", p.mean);
+    }
+    format!(
+        "{:+.2} [{:+.2}, {:+.2}]{}",
+        p.mean,
+        p.mean - p.half_width,
+        p.mean + p.half_width,
+        if p.significant() { " *" } else { "" }
+    )
+}
+
 /// One benchmark's column group in the comparison table.
 pub struct Benchmark<'a> {
     pub label: String,
     pub summary: &'a Summary,
     pub experiment: String,
+    /// Paired tests against the grid's baseline, where it names one.
+    pub paired: Option<PairedResults>,
 }
 
 /// The table continual-learning papers print: methods as rows; for every
@@ -415,8 +553,10 @@ pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
         }
     }
     let mut out = String::from(
-        "# Comparison\n\nMean ± std over seeds (accuracies and forgetting in %); \
-         `avg acc` and `forgetting` in each benchmark's own setting (class- or domain-incremental).\n\n",
+        "# Comparison\n\nMean ± std over seeds [95% confidence interval of the mean] (accuracies and forgetting in %); \
+         `avg acc` and `forgetting` in each benchmark's own setting (class- or domain-incremental). \
+         Where the grid names a baseline, `(n.s.)` marks a method whose paired difference from it \
+         (same seeds) is not significant at 5%.\n\n",
     );
     out.push_str(&format!("| {} |\n", header.join(" | ")));
     out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
@@ -430,10 +570,19 @@ pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
                     && &r.metric == metric
                     && &method_label(r) == method
             });
-            line.push(
-                hit.map(|r| cell(r.mean, r.std, r.n))
-                    .unwrap_or_else(|| "–".into()),
-            );
+            let mut text = hit.map(cell).unwrap_or_else(|| "–".into());
+            if let (Some(r), Some(paired)) = (hit, &bench.paired) {
+                if r.method == paired.baseline {
+                    text.push_str(" (baseline)");
+                } else if let Some(p) = paired
+                    .by
+                    .get(&((r.method.clone(), r.axes.clone()), metric.clone()))
+                    && !p.significant()
+                {
+                    text.push_str(" (n.s.)");
+                }
+            }
+            line.push(text);
         }
         out.push_str(&format!("| {} |\n", line.join(" | ")));
     }

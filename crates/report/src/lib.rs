@@ -15,6 +15,7 @@ mod aggregate;
 mod error;
 mod plot;
 mod rows;
+pub mod stats;
 pub mod views;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,11 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
         let view = views::view_of(&views, &protocol);
         md.push_str(&format!("\n## {exp} ({protocol})\n\n"));
         md.push_str(&aggregate::scalar_table(&summary, &exp));
+        if let Some(baseline) = loaded.baselines.get(&exp) {
+            let paired =
+                aggregate::paired_results(&loaded.rows, &exp, baseline, &loaded.axis_columns);
+            md.push_str(&aggregate::paired_markdown(&summary, &exp, &paired));
+        }
         if !view.is_some_and(|v| v.shows_coordinates()) {
             md.push_str(&aggregate::coordinate_tables(&summary, &exp));
         }
@@ -83,6 +89,10 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
                 label: e.clone(),
                 summary: &summary,
                 experiment: e.clone(),
+                paired: loaded
+                    .baselines
+                    .get(e)
+                    .map(|b| aggregate::paired_results(&loaded.rows, e, b, &loaded.axis_columns)),
             })
             .collect();
         let path = results.join("comparison.md");
@@ -120,13 +130,21 @@ pub fn write_comparison(folders: &[PathBuf], output: &Path) -> Result<(), Report
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| folder.display().to_string());
-        summaries.push((
-            name,
-            aggregate::summarize(&frame, &loaded.axis_columns, &loaded.coord_columns)?,
-        ));
+        let summary = aggregate::summarize(&frame, &loaded.axis_columns, &loaded.coord_columns)?;
+        let paired: std::collections::BTreeMap<String, aggregate::PairedResults> = loaded
+            .baselines
+            .iter()
+            .map(|(e, b)| {
+                (
+                    e.clone(),
+                    aggregate::paired_results(&loaded.rows, e, b, &loaded.axis_columns),
+                )
+            })
+            .collect();
+        summaries.push((name, summary, paired));
     }
     let mut benchmarks = Vec::new();
-    for (name, summary) in &summaries {
+    for (name, summary, paired) in &summaries {
         let experiments = continual_experiments(summary);
         for e in &experiments {
             benchmarks.push(Benchmark {
@@ -137,6 +155,7 @@ pub fn write_comparison(folders: &[PathBuf], output: &Path) -> Result<(), Report
                 },
                 summary,
                 experiment: e.clone(),
+                paired: paired.get(e).cloned(),
             });
         }
     }

@@ -33,6 +33,26 @@ pub struct Loaded {
     pub axis_columns: Vec<String>,
     /// Coordinate names of the rows, in the order they first appear.
     pub coord_columns: Vec<String>,
+    /// Experiment -> the baseline method label its grid names.
+    pub baselines: std::collections::BTreeMap<String, String>,
+}
+
+/// The baselines grid.json names (none in older folders).
+fn baselines(results: &Path) -> std::collections::BTreeMap<String, String> {
+    let Some(doc) = std::fs::read_to_string(results.join("grid.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    else {
+        return Default::default();
+    };
+    doc.get("baselines")
+        .and_then(|b| b.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(e, b)| b.as_str().map(|b| (e.clone(), b.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Two settings of one method on a `method` axis (say `mas` with and without
@@ -166,6 +186,7 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
         stale,
         axis_columns: axis_columns.into_iter().collect(),
         coord_columns,
+        baselines: baselines(results),
     })
 }
 

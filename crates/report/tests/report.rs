@@ -34,6 +34,68 @@ fn write_cell(results: &Path, name: &str, state: &str, method: &str, seed: u64, 
     std::fs::write(dir.join("rows.json"), serde_json::to_string(&rows).unwrap()).unwrap();
 }
 
+/// Three seeds of sgd and lp-ft, sgd named as the baseline: lp-ft's
+/// average accuracy is higher on every seed (significant), its forgetting
+/// differs by -1, +1, 0 (not significant).
+#[test]
+fn methods_are_compared_with_the_baseline_on_the_same_seeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    for seed in 0..3u64 {
+        let s = seed as f64;
+        write_cell(
+            r,
+            &format!("cl-s{seed}"),
+            "done",
+            "sgd",
+            seed,
+            &[
+                ("avg_acc_class_il", 60.0 + s, None),
+                ("forgetting_class_il", 20.0, None),
+            ],
+        );
+        write_cell(
+            r,
+            &format!("cl-l{seed}"),
+            "done",
+            "lp-ft",
+            seed,
+            &[
+                ("avg_acc_class_il", 70.0 + 2.0 * s, None),
+                (
+                    "forgetting_class_il",
+                    20.0 + [-1.0, 1.0, 0.0][seed as usize],
+                    None,
+                ),
+            ],
+        );
+    }
+    std::fs::write(
+        r.join("grid.json"),
+        r#"{"name": "t", "baselines": {"cl": "sgd"}}"#,
+    )
+    .unwrap();
+    let files = reusebench_report::write_report(r).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    // Δ avg acc = 10, 11, 12: mean 11, std 1, half-width 4.303 / sqrt(3) = 2.48.
+    assert!(
+        md.contains("### cl: paired against `sgd` (same seeds)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| lp-ft | 20 | +11.00 [+8.52, +13.48] * | +0.00 [-2.48, +2.48] | 3 |"),
+        "{md}"
+    );
+    let table = std::fs::read_to_string(r.join("comparison.md")).unwrap();
+    assert!(table.contains("(baseline)"), "{table}");
+    let lp = table.lines().find(|l| l.starts_with("| lp-ft")).unwrap();
+    // The forgetting difference is marked not significant, the accuracy one is not marked.
+    assert!(
+        lp.contains("(n.s.)") && lp.matches("(n.s.)").count() == 1,
+        "{lp}"
+    );
+}
+
 #[test]
 fn aggregates_over_seeds_and_lists_failures() {
     let tmp = tempfile::tempdir().unwrap();
@@ -74,7 +136,9 @@ fn aggregates_over_seeds_and_lists_failures() {
     let md = std::fs::read_to_string(&files.markdown).unwrap();
     // sgd: mean(60, 64) = 62, sample std = 2.83; forgetting mean 12 ± 2.83
     assert!(
-        md.contains("| sgd | 20 | 62.00 ± 2.83 | 12.00 ± 2.83 | 2 |"),
+        md.contains(
+            "| sgd | 20 | 62.00 ± 2.83 [36.59, 87.41] | 12.00 ± 2.83 [-13.41, 37.41] | 2 |"
+        ),
         "{md}"
     );
     assert!(md.contains("| lp-ft | 20 | 70.00 | – | 1 |"), "{md}");

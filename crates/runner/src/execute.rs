@@ -100,6 +100,8 @@ pub fn run_grid(
             "name": grid.name,
             "grid_file": grid.path,
             "axes": grid.axes.iter().map(|(e, a)| serde_json::json!({"experiment": e, "axes": a})).collect::<Vec<_>>(),
+            // The report's paired tests compare with these.
+            "baselines": grid.baselines.iter().map(|(e, b)| (e.clone(), serde_json::Value::String(b.clone()))).collect::<serde_json::Map<_, _>>(),
             // The report aggregates these cells only: folders left by an
             // earlier version of the grid are not averaged in.
             "cells": grid.cells.iter().map(|c| c.dir_name()).collect::<Vec<_>>(),

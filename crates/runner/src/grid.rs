@@ -47,6 +47,10 @@ struct RawExperiment {
     base: Map<String, Value>,
     #[serde(default)]
     axes: Map<String, Value>,
+    /// The method label the report compares every other method with, on
+    /// the same seeds (a paired test).
+    #[serde(default)]
+    baseline: Option<String>,
 }
 
 /// A parsed grid, expanded into cells in execution order.
@@ -59,6 +63,8 @@ pub struct Grid {
     pub cells: Vec<Cell>,
     /// Axis keys of each experiment, in order (for reports).
     pub axes: Vec<(String, Vec<String>)>,
+    /// Each experiment's baseline method label, where the grid names one.
+    pub baselines: Vec<(String, String)>,
 }
 
 /// Reads, overrides, expands and validates a grid. `overrides` are
@@ -150,6 +156,7 @@ pub fn parse_grid(
     // An experiment whose own config is broken cannot say what it writes:
     // inputs of later experiments are then not reported as missing.
     let mut broken_before = false;
+    let mut baselines = Vec::new();
     for (ei, exp) in raw.experiments.iter().enumerate() {
         let exp_line = experiment_line(text, ei);
         let protocol = registry.get(&exp.protocol).expect("checked above");
@@ -285,6 +292,29 @@ pub fn parse_grid(
         for cell in &cells[exp_cells_start..] {
             produced.extend(cell.config.outputs());
         }
+        if let Some(baseline) = &exp.baseline {
+            let labels: Vec<String> = cells[exp_cells_start..]
+                .iter()
+                .map(|c| c.config.method())
+                .collect();
+            if !labels.is_empty() && !labels.contains(baseline) {
+                let line = line_of(text, &["baseline".into()], exp_line)
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default();
+                let mut known = labels.clone();
+                known.dedup();
+                add(
+                    &mut problems,
+                    format!(
+                        "{}{line}: experiment `{}`, key `baseline`: no cell runs method `{baseline}` (methods here: {})",
+                        path.display(),
+                        exp.name,
+                        known.join(", ")
+                    ),
+                );
+            }
+            baselines.push((exp.name.clone(), baseline.clone()));
+        }
         broken_before |= problems.len() > problems_before;
     }
     let mut seen_ids = HashSet::new();
@@ -310,6 +340,7 @@ pub fn parse_grid(
         device,
         cells,
         axes: axes_out,
+        baselines,
     })
 }
 
@@ -793,6 +824,21 @@ experiments:
         );
         assert_eq!(experiment_line(&text, 0), 4);
         assert_eq!(experiment_line(&text, 1), 17);
+    }
+
+    #[test]
+    fn the_baseline_must_be_a_method_of_the_experiment() {
+        let ok = GRID.replace("    axes:\n", "    baseline: sgd\n    axes:\n");
+        let g = parse(&ok, &[]).unwrap();
+        assert_eq!(g.baselines, vec![("cl".to_string(), "sgd".to_string())]);
+        let bad = GRID.replace("    axes:\n", "    baseline: sdg\n    axes:\n");
+        let err = parse(&bad, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("grid.yaml:12")
+                && err.contains("key `baseline`")
+                && err.contains("methods here: sgd, lp-ft"),
+            "{err}"
+        );
     }
 
     #[test]
