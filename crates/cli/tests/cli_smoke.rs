@@ -590,6 +590,39 @@ fn fmow_and_tiny_imagenet_fixtures_run_through_the_cli() {
             .any(|r| r["metric"] == "acc_by_region" && r["coords"]["region"].is_string()),
         "regions are a coordinate, not part of the metric name"
     );
+    // The worst region is the worst of the named regions: WILDS leaves
+    // "Other" out (unit-tested in the continual crate on hand-made sets).
+    for cell in rows
+        .iter()
+        .filter(|r| r["metric"] == "worst_region_acc")
+        .map(|r| r["cell"].as_str().unwrap())
+    {
+        fn of_cell<'a>(
+            rows: &'a [serde_json::Value],
+            cell: &'a str,
+            metric: &'a str,
+        ) -> impl Iterator<Item = &'a serde_json::Value> {
+            rows.iter()
+                .filter(move |r| r["cell"] == cell && r["metric"] == metric)
+        }
+        let regions: Vec<(String, f64)> = of_cell(&rows, cell, "acc_by_region")
+            .map(|r| {
+                (
+                    r["coords"]["region"].as_str().unwrap().to_string(),
+                    r["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let want = regions
+            .iter()
+            .filter(|(r, _)| r != "Other")
+            .map(|(_, v)| *v)
+            .fold(f64::INFINITY, f64::min);
+        let got = of_cell(&rows, cell, "worst_region_acc").next().unwrap()["value"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(got, want, "{regions:?}");
+    }
     assert!(
         !rows.iter().any(|r| r["metric"] == "acc_task_il"),
         "no task-IL in domain-incremental runs"

@@ -220,6 +220,16 @@ impl DatasetSpec {
         }
     }
 
+    /// The training augmentation a grid gets when it names none: random
+    /// crop (padding 4) and flip, Mammoth's convention; none for FMoW,
+    /// whose reference (WILDS' ERM) trains without augmentation.
+    pub fn default_augment(&self) -> crate::transform::Augment {
+        match self {
+            DatasetSpec::Fmow { .. } => crate::transform::Augment::NONE,
+            _ => crate::transform::Augment::STANDARD,
+        }
+    }
+
     pub fn short_name(&self) -> &'static str {
         match self {
             DatasetSpec::Synthetic { .. } => "synthetic",
@@ -289,5 +299,21 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             train_per_class,
             test_per_class,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::Augment;
+
+    #[test]
+    fn fmow_trains_without_augmentation_by_default() {
+        let fmow: DatasetSpec = serde_json::from_str(r#"{"name": "fmow", "root": "x"}"#).unwrap();
+        assert_eq!(fmow.default_augment(), Augment::NONE);
+        let cifar: DatasetSpec =
+            serde_json::from_str(r#"{"name": "cifar10", "root": "x"}"#).unwrap();
+        assert_eq!(cifar.default_augment(), Augment::STANDARD);
+        assert_eq!(fmow.num_classes(), Some(62));
     }
 }

@@ -13,16 +13,21 @@
 //! sequences can follow time or geography and metrics can report the worst
 //! region and year. Labels follow WILDS' 62 categories, in its order.
 //!
-//! Splits: `official` is WILDS' time split — training = years before 2013,
-//! test = the out-of-distribution test years (2016 and later); the OOD
-//! validation years 2013–2015 are left out. `random` puts a seeded fraction
-//! of every year-region group into the test set, for sequences whose tasks
-//! are year ranges (each task then has test images of its own period).
+//! Splits: `official` is WILDS' (`fmow_dataset.py`), which uses the CSV's
+//! `split` column *and* the year: train = `train` rows before 2013; OOD val
+//! = `val` rows of 2013–2015; OOD test = `test` rows of 2016 and later; ID
+//! val / ID test = `val` / `test` rows before 2013. The test set is OOD test
+//! unless `test:` names another. `random` puts a seeded fraction of every
+//! (year, region) group into the test set, for sequences whose tasks are
+//! year ranges (each task then has test images of its own period).
+//!
+//! The CSV is read as CSV: `spatial_reference` holds quoted WKT strings
+//! with commas and doubled quotes (`"PROJCS[""WGS 84 / UTM zone 29N"",..]"`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -107,14 +112,51 @@ pub const NORMALIZATION: Normalization = Normalization {
 
 pub const NATIVE_SIZE: usize = 224;
 
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FmowSplit {
-    /// Train: years < 2013; test: years >= 2016 (WILDS' OOD test).
-    #[default]
-    Official,
+    /// WILDS' split: train = `train` rows before 2013; the test set is the
+    /// evaluation split `test` names (OOD test by default).
+    Official {
+        #[serde(default)]
+        test: FmowEval,
+    },
     /// A seeded `test_fraction` of every (year, region) group is test.
     Random { test_fraction: f64, seed: u64 },
+}
+
+impl Default for FmowSplit {
+    fn default() -> Self {
+        FmowSplit::Official {
+            test: FmowEval::OodTest,
+        }
+    }
+}
+
+/// WILDS' evaluation splits of FMoW.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FmowEval {
+    /// `test` rows of 2016 and later.
+    #[default]
+    OodTest,
+    /// `val` rows of 2013–2015.
+    OodVal,
+    /// `test` rows before 2013.
+    IdTest,
+    /// `val` rows before 2013.
+    IdVal,
+}
+
+impl FmowEval {
+    fn holds(self, row: &FmowRow) -> bool {
+        match self {
+            FmowEval::OodTest => row.split == "test" && row.year >= 2016,
+            FmowEval::OodVal => row.split == "val" && (2013..=2015).contains(&row.year),
+            FmowEval::IdTest => row.split == "test" && row.year < 2013,
+            FmowEval::IdVal => row.split == "val" && row.year < 2013,
+        }
+    }
 }
 
 /// One metadata row after parsing.
@@ -135,28 +177,48 @@ fn format_err(path: &Path, message: impl Into<String>) -> DataError {
     }
 }
 
-/// Splits one CSV line (no quoted commas in these files; quotes are stripped).
-fn fields(line: &str) -> Vec<&str> {
-    line.split(',')
-        .map(|f| f.trim().trim_matches('"'))
-        .collect()
+/// The fields of one CSV line (RFC 4180): a field in double quotes may
+/// hold commas, and `""` inside it is one quote. Spaces around unquoted
+/// fields are trimmed.
+pub fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if field.trim().is_empty() => {
+                field.clear();
+                quoted = true;
+            }
+            ',' if !quoted => out.push(std::mem::take(&mut field).trim().to_string()),
+            c => field.push(c),
+        }
+    }
+    out.push(field.trim().to_string());
+    out
 }
 
 fn regions(root: &Path) -> Result<HashMap<String, u8>, DataError> {
     let path = root.join("country_code_mapping.csv");
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
     let mut lines = text.lines();
-    let header = fields(lines.next().unwrap_or(""));
+    let header = csv_fields(lines.next().unwrap_or(""));
     let col = |name: &str| {
         header
             .iter()
-            .position(|h| *h == name)
+            .position(|h| h == name)
             .ok_or_else(|| format_err(&path, format!("no `{name}` column")))
     };
     let (code, region) = (col("alpha-3")?, col("region")?);
     let mut map = HashMap::new();
     for line in lines.filter(|l| !l.trim().is_empty()) {
-        let f = fields(line);
+        let f = csv_fields(line);
         let (Some(c), Some(r)) = (f.get(code), f.get(region)) else {
             continue;
         };
@@ -182,11 +244,11 @@ pub fn read_metadata(root: &Path) -> Result<Vec<FmowRow>, DataError> {
     let path = root.join("rgb_metadata.csv");
     let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
     let mut lines = text.lines();
-    let header = fields(lines.next().unwrap_or(""));
+    let header = csv_fields(lines.next().unwrap_or(""));
     let col = |name: &str| {
         header
             .iter()
-            .position(|h| *h == name)
+            .position(|h| h == name)
             .ok_or_else(|| format_err(&path, format!("line 1: no `{name}` column")))
     };
     let (split, category, country, timestamp) = (
@@ -198,10 +260,23 @@ pub fn read_metadata(root: &Path) -> Result<Vec<FmowRow>, DataError> {
     let mut rows = Vec::new();
     for (index, line) in lines.enumerate() {
         let line_no = index + 2;
-        let f = fields(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f = csv_fields(line);
+        if f.len() != header.len() {
+            return Err(format_err(
+                &path,
+                format!(
+                    "line {line_no}: {} fields where the header has {}",
+                    f.len(),
+                    header.len()
+                ),
+            ));
+        }
         let get = |c: usize| {
             f.get(c)
-                .copied()
+                .map(String::as_str)
                 .ok_or_else(|| format_err(&path, format!("line {line_no}: too few columns")))
         };
         let s = get(split)?;
@@ -234,15 +309,43 @@ pub fn read_metadata(root: &Path) -> Result<Vec<FmowRow>, DataError> {
     Ok(rows)
 }
 
-/// Whether a row is train (`Some(false)`), test (`Some(true)`) or left out.
-pub fn is_test(row: &FmowRow, split: FmowSplit, rng: &mut ChaCha8Rng) -> Option<bool> {
+/// Per row: train (`Some(false)`), test (`Some(true)`) or left out.
+/// `random` shuffles every (year, region) group with the seed and puts
+/// round(fraction × group size) of it into the test set.
+pub fn assign(rows: &[FmowRow], split: FmowSplit) -> Vec<Option<bool>> {
     match split {
-        FmowSplit::Official => match row.year {
-            ..2013 => Some(false),
-            2016.. => Some(true),
-            _ => None,
-        },
-        FmowSplit::Random { test_fraction, .. } => Some(rng.random::<f64>() < test_fraction),
+        FmowSplit::Official { test } => rows
+            .iter()
+            .map(|row| {
+                if row.split == "train" && row.year < 2013 {
+                    Some(false)
+                } else if test.holds(row) {
+                    Some(true)
+                } else {
+                    None
+                }
+            })
+            .collect(),
+        FmowSplit::Random {
+            test_fraction,
+            seed,
+        } => {
+            use rand::seq::SliceRandom;
+            let mut groups: std::collections::BTreeMap<(u16, u8), Vec<usize>> = Default::default();
+            for (i, row) in rows.iter().enumerate() {
+                groups.entry((row.year, row.region)).or_default().push(i);
+            }
+            let mut out = vec![Some(false); rows.len()];
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for members in groups.values_mut() {
+                members.shuffle(&mut rng);
+                let n_test = (test_fraction * members.len() as f64).round() as usize;
+                for &i in &members[..n_test] {
+                    out[i] = Some(true);
+                }
+            }
+            out
+        }
     }
 }
 
@@ -268,15 +371,10 @@ pub fn load_fmow(root: &Path, size: usize, split: FmowSplit) -> Result<TrainTest
         ));
     }
     let rows = read_metadata(root)?;
-    let seed = match split {
-        FmowSplit::Random { seed, .. } => seed,
-        FmowSplit::Official => 0,
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Files and domains of the training and the test set, in metadata order.
     let mut parts: [SplitFiles; 2] = Default::default();
-    for row in &rows {
-        let Some(to_test) = is_test(row, split, &mut rng) else {
+    for (row, to_test) in rows.iter().zip(assign(&rows, split)) {
+        let Some(to_test) = to_test else {
             continue;
         };
         let (files, domains) = &mut parts[to_test as usize];
@@ -338,7 +436,8 @@ pub fn write_fmow_fixture(root: &Path, rows: usize) -> Result<Vec<FmowRow>, Data
             ["train", "val", "test"][i % 3]
         };
         csv.push_str(&format!(
-            "{split},img_{i}.jpg,train/x/img_{i}.jpg,\"WGS84\",4326,{},True,16,16,{code},0,{year}-0{}-1{}T10:00:00Z,1.0,2.0\n",
+            "{split},img_{i}.jpg,train/x/img_{i}.jpg,\"PROJCS[\"\"WGS 84 / UTM zone {}N\"\",GEOGCS[\"\"WGS 84\"\",DATUM[\"\"WGS_1984\"\"]]]\",4326,{},True,16,16,{code},0,{year}-0{}-1{}T10:00:00Z,1.0,2.0\n",
+            29 + i % 3,
             CATEGORIES[label],
             1 + i % 9,
             i % 10
@@ -368,17 +467,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn csv_fields_keep_quoted_commas_and_quotes() {
+        let f = csv_fields(
+            r#"train,a.jpg,"PROJCS[""WGS 84 / UTM zone 29N"",GEOGCS[""WGS 84""]]",4326, x "#,
+        );
+        assert_eq!(
+            f,
+            [
+                "train",
+                "a.jpg",
+                r#"PROJCS["WGS 84 / UTM zone 29N",GEOGCS["WGS 84"]]"#,
+                "4326",
+                "x"
+            ]
+        );
+        assert_eq!(csv_fields("a,,b"), ["a", "", "b"]);
+    }
+
+    #[test]
     fn fixture_rows_have_the_right_split_region_and_year() {
         let tmp = tempfile::tempdir().unwrap();
-        let expected = write_fmow_fixture(tmp.path(), 70).unwrap();
+        let expected = write_fmow_fixture(tmp.path(), 200).unwrap();
+        let text = std::fs::read_to_string(tmp.path().join("rgb_metadata.csv")).unwrap();
+        assert!(
+            text.contains(r#""PROJCS[""WGS 84 / UTM zone 29N"",GEOGCS["#),
+            "the fixture has quoted WKT fields with commas"
+        );
         let rows = read_metadata(tmp.path()).unwrap();
         assert_eq!(rows, expected);
-        assert_eq!(rows.len(), 60, "every seventh row is `seq` and dropped");
+        assert_eq!(rows.len(), 172, "every seventh row is `seq` and dropped");
         assert!(rows.iter().any(|r| REGIONS[r.region as usize] == "Other"));
 
-        let data = load_fmow(tmp.path(), 8, FmowSplit::Official).unwrap();
-        let train: Vec<&FmowRow> = rows.iter().filter(|r| r.year < 2013).collect();
-        let test: Vec<&FmowRow> = rows.iter().filter(|r| r.year >= 2016).collect();
+        // WILDS' split: the split column and the year together.
+        let data = load_fmow(tmp.path(), 8, FmowSplit::default()).unwrap();
+        let train: Vec<&FmowRow> = rows
+            .iter()
+            .filter(|r| r.split == "train" && r.year < 2013)
+            .collect();
+        let test: Vec<&FmowRow> = rows
+            .iter()
+            .filter(|r| r.split == "test" && r.year >= 2016)
+            .collect();
+        assert!(!train.is_empty() && !test.is_empty());
+        // By year alone (the old split), train and test would be larger.
+        assert!(rows.iter().filter(|r| r.year < 2013).count() > train.len());
         assert_eq!(data.train.len(), train.len());
         assert_eq!(data.test.len(), test.len());
         for (set, want) in [(&data.train, &train), (&data.test, &test)] {
@@ -397,18 +529,41 @@ mod tests {
             }
         }
         assert_eq!(data.train.height, 8);
-
-        let random = load_fmow(
+        let id_test = load_fmow(
             tmp.path(),
             8,
-            FmowSplit::Random {
-                test_fraction: 0.3,
-                seed: 1,
+            FmowSplit::Official {
+                test: FmowEval::IdTest,
             },
         )
         .unwrap();
-        assert_eq!(random.train.len() + random.test.len(), 60);
-        assert!(random.test.len() > 5 && random.test.len() < 35);
+        let want = rows
+            .iter()
+            .filter(|r| r.split == "test" && r.year < 2013)
+            .count();
+        assert_eq!(id_test.test.len(), want);
+
+        let random = FmowSplit::Random {
+            test_fraction: 0.5,
+            seed: 1,
+        };
+        let data = load_fmow(tmp.path(), 8, random).unwrap();
+        assert_eq!(data.train.len() + data.test.len(), 172);
+        // Stratified: every (year, region) group gives round(half) to test.
+        let assigned = assign(&rows, random);
+        let mut groups: std::collections::BTreeMap<(u16, u8), (usize, usize)> = Default::default();
+        for (row, a) in rows.iter().zip(&assigned) {
+            let g = groups.entry((row.year, row.region)).or_default();
+            g.0 += 1;
+            g.1 += (*a == Some(true)) as usize;
+        }
+        for ((year, region), (n, n_test)) in groups {
+            assert_eq!(
+                n_test,
+                (0.5 * n as f64).round() as usize,
+                "group ({year}, {region}) of {n}"
+            );
+        }
     }
 
     #[test]
@@ -427,10 +582,11 @@ mod tests {
         );
         std::fs::remove_file(image_path(tmp.path(), 0)).unwrap();
         write_fmow_fixture(tmp.path(), 10).unwrap();
-        std::fs::remove_file(image_path(tmp.path(), 1)).unwrap();
-        let err = load_fmow(tmp.path(), 8, FmowSplit::Official)
+        // Row 3 is a training row (split `train`, 2002).
+        std::fs::remove_file(image_path(tmp.path(), 3)).unwrap();
+        let err = load_fmow(tmp.path(), 8, FmowSplit::default())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("rgb_img_1.png"), "{err}");
+        assert!(err.contains("rgb_img_3.png"), "{err}");
     }
 }

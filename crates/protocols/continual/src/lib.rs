@@ -53,8 +53,10 @@ pub struct ContinualConfig {
     pub batch_size: usize,
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
+    /// Training augmentation; the dataset's default when absent (crop and
+    /// flip, none for FMoW, as WILDS' ERM).
     #[serde(default)]
-    pub augment: Augment,
+    pub augment: Option<Augment>,
     /// kNN evaluation of the backbone features; `null` turns it off.
     #[serde(default = "default_knn")]
     pub knn: Option<KnnConfig>,
@@ -219,7 +221,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             num_classes: split.num_classes(),
             batch_size: config.batch_size,
             eval_batch_size: ebs,
-            augment: config.augment,
+            augment: config.augment.unwrap_or(config.data.default_augment()),
             normalization: norm,
             seed: config.seed,
             device: &train_device,
@@ -383,7 +385,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
                 num_classes: split.label_range(j).len(),
                 batch_size: config.batch_size,
                 eval_batch_size: ebs,
-                augment: config.augment,
+                augment: config.augment.unwrap_or(config.data.default_augment()),
                 normalization: norm,
                 seed: config.seed,
                 device: &train_device,
@@ -493,13 +495,55 @@ fn group_accuracy(test: &[Arc<ImageSet>], predictions: &[Vec<u32>]) -> Vec<Metri
     }
     let worst =
         |counts: Vec<(usize, usize)>| counts.into_iter().map(pct).fold(f64::INFINITY, f64::min);
+    // WILDS' FMoW evaluation leaves the "Other" region out of the worst group.
+    let other = REGIONS.iter().position(|r| *r == "Other").map(|i| i as u8);
     rows.push(MetricRow::scalar(
         names::WORST_REGION_ACC,
-        worst(regions.values().copied().collect()),
+        worst(
+            regions
+                .iter()
+                .filter(|(r, _)| Some(**r) != other)
+                .map(|(_, c)| *c)
+                .collect(),
+        ),
     ));
     rows.push(MetricRow::scalar(
         names::WORST_YEAR_ACC,
         worst(years.values().copied().collect()),
     ));
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reusebench_data::Domain;
+
+    #[test]
+    fn worst_region_leaves_other_out() {
+        // Four test images: Europe right, Asia right, Other wrong twice.
+        let mut set = ImageSet::empty(1, 1, 1);
+        let regions = ["Europe", "Asia", "Other", "Other"];
+        for (i, r) in regions.iter().enumerate() {
+            set.push(&[0], i as u32);
+            set.domains.push(Domain {
+                year: 2016,
+                region: REGIONS.iter().position(|x| x == r).unwrap() as u8,
+            });
+        }
+        let predictions = vec![vec![0, 1, 9, 9]];
+        let rows = group_accuracy(&[Arc::new(set)], &predictions);
+        let value = |m: &str| rows.iter().find(|r| r.metric == m).unwrap().value;
+        assert_eq!(value(names::WORST_REGION_ACC), 100.0);
+        assert_eq!(value(names::ACC_ALL), 50.0);
+        let other = rows
+            .iter()
+            .find(|r| {
+                r.coords
+                    .get(names::REGION)
+                    .is_some_and(|c| c.to_string() == "Other")
+            })
+            .unwrap();
+        assert_eq!(other.value, 0.0, "Other is still reported on its own");
+    }
 }

@@ -35,8 +35,10 @@ pub struct PretrainConfig {
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
     pub optimizer: OptimConfig,
+    /// Training augmentation; the dataset's default when absent (crop and
+    /// flip, none for FMoW).
     #[serde(default)]
-    pub augment: Augment,
+    pub augment: Option<Augment>,
     /// Where the backbone checkpoint (safetensors) is written.
     pub output: PathBuf,
 }
@@ -93,7 +95,7 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
         epochs: config.epochs,
         batch_size: config.batch_size,
         optim: &config.optimizer,
-        augment: config.augment,
+        augment: config.augment.unwrap_or(config.data.default_augment()),
         normalization: data.normalization,
         num_classes: classes.len(),
         seed: config.seed,
