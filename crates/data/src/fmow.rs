@@ -105,10 +105,7 @@ pub const CATEGORIES: [&str; 62] = [
 ];
 
 /// ImageNet statistics: FMoW models start from ImageNet weights.
-pub const NORMALIZATION: Normalization = Normalization {
-    mean: [0.485, 0.456, 0.406],
-    std: [0.229, 0.224, 0.225],
-};
+pub const NORMALIZATION: Normalization = Normalization::IMAGENET;
 
 pub const NATIVE_SIZE: usize = 224;
 

@@ -20,4 +20,4 @@ pub use batch::{Batch, BatchIter, BatchPlan};
 pub use dataset::{DatasetSpec, Domain, ImageSet, TrainTest, load_dataset};
 pub use error::DataError;
 pub use split::{DomainTasks, TaskSequence, TaskSplit};
-pub use transform::{Augment, Normalization, write_image};
+pub use transform::{Augment, Normalization, NormalizationChoice, write_image};

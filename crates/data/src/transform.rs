@@ -11,6 +11,40 @@ pub struct Normalization {
     pub std: [f32; 3],
 }
 
+impl Normalization {
+    /// ImageNet's statistics, what torchvision's pretrained weights expect.
+    pub const IMAGENET: Normalization = Normalization {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+}
+
+/// Which statistics normalise the images: the dataset's own (Mammoth's
+/// convention), ImageNet's (for a backbone pretrained on ImageNet, whose
+/// weights expect them), or given ones.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum NormalizationChoice {
+    #[default]
+    Dataset,
+    Imagenet,
+    Custom {
+        mean: [f32; 3],
+        std: [f32; 3],
+    },
+}
+
+impl NormalizationChoice {
+    /// The statistics to use for a dataset whose own are `dataset`.
+    pub fn resolve(self, dataset: Normalization) -> Normalization {
+        match self {
+            NormalizationChoice::Dataset => dataset,
+            NormalizationChoice::Imagenet => Normalization::IMAGENET,
+            NormalizationChoice::Custom { mean, std } => Normalization { mean, std },
+        }
+    }
+}
+
 /// What happens to a training image before it is normalised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -143,5 +177,26 @@ mod tests {
             seen_shift |= out != plain;
         }
         assert!(seen_shift);
+    }
+}
+
+#[cfg(test)]
+mod normalization_tests {
+    use super::*;
+
+    #[test]
+    fn choices_resolve_and_parse() {
+        let cifar = Normalization {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        };
+        let parse = |t: &str| serde_json::from_str::<NormalizationChoice>(t).unwrap();
+        assert_eq!(parse(r#""dataset""#).resolve(cifar), cifar);
+        assert_eq!(
+            parse(r#""imagenet""#).resolve(cifar),
+            Normalization::IMAGENET
+        );
+        let custom = parse(r#"{"custom": {"mean": [0.1, 0.2, 0.3], "std": [1, 1, 1]}}"#);
+        assert_eq!(custom.resolve(cifar).mean, [0.1, 0.2, 0.3]);
     }
 }

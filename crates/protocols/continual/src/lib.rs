@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use reusebench_data::fmow::REGIONS;
-use reusebench_data::{Augment, DatasetSpec, DomainTasks, ImageSet, TaskSequence, TaskSplit};
+use reusebench_data::{
+    Augment, DatasetSpec, DomainTasks, ImageSet, NormalizationChoice, TaskSequence, TaskSplit,
+};
 use serde::{Deserialize, Serialize};
 
 use adaptation::{AdaptationConfig, adapt};
@@ -53,6 +55,10 @@ pub struct ContinualConfig {
     pub batch_size: usize,
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
+    /// Which statistics normalise the images: `dataset` (default),
+    /// `imagenet` (for ImageNet-pretrained weights) or `{custom: {mean, std}}`.
+    #[serde(default)]
+    pub normalization: NormalizationChoice,
     /// Training augmentation; the dataset's default when absent (crop and
     /// flip, none for FMoW, as WILDS' ERM).
     #[serde(default)]
@@ -204,7 +210,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
     // Every task after every task (UCL's kNN forgetting needs the unseen ones too).
     let mut knn_all: Vec<Vec<f64>> = Vec::new();
     let mut rows = Vec::new();
-    let norm = data.normalization;
+    let norm = config.normalization.resolve(data.normalization);
     let ebs = config.eval_batch_size;
     let setting = split.setting();
     let setting_names = names::setting(setting).expect("every setting has names");

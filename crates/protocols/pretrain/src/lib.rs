@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use reusebench_data::{Augment, DatasetSpec};
+use reusebench_data::{Augment, DatasetSpec, NormalizationChoice};
 use serde::{Deserialize, Serialize};
 
 use reusebench_core::CoreError;
@@ -35,6 +35,10 @@ pub struct PretrainConfig {
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
     pub optimizer: OptimConfig,
+    /// Which statistics normalise the images: `dataset` (default),
+    /// `imagenet` (for ImageNet-pretrained weights) or `{custom: {mean, std}}`.
+    #[serde(default)]
+    pub normalization: NormalizationChoice,
     /// Training augmentation; the dataset's default when absent (crop and
     /// flip, none for FMoW).
     #[serde(default)]
@@ -85,6 +89,7 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
     let progress = env.progress;
     let train_device = env.train_device(config.seed)?;
     let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+    let normalization = config.normalization.resolve(data.normalization);
     let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
     let train = Arc::new(data.train.select_classes(&relabel));
     let test = Arc::new(data.test.select_classes(&relabel));
@@ -96,7 +101,7 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
         batch_size: config.batch_size,
         optim: &config.optimizer,
         augment: config.augment.unwrap_or(config.data.default_augment()),
-        normalization: data.normalization,
+        normalization,
         num_classes: classes.len(),
         seed: config.seed,
         curve: Some(CurveSink {
@@ -109,7 +114,7 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
         &model,
         &test,
         config.eval_batch_size,
-        data.normalization,
+        normalization,
         &train_device,
     );
     save_backbone(model.backbone(), &config.backbone, &config.output)?;
