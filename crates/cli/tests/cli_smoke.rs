@@ -478,7 +478,10 @@ fn every_continual_method_runs_end_to_end() {
     for method in ["sgd", "mas", "joint", "side-tuning"] {
         let acc = scalar(method, "adapt_acc");
         assert!((0.0..=100.0).contains(&acc), "{method} adapt_acc {acc}");
-        assert!(scalar(method, "forward_transfer").is_finite());
+        assert!(scalar(method, "adapt_gain").is_finite());
+        // GEM's forward transfer, against the random model of each task.
+        assert!(scalar(method, "fwt_class_il").is_finite());
+        assert!(scalar(method, "fwt_task_il").is_finite());
     }
     // Joint trains once, after the last task, on every task's data (Mammoth):
     // its only training curve is at the last task, and it still has a full

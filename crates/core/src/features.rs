@@ -184,3 +184,46 @@ pub fn cached_features_keyed(
         dim: base.dim,
     })
 }
+
+/// `backbone` with the running statistics of every batch-norm layer
+/// recomputed on `set` (un-augmented, in order, training-mode passes on the
+/// autodiff `device`, no weight changes): the mean of the per-batch
+/// statistics, as PyTorch's `momentum=None`. A randomly initialised network
+/// keeps statistics of 0 and 1 otherwise, and its evaluation-mode features
+/// explode layer by layer.
+pub fn recompute_batch_norm(
+    mut backbone: ResNet,
+    set: &Arc<ImageSet>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+) -> ResNet {
+    let momentum: Vec<f64> = backbone
+        .batch_norms_mut()
+        .iter()
+        .map(|bn| bn.momentum)
+        .collect();
+    let plan = BatchPlan {
+        batch_size: batch_size.max(2),
+        shuffle_seed: None,
+        augment: Augment::NONE,
+        normalization,
+        prefetch: 2,
+        // A batch of one has no variance to average in.
+        drop_last: set.len() >= batch_size.max(2),
+    };
+    for (k, batch) in BatchIter::new(Arc::clone(set), plan).enumerate() {
+        if batch.labels.len() < 2 {
+            continue;
+        }
+        for bn in backbone.batch_norms_mut() {
+            bn.momentum = 1.0 / (k + 1) as f64;
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
+        let _ = backbone.forward(x);
+    }
+    for (bn, m) in backbone.batch_norms_mut().into_iter().zip(momentum) {
+        bn.momentum = m;
+    }
+    backbone
+}

@@ -64,7 +64,23 @@ pub const KNN_FORGETTING: &str = "knn_forgetting";
 /// Chaudhry-style forgetting of the seen part of the kNN matrix (what
 /// `knn_forgetting` meant before it followed UCL).
 pub const KNN_FORGETTING_CHAUDHRY: &str = "knn_forgetting_chaudhry";
-pub const FORWARD_TRANSFER: &str = "forward_transfer";
+/// Adaptation gain: mean over tasks of (adapted from the final model −
+/// adapted from a random start). Not GEM's forward transfer.
+pub const ADAPT_GAIN: &str = "adapt_gain";
+/// R[i][i+1]: accuracy on the next task before learning it (`after_task` i, `task` i+1).
+pub const ACC_CLASS_IL_BEFORE: &str = "acc_class_il_before";
+pub const ACC_TASK_IL_BEFORE: &str = "acc_task_il_before";
+pub const ACC_DOMAIN_IL_BEFORE: &str = "acc_domain_il_before";
+/// A randomly initialised model's accuracy on task i (coordinate `task`),
+/// batch-norm statistics recomputed on the task's training data.
+pub const ACC_CLASS_IL_RANDOM: &str = "acc_class_il_random";
+pub const ACC_TASK_IL_RANDOM: &str = "acc_task_il_random";
+pub const ACC_DOMAIN_IL_RANDOM: &str = "acc_domain_il_random";
+/// Forward transfer as GEM / Mammoth define it: mean over i >= 1 of
+/// R[i-1][i] minus the random model's accuracy on task i.
+pub const FWT_CLASS_IL: &str = "fwt_class_il";
+pub const FWT_TASK_IL: &str = "fwt_task_il";
+pub const FWT_DOMAIN_IL: &str = "fwt_domain_il";
 
 // ---- continual: groups of the final model (FMoW) ----
 pub const ACC_ALL: &str = "acc_all";
@@ -84,39 +100,63 @@ pub struct SettingNames {
     /// Mammoth's forgetting (>= 0).
     pub forgetting_mammoth: &'static str,
     pub bwt: &'static str,
+    pub before: &'static str,
+    pub random: &'static str,
+    pub fwt: &'static str,
 }
 
 /// Names of a continual setting by its short name.
 pub fn setting(name: &str) -> Option<SettingNames> {
-    let s = |matrix, avg, forgetting, forgetting_mammoth, bwt| SettingNames {
+    let s = |[
         matrix,
         avg,
         forgetting,
         forgetting_mammoth,
         bwt,
+        before,
+        random,
+        fwt,
+    ]: [&'static str; 8]| SettingNames {
+        matrix,
+        avg,
+        forgetting,
+        forgetting_mammoth,
+        bwt,
+        before,
+        random,
+        fwt,
     };
     match name {
-        "class_il" => Some(s(
+        "class_il" => Some(s([
             ACC_CLASS_IL,
             AVG_ACC_CLASS_IL,
             FORGETTING_CLASS_IL,
             FORGETTING_MAMMOTH_CLASS_IL,
             BWT_CLASS_IL,
-        )),
-        "task_il" => Some(s(
+            ACC_CLASS_IL_BEFORE,
+            ACC_CLASS_IL_RANDOM,
+            FWT_CLASS_IL,
+        ])),
+        "task_il" => Some(s([
             ACC_TASK_IL,
             AVG_ACC_TASK_IL,
             FORGETTING_TASK_IL,
             FORGETTING_MAMMOTH_TASK_IL,
             BWT_TASK_IL,
-        )),
-        "domain_il" => Some(s(
+            ACC_TASK_IL_BEFORE,
+            ACC_TASK_IL_RANDOM,
+            FWT_TASK_IL,
+        ])),
+        "domain_il" => Some(s([
             ACC_DOMAIN_IL,
             AVG_ACC_DOMAIN_IL,
             FORGETTING_DOMAIN_IL,
             FORGETTING_MAMMOTH_DOMAIN_IL,
             BWT_DOMAIN_IL,
-        )),
+            ACC_DOMAIN_IL_BEFORE,
+            ACC_DOMAIN_IL_RANDOM,
+            FWT_DOMAIN_IL,
+        ])),
         _ => None,
     }
 }

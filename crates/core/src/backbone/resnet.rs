@@ -161,6 +161,28 @@ pub struct ResNetSpec {
 }
 
 impl ResNet {
+    /// Every batch-norm layer, stem first, in forward order.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut out = vec![&mut self.bn1];
+        for block in self
+            .layer1
+            .iter_mut()
+            .chain(&mut self.layer2)
+            .chain(&mut self.layer3)
+            .chain(&mut self.layer4)
+        {
+            out.push(&mut block.bn1);
+            out.push(&mut block.bn2);
+            if let Some(bn) = &mut block.bn3 {
+                out.push(bn);
+            }
+            if let Some(d) = &mut block.downsample {
+                out.push(&mut d.bn);
+            }
+        }
+        out
+    }
+
     pub fn new(spec: ResNetSpec, rng: &mut ChaCha8Rng, device: &Device) -> Self {
         let w = spec.width;
         let mut cin = w;

@@ -124,6 +124,19 @@ pub fn forgetting_over_all_rows(rows: &[Vec<f64>]) -> f64 {
     sum / t as f64
 }
 
+/// Forward transfer as GEM (Lopez-Paz & Ranzato 2017) and Mammoth's
+/// `utils/metrics.py::forward_transfer` define it: the mean over tasks
+/// i >= 1 of R[i-1][i] (the accuracy on task i just before learning it,
+/// `before[i - 1]`) minus a randomly initialised model's accuracy on task i
+/// (`random[i - 1]`).
+pub fn gem_forward_transfer(before: &[f64], random: &[f64]) -> f64 {
+    assert_eq!(before.len(), random.len(), "one value per task i >= 1");
+    if before.is_empty() {
+        return f64::NAN;
+    }
+    before.iter().zip(random).map(|(b, r)| b - r).sum::<f64>() / before.len() as f64
+}
+
 impl Default for AccuracyMatrix {
     fn default() -> Self {
         Self::new()
@@ -194,6 +207,13 @@ mod tests {
             seen.push_row(r[..=i].to_vec());
         }
         assert!((seen.forgetting() - 10.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn gem_forward_transfer_by_hand() {
+        // R[0][1] = 30, R[1][2] = 20; the random model: 25 and 30.
+        assert!((gem_forward_transfer(&[30.0, 20.0], &[25.0, 30.0]) + 2.5).abs() < 1e-12);
+        assert!(gem_forward_transfer(&[], &[]).is_nan());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 pub mod accuracy;
 pub mod knn;
 
-pub use accuracy::{AccuracyMatrix, accuracy, forgetting_over_all_rows, masked_accuracy};
+pub use accuracy::{
+    AccuracyMatrix, accuracy, forgetting_over_all_rows, gem_forward_transfer, masked_accuracy,
+};
 pub use knn::{KnnConfig, knn_accuracy};
 pub use reusebench_results::{Coords, MetricRow, names};

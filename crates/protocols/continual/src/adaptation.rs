@@ -4,8 +4,10 @@
 //! own classes, trained on its training set from the final model — a linear
 //! probe on cached features, or (with `fine_tune`) fine-tuning a copy of the
 //! whole model — and its test accuracy. The same procedure from a randomly
-//! initialised backbone of the same architecture is the from-scratch
-//! reference; forward transfer = mean(adapted − from scratch).
+//! initialised backbone of the same architecture (its batch-norm statistics
+//! recomputed on the task's data) is the from-scratch reference;
+//! `adapt_gain` = mean(adapted − from scratch). (This was called
+//! `forward_transfer`; GEM's forward transfer is `fwt_*` now.)
 
 use std::sync::Arc;
 

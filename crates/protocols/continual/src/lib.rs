@@ -18,12 +18,15 @@ use adaptation::{AdaptationConfig, adapt};
 use reusebench_core::CoreError;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
-use reusebench_core::features::{ModelKey, Rows, cached_features_keyed, head_logits};
+use reusebench_core::features::{
+    ModelKey, Rows, cached_features_keyed, head_logits, logits, recompute_batch_norm,
+};
 use reusebench_core::methods::{MethodConfig, TaskContext};
 use reusebench_core::metrics::{
-    AccuracyMatrix, Coords, KnnConfig, MetricRow, forgetting_over_all_rows, knn_accuracy,
-    masked_accuracy, names,
+    AccuracyMatrix, Coords, KnnConfig, MetricRow, forgetting_over_all_rows, gem_forward_transfer,
+    knn_accuracy, masked_accuracy, names,
 };
+use reusebench_core::model::Classifier;
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
 };
@@ -216,6 +219,8 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
     let setting_names = names::setting(setting).expect("every setting has names");
     let cache = FeatureCache::default();
     let mut final_predictions: Vec<Vec<u32>> = Vec::new();
+    // R[t][t + 1], class-IL (or domain-IL) and task-IL.
+    let mut before: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
 
     for t in 0..tasks {
         let ctx = TaskContext {
@@ -240,7 +245,12 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
 
         // Each test set passes through the backbone once: its features feed
         // both the head (accuracy matrix) and the kNN queries.
-        let evaluated = if config.knn.is_some() { tasks } else { t + 1 };
+        // (The next task too: GEM's forward transfer needs R[t][t + 1].)
+        let evaluated = if config.knn.is_some() {
+            tasks
+        } else {
+            (t + 2).min(tasks)
+        };
         let test_features: Vec<Arc<Rows>> = test[..evaluated]
             .iter()
             .map(|set| cached_features_keyed(&cache, &model, &key, set, ebs, norm, &train_device))
@@ -264,6 +274,19 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             }
             if t + 1 == tasks {
                 final_predictions.push(argmax_rows(&out.values, out.dim, 0..seen));
+            }
+        }
+        if t + 1 < tasks {
+            let next = t + 1;
+            let out = head_logits(&model.head, &test_features[next], &train_device);
+            let labels = &test[next].labels;
+            let cil = masked_accuracy(&out.values, out.dim, labels, 0..split.label_range(next).end);
+            rows.push(MetricRow::entry(setting_names.before, t, next, cil));
+            before.0.push(cil);
+            if setting == "class_il" {
+                let til = masked_accuracy(&out.values, out.dim, labels, split.label_range(next));
+                rows.push(MetricRow::entry(names::ACC_TASK_IL_BEFORE, t, next, til));
+                before.1.push(til);
             }
         }
         class_il.push_row(cil_row);
@@ -343,6 +366,61 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         }
     }
     rows.extend(group_accuracy(&test, &final_predictions));
+
+    // The random reference: same architecture, random weights (the cell's
+    // seed), no checkpoint; per task, its batch-norm statistics recomputed
+    // on that task's training data before it is used.
+    let random_config = BackboneConfig {
+        checkpoint: None,
+        weights: None,
+        weights_key: None,
+        keep_head: false,
+        allow_partial: false,
+        ..config.backbone.clone()
+    };
+    let random = env.build_classifier(
+        &random_config,
+        split.num_classes(),
+        config.seed,
+        &train_device,
+    )?;
+    let random_on = |j: usize| {
+        let backbone = recompute_batch_norm(
+            random.backbone().clone(),
+            &train[j],
+            config.batch_size,
+            norm,
+            &train_device,
+        );
+        Classifier::new(backbone, random.head.clone())
+    };
+    if tasks > 1 {
+        let (mut random_cil, mut random_til) = (Vec::new(), Vec::new());
+        for j in 1..tasks {
+            let out = logits(&random_on(j), &test[j], ebs, norm, &train_device);
+            let labels = &test[j].labels;
+            let cil = masked_accuracy(&out.values, out.dim, labels, 0..split.label_range(j).end);
+            let at = Coords::new().with(names::TASK, j);
+            rows.push(MetricRow::at(setting_names.random, cil, at.clone()));
+            random_cil.push(cil);
+            if setting == "class_il" {
+                let til = masked_accuracy(&out.values, out.dim, labels, split.label_range(j));
+                rows.push(MetricRow::at(names::ACC_TASK_IL_RANDOM, til, at));
+                random_til.push(til);
+            }
+        }
+        rows.push(MetricRow::scalar(
+            setting_names.fwt,
+            gem_forward_transfer(&before.0, &random_cil),
+        ));
+        if setting == "class_il" {
+            rows.push(MetricRow::scalar(
+                names::FWT_TASK_IL,
+                gem_forward_transfer(&before.1, &random_til),
+            ));
+        }
+    }
+
     if config.knn.is_some() {
         rows.push(MetricRow::scalar(
             names::KNN_ACC,
@@ -359,23 +437,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
     }
 
     if let Some(adaptation) = &config.adaptation {
-        // The from-scratch reference: same architecture, random weights
-        // (from the cell's seed), no checkpoint.
-        let scratch_config = BackboneConfig {
-            checkpoint: None,
-            weights: None,
-            weights_key: None,
-            keep_head: false,
-            allow_partial: false,
-            ..config.backbone.clone()
-        };
-        let scratch = env.build_classifier(
-            &scratch_config,
-            split.num_classes(),
-            config.seed,
-            &train_device,
-        )?;
-        let (final_key, scratch_key) = (ModelKey::of(&model), ModelKey::of(&scratch));
+        let final_key = ModelKey::of(&model);
         let (mut adapted, mut gain) = (0.0, 0.0);
         for j in 0..tasks {
             let start = split.label_range(j).start as u32;
@@ -414,6 +476,9 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
                 at("final"),
                 &ctx,
             )?;
+            // The random reference with its batch-norm statistics from this task.
+            let scratch = random_on(j);
+            let scratch_key = ModelKey::of(&scratch);
             let reference = adapt(
                 adaptation,
                 &scratch,
@@ -434,7 +499,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             gain += (acc - reference) / tasks as f64;
         }
         rows.push(MetricRow::scalar(names::ADAPT_ACC, adapted));
-        rows.push(MetricRow::scalar(names::FORWARD_TRANSFER, gain));
+        rows.push(MetricRow::scalar(names::ADAPT_GAIN, gain));
     }
     let stats = cache.stats();
     progress.note(&format!(
