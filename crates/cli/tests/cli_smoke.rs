@@ -509,6 +509,17 @@ fn every_continual_method_runs_end_to_end() {
         [2],
         "joint trains after the last task only"
     );
+    // Adaptation on a few images per class: 4 of each of a task's 2 classes
+    // where the grid says so, every training image (12 per class) elsewhere.
+    let images = |exp: &str| -> Vec<f64> {
+        rows.iter()
+            .filter(|r| r["experiment"] == exp && r["metric"] == "adapt_train_images")
+            .map(|r| r["value"].as_f64().unwrap())
+            .collect()
+    };
+    assert!(images("continual-no-augment").iter().all(|&n| n == 8.0));
+    assert!(images("continual").iter().all(|&n| n == 24.0));
+    assert!(!images("continual").is_empty() && !images("continual-no-augment").is_empty());
     assert_eq!(curve_tasks("cumulative"), [0, 1, 2]);
     assert!(
         rows.iter().any(|r| r["experiment"] == "continual-no-augment" && r["metric"] == "avg_acc_class_il"),

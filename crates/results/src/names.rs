@@ -43,6 +43,8 @@ pub const ACC_DOMAIN_IL: &str = "acc_domain_il";
 pub const KNN_ACC: &str = "knn_acc";
 pub const ADAPT_ACC: &str = "adapt_acc";
 pub const ADAPT_ACC_SCRATCH: &str = "adapt_acc_scratch";
+/// Training images an adaptation run used on task j (coordinate `task`).
+pub const ADAPT_TRAIN_IMAGES: &str = "adapt_train_images";
 
 // ---- continual: summaries ----
 pub const AVG_ACC_CLASS_IL: &str = "avg_acc_class_il";

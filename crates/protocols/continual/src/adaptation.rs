@@ -32,6 +32,11 @@ pub struct AdaptationConfig {
     /// Fine-tune a copy of the whole model instead of probing.
     #[serde(default)]
     pub fine_tune: bool,
+    /// Adapt on this many training images per class (the first ones of
+    /// each class): the paper adapts "on a small amount of data from each
+    /// task". Every training image when absent.
+    #[serde(default)]
+    pub samples_per_class: Option<usize>,
 }
 
 /// Test accuracy on `test` after adapting `model` to the task `ctx`
@@ -127,6 +132,12 @@ impl AdaptationConfig {
     pub fn validate(&self) -> Result<(), CoreError> {
         if self.epochs == 0 {
             return Err(CoreError::config("adaptation.epochs", "must be >= 1"));
+        }
+        if self.samples_per_class == Some(0) {
+            return Err(CoreError::config(
+                "adaptation.samples_per_class",
+                "must be >= 1",
+            ));
         }
         self.optimizer.validate("adaptation.optimizer")
     }

@@ -443,11 +443,21 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             let start = split.label_range(j).start as u32;
             let renumber = |set: &ImageSet| set.select_classes(&|l| l.checked_sub(start));
             let task_test = Arc::new(renumber(&test[j]));
+            let task_train = renumber(&train[j]);
+            let task_train = Arc::new(match adaptation.samples_per_class {
+                Some(n) => task_train.cap_per_class(n),
+                None => task_train,
+            });
+            rows.push(MetricRow::at(
+                names::ADAPT_TRAIN_IMAGES,
+                task_train.len() as f64,
+                Coords::new().with(names::TASK, j),
+            ));
             // The task alone, labels from 0: what adaptation trains on.
             let ctx = TaskContext {
                 task: j,
                 num_tasks: tasks,
-                train: Arc::new(renumber(&train[j])),
+                train: task_train,
                 history: &[],
                 old_classes: 0,
                 num_classes: split.label_range(j).len(),
