@@ -65,14 +65,22 @@ impl AccuracyMatrix {
     /// the last task of (best accuracy before the end − final accuracy).
     /// Can be negative (a task that improved later). NaN with a single task.
     pub fn forgetting(&self) -> f64 {
+        self.forgetting_with_best_over(false)
+    }
+
+    /// Mean over all but the last task of (best of its column − final),
+    /// the best taken before the last row or, with `final_row`, over every
+    /// row.
+    fn forgetting_with_best_over(&self, final_row: bool) -> f64 {
         let t = self.num_tasks();
         if t < 2 {
             return f64::NAN;
         }
         let last = &self.rows[t - 1];
+        let end = if final_row { t } else { t - 1 };
         let sum: f64 = (0..t - 1)
             .map(|j| {
-                let best = (j..t - 1).map(|i| self.rows[i][j]).fold(f64::MIN, f64::max);
+                let best = (j..end).map(|i| self.rows[i][j]).fold(f64::MIN, f64::max);
                 best - last[j]
             })
             .sum();
@@ -83,18 +91,7 @@ impl AccuracyMatrix {
     /// the best is taken over every row, the final one included, so the
     /// value is >= 0. NaN with a single task.
     pub fn forgetting_mammoth(&self) -> f64 {
-        let t = self.num_tasks();
-        if t < 2 {
-            return f64::NAN;
-        }
-        let last = &self.rows[t - 1];
-        let sum: f64 = (0..t - 1)
-            .map(|j| {
-                let best = (j..t).map(|i| self.rows[i][j]).fold(f64::MIN, f64::max);
-                best - last[j]
-            })
-            .sum();
-        sum / (t - 1) as f64
+        self.forgetting_with_best_over(true)
     }
 
     /// Mean over all but the last task of (final accuracy − accuracy just after learning it).

@@ -222,23 +222,31 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
     // R[t][t + 1], class-IL (or domain-IL) and task-IL.
     let mut before: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
 
+    // What every task's context shares; each task sets its own data.
+    let shared = TaskContext {
+        task: 0,
+        num_tasks: tasks,
+        train: Arc::clone(&train[0]),
+        history: &train[..1],
+        old_classes: 0,
+        num_classes: split.num_classes(),
+        batch_size: config.batch_size,
+        eval_batch_size: ebs,
+        augment: config.augment.unwrap_or(config.data.default_augment()),
+        normalization: norm,
+        seed: config.seed,
+        device: &train_device,
+        features: &cache,
+        progress,
+        curves: &env.curves,
+    };
     for t in 0..tasks {
         let ctx = TaskContext {
             task: t,
-            num_tasks: tasks,
             train: Arc::clone(&train[t]),
             history: &train[..=t],
             old_classes: split.old_classes(t),
-            num_classes: split.num_classes(),
-            batch_size: config.batch_size,
-            eval_batch_size: ebs,
-            augment: config.augment.unwrap_or(config.data.default_augment()),
-            normalization: norm,
-            seed: config.seed,
-            device: &train_device,
-            features: &cache,
-            progress,
-            curves: &env.curves,
+            ..shared
         };
         model = method.learn_task(model, &ctx)?;
         let key = ModelKey::of(&model);
@@ -456,20 +464,11 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             // The task alone, labels from 0: what adaptation trains on.
             let ctx = TaskContext {
                 task: j,
-                num_tasks: tasks,
                 train: task_train,
                 history: &[],
                 old_classes: 0,
                 num_classes: split.label_range(j).len(),
-                batch_size: config.batch_size,
-                eval_batch_size: ebs,
-                augment: config.augment.unwrap_or(config.data.default_augment()),
-                normalization: norm,
-                seed: config.seed,
-                device: &train_device,
-                features: &cache,
-                progress,
-                curves: &env.curves,
+                ..shared
             };
             let at = |start: &str| {
                 Coords::new()
