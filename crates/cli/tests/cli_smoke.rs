@@ -178,6 +178,24 @@ fn failing_cell_is_recorded_and_the_grid_goes_on() {
     let md = std::fs::read_to_string(tmp.path().join("results/summary.md")).unwrap();
     assert!(md.contains("Failed cells"), "{md}");
     assert!(md.contains("| lp-ft |"), "{md}");
+    // The failed cell's status keeps its error chain as a list, each
+    // message once, and names the cell by what varies.
+    let failed: Vec<serde_json::Value> = std::fs::read_dir(tmp.path().join("results/cells"))
+        .unwrap()
+        .map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path().join("status.json")).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        })
+        .filter(|s| s["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    let errors = failed[0]["errors"].as_array().expect("errors is a list");
+    assert!(!errors.is_empty());
+    assert_eq!(failed[0]["label"], "sgd", "{}", failed[0]);
+    let reason = failed[0]["reason"].as_str().unwrap();
+    for e in errors {
+        assert_eq!(reason.matches(e.as_str().unwrap()).count(), 1, "{reason}");
+    }
 }
 
 #[test]
