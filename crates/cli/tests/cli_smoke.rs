@@ -480,6 +480,7 @@ fn every_continual_method_runs_end_to_end() {
         "joint",
         "cumulative",
         "mas+lp",
+        "lwf+lp",
     ] {
         assert!(
             md.contains(&format!("| {method} |")),

@@ -191,6 +191,12 @@ pub trait TrainHooks<M> {
     fn extra_labels(&self) -> Option<&[u32]> {
         None
     }
+    /// Restrict the batch's loss to the first `n` logit columns (the classes
+    /// seen so far: Mammoth's LwF takes its cross-entropy over those, not
+    /// over future classes). `None`: every column.
+    fn loss_columns(&self) -> Option<usize> {
+        None
+    }
     /// An extra term added to the batch's cross-entropy.
     fn extra_loss(&mut self, _model: &M, _step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
         Ok(None)
@@ -325,11 +331,25 @@ pub fn fit_with<M: TrainModel>(
             };
             // Appended rows with labels join the batch's own loss: one mean
             // over the concatenated batch.
+            let columns = hooks
+                .loss_columns()
+                .map_or(stage.num_classes, |c| c.min(stage.num_classes));
+            let restrict = |l: Tensor<2>| {
+                if columns < stage.num_classes {
+                    l.narrow(1, 0, columns)
+                } else {
+                    l
+                }
+            };
             let mut loss = match (all, hooks.extra_labels()) {
                 (Some(all), Some(extra)) => {
                     let labels: Vec<u32> = batch.labels.iter().chain(extra).copied().collect();
-                    model.loss(all, one_hot(&labels, stage.num_classes, device))
+                    model.loss(restrict(all), one_hot(&labels, columns, device))
                 }
+                _ if columns < stage.num_classes => model.loss(
+                    restrict(logits.clone()),
+                    one_hot(&batch.labels, columns, device),
+                ),
                 _ => model.loss(logits.clone(), y),
             };
             let ce = loss.clone().into_scalar::<f32>();

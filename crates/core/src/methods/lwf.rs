@@ -1,8 +1,17 @@
 //! `lwf`: Learning without Forgetting (Li & Hoiem 2017), class-incremental
-//! form: while learning task t, add λ·distillation between the model before
-//! task t and the current one, on the logits of the classes of tasks < t,
-//! at temperature T (`penalties::distillation_loss`). The old model's
-//! logits are computed on the same augmented batch.
+//! form as in Mammoth's `models/lwf.py`: the cross-entropy is taken over
+//! the classes seen so far (this task's included), not over future ones;
+//! while learning task t, λ·T²·distillation between the model before task t
+//! and the current one is added, on the logits of the classes of tasks < t,
+//! at temperature T (`penalties::distillation_loss`).
+//!
+//! λ against Mammoth's α: Mammoth adds α·CE(softmax(old/T), softmax(new/T))
+//! without the T² factor, so Mammoth's α is our λ·T² (α = 1 at T = 2 is
+//! λ = 0.25). Mammoth's warm-up (the new classes' head columns trained on
+//! frozen features before the task) is `lp: { epochs, optimizer,
+//! new_classes_only: true }`. One difference stays: Mammoth computes the
+//! old model's logits once per task on un-augmented images; here they are
+//! computed on the same augmented batch as the current model's.
 
 use burn::module::Module;
 use burn::tensor::Tensor;
@@ -12,7 +21,7 @@ use super::{ContinualMethod, LpStage, TaskContext};
 use crate::error::CoreError;
 use crate::model::Classifier;
 use crate::penalties::distillation_loss;
-use crate::train::{NoHooks, OptimConfig, Step, TrainHooks};
+use crate::train::{OptimConfig, Step, TrainHooks};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,23 +44,33 @@ fn default_temperature() -> f64 {
     2.0
 }
 
-struct Distill<'a> {
-    old: &'a Classifier,
+struct LwfHook<'a> {
+    /// The model after the previous task; none at the first task.
+    old: Option<&'a Classifier>,
     old_classes: usize,
+    seen_classes: usize,
     temperature: f64,
     lambda: f64,
 }
 
-impl TrainHooks<Classifier> for Distill<'_> {
+impl TrainHooks<Classifier> for LwfHook<'_> {
+    fn loss_columns(&self) -> Option<usize> {
+        Some(self.seen_classes)
+    }
+
     fn extra_loss(
         &mut self,
         _model: &Classifier,
         step: &Step,
     ) -> Result<Option<Tensor<1>>, CoreError> {
+        let (Some(old), k) = (self.old, self.old_classes) else {
+            return Ok(None);
+        };
+        if k == 0 {
+            return Ok(None);
+        }
         let n = step.labels.len();
-        let k = self.old_classes;
-        let old = self
-            .old
+        let old = old
             .forward(step.images.clone().inner())
             .slice([0..n, 0..k])
             .autodiff();
@@ -86,21 +105,18 @@ impl ContinualMethod for Lwf {
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         let model = LpStage::run(&self.lp, model, ctx)?;
-        let old_classes = ctx.old_classes;
-        let model = match &*state {
-            Some(old) if old_classes > 0 => ctx.fine_tune(
-                model,
-                self.epochs,
-                &self.optimizer,
-                &mut Distill {
-                    old,
-                    old_classes,
-                    temperature: self.temperature,
-                    lambda: self.lambda,
-                },
-            )?,
-            _ => ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)?,
-        };
+        let model = ctx.fine_tune(
+            model,
+            self.epochs,
+            &self.optimizer,
+            &mut LwfHook {
+                old: state.as_deref(),
+                old_classes: ctx.old_classes,
+                seen_classes: ctx.seen_classes,
+                temperature: self.temperature,
+                lambda: self.lambda,
+            },
+        )?;
         *state = Some(Box::new(model.valid()));
         Ok(model)
     }

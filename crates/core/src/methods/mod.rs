@@ -175,6 +175,13 @@ impl<M: ContinualMethod> TaskLearner for Learner<M> {
 pub struct LpStage {
     pub epochs: usize,
     pub optimizer: OptimConfig,
+    /// Train only this task's new classes' head columns (weights and
+    /// biases), leaving the old and the future ones as they are, as
+    /// Mammoth's LwF warm-up does. Off: the probe trains the whole head
+    /// (today's default; the LP-FT paper's choice was not confirmed).
+    /// Domain-incremental tasks have no new classes: the whole head.
+    #[serde(default)]
+    pub new_classes_only: bool,
 }
 
 impl LpStage {
@@ -189,6 +196,16 @@ impl LpStage {
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         match stage {
+            Some(lp)
+                if lp.epochs > 0 && lp.new_classes_only && ctx.old_classes < ctx.seen_classes =>
+            {
+                ctx.linear_probe_columns(
+                    model,
+                    lp.epochs,
+                    &lp.optimizer,
+                    ctx.old_classes..ctx.seen_classes,
+                )
+            }
             Some(lp) if lp.epochs > 0 => ctx.linear_probe(model, lp.epochs, &lp.optimizer),
             _ => Ok(model),
         }
@@ -225,6 +242,9 @@ pub struct TaskContext<'a> {
     /// classes in class-incremental sequences, every class in
     /// domain-incremental ones after the first task.
     pub old_classes: usize,
+    /// Logit columns of the classes seen so far, this task's included
+    /// (class-IL: the end of this task's classes; domain-IL: all of them).
+    pub seen_classes: usize,
     /// Size of the shared head (all classes of the sequence).
     pub num_classes: usize,
     pub batch_size: usize,
@@ -319,6 +339,81 @@ impl<'a> TaskContext<'a> {
     ) -> Result<Classifier, CoreError> {
         let stage = self.stage("fine-tune", 1, epochs, optim);
         Ok(fit(model, data, &stage, hooks, self.device, self.progress)?.0)
+    }
+
+    /// [`TaskContext::linear_probe`] restricted to the head's `columns`
+    /// (this task's classes): only those rows of the weight and bias train,
+    /// on the cross-entropy over those columns (labels shifted to start at
+    /// 0); every other column keeps its values.
+    pub fn linear_probe_columns(
+        &self,
+        mut model: Classifier,
+        epochs: usize,
+        optim: &OptimConfig,
+        columns: std::ops::Range<usize>,
+    ) -> Result<Classifier, CoreError> {
+        use burn::module::Param;
+        let feats = cached_features(
+            self.features,
+            &model,
+            &self.train,
+            self.eval_batch_size,
+            self.normalization,
+            self.device,
+        );
+        let dim = model.head.weight.dims()[0];
+        let mut sub = model.head.clone();
+        // Leaves of their own (slices of the head, off the graph).
+        sub.weight = Param::from_tensor(
+            model
+                .head
+                .weight
+                .val()
+                .inner()
+                .slice([0..dim, columns.clone()])
+                .autodiff()
+                .require_grad(),
+        );
+        sub.bias = model.head.bias.as_ref().map(|b| {
+            Param::from_tensor(
+                b.val()
+                    .inner()
+                    .slice([columns.clone()])
+                    .autodiff()
+                    .require_grad(),
+            )
+        });
+        let shift = columns.start as u32;
+        let labels: Vec<u32> = self.train.labels.iter().map(|&l| l - shift).collect();
+        let mut stage = self.stage("linear probe", 2, epochs, optim);
+        stage.num_classes = columns.len();
+        let (sub, _) = fit_linear(
+            sub,
+            &feats.values,
+            &labels,
+            feats.dim,
+            &stage,
+            self.device,
+            self.progress,
+        )?;
+        // Written back off the graph too, so the head's parameters stay leaves.
+        let w = sub.weight.val().inner();
+        model.head.weight = model.head.weight.map(|full| {
+            full.inner()
+                .slice_assign([0..dim, columns.clone()], w)
+                .autodiff()
+                .require_grad()
+        });
+        if let (Some(bias), Some(b)) = (model.head.bias.take(), sub.bias) {
+            let b = b.val().inner();
+            model.head.bias = Some(bias.map(|full| {
+                full.inner()
+                    .slice_assign([columns.clone()], b)
+                    .autodiff()
+                    .require_grad()
+            }));
+        }
+        Ok(model)
     }
 
     /// Trains only the head on the frozen backbone's features. The features

@@ -229,6 +229,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         train: Arc::clone(&train[0]),
         history: &train[..1],
         old_classes: 0,
+        seen_classes: split.label_range(0).end,
         num_classes: split.num_classes(),
         batch_size: config.batch_size,
         eval_batch_size: ebs,
@@ -246,6 +247,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             train: Arc::clone(&train[t]),
             history: &train[..=t],
             old_classes: split.old_classes(t),
+            seen_classes: split.label_range(t).end,
             ..shared
         };
         model = method.learn_task(model, &ctx)?;
@@ -467,6 +469,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
                 train: task_train,
                 history: &[],
                 old_classes: 0,
+                seen_classes: split.label_range(j).len(),
                 num_classes: split.label_range(j).len(),
                 ..shared
             };

@@ -1,0 +1,182 @@
+//! Class-incremental training that touches only some head columns: the
+//! linear probe on the new classes alone (Mammoth's LwF warm-up), and the
+//! cross-entropy over the classes seen so far (Mammoth's LwF).
+
+use std::sync::Arc;
+
+use burn::tensor::Tensor;
+use burn::tensor::loss::cross_entropy_with_logits;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::feature_cache::FeatureCache;
+use reusebench_core::methods::{LpStage, TaskContext};
+use reusebench_core::metrics::names;
+use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, TrainHooks, fit};
+use reusebench_core::{DeviceSpec, NoProgress};
+use reusebench_data::{Augment, BatchIter, BatchPlan, ImageSet, synthetic};
+
+fn optim() -> OptimConfig {
+    OptimConfig {
+        lr: 0.5,
+        momentum: 0.0,
+        weight_decay: 0.0,
+        schedule: Default::default(),
+    }
+}
+
+fn model(classes: usize, dev: &burn::tensor::Device) -> Classifier {
+    let cfg = BackboneConfig {
+        width: 2,
+        ..Default::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    Classifier::new(
+        cfg.build(&mut rng, dev),
+        linear_head(&mut rng, cfg.feature_dim(), classes, dev),
+    )
+}
+
+fn values(t: Tensor<2>) -> Vec<Vec<f32>> {
+    let [rows, cols] = t.dims();
+    let v: Vec<f32> = t.into_data().try_to_vec::<f32>().unwrap();
+    (0..rows)
+        .map(|r| v[r * cols..(r + 1) * cols].to_vec())
+        .collect()
+}
+
+#[test]
+fn the_probe_on_new_classes_leaves_every_other_column_alone() {
+    let dev = DeviceSpec::for_tests().autodiff();
+    let data = synthetic::generate(6, 4, 1, 0).unwrap();
+    // Task 1 of a 6-class head: classes 2 and 3 are new, 0-1 old, 4-5 future.
+    let train = Arc::new(
+        data.train
+            .select_classes(&|l| (2..4).contains(&l).then_some(l)),
+    );
+    let history: Vec<Arc<ImageSet>> = vec![Arc::clone(&train)];
+    let (cache, curves, optim) = (FeatureCache::default(), CurveLog::default(), optim());
+    let ctx = TaskContext {
+        task: 1,
+        num_tasks: 3,
+        train: Arc::clone(&train),
+        history: &history,
+        old_classes: 2,
+        seen_classes: 4,
+        num_classes: 6,
+        batch_size: 4,
+        eval_batch_size: 8,
+        augment: Augment::NONE,
+        normalization: data.normalization,
+        seed: 0,
+        device: &dev,
+        features: &cache,
+        progress: &NoProgress,
+        curves: &curves,
+    };
+    let before = model(6, &dev);
+    let (w0, b0) = (
+        values(before.head.weight.val()),
+        before
+            .head
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+    );
+    let lp = Some(LpStage {
+        epochs: 3,
+        optimizer: optim.clone(),
+        new_classes_only: true,
+    });
+    let after = LpStage::run(&lp, before, &ctx).unwrap();
+    let (w1, b1) = (
+        values(after.head.weight.val()),
+        after
+            .head
+            .bias
+            .as_ref()
+            .unwrap()
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+    );
+    for c in 0..6 {
+        let column_moved = w0.iter().zip(&w1).any(|(r0, r1)| r0[c] != r1[c]) || b0[c] != b1[c];
+        assert_eq!(column_moved, (2..4).contains(&c), "column {c}");
+    }
+}
+
+/// Asks the loop for the cross-entropy over the first two columns only.
+struct SeenTwo;
+impl TrainHooks<Classifier> for SeenTwo {
+    fn loss_columns(&self) -> Option<usize> {
+        Some(2)
+    }
+}
+
+#[test]
+fn the_loss_can_be_restricted_to_the_classes_seen_so_far() {
+    let dev = DeviceSpec::for_tests().autodiff();
+    let data = synthetic::generate(4, 2, 1, 0).unwrap();
+    let set = Arc::new(data.train.select_classes(&|l| (l < 2).then_some(l)));
+    let m = model(4, &dev);
+    let (optim, log) = (optim(), CurveLog::default());
+    let stage = Stage {
+        name: "seen".into(),
+        epochs: 1,
+        batch_size: 4,
+        optim: &optim,
+        augment: Augment::NONE,
+        normalization: data.normalization,
+        num_classes: 4,
+        seed: 0,
+        curve: Some(CurveSink {
+            log: &log,
+            coords: Default::default(),
+        }),
+    };
+    let batch = BatchIter::new(
+        Arc::clone(&set),
+        BatchPlan {
+            batch_size: 4,
+            shuffle_seed: None,
+            augment: Augment::NONE,
+            normalization: data.normalization,
+            prefetch: 1,
+            drop_last: true,
+        },
+    )
+    .next()
+    .unwrap();
+    let x = Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(batch.images, batch.shape),
+        &dev,
+    );
+    let logits = m.clone().forward(x).narrow(1, 0, 2);
+    let mut v = vec![0f32; batch.labels.len() * 2];
+    for (i, &l) in batch.labels.iter().enumerate() {
+        v[i * 2 + l as usize] = 1.0;
+    }
+    let targets = Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(v, [batch.labels.len(), 2]),
+        &dev,
+    );
+    let want = cross_entropy_with_logits(logits, targets).into_scalar::<f32>() as f64;
+    fit(m, &set, &stage, &mut SeenTwo, &dev, &NoProgress).unwrap();
+    let got = log
+        .take()
+        .iter()
+        .find(|r| r.metric == names::CURVE_LOSS)
+        .unwrap()
+        .value;
+    assert!(
+        (got - want).abs() < 1e-4 * want.abs().max(1.0),
+        "loss over seen columns {got} vs {want}"
+    );
+}
