@@ -341,6 +341,19 @@ impl<'a> TaskContext<'a> {
         Ok(fit(model, data, &stage, hooks, self.device, self.progress)?.0)
     }
 
+    /// The frozen model's features of this task's training images (un-
+    /// augmented, evaluation-mode batch norm), from the run's cache.
+    fn train_features(&self, model: &Classifier) -> Arc<crate::features::Rows> {
+        cached_features(
+            self.features,
+            model,
+            &self.train,
+            self.eval_batch_size,
+            self.normalization,
+            self.device,
+        )
+    }
+
     /// [`TaskContext::linear_probe`] restricted to the head's `columns`
     /// (this task's classes): only those rows of the weight and bias train,
     /// on the cross-entropy over those columns (labels shifted to start at
@@ -353,14 +366,7 @@ impl<'a> TaskContext<'a> {
         columns: std::ops::Range<usize>,
     ) -> Result<Classifier, CoreError> {
         use burn::module::Param;
-        let feats = cached_features(
-            self.features,
-            &model,
-            &self.train,
-            self.eval_batch_size,
-            self.normalization,
-            self.device,
-        );
+        let feats = self.train_features(&model);
         let dim = model.head.weight.dims()[0];
         let mut sub = model.head.clone();
         // Leaves of their own (slices of the head, off the graph).
@@ -425,14 +431,7 @@ impl<'a> TaskContext<'a> {
         epochs: usize,
         optim: &OptimConfig,
     ) -> Result<Classifier, CoreError> {
-        let feats = cached_features(
-            self.features,
-            &model,
-            &self.train,
-            self.eval_batch_size,
-            self.normalization,
-            self.device,
-        );
+        let feats = self.train_features(&model);
         let stage = self.stage("linear probe", 2, epochs, optim);
         let (head, _) = fit_linear(
             model.head,
