@@ -216,7 +216,8 @@ pub struct StageStats {
     pub batches: usize,
 }
 
-pub(crate) fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
+/// One-hot targets `[labels.len(), classes]` on `device`.
+pub fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
     let mut v = vec![0f32; labels.len() * classes];
     for (i, &l) in labels.iter().enumerate() {
         v[i * classes + l as usize] = 1.0;

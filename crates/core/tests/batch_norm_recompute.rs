@@ -2,15 +2,16 @@
 //! data: the stem's running mean is the mean of the stem convolution's
 //! output over the whole set, not the initial 0.
 
+mod common;
+
 use std::sync::Arc;
 
-use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::DeviceSpec;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::features::recompute_batch_norm;
-use reusebench_data::{Augment, BatchIter, BatchPlan, synthetic};
+use reusebench_data::synthetic;
 
 #[test]
 fn running_statistics_are_the_mean_over_the_set() {
@@ -32,20 +33,7 @@ fn running_statistics_are_the_mean_over_the_set() {
     assert!(before.iter().all(|&m| m == 0.0));
 
     // Every image at once through the stem convolution: the per-channel mean.
-    let all = BatchIter::new(
-        Arc::clone(&set),
-        BatchPlan {
-            batch_size: set.len(),
-            shuffle_seed: None,
-            augment: Augment::NONE,
-            normalization: data.normalization,
-            prefetch: 1,
-            drop_last: false,
-        },
-    )
-    .next()
-    .unwrap();
-    let x = Tensor::<4>::from_data(TensorData::new(all.images, all.shape), &dev);
+    let (x, _) = common::first_batch(&set, set.len(), data.normalization, &dev);
     let y = backbone.conv1.forward(x);
     let [n, c, h, w] = y.dims();
     let want: Vec<f32> = y

@@ -1,6 +1,8 @@
 //! ER's loss is one mean cross-entropy over the current batch and the
 //! replayed one concatenated (Mammoth's `er.py`), not the sum of two means.
 
+mod common;
+
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
@@ -11,9 +13,9 @@ use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
 use reusebench_core::metrics::names;
 use reusebench_core::model::{Classifier, linear_head};
-use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, fit};
+use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, fit, one_hot};
 use reusebench_core::{DeviceSpec, NoProgress};
-use reusebench_data::{Augment, BatchIter, BatchPlan, synthetic};
+use reusebench_data::{Augment, synthetic};
 
 #[test]
 fn er_takes_one_mean_over_current_and_replayed_rows() {
@@ -59,23 +61,7 @@ fn er_takes_one_mean_over_current_and_replayed_rows() {
     };
     // The expected loss: cross-entropy of the model's (training-mode)
     // logits on the 8 images at once, one mean.
-    let batch = BatchIter::new(
-        Arc::clone(&task),
-        BatchPlan {
-            batch_size: 4,
-            shuffle_seed: None,
-            augment: Augment::NONE,
-            normalization: data.normalization,
-            prefetch: 1,
-            drop_last: true,
-        },
-    )
-    .next()
-    .unwrap();
-    let x = Tensor::<4>::from_data(
-        burn::tensor::TensorData::new(batch.images, batch.shape),
-        &dev,
-    );
+    let (x, batch_labels) = common::first_batch(&task, 4, data.normalization, &dev);
     let replay = buffer.batch(
         &[0, 1, 2, 3],
         Augment::NONE,
@@ -83,18 +69,12 @@ fn er_takes_one_mean_over_current_and_replayed_rows() {
         &mut rng,
         &dev,
     );
-    let labels: Vec<u32> = batch.labels.iter().chain(&replay.labels).copied().collect();
+    let labels: Vec<u32> = batch_labels.iter().chain(&replay.labels).copied().collect();
     let all = model
         .clone()
         .forward(Tensor::cat(vec![x, replay.images], 0));
-    let one_hot = {
-        let mut v = vec![0f32; labels.len() * 4];
-        for (i, &l) in labels.iter().enumerate() {
-            v[i * 4 + l as usize] = 1.0;
-        }
-        Tensor::<2>::from_data(burn::tensor::TensorData::new(v, [labels.len(), 4]), &dev)
-    };
-    let want = cross_entropy_with_logits(all, one_hot).into_scalar::<f32>() as f64;
+    let want =
+        cross_entropy_with_logits(all, one_hot(&labels, 4, &dev)).into_scalar::<f32>() as f64;
 
     let mut hook_rng = ChaCha8Rng::seed_from_u64(9);
     let mut hook = ReplayHook::new(&mut buffer, &task, &mut hook_rng, 4, ReplayLoss::Er);

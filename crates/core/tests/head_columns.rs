@@ -2,6 +2,8 @@
 //! linear probe on the new classes alone (Mammoth's LwF warm-up), and the
 //! cross-entropy over the classes seen so far (Mammoth's LwF).
 
+mod common;
+
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
@@ -13,9 +15,9 @@ use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::methods::{LpStage, TaskContext};
 use reusebench_core::metrics::names;
 use reusebench_core::model::{Classifier, linear_head};
-use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, TrainHooks, fit};
+use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, TrainHooks, fit, one_hot};
 use reusebench_core::{DeviceSpec, NoProgress};
-use reusebench_data::{Augment, BatchIter, BatchPlan, ImageSet, synthetic};
+use reusebench_data::{Augment, ImageSet, synthetic};
 
 fn optim() -> OptimConfig {
     OptimConfig {
@@ -141,33 +143,10 @@ fn the_loss_can_be_restricted_to_the_classes_seen_so_far() {
             coords: Default::default(),
         }),
     };
-    let batch = BatchIter::new(
-        Arc::clone(&set),
-        BatchPlan {
-            batch_size: 4,
-            shuffle_seed: None,
-            augment: Augment::NONE,
-            normalization: data.normalization,
-            prefetch: 1,
-            drop_last: true,
-        },
-    )
-    .next()
-    .unwrap();
-    let x = Tensor::<4>::from_data(
-        burn::tensor::TensorData::new(batch.images, batch.shape),
-        &dev,
-    );
+    let (x, labels) = common::first_batch(&set, 4, data.normalization, &dev);
     let logits = m.clone().forward(x).narrow(1, 0, 2);
-    let mut v = vec![0f32; batch.labels.len() * 2];
-    for (i, &l) in batch.labels.iter().enumerate() {
-        v[i * 2 + l as usize] = 1.0;
-    }
-    let targets = Tensor::<2>::from_data(
-        burn::tensor::TensorData::new(v, [batch.labels.len(), 2]),
-        &dev,
-    );
-    let want = cross_entropy_with_logits(logits, targets).into_scalar::<f32>() as f64;
+    let want =
+        cross_entropy_with_logits(logits, one_hot(&labels, 2, &dev)).into_scalar::<f32>() as f64;
     fit(m, &set, &stage, &mut SeenTwo, &dev, &NoProgress).unwrap();
     let got = log
         .take()

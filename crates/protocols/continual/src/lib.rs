@@ -394,6 +394,11 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         config.seed,
         &train_device,
     )?;
+    // Made anew at each use, never kept: burn's RunningState is shared
+    // between clones (an Arc), so every recompute rewrites the statistics
+    // of `random` and of every earlier copy. Each copy is used right after
+    // its recompute (forward transfer, then again for the adaptation's
+    // reference: the recompute runs twice per task, a cheap pass).
     let random_on = |j: usize| {
         let backbone = recompute_batch_norm(
             random.backbone().clone(),
