@@ -14,6 +14,7 @@ pub mod error;
 pub mod feature_cache;
 pub mod features;
 pub mod init;
+pub mod label_shift;
 pub mod methods;
 pub mod metrics;
 pub mod model;
