@@ -9,6 +9,7 @@ pub use torchvision::{ImportOptions, LoadReport, convert_torchvision, import_tor
 use std::path::Path;
 
 use burn::module::Module;
+use burn::nn::Linear;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 
 use crate::backbone::{BackboneConfig, ResNet};
@@ -27,17 +28,54 @@ pub fn save_backbone(
     config: &BackboneConfig,
     path: &Path,
 ) -> Result<(), CoreError> {
+    save_module(
+        backbone,
+        &[
+            ("reusebench.arch", format!("{:?}", config.arch)),
+            ("reusebench.width", config.width.to_string()),
+        ],
+        path,
+    )
+}
+
+/// Writes a classifier's linear head to `path` (its own safetensors file,
+/// beside the backbone's), with its shape in the metadata.
+pub fn save_head(head: &Linear, path: &Path) -> Result<(), CoreError> {
+    let [features, classes] = head.weight.dims();
+    save_module(
+        head,
+        &[
+            ("reusebench.module", "linear-head".to_string()),
+            ("reusebench.features", features.to_string()),
+            ("reusebench.classes", classes.to_string()),
+        ],
+        path,
+    )
+}
+
+/// Loads a head written by [`save_head`] into `head`, which must have the
+/// same shape.
+pub fn load_head(head: Linear, path: &Path) -> Result<Linear, CoreError> {
+    load_module(head, path, "the configured head (check classes and width)")
+}
+
+fn save_module<M: Module>(
+    module: &M,
+    metadata: &[(&str, String)],
+    path: &Path,
+) -> Result<(), CoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(path, e.to_string()))?;
     }
     let tmp = path.with_extension("safetensors.tmp");
-    let mut store = SafetensorsStore::from_file(&tmp)
-        .metadata("reusebench.arch", format!("{:?}", config.arch))
-        .metadata("reusebench.width", config.width.to_string());
+    let mut store = SafetensorsStore::from_file(&tmp);
+    for (k, v) in metadata {
+        store = store.metadata(*k, v.clone());
+    }
     // `valid()` first: burn-store reads batch-norm running statistics
     // without syncing them, so a module straight out of training would be
     // saved with stale statistics; the validation snapshot holds synced ones.
-    backbone
+    module
         .valid()
         .save_into(&mut store)
         .map_err(|e| err(path, e.to_string()))?;
@@ -90,12 +128,20 @@ pub fn check_header(config: &BackboneConfig, path: &Path) -> Result<(), String> 
 
 /// Loads weights from `path` into `backbone`. Every tensor must be present
 /// with the right shape: a partial load is an error that names the keys.
-pub fn load_backbone(mut backbone: ResNet, path: &Path) -> Result<ResNet, CoreError> {
+pub fn load_backbone(backbone: ResNet, path: &Path) -> Result<ResNet, CoreError> {
+    load_module(
+        backbone,
+        path,
+        "the configured backbone (check arch and width)",
+    )
+}
+
+fn load_module<M: Module>(mut module: M, path: &Path, what: &str) -> Result<M, CoreError> {
     if !path.is_file() {
         return Err(err(path, "file not found"));
     }
     let mut store = SafetensorsStore::from_file(path);
-    let result = backbone
+    let result = module
         .load_from(&mut store)
         .map_err(|e| err(path, e.to_string()))?;
     let mut problems = Vec::new();
@@ -110,14 +156,11 @@ pub fn load_backbone(mut backbone: ResNet, path: &Path) -> Result<ResNet, CoreEr
         problems.push(format!("unused: {}", result.unused.join(", ")));
     }
     if problems.is_empty() {
-        Ok(backbone)
+        Ok(module)
     } else {
         Err(err(
             path,
-            format!(
-                "does not match the configured backbone (check arch and width): {}",
-                problems.join("; ")
-            ),
+            format!("does not match {what}: {}", problems.join("; ")),
         ))
     }
 }

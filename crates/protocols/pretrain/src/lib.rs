@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use reusebench_core::CoreError;
 use reusebench_core::backbone::BackboneConfig;
-use reusebench_core::checkpoint::save_backbone;
+use reusebench_core::checkpoint::{save_backbone, save_head};
 use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
@@ -45,6 +45,11 @@ pub struct PretrainConfig {
     pub augment: Option<Augment>,
     /// Where the backbone checkpoint (safetensors) is written.
     pub output: PathBuf,
+    /// Where the trained head is written too (safetensors), for protocols
+    /// that deploy the whole classifier (performative); not written when
+    /// absent.
+    #[serde(default)]
+    pub head_output: Option<PathBuf>,
 }
 
 impl Protocol for Pretrain {
@@ -77,7 +82,9 @@ impl Protocol for Pretrain {
     }
 
     fn outputs(config: &PretrainConfig) -> Vec<PathBuf> {
-        vec![config.output.clone()]
+        let mut v = vec![config.output.clone()];
+        v.extend(config.head_output.clone());
+        v
     }
 
     fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
@@ -118,6 +125,9 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
         &train_device,
     );
     save_backbone(model.backbone(), &config.backbone, &config.output)?;
+    if let Some(path) = &config.head_output {
+        save_head(&model.head, path)?;
+    }
     progress.note(&format!(
         "pretrained backbone: test accuracy {acc:.2}% on {} classes, saved to {}",
         classes.len(),
