@@ -136,6 +136,31 @@ pub fn load_cifar10(root: &Path) -> Result<TrainTest, DataError> {
     })
 }
 
+/// Images per class of the test file (`test`) or the training files, read
+/// from the label bytes alone (no pixels decoded): for validation before a
+/// grid runs. `None` when a file cannot be read or holds a label out of range.
+pub fn label_counts(root: &Path, cifar100: bool, test: bool) -> Option<Vec<usize>> {
+    let (files, label_bytes, label_index, classes) = match (cifar100, test) {
+        (false, true) => (vec![root.join(CIFAR10_TEST_FILE)], 1, 0, 10),
+        (false, false) => (
+            CIFAR10_TRAIN_FILES.iter().map(|f| root.join(f)).collect(),
+            1,
+            0,
+            10,
+        ),
+        (true, true) => (vec![root.join("test.bin")], 2, 1, 100),
+        (true, false) => (vec![root.join("train.bin")], 2, 1, 100),
+    };
+    let mut counts = vec![0usize; classes];
+    for file in files {
+        let bytes = std::fs::read(file).ok()?;
+        for rec in bytes.chunks_exact(label_bytes + PIXELS) {
+            *counts.get_mut(rec[label_index] as usize)? += 1;
+        }
+    }
+    Some(counts)
+}
+
 /// Loads CIFAR-100 (fine labels) from the folder holding `train.bin` and `test.bin`.
 pub fn load_cifar100(root: &Path) -> Result<TrainTest, DataError> {
     check_root(root, "train.bin and test.bin")?;

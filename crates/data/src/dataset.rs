@@ -220,6 +220,63 @@ impl DatasetSpec {
         }
     }
 
+    /// Images per class of the test split (`test`) or the training split,
+    /// known without decoding images: from the spec for synthetic data, from
+    /// the label bytes for CIFAR (per-class caps applied). `None` for the
+    /// other datasets, or where the files cannot be read now.
+    pub fn class_counts(&self, test: bool) -> Option<Vec<usize>> {
+        let capped = |mut counts: Vec<usize>, cap: &Option<usize>| {
+            if let Some(cap) = cap {
+                counts.iter_mut().for_each(|c| *c = (*c).min(*cap));
+            }
+            counts
+        };
+        match self {
+            DatasetSpec::Synthetic {
+                classes,
+                train_per_class,
+                test_per_class,
+                ..
+            } => Some(vec![
+                if test {
+                    *test_per_class
+                } else {
+                    *train_per_class
+                };
+                *classes
+            ]),
+            DatasetSpec::Cifar10 {
+                root,
+                train_per_class,
+                test_per_class,
+            } => cifar::label_counts(root, false, test).map(|c| {
+                capped(
+                    c,
+                    if test {
+                        test_per_class
+                    } else {
+                        train_per_class
+                    },
+                )
+            }),
+            DatasetSpec::Cifar100 {
+                root,
+                train_per_class,
+                test_per_class,
+            } => cifar::label_counts(root, true, test).map(|c| {
+                capped(
+                    c,
+                    if test {
+                        test_per_class
+                    } else {
+                        train_per_class
+                    },
+                )
+            }),
+            _ => None,
+        }
+    }
+
     /// The training augmentation a grid gets when it names none: random
     /// crop (padding 4) and flip, Mammoth's convention; none for FMoW,
     /// whose reference (WILDS' ERM) trains without augmentation.
