@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::cell::{Cell, cell_id};
 use crate::error::RunnerError;
-use crate::locate::line_of;
+use crate::locate::{item_line, line_of};
 use crate::registry::Registry;
 
 #[derive(Debug, Deserialize)]
@@ -205,23 +205,27 @@ pub fn parse_grid(
                 .map(|s| s.to_string())
                 .unwrap_or_default();
             let resolved = fill_placeholders(&config, &results, &seed_label, &exp.name);
-            // A bad key from an axis is reported at the axis, otherwise in the base.
+            // A bad key from an axis is reported at this cell's entry of the
+            // axis, otherwise in the base.
             let locate = |key_path: &str| {
                 let axis = axes
                     .iter()
-                    .filter(|(k, _)| {
+                    .enumerate()
+                    .filter(|(_, (k, _))| {
                         key_path == k.as_str() || key_path.starts_with(&format!("{k}."))
                     })
-                    .max_by_key(|(k, _)| k.len());
-                let segments: Vec<String> = match axis {
-                    Some((k, _)) => vec!["axes".into(), k.clone()],
-                    None => std::iter::once("base".to_string())
-                        .chain(key_path.split('.').map(String::from))
-                        .collect(),
+                    .max_by_key(|(_, (k, _))| k.len());
+                let line = match axis {
+                    Some((ai, (k, _))) => line_of(text, &["axes".into(), k.clone()], exp_line)
+                        .map(|l| item_line(text, l, combo[ai])),
+                    None => {
+                        let segments: Vec<String> = std::iter::once("base".to_string())
+                            .chain(key_path.split('.').map(String::from))
+                            .collect();
+                        line_of(text, &segments, exp_line)
+                    }
                 };
-                line_of(text, &segments, exp_line)
-                    .map(|l| format!(":{l}"))
-                    .unwrap_or_default()
+                line.map(|l| format!(":{l}")).unwrap_or_default()
             };
             let typed = match protocol.parse(&resolved) {
                 Ok(t) => t,

@@ -51,6 +51,37 @@ pub(crate) fn line_of(text: &str, path: &[String], from_line: usize) -> Option<u
     found
 }
 
+/// 1-based line of item `index` of the sequence whose key is on `key_line`:
+/// the line of its `index`-th `- ` entry for a block sequence, the key's
+/// own line for a flow sequence (`[a, b]`) or when the item is not found.
+pub(crate) fn item_line(text: &str, key_line: u64, index: usize) -> u64 {
+    let lines: Vec<&str> = text.lines().collect();
+    let Some(key) = lines.get(key_line as usize - 1) else {
+        return key_line;
+    };
+    let key_indent = key.len() - key.trim_start().len();
+    let mut item_indent = None;
+    let mut seen = 0;
+    for (i, line) in lines.iter().enumerate().skip(key_line as usize) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - trimmed.len();
+        if indent <= key_indent && !trimmed.starts_with("- ") || indent < key_indent {
+            break; // left the sequence
+        }
+        if !trimmed.starts_with("- ") || *item_indent.get_or_insert(indent) != indent {
+            continue;
+        }
+        if seen == index {
+            return i as u64 + 1;
+        }
+        seen += 1;
+    }
+    key_line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +96,19 @@ mod tests {
         );
         assert_eq!(line_of(text, &p("base.lr"), 8), Some(10));
         assert_eq!(line_of(text, &p("base.nothing"), 1), Some(3));
+    }
+
+    #[test]
+    fn finds_the_item_of_a_sequence() {
+        let text = "axes:\n  method:\n    - { name: a }\n    # a comment\n    - name: b\n      lr: 1\n    - { name: c }\n  seed: [0, 1]\n";
+        assert_eq!(item_line(text, 2, 0), 3);
+        assert_eq!(item_line(text, 2, 1), 5);
+        assert_eq!(item_line(text, 2, 2), 7);
+        // Past the end, or a flow sequence: the key's line.
+        assert_eq!(item_line(text, 2, 3), 2);
+        assert_eq!(item_line(text, 8, 1), 8);
+        // Items at the key's own indent (`key:\n- a`) count too.
+        let text = "seed:\n- 0\n- 1\nother: 2\n";
+        assert_eq!(item_line(text, 1, 1), 3);
     }
 }
