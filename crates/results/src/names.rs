@@ -30,7 +30,7 @@ pub const CURVE_SECONDS: &str = "curve_seconds";
 
 /// Metrics that measure time, not results: they differ between two runs
 /// of the same cell, so comparisons of results leave them out.
-pub const TIMING: &[&str] = &[CURVE_SECONDS];
+pub const TIMING: &[&str] = &[CURVE_SECONDS, ROUND_SECONDS, MEAN_ROUND_SECONDS];
 
 // ---- pretrain ----
 pub const TEST_ACC: &str = "test_acc";
@@ -92,6 +92,34 @@ pub const ACC_BY_REGION: &str = "acc_by_region";
 pub const ACC_BY_YEAR: &str = "acc_by_year";
 pub const WORST_REGION_ACC: &str = "worst_region_acc";
 pub const WORST_YEAR_ACC: &str = "worst_year_acc";
+
+// ---- performative: per round (coordinate `round`) ----
+/// Accuracy (%) of the method's predictions on the round's test sample.
+pub const ROUND_ACC: &str = "round_acc";
+/// Mean cross-entropy (nats) of the method's posterior on the round's test sample.
+pub const ROUND_CE: &str = "round_ce";
+/// KL(true proportions ‖ the method's predicted prior) of the round, for
+/// methods that predict a prior.
+pub const ROUND_KL_PRIOR: &str = "round_kl_prior";
+/// Mean of `round_acc` over rounds 0..=round.
+pub const CUMULATIVE_ACC: &str = "cumulative_acc";
+/// Mean of `round_ce` over rounds 0..=round.
+pub const CUMULATIVE_CE: &str = "cumulative_ce";
+/// The largest class proportion of the round (how far the shift has gone).
+pub const ROUND_MAX_PROPORTION: &str = "round_max_proportion";
+/// Wall-clock seconds of the method's work in the round (predict + update).
+/// Timing: differs between identical runs.
+pub const ROUND_SECONDS: &str = "round_seconds";
+
+// ---- performative: averages over rounds ----
+pub const MEAN_ROUND_ACC: &str = "mean_round_acc";
+pub const MEAN_ROUND_CE: &str = "mean_round_ce";
+pub const MEAN_ROUND_KL_PRIOR: &str = "mean_round_kl_prior";
+/// The deployed model's accuracy (%) on the whole test part of the pool
+/// (the pool's own class mix), before any shift.
+pub const DEPLOYED_ACC: &str = "deployed_acc";
+/// Mean seconds per round. Timing.
+pub const MEAN_ROUND_SECONDS: &str = "mean_round_seconds";
 
 /// The three names of one continual setting (`class_il`, `task_il`, `domain_il`).
 pub struct SettingNames {

@@ -16,6 +16,7 @@ impl Registry {
         Registry::empty()
             .with::<reusebench_pretrain::Pretrain>()
             .with::<reusebench_continual::Continual>()
+            .with::<reusebench_performative::Performative>()
     }
 }
 

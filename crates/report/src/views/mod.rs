@@ -4,6 +4,7 @@
 
 mod continual;
 mod curves;
+mod performative;
 
 use std::collections::BTreeMap;
 
@@ -15,6 +16,7 @@ use crate::plot::Figures;
 
 pub use continual::ContinualView;
 pub use curves::draw_curves;
+pub use performative::PerformativeView;
 
 /// What a protocol adds to the report of one of its experiments.
 pub trait View: Sync {
@@ -43,7 +45,7 @@ pub trait View: Sync {
 
 /// Every view this build has: one line each.
 pub fn builtin() -> Vec<Box<dyn View>> {
-    vec![Box::new(ContinualView)]
+    vec![Box::new(ContinualView), Box::new(PerformativeView)]
 }
 
 /// The view of `protocol`, if one is registered.

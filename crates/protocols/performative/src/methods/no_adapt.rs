@@ -1,0 +1,32 @@
+//! `no-adapt`: the deployed model's posteriors as they are.
+
+use burn::tensor::Device;
+use reusebench_core::CoreError;
+use serde::{Deserialize, Serialize};
+
+use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoAdapt {}
+
+impl MethodSpec for NoAdapt {
+    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Result<Box<dyn Adapter>, CoreError> {
+        Ok(Box::new(NoAdaptState))
+    }
+}
+
+struct NoAdaptState;
+
+impl Adapter for NoAdaptState {
+    fn predict(
+        &mut self,
+        input: &RoundInput,
+        deployed: &Deployed,
+    ) -> Result<Prediction, CoreError> {
+        Ok(Prediction {
+            probs: deployed.probs_of(input.test),
+            prior: None,
+        })
+    }
+}

@@ -1,0 +1,43 @@
+//! `oracle-prior`: Bayes correction with the round's true class
+//! proportions (the simulator's, which the test sample is drawn from). The
+//! PaP code's oracle uses the test sample's own class frequencies; with a
+//! minimum per class these differ slightly from the proportions.
+
+use burn::tensor::Device;
+use reusebench_core::CoreError;
+use reusebench_core::label_shift::bayes_correct;
+use serde::{Deserialize, Serialize};
+
+use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OraclePrior {}
+
+impl MethodSpec for OraclePrior {
+    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Result<Box<dyn Adapter>, CoreError> {
+        Ok(Box::new(OracleState))
+    }
+}
+
+struct OracleState;
+
+impl Adapter for OracleState {
+    fn predict(
+        &mut self,
+        input: &RoundInput,
+        deployed: &Deployed,
+    ) -> Result<Prediction, CoreError> {
+        let prior = input.proportions.to_vec();
+        let probs = bayes_correct(
+            &deployed.probs_of(input.test),
+            deployed.classes,
+            &deployed.source_prior,
+            &prior,
+        );
+        Ok(Prediction {
+            probs,
+            prior: Some(prior),
+        })
+    }
+}
