@@ -408,10 +408,13 @@ pub fn paired_results(
     axis_columns: &[String],
 ) -> PairedResults {
     let mut values: BTreeMap<GroupMetric, BTreeMap<u64, f64>> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.experiment == experiment && r.is_scalar() && r.value.is_finite())
-    {
+    // Timing metrics measure the machine, not the method: no test on them.
+    for r in rows.iter().filter(|r| {
+        r.experiment == experiment
+            && r.is_scalar()
+            && r.value.is_finite()
+            && !names::TIMING.contains(&r.metric.as_str())
+    }) {
         let axes: Vec<String> = axis_columns.iter().map(|a| r.axis(a)).collect();
         values
             .entry(((r.method.clone(), axes), r.metric.clone()))
