@@ -9,6 +9,7 @@
 
 pub mod backbone;
 pub mod checkpoint;
+pub mod cost;
 pub mod device;
 pub mod error;
 pub mod feature_cache;

@@ -203,6 +203,21 @@ pub trait TrainHooks<M> {
     }
     /// Called after the optimizer step (e.g. to fill a replay buffer).
     fn after_step(&mut self, _step: &Step) {}
+    /// Called with the batch's gradients before the optimizer applies them
+    /// (cost tracking: the gradient norm).
+    fn after_backward(&mut self, _model: &M, _grads: &GradientsParams) {}
+    /// Called after every epoch with the model as it stands; `Stop` ends the
+    /// stage there (training to a target accuracy, early stopping).
+    fn after_epoch(&mut self, _epoch: usize, _model: &M) -> Result<EpochControl, CoreError> {
+        Ok(EpochControl::Continue)
+    }
+}
+
+/// What [`TrainHooks::after_epoch`] tells the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochControl {
+    Continue,
+    Stop,
 }
 
 /// No extra terms: plain fine-tuning.
@@ -214,6 +229,8 @@ impl<M> TrainHooks<M> for NoHooks {}
 pub struct StageStats {
     pub last_epoch_loss: f64,
     pub batches: usize,
+    /// Epochs run (fewer than the stage's when a hook stopped it).
+    pub epochs: usize,
 }
 
 /// One-hot targets `[labels.len(), classes]` on `device`.
@@ -369,6 +386,7 @@ pub fn fit_with<M: TrainModel>(
                 loss = loss + extra;
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
+            hooks.after_backward(&model, &grads);
             model = optim.step(stage.optim.lr_at(step, total), model, grads);
             hooks.after_step(&view);
             step += 1;
@@ -379,7 +397,11 @@ pub fn fit_with<M: TrainModel>(
         progress.end();
         stats.last_epoch_loss = sum / count.max(1) as f64;
         stats.batches += count;
+        stats.epochs = epoch + 1;
         stage.record_epoch(epoch, stats.last_epoch_loss, lr, started);
+        if hooks.after_epoch(epoch, &model)? == EpochControl::Stop {
+            break;
+        }
     }
     // A loss is checked before its update, so the last update of a stage
     // could leave non-finite weights unnoticed until evaluation.
@@ -448,6 +470,7 @@ pub fn fit_linear(
         progress.end();
         stats.last_epoch_loss = sum / count.max(1) as f64;
         stats.batches += count;
+        stats.epochs = epoch + 1;
         stage.record_epoch(epoch, stats.last_epoch_loss, lr, started);
     }
     Ok((head, stats))
