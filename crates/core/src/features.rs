@@ -99,6 +99,26 @@ pub fn features(
     })
 }
 
+/// Activations after stage `layer` of `backbone` (see
+/// [`ResNet::LAYERS`]), averaged over space (evaluation mode). `None` for a
+/// stage the backbone does not have.
+pub fn pooled_activations(
+    backbone: &ResNet,
+    layer: &str,
+    set: &Arc<ImageSet>,
+    batch_size: usize,
+    normalization: Normalization,
+    device: &Device,
+) -> Option<Rows> {
+    if !ResNet::LAYERS.contains(&layer) {
+        return None;
+    }
+    let backbone = backbone.valid();
+    Some(infer(set, batch_size, normalization, device, |x| {
+        backbone.pooled_at(x, layer).expect("a known layer")
+    }))
+}
+
 /// Logits of `head` on features already computed (evaluation mode): lets an
 /// evaluation that needs both features and logits pass images through the
 /// backbone once.

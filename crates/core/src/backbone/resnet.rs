@@ -225,6 +225,17 @@ impl ResNet {
 
     /// Pooled features, `[batch, feature_dim]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.pooled_at(x, "layer4")
+            .expect("layer4 is one of ResNet::LAYERS")
+    }
+
+    /// The stages whose output [`ResNet::pooled_at`] can return, in order.
+    pub const LAYERS: [&'static str; 5] = ["stem", "layer1", "layer2", "layer3", "layer4"];
+
+    /// The activations after stage `layer` (one of [`ResNet::LAYERS`]),
+    /// averaged over space: `[batch, channels]`. `None` for another name.
+    pub fn pooled_at(&self, x: Tensor<4>, layer: &str) -> Option<Tensor<2>> {
+        let last = Self::LAYERS.iter().position(|l| *l == layer)?;
         let mut x = relu(batch_norm_forward(
             &self.bn1,
             conv2d_forward(&self.conv1, x),
@@ -232,16 +243,13 @@ impl ResNet {
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }
-        for block in self
-            .layer1
-            .iter()
-            .chain(&self.layer2)
-            .chain(&self.layer3)
-            .chain(&self.layer4)
-        {
-            x = block.forward(x);
+        let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+        for stage in &stages[..last] {
+            for block in stage.iter() {
+                x = block.forward(x);
+            }
         }
         let [n, c, _, _] = x.dims();
-        adaptive_avg_pool2d(x, [1, 1]).reshape([n, c])
+        Some(adaptive_avg_pool2d(x, [1, 1]).reshape([n, c]))
     }
 }

@@ -2,6 +2,7 @@
 //! `reusebench-results`, shared with the runner and the report).
 
 pub mod accuracy;
+pub mod clustering;
 pub mod knn;
 
 pub use accuracy::{
