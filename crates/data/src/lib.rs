@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod error;
 pub mod fmow;
 pub mod image_file;
+pub mod shift;
 pub mod split;
 pub mod synthetic;
 pub mod tiny_imagenet;
