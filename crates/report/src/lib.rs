@@ -67,11 +67,11 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
         if !view.is_some_and(|v| v.shows_coordinates()) {
             md.push_str(&aggregate::coordinate_tables(&summary, &exp));
         }
-        if let Some(v) = view {
-            md.push_str(&v.markdown(&summary, &exp));
-        }
         let exp_rows: Vec<&StoredRow> =
             loaded.rows.iter().filter(|r| r.experiment == exp).collect();
+        if let Some(v) = view {
+            md.push_str(&v.markdown(&summary, &exp_rows, &exp));
+        }
         views::draw_curves(&exp_rows, &exp, &loaded.axis_columns, &mut figures)?;
         if let Some(v) = view {
             v.figures(&exp_rows, &exp, &loaded.axis_columns, &mut figures)?;

@@ -379,6 +379,70 @@ impl<'a> Figures<'a> {
     }
 }
 
+/// Points of one group of a scatter plot.
+pub type Scatter = (String, Vec<(f64, f64)>);
+
+/// Points per group (a colour each) and, if given, the line y = a + b x
+/// across the x range.
+pub fn scatter_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    axes: &Axes,
+    groups: &[Scatter],
+    line: Option<(f64, f64)>,
+) -> DrawResult {
+    root.fill(&WHITE).map_err(err)?;
+    let (w, _) = root.dim_in_pixel();
+    let (plot, side) = root.split_horizontally(w.saturating_sub(LEGEND));
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(&axes.title, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(axes.x.clone(), axes.y.clone())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(&axes.x_label)
+        .y_desc(&axes.y_label)
+        .draw()
+        .map_err(err)?;
+    for (k, (_, points)) in groups.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(err)?;
+    }
+    let mut names: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
+    if let Some((a, b)) = line {
+        let (x0, x1) = (axes.x.start, axes.x.end);
+        chart
+            .draw_series(LineSeries::new(
+                vec![(x0, a + b * x0), (x1, a + b * x1)],
+                BLACK.stroke_width(2),
+            ))
+            .map_err(err)?;
+        names.push("least-squares line (black)".into());
+    }
+    legend(&side, &names)?;
+    root.present().map_err(err)
+}
+
+/// Renders a scatter plot under `name`.
+pub fn render_scatter(
+    figures: &mut Figures,
+    name: &str,
+    axes: &Axes,
+    groups: &[Scatter],
+    line: Option<(f64, f64)>,
+) -> Result<(), ReportError> {
+    figures.render(
+        name,
+        (860, 480),
+        &|a| scatter_chart(a, axes, groups, line),
+        &|a| scatter_chart(a, axes, groups, line),
+    )
+}
+
 /// Renders a line chart under `name`.
 pub fn render_lines(
     figures: &mut Figures,

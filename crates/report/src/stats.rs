@@ -63,6 +63,104 @@ impl Paired {
     }
 }
 
+/// Pearson's correlation of `x` and `y`; NaN below two points or for a
+/// constant series.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len().min(y.len());
+    if n < 2 {
+        return f64::NAN;
+    }
+    let (mx, my) = (
+        x[..n].iter().sum::<f64>() / n as f64,
+        y[..n].iter().sum::<f64>() / n as f64,
+    );
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (dx, dy) = (x[i] - mx, y[i] - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return f64::NAN;
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+/// Ranks from 1, ties sharing their average rank.
+pub fn ranks(v: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..v.len()).collect();
+    order.sort_by(|&a, &b| v[a].total_cmp(&v[b]));
+    let mut out = vec![0.0; v.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && v[order[j + 1]] == v[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            out[k] = rank;
+        }
+        i = j + 1;
+    }
+    out
+}
+
+/// Spearman's rank correlation (Pearson's on average ranks).
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&ranks(x), &ranks(y))
+}
+
+/// A correlation with the 95% percentile bootstrap interval over the
+/// points (`resamples` draws with replacement from a fixed seed, so a
+/// report is the same every time); NaN bounds where too few resamples
+/// give a finite value.
+pub fn bootstrap_ci(
+    x: &[f64],
+    y: &[f64],
+    statistic: fn(&[f64], &[f64]) -> f64,
+    resamples: usize,
+    seed: u64,
+) -> (f64, f64, f64) {
+    use rand::{Rng, SeedableRng};
+    let n = x.len().min(y.len());
+    let value = statistic(x, y);
+    if n < 3 {
+        return (value, f64::NAN, f64::NAN);
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut stats = Vec::with_capacity(resamples);
+    let (mut bx, mut by) = (vec![0.0; n], vec![0.0; n]);
+    for _ in 0..resamples {
+        for i in 0..n {
+            let j = rng.random_range(0..n);
+            bx[i] = x[j];
+            by[i] = y[j];
+        }
+        let s = statistic(&bx, &by);
+        if s.is_finite() {
+            stats.push(s);
+        }
+    }
+    if stats.len() < resamples / 2 {
+        return (value, f64::NAN, f64::NAN);
+    }
+    stats.sort_by(f64::total_cmp);
+    let at = |q: f64| stats[((stats.len() - 1) as f64 * q).round() as usize];
+    (value, at(0.025), at(0.975))
+}
+
+/// Least-squares line y = a + b x: (a, b).
+pub fn fit_line(x: &[f64], y: &[f64]) -> (f64, f64) {
+    let n = x.len().min(y.len()).max(1) as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxx: f64 = x.iter().map(|v| (v - mx).powi(2)).sum();
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let b = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    (my - b * mx, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +185,31 @@ mod tests {
         // Differences straddling 0 are not.
         assert!(!Paired::of(&[-2.0, 3.0, 1.0]).significant());
         assert!(!Paired::of(&[5.0]).significant(), "one pair tells nothing");
+    }
+
+    #[test]
+    fn correlations_by_hand() {
+        let x = [1.0, 2.0, 3.0, 4.0];
+        assert!((pearson(&x, &[2.0, 4.0, 6.0, 8.0]) - 1.0).abs() < 1e-12);
+        assert!((pearson(&x, &[8.0, 6.0, 4.0, 2.0]) + 1.0).abs() < 1e-12);
+        // Monotone but not linear: Spearman 1, Pearson below.
+        let y = [1.0, 4.0, 9.0, 100.0];
+        assert!((spearman(&x, &y) - 1.0).abs() < 1e-12);
+        assert!(pearson(&x, &y) < 1.0);
+        assert_eq!(ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert!(pearson(&x, &[1.0; 4]).is_nan());
+        let (a, b) = fit_line(&x, &[3.0, 5.0, 7.0, 9.0]);
+        assert!((a - 1.0).abs() < 1e-12 && (b - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bootstrap_intervals_hold_the_value_and_repeat() {
+        let x: Vec<f64> = (0..30).map(|i| i as f64).collect();
+        let y: Vec<f64> = x.iter().map(|v| v + ((v * 7.0) % 5.0)).collect();
+        let (r, lo, hi) = bootstrap_ci(&x, &y, pearson, 500, 1);
+        assert!(lo <= r && r <= hi && hi <= 1.0, "{lo} {r} {hi}");
+        assert_eq!(bootstrap_ci(&x, &y, pearson, 500, 1), (r, lo, hi));
+        let (_, lo, _) = bootstrap_ci(&x[..2], &y[..2], pearson, 500, 1);
+        assert!(lo.is_nan());
     }
 }

@@ -5,6 +5,7 @@
 mod continual;
 mod curves;
 mod performative;
+mod resque;
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use crate::plot::Figures;
 pub use continual::ContinualView;
 pub use curves::draw_curves;
 pub use performative::PerformativeView;
+pub use resque::ResqueView;
 
 /// What a protocol adds to the report of one of its experiments.
 pub trait View: Sync {
@@ -27,8 +29,9 @@ pub trait View: Sync {
     fn shows_coordinates(&self) -> bool {
         false
     }
-    /// Extra Markdown for `summary.md` after the experiment's scalar table.
-    fn markdown(&self, _summary: &Summary, _experiment: &str) -> String {
+    /// Extra Markdown for `summary.md` after the experiment's scalar table,
+    /// from the aggregated summary or the experiment's raw rows.
+    fn markdown(&self, _summary: &Summary, _rows: &[&StoredRow], _experiment: &str) -> String {
         String::new()
     }
     /// The experiment's figures.
@@ -45,7 +48,11 @@ pub trait View: Sync {
 
 /// Every view this build has: one line each.
 pub fn builtin() -> Vec<Box<dyn View>> {
-    vec![Box::new(ContinualView), Box::new(PerformativeView)]
+    vec![
+        Box::new(ContinualView),
+        Box::new(PerformativeView),
+        Box::new(ResqueView),
+    ]
 }
 
 /// The view of `protocol`, if one is registered.

@@ -28,7 +28,7 @@ impl View for PerformativeView {
         true
     }
 
-    fn markdown(&self, summary: &Summary, exp: &str) -> String {
+    fn markdown(&self, summary: &Summary, _rows: &[&StoredRow], exp: &str) -> String {
         // Mean accuracy over rounds by (other axes) and method.
         let mut by_setting: BTreeMap<Vec<String>, BTreeMap<String, f64>> = BTreeMap::new();
         for r in summary

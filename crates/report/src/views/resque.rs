@@ -1,0 +1,206 @@
+//! The resque view: how well RESQUE (one forward pass) predicts what
+//! retraining cost. Every done cell is a point (each shift level and seed);
+//! Pearson's r and Spearman's ρ between RESQUE and each cost, with 95%
+//! percentile-bootstrap intervals, per shift family and over all
+//! corruptions; scatter plots of RESQUE against epochs and against energy
+//! with the least-squares line. Distribution shifts (RESQUE_dist) and task
+//! shifts (RESQUE_task) are on different scales and never pooled.
+
+use std::collections::BTreeMap;
+
+use reusebench_results::{StoredRow, names};
+
+use super::View;
+use crate::aggregate::Summary;
+use crate::error::ReportError;
+use crate::plot::{Axes, Figures, Scatter, render_scatter, slug};
+use crate::stats::{bootstrap_ci, fit_line, pearson, spearman};
+
+pub struct ResqueView;
+
+/// The costs RESQUE is set against, with how they read in a table.
+const COSTS: [(&str, &str); 6] = [
+    (names::RETRAIN_EPOCHS, "epochs to target"),
+    (names::MEAN_GRAD_NORM, "gradient norm"),
+    (names::PARAM_CHANGE, "parameter change"),
+    (names::RETRAIN_SECONDS, "wall time (s)"),
+    (names::ENERGY_JOULES, "energy (J)"),
+    (names::CARBON_GRAMS, "carbon (g)"),
+];
+
+const RESAMPLES: usize = 2000;
+
+/// One cell's numbers: its family, which RESQUE, its value, its scalars.
+struct Cell {
+    family: String,
+    task: bool,
+    resque: f64,
+    scalars: BTreeMap<String, f64>,
+}
+
+fn cells(rows: &[&StoredRow]) -> Vec<Cell> {
+    let mut by_cell: BTreeMap<&str, Vec<&StoredRow>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.is_scalar()) {
+        by_cell.entry(r.cell.as_str()).or_default().push(r);
+    }
+    by_cell
+        .into_values()
+        .filter_map(|rows| {
+            let scalars: BTreeMap<String, f64> =
+                rows.iter().map(|r| (r.metric.clone(), r.value)).collect();
+            let (task, resque) = match (
+                scalars.get(names::RESQUE_DIST),
+                scalars.get(names::RESQUE_TASK),
+            ) {
+                (Some(&v), _) => (false, v),
+                (None, Some(&v)) => (true, v),
+                _ => return None,
+            };
+            Some(Cell {
+                family: rows[0].method.clone(),
+                task,
+                resque,
+                scalars,
+            })
+        })
+        .collect()
+}
+
+/// The groups of points a table and the plots show: each family, then
+/// all corruption families together (when there are several).
+fn scopes(cells: &[Cell]) -> Vec<(String, Vec<&Cell>)> {
+    let mut families: BTreeMap<String, Vec<&Cell>> = BTreeMap::new();
+    for c in cells {
+        families.entry(c.family.clone()).or_default().push(c);
+    }
+    let corruptions: Vec<&Cell> = cells.iter().filter(|c| !c.task).collect();
+    let n_corruption_families = families
+        .values()
+        .filter(|v| v.first().is_some_and(|c| !c.task))
+        .count();
+    let mut out: Vec<(String, Vec<&Cell>)> = families.into_iter().collect();
+    if n_corruption_families > 1 {
+        out.push(("all corruptions".into(), corruptions));
+    }
+    out
+}
+
+fn interval((v, lo, hi): (f64, f64, f64)) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else if lo.is_nan() {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.2} [{lo:.2}, {hi:.2}]")
+    }
+}
+
+impl View for ResqueView {
+    fn protocol(&self) -> &'static str {
+        "resque"
+    }
+
+    fn shows_coordinates(&self) -> bool {
+        true
+    }
+
+    fn markdown(&self, _summary: &Summary, rows: &[&StoredRow], _exp: &str) -> String {
+        let cells = cells(rows);
+        if cells.is_empty() {
+            return String::new();
+        }
+        let rapl = cells
+            .iter()
+            .filter(|c| c.scalars.get(names::ENERGY_FROM_RAPL) == Some(&1.0))
+            .count();
+        let mut md = format!(
+            "\n### RESQUE against the cost of retraining\n\nEvery cell is a point (each level and seed); groups of fewer than 3 points are left out. Pearson's r and Spearman's ρ with 95% percentile-bootstrap intervals ({RESAMPLES} resamples). Energy from RAPL in {rapl} of {} cells, from the CPU power model in the others.\n\n| shifts | cost | n | Pearson r [95% CI] | Spearman ρ [95% CI] |\n| --- | --- | --- | --- | --- |\n",
+            cells.len()
+        );
+        for (scope, points) in scopes(&cells) {
+            for (k, (metric, label)) in COSTS.iter().enumerate() {
+                let (x, y): (Vec<f64>, Vec<f64>) = points
+                    .iter()
+                    .filter_map(|c| c.scalars.get(*metric).map(|&v| (c.resque, v)))
+                    .unzip();
+                // Fewer than three points say nothing about a correlation.
+                if x.len() < 3 {
+                    continue;
+                }
+                let seed = 17 + k as u64;
+                md.push_str(&format!(
+                    "| {scope} | {label} | {} | {} | {} |\n",
+                    x.len(),
+                    interval(bootstrap_ci(&x, &y, pearson, RESAMPLES, seed)),
+                    interval(bootstrap_ci(&x, &y, spearman, RESAMPLES, seed)),
+                ));
+            }
+        }
+        md
+    }
+
+    fn figures(
+        &self,
+        rows: &[&StoredRow],
+        exp: &str,
+        _axis_columns: &[String],
+        figures: &mut Figures,
+    ) -> Result<(), ReportError> {
+        let cells = cells(rows);
+        for (task, kind, x_label) in [
+            (false, "dist", "RESQUE_dist (mean angle / π)"),
+            (true, "task", "RESQUE_task (1 − ARI)"),
+        ] {
+            let of_kind: Vec<&Cell> = cells.iter().filter(|c| c.task == task).collect();
+            if of_kind.is_empty() {
+                continue;
+            }
+            for (metric, label, file) in [
+                (names::RETRAIN_EPOCHS, "epochs to target", "epochs"),
+                (names::ENERGY_JOULES, "energy (J)", "energy"),
+            ] {
+                let mut groups: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+                for c in &of_kind {
+                    if let Some(&v) = c.scalars.get(metric) {
+                        groups
+                            .entry(c.family.clone())
+                            .or_default()
+                            .push((c.resque, v));
+                    }
+                }
+                let all: Vec<(f64, f64)> = groups.values().flatten().copied().collect();
+                if all.is_empty() {
+                    continue;
+                }
+                let (xs, ys): (Vec<f64>, Vec<f64>) = all.iter().copied().unzip();
+                let range = |v: &[f64]| {
+                    let (lo, hi) = v
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                            (a.min(x), b.max(x))
+                        });
+                    let pad = ((hi - lo) * 0.08).max(1e-6);
+                    (lo - pad)..(hi + pad)
+                };
+                let axes = Axes {
+                    title: format!("{exp}: RESQUE against {label}"),
+                    x_label: x_label.into(),
+                    y_label: label.into(),
+                    x: range(&xs),
+                    y: range(&ys),
+                    integer_x: false,
+                };
+                let groups: Vec<Scatter> = groups.into_iter().collect();
+                let line = (xs.len() >= 2).then(|| fit_line(&xs, &ys));
+                render_scatter(
+                    figures,
+                    &format!("resque-{kind}-vs-{file}-{}", slug(exp)),
+                    &axes,
+                    &groups,
+                    line,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
