@@ -30,7 +30,15 @@ pub const CURVE_SECONDS: &str = "curve_seconds";
 
 /// Metrics that measure time, not results: they differ between two runs
 /// of the same cell, so comparisons of results leave them out.
-pub const TIMING: &[&str] = &[CURVE_SECONDS, ROUND_SECONDS, MEAN_ROUND_SECONDS];
+pub const TIMING: &[&str] = &[
+    CURVE_SECONDS,
+    ROUND_SECONDS,
+    MEAN_ROUND_SECONDS,
+    RETRAIN_SECONDS,
+    RETRAIN_CPU_SECONDS,
+    ENERGY_JOULES,
+    CARBON_GRAMS,
+];
 
 // ---- pretrain ----
 pub const TEST_ACC: &str = "test_acc";
@@ -120,6 +128,43 @@ pub const MEAN_ROUND_KL_PRIOR: &str = "mean_round_kl_prior";
 pub const DEPLOYED_ACC: &str = "deployed_acc";
 /// Mean seconds per round. Timing.
 pub const MEAN_ROUND_SECONDS: &str = "mean_round_seconds";
+
+// ---- resque: the prediction (one forward pass) ----
+/// RESQUE_dist: mean over classes of the angle (/π) between the summed,
+/// spatially averaged activations of clean and shifted images.
+pub const RESQUE_DIST: &str = "resque_dist";
+/// RESQUE_task: 1 − ARI of k-means (seeded at the class centroids) on the
+/// new task's features.
+pub const RESQUE_TASK: &str = "resque_task";
+
+// ---- retraining cost (any protocol that tracks it) ----
+/// Accuracy (%) on the shifted / new test set before retraining.
+pub const ACC_BEFORE_RETRAIN: &str = "acc_before_retrain";
+pub const ACC_AFTER_RETRAIN: &str = "acc_after_retrain";
+/// Epochs until the target accuracy (the cap when not reached; 0 when
+/// reached before any training).
+pub const RETRAIN_EPOCHS: &str = "retrain_epochs";
+/// 1 when the target was reached, 0 when the cap stopped retraining.
+pub const TARGET_REACHED: &str = "target_reached";
+/// Mean over an epoch's steps of the global gradient L2 norm (coordinate `epoch`).
+pub const GRAD_NORM: &str = "grad_norm";
+/// `grad_norm` averaged over the epochs run.
+pub const MEAN_GRAD_NORM: &str = "mean_grad_norm";
+/// ‖θ − θ₀‖₂ / √n over every trainable parameter.
+pub const PARAM_CHANGE: &str = "param_change";
+/// The same per layer (coordinate `layer`).
+pub const PARAM_CHANGE_BY_LAYER: &str = "param_change_by_layer";
+/// Wall seconds of retraining (with its per-epoch evaluations). Timing.
+pub const RETRAIN_SECONDS: &str = "retrain_seconds";
+/// CPU seconds of the process during retraining. Timing.
+pub const RETRAIN_CPU_SECONDS: &str = "retrain_cpu_seconds";
+/// Energy of retraining (joules). Measured: differs between runs.
+pub const ENERGY_JOULES: &str = "energy_joules";
+/// 1 when the energy came from RAPL counters, 0 from the CPU power model.
+pub const ENERGY_FROM_RAPL: &str = "energy_from_rapl";
+/// Energy × grid intensity (grams of CO₂). Measured.
+pub const CARBON_GRAMS: &str = "carbon_grams";
+pub const LAYER: &str = "layer";
 
 /// The three names of one continual setting (`class_il`, `task_il`, `domain_il`).
 pub struct SettingNames {

@@ -17,6 +17,7 @@ impl Registry {
             .with::<reusebench_pretrain::Pretrain>()
             .with::<reusebench_continual::Continual>()
             .with::<reusebench_performative::Performative>()
+            .with::<reusebench_resque::Resque>()
     }
 }
 

@@ -1,0 +1,474 @@
+//! `resque`: predict what retraining will cost from one forward pass
+//! (Sangarya & Kim, "RESQUE", AAAI 2025), then retrain and measure the
+//! real cost. One cell is one shift of a pretrained classifier's data:
+//!
+//! - a corruption at a level ([`reusebench_data::shift`]): RESQUE_dist
+//!   on each class's training images split 50/30/20 (clean = parts 1 + 3,
+//!   shifted = parts 2 + 3 corrupted), then the whole classifier is
+//!   retrained on the corrupted training set until its accuracy on the
+//!   corrupted test set reaches the target;
+//! - a new task (other classes, of this dataset or another): RESQUE_task
+//!   on the new training set's features, then the backbone with a fresh
+//!   head is retrained on the new task until the target.
+//!
+//! The cost is measured by the core's [`CostHooks`]: epochs, gradient norm
+//! per epoch, parameter change per layer, time, energy (RAPL or the CPU
+//! model, recorded) and carbon. The report correlates RESQUE with each cost
+//! over the cells.
+
+pub mod score;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::tensor::Device;
+use rand::seq::SliceRandom;
+use reusebench_core::CoreError;
+use reusebench_core::backbone::{BackboneConfig, ResNet};
+use reusebench_core::checkpoint::load_head;
+use reusebench_core::cost::{CostConfig, CostHooks, CostTracker};
+use reusebench_core::features::{features, pooled_activations};
+use reusebench_core::metrics::{Coords, MetricRow, names};
+use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::protocol::{
+    Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size, streams,
+};
+use reusebench_core::train::{CurveSink, OptimConfig, Stage, fit_with};
+use reusebench_data::shift::Corruption;
+use reusebench_data::{Augment, DatasetSpec, ImageSet, Normalization, NormalizationChoice};
+use serde::{Deserialize, Serialize};
+
+/// The protocol, as the runner's registry names it.
+pub struct Resque;
+
+/// The shift a cell measures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ShiftConfig {
+    GaussianNoise {
+        level: usize,
+    },
+    SaltPepper {
+        level: usize,
+    },
+    GaussianBlur {
+        level: usize,
+    },
+    Brightness {
+        level: usize,
+    },
+    Contrast {
+        level: usize,
+    },
+    /// A new task: `classes` of `data` (the cell's dataset when absent),
+    /// renumbered 0..n in this order.
+    Task {
+        classes: Vec<u32>,
+        #[serde(default)]
+        data: Option<DatasetSpec>,
+    },
+}
+
+impl ShiftConfig {
+    fn corruption(&self) -> Option<(Corruption, usize)> {
+        match *self {
+            ShiftConfig::GaussianNoise { level } => Some((Corruption::GaussianNoise, level)),
+            ShiftConfig::SaltPepper { level } => Some((Corruption::SaltPepper, level)),
+            ShiftConfig::GaussianBlur { level } => Some((Corruption::GaussianBlur, level)),
+            ShiftConfig::Brightness { level } => Some((Corruption::Brightness, level)),
+            ShiftConfig::Contrast { level } => Some((Corruption::Contrast, level)),
+            ShiftConfig::Task { .. } => None,
+        }
+    }
+
+    pub fn family(&self) -> &'static str {
+        match self.corruption() {
+            Some((c, _)) => c.name(),
+            None => "task",
+        }
+    }
+}
+
+/// How the model is retrained to the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrainConfig {
+    /// Accuracy (%) on the shifted / new test set that ends retraining.
+    pub target_acc: f64,
+    /// The cap: retraining stops here if the target is not reached.
+    pub max_epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    pub optimizer: OptimConfig,
+    /// Training augmentation; the dataset's default when absent.
+    #[serde(default)]
+    pub augment: Option<Augment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResqueConfig {
+    pub seed: u64,
+    pub data: DatasetSpec,
+    /// The source classes the classifier was pretrained on (renumbered
+    /// 0..n in this order); all when absent.
+    #[serde(default)]
+    pub classes: Option<Vec<u32>>,
+    #[serde(default)]
+    pub backbone: BackboneConfig,
+    /// The pretrained head (`pretrain`'s `head_output`): distribution shifts
+    /// retrain the whole classifier. Not used by task shifts (fresh head).
+    #[serde(default)]
+    pub head: Option<PathBuf>,
+    #[serde(default)]
+    pub normalization: NormalizationChoice,
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    /// The backbone stage whose spatially averaged activations RESQUE_dist
+    /// compares (`stem`, `layer1` .. `layer4`).
+    #[serde(default = "default_layer")]
+    pub layer: String,
+    pub shift: ShiftConfig,
+    pub retrain: RetrainConfig,
+    #[serde(default)]
+    pub cost: CostConfig,
+}
+
+fn default_layer() -> String {
+    "layer4".into()
+}
+
+/// Random streams of a cell (mixed with its seed).
+const SPLIT_STREAM: u64 = 0x0000_5E50_0502;
+const SHIFT_TRAIN_STREAM: u64 = 0x0000_5E50_7A17;
+const SHIFT_TEST_STREAM: u64 = 0x0000_5E50_7E57;
+
+impl Protocol for Resque {
+    const NAME: &'static str = "resque";
+    type Config = ResqueConfig;
+
+    fn validate(config: &ResqueConfig, checks: &Checks) -> Result<(), CoreError> {
+        checks.backbone(&config.backbone, "backbone")?;
+        config.retrain.optimizer.validate("retrain.optimizer")?;
+        config.cost.validate("cost")?;
+        let target = config.retrain.target_acc;
+        if !(target.is_finite() && target > 0.0 && target <= 100.0) {
+            return Err(CoreError::config(
+                "retrain.target_acc",
+                format!("must be in (0, 100] (an accuracy in %), got {target}"),
+            ));
+        }
+        if config.retrain.max_epochs == 0 {
+            return Err(CoreError::config("retrain.max_epochs", "must be >= 1"));
+        }
+        if config.retrain.batch_size < 2 {
+            return Err(CoreError::config("retrain.batch_size", "must be >= 2"));
+        }
+        if !ResNet::LAYERS.contains(&config.layer.as_str()) {
+            return Err(CoreError::config(
+                "layer",
+                format!(
+                    "the backbone has no layer `{}` (it has {})",
+                    config.layer,
+                    ResNet::LAYERS.join(", ")
+                ),
+            ));
+        }
+        if let (Some(classes), Some(n)) = (&config.classes, config.data.num_classes()) {
+            check_classes(classes, n, config.data.short_name())?;
+        }
+        match &config.shift {
+            ShiftConfig::Task { classes, data } => {
+                let data = data.as_ref().unwrap_or(&config.data);
+                if classes.len() < 2 {
+                    return Err(CoreError::config(
+                        "shift.classes",
+                        "a task needs at least 2 classes",
+                    ));
+                }
+                if let Some(n) = data.num_classes() {
+                    check_classes(classes, n, data.short_name())
+                        .map_err(|e| reusebench_core::protocol::prefix_key(e, "shift"))?;
+                }
+            }
+            shift => {
+                let (corruption, level) = shift.corruption().expect("a corruption");
+                if corruption.parameter(level).is_none() {
+                    return Err(CoreError::config(
+                        "shift.level",
+                        format!(
+                            "{} has levels 1 to {}, got {level}",
+                            corruption.name(),
+                            reusebench_data::shift::LEVELS
+                        ),
+                    ));
+                }
+                if config.head.is_none() {
+                    return Err(CoreError::config(
+                        "head",
+                        "a distribution shift retrains the pretrained classifier: give its head (pretrain's head_output)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn seed(config: &ResqueConfig) -> u64 {
+        config.seed
+    }
+
+    fn method(config: &ResqueConfig) -> String {
+        config.shift.family().to_string()
+    }
+
+    fn inputs(config: &ResqueConfig) -> Vec<PathBuf> {
+        let mut v = config.data.required_paths();
+        v.extend(config.backbone.files());
+        v.extend(config.head.clone());
+        if let ShiftConfig::Task {
+            data: Some(data), ..
+        } = &config.shift
+        {
+            v.extend(data.required_paths());
+        }
+        v
+    }
+
+    fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+        run(config, env)
+    }
+}
+
+/// `set`'s images whose label `map` sends somewhere, relabelled.
+fn relabelled(set: &ImageSet, classes: &[u32]) -> ImageSet {
+    set.select_classes(&|l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32))
+}
+
+fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+    let device = env.train_device(config.seed)?;
+    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+    let normalization = config.normalization.resolve(data.normalization);
+    let bs = config.eval_batch_size;
+    let mut rows = Vec::new();
+
+    // What to retrain, on what, and the prediction from one forward pass.
+    let (model, train, test) = match &config.shift {
+        ShiftConfig::Task {
+            classes: task_classes,
+            data: task_data,
+        } => {
+            let task = match task_data {
+                Some(spec) => env.load_dataset(spec, &Some(task_classes.clone()))?.0,
+                None => data.clone(),
+            };
+            let train = Arc::new(relabelled(&task.train, task_classes));
+            let test = Arc::new(relabelled(&task.test, task_classes));
+            let k = task_classes.len();
+            let source =
+                env.build_classifier(&config.backbone, classes.len(), config.seed, &device)?;
+            let feats = features(source.backbone(), &train, bs, normalization, &device);
+            rows.push(MetricRow::scalar(
+                names::RESQUE_TASK,
+                score::resque_task(&feats.values, feats.dim, &train.labels, k),
+            ));
+            let head = linear_head(
+                &mut env.rng(config.seed, streams::HEAD),
+                config.backbone.feature_dim(),
+                k,
+                &device,
+            );
+            (
+                Classifier::new(source.backbone().clone(), head),
+                train,
+                test,
+            )
+        }
+        shift => {
+            let (corruption, level) = shift.corruption().expect("a corruption");
+            let k = classes.len();
+            let source_train = relabelled(&data.train, &classes);
+            let source_test = relabelled(&data.test, &classes);
+            let mut model = env.build_classifier(&config.backbone, k, config.seed, &device)?;
+            let head_path = config.head.as_ref().expect("validated");
+            model.head = load_head(model.head.clone(), head_path)?;
+            rows.push(MetricRow::scalar(
+                names::RESQUE_DIST,
+                resque_dist_of(
+                    config,
+                    env,
+                    &model,
+                    &source_train,
+                    (corruption, level),
+                    normalization,
+                    &device,
+                )?,
+            ));
+            let shifted = |set: &ImageSet, stream: u64| {
+                corruption
+                    .apply(level, set, config.seed ^ stream)
+                    .expect("validated level")
+            };
+            (
+                model,
+                Arc::new(shifted(&source_train, SHIFT_TRAIN_STREAM)),
+                Arc::new(shifted(&source_test, SHIFT_TEST_STREAM)),
+            )
+        }
+    };
+
+    // Retrain to the target, measuring the cost.
+    let k = model.head.weight.dims()[1];
+    let evaluate = |m: &Classifier| env.test_accuracy(m, &test, bs, normalization, &device);
+    let before = evaluate(&model);
+    rows.push(MetricRow::scalar(names::ACC_BEFORE_RETRAIN, before));
+    let target = config.retrain.target_acc;
+    let tracker = CostTracker::start(&model, &config.cost);
+    let mut hooks = CostHooks::new(tracker, &evaluate, Some(target));
+    let (model, epochs) = if before >= target {
+        (model, 0)
+    } else {
+        let stage = Stage {
+            name: "retrain".into(),
+            epochs: config.retrain.max_epochs,
+            batch_size: config.retrain.batch_size,
+            optim: &config.retrain.optimizer,
+            augment: config
+                .retrain
+                .augment
+                .unwrap_or(config.data.default_augment()),
+            normalization,
+            num_classes: k,
+            seed: config.seed,
+            curve: Some(CurveSink {
+                log: &env.curves,
+                coords: Coords::new().with(names::STAGE, "retrain"),
+            }),
+        };
+        let (model, stats) = fit_with(
+            model,
+            &train,
+            &stage,
+            &mut hooks,
+            &|m: &Classifier, x, _| m.forward(x),
+            &device,
+            env.progress,
+        )?;
+        (model, stats.epochs)
+    };
+    let reached = before >= target || hooks.reached();
+    let after = hooks.accuracy.last().copied().unwrap_or(before);
+    let report = hooks.tracker.finish(&model);
+    env.progress.note(&format!(
+        "{}: {epochs} epoch(s) to {after:.2}% (target {target}%{}), {:.1} J ({})",
+        config.shift.family(),
+        if reached { "" } else { ", not reached" },
+        report.joules,
+        report.energy_source.name()
+    ));
+
+    rows.push(MetricRow::scalar(names::ACC_AFTER_RETRAIN, after));
+    rows.push(MetricRow::scalar(names::RETRAIN_EPOCHS, epochs as f64));
+    rows.push(MetricRow::scalar(
+        names::TARGET_REACHED,
+        if reached { 1.0 } else { 0.0 },
+    ));
+    for (epoch, g) in report.grad_norm_per_epoch.iter().enumerate() {
+        rows.push(MetricRow::at(
+            names::GRAD_NORM,
+            *g,
+            Coords::new().with(names::EPOCH, epoch),
+        ));
+    }
+    let n = report.grad_norm_per_epoch.len();
+    rows.push(MetricRow::scalar(
+        names::MEAN_GRAD_NORM,
+        if n == 0 {
+            0.0
+        } else {
+            report.grad_norm_per_epoch.iter().sum::<f64>() / n as f64
+        },
+    ));
+    rows.push(MetricRow::scalar(names::PARAM_CHANGE, report.param_change));
+    for (layer, change) in &report.param_change_by_layer {
+        rows.push(MetricRow::at(
+            names::PARAM_CHANGE_BY_LAYER,
+            *change,
+            Coords::new().with(names::LAYER, layer.as_str()),
+        ));
+    }
+    rows.push(MetricRow::scalar(names::RETRAIN_SECONDS, report.seconds));
+    rows.push(MetricRow::scalar(
+        names::RETRAIN_CPU_SECONDS,
+        report.cpu_seconds,
+    ));
+    rows.push(MetricRow::scalar(names::ENERGY_JOULES, report.joules));
+    rows.push(MetricRow::scalar(
+        names::ENERGY_FROM_RAPL,
+        if report.energy_source == reusebench_core::cost::energy::EnergySource::Rapl {
+            1.0
+        } else {
+            0.0
+        },
+    ));
+    rows.push(MetricRow::scalar(names::CARBON_GRAMS, report.carbon_grams));
+    Ok(rows)
+}
+
+/// RESQUE_dist of `model`'s backbone for `corruption` at `level`: each
+/// class's training images split 50/30/20 (seeded); clean = parts 1 and 3,
+/// shifted = parts 2 and 3 corrupted.
+fn resque_dist_of(
+    config: &ResqueConfig,
+    env: &RunEnv,
+    model: &Classifier,
+    train: &ImageSet,
+    (corruption, level): (Corruption, usize),
+    normalization: Normalization,
+    device: &Device,
+) -> Result<f64, CoreError> {
+    let k = model.head.weight.dims()[1];
+    let mut rng = env.rng(config.seed, SPLIT_STREAM);
+    let (mut clean_idx, mut shifted_idx) = (Vec::new(), Vec::new());
+    for c in 0..k as u32 {
+        let mut idx: Vec<usize> = (0..train.len()).filter(|&i| train.labels[i] == c).collect();
+        idx.shuffle(&mut rng);
+        let (a, b) = (idx.len() / 2, idx.len() * 8 / 10);
+        clean_idx.extend(&idx[..a]);
+        clean_idx.extend(&idx[b..]);
+        shifted_idx.extend(&idx[a..]);
+    }
+    let subset = |idx: &[usize]| {
+        let mut s = ImageSet::empty(train.channels, train.height, train.width);
+        for &i in idx {
+            s.push_from(train, i, train.labels[i]);
+        }
+        s
+    };
+    let clean = Arc::new(subset(&clean_idx));
+    let shifted = Arc::new(
+        corruption
+            .apply(level, &subset(&shifted_idx), config.seed ^ SPLIT_STREAM)
+            .expect("validated level"),
+    );
+    let act = |set: &Arc<ImageSet>| {
+        pooled_activations(
+            model.backbone(),
+            &config.layer,
+            set,
+            config.eval_batch_size,
+            normalization,
+            device,
+        )
+        .ok_or_else(|| CoreError::config("layer", format!("no layer `{}`", config.layer)))
+    };
+    let (a, b) = (act(&clean)?, act(&shifted)?);
+    Ok(score::resque_dist(
+        &a.values,
+        &clean.labels,
+        &b.values,
+        &shifted.labels,
+        a.dim,
+        k,
+    ))
+}
