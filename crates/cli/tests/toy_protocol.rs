@@ -154,3 +154,57 @@ fn a_registered_protocol_validates_with_file_line_and_key() {
         "{err}"
     );
 }
+
+#[test]
+fn an_experiment_with_energy_meters_every_cell_whatever_its_protocol() {
+    use reusebench_results::names;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = grid(tmp.path(), "1.0");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "    protocol: toy\n",
+        "    protocol: toy\n    energy: { tdp_watts: 60, grid_intensity: 100 }\n",
+    );
+    std::fs::write(&path, &text).unwrap();
+    let code = reusebench::main_with(
+        &registry(),
+        ["reusebench", "run", path.to_str().unwrap()].map(Into::into),
+    );
+    assert_eq!(code, ExitCode::SUCCESS);
+    let cells: Vec<_> = std::fs::read_dir(tmp.path().join("results/cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(cells.len(), 4);
+    for cell in cells {
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(cell.join("rows.json")).unwrap())
+                .unwrap();
+        let value = |m: &str| {
+            rows.iter()
+                .find(|r| r["metric"] == m)
+                .unwrap_or_else(|| panic!("{m} missing"))["value"]
+                .as_f64()
+                .unwrap()
+        };
+        let joules = value(names::CELL_ENERGY_JOULES);
+        assert!(joules >= 0.0);
+        assert!((value(names::CELL_CARBON_GRAMS) - joules / 3.6e6 * 100.0).abs() < 1e-12);
+        assert!(value(names::CELL_CPU_SECONDS) >= 0.0);
+        assert!([0.0, 1.0].contains(&value(names::CELL_ENERGY_FROM_RAPL)));
+    }
+
+    // A TDP that cannot be: rejected at its line, nothing run.
+    let bad = tmp.path().join("bad.yaml");
+    let text = text.replace("tdp_watts: 60", "tdp_watts: -5").replace(
+        &tmp.path().join("results").display().to_string(),
+        &tmp.path().join("bad-results").display().to_string(),
+    );
+    std::fs::write(&bad, &text).unwrap();
+    let err = reusebench_runner::load_grid(&registry(), &bad, &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.yaml:6") && err.contains("key `energy.tdp_watts`: must be > 0"),
+        "{err}"
+    );
+}

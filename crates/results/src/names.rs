@@ -38,6 +38,9 @@ pub const TIMING: &[&str] = &[
     RETRAIN_CPU_SECONDS,
     ENERGY_JOULES,
     CARBON_GRAMS,
+    CELL_ENERGY_JOULES,
+    CELL_CARBON_GRAMS,
+    CELL_CPU_SECONDS,
 ];
 
 // ---- pretrain ----
@@ -165,6 +168,16 @@ pub const ENERGY_FROM_RAPL: &str = "energy_from_rapl";
 /// Energy × grid intensity (grams of CO₂). Measured.
 pub const CARBON_GRAMS: &str = "carbon_grams";
 pub const LAYER: &str = "layer";
+
+// ---- any cell of an experiment with `energy:` (metered by the runner) ----
+/// Energy of the whole cell (joules). Measured.
+pub const CELL_ENERGY_JOULES: &str = "cell_energy_joules";
+/// `cell_energy_joules` × grid intensity (grams of CO₂). Measured.
+pub const CELL_CARBON_GRAMS: &str = "cell_carbon_grams";
+/// CPU seconds of the process over the cell. Timing.
+pub const CELL_CPU_SECONDS: &str = "cell_cpu_seconds";
+/// 1 when the cell's energy came from RAPL, 0 from the CPU model.
+pub const CELL_ENERGY_FROM_RAPL: &str = "cell_energy_from_rapl";
 
 /// The three names of one continual setting (`class_il`, `task_il`, `domain_il`).
 pub struct SettingNames {

@@ -22,6 +22,9 @@ pub struct Cell {
     /// What sets this cell apart within its experiment: the axes with more
     /// than one value, `key=value` (a method axis by its label alone).
     pub label: String,
+    /// Meter the whole cell's energy (the experiment's `energy:`); not part
+    /// of the id: metering does not change what a cell computes.
+    pub energy: Option<reusebench_core::cost::CostConfig>,
 }
 
 impl Cell {

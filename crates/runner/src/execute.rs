@@ -5,6 +5,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::Instant;
 
+use reusebench_core::cost::energy::{EnergyMeter, EnergySource, carbon_grams};
+use reusebench_core::metrics::names;
 use reusebench_core::{DeviceSpec, MetricRow, Progress, RunEnv};
 use reusebench_results::{CellStatus, SCHEMA_VERSION, State};
 
@@ -65,6 +67,12 @@ fn run_cell(
     progress: &dyn Progress,
 ) -> Result<Vec<MetricRow>, Vec<String>> {
     let env = RunEnv::new(device, progress);
+    let meter = cell.energy.as_ref().map(|c| {
+        (
+            EnergyMeter::start(c.energy, &c.rapl_root, c.tdp_watts),
+            c.grid_intensity,
+        )
+    });
     let result = catch_unwind(AssertUnwindSafe(|| cell.config.run(&env)));
     match result {
         Ok(Ok(mut rows)) => {
@@ -72,6 +80,19 @@ fn run_cell(
                 return Err(vec![format!("metric {} is infinite", bad.metric)]);
             }
             rows.extend(env.curves.take());
+            if let Some((meter, intensity)) = meter {
+                let r = meter.stop();
+                rows.push(MetricRow::scalar(names::CELL_ENERGY_JOULES, r.joules));
+                rows.push(MetricRow::scalar(
+                    names::CELL_CARBON_GRAMS,
+                    carbon_grams(r.joules, intensity),
+                ));
+                rows.push(MetricRow::scalar(names::CELL_CPU_SECONDS, r.cpu_seconds));
+                rows.push(MetricRow::scalar(
+                    names::CELL_ENERGY_FROM_RAPL,
+                    f64::from(u8::from(r.source == EnergySource::Rapl)),
+                ));
+            }
             Ok(rows)
         }
         Ok(Err(e)) => Err(error_chain(&e)),

@@ -20,6 +20,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use reusebench_core::cost::CostConfig;
 use reusebench_core::{Checks, CoreError, DeviceSpec};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -51,6 +52,10 @@ struct RawExperiment {
     /// the same seeds (a paired test).
     #[serde(default)]
     baseline: Option<String>,
+    /// Meter every cell of the experiment: energy, carbon and CPU time of
+    /// the whole cell, whatever its protocol (rows `cell_*`).
+    #[serde(default)]
+    energy: Option<CostConfig>,
 }
 
 /// A parsed grid, expanded into cells in execution order.
@@ -288,6 +293,7 @@ pub fn parse_grid(
                     .map(|(((k, _), l), &vi)| (k.clone(), l[vi].clone()))
                     .collect(),
                 label: String::new(),
+                energy: exp.energy.clone(),
             });
         }
         for cell in &mut cells[exp_cells_start..] {
@@ -295,6 +301,24 @@ pub fn parse_grid(
         }
         for cell in &cells[exp_cells_start..] {
             produced.extend(cell.config.outputs());
+        }
+        if let Some(Err(e)) = exp.energy.as_ref().map(|c| c.validate("energy")) {
+            let (key, message) = match &e {
+                CoreError::Config { key, message } => (key.clone(), message.clone()),
+                other => ("energy".into(), other.to_string()),
+            };
+            let segments: Vec<String> = key.split('.').map(String::from).collect();
+            let line = line_of(text, &segments, exp_line)
+                .map(|l| format!(":{l}"))
+                .unwrap_or_default();
+            add(
+                &mut problems,
+                format!(
+                    "{}{line}: experiment `{}`, key `{key}`: {message}",
+                    path.display(),
+                    exp.name
+                ),
+            );
         }
         if let Some(baseline) = &exp.baseline {
             let labels: Vec<String> = cells[exp_cells_start..]
