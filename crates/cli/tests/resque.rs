@@ -205,6 +205,13 @@ fn validate_rejects_impossible_resque_settings_with_file_line_and_key() {
             "key `retrain.target_acc`",
             "must be in (0, 100]",
         ),
+        (
+            "retrain: { target_acc: 90,",
+            "retrain: { target_acc: 90, target_of_clean: 0.9,",
+            "target_of_clean: 0.9",
+            "key `retrain`",
+            "give one of target_acc (%) and target_of_clean",
+        ),
     ];
     for (k, (from, to, line_text, key, message)) in cases.iter().enumerate() {
         let changed = text.replace(from, to);

@@ -141,6 +141,10 @@ pub const RESQUE_DIST: &str = "resque_dist";
 pub const RESQUE_TASK: &str = "resque_task";
 
 // ---- retraining cost (any protocol that tracks it) ----
+/// The pretrained classifier's accuracy (%) on the clean test set.
+pub const CLEAN_ACC: &str = "clean_acc";
+/// The accuracy (%) retraining aimed for.
+pub const RETRAIN_TARGET: &str = "retrain_target";
 /// Accuracy (%) on the shifted / new test set before retraining.
 pub const ACC_BEFORE_RETRAIN: &str = "acc_before_retrain";
 pub const ACC_AFTER_RETRAIN: &str = "acc_after_retrain";

@@ -94,7 +94,13 @@ impl ShiftConfig {
 #[serde(deny_unknown_fields)]
 pub struct RetrainConfig {
     /// Accuracy (%) on the shifted / new test set that ends retraining.
-    pub target_acc: f64,
+    #[serde(default)]
+    pub target_acc: Option<f64>,
+    /// Or: this fraction of the pretrained classifier's accuracy on the
+    /// clean test set (distribution shifts: retraining recovers what the
+    /// shift took). Give one of the two.
+    #[serde(default)]
+    pub target_of_clean: Option<f64>,
     /// The cap: retraining stops here if the target is not reached.
     pub max_epochs: usize,
     #[serde(default = "default_batch_size")]
@@ -151,12 +157,35 @@ impl Protocol for Resque {
         checks.backbone(&config.backbone, "backbone")?;
         config.retrain.optimizer.validate("retrain.optimizer")?;
         config.cost.validate("cost")?;
-        let target = config.retrain.target_acc;
-        if !(target.is_finite() && target > 0.0 && target <= 100.0) {
-            return Err(CoreError::config(
-                "retrain.target_acc",
-                format!("must be in (0, 100] (an accuracy in %), got {target}"),
-            ));
+        match (config.retrain.target_acc, config.retrain.target_of_clean) {
+            (Some(target), None) => {
+                if !(target.is_finite() && target > 0.0 && target <= 100.0) {
+                    return Err(CoreError::config(
+                        "retrain.target_acc",
+                        format!("must be in (0, 100] (an accuracy in %), got {target}"),
+                    ));
+                }
+            }
+            (None, Some(f)) => {
+                if !(f.is_finite() && f > 0.0 && f <= 1.0) {
+                    return Err(CoreError::config(
+                        "retrain.target_of_clean",
+                        format!("must be in (0, 1] (a fraction of the clean accuracy), got {f}"),
+                    ));
+                }
+                if matches!(config.shift, ShiftConfig::Task { .. }) {
+                    return Err(CoreError::config(
+                        "retrain.target_of_clean",
+                        "a new task has no clean accuracy to recover: give target_acc",
+                    ));
+                }
+            }
+            _ => {
+                return Err(CoreError::config(
+                    "retrain",
+                    "give one of target_acc (%) and target_of_clean (a fraction)",
+                ));
+            }
         }
         if config.retrain.max_epochs == 0 {
             return Err(CoreError::config("retrain.max_epochs", "must be >= 1"));
@@ -251,6 +280,9 @@ fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
     let normalization = config.normalization.resolve(data.normalization);
     let bs = config.eval_batch_size;
     let mut rows = Vec::new();
+    // The pretrained classifier's accuracy on the clean test set
+    // (distribution shifts only).
+    let mut clean = None;
 
     // What to retrain, on what, and the prediction from one forward pass.
     let (model, train, test) = match &config.shift {
@@ -304,6 +336,15 @@ fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
                     &device,
                 )?,
             ));
+            let clean_acc = env.test_accuracy(
+                &model,
+                &Arc::new(source_test.clone()),
+                bs,
+                normalization,
+                &device,
+            );
+            rows.push(MetricRow::scalar(names::CLEAN_ACC, clean_acc));
+            clean = Some(clean_acc);
             let shifted = |set: &ImageSet, stream: u64| {
                 corruption
                     .apply(level, set, config.seed ^ stream)
@@ -322,7 +363,16 @@ fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
     let evaluate = |m: &Classifier| env.test_accuracy(m, &test, bs, normalization, &device);
     let before = evaluate(&model);
     rows.push(MetricRow::scalar(names::ACC_BEFORE_RETRAIN, before));
-    let target = config.retrain.target_acc;
+    let target = match (
+        config.retrain.target_acc,
+        config.retrain.target_of_clean,
+        clean,
+    ) {
+        (Some(t), _, _) => t,
+        (None, Some(f), Some(c)) => f * c,
+        _ => unreachable!("validated: target_of_clean only with a distribution shift"),
+    };
+    rows.push(MetricRow::scalar(names::RETRAIN_TARGET, target));
     let tracker = CostTracker::start(&model, &config.cost);
     let mut hooks = CostHooks::new(tracker, &evaluate, Some(target));
     let (model, epochs) = if before >= target {
@@ -360,7 +410,7 @@ fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
     let after = hooks.accuracy.last().copied().unwrap_or(before);
     let report = hooks.tracker.finish(&model);
     env.progress.note(&format!(
-        "{}: {epochs} epoch(s) to {after:.2}% (target {target}%{}), {:.1} J ({})",
+        "{}: {epochs} epoch(s) to {after:.2}% (target {target:.2}%{}), {:.1} J ({})",
         config.shift.family(),
         if reached { "" } else { ", not reached" },
         report.joules,
