@@ -142,21 +142,18 @@ fn mas_importance_matches_finite_differences() {
 
 #[test]
 fn fisher_matches_the_softmax_closed_form() {
+    for kind in [ImportanceKind::Fisher, ImportanceKind::FisherWeighted] {
+        fisher_closed_form(kind);
+    }
+}
+
+/// The empirical Fisher, or Mammoth's with each sample weighted by p(y|x).
+fn fisher_closed_form(kind: ImportanceKind) {
     let dev = DeviceSpec::for_tests();
     let train_dev = dev.clone().autodiff();
     let model = tiny(&train_dev);
     let set = images();
-    let fisher = importance(
-        &model,
-        &set,
-        NORM,
-        ImportanceKind::Fisher,
-        None,
-        0,
-        &train_dev,
-        &NoProgress,
-    )
-    .unwrap();
+    let fisher = importance(&model, &set, NORM, kind, None, 0, &train_dev, &NoProgress).unwrap();
 
     // d(-log p_y)/dW[j][c] = z_j (p_c - [c = y]); d/db[c] = p_c - [c = y].
     let z = model_features(&model, &set, 8, NORM, &train_dev);
@@ -178,11 +175,16 @@ fn fisher_matches_the_softmax_closed_form() {
         let m = logits.iter().cloned().fold(f64::MIN, f64::max);
         let e: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
         let s: f64 = e.iter().sum();
+        let y = set.labels[i] as usize;
+        let weight = match kind {
+            ImportanceKind::FisherWeighted => e[y] / s,
+            _ => 1.0,
+        };
         for c in 0..CLASSES {
-            let r = e[c] / s - (c == set.labels[i] as usize) as u8 as f64;
-            want_b[c] += r * r / set.len() as f64;
+            let r = e[c] / s - (c == y) as u8 as f64;
+            want_b[c] += weight * r * r / set.len() as f64;
             for j in 0..dim {
-                want_w[j * CLASSES + c] += (zi[j] as f64 * r).powi(2) / set.len() as f64;
+                want_w[j * CLASSES + c] += weight * (zi[j] as f64 * r).powi(2) / set.len() as f64;
             }
         }
     }
@@ -191,13 +193,13 @@ fn fisher_matches_the_softmax_closed_form() {
     for (k, (&g, &e)) in got_w.iter().zip(&want_w).enumerate() {
         assert!(
             (g as f64 - e).abs() <= 1e-5 + 1e-3 * e,
-            "W[{k}]: {g} vs {e}"
+            "{kind:?} W[{k}]: {g} vs {e}"
         );
     }
     for (c, (&g, &e)) in got_b.iter().zip(&want_b).enumerate() {
         assert!(
             (g as f64 - e).abs() <= 1e-5 + 1e-3 * e,
-            "b[{c}]: {g} vs {e}"
+            "{kind:?} b[{c}]: {g} vs {e}"
         );
     }
     // Every trainable tensor has an entry; running statistics do not.

@@ -1,8 +1,9 @@
-//! `ewc`: online EWC (Schwarz et al. 2018, after Kirkpatrick et al. 2017).
-//! After each task the diagonal empirical Fisher F_new = mean over the
-//! task's samples of (∂ log p(y|x)/∂θ_k)² is merged as F ← γ·F + F_new;
-//! later tasks add (λ/2)·Σ_k F_k (θ_k − θ*_k)² with θ* the weights after the
-//! previous task.
+//! `ewc`: online EWC (Schwarz et al. 2018, after Kirkpatrick et al. 2017),
+//! as Mammoth's `ewc_on.py`: after each task the diagonal Fisher F_new =
+//! mean over the task's samples of p(y|x)·(∂ log p(y|x)/∂θ_k)² (`fisher:
+//! mammoth`; `empirical` leaves out the p(y|x) weight) is merged as
+//! F ← γ·F + F_new; later tasks add λ·Σ_k F_k (θ_k − θ*_k)² with θ* the
+//! weights after the previous task — λ on Mammoth's `e_lambda` scale (no ½).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,12 +26,35 @@ pub struct Ewc {
     /// Estimate the Fisher on this many samples per task; all when absent.
     #[serde(default)]
     pub fisher_samples: Option<usize>,
+    /// How each sample's squared gradient counts.
+    #[serde(default)]
+    pub fisher: FisherKind,
     #[serde(default)]
     pub lp: Option<LpStage>,
 }
 
 fn default_gamma() -> f64 {
     1.0
+}
+
+/// Which Fisher estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FisherKind {
+    /// Weighted by p(y|x), as Mammoth's `ewc_on.py`.
+    #[default]
+    Mammoth,
+    /// The plain empirical Fisher (what `ewc` computed before).
+    Empirical,
+}
+
+impl Ewc {
+    /// The factor of Σ_k F_k (θ_k − θ*_k)² in the loss: Mammoth's
+    /// `e_lambda` (its penalty has no ½), so a λ from Mammoth's best
+    /// arguments means the same here.
+    pub fn penalty_scale(&self) -> f64 {
+        self.lambda
+    }
 }
 
 impl ContinualMethod for Ewc {
@@ -59,9 +83,12 @@ impl ContinualMethod for Ewc {
         let gamma = self.gamma;
         learn_with_importance(
             state,
-            ImportanceKind::Fisher,
+            match self.fisher {
+                FisherKind::Mammoth => ImportanceKind::FisherWeighted,
+                FisherKind::Empirical => ImportanceKind::Fisher,
+            },
             self.fisher_samples,
-            self.lambda / 2.0,
+            self.penalty_scale(),
             |mut old, new| {
                 accumulate(&mut old, new, gamma);
                 old
@@ -72,5 +99,20 @@ impl ContinualMethod for Ewc {
             model,
             ctx,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lambda_is_on_mammoths_scale_and_the_fisher_weighted_by_default() {
+        let ewc: Ewc =
+            serde_json::from_str(r#"{"epochs": 1, "optimizer": {"lr": 0.1}, "lambda": 10.0}"#)
+                .unwrap();
+        // Mammoth: e_lambda * sum(F * (theta - theta*)^2), no 1/2.
+        assert_eq!(ewc.penalty_scale(), 10.0);
+        assert_eq!(ewc.fisher, FisherKind::Mammoth);
     }
 }

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use cumulative::Cumulative;
 pub use der::DerPlusPlus;
 pub use er::Er;
-pub use ewc::Ewc;
+pub use ewc::{Ewc, FisherKind};
 pub use joint::Joint;
 pub use l2_sp::L2Sp;
 pub use lp_ft::LpFt;

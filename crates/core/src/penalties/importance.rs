@@ -4,7 +4,8 @@
 //!   `f(x)` is the classifier's logit vector (every class of the head).
 //! - Fisher (EWC, Kirkpatrick et al. 2017; online EWC, Schwarz et al. 2018):
 //!   `F_k = mean_x (∂ log p(y|x) / ∂θ_k)²` with `y` the true label (the
-//!   empirical Fisher).
+//!   empirical Fisher), or, as Mammoth's `ewc_on.py` computes it, each
+//!   sample's term weighted by `p(y|x)`.
 //!
 //! Both are means of a function of each sample's own gradient, so every
 //! sample gets its own backward pass (batch 1, un-augmented, batch norm in
@@ -29,11 +30,15 @@ pub enum ImportanceKind {
     Mas,
     /// `(∂ log p(y|x) / ∂θ)²`
     Fisher,
+    /// `p(y|x) · (∂ log p(y|x) / ∂θ)²` (Mammoth's `ewc_on.py`)
+    FisherWeighted,
 }
 
 struct Accumulate<'a> {
     grads: &'a Gradients,
     kind: ImportanceKind,
+    /// The sample's weight (`p(y|x)` for the weighted Fisher, else 1).
+    weight: f64,
     table: &'a mut ParamTable,
 }
 
@@ -47,6 +52,7 @@ impl ModuleVisitor for Accumulate<'_> {
             let term = match self.kind {
                 ImportanceKind::Mas => g.abs(),
                 ImportanceKind::Fisher => g.clone() * g,
+                ImportanceKind::FisherWeighted => (g.clone() * g) * self.weight,
             };
             *sum = sum.clone() + term;
         }
@@ -87,7 +93,9 @@ pub fn importance(
         match kind {
             // The progress line's "loss" is the per-sample objective.
             ImportanceKind::Mas => "MAS importance (‖f(x)‖²)",
-            ImportanceKind::Fisher => "Fisher information (−log p(y|x))",
+            ImportanceKind::Fisher | ImportanceKind::FisherWeighted => {
+                "Fisher information (−log p(y|x))"
+            }
         },
         n,
     );
@@ -96,7 +104,7 @@ pub fn importance(
         let logits = probe.forward(x);
         let objective = match kind {
             ImportanceKind::Mas => (logits.clone() * logits).sum(),
-            ImportanceKind::Fisher => {
+            ImportanceKind::Fisher | ImportanceKind::FisherWeighted => {
                 let log_p = burn::tensor::activation::log_softmax(logits, 1);
                 let label = batch.labels[0] as usize;
                 log_p.slice([0..1, label..label + 1]).reshape([1]).neg()
@@ -112,9 +120,15 @@ pub fn importance(
         }
         progress.batch(value);
         let grads = objective.backward();
+        let weight = match kind {
+            // The objective is −log p(y|x).
+            ImportanceKind::FisherWeighted => (-(value as f64)).exp(),
+            _ => 1.0,
+        };
         probe.visit(&mut Accumulate {
             grads: &grads,
             kind,
+            weight,
             table: &mut table,
         });
     }
