@@ -12,6 +12,7 @@ pub mod error;
 pub mod fmow;
 pub mod image_file;
 pub mod shift;
+pub mod shortcut;
 pub mod split;
 pub mod synthetic;
 pub mod tiny_imagenet;
