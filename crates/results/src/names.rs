@@ -47,6 +47,17 @@ pub const TIMING: &[&str] = &[
 pub const TEST_ACC: &str = "test_acc";
 pub const TRAIN_LOSS: &str = "train_loss";
 
+// ---- shortcuts (pretrain with `shortcut:`, debias) ----
+/// Accuracy (%) on test images that all carry their own class's shortcut.
+pub const ACC_ALIGNED: &str = "acc_aligned";
+/// Accuracy (%) on test images that all carry another class's shortcut.
+pub const ACC_CONFLICTING: &str = "acc_conflicting";
+/// Accuracy (%) on the test images without any shortcut.
+pub const ACC_UNBIASED: &str = "acc_unbiased";
+/// Accuracy (%) on test images biased as the pretraining data was (the
+/// original task).
+pub const ACC_ORIGINAL: &str = "acc_original";
+
 // ---- continual: matrices (after_task, task) ----
 pub const ACC_CLASS_IL: &str = "acc_class_il";
 pub const ACC_TASK_IL: &str = "acc_task_il";

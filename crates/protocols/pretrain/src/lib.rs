@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use reusebench_data::shortcut::Shortcut;
 use reusebench_data::{Augment, DatasetSpec, NormalizationChoice};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,9 @@ use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit};
 
 /// The protocol, as the runner's registry names it.
 pub struct Pretrain;
+
+/// Which shortcut each training image carries (mixed with the seed).
+pub const SHORTCUT_STREAM: u64 = 0x0000_5407_C047;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +47,11 @@ pub struct PretrainConfig {
     /// flip, none for FMoW).
     #[serde(default)]
     pub augment: Option<Augment>,
+    /// A shortcut injected into the training images (biased pretraining,
+    /// for the debias protocol); the test accuracy is then also reported
+    /// on bias-aligned and bias-conflicting test images.
+    #[serde(default)]
+    pub shortcut: Option<Shortcut>,
     /// Where the backbone checkpoint (safetensors) is written.
     pub output: PathBuf,
     /// Where the trained head is written too (safetensors), for protocols
@@ -67,6 +76,11 @@ impl Protocol for Pretrain {
         }
         if let (Some(classes), Some(n)) = (&config.classes, config.data.num_classes()) {
             check_classes(classes, n, config.data.short_name())?;
+        }
+        if let Some(shortcut) = &config.shortcut {
+            shortcut
+                .validate()
+                .map_err(|m| CoreError::config("shortcut", m))?;
         }
         Ok(())
     }
@@ -98,7 +112,12 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
     let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
     let normalization = config.normalization.resolve(data.normalization);
     let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
-    let train = Arc::new(data.train.select_classes(&relabel));
+    let train = data.train.select_classes(&relabel);
+    let k = classes.len() as u32;
+    let train = Arc::new(match &config.shortcut {
+        Some(s) => s.biased(&train, k, config.seed ^ SHORTCUT_STREAM).0,
+        None => train,
+    });
     let test = Arc::new(data.test.select_classes(&relabel));
     let model =
         env.build_classifier(&config.backbone, classes.len(), config.seed, &train_device)?;
@@ -124,6 +143,25 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
         normalization,
         &train_device,
     );
+    let mut rows = Vec::new();
+    if let Some(s) = &config.shortcut {
+        for (metric, set) in [
+            (names::ACC_ALIGNED, s.aligned(&test)),
+            (
+                names::ACC_CONFLICTING,
+                s.conflicting(&test, k, config.seed ^ SHORTCUT_STREAM),
+            ),
+        ] {
+            let acc = env.test_accuracy(
+                &model,
+                &Arc::new(set),
+                config.eval_batch_size,
+                normalization,
+                &train_device,
+            );
+            rows.push(MetricRow::scalar(metric, acc));
+        }
+    }
     save_backbone(model.backbone(), &config.backbone, &config.output)?;
     if let Some(path) = &config.head_output {
         save_head(&model.head, path)?;
@@ -133,8 +171,7 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
         classes.len(),
         config.output.display()
     ));
-    Ok(vec![
-        MetricRow::scalar(names::TEST_ACC, acc),
-        MetricRow::scalar(names::TRAIN_LOSS, stats.last_epoch_loss),
-    ])
+    rows.push(MetricRow::scalar(names::TEST_ACC, acc));
+    rows.push(MetricRow::scalar(names::TRAIN_LOSS, stats.last_epoch_loss));
+    Ok(rows)
 }
