@@ -6,6 +6,7 @@
 //! steps and clones; values are kept flattened on the plain (non-autodiff)
 //! device.
 
+mod change;
 mod distill;
 mod importance;
 
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
+pub use change::{Change, ChangeNorm, change_penalty, changes, with_change};
 pub use distill::distillation_loss;
 pub use importance::{ImportanceKind, importance};
 

@@ -1,0 +1,133 @@
+//! Tuning while penalising change (Penzel et al., VISAPP 2024): the
+//! pretrained parameters θ stay frozen, a zero-initialised θ′ of the same
+//! shape is added to each of them (all, or those under given module
+//! paths), the model computes with θ + θ′, and the loss adds λ‖θ′‖ (L1,
+//! squared L2, or both).
+//!
+//! θ′ is burn's parameter reparameterization ([`Change`]), so it wraps any
+//! module — every layer reads its weights through `Param::val`, which
+//! applies it — and the optimizer sees only the θ′ tensors.
+
+use burn::module::{Module, ModuleVisitor, Param, Reparameterization, Reparameterizer};
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+/// θ′ of one parameter, flattened (one type for every rank).
+#[derive(Module, Debug)]
+pub struct Change {
+    pub delta: Param<Tensor<1>>,
+}
+
+impl Reparameterization for Change {
+    const NAME: &'static str = "change";
+
+    fn apply<const D: usize>(&self, base: Tensor<D>) -> Tensor<D> {
+        let shape = base.shape();
+        base + self.delta.val().reshape(shape)
+    }
+}
+
+/// Attaches a zero [`Change`] to every float parameter whose module path
+/// starts with one of `prefixes` (all when empty).
+struct AddChange<'a> {
+    prefixes: &'a [String],
+}
+
+impl Reparameterizer for AddChange<'_> {
+    type Reparam = Change;
+
+    fn reparameterize<const D: usize>(
+        &mut self,
+        path: &str,
+        param: Param<Tensor<D>>,
+    ) -> (Param<Tensor<D>>, Option<Change>) {
+        let selected = self.prefixes.is_empty()
+            || self
+                .prefixes
+                .iter()
+                .any(|p| path == p || path.starts_with(&format!("{p}.")));
+        if !selected {
+            return (param, None);
+        }
+        let base = param.val();
+        let n = base.shape().num_elements();
+        let delta = Tensor::<1>::zeros([n], &base.device());
+        (
+            param,
+            Some(Change {
+                delta: Param::from_tensor(delta),
+            }),
+        )
+    }
+}
+
+/// `model` frozen (batch norm in evaluation mode, no parameter trains) with
+/// a zero θ′ on the parameters under `prefixes` (all when empty): the
+/// outputs are unchanged until θ′ moves, and only θ′ trains.
+pub fn with_change<M: Module>(model: M, prefixes: &[String]) -> M {
+    model
+        .freeze()
+        .apply_reparameterization(AddChange { prefixes })
+}
+
+/// Which norm of θ′ the loss adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeNorm {
+    /// Σ|θ′|
+    L1,
+    /// Σθ′²
+    #[default]
+    L2,
+    /// Σ|θ′| + Σθ′²
+    Both,
+}
+
+/// Finds the θ′ tensors of a model.
+struct Deltas {
+    depth: usize,
+    out: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for Deltas {
+    fn enter_module(&mut self, _name: &str, container: &str) {
+        if container == "Reparameterization" {
+            self.depth += 1;
+        }
+    }
+    fn exit_module(&mut self, _name: &str, container: &str) {
+        if container == "Reparameterization" {
+            self.depth -= 1;
+        }
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.depth > 0 {
+            let t = param.val();
+            let n = t.shape().num_elements();
+            self.out.push(t.reshape([n]));
+        }
+    }
+}
+
+/// Every θ′ tensor of `model`, flattened.
+pub fn changes<M: Module>(model: &M) -> Vec<Tensor<1>> {
+    let mut v = Deltas {
+        depth: 0,
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.out
+}
+
+/// The penalty ‖θ′‖ of `norm` over every θ′ of `model` (not scaled by λ);
+/// `None` when the model has no θ′.
+pub fn change_penalty<M: Module>(model: &M, norm: ChangeNorm) -> Option<Tensor<1>> {
+    changes(model)
+        .into_iter()
+        .map(|d| match norm {
+            ChangeNorm::L1 => d.abs().sum(),
+            ChangeNorm::L2 => d.powi_scalar(2).sum(),
+            ChangeNorm::Both => d.clone().abs().sum() + d.powi_scalar(2).sum(),
+        })
+        .reduce(|a, b| a + b)
+}
