@@ -58,6 +58,17 @@ pub const ACC_UNBIASED: &str = "acc_unbiased";
 /// original task).
 pub const ACC_ORIGINAL: &str = "acc_original";
 
+/// Suffix of the same accuracies measured before tuning (`acc_conflicting_before`).
+pub const BEFORE_SUFFIX: &str = "_before";
+
+// ---- debias ----
+/// Tuning steps taken (one full batch of the counterexamples each).
+pub const TUNING_STEPS: &str = "tuning_steps";
+/// 1 when early stopping ended tuning, 0 when the step cap did.
+pub const STOPPED_EARLY: &str = "stopped_early";
+/// ‖Δθ‖₂ of the pretrained parameters (θ′ for change-penalty).
+pub const DELTA_NORM: &str = "delta_norm";
+
 // ---- continual: matrices (after_task, task) ----
 pub const ACC_CLASS_IL: &str = "acc_class_il";
 pub const ACC_TASK_IL: &str = "acc_task_il";

@@ -18,6 +18,7 @@ impl Registry {
             .with::<reusebench_continual::Continual>()
             .with::<reusebench_performative::Performative>()
             .with::<reusebench_resque::Resque>()
+            .with::<reusebench_debias::Debias>()
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod continual;
 mod curves;
+mod debias;
 mod performative;
 mod resque;
 
@@ -17,6 +18,7 @@ use crate::plot::Figures;
 
 pub use continual::ContinualView;
 pub use curves::draw_curves;
+pub use debias::DebiasView;
 pub use performative::PerformativeView;
 pub use resque::ResqueView;
 
@@ -52,6 +54,7 @@ pub fn builtin() -> Vec<Box<dyn View>> {
         Box::new(ContinualView),
         Box::new(PerformativeView),
         Box::new(ResqueView),
+        Box::new(DebiasView),
     ]
 }
 

@@ -1,0 +1,314 @@
+//! `debias`: remove a learned shortcut with 1 to 32 counterexamples by
+//! tuning while penalising change (Penzel, Stein & Denzler, VISAPP 2024).
+//!
+//! The classifier was pretrained (`pretrain` with `shortcut:`) on images
+//! whose label a coloured patch or tint predicts with the given strength.
+//! A cell draws k counterexamples from the training split — images whose
+//! shortcut is another class's, labelled with their true class — tunes
+//! the classifier on them with one method ([`methods`]), and measures
+//! accuracy on unbiased, bias-aligned and bias-conflicting test images and
+//! on the original (biased as in pretraining) task, before and after.
+
+pub mod methods;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use std::ops::Add;
+
+use burn::tensor::Tensor;
+use rand::seq::SliceRandom;
+use reusebench_core::CoreError;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::checkpoint::load_head;
+use reusebench_core::metrics::{MetricRow, names};
+use reusebench_core::model::Classifier;
+use reusebench_core::protocol::{Checks, Protocol, RunEnv, check_classes, default_eval_batch_size};
+use reusebench_data::shortcut::Shortcut;
+use reusebench_data::{DatasetSpec, ImageSet, NormalizationChoice};
+use serde::{Deserialize, Serialize};
+
+use methods::{DebiasMethod, TuneContext};
+
+/// The protocol, as the runner's registry names it.
+pub struct Debias;
+
+/// How every method tunes: the cap and the paper's early stopping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuningConfig {
+    /// Steps at most (each is one full batch of the k counterexamples).
+    #[serde(default = "default_max_steps")]
+    pub max_steps: usize,
+    /// Stop once every counterexample is classified correctly...
+    #[serde(default = "default_true")]
+    pub early_stopping: bool,
+    /// ...after at least this many steps.
+    #[serde(default = "default_min_steps")]
+    pub min_steps: usize,
+}
+
+fn default_max_steps() -> usize {
+    100
+}
+fn default_min_steps() -> usize {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for TuningConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: default_max_steps(),
+            early_stopping: true,
+            min_steps: default_min_steps(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebiasConfig {
+    pub seed: u64,
+    pub data: DatasetSpec,
+    /// The classes the classifier was pretrained on (renumbered 0..n).
+    #[serde(default)]
+    pub classes: Option<Vec<u32>>,
+    pub backbone: BackboneConfig,
+    /// The biased classifier's head (`pretrain`'s `head_output`).
+    pub head: PathBuf,
+    #[serde(default)]
+    pub normalization: NormalizationChoice,
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    /// The shortcut the classifier was pretrained with (the same as the
+    /// pretrain cell's).
+    pub shortcut: Shortcut,
+    /// Counterexamples to tune on.
+    pub k: usize,
+    #[serde(default)]
+    pub tuning: TuningConfig,
+    pub method: DebiasMethod,
+}
+
+/// Random streams of a cell (mixed with its seed).
+const COUNTEREXAMPLE_STREAM: u64 = 0x0000_C0DE_7E45;
+const TEST_STREAM: u64 = 0x0000_7E57_B1A5;
+
+impl Protocol for Debias {
+    const NAME: &'static str = "debias";
+    type Config = DebiasConfig;
+
+    fn validate(config: &DebiasConfig, checks: &Checks) -> Result<(), CoreError> {
+        checks.backbone(&config.backbone, "backbone")?;
+        config
+            .shortcut
+            .validate()
+            .map_err(|m| CoreError::config("shortcut.strength", m))?;
+        config.method.spec().validate()?;
+        if config.k == 0 {
+            return Err(CoreError::config("k", "must be >= 1"));
+        }
+        if config.tuning.max_steps == 0 {
+            return Err(CoreError::config("tuning.max_steps", "must be >= 1"));
+        }
+        if let (Some(classes), Some(n)) = (&config.classes, config.data.num_classes()) {
+            check_classes(classes, n, config.data.short_name())?;
+        }
+        if let Some(counts) = config.data.class_counts(false) {
+            let available: usize = match &config.classes {
+                Some(c) => c
+                    .iter()
+                    .map(|&c| counts.get(c as usize).copied().unwrap_or(0))
+                    .sum(),
+                None => counts.iter().sum(),
+            };
+            if config.k > available {
+                return Err(CoreError::config(
+                    "k",
+                    format!(
+                        "{} counterexamples asked, but the training split holds {available} images of these classes",
+                        config.k
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn seed(config: &DebiasConfig) -> u64 {
+        config.seed
+    }
+
+    fn method(config: &DebiasConfig) -> String {
+        config.method.name().to_string()
+    }
+
+    fn inputs(config: &DebiasConfig) -> Vec<PathBuf> {
+        let mut v = config.data.required_paths();
+        v.extend(config.backbone.files());
+        v.push(config.head.clone());
+        v
+    }
+
+    fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+        run(config, env)
+    }
+}
+
+/// Every float parameter's effective value (θ + θ′ where there is a θ′),
+/// by id; θ′ themselves left out.
+struct Effective {
+    depth: usize,
+    out: Vec<(ParamId, Tensor<1>)>,
+}
+
+impl ModuleVisitor for Effective {
+    fn enter_module(&mut self, _: &str, container: &str) {
+        self.depth += (container == "Reparameterization") as usize;
+    }
+    fn exit_module(&mut self, _: &str, container: &str) {
+        self.depth -= (container == "Reparameterization") as usize;
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.depth == 0 {
+            let v = param.val().detach().inner();
+            let n = v.shape().num_elements();
+            self.out.push((param.id, v.reshape([n])));
+        }
+    }
+}
+
+fn effective<M: Module>(m: &M) -> Vec<(ParamId, Tensor<1>)> {
+    let mut v = Effective {
+        depth: 0,
+        out: Vec::new(),
+    };
+    m.visit(&mut v);
+    v.out
+}
+
+/// ‖Δθ‖₂ over the parameters `after` shares with `before` (a side
+/// network's new parameters are not a change of the pretrained ones), θ′
+/// included: visitors see a reparameterized parameter's stored base, so
+/// the change θ′ adds is counted from the θ′ tensors themselves.
+fn change_norm(before: &Classifier, after: &Classifier) -> f64 {
+    let theta_prime: f64 = reusebench_core::penalties::changes(after)
+        .into_iter()
+        .map(|d| d.powi_scalar(2).sum().into_scalar::<f32>() as f64)
+        .sum();
+    let start: std::collections::HashMap<ParamId, Tensor<1>> =
+        effective(before).into_iter().collect();
+    effective(after)
+        .into_iter()
+        .filter_map(|(id, v)| {
+            start.get(&id).map(|s| {
+                (v.to_device(&s.device()) - s.clone())
+                    .powi_scalar(2)
+                    .sum()
+                    .into_scalar::<f32>() as f64
+            })
+        })
+        .sum::<f64>()
+        .add(theta_prime)
+        .sqrt()
+}
+
+fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+    let device = env.train_device(config.seed)?;
+    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+    let k_classes = classes.len() as u32;
+    let normalization = config.normalization.resolve(data.normalization);
+    let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
+    let train = data.train.select_classes(&relabel);
+    let test = data.test.select_classes(&relabel);
+    let shortcut = &config.shortcut;
+    let seed = config.seed;
+
+    // The start: the biased classifier.
+    let mut start = env.build_classifier(&config.backbone, classes.len(), seed, &device)?;
+    start.head = load_head(start.head.clone(), &config.head)?;
+
+    // k counterexamples: drawn per seed from the training split (a seeded
+    // permutation, so a smaller k's set is inside a larger one's), each
+    // with another class's shortcut and its true label.
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut env.rng(seed, COUNTEREXAMPLE_STREAM));
+    if config.k > order.len() {
+        return Err(CoreError::config(
+            "k",
+            format!(
+                "{} counterexamples asked, {} training images",
+                config.k,
+                order.len()
+            ),
+        ));
+    }
+    let mut picked = ImageSet::empty(train.channels, train.height, train.width);
+    for &i in &order[..config.k] {
+        picked.push_from(&train, i, train.labels[i]);
+    }
+    let tuning = Arc::new(shortcut.conflicting(&picked, k_classes, seed ^ COUNTEREXAMPLE_STREAM));
+    // The pretraining data as it was (MAS estimates importance there).
+    let pretraining = Arc::new(shortcut.biased(&train, k_classes, seed).0);
+
+    let sets = [
+        (names::ACC_UNBIASED, Arc::new(test.clone())),
+        (names::ACC_ALIGNED, Arc::new(shortcut.aligned(&test))),
+        (
+            names::ACC_CONFLICTING,
+            Arc::new(shortcut.conflicting(&test, k_classes, seed ^ TEST_STREAM)),
+        ),
+        (
+            names::ACC_ORIGINAL,
+            Arc::new(shortcut.biased(&test, k_classes, seed ^ TEST_STREAM).0),
+        ),
+    ];
+    let evaluate = |model: &Classifier, suffix: &str, rows: &mut Vec<MetricRow>| {
+        for (metric, set) in &sets {
+            let acc = env.test_accuracy(model, set, config.eval_batch_size, normalization, &device);
+            rows.push(MetricRow::scalar(&format!("{metric}{suffix}"), acc));
+        }
+    };
+    let mut rows = Vec::new();
+    evaluate(&start, names::BEFORE_SUFFIX, &mut rows);
+
+    let ctx = TuneContext {
+        tuning: &tuning,
+        pretraining: &pretraining,
+        classes: classes.len(),
+        normalization,
+        max_steps: config.tuning.max_steps,
+        early_stopping: config.tuning.early_stopping,
+        min_steps: config.tuning.min_steps,
+        seed,
+        device: &device,
+        progress: env.progress,
+    };
+    let tuned = config.method.spec().tune(&start, &ctx)?;
+    evaluate(&tuned.model, "", &mut rows);
+    rows.push(MetricRow::scalar(names::TUNING_STEPS, tuned.steps as f64));
+    rows.push(MetricRow::scalar(
+        names::STOPPED_EARLY,
+        f64::from(u8::from(tuned.stopped_early)),
+    ));
+    rows.push(MetricRow::scalar(
+        names::DELTA_NORM,
+        change_norm(&start, &tuned.model),
+    ));
+    env.progress.note(&format!(
+        "{} k={}: {} step(s){}",
+        config.method.name(),
+        config.k,
+        tuned.steps,
+        if tuned.stopped_early {
+            ", stopped early"
+        } else {
+            ""
+        }
+    ));
+    Ok(rows)
+}

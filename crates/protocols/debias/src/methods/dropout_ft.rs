@@ -1,0 +1,75 @@
+//! `dropout-ft`: fine-tuning with dropout on the features the head sees
+//! (the paper's dropout baseline); evaluation without dropout.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::Tensor;
+use reusebench_core::CoreError;
+use reusebench_core::model::{Classifier, TrainModel};
+use reusebench_core::train::OptimConfig;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DebiasMethodSpec, TuneContext, Tuned, all_correct, trainable_frozen_bn, tune_with, tuning_batch,
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropoutFt {
+    pub optimizer: OptimConfig,
+    /// Probability of dropping a feature.
+    #[serde(default = "default_p")]
+    pub p: f64,
+}
+
+fn default_p() -> f64 {
+    0.5
+}
+
+/// A classifier with dropout before its head, for training.
+#[derive(Module, Debug)]
+pub struct WithDropout {
+    pub inner: Classifier,
+    pub dropout: Dropout,
+}
+
+impl TrainModel for WithDropout {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let features = self.inner.features(images);
+        self.inner.head.forward(self.dropout.forward(features))
+    }
+}
+
+impl DebiasMethodSpec for DropoutFt {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.optimizer.validate("method.optimizer")?;
+        if !(0.0..1.0).contains(&self.p) {
+            return Err(CoreError::config("method.p", "must be in [0, 1)"));
+        }
+        Ok(())
+    }
+
+    fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
+        let model = WithDropout {
+            inner: trainable_frozen_bn(start),
+            dropout: DropoutConfig::new(self.p).init(),
+        };
+        let x = tuning_batch(ctx.tuning, ctx.normalization, ctx.device);
+        let labels = ctx.tuning.labels.clone();
+        // The stopping check sees the model as it will be evaluated: no dropout.
+        let solved =
+            Box::new(move |m: &WithDropout| all_correct(m.inner.forward(x.clone()), &labels));
+        let (model, steps, stopped_early) = tune_with(
+            model,
+            &self.optimizer,
+            ctx,
+            Box::new(|_: &WithDropout| None),
+            solved,
+        )?;
+        Ok(Tuned {
+            model: model.inner,
+            steps,
+            stopped_early,
+        })
+    }
+}

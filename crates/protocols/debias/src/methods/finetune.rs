@@ -1,0 +1,38 @@
+//! `finetune`: every parameter tuned with cross-entropy alone (the paper's
+//! plain fine-tuning; with early stopping on, its early-stopped variant).
+
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::train::OptimConfig;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    DebiasMethodSpec, TuneContext, Tuned, classifier_solves, trainable_frozen_bn, tune_with,
+};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finetune {
+    pub optimizer: OptimConfig,
+}
+
+impl DebiasMethodSpec for Finetune {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.optimizer.validate("method.optimizer")
+    }
+
+    fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
+        let (model, steps, stopped_early) = tune_with(
+            trainable_frozen_bn(start),
+            &self.optimizer,
+            ctx,
+            Box::new(|_: &Classifier| None),
+            classifier_solves(ctx),
+        )?;
+        Ok(Tuned {
+            model,
+            steps,
+            stopped_early,
+        })
+    }
+}

@@ -1,0 +1,78 @@
+//! `side-tuning` (Zhang et al. 2020): the pretrained backbone frozen, a
+//! small side network blended in, α·base(x) + (1 − α)·side(x); the side
+//! network and the head train. The core's `SideNet` / `Classifier::with_side`.
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use reusebench_core::CoreError;
+use reusebench_core::backbone::{Arch, BackboneConfig};
+use reusebench_core::model::{Classifier, SideNet, linear_head};
+use reusebench_core::train::OptimConfig;
+use serde::{Deserialize, Serialize};
+
+use super::{DebiasMethodSpec, TuneContext, Tuned, classifier_solves, tune_with};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideTuning {
+    pub optimizer: OptimConfig,
+    #[serde(default = "default_side_width")]
+    pub side_width: usize,
+    /// Weight of the frozen base's features.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+}
+
+fn default_side_width() -> usize {
+    4
+}
+fn default_alpha() -> f64 {
+    0.5
+}
+
+/// Stream of the side network's initial weights.
+const SIDE_STREAM: u64 = 0x0000_051D_E0DE;
+
+impl DebiasMethodSpec for SideTuning {
+    fn validate(&self) -> Result<(), CoreError> {
+        self.optimizer.validate("method.optimizer")?;
+        if self.side_width == 0 {
+            return Err(CoreError::config("method.side_width", "must be >= 1"));
+        }
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(CoreError::config("method.alpha", "must be in [0, 1]"));
+        }
+        Ok(())
+    }
+
+    fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
+        let side_config = BackboneConfig {
+            arch: Arch::ResNet18Cifar,
+            width: self.side_width,
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ SIDE_STREAM);
+        let net = side_config.build(&mut rng, ctx.device);
+        let proj = linear_head(
+            &mut rng,
+            side_config.feature_dim(),
+            start.head.weight.dims()[0],
+            ctx.device,
+        );
+        // The base is frozen (evaluation-mode batch norm) by with_side; the
+        // head trains.
+        let model = start.clone().with_side(SideNet { net, proj }, self.alpha);
+        let (model, steps, stopped_early) = tune_with(
+            model,
+            &self.optimizer,
+            ctx,
+            Box::new(|_: &Classifier| None),
+            classifier_solves(ctx),
+        )?;
+        Ok(Tuned {
+            model,
+            steps,
+            stopped_early,
+        })
+    }
+}
