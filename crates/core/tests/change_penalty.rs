@@ -139,3 +139,24 @@ fn a_step_moves_only_the_change_and_the_penalty_gradient_is_analytic() {
         assert!((value as f64 - want_value).abs() <= 1e-5 * want_value.max(1.0));
     }
 }
+
+#[test]
+fn inference_and_the_feature_cache_see_the_change() {
+    use reusebench_core::feature_cache::fingerprint;
+    let dev = DeviceSpec::for_tests().autodiff();
+    let wrapped = with_change(tiny(&dev), &[]);
+    let key_before = fingerprint(&wrapped);
+    let x = batch(&dev);
+    let loss =
+        cross_entropy_with_logits(wrapped.forward(x.clone()), one_hot(&[0, 1, 2, 0], 3, &dev));
+    let grads = GradientsParams::from_grads(loss.backward(), &wrapped);
+    let moved = SgdConfig::new().init().step(0.5, wrapped, grads);
+    // The cache's key moves with θ′ (the bases did not move).
+    assert_ne!(fingerprint(&moved), key_before);
+    // Inference (no autodiff) computes with θ + θ′ too.
+    let train = host(moved.forward(x.clone()));
+    let infer = host(moved.valid().forward(x.inner()));
+    for (a, b) in train.iter().zip(&infer) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}

@@ -22,7 +22,9 @@ use rand::seq::SliceRandom;
 use reusebench_core::CoreError;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::load_head;
-use reusebench_core::metrics::{MetricRow, names};
+use reusebench_core::feature_cache::FeatureCache;
+use reusebench_core::features::{cached_features, head_logits};
+use reusebench_core::metrics::{MetricRow, accuracy, names};
 use reusebench_core::model::Classifier;
 use reusebench_core::protocol::{Checks, Protocol, RunEnv, check_classes, default_eval_batch_size};
 use reusebench_data::shortcut::Shortcut;
@@ -267,9 +269,23 @@ fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
             Arc::new(shortcut.biased(&test, k_classes, seed ^ TEST_STREAM).0),
         ),
     ];
+    // Features through the core's cache: the start's backbone features of
+    // the four sets are computed once and reused after tuning wherever the
+    // backbone did not move (side-tuning's frozen base, a θ′ on the head
+    // only); the key covers θ′, so a moved backbone is recomputed.
+    let cache = FeatureCache::default();
     let evaluate = |model: &Classifier, suffix: &str, rows: &mut Vec<MetricRow>| {
         for (metric, set) in &sets {
-            let acc = env.test_accuracy(model, set, config.eval_batch_size, normalization, &device);
+            let feats = cached_features(
+                &cache,
+                model,
+                set,
+                config.eval_batch_size,
+                normalization,
+                &device,
+            );
+            let logits = head_logits(&model.head, &feats, &device);
+            let acc = accuracy(&logits.values, logits.dim, &set.labels);
             rows.push(MetricRow::scalar(&format!("{metric}{suffix}"), acc));
         }
     };
