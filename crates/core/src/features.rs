@@ -193,7 +193,8 @@ pub fn cached_features_keyed(
         let net = side.side.valid();
         infer(set, batch_size, normalization, device, |x| net.forward(x))
     });
-    let (a, b) = (side.alpha as f32, 1.0 - side.alpha as f32);
+    let alpha = side.alpha_value() as f32;
+    let (a, b) = (alpha, 1.0 - alpha);
     Arc::new(Rows {
         values: base
             .values

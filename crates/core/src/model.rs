@@ -3,8 +3,9 @@
 //! own (side-tuning's [`SideTuned`]); the training loop knows models only
 //! through [`TrainModel`].
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::loss::cross_entropy_with_logits;
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
@@ -39,13 +40,17 @@ impl SideNet {
 }
 
 /// Side-tuning (Zhang et al. 2020) as a module around the base: the base
-/// stays frozen, and the features are α·base(x) + (1 − α)·side(x).
+/// stays frozen, and the features are α·base(x) + (1 − α)·side(x), with α
+/// fixed (or scheduled by the method) or learned as the sigmoid of a
+/// parameter.
 #[derive(Module, Debug)]
 pub struct SideTuned {
     pub base: ResNet,
     pub side: SideNet,
-    /// Weight of the (frozen) base features in the blend.
+    /// Weight of the (frozen) base features in the blend, when not learned.
     pub alpha: f64,
+    /// α = sigmoid(this), trained with the side network, when present.
+    pub alpha_logit: Option<Param<Tensor<1>>>,
 }
 
 impl SideTuned {
@@ -56,7 +61,22 @@ impl SideTuned {
 
     /// The blend for base features computed elsewhere (a cache).
     pub fn blend(&self, base: Tensor<2>, images: Tensor<4>) -> Tensor<2> {
-        base * self.alpha + self.side.forward(images) * (1.0 - self.alpha)
+        let side = self.side.forward(images);
+        match &self.alpha_logit {
+            Some(logit) => {
+                let a = sigmoid(logit.val()).reshape([1, 1]);
+                base * a.clone() + side * (a.neg() + 1.0)
+            }
+            None => base * self.alpha + side * (1.0 - self.alpha),
+        }
+    }
+
+    /// α as it stands (the learned one's current value).
+    pub fn alpha_value(&self) -> f64 {
+        match &self.alpha_logit {
+            Some(logit) => f64::from(sigmoid(logit.val()).into_scalar::<f32>()),
+            None => self.alpha,
+        }
     }
 }
 
@@ -160,9 +180,20 @@ impl Classifier {
                 base: base.freeze(),
                 side,
                 alpha,
+                alpha_logit: None,
             }),
             head: self.head,
         }
+    }
+
+    /// [`Classifier::with_side`] with α learned: sigmoid of a parameter
+    /// initialised at 0 (α = 0.5 at the start).
+    pub fn with_learned_side(self, side: SideNet, device: &Device) -> Self {
+        let mut model = self.with_side(side, 0.5);
+        if let Some(s) = model.side_tuned_mut() {
+            s.alpha_logit = Some(Param::from_tensor(Tensor::zeros([1], device)));
+        }
+        model
     }
 
     /// The features the head sees.

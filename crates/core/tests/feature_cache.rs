@@ -134,3 +134,54 @@ fn side_tuning_with_cached_base_computes_the_same_logits() {
         assert!((a - b).abs() < 1e-4, "{a} vs {b}");
     }
 }
+
+#[test]
+fn a_learned_alpha_starts_at_one_half_trains_and_reaches_the_cached_blend() {
+    use burn::optim::{GradientsParams, SgdConfig};
+    use burn::tensor::loss::cross_entropy_with_logits;
+    use burn::tensor::{Tensor, TensorData};
+    use reusebench_core::train::one_hot;
+    let dev = DeviceSpec::for_tests().autodiff();
+    let (cfg, side_cfg) = (
+        BackboneConfig {
+            width: 4,
+            ..Default::default()
+        },
+        BackboneConfig {
+            width: 2,
+            ..Default::default()
+        },
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let backbone = cfg.build(&mut rng, &dev);
+    let head = linear_head(&mut rng, cfg.feature_dim(), 3, &dev);
+    let side = SideNet {
+        net: side_cfg.build(&mut rng, &dev),
+        proj: linear_head(&mut rng, side_cfg.feature_dim(), cfg.feature_dim(), &dev),
+    };
+    let model = Classifier::new(backbone, head).with_learned_side(side, &dev);
+    assert_eq!(model.side_tuned().unwrap().alpha_value(), 0.5);
+
+    let data = synthetic::generate(3, 4, 2, 0).unwrap();
+    let set = Arc::new(data.test);
+    let x: Vec<f32> = set.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let n = set.len();
+    let x = Tensor::<4>::from_data(TensorData::new(x, [n, 3, set.height, set.width]), &dev);
+    let loss = cross_entropy_with_logits(model.forward(x), one_hot(&set.labels, 3, &dev));
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let moved = SgdConfig::new().init().step(1.0, model, grads);
+    let alpha = moved.side_tuned().unwrap().alpha_value();
+    assert!(
+        alpha != 0.5 && (0.0..1.0).contains(&alpha),
+        "alpha trained: {alpha}"
+    );
+
+    // The cache's host blend uses the learned value.
+    let plain = DeviceSpec::for_tests();
+    let cache = FeatureCache::default();
+    let want = model_features(&moved, &set, 4, data.normalization, &plain);
+    let got = cached_features(&cache, &moved, &set, 4, data.normalization, &plain);
+    for (a, b) in got.values.iter().zip(&want.values) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}

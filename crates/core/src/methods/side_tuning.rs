@@ -32,6 +32,10 @@ pub struct SideTuning {
     /// α at the last task (linear schedule over tasks); fixed α when absent.
     #[serde(default)]
     pub alpha_final: Option<f64>,
+    /// Learn α (sigmoid of a parameter initialised at 0, so 0.5 at the
+    /// start) with the side network, instead of fixing or scheduling it.
+    #[serde(default)]
+    pub learn_alpha: bool,
 }
 
 fn default_side_width() -> usize {
@@ -67,6 +71,12 @@ impl ContinualMethod for SideTuning {
         if !self.alpha_final.is_none_or(ok) {
             return Err(CoreError::config("method.alpha_final", "must be in [0, 1]"));
         }
+        if self.learn_alpha && self.alpha_final.is_some() {
+            return Err(CoreError::config(
+                "method.alpha_final",
+                "a learned alpha has no schedule: drop alpha_final or learn_alpha",
+            ));
+        }
         Ok(())
     }
 
@@ -87,7 +97,12 @@ impl ContinualMethod for SideTuning {
             let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0x051D_E000);
             let net = side_config.build(&mut rng, ctx.device);
             let proj = linear_head(&mut rng, side_config.feature_dim(), base_dim, ctx.device);
-            model = model.with_side(SideNet { net, proj }, self.alpha);
+            let side = SideNet { net, proj };
+            model = if self.learn_alpha {
+                model.with_learned_side(side, ctx.device)
+            } else {
+                model.with_side(side, self.alpha)
+            };
         }
         if let Some(s) = model.side_tuned_mut() {
             s.alpha = self.alpha_at(ctx.task, ctx.num_tasks);
