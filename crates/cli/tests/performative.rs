@@ -2,78 +2,16 @@
 //! binary (every method, two temperatures, two seeds), its report, its
 //! determinism, and the configurations validation must refuse.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use common::{Rejection, assert_rejected, cell_rows, reproducible, run, smoke_grid_text, values};
 use reusebench_results::names;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_reusebench"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-/// The smoke grid's text with its results redirected into `dir`.
-fn grid_text(dir: &Path) -> String {
-    std::fs::read_to_string(repo().join("experiments/smoke/performative.yaml"))
-        .unwrap()
-        .replace(
-            "results: results/smoke-performative",
-            &format!("results: {}", dir.join("results").display()),
-        )
-}
-
-/// Rows of every performative cell: (method, rows), timing rows left out.
-fn cells(results: &Path) -> Vec<(String, Vec<serde_json::Value>)> {
-    let mut dirs: Vec<_> = std::fs::read_dir(results.join("cells"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("performative-")
-        })
-        .collect();
-    dirs.sort();
-    dirs.iter()
-        .map(|d| {
-            let rows: Vec<serde_json::Value> =
-                serde_json::from_str(&std::fs::read_to_string(d.join("rows.json")).unwrap())
-                    .unwrap();
-            let method = rows[0]["method"].as_str().unwrap().to_string();
-            let rows = rows
-                .into_iter()
-                .filter(|r| !names::TIMING.contains(&r["metric"].as_str().unwrap()))
-                .collect();
-            (method, rows)
-        })
-        .collect()
-}
-
-fn values(rows: &[serde_json::Value], metric: &str) -> Vec<f64> {
-    rows.iter()
-        .filter(|r| r["metric"] == metric)
-        .map(|r| r["value"].as_f64().unwrap())
-        .collect()
-}
 
 #[test]
 fn performative_smoke_grid_runs_reports_and_reproduces() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = tmp.path().join("grid.yaml");
-    std::fs::write(&grid, grid_text(tmp.path())).unwrap();
+    std::fs::write(&grid, smoke_grid_text("performative", tmp.path())).unwrap();
     let g = grid.to_str().unwrap();
     let results = tmp.path().join("results");
 
@@ -108,7 +46,7 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
         assert!(results.join("plots").join(f).is_file(), "{f} missing");
     }
 
-    let first = cells(&results);
+    let first = cell_rows(&results, "performative");
     assert_eq!(first.len(), 24, "6 methods x 2 temperatures x 2 seeds");
     for (method, rows) in &first {
         assert_eq!(values(rows, names::ROUND_ACC).len(), 20, "{method}");
@@ -127,57 +65,48 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
     // Every cell again from scratch: the same rows to the last bit.
     let (code, out) = run(&["run", g, "--force", "--no-report"]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(cells(&results), first);
+    assert_eq!(
+        reproducible(&cell_rows(&results, "performative")),
+        reproducible(&first)
+    );
 }
 
 #[test]
 fn validate_rejects_impossible_performative_settings_with_file_line_and_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let text = grid_text(tmp.path());
-    let cases = [
-        (
-            "temperature: [0.1, 0.5]",
-            "temperature: [0.1, -0.5]",
-            "temperature: [0.1, -0.5]",
-            "key `temperature`",
-            "must be > 0",
-        ),
-        (
-            "min_per_class: 2",
-            "min_per_class: 2\n      replace: never",
-            "n_train: 40",
-            "key `n_train`",
-            "the smallest class's training part of the pool holds 12",
-        ),
-        (
-            "min_per_class: 2",
-            "min_per_class: 20",
-            "min_per_class: 20",
-            "key `min_per_class`",
-            "more than n_test = 60",
-        ),
-        (
-            "- { name: pap }",
-            "- { name: pap, lr: -1.0 }",
-            "name: pap, lr",
-            "key `method.lr`",
-            "must be > 0",
-        ),
-    ];
-    for (k, (from, to, line_text, key, message)) in cases.iter().enumerate() {
-        let changed = text.replace(from, to);
-        assert_ne!(changed, text, "case {k}");
-        let path = tmp.path().join(format!("bad-{k}.yaml"));
-        std::fs::write(&path, &changed).unwrap();
-        let line = changed.lines().position(|l| l.contains(line_text)).unwrap() + 1;
-        let (code, out) = run(&["validate", path.to_str().unwrap()]);
-        assert_eq!(code, 2, "{out}");
-        assert!(
-            out.contains(&format!("bad-{k}.yaml:{line}"))
-                && out.contains(key)
-                && out.contains(message),
-            "case {k}: expected line {line}, {key}, {message}:\n{out}"
-        );
-    }
-    assert!(!tmp.path().join("results").exists(), "nothing ran");
+    let text = smoke_grid_text("performative", tmp.path());
+    assert_rejected(
+        tmp.path(),
+        &text,
+        &[
+            Rejection {
+                from: "temperature: [0.1, 0.5]",
+                to: "temperature: [0.1, -0.5]",
+                line_of: "temperature: [0.1, -0.5]",
+                key: "temperature",
+                message: "must be > 0",
+            },
+            Rejection {
+                from: "min_per_class: 2",
+                to: "min_per_class: 2\n      replace: never",
+                line_of: "n_train: 40",
+                key: "n_train",
+                message: "the smallest class's training part of the pool holds 12",
+            },
+            Rejection {
+                from: "min_per_class: 2",
+                to: "min_per_class: 20",
+                line_of: "min_per_class: 20",
+                key: "min_per_class",
+                message: "more than n_test = 60",
+            },
+            Rejection {
+                from: "- { name: pap }",
+                to: "- { name: pap, lr: -1.0 }",
+                line_of: "name: pap, lr",
+                key: "method.lr",
+                message: "must be > 0",
+            },
+        ],
+    );
 }

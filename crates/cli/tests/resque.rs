@@ -2,72 +2,10 @@
 //! (corruptions at several levels and a new task, two seeds), its report,
 //! its determinism, and the configurations validation must refuse.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use common::{Rejection, assert_rejected, cell_rows, reproducible, run, scalars, smoke_grid_text};
 use reusebench_results::names;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_reusebench"))
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
-fn grid_text(dir: &Path) -> String {
-    std::fs::read_to_string(repo().join("experiments/smoke/resque.yaml"))
-        .unwrap()
-        .replace(
-            "results: results/smoke-resque",
-            &format!("results: {}", dir.join("results").display()),
-        )
-}
-
-/// Every resque cell's scalars by metric, with its method (the shift family).
-fn cells(results: &Path) -> Vec<(String, Vec<(String, f64)>)> {
-    let mut dirs: Vec<_> = std::fs::read_dir(results.join("cells"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("resque-")
-        })
-        .collect();
-    dirs.sort();
-    dirs.iter()
-        .map(|d| {
-            let rows: Vec<serde_json::Value> =
-                serde_json::from_str(&std::fs::read_to_string(d.join("rows.json")).unwrap())
-                    .unwrap();
-            let method = rows[0]["method"].as_str().unwrap().to_string();
-            let values = rows
-                .iter()
-                .filter(|r| {
-                    r.get("coords").is_none() || r["coords"].as_object().unwrap().is_empty()
-                })
-                .map(|r| {
-                    (
-                        r["metric"].as_str().unwrap().to_string(),
-                        r["value"].as_f64().unwrap(),
-                    )
-                })
-                .collect();
-            (method, values)
-        })
-        .collect()
-}
 
 fn get(values: &[(String, f64)], metric: &str) -> Option<f64> {
     values.iter().find(|(m, _)| m == metric).map(|(_, v)| *v)
@@ -77,7 +15,7 @@ fn get(values: &[(String, f64)], metric: &str) -> Option<f64> {
 fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
     let tmp = tempfile::tempdir().unwrap();
     let grid = tmp.path().join("grid.yaml");
-    std::fs::write(&grid, grid_text(tmp.path())).unwrap();
+    std::fs::write(&grid, smoke_grid_text("resque", tmp.path())).unwrap();
     let g = grid.to_str().unwrap();
     let results = tmp.path().join("results");
 
@@ -85,7 +23,11 @@ fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("15 cell(s) run, 0 skipped"), "{out}");
 
-    let first = cells(&results);
+    let first_rows = cell_rows(&results, "resque");
+    let first: Vec<(String, Vec<(String, f64)>)> = first_rows
+        .iter()
+        .map(|(m, rows)| (m.clone(), scalars(rows)))
+        .collect();
     assert_eq!(first.len(), 14, "7 shifts x 2 seeds");
     for (family, v) in &first {
         let (dist, task) = (get(v, names::RESQUE_DIST), get(v, names::RESQUE_TASK));
@@ -156,77 +98,55 @@ fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
     // Again from scratch: every measured result the same, timing aside.
     let (code, out) = run(&["run", g, "--force", "--no-report"]);
     assert_eq!(code, 0, "{out}");
-    let strip = |c: Vec<(String, Vec<(String, f64)>)>| -> Vec<(String, Vec<(String, u64)>)> {
-        c.into_iter()
-            .map(|(f, v)| {
-                (
-                    f,
-                    v.into_iter()
-                        .filter(|(m, _)| !names::TIMING.contains(&m.as_str()))
-                        .map(|(m, x)| (m, x.to_bits()))
-                        .collect(),
-                )
-            })
-            .collect()
-    };
-    assert_eq!(strip(cells(&results)), strip(first));
+    assert_eq!(
+        reproducible(&cell_rows(&results, "resque")),
+        reproducible(&first_rows)
+    );
 }
 
 #[test]
 fn validate_rejects_impossible_resque_settings_with_file_line_and_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let text = grid_text(tmp.path());
-    let cases = [
-        (
-            "- { family: salt-pepper, level: 5 }",
-            "- { family: salt-pepper, level: 6 }",
-            "family: salt-pepper, level: 6",
-            "key `shift.level`",
-            "levels 1 to 5",
-        ),
-        (
-            "- { family: gaussian-blur, level: 1 }",
-            "- { family: fog, level: 1 }",
-            "family: fog",
-            "key `shift.family`",
-            "unknown variant `fog`",
-        ),
-        (
-            "layer: layer3",
-            "layer: layer9",
-            "layer: layer9",
-            "key `layer`",
-            "no layer `layer9`",
-        ),
-        (
-            "target_acc: 90",
-            "target_acc: 120",
-            "target_acc: 120",
-            "key `retrain.target_acc`",
-            "must be in (0, 100]",
-        ),
-        (
-            "retrain: { target_acc: 90,",
-            "retrain: { target_acc: 90, target_of_clean: 0.9,",
-            "target_of_clean: 0.9",
-            "key `retrain`",
-            "give one of target_acc (%) and target_of_clean",
-        ),
-    ];
-    for (k, (from, to, line_text, key, message)) in cases.iter().enumerate() {
-        let changed = text.replace(from, to);
-        assert_ne!(changed, text, "case {k}");
-        let path = tmp.path().join(format!("bad-{k}.yaml"));
-        std::fs::write(&path, &changed).unwrap();
-        let line = changed.lines().position(|l| l.contains(line_text)).unwrap() + 1;
-        let (code, out) = run(&["validate", path.to_str().unwrap()]);
-        assert_eq!(code, 2, "{out}");
-        assert!(
-            out.contains(&format!("bad-{k}.yaml:{line}"))
-                && out.contains(key)
-                && out.contains(message),
-            "case {k}: expected line {line}, {key}, {message}:\n{out}"
-        );
-    }
-    assert!(!tmp.path().join("results").exists(), "nothing ran");
+    let text = smoke_grid_text("resque", tmp.path());
+    assert_rejected(
+        tmp.path(),
+        &text,
+        &[
+            Rejection {
+                from: "- { family: salt-pepper, level: 5 }",
+                to: "- { family: salt-pepper, level: 6 }",
+                line_of: "family: salt-pepper, level: 6",
+                key: "shift.level",
+                message: "levels 1 to 5",
+            },
+            Rejection {
+                from: "- { family: gaussian-blur, level: 1 }",
+                to: "- { family: fog, level: 1 }",
+                line_of: "family: fog",
+                key: "shift.family",
+                message: "unknown variant `fog`",
+            },
+            Rejection {
+                from: "layer: layer3",
+                to: "layer: layer9",
+                line_of: "layer: layer9",
+                key: "layer",
+                message: "no layer `layer9`",
+            },
+            Rejection {
+                from: "target_acc: 90",
+                to: "target_acc: 120",
+                line_of: "target_acc: 120",
+                key: "retrain.target_acc",
+                message: "must be in (0, 100]",
+            },
+            Rejection {
+                from: "retrain: { target_acc: 90,",
+                to: "retrain: { target_acc: 90, target_of_clean: 0.9,",
+                line_of: "target_of_clean: 0.9",
+                key: "retrain",
+                message: "give one of target_acc (%) and target_of_clean",
+            },
+        ],
+    );
 }

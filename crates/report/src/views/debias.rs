@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use reusebench_results::{StoredRow, names};
 
-use super::{View, values_by};
+use super::{View, series_of, values_by};
 use crate::aggregate::Summary;
 use crate::error::ReportError;
-use crate::plot::{Axes, Figures, Point, Series, mean_std, render_lines, slug};
+use crate::plot::{Axes, Figures, mean_std, render_lines, slug};
 
 pub struct DebiasView;
 
@@ -145,23 +145,7 @@ impl View for DebiasView {
             if by_k.is_empty() {
                 continue;
             }
-            let series: Vec<Series> = by_k
-                .iter()
-                .map(|(group, points)| Series {
-                    name: group.clone(),
-                    points: points
-                        .iter()
-                        .map(|(&k, v)| {
-                            let (mean, std) = mean_std(v);
-                            Point {
-                                x: (k as f64).log2(),
-                                mean,
-                                std,
-                            }
-                        })
-                        .collect(),
-                })
-                .collect();
+            let series = series_of(&by_k, |&k| (k as f64).log2());
             let axes = Axes {
                 title: format!("{exp}: {what} against k"),
                 x_label: "log2 k (counterexamples)".into(),

@@ -80,6 +80,26 @@ pub fn group_of(r: &StoredRow, axis_columns: &[String]) -> Group {
     parts.join(" ")
 }
 
+/// One line per group, a point per key at `x(key)` with the mean and std
+/// of its values over seeds.
+pub fn series_of<K>(
+    by: &BTreeMap<Group, BTreeMap<K, Vec<f64>>>,
+    x: impl Fn(&K) -> f64,
+) -> Vec<crate::plot::Series> {
+    by.iter()
+        .map(|(group, points)| crate::plot::Series {
+            name: group.clone(),
+            points: points
+                .iter()
+                .map(|(k, v)| {
+                    let (mean, std) = crate::plot::mean_std(v);
+                    crate::plot::Point { x: x(k), mean, std }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
 /// The values of `metric` over seeds, by group and by `key` (a point); rows
 /// for which `key` is `None` are left out.
 pub fn values_by<K: Ord>(

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use reusebench_results::{StoredRow, names};
 
-use super::{View, values_by};
+use super::{View, series_of, values_by};
 use crate::aggregate::Summary;
 use crate::error::ReportError;
-use crate::plot::{Axes, Figures, Point, Series, mean_std, render_lines, slug};
+use crate::plot::{Axes, Figures, render_lines, slug};
 
 pub struct PerformativeView;
 
@@ -110,23 +110,7 @@ impl View for PerformativeView {
                 if by_round.is_empty() {
                     continue;
                 }
-                let series: Vec<Series> = by_round
-                    .iter()
-                    .map(|(group, points)| Series {
-                        name: group.clone(),
-                        points: points
-                            .iter()
-                            .map(|(&round, v)| {
-                                let (mean, std) = mean_std(v);
-                                Point {
-                                    x: round as f64,
-                                    mean,
-                                    std,
-                                }
-                            })
-                            .collect(),
-                    })
-                    .collect();
+                let series = series_of(&by_round, |&round| round as f64);
                 let axes = Axes {
                     title: format!("{exp}: {what} per round{suffix}"),
                     x_label: "round".into(),

@@ -41,17 +41,13 @@ impl DebiasMethodSpec for ChangePenalty {
             ));
         }
         let (lambda, norm) = (self.lambda, self.norm);
-        let (model, steps, stopped_early) = tune_with(
+        tune_with(
             wrapped,
             &self.optimizer,
             ctx,
             Box::new(move |m: &Classifier| change_penalty(m, norm).map(|p| p * lambda)),
             classifier_solves(ctx),
-        )?;
-        Ok(Tuned {
-            model,
-            steps,
-            stopped_early,
-        })
+        )
+        .map(Tuned::from)
     }
 }

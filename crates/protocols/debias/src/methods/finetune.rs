@@ -22,17 +22,13 @@ impl DebiasMethodSpec for Finetune {
     }
 
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
-        let (model, steps, stopped_early) = tune_with(
+        tune_with(
             trainable_frozen_bn(start),
             &self.optimizer,
             ctx,
             Box::new(|_: &Classifier| None),
             classifier_solves(ctx),
-        )?;
-        Ok(Tuned {
-            model,
-            steps,
-            stopped_early,
-        })
+        )
+        .map(Tuned::from)
     }
 }

@@ -30,17 +30,13 @@ impl DebiasMethodSpec for L2Sp {
         let model = trainable_frozen_bn(start);
         let anchor = snapshot(&model);
         let lambda = self.lambda;
-        let (model, steps, stopped_early) = tune_with(
+        tune_with(
             model,
             &self.optimizer,
             ctx,
             Box::new(move |m: &Classifier| quadratic_penalty(m, &anchor, None).map(|p| p * lambda)),
             classifier_solves(ctx),
-        )?;
-        Ok(Tuned {
-            model,
-            steps,
-            stopped_early,
-        })
+        )
+        .map(Tuned::from)
     }
 }

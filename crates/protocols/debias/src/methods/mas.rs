@@ -51,7 +51,7 @@ impl DebiasMethodSpec for Mas {
         )?;
         let anchor = snapshot(&model);
         let lambda = self.lambda;
-        let (model, steps, stopped_early) = tune_with(
+        tune_with(
             model,
             &self.optimizer,
             ctx,
@@ -59,11 +59,7 @@ impl DebiasMethodSpec for Mas {
                 quadratic_penalty(m, &anchor, Some(&omega)).map(|p| p * lambda)
             }),
             classifier_solves(ctx),
-        )?;
-        Ok(Tuned {
-            model,
-            steps,
-            stopped_early,
-        })
+        )
+        .map(Tuned::from)
     }
 }

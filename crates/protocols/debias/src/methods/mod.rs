@@ -57,6 +57,16 @@ pub struct Tuned {
     pub stopped_early: bool,
 }
 
+impl From<(Classifier, usize, bool)> for Tuned {
+    fn from((model, steps, stopped_early): (Classifier, usize, bool)) -> Self {
+        Self {
+            model,
+            steps,
+            stopped_early,
+        }
+    }
+}
+
 pub trait DebiasMethodSpec {
     fn validate(&self) -> Result<(), CoreError>;
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError>;

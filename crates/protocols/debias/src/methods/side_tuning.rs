@@ -62,17 +62,13 @@ impl DebiasMethodSpec for SideTuning {
         // The base is frozen (evaluation-mode batch norm) by with_side; the
         // head trains.
         let model = start.clone().with_side(SideNet { net, proj }, self.alpha);
-        let (model, steps, stopped_early) = tune_with(
+        tune_with(
             model,
             &self.optimizer,
             ctx,
             Box::new(|_: &Classifier| None),
             classifier_solves(ctx),
-        )?;
-        Ok(Tuned {
-            model,
-            steps,
-            stopped_early,
-        })
+        )
+        .map(Tuned::from)
     }
 }

@@ -1,0 +1,147 @@
+//! What the protocol end-to-end tests share: the binary, the shipped smoke
+//! grids redirected into a temporary folder, a cell's stored rows, and the
+//! check that `validate` refuses a broken grid at its file, line and key.
+
+#![allow(dead_code)] // each test file uses its own share of these
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs the binary: exit code and stdout + stderr.
+pub fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_reusebench"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// `experiments/smoke/{name}.yaml` with its results folder moved into `dir`.
+pub fn smoke_grid_text(name: &str, dir: &Path) -> String {
+    std::fs::read_to_string(repo().join(format!("experiments/smoke/{name}.yaml")))
+        .unwrap()
+        .replace(
+            &format!("results: results/smoke-{name}"),
+            &format!("results: {}", dir.join("results").display()),
+        )
+}
+
+/// Every cell of `experiment` in `results`, in folder order: its method
+/// and its stored rows.
+pub fn cell_rows(results: &Path, experiment: &str) -> Vec<(String, Vec<serde_json::Value>)> {
+    let mut dirs: Vec<_> = std::fs::read_dir(results.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{experiment}-"))
+        })
+        .collect();
+    dirs.sort();
+    dirs.iter()
+        .map(|d| {
+            let rows: Vec<serde_json::Value> =
+                serde_json::from_str(&std::fs::read_to_string(d.join("rows.json")).unwrap())
+                    .unwrap();
+            let method = rows[0]["method"].as_str().unwrap().to_string();
+            (method, rows)
+        })
+        .collect()
+}
+
+/// The rows without coordinates: (metric, value).
+pub fn scalars(rows: &[serde_json::Value]) -> Vec<(String, f64)> {
+    rows.iter()
+        .filter(|r| {
+            r.get("coords")
+                .is_none_or(|c| c.as_object().is_some_and(|o| o.is_empty()))
+        })
+        .map(|r| {
+            (
+                r["metric"].as_str().unwrap().to_string(),
+                r["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Every value of `metric` in `rows`, in order.
+pub fn values(rows: &[serde_json::Value], metric: &str) -> Vec<f64> {
+    rows.iter()
+        .filter(|r| r["metric"] == metric)
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect()
+}
+
+/// The rows with timing metrics left out, values as bits: what two runs of
+/// the same cells must share exactly.
+pub fn reproducible(cells: &[(String, Vec<serde_json::Value>)]) -> Vec<(String, Vec<String>)> {
+    cells
+        .iter()
+        .map(|(m, rows)| {
+            (
+                m.clone(),
+                rows.iter()
+                    .filter(|r| {
+                        !reusebench_results::names::TIMING.contains(&r["metric"].as_str().unwrap())
+                    })
+                    .map(|r| {
+                        format!(
+                            "{} {} {}",
+                            r["metric"],
+                            r["coords"],
+                            r["value"].as_f64().unwrap().to_bits()
+                        )
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// A broken variant of a grid and what `validate` must say of it.
+pub struct Rejection<'a> {
+    /// Text replaced in the grid...
+    pub from: &'a str,
+    /// ...by this.
+    pub to: &'a str,
+    /// The error names the line holding this text...
+    pub line_of: &'a str,
+    /// ...and this key and message.
+    pub key: &'a str,
+    pub message: &'a str,
+}
+
+/// Each rejection, applied alone to `text`, makes `validate` exit 2 naming
+/// the file, the line and the key, and nothing runs.
+pub fn assert_rejected(dir: &Path, text: &str, cases: &[Rejection]) {
+    for (k, c) in cases.iter().enumerate() {
+        let changed = text.replace(c.from, c.to);
+        assert_ne!(changed, text, "case {k}: `{}` is not in the grid", c.from);
+        let path = dir.join(format!("bad-{k}.yaml"));
+        std::fs::write(&path, &changed).unwrap();
+        let line = changed.lines().position(|l| l.contains(c.line_of)).unwrap() + 1;
+        let (code, out) = run(&["validate", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{out}");
+        assert!(
+            out.contains(&format!("bad-{k}.yaml:{line}"))
+                && out.contains(&format!("key `{}`", c.key))
+                && out.contains(c.message),
+            "case {k}: expected line {line}, key `{}`, {}:\n{out}",
+            c.key,
+            c.message
+        );
+    }
+    assert!(!dir.join("results").exists(), "nothing ran");
+}
