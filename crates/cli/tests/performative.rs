@@ -17,7 +17,7 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
 
     let (code, out) = run(&["run", g]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("25 cell(s) run, 0 skipped"), "{out}");
+    assert!(out.contains("29 cell(s) run, 0 skipped"), "{out}");
 
     let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
     assert!(md.contains("## performative (performative)"), "{md}");
@@ -47,12 +47,14 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
     }
 
     let first = cell_rows(&results, "performative");
-    assert_eq!(first.len(), 24, "6 methods x 2 temperatures x 2 seeds");
+    assert_eq!(first.len(), 28, "7 methods x 2 temperatures x 2 seeds");
     for (method, rows) in &first {
         assert_eq!(values(rows, names::ROUND_ACC).len(), 20, "{method}");
         let kl = values(rows, names::ROUND_KL_PRIOR);
         match method.as_str() {
-            "no-adapt" | "retrain" => assert!(kl.is_empty(), "{method} predicts no prior"),
+            "no-adapt" | "retrain" | "retrain+backbone" => {
+                assert!(kl.is_empty(), "{method} predicts no prior")
+            }
             "oracle-prior" => assert!(kl.iter().all(|&v| v.abs() < 1e-12), "{kl:?}"),
             _ => assert_eq!(kl.len(), 20, "{method}"),
         }
@@ -61,6 +63,17 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
         let cumulative = values(rows, names::CUMULATIVE_ACC);
         assert!((cumulative[19] - mean).abs() < 1e-9);
     }
+
+    // Retraining the backbone is another method: its rounds differ from
+    // retraining the head alone on the same seeds.
+    let acc_of = |m: &str| -> Vec<Vec<f64>> {
+        first
+            .iter()
+            .filter(|(method, _)| method == m)
+            .map(|(_, rows)| values(rows, names::ROUND_ACC))
+            .collect()
+    };
+    assert_ne!(acc_of("retrain"), acc_of("retrain+backbone"));
 
     // Every cell again from scratch: the same rows to the last bit.
     let (code, out) = run(&["run", g, "--force", "--no-report"]);

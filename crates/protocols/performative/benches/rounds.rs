@@ -62,6 +62,7 @@ fn deployed() -> (Deployed, Parts) {
         labels,
         source_prior: vec![1.0 / CLASSES as f64; CLASSES],
         pool_train: parts.train.concat(),
+        source: None,
     };
     (deployed, parts)
 }
@@ -77,6 +78,7 @@ fn methods() -> Vec<PerformativeMethod> {
         PerformativeMethod::Retrain(Retrain {
             epochs: 1,
             batch_size: 32,
+            backbone: false,
             optimizer: OptimConfig {
                 lr: 0.01,
                 momentum: 0.9,

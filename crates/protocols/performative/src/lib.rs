@@ -242,7 +242,7 @@ impl Protocol for Performative {
     }
 
     fn method(config: &PerformativeConfig) -> String {
-        config.method.name().to_string()
+        config.method.label()
     }
 
     fn inputs(config: &PerformativeConfig) -> Vec<PathBuf> {
@@ -354,10 +354,19 @@ fn run(config: &PerformativeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, Core
         classes: k,
         probs,
         features: feats,
-        head,
+        head: head.clone(),
         labels: pool.labels.clone(),
         source_prior,
         pool_train: train_parts.iter().flatten().copied().collect(),
+        source: Some(methods::DeployedSource {
+            pool: Arc::clone(&pool),
+            classifier: reusebench_core::model::Classifier::new(
+                model.backbone().clone(),
+                head.clone(),
+            ),
+            normalization,
+            eval_batch_size: config.eval_batch_size,
+        }),
     };
     let deployed_acc = accuracy_of(
         &deployed.probs_of(&test_parts.concat()),
@@ -407,7 +416,7 @@ pub struct Settings {
 impl Settings {
     fn of(c: &PerformativeConfig) -> Self {
         Self {
-            method: c.method.name().to_string(),
+            method: c.method.label(),
             rounds: c.rounds,
             dirichlet_alpha: c.dirichlet_alpha,
             temperature: c.temperature,

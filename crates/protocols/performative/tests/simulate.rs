@@ -58,6 +58,7 @@ fn deployed() -> (Deployed, Parts) {
         labels,
         source_prior: vec![1.0 / 3.0; 3],
         pool_train: parts.train.concat(),
+        source: None,
     };
     (deployed, parts)
 }

@@ -44,6 +44,17 @@ pub struct Deployed {
     /// Indices of the pool's training part: labelled data from the pool,
     /// never a round's test image (BBSE's confusion matrix).
     pub pool_train: Vec<usize>,
+    /// The pool's images and the deployed classifier, for a method that
+    /// retrains the backbone itself (`None` where only outputs are known).
+    pub source: Option<DeployedSource>,
+}
+
+/// What produced [`Deployed`]'s outputs.
+pub struct DeployedSource {
+    pub pool: std::sync::Arc<reusebench_data::ImageSet>,
+    pub classifier: reusebench_core::model::Classifier,
+    pub normalization: reusebench_data::Normalization,
+    pub eval_batch_size: usize,
 }
 
 impl Deployed {
@@ -133,6 +144,15 @@ impl PerformativeMethod {
             Self::Bbse(m) => m,
             Self::Pap(m) => m,
             Self::Retrain(m) => m,
+        }
+    }
+
+    /// The method column of the cell's rows: the name, with what makes a
+    /// variant a different method (`retrain+backbone`).
+    pub fn label(&self) -> String {
+        match self {
+            Self::Retrain(r) if r.backbone => "retrain+backbone".into(),
+            other => other.name().into(),
         }
     }
 

@@ -1,16 +1,21 @@
 //! `retrain`: the expensive reference. The head is fine-tuned on each
 //! round's labelled training sample (features of the frozen backbone,
 //! computed once per pool image), starting from the head of the round
-//! before; the next round is predicted with the fine-tuned head. The
-//! backbone stays frozen (fine-tuning it each round is not built).
+//! before; the next round is predicted with the fine-tuned head. With
+//! `backbone: true` the whole classifier is fine-tuned on the round's
+//! training images instead, and the pool's features are recomputed after
+//! every round (the only method that runs the backbone again: expensive).
 
 use burn::nn::Linear;
 use burn::tensor::Device;
-use reusebench_core::features::{Rows, head_logits};
+use std::sync::Arc;
+
+use reusebench_core::features::{Rows, features, head_logits};
 use reusebench_core::label_shift::softmax_rows;
-use reusebench_core::train::{OptimConfig, Stage, fit_linear, trainable};
+use reusebench_core::model::Classifier;
+use reusebench_core::train::{NoHooks, OptimConfig, Stage, fit, fit_linear, trainable};
 use reusebench_core::{CoreError, NoProgress};
-use reusebench_data::{Augment, Normalization};
+use reusebench_data::{Augment, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
 use super::{Adapter, Deployed, Feedback, MethodSpec, Prediction, RoundInput};
@@ -24,6 +29,9 @@ pub struct Retrain {
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     pub optimizer: OptimConfig,
+    /// Fine-tune the backbone too, on the images.
+    #[serde(default)]
+    pub backbone: bool,
 }
 
 fn default_epochs() -> usize {
@@ -50,9 +58,24 @@ impl MethodSpec for Retrain {
         seed: u64,
         device: &Device,
     ) -> Result<Box<dyn Adapter>, CoreError> {
+        let whole = if self.backbone {
+            let source = deployed.source.as_ref().ok_or_else(|| {
+                CoreError::config(
+                    "method.backbone",
+                    "retraining the backbone needs the pool's images (a protocol run, not outputs alone)",
+                )
+            })?;
+            Some(Whole {
+                model: trainable(source.classifier.clone(), device),
+                features: deployed.features.clone(),
+            })
+        } else {
+            None
+        };
         Ok(Box::new(RetrainState {
             config: self.clone(),
             head: trainable(deployed.head.clone(), device),
+            whole,
             seed,
             device: device.clone(),
         }))
@@ -62,8 +85,16 @@ impl MethodSpec for Retrain {
 struct RetrainState {
     config: Retrain,
     head: Linear,
+    /// With `backbone: true`: the classifier being retrained and the pool's
+    /// features under its current backbone.
+    whole: Option<Whole>,
     seed: u64,
     device: Device,
+}
+
+struct Whole {
+    model: Classifier,
+    features: Rows,
 }
 
 fn rows_of(features: &Rows, indices: &[usize]) -> Rows {
@@ -94,6 +125,41 @@ impl Adapter for RetrainState {
     }
 
     fn observe(&mut self, feedback: &Feedback, deployed: &Deployed) -> Result<(), CoreError> {
+        if let (Some(whole), Some(source)) = (&mut self.whole, &deployed.source) {
+            let mut set =
+                ImageSet::empty(source.pool.channels, source.pool.height, source.pool.width);
+            for &i in feedback.train {
+                set.push_from(&source.pool, i, source.pool.labels[i]);
+            }
+            let stage = Stage {
+                name: format!("retrain round {}", feedback.round),
+                epochs: self.config.epochs,
+                batch_size: self.config.batch_size.min(set.len()),
+                optim: &self.config.optimizer,
+                augment: Augment::NONE,
+                normalization: source.normalization,
+                num_classes: deployed.classes,
+                seed: self.seed.wrapping_add(feedback.round as u64),
+                curve: None,
+            };
+            let (model, _) = fit(
+                whole.model.clone(),
+                &Arc::new(set),
+                &stage,
+                &mut NoHooks,
+                &self.device,
+                &NoProgress,
+            )?;
+            whole.features = features(
+                model.backbone(),
+                &source.pool,
+                source.eval_batch_size,
+                source.normalization,
+                &self.device,
+            );
+            whole.model = model;
+            return Ok(());
+        }
         let features = rows_of(&deployed.features, feedback.train);
         let labels: Vec<u32> = feedback.train.iter().map(|&i| deployed.labels[i]).collect();
         let stage = Stage {
