@@ -719,7 +719,8 @@ experiments:
     fn error_inside_axis_value_points_at_axis() {
         let text = GRID.replace("ft_optimizer: { lr: 0.01 }", "ft_optimizer: { lr: fast }");
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(err.contains("grid.yaml:13"), "{err}");
+        // The axis entry holding the bad value (the lp-ft line), not the axis key.
+        assert!(err.contains("grid.yaml:15"), "{err}");
         // Tagged configs (method, data) are reported at their own key, with the bad value.
         assert!(
             err.contains("key `method`") && err.contains("\"fast\""),
@@ -728,7 +729,7 @@ experiments:
         let text = GRID.replace("ft_optimizer: { lr: 0.01 }", "ft_optimiser: { lr: 0.01 }");
         let err = parse(&text, &[]).unwrap_err().to_string();
         assert!(
-            err.contains("grid.yaml:13") && err.contains("unknown field `ft_optimiser`"),
+            err.contains("grid.yaml:15") && err.contains("unknown field `ft_optimiser`"),
             "{err}"
         );
     }

@@ -26,7 +26,9 @@ const DIM: usize = 32;
 /// Outputs of a made-up deployed model: features around a class centre,
 /// logits favouring the true class with noise (about 70% accurate).
 fn deployed() -> (Deployed, Parts) {
-    let device = DeviceSpec::for_tests();
+    // The training device: `retrain` fine-tunes this head, as the protocol
+    // does with the head it loads there.
+    let device = DeviceSpec::for_tests().autodiff();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let (mut probs, mut feats, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     for c in 0..CLASSES {

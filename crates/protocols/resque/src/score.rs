@@ -4,17 +4,24 @@
 use reusebench_core::metrics::clustering::{adjusted_rand_index, class_centroids, kmeans};
 
 /// arccos(clip(⟨u, v⟩ / (|u| |v|), −1, 1)) / π: 0 for the same direction,
-/// 1 for opposite ones. Two zero vectors are the same (0); one zero vector
-/// is orthogonal to anything (0.5).
+/// 1 for opposite ones. Computed as 2·atan2(|û − v̂|, |û + v̂|) / π (Kahan),
+/// the same angle without arccos's rounding near 0 and π: identical vectors
+/// give exactly 0, opposite ones exactly 1. Two zero vectors are the same
+/// (0); one zero vector is orthogonal to anything (0.5).
 pub fn angle(u: &[f64], v: &[f64]) -> f64 {
-    let dot: f64 = u.iter().zip(v).map(|(a, b)| a * b).sum();
-    let (nu, nv) = (
-        u.iter().map(|a| a * a).sum::<f64>().sqrt(),
-        v.iter().map(|b| b * b).sum::<f64>().sqrt(),
-    );
+    let norm = |w: &[f64]| w.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let (nu, nv) = (norm(u), norm(v));
     match (nu > 0.0, nv > 0.0) {
         (false, false) => 0.0,
-        (true, true) => (dot / (nu * nv)).clamp(-1.0, 1.0).acos() / std::f64::consts::PI,
+        (true, true) => {
+            let (mut diff, mut sum) = (0.0, 0.0);
+            for (a, b) in u.iter().zip(v) {
+                let (a, b) = (a / nu, b / nv);
+                diff += (a - b) * (a - b);
+                sum += (a + b) * (a + b);
+            }
+            2.0 * diff.sqrt().atan2(sum.sqrt()) / std::f64::consts::PI
+        }
         _ => 0.5,
     }
 }
@@ -68,8 +75,11 @@ mod tests {
 
     #[test]
     fn angle_on_hand_vectors() {
-        assert_eq!(angle(&[1.0, 2.0], &[2.0, 4.0]), 0.0);
-        assert!((angle(&[1.0, 2.0], &[-1.0, -2.0]) - 1.0).abs() < 1e-12);
+        // Identical: 0; opposite: 1 (exactly).
+        assert_eq!(angle(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
+        assert_eq!(angle(&[1.0, 2.0], &[-1.0, -2.0]), 1.0);
+        // Parallel, another length: 0 up to rounding.
+        assert!(angle(&[1.0, 2.0], &[2.0, 4.0]) < 1e-12);
         assert!((angle(&[1.0, 0.0], &[0.0, 3.0]) - 0.5).abs() < 1e-12);
         assert!((angle(&[1.0, 0.0], &[1.0, 1.0]) - 0.25).abs() < 1e-12);
         assert_eq!(angle(&[0.0, 0.0], &[0.0, 0.0]), 0.0);
