@@ -41,6 +41,8 @@ pub const TIMING: &[&str] = &[
     CELL_ENERGY_JOULES,
     CELL_CARBON_GRAMS,
     CELL_CPU_SECONDS,
+    ENERGY_GPU_JOULES,
+    CELL_ENERGY_GPU_JOULES,
 ];
 
 // ---- pretrain ----
@@ -189,6 +191,8 @@ pub const RETRAIN_SECONDS: &str = "retrain_seconds";
 pub const RETRAIN_CPU_SECONDS: &str = "retrain_cpu_seconds";
 /// Energy of retraining (joules). Measured: differs between runs.
 pub const ENERGY_JOULES: &str = "energy_joules";
+/// The GPUs' part of `energy_joules` (NVML), where a driver reports it. Measured.
+pub const ENERGY_GPU_JOULES: &str = "energy_gpu_joules";
 /// 1 when the energy came from RAPL counters, 0 from the CPU power model.
 pub const ENERGY_FROM_RAPL: &str = "energy_from_rapl";
 /// Energy × grid intensity (grams of CO₂). Measured.
@@ -202,6 +206,8 @@ pub const CELL_ENERGY_JOULES: &str = "cell_energy_joules";
 pub const CELL_CARBON_GRAMS: &str = "cell_carbon_grams";
 /// CPU seconds of the process over the cell. Timing.
 pub const CELL_CPU_SECONDS: &str = "cell_cpu_seconds";
+/// The GPUs' part of `cell_energy_joules` (NVML), where a driver reports it.
+pub const CELL_ENERGY_GPU_JOULES: &str = "cell_energy_gpu_joules";
 /// 1 when the cell's energy came from RAPL, 0 from the CPU model.
 pub const CELL_ENERGY_FROM_RAPL: &str = "cell_energy_from_rapl";
 

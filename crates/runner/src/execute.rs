@@ -83,6 +83,9 @@ fn run_cell(
             if let Some((meter, intensity)) = meter {
                 let r = meter.stop();
                 rows.push(MetricRow::scalar(names::CELL_ENERGY_JOULES, r.joules));
+                if let Some(gpu) = r.gpu_joules {
+                    rows.push(MetricRow::scalar(names::CELL_ENERGY_GPU_JOULES, gpu));
+                }
                 rows.push(MetricRow::scalar(
                     names::CELL_CARBON_GRAMS,
                     carbon_grams(r.joules, intensity),

@@ -7,6 +7,11 @@
 //! at `max_energy_range_uj`. Sub-domains (`intel-rapl:N:M`: cores, DRAM) are
 //! inside their package's count and are not added again.
 //!
+//! On NVIDIA GPUs, NVML's cumulative energy counter of every device (Volta
+//! and later; millijoules) is added where the library loads and the
+//! counters read, and recorded apart (`gpu_joules`); elsewhere nothing is
+//! added and nothing fails.
+//!
 //! The model, used where RAPL is missing or unreadable (virtual machines,
 //! containers, counters readable only by root): power = TDP × utilisation,
 //! with utilisation = this process's CPU time / (wall time × logical
@@ -112,11 +117,45 @@ pub fn process_cpu_seconds() -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// NVML and every device's energy counter at the start (millijoules).
+struct GpuCounters {
+    nvml: nvml_wrapper::Nvml,
+    start_mj: Vec<u64>,
+}
+
+impl std::fmt::Debug for GpuCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuCounters({} device(s))", self.start_mj.len())
+    }
+}
+
+/// Each GPU's cumulative energy (mJ), or `None` when NVML or any counter
+/// cannot be read.
+fn gpu_energy(nvml: &nvml_wrapper::Nvml) -> Option<Vec<u64>> {
+    let n = nvml.device_count().ok()?;
+    (0..n)
+        .map(|i| {
+            nvml.device_by_index(i)
+                .ok()?
+                .total_energy_consumption()
+                .ok()
+        })
+        .collect::<Option<Vec<u64>>>()
+        .filter(|v| !v.is_empty())
+}
+
+fn gpu_counters() -> Option<GpuCounters> {
+    let nvml = nvml_wrapper::Nvml::init().ok()?;
+    let start_mj = gpu_energy(&nvml)?;
+    Some(GpuCounters { nvml, start_mj })
+}
+
 /// Measures the energy of what runs between [`EnergyMeter::start`] and
 /// [`EnergyMeter::stop`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct EnergyMeter {
     rapl: Option<Vec<(RaplDomain, u64)>>,
+    gpu: Option<GpuCounters>,
     cpu_start: f64,
     started: Instant,
     tdp_watts: f64,
@@ -126,7 +165,10 @@ pub struct EnergyMeter {
 /// What [`EnergyMeter::stop`] measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EnergyReading {
+    /// CPU (RAPL or the model) plus GPU where NVML reads.
     pub joules: f64,
+    /// The GPUs' part, where NVML reads.
+    pub gpu_joules: Option<f64>,
     pub source: EnergySource,
     pub seconds: f64,
     pub cpu_seconds: f64,
@@ -146,8 +188,13 @@ impl EnergyMeter {
             EnergyChoice::CpuModel => None,
         }
         .filter(|d| !d.is_empty());
+        let gpu = match choice {
+            EnergyChoice::Auto => gpu_counters(),
+            EnergyChoice::CpuModel => None,
+        };
         Self {
             rapl,
+            gpu,
             cpu_start: process_cpu_seconds().unwrap_or(0.0),
             started: Instant::now(),
             tdp_watts,
@@ -174,19 +221,29 @@ impl EnergyMeter {
                 })
                 .sum::<Option<u64>>()
         });
-        match rapl {
-            Some(uj) => EnergyReading {
-                joules: uj as f64 / 1e6,
-                source: EnergySource::Rapl,
-                seconds,
-                cpu_seconds,
-            },
-            None => EnergyReading {
-                joules: self.tdp_watts * cpu_seconds / self.cores as f64,
-                source: EnergySource::CpuModel,
-                seconds,
-                cpu_seconds,
-            },
+        let gpu_joules = self.gpu.as_ref().and_then(|g| {
+            let now = gpu_energy(&g.nvml)?;
+            Some(
+                now.iter()
+                    .zip(&g.start_mj)
+                    .map(|(a, b)| a.saturating_sub(*b))
+                    .sum::<u64>() as f64
+                    / 1e3,
+            )
+        });
+        let (cpu_joules, source) = match rapl {
+            Some(uj) => (uj as f64 / 1e6, EnergySource::Rapl),
+            None => (
+                self.tdp_watts * cpu_seconds / self.cores as f64,
+                EnergySource::CpuModel,
+            ),
+        };
+        EnergyReading {
+            joules: cpu_joules + gpu_joules.unwrap_or(0.0),
+            gpu_joules,
+            source,
+            seconds,
+            cpu_seconds,
         }
     }
 }

@@ -171,6 +171,8 @@ pub struct CostReport {
     pub seconds: f64,
     pub cpu_seconds: f64,
     pub joules: f64,
+    /// The GPUs' part of `joules`, where NVML reads.
+    pub gpu_joules: Option<f64>,
     pub energy_source: EnergySource,
     pub carbon_grams: f64,
 }
@@ -238,6 +240,7 @@ impl CostTracker {
             seconds: reading.seconds,
             cpu_seconds: reading.cpu_seconds,
             joules: reading.joules,
+            gpu_joules: reading.gpu_joules,
             energy_source: reading.source,
             carbon_grams: carbon_grams(reading.joules, self.grid_intensity),
         }

@@ -453,6 +453,9 @@ fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
         report.cpu_seconds,
     ));
     rows.push(MetricRow::scalar(names::ENERGY_JOULES, report.joules));
+    if let Some(gpu) = report.gpu_joules {
+        rows.push(MetricRow::scalar(names::ENERGY_GPU_JOULES, gpu));
+    }
     rows.push(MetricRow::scalar(
         names::ENERGY_FROM_RAPL,
         if report.energy_source == reusebench_core::cost::energy::EnergySource::Rapl {
