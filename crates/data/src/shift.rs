@@ -73,7 +73,7 @@ impl Corruption {
             match self {
                 Corruption::GaussianNoise => {
                     for v in &mut x {
-                        *v += c * normal(&mut rng);
+                        *v += c * standard_normal(&mut rng);
                     }
                 }
                 Corruption::SaltPepper => {
@@ -102,7 +102,10 @@ impl Corruption {
     }
 }
 
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
+/// A standard normal draw (Box–Muller, the cosine half): one stream
+/// position per two uniforms, so a seeded stream gives the same values on
+/// every machine.
+pub fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     let a: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let b: f64 = rng.random();
     (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()

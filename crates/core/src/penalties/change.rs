@@ -8,7 +8,7 @@
 //! module — every layer reads its weights through `Param::val`, which
 //! applies it — and the optimizer sees only the θ′ tensors.
 
-use burn::module::{Module, ModuleVisitor, Param, Reparameterization, Reparameterizer};
+use burn::module::{Module, ModuleVisitor, Param, ParamId, Reparameterization, Reparameterizer};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -83,40 +83,59 @@ pub enum ChangeNorm {
     Both,
 }
 
-/// Finds the θ′ tensors of a model.
-struct Deltas {
+/// Splits a model's float parameters at its θ′: those inside a
+/// reparameterization (the θ′ tensors, kept on the autodiff graph) and the
+/// others (stored values; a visitor sees a reparameterized parameter's
+/// base, never θ + θ′).
+#[derive(Default)]
+struct Split {
+    /// Collect the outside too (not on the penalty's per-step path).
+    with_outside: bool,
     depth: usize,
-    out: Vec<Tensor<1>>,
+    inside: Vec<Tensor<1>>,
+    outside: Vec<(ParamId, Tensor<1>)>,
 }
 
-impl ModuleVisitor for Deltas {
+impl ModuleVisitor for Split {
     fn enter_module(&mut self, _name: &str, container: &str) {
-        if container == "Reparameterization" {
-            self.depth += 1;
-        }
+        self.depth += usize::from(container == "Reparameterization");
     }
     fn exit_module(&mut self, _name: &str, container: &str) {
-        if container == "Reparameterization" {
-            self.depth -= 1;
-        }
+        self.depth -= usize::from(container == "Reparameterization");
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if self.depth == 0 && !self.with_outside {
+            return;
+        }
+        let t = param.val();
+        let n = t.shape().num_elements();
         if self.depth > 0 {
-            let t = param.val();
-            let n = t.shape().num_elements();
-            self.out.push(t.reshape([n]));
+            self.inside.push(t.reshape([n]));
+        } else {
+            self.outside
+                .push((param.id, t.detach().inner().reshape([n])));
         }
     }
+}
+
+fn split<M: Module>(model: &M, with_outside: bool) -> Split {
+    let mut v = Split {
+        with_outside,
+        ..Split::default()
+    };
+    model.visit(&mut v);
+    v
 }
 
 /// Every θ′ tensor of `model`, flattened.
 pub fn changes<M: Module>(model: &M) -> Vec<Tensor<1>> {
-    let mut v = Deltas {
-        depth: 0,
-        out: Vec::new(),
-    };
-    model.visit(&mut v);
-    v.out
+    split(model, false).inside
+}
+
+/// Every other float parameter's stored value by id, flattened and
+/// detached: with [`changes`], all a model holds.
+pub fn bases<M: Module>(model: &M) -> Vec<(ParamId, Tensor<1>)> {
+    split(model, true).outside
 }
 
 /// The penalty ‖θ′‖ of `norm` over every θ′ of `model` (not scaled by λ);

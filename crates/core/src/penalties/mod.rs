@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
-pub use change::{Change, ChangeNorm, change_penalty, changes, with_change};
+pub use change::{Change, ChangeNorm, bases, change_penalty, changes, with_change};
 pub use distill::distillation_loss;
 pub use importance::{ImportanceKind, importance};
 

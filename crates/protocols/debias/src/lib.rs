@@ -14,7 +14,7 @@ pub mod methods;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::ParamId;
 use std::ops::Add;
 
 use burn::tensor::Tensor;
@@ -26,6 +26,7 @@ use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{cached_features, head_logits};
 use reusebench_core::metrics::{MetricRow, accuracy, names};
 use reusebench_core::model::Classifier;
+use reusebench_core::penalties::{bases, changes};
 use reusebench_core::protocol::{Checks, Protocol, RunEnv, check_classes, default_eval_batch_size};
 use reusebench_data::shortcut::Shortcut;
 use reusebench_data::{DatasetSpec, ImageSet, NormalizationChoice};
@@ -161,50 +162,17 @@ impl Protocol for Debias {
     }
 }
 
-/// Every float parameter's effective value (θ + θ′ where there is a θ′),
-/// by id; θ′ themselves left out.
-struct Effective {
-    depth: usize,
-    out: Vec<(ParamId, Tensor<1>)>,
-}
-
-impl ModuleVisitor for Effective {
-    fn enter_module(&mut self, _: &str, container: &str) {
-        self.depth += (container == "Reparameterization") as usize;
-    }
-    fn exit_module(&mut self, _: &str, container: &str) {
-        self.depth -= (container == "Reparameterization") as usize;
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if self.depth == 0 {
-            let v = param.val().detach().inner();
-            let n = v.shape().num_elements();
-            self.out.push((param.id, v.reshape([n])));
-        }
-    }
-}
-
-fn effective<M: Module>(m: &M) -> Vec<(ParamId, Tensor<1>)> {
-    let mut v = Effective {
-        depth: 0,
-        out: Vec::new(),
-    };
-    m.visit(&mut v);
-    v.out
-}
-
 /// ‖Δθ‖₂ over the parameters `after` shares with `before` (a side
 /// network's new parameters are not a change of the pretrained ones), θ′
 /// included: visitors see a reparameterized parameter's stored base, so
 /// the change θ′ adds is counted from the θ′ tensors themselves.
 fn change_norm(before: &Classifier, after: &Classifier) -> f64 {
-    let theta_prime: f64 = reusebench_core::penalties::changes(after)
+    let theta_prime: f64 = changes(after)
         .into_iter()
         .map(|d| d.powi_scalar(2).sum().into_scalar::<f32>() as f64)
         .sum();
-    let start: std::collections::HashMap<ParamId, Tensor<1>> =
-        effective(before).into_iter().collect();
-    effective(after)
+    let start: std::collections::HashMap<ParamId, Tensor<1>> = bases(before).into_iter().collect();
+    bases(after)
         .into_iter()
         .filter_map(|(id, v)| {
             start.get(&id).map(|s| {

@@ -20,6 +20,7 @@
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use reusebench_data::shift::standard_normal;
 use serde::{Deserialize, Serialize};
 
 /// How a class's count is drawn from its part of the pool.
@@ -45,7 +46,7 @@ fn gamma(shape: f64, rng: &mut ChaCha8Rng) -> f64 {
     let d = shape - 1.0 / 3.0;
     let c = 1.0 / (9.0 * d).sqrt();
     loop {
-        let x = normal(rng);
+        let x = standard_normal(rng);
         let v = (1.0 + c * x).powi(3);
         if v <= 0.0 {
             continue;
@@ -55,12 +56,6 @@ fn gamma(shape: f64, rng: &mut ChaCha8Rng) -> f64 {
             return d * v;
         }
     }
-}
-
-fn normal(rng: &mut ChaCha8Rng) -> f64 {
-    let a: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-    let b: f64 = rng.random();
-    (-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()
 }
 
 /// Round 0's proportions: a Dirichlet(α, ..., α) draw.
