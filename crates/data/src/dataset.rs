@@ -287,6 +287,17 @@ impl DatasetSpec {
         }
     }
 
+    /// Pixels a side of the (square) images this spec loads.
+    pub fn image_size(&self) -> usize {
+        match self {
+            DatasetSpec::Synthetic { .. } => crate::synthetic::SIZE,
+            DatasetSpec::Cifar10 { .. } | DatasetSpec::Cifar100 { .. } => 32,
+            DatasetSpec::TinyImagenet { image_size, .. } | DatasetSpec::Fmow { image_size, .. } => {
+                *image_size
+            }
+        }
+    }
+
     pub fn short_name(&self) -> &'static str {
         match self {
             DatasetSpec::Synthetic { .. } => "synthetic",

@@ -26,7 +26,7 @@ pub(crate) fn default_test_per_class() -> usize {
     100
 }
 
-const SIZE: usize = 32;
+pub(crate) const SIZE: usize = 32;
 
 fn gaussian(rng: &mut ChaCha8Rng) -> f32 {
     // Box-Muller; avoids a dependency for one distribution.

@@ -72,6 +72,35 @@ pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     conv.forward(x)
 }
 
+/// A convolution of `x` with a weight tensor built on the fly (a group
+/// convolution's stacked filter bank), no bias, dilation 1, one group:
+/// through [`conv2d::GemmConv2d`] on the flex backend, burn's `conv2d`
+/// elsewhere. Gradients reach both `x` and `weight`.
+pub fn conv2d_with_weight(
+    x: Tensor<4>,
+    weight: Tensor<4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if is_flex(&x.device()) {
+        use burn::backend::Dispatch;
+        use conv2d::GemmConv2d;
+        return Tensor::from_dispatch(<Dispatch as GemmConv2d>::gemm_conv2d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            stride,
+            padding,
+        ));
+    }
+    burn::tensor::module::conv2d(
+        x,
+        weight,
+        None,
+        burn::tensor::ops::ConvOptions::new(stride, padding, [1, 1], 1),
+    )
+}
+
 /// `bn.forward(x)`. In training on the flex backend, through
 /// [`batch_norm::FusedBatchNorm`], updating the running statistics exactly
 /// as burn's layer does (momentum-weighted, biased batch variance).

@@ -211,6 +211,23 @@ pub const CELL_ENERGY_GPU_JOULES: &str = "cell_energy_gpu_joules";
 /// 1 when the cell's energy came from RAPL, 0 from the CPU model.
 pub const CELL_ENERGY_FROM_RAPL: &str = "cell_energy_from_rapl";
 
+// ---- canonicalize ----
+/// Accuracy (%) on the test set turned counterclockwise by `angle`
+/// degrees (coordinate `angle`, every 45°; edges replicated, as equiadapt).
+pub const ACC_ROTATED: &str = "acc_rotated";
+/// Accuracy (%) on the test set as it is (`acc_rotated` at 0°).
+pub const ACC_UPRIGHT: &str = "acc_upright";
+/// Mean of `acc_rotated` over the eight multiples of 45° (the paper's
+/// C8-averaged accuracy).
+pub const ACC_C8_AVG: &str = "acc_c8_avg";
+/// Mean of `acc_rotated` over the cell's group C_N.
+pub const ACC_GROUP_AVG: &str = "acc_group_avg";
+/// Share (%) of test images whose predicted class is not the same in all
+/// their C_N turns.
+pub const INVARIANCE_ERROR: &str = "invariance_error";
+/// Share (%) of C_N-turned test images the canonicalizer maps back upright.
+pub const UPRIGHT_FRACTION: &str = "upright_fraction";
+
 /// The three names of one continual setting (`class_il`, `task_il`, `domain_il`).
 pub struct SettingNames {
     pub matrix: &'static str,

@@ -19,6 +19,7 @@ impl Registry {
             .with::<reusebench_performative::Performative>()
             .with::<reusebench_resque::Resque>()
             .with::<reusebench_debias::Debias>()
+            .with::<reusebench_canonicalize::Canonicalize>()
     }
 }
 

@@ -2,6 +2,7 @@
 //! beyond the generic ones every experiment gets (scalar table,
 //! coordinate tables, training curves). One line per view in [`builtin`].
 
+mod canonicalize;
 mod continual;
 mod curves;
 mod debias;
@@ -16,6 +17,7 @@ use crate::aggregate::Summary;
 use crate::error::ReportError;
 use crate::plot::Figures;
 
+pub use canonicalize::CanonicalizeView;
 pub use continual::ContinualView;
 pub use curves::draw_curves;
 pub use debias::DebiasView;
@@ -55,6 +57,7 @@ pub fn builtin() -> Vec<Box<dyn View>> {
         Box::new(PerformativeView),
         Box::new(ResqueView),
         Box::new(DebiasView),
+        Box::new(CanonicalizeView),
     ]
 }
 

@@ -1,0 +1,127 @@
+//! End to end: the canonicalize smoke grid through the `reusebench` binary
+//! (every method, two seeds), its report, its determinism, and the
+//! configurations validation must refuse.
+
+mod common;
+
+use common::{Rejection, assert_rejected, cell_rows, reproducible, run, scalars, smoke_grid_text};
+use reusebench_results::names;
+
+fn get(values: &[(String, f64)], metric: &str) -> Option<f64> {
+    values.iter().find(|(m, _)| m == metric).map(|(_, v)| *v)
+}
+
+#[test]
+fn canonicalize_smoke_grid_trains_every_method_and_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = tmp.path().join("grid.yaml");
+    std::fs::write(&grid, smoke_grid_text("canonicalize", tmp.path())).unwrap();
+    let g = grid.to_str().unwrap();
+    let results = tmp.path().join("results");
+    let (code, out) = run(&["run", g]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("9 cell(s) run, 0 skipped"), "{out}");
+
+    let first_rows = cell_rows(&results, "canonicalize");
+    assert_eq!(first_rows.len(), 8, "4 methods x 2 seeds");
+    for (method, rows) in &first_rows {
+        let v = scalars(rows);
+        for m in [
+            names::ACC_UPRIGHT,
+            names::ACC_C8_AVG,
+            names::ACC_GROUP_AVG,
+            names::INVARIANCE_ERROR,
+        ] {
+            let x = get(&v, m).unwrap_or_else(|| panic!("{method}: {m}"));
+            assert!((0.0..=100.0).contains(&x), "{method}: {m} = {x}");
+        }
+        // Group C8: the group average is the C8 average.
+        assert_eq!(get(&v, names::ACC_GROUP_AVG), get(&v, names::ACC_C8_AVG));
+        let canonicalizes = method.starts_with("canon");
+        assert_eq!(
+            get(&v, names::UPRIGHT_FRACTION).is_some(),
+            canonicalizes,
+            "{method}: mapped-upright share only with a canonicalizer"
+        );
+        let angles: Vec<f64> = rows
+            .iter()
+            .filter(|r| r["metric"] == names::ACC_ROTATED)
+            .map(|r| r["coords"][names::ANGLE].as_f64().unwrap())
+            .collect();
+        assert_eq!(angles, (0..8).map(|a| a as f64 * 45.0).collect::<Vec<_>>());
+        // The upright accuracy is the 0° entry.
+        let at_zero = rows
+            .iter()
+            .find(|r| r["metric"] == names::ACC_ROTATED)
+            .unwrap()["value"]
+            .as_f64();
+        assert_eq!(at_zero, get(&v, names::ACC_UPRIGHT));
+    }
+
+    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
+    for needle in [
+        "### Upright and C8-averaged accuracy",
+        "| method | upright | C8-averaged | invariance error | mapped upright |",
+        "| vanilla |",
+        "| canon-prior |",
+    ] {
+        assert!(md.contains(needle), "{needle}\n{md}");
+    }
+    // The paper's order: vanilla first, canon-prior last.
+    let table = &md[md.find("### Upright and C8").unwrap()..];
+    assert!(table.find("| vanilla |") < table.find("| canon-prior |"));
+    assert!(
+        results
+            .join("plots")
+            .join("canonicalize-acc-per-angle-canonicalize.svg")
+            .is_file()
+    );
+
+    let (code, out) = run(&["run", g, "--force", "--no-report"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        reproducible(&cell_rows(&results, "canonicalize")),
+        reproducible(&first_rows),
+        "the same rows, bit for bit"
+    );
+}
+
+#[test]
+fn validate_rejects_impossible_canonicalize_settings_with_file_line_and_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = smoke_grid_text("canonicalize", tmp.path());
+    assert_rejected(
+        tmp.path(),
+        &text,
+        &[
+            Rejection {
+                from: "group_order: 8",
+                to: "group_order: 6",
+                line_of: "group_order: 6",
+                key: "group_order",
+                message: "must be 4 or 8",
+            },
+            Rejection {
+                from: "canonicalizer: { layers: 2, channels: 4, kernel: 5 }",
+                to: "canonicalizer: { layers: 2, channels: 4, kernel: 5, input_size: 48 }",
+                line_of: "input_size: 48",
+                key: "canonicalizer.input_size",
+                message: "48 pixels, larger than the 32-pixel images of synthetic",
+            },
+            Rejection {
+                from: "- { name: canon-prior, prior_weight: 100 }",
+                to: "- { name: canon-prior, prior_weight: -1 }",
+                line_of: "prior_weight: -1",
+                key: "method.prior_weight",
+                message: "must be >= 0",
+            },
+            Rejection {
+                from: "canonicalizer: { layers: 2, channels: 4, kernel: 5 }",
+                to: "canonicalizer: { layers: 2, channels: 4, kernel: 4 }",
+                line_of: "kernel: 4",
+                key: "canonicalizer.kernel",
+                message: "must be odd",
+            },
+        ],
+    );
+}

@@ -1,0 +1,182 @@
+//! The canonicalization network: scores for every rotation in C_N, the
+//! argmax as the input's orientation, and the input rotated back by its
+//! inverse, with the straight-through estimator in training.
+
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::equivariant::EquivariantNet;
+use crate::group::{Border, Rotator, Sampler};
+
+/// The canonicalizer's settings (equiadapt's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanonicalizerConfig {
+    /// Equivariant layers: the lifting layer and layers − 1 group layers.
+    #[serde(default = "default_layers")]
+    pub layers: usize,
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// The lifting layer's kernel (odd).
+    #[serde(default = "default_kernel")]
+    pub kernel: usize,
+    /// The canonicalizer sees the centred crop of this share of each side...
+    #[serde(default = "default_crop_ratio")]
+    pub crop_ratio: f64,
+    /// ...resized to this many pixels a side (default: the crop's size).
+    #[serde(default)]
+    pub input_size: Option<usize>,
+    /// Temperature of the softmax the straight-through estimator
+    /// differentiates.
+    #[serde(default = "default_beta")]
+    pub beta: f64,
+    /// The canonicalizer's learning rate as a multiple of the predictor's
+    /// (equiadapt trains it with its own, larger rate): its gradients are
+    /// scaled by this before the shared SGD step.
+    #[serde(default = "default_lr_scale")]
+    pub lr_scale: f64,
+}
+
+fn default_layers() -> usize {
+    3
+}
+fn default_channels() -> usize {
+    32
+}
+fn default_kernel() -> usize {
+    5
+}
+fn default_crop_ratio() -> f64 {
+    0.8
+}
+fn default_beta() -> f64 {
+    1.0
+}
+fn default_lr_scale() -> f64 {
+    10.0
+}
+
+impl Default for CanonicalizerConfig {
+    fn default() -> Self {
+        Self {
+            layers: default_layers(),
+            channels: default_channels(),
+            kernel: default_kernel(),
+            crop_ratio: default_crop_ratio(),
+            input_size: None,
+            beta: default_beta(),
+            lr_scale: default_lr_scale(),
+        }
+    }
+}
+
+impl CanonicalizerConfig {
+    /// Pixels a side of the crop of an `image_size` image (equiadapt
+    /// rounds up).
+    pub fn crop_size(&self, image_size: usize) -> usize {
+        ((image_size as f64 * self.crop_ratio).ceil() as usize).clamp(1, image_size)
+    }
+
+    /// Pixels a side of what the network sees.
+    pub fn network_input(&self, image_size: usize) -> usize {
+        self.input_size
+            .unwrap_or_else(|| self.crop_size(image_size))
+    }
+}
+
+/// The canonicalization network with its input transform.
+#[derive(Module, Debug)]
+pub struct Canonicalizer {
+    pub net: EquivariantNet,
+    pub order: usize,
+    pub beta: f64,
+    pub lr_scale: f64,
+    pub image_size: usize,
+    pub crop_size: usize,
+    pub input_size: usize,
+}
+
+impl Canonicalizer {
+    pub fn new(
+        config: &CanonicalizerConfig,
+        order: usize,
+        channels_in: usize,
+        image_size: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Self {
+        Self {
+            net: EquivariantNet::new(
+                rng,
+                channels_in,
+                config.channels,
+                config.kernel,
+                config.layers,
+                order,
+                device,
+            ),
+            order,
+            beta: config.beta,
+            lr_scale: config.lr_scale,
+            image_size,
+            crop_size: config.crop_size(image_size),
+            input_size: config.network_input(image_size),
+        }
+    }
+
+    /// What the network sees: the centred crop, resized (a no-op when
+    /// neither changes the image). A centred crop and resize of a square
+    /// commutes with quarter turns, so equivariance survives it.
+    fn prepare(&self, x: Tensor<4>) -> Tensor<4> {
+        if self.crop_size == self.image_size && self.input_size == self.image_size {
+            return x;
+        }
+        let scale = self.crop_size as f64 / self.input_size as f64;
+        Sampler::new(self.image_size, self.input_size, 0.0, scale, Border::Clamp).apply(x)
+    }
+
+    /// One score per group element, `[B, N]`. In training their gradient
+    /// is scaled by `lr_scale` (the value is unchanged, bit for bit: the
+    /// scaled part is a − a = 0), which is the canonicalizer's own
+    /// learning rate under the shared SGD step.
+    pub fn scores(&self, x: Tensor<4>) -> Tensor<2> {
+        let a = self.net.forward(self.prepare(x));
+        if self.lr_scale == 1.0 {
+            return a;
+        }
+        let fixed = a.clone().detach();
+        fixed.clone() + (a - fixed).mul_scalar(self.lr_scale)
+    }
+
+    /// The chosen element of each row of `scores`.
+    pub fn choose(scores: Tensor<2>) -> Vec<usize> {
+        scores
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .expect("argmax gives integers")
+            .into_iter()
+            .map(|k| k as usize)
+            .collect()
+    }
+
+    /// `x` rotated back by the inverse of its chosen element. Written as
+    /// Σ_g w_g · g⁻¹x with w = onehot(argmax) + (softmax(βa) −
+    /// stopgrad(softmax(βa))): the value is exactly the chosen rotation
+    /// (w is exactly one-hot), and the gradient reaches the scores through
+    /// the softmax (the straight-through estimator). equiadapt
+    /// differentiates through the rotation angle instead; the forward pass
+    /// is the same.
+    pub fn canonicalize(&self, x: Tensor<4>, scores: Tensor<2>) -> Tensor<4> {
+        let [b, n] = scores.dims();
+        let p = softmax(scores.clone().mul_scalar(self.beta), 1);
+        let hard = scores.argmax(1).reshape([b]).one_hot::<2>(n).float();
+        // hard + (p − p): the bracket is exactly 0, so w is exactly one-hot.
+        let w = hard + (p.clone() - p.detach());
+        Rotator::new(self.order, self.image_size, Border::Clamp).mix(x, w, true)
+    }
+}

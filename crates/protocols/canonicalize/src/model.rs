@@ -1,0 +1,34 @@
+//! Φ(x) = predictor(c(x)⁻¹ · x): the pretrained classifier, with or
+//! without a canonicalizer in front.
+
+use burn::module::Module;
+use burn::tensor::Tensor;
+use reusebench_core::model::{Classifier, TrainModel};
+
+use crate::canonicalizer::Canonicalizer;
+
+#[derive(Module, Debug)]
+pub struct Canonicalized {
+    pub canonicalizer: Option<Canonicalizer>,
+    pub predictor: Classifier,
+}
+
+impl Canonicalized {
+    /// Logits, and the canonicalizer's scores where there is one.
+    pub fn forward_parts(&self, x: Tensor<4>) -> (Tensor<2>, Option<Tensor<2>>) {
+        match &self.canonicalizer {
+            None => (self.predictor.forward(x), None),
+            Some(c) => {
+                let scores = c.scores(x.clone());
+                let upright = c.canonicalize(x, scores.clone());
+                (self.predictor.forward(upright), Some(scores))
+            }
+        }
+    }
+}
+
+impl TrainModel for Canonicalized {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward_parts(images).0
+    }
+}
