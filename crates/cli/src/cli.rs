@@ -34,6 +34,62 @@ pub enum Command {
         /// Skip the report after the run.
         #[arg(long)]
         no_report: bool,
+        /// Run only the cells at positions I, I+N, I+2N, ... of the grid
+        /// (`I/N`): N workers with shards 0..N-1 split a grid.
+        #[arg(long, value_name = "I/N", conflicts_with = "cell")]
+        shard: Option<reusebench_runner::Selection>,
+        /// Run only this cell (its id or folder name; repeatable).
+        #[arg(long, value_name = "ID")]
+        cell: Vec<String>,
+        /// Seconds without a heartbeat after which another host's claim on
+        /// a cell counts as abandoned and is taken over.
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        claim_timeout: u64,
+    },
+    /// Submit a grid's cells not done yet as Slurm array jobs: one per
+    /// experiment, chained with afterok, then a report job (afterany).
+    Submit {
+        grid: PathBuf,
+        /// Submit to Slurm (sbatch), the scheduler this build knows.
+        #[arg(long, required = true)]
+        slurm: bool,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Device for the tasks (default: the grid's).
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Wall time per task (`HH:MM:SS`, `D-HH:MM`).
+        #[arg(long)]
+        time: Option<String>,
+        /// Generic resources per task, e.g. `gpu:1`.
+        #[arg(long)]
+        gres: Option<String>,
+        #[arg(long)]
+        cpus_per_task: Option<u32>,
+        /// Memory per task, e.g. `16G`.
+        #[arg(long)]
+        mem: Option<String>,
+        /// At most this many tasks of an array at once (`%N`).
+        #[arg(long, value_name = "N")]
+        parallelism: Option<usize>,
+        /// A further `#SBATCH` argument, e.g. `--sbatch=--account=abc` (repeatable).
+        #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+        sbatch: Vec<String>,
+        /// Print the scripts and the sbatch calls; submit nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Counts of done, failed, running and pending cells of a results
+    /// folder; the reason of each failed cell, the host of each running one.
+    Status {
+        /// The results folder (the grid's `results`).
+        results: PathBuf,
+        /// Seconds without a heartbeat after which a running cell's claim
+        /// counts as abandoned.
+        #[arg(long, value_name = "SECS", default_value_t = 600)]
+        claim_timeout: u64,
     },
     /// Check a grid (keys, types, files, devices) without running anything.
     Validate {

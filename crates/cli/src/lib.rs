@@ -13,7 +13,10 @@ use clap::Parser;
 use reusebench_core::DeviceSpec;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::convert_torchvision;
-use reusebench_runner::{Registry, RunOptions, load_grid, run_grid};
+use std::time::Duration;
+
+use reusebench_runner::slurm::SlurmOptions;
+use reusebench_runner::{Grid, Registry, RunOptions, Selection, load_grid, run_grid};
 
 use crate::cli::{Cli, Command};
 
@@ -45,6 +48,9 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             device,
             force,
             no_report,
+            shard,
+            cell,
+            claim_timeout,
         } => {
             let grid = load_grid(registry, &grid, &set, device.as_deref())?;
             let ui = ui::Ui::new(grid.cells.len());
@@ -55,7 +61,18 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
                 grid.device,
                 grid.results.display()
             ));
-            let summary = run_grid(&grid, &RunOptions { force }, &ui)?;
+            let select = match (shard, cell.is_empty()) {
+                (Some(shard), _) => shard,
+                (None, false) => Selection::Cells(cell),
+                (None, true) => Selection::All,
+            };
+            let options = RunOptions {
+                force,
+                select,
+                claim_timeout: Duration::from_secs(claim_timeout),
+                ..RunOptions::default()
+            };
+            let summary = run_grid(&grid, &options, &ui)?;
             ui.finish();
             println!(
                 "{} cell(s) run, {} skipped (already done), {} failed",
@@ -63,6 +80,12 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
                 summary.skipped,
                 summary.failed.len()
             );
+            if !summary.elsewhere.is_empty() {
+                println!("{} cell(s) left to other workers", summary.elsewhere.len());
+            }
+            for (cell, why) in &summary.took_over {
+                println!("  took over {cell}: {why}");
+            }
             for (cell, reason) in &summary.failed {
                 println!("  failed {cell}: {reason}");
             }
@@ -154,6 +177,45 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Submit {
+            grid,
+            slurm: _,
+            set,
+            device,
+            partition,
+            time,
+            gres,
+            cpus_per_task,
+            mem,
+            parallelism,
+            sbatch,
+            dry_run,
+        } => {
+            let grid = load_grid(registry, &grid, &set, device.as_deref())?;
+            let options = SlurmOptions {
+                partition,
+                time,
+                gres,
+                cpus_per_task,
+                mem,
+                parallelism,
+                sbatch,
+                binary: std::env::current_exe().context("locating the reusebench binary")?,
+                device,
+                sets: set,
+            };
+            submit(&grid, &options, dry_run)
+        }
+        Command::Status {
+            results,
+            claim_timeout,
+        } => {
+            let status =
+                reusebench_runner::status::of(&results, Duration::from_secs(claim_timeout))
+                    .with_context(|| format!("reading {}", results.display()))?;
+            print!("{status}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { results } => {
             report(&results)?;
             Ok(ExitCode::SUCCESS)
@@ -178,4 +240,76 @@ fn report(results: &std::path::Path) -> Result<()> {
         println!("note: {why}; the SVG plots are complete");
     }
     Ok(())
+}
+
+/// Writes and submits (or, dry, prints) the grid's array jobs.
+fn submit(grid: &Grid, options: &SlurmOptions, dry_run: bool) -> Result<ExitCode> {
+    let stages = reusebench_runner::slurm::stages(grid, options)?;
+    if stages.is_empty() {
+        println!("nothing to submit: every cell of `{}` is done", grid.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = reusebench_runner::slurm::report_script(grid, options)?;
+    let folder = grid.results.join("slurm");
+    if !dry_run {
+        std::fs::create_dir_all(&folder)
+            .with_context(|| format!("creating {}", folder.display()))?;
+    }
+    let mut previous: Option<String> = None;
+    let jobs = stages
+        .iter()
+        .map(|s| (s.experiment.as_str(), s.cells.len(), s.script.as_str()))
+        .chain(std::iter::once(("report", 0, report.as_str())));
+    for (name, cells, script) in jobs {
+        let dependency = previous.as_ref().map(|job| {
+            let kind = if name == "report" {
+                "afterany"
+            } else {
+                "afterok"
+            };
+            format!("--dependency={kind}:{job}")
+        });
+        let path = folder.join(format!("{name}.sbatch"));
+        let what = if cells > 0 {
+            format!("{name}: {cells} cell(s)")
+        } else {
+            "report".into()
+        };
+        if dry_run {
+            let dep = dependency
+                .as_ref()
+                .map(|d| format!(" {d}"))
+                .unwrap_or_default();
+            println!("# ---- {what}: sbatch --parsable{dep} {}", path.display());
+            print!("{script}");
+            previous = Some(format!("<{name}>"));
+            continue;
+        }
+        std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+        let mut cmd = std::process::Command::new("sbatch");
+        cmd.arg("--parsable");
+        if let Some(d) = &dependency {
+            cmd.arg(d);
+        }
+        let out = cmd.arg(&path).output().with_context(|| {
+            "running sbatch (is Slurm installed here? `--dry-run` prints the scripts)".to_string()
+        })?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "sbatch {} failed: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let job = stdout
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        println!("submitted {what}: job {job}");
+        previous = Some(job);
+    }
+    Ok(ExitCode::SUCCESS)
 }

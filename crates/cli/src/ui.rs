@@ -106,6 +106,25 @@ impl GridObserver for Ui {
         ));
     }
 
+    fn cell_elsewhere(&self, index: usize, total: usize, cell: &Cell, holder: &str) {
+        if let Some((_, grid, _)) = &self.bars {
+            grid.inc(1);
+        }
+        self.line(&format!(
+            "[{}/{total}] claimed by another worker ({holder}), left to it: {}",
+            index + 1,
+            describe(cell)
+        ));
+    }
+
+    fn cell_taken_over(&self, index: usize, total: usize, cell: &Cell, why: &str) {
+        self.line(&format!(
+            "[{}/{total}] {why}; running {}",
+            index + 1,
+            describe(cell)
+        ));
+    }
+
     fn progress(&self) -> &dyn Progress {
         self
     }

@@ -33,6 +33,12 @@ pub struct CellStatus {
     pub device: String,
     #[serde(default = "schema_1")]
     pub schema: u32,
+    /// The machine that ran the cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Its Slurm job (`ARRAYJOB_TASK` for an array task), under Slurm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<String>,
 }
 
 fn schema_1() -> u32 {

@@ -1,9 +1,11 @@
-//! Runs a grid's cells in order: skips done ones, records failures (an
-//! error or a panic) with their reason and goes on.
+//! Runs a grid's cells in order: skips done ones, claims each before running
+//! it (workers may share the results folder), records failures (an error or
+//! a panic) with their reason and goes on.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use reusebench_core::cost::energy::{EnergyMeter, EnergySource, carbon_grams};
 use reusebench_core::metrics::names;
@@ -11,14 +13,63 @@ use reusebench_core::{DeviceSpec, MetricRow, Progress, RunEnv};
 use reusebench_results::{CellStatus, SCHEMA_VERSION, State};
 
 use crate::cell::Cell;
+use crate::claim;
 use crate::error::RunnerError;
 use crate::grid::Grid;
 use crate::store;
 
-#[derive(Debug, Clone, Default)]
+/// Which cells of a grid one worker takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Selection {
+    #[default]
+    All,
+    /// Cells whose position in the grid is `index` modulo `count`.
+    Shard { index: usize, count: usize },
+    /// Cells by id (`1cf6ce009556`) or folder name (`pretrain-1cf6ce009556`).
+    Cells(Vec<String>),
+}
+
+impl std::str::FromStr for Selection {
+    type Err = String;
+    /// `I/N` (a shard).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: a shard is I/N, e.g. 0/4"))?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{s}`: `{v}` is not a number"))
+        };
+        let (index, count) = (parse(i)?, parse(n)?);
+        if count == 0 || index >= count {
+            return Err(format!("`{s}`: need 0 <= I < N"));
+        }
+        Ok(Selection::Shard { index, count })
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Rerun cells that are already done.
     pub force: bool,
+    pub select: Selection,
+    /// A claim whose heartbeat is older than this is abandoned (its worker
+    /// died on another host) and may be taken over.
+    pub claim_timeout: Duration,
+    /// How often a cell waiting for another worker's producer looks again.
+    pub wait_poll: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            force: false,
+            select: Selection::All,
+            claim_timeout: Duration::from_secs(600),
+            wait_poll: Duration::from_secs(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -27,6 +78,10 @@ pub struct RunSummary {
     pub skipped: usize,
     /// (cell folder, reason) of every cell that failed.
     pub failed: Vec<(String, String)>,
+    /// (cell folder, holder) of cells another live worker holds or just ran.
+    pub elsewhere: Vec<(String, String)>,
+    /// (cell folder, why) of stale claims this worker took over.
+    pub took_over: Vec<(String, String)>,
 }
 
 /// Why a cell failed: the error and its sources, outermost first, each
@@ -55,6 +110,10 @@ pub trait GridObserver {
     fn cell_started(&self, index: usize, total: usize, cell: &Cell);
     fn cell_skipped(&self, index: usize, total: usize, cell: &Cell);
     fn cell_finished(&self, index: usize, total: usize, cell: &Cell, status: &CellStatus);
+    /// Another live worker holds the cell (or finished it during this run).
+    fn cell_elsewhere(&self, _index: usize, _total: usize, _cell: &Cell, _holder: &str) {}
+    /// This worker took over a stale claim.
+    fn cell_taken_over(&self, _index: usize, _total: usize, _cell: &Cell, _why: &str) {}
     /// Progress sink for the training inside a cell.
     fn progress(&self) -> &dyn Progress;
 }
@@ -110,7 +169,109 @@ fn run_cell(
     }
 }
 
-/// Runs every cell of `grid` that is not done (all with `force`).
+/// The cells `select` names, in grid order.
+pub fn selected(grid: &Grid, select: &Selection) -> Result<Vec<usize>, RunnerError> {
+    Ok(match select {
+        Selection::All => (0..grid.cells.len()).collect(),
+        Selection::Shard { index, count } => (0..grid.cells.len())
+            .filter(|i| i % count == *index)
+            .collect(),
+        Selection::Cells(names) => {
+            let mut out = Vec::new();
+            for name in names {
+                let Some(i) = grid
+                    .cells
+                    .iter()
+                    .position(|c| &c.id == name || &c.dir_name() == name)
+                else {
+                    return Err(RunnerError::Grid {
+                        path: grid.path.clone(),
+                        line: None,
+                        message: format!(
+                            "--cell {name}: no such cell in this grid (`reusebench validate` lists them)"
+                        ),
+                    });
+                };
+                if !out.contains(&i) {
+                    out.push(i);
+                }
+            }
+            out.sort_unstable();
+            out
+        }
+    })
+}
+
+/// Whether a cell's inputs that other cells of the grid write are there.
+enum Inputs {
+    Ready,
+    /// Not yet; `live`: a live worker is producing one now.
+    Wait {
+        live: bool,
+        why: String,
+    },
+    /// Its producer failed.
+    Failed(String),
+}
+
+fn inputs_ready(
+    grid: &Grid,
+    index: usize,
+    producers: &HashMap<PathBuf, usize>,
+    timeout: Duration,
+) -> Inputs {
+    let mut waiting: Option<Inputs> = None;
+    for input in grid.cells[index].config.inputs() {
+        let Some(&p) = producers.get(&input) else {
+            continue;
+        };
+        if p == index {
+            continue;
+        }
+        let producer = &grid.cells[p];
+        let dir = store::cell_dir(&grid.results, producer);
+        if store::is_done(&dir) {
+            continue;
+        }
+        if let Some(found) = claim::read(&dir)
+            && found.stale(timeout).is_none()
+        {
+            return Inputs::Wait {
+                live: true,
+                why: format!(
+                    "waits for {} (cell {}, running on {})",
+                    input.display(),
+                    producer.dir_name(),
+                    found.holder.describe()
+                ),
+            };
+        }
+        if let Some(status) = store::read_status(&dir)
+            && status.state == State::Failed
+        {
+            return Inputs::Failed(format!(
+                "needs {}, which cell {} failed to write: {}",
+                input.display(),
+                producer.dir_name(),
+                status.reason.unwrap_or_default()
+            ));
+        }
+        waiting = Some(Inputs::Wait {
+            live: false,
+            why: format!(
+                "needs {}, which cell {} has not written (run it first, or the whole grid)",
+                input.display(),
+                producer.dir_name()
+            ),
+        });
+    }
+    waiting.unwrap_or(Inputs::Ready)
+}
+
+/// Runs every selected cell of `grid` that is not done (all with `force`),
+/// claiming each first so that workers sharing the results folder run
+/// each cell once between them. A cell whose input another cell writes
+/// waits for it while a live worker runs that cell.
 pub fn run_grid(
     grid: &Grid,
     options: &RunOptions,
@@ -131,63 +292,173 @@ pub fn run_grid(
             "cells": grid.cells.iter().map(|c| c.dir_name()).collect::<Vec<_>>(),
         }),
     )?;
+    let producers: HashMap<PathBuf, usize> = grid
+        .cells
+        .iter()
+        .enumerate()
+        .flat_map(|(i, c)| c.config.outputs().into_iter().map(move |o| (o, i)))
+        .collect();
     let total = grid.cells.len();
+    let started = SystemTime::now();
     let mut summary = RunSummary::default();
-    for (index, cell) in grid.cells.iter().enumerate() {
-        let dir = store::cell_dir(results, cell);
-        if !options.force && store::is_done(&dir) {
-            summary.skipped += 1;
-            observer.cell_skipped(index, total, cell);
-            continue;
-        }
-        observer.cell_started(index, total, cell);
-        let mut status = CellStatus {
-            state: State::Running,
-            reason: None,
-            errors: Vec::new(),
-            experiment: cell.experiment.clone(),
-            protocol: cell.protocol.clone(),
-            method: cell.config.method(),
-            label: cell.label.clone(),
-            seed: cell.config.seed(),
-            seconds: 0.0,
-            device: grid.device.to_string(),
-            schema: SCHEMA_VERSION,
-        };
-        // A rerun starts clean: stale rows of an earlier attempt must not survive.
-        let _ = std::fs::remove_file(dir.join("rows.json"));
-        store::write_json(
-            &dir.join("config.json"),
-            &serde_json::json!({
-                "experiment": cell.experiment,
-                "protocol": cell.protocol,
-                "label": cell.label,
-                "axes": store::axes_map(cell),
-                "config": cell.config_json,
-            }),
-        )?;
-        store::write_json(&dir.join("status.json"), &status)?;
-        let start = Instant::now();
-        let outcome = run_cell(cell, grid.device, observer.progress());
-        status.seconds = start.elapsed().as_secs_f64();
-        match outcome {
-            Ok(metrics) => {
-                store::write_json(&dir.join("rows.json"), &store::result_rows(cell, metrics))?;
-                status.state = State::Done;
-                summary.done += 1;
+    let mut pending = selected(grid, &options.select)?;
+    while !pending.is_empty() {
+        let mut progressed = false;
+        let mut waiting: Vec<(usize, bool, String)> = Vec::new();
+        for index in std::mem::take(&mut pending) {
+            let cell = &grid.cells[index];
+            let dir = store::cell_dir(results, cell);
+            if !options.force && store::is_done(&dir) {
+                summary.skipped += 1;
+                observer.cell_skipped(index, total, cell);
+                progressed = true;
+                continue;
             }
-            Err(chain) => {
-                let reason = chain.join(": ");
-                status.state = State::Failed;
-                status.reason = Some(reason.clone());
-                status.errors = chain;
-                summary.failed.push((cell.dir_name(), reason));
+            let inputs = inputs_ready(grid, index, &producers, options.claim_timeout);
+            if let Inputs::Wait { live, why } = inputs {
+                waiting.push((index, live, why));
+                continue;
+            }
+            let claim = match claim::try_claim(&dir, options.claim_timeout)? {
+                claim::Attempt::Held(found) => {
+                    let holder = found.holder.describe();
+                    observer.cell_elsewhere(index, total, cell, &holder);
+                    summary.elsewhere.push((cell.dir_name(), holder));
+                    progressed = true;
+                    continue;
+                }
+                claim::Attempt::Claimed(claim, replaced) => {
+                    if let Some((holder, why)) = replaced {
+                        let why = format!("took over from {}: {why}", holder.describe());
+                        observer.cell_taken_over(index, total, cell, &why);
+                        summary.took_over.push((cell.dir_name(), why));
+                    }
+                    claim
+                }
+            };
+            progressed = true;
+            // Another worker may have finished it between our look and our claim.
+            if !options.force && store::is_done(&dir) {
+                summary.skipped += 1;
+                observer.cell_skipped(index, total, cell);
+                continue;
+            }
+            if failed_since(&dir, started) {
+                let holder = store::read_status(&dir)
+                    .and_then(|s| s.host)
+                    .unwrap_or_else(|| "another worker".into());
+                observer.cell_elsewhere(index, total, cell, &holder);
+                summary
+                    .elsewhere
+                    .push((cell.dir_name(), format!("failed on {holder}")));
+                continue;
+            }
+            let refused = match inputs {
+                Inputs::Failed(why) => Some(vec![why]),
+                _ => None,
+            };
+            execute(grid, index, &dir, refused, observer, &mut summary)?;
+            drop(claim);
+        }
+        if waiting.is_empty() {
+            break;
+        }
+        if !progressed {
+            if waiting.iter().any(|(_, live, _)| *live) {
+                std::thread::sleep(options.wait_poll);
+            } else {
+                // Nobody is producing what they need: record why, run nothing.
+                for (index, _, why) in waiting {
+                    let cell = &grid.cells[index];
+                    let dir = store::cell_dir(results, cell);
+                    if let claim::Attempt::Claimed(claim, _) =
+                        claim::try_claim(&dir, options.claim_timeout)?
+                    {
+                        execute(grid, index, &dir, Some(vec![why]), observer, &mut summary)?;
+                        drop(claim);
+                    }
+                }
+                break;
             }
         }
-        store::write_json(&dir.join("status.json"), &status)?;
-        observer.cell_finished(index, total, cell, &status);
+        pending = waiting.into_iter().map(|(i, _, _)| i).collect();
     }
     Ok(summary)
+}
+
+/// Whether the cell's status says failed, written after `since` (by a
+/// worker that ran it during this run).
+fn failed_since(dir: &Path, since: SystemTime) -> bool {
+    store::read_status(dir).is_some_and(|s| s.state == State::Failed)
+        && std::fs::metadata(dir.join("status.json"))
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since)
+}
+
+/// Runs a claimed cell (or records `refused` as its failure without
+/// running it) and writes its files.
+fn execute(
+    grid: &Grid,
+    index: usize,
+    dir: &Path,
+    refused: Option<Vec<String>>,
+    observer: &dyn GridObserver,
+    summary: &mut RunSummary,
+) -> Result<(), RunnerError> {
+    let cell = &grid.cells[index];
+    let total = grid.cells.len();
+    observer.cell_started(index, total, cell);
+    let mut status = CellStatus {
+        state: State::Running,
+        reason: None,
+        errors: Vec::new(),
+        experiment: cell.experiment.clone(),
+        protocol: cell.protocol.clone(),
+        method: cell.config.method(),
+        label: cell.label.clone(),
+        seed: cell.config.seed(),
+        seconds: 0.0,
+        device: grid.device.to_string(),
+        schema: SCHEMA_VERSION,
+        host: Some(claim::hostname()),
+        slurm_job: claim::slurm_job(),
+    };
+    // A rerun starts clean: stale rows of an earlier attempt must not survive.
+    let _ = std::fs::remove_file(dir.join("rows.json"));
+    store::write_json(
+        &dir.join("config.json"),
+        &serde_json::json!({
+            "experiment": cell.experiment,
+            "protocol": cell.protocol,
+            "label": cell.label,
+            "axes": store::axes_map(cell),
+            "config": cell.config_json,
+        }),
+    )?;
+    store::write_json(&dir.join("status.json"), &status)?;
+    let start = Instant::now();
+    let outcome = match refused {
+        Some(chain) => Err(chain),
+        None => run_cell(cell, grid.device, observer.progress()),
+    };
+    status.seconds = start.elapsed().as_secs_f64();
+    match outcome {
+        Ok(metrics) => {
+            store::write_json(&dir.join("rows.json"), &store::result_rows(cell, metrics))?;
+            status.state = State::Done;
+            summary.done += 1;
+        }
+        Err(chain) => {
+            let reason = chain.join(": ");
+            status.state = State::Failed;
+            status.reason = Some(reason.clone());
+            status.errors = chain;
+            summary.failed.push((cell.dir_name(), reason));
+        }
+    }
+    store::write_json(&dir.join("status.json"), &status)?;
+    observer.cell_finished(index, total, cell, &status);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,16 +5,21 @@
 //! known through the [`Registry`] alone.
 
 pub mod cell;
+pub mod claim;
 pub mod error;
 pub mod execute;
 pub mod grid;
 mod locate;
 pub mod registry;
+pub mod slurm;
+pub mod status;
 pub mod store;
 
 pub use cell::Cell;
 pub use error::RunnerError;
-pub use execute::{GridObserver, RunOptions, RunSummary, error_chain, run_grid};
+pub use execute::{
+    GridObserver, RunOptions, RunSummary, Selection, error_chain, run_grid, selected,
+};
 pub use grid::{Grid, load_grid};
 pub use registry::{CellConfig, ProtocolEntry, Registry};
 pub use reusebench_results::{CellStatus, State, StoredRow};

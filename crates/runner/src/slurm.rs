@@ -1,0 +1,195 @@
+//! Slurm array jobs for a grid: one sbatch script per experiment (stage),
+//! each array task running one cell through `reusebench run --cell`, the
+//! stages chained with `afterok`, and a report job at the end (`afterany`).
+//! Only cells not done yet are submitted, so submitting again after a
+//! cancelled array finishes the grid; the cells' claims keep a cell from
+//! running twice if an old task still runs.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::RunnerError;
+use crate::grid::Grid;
+use crate::store;
+
+/// What `submit --slurm` asks of the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct SlurmOptions {
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    /// Generic resources per task (`gpu:1`).
+    pub gres: Option<String>,
+    pub cpus_per_task: Option<u32>,
+    pub mem: Option<String>,
+    /// At most this many tasks of an array at once (`--array=...%N`).
+    pub parallelism: Option<usize>,
+    /// Free `#SBATCH` arguments, one per line (`--account=abc`).
+    pub sbatch: Vec<String>,
+    /// The `reusebench` binary the tasks run.
+    pub binary: PathBuf,
+    /// `--device` for the tasks (else the grid's device).
+    pub device: Option<String>,
+    /// `--set` overrides the tasks pass on.
+    pub sets: Vec<String>,
+}
+
+/// One experiment's array job.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub experiment: String,
+    /// The cell folders its tasks run, by task index.
+    pub cells: Vec<String>,
+    pub script: String,
+}
+
+/// Single-quoted for bash.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,%+@".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf, RunnerError> {
+    std::path::absolute(p).map_err(|e| RunnerError::io(p, e))
+}
+
+/// The `#SBATCH` lines every job shares.
+fn resource_lines(o: &SlurmOptions, with_gres: bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(p) = &o.partition {
+        lines.push(format!("--partition={p}"));
+    }
+    if let Some(t) = &o.time {
+        lines.push(format!("--time={t}"));
+    }
+    if with_gres && let Some(g) = &o.gres {
+        lines.push(format!("--gres={g}"));
+    }
+    if let Some(c) = o.cpus_per_task {
+        lines.push(format!("--cpus-per-task={c}"));
+    }
+    if let Some(m) = &o.mem {
+        lines.push(format!("--mem={m}"));
+    }
+    lines.extend(o.sbatch.iter().cloned());
+    lines
+}
+
+/// The array job of each experiment with cells not done, in grid order.
+pub fn stages(grid: &Grid, o: &SlurmOptions) -> Result<Vec<Stage>, RunnerError> {
+    let results = absolute(&grid.results)?;
+    let grid_file = absolute(&grid.path)?;
+    let mut out: Vec<Stage> = Vec::new();
+    for cell in &grid.cells {
+        if store::is_done(&store::cell_dir(&grid.results, cell)) {
+            continue;
+        }
+        match out.last_mut() {
+            Some(s) if s.experiment == cell.experiment => s.cells.push(cell.dir_name()),
+            _ => out.push(Stage {
+                experiment: cell.experiment.clone(),
+                cells: vec![cell.dir_name()],
+                script: String::new(),
+            }),
+        }
+    }
+    for stage in &mut out {
+        let n = stage.cells.len();
+        let array = match o.parallelism {
+            Some(p) => format!("0-{}%{p}", n - 1),
+            None => format!("0-{}", n - 1),
+        };
+        let mut s = String::from("#!/bin/bash\n");
+        s += &format!(
+            "#SBATCH --job-name={}\n",
+            quote(&format!("rb-{}-{}", grid.name, stage.experiment))
+        );
+        s += &format!("#SBATCH --array={array}\n");
+        // Until the task moves its output into its cell's folder.
+        s += &format!(
+            "#SBATCH --output={}\n",
+            quote(
+                &results
+                    .join("slurm")
+                    .join("%x-%A_%a.out")
+                    .display()
+                    .to_string()
+            )
+        );
+        s += "#SBATCH --kill-on-invalid-dep=yes\n";
+        for line in resource_lines(o, true) {
+            s += &format!("#SBATCH {line}\n");
+        }
+        s += "set -euo pipefail\n";
+        s += &format!("CELLS=({})\n", stage.cells.join(" "));
+        s += "CELL=${CELLS[$SLURM_ARRAY_TASK_ID]}\n";
+        s += &format!(
+            "OUT={}/cells/$CELL\n",
+            quote(&results.display().to_string())
+        );
+        s += "mkdir -p \"$OUT\"\n";
+        s += "exec >\"$OUT/slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out\" 2>&1\n";
+        let mut cmd = vec![
+            quote(&o.binary.display().to_string()),
+            "run".into(),
+            quote(&grid_file.display().to_string()),
+            "--cell".into(),
+            "\"$CELL\"".into(),
+            "--no-report".into(),
+            "--device".into(),
+            quote(o.device.as_deref().unwrap_or(&grid.device.to_string())),
+        ];
+        for set in &o.sets {
+            cmd.push("--set".into());
+            cmd.push(quote(set));
+        }
+        s += &format!("exec {}\n", cmd.join(" "));
+        stage.script = s;
+    }
+    Ok(out)
+}
+
+/// The job that writes the report once the last stage has ended.
+pub fn report_script(grid: &Grid, o: &SlurmOptions) -> Result<String, RunnerError> {
+    let results = absolute(&grid.results)?;
+    let mut s = String::from("#!/bin/bash\n");
+    s += &format!(
+        "#SBATCH --job-name={}\n",
+        quote(&format!("rb-{}-report", grid.name))
+    );
+    s += &format!(
+        "#SBATCH --output={}\n",
+        quote(
+            &results
+                .join("slurm")
+                .join("report-%j.out")
+                .display()
+                .to_string()
+        )
+    );
+    // The report needs no accelerator.
+    for line in resource_lines(o, false) {
+        s += &format!("#SBATCH {line}\n");
+    }
+    s += &format!(
+        "exec {} report {}\n",
+        quote(&o.binary.display().to_string()),
+        quote(&results.display().to_string())
+    );
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote;
+
+    #[test]
+    fn quoting_leaves_plain_words_and_wraps_the_rest() {
+        assert_eq!(quote("gpu:1"), "gpu:1");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+}

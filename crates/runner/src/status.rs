@@ -1,0 +1,113 @@
+//! Where a results folder stands: done, failed, running (claimed by a live
+//! worker) and pending cells, from the files alone, so that it answers for
+//! a grid that workers on other machines are running.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use reusebench_results::State;
+
+use crate::claim;
+use crate::error::RunnerError;
+use crate::store;
+
+#[derive(Debug, Clone, Default)]
+pub struct GridStatus {
+    pub name: String,
+    pub cells: usize,
+    pub done: usize,
+    /// (cell folder, where it ran: host and Slurm job, reason).
+    pub failed: Vec<(String, String, String)>,
+    /// (cell folder, holder, seconds since the claim).
+    pub running: Vec<(String, String, u64)>,
+    /// (cell folder, note: why it is not running, if known).
+    pub pending: Vec<(String, Option<String>)>,
+}
+
+/// The status of the results folder `results` (written by `run`).
+pub fn of(results: &Path, claim_timeout: Duration) -> Result<GridStatus, RunnerError> {
+    let grid_file = results.join("grid.json");
+    let text = std::fs::read_to_string(&grid_file).map_err(|e| RunnerError::io(&grid_file, e))?;
+    let grid: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| RunnerError::Store(format!("{}: {e}", grid_file.display())))?;
+    let cells: Vec<String> = grid["cells"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = GridStatus {
+        name: grid["name"].as_str().unwrap_or_default().to_string(),
+        cells: cells.len(),
+        ..Default::default()
+    };
+    let now = claim::unix_now();
+    for name in cells {
+        let dir = results.join("cells").join(&name);
+        if store::is_done(&dir) {
+            out.done += 1;
+            continue;
+        }
+        let claimed = claim::read(&dir);
+        if let Some(found) = &claimed
+            && found.stale(claim_timeout).is_none()
+        {
+            let age = now.saturating_sub(found.holder.started);
+            out.running.push((name, found.holder.describe(), age));
+            continue;
+        }
+        match store::read_status(&dir) {
+            Some(s) if s.state == State::Failed => {
+                let mut place = s.host.unwrap_or_else(|| "?".into());
+                if let Some(job) = s.slurm_job {
+                    place = format!("Slurm job {job} on {place}");
+                }
+                out.failed.push((name, place, s.reason.unwrap_or_default()));
+            }
+            _ => {
+                let note = claimed
+                    .and_then(|f| f.stale(claim_timeout))
+                    .map(|why| format!("interrupted: {why}"));
+                out.pending.push((name, note));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl fmt::Display for GridStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "grid `{}`: {} cell(s)", self.name, self.cells)?;
+        writeln!(f, "  done     {}", self.done)?;
+        writeln!(f, "  failed   {}", self.failed.len())?;
+        writeln!(f, "  running  {}", self.running.len())?;
+        writeln!(f, "  pending  {}", self.pending.len())?;
+        if !self.failed.is_empty() {
+            writeln!(f, "failed:")?;
+            for (cell, place, reason) in &self.failed {
+                writeln!(f, "  {cell} ({place}): {reason}")?;
+            }
+        }
+        if !self.running.is_empty() {
+            writeln!(f, "running:")?;
+            for (cell, holder, age) in &self.running {
+                writeln!(f, "  {cell} on {holder}, for {age}s")?;
+            }
+        }
+        let notes: Vec<_> = self
+            .pending
+            .iter()
+            .filter_map(|(c, n)| n.as_ref().map(|n| (c, n)))
+            .collect();
+        if !notes.is_empty() {
+            writeln!(f, "pending, interrupted:")?;
+            for (cell, note) in notes {
+                writeln!(f, "  {cell}: {note}")?;
+            }
+        }
+        Ok(())
+    }
+}
