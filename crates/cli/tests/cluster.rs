@@ -31,7 +31,7 @@ fn cell_ids(grid: &Path) -> Vec<String> {
     let (code, out) = run(&["validate", grid.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     out.lines()
-        .filter_map(|l| l.trim().split_whitespace().next())
+        .filter_map(|l| l.split_whitespace().next())
         .filter_map(|w| w.rsplit_once('-').map(|(_, id)| id.to_string()))
         .filter(|id| id.len() == 12 && id.chars().all(|c| c.is_ascii_hexdigit()))
         .collect()
