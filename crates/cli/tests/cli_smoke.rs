@@ -477,6 +477,7 @@ fn every_continual_method_runs_end_to_end() {
         "der++",
         "l2-sp",
         "side-tuning",
+        "side-tuning-lifelong",
         "joint",
         "cumulative",
         "mas+lp",
@@ -528,6 +529,38 @@ fn every_continual_method_runs_end_to_end() {
         [2],
         "joint trains after the last task only"
     );
+    // Lifelong side-tuning evaluates each task with its own side network
+    // and head, frozen once learned: its task-IL (and kNN) entries of a
+    // task do not change after it, for every later row; the shared
+    // variant's do.
+    let entries = |method: &str, metric: &str| -> Vec<(u64, u64, u64)> {
+        rows.iter()
+            .filter(|r| {
+                r["experiment"] == "continual"
+                    && r["method"] == method
+                    && r["metric"] == metric
+                    && !r["coords"]["after_task"].is_null()
+            })
+            .map(|r| {
+                (
+                    r["coords"]["after_task"].as_u64().unwrap(),
+                    r["coords"]["task"].as_u64().unwrap(),
+                    r["value"].as_f64().unwrap().to_bits(),
+                )
+            })
+            .collect()
+    };
+    let constant_columns = |method: &str, metric: &str| {
+        let e = entries(method, metric);
+        assert!(!e.is_empty(), "{method} {metric}");
+        e.iter().all(|&(i, j, v)| {
+            e.iter()
+                .find(|&&(i2, j2, _)| i2 == j && j2 == j)
+                .is_some_and(|&(_, _, own)| i < j || own == v)
+        })
+    };
+    assert!(constant_columns("side-tuning-lifelong", "acc_task_il"));
+    assert!(constant_columns("side-tuning-lifelong", "knn_acc"));
     // Adaptation on a few images per class: 4 of each of a task's 2 classes
     // where the grid says so, every training image (12 per class) elsewhere.
     let images = |exp: &str| -> Vec<f64> {

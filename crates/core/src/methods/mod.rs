@@ -93,8 +93,14 @@ impl MethodConfig {
     }
 
     /// The name tables show: the YAML name, `+lp` when a linear probe runs
-    /// before each task's training.
+    /// before each task's training, `side-tuning-lifelong` for the
+    /// lifelong variant.
     pub fn label(&self) -> String {
+        if let MethodConfig::SideTuning(m) = self
+            && m.lifelong
+        {
+            return "side-tuning-lifelong".into();
+        }
         let lp = match self {
             MethodConfig::Mas(m) => m.lp.is_some(),
             MethodConfig::Ewc(m) => m.lp.is_some(),
@@ -146,6 +152,9 @@ pub trait TaskLearner {
     /// Trains `model` on the task `ctx` describes and returns it.
     fn learn_task(&mut self, model: Classifier, ctx: &TaskContext)
     -> Result<Classifier, CoreError>;
+    /// The model task `task` is evaluated with, when the method keeps one
+    /// per task (lifelong side-tuning); `None`: the current model.
+    fn task_model(&self, task: usize) -> Option<Classifier>;
 }
 
 struct Learner<M: ContinualMethod> {
@@ -164,6 +173,10 @@ impl<M: ContinualMethod> TaskLearner for Learner<M> {
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
         self.method.learn_task(&mut self.state, model, ctx)
+    }
+
+    fn task_model(&self, task: usize) -> Option<Classifier> {
+        self.method.task_model(&self.state, task)
     }
 }
 
@@ -228,6 +241,11 @@ pub trait ContinualMethod {
         model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError>;
+    /// The model task `task` is evaluated with, when the method keeps one
+    /// per task; `None` (the default): the model as it is now.
+    fn task_model(&self, _state: &Self::State, _task: usize) -> Option<Classifier> {
+        None
+    }
 }
 
 /// Everything a method may use while learning one task.

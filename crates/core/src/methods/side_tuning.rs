@@ -5,6 +5,8 @@
 //! α·base(x) + (1 − α)·side(x). α is fixed, or moves linearly from `alpha`
 //! at the first task to `alpha_final` at the last. Without augmentation the
 //! base's features are computed once (feature cache) instead of every step.
+//! `lifelong: true` is the paper's lifelong variant: a side network and a
+//! head per task, each task evaluated with its own.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -36,6 +38,14 @@ pub struct SideTuning {
     /// start) with the side network, instead of fixing or scheduling it.
     #[serde(default)]
     pub learn_alpha: bool,
+    /// Zhang et al.'s lifelong variant: a new side network and a new head
+    /// for every task, trained on that task alone; task t is evaluated
+    /// with its own side network and head (task-IL: the class-IL numbers
+    /// of this variant use each task's own model too, and mean little).
+    /// Off: one side network and head for the whole sequence, the
+    /// class-IL adaptation.
+    #[serde(default)]
+    pub lifelong: bool,
 }
 
 fn default_side_width() -> usize {
@@ -56,8 +66,19 @@ impl SideTuning {
     }
 }
 
+impl SideTuning {
+    /// The lifelong variant keeps each task's model for its evaluation.
+    fn keep(&self, state: &mut Vec<Classifier>, trained: Classifier) -> Classifier {
+        if self.lifelong {
+            state.push(trained.clone());
+        }
+        trained
+    }
+}
+
 impl ContinualMethod for SideTuning {
-    type State = ();
+    /// The lifelong variant's model of every task learned so far.
+    type State = Vec<Classifier>;
 
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
@@ -80,13 +101,26 @@ impl ContinualMethod for SideTuning {
         Ok(())
     }
 
+    fn task_model(&self, state: &Self::State, task: usize) -> Option<Classifier> {
+        state.get(task).cloned()
+    }
+
     fn learn_task(
         &self,
-        _state: &mut Self::State,
+        state: &mut Self::State,
         mut model: Classifier,
         ctx: &TaskContext,
     ) -> Result<Classifier, CoreError> {
-        // The first task wraps the base; later ones keep training the side.
+        if self.lifelong {
+            // A fresh side network and head on the pretrained base, per task.
+            let base = model.backbone().clone();
+            let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0x11FE_10B6 ^ ctx.task as u64);
+            let [features, classes] = model.head.weight.dims();
+            let head = linear_head(&mut rng, features, classes, ctx.device);
+            model = Classifier::new(base, head);
+        }
+        // The first task wraps the base; later ones keep training the side
+        // (the lifelong variant starts a new one each task).
         if model.side_tuned().is_none() {
             let side_config = BackboneConfig {
                 arch: Arch::ResNet18Cifar,
@@ -94,7 +128,8 @@ impl ContinualMethod for SideTuning {
                 ..Default::default()
             };
             let base_dim = model.head.weight.dims()[0];
-            let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0x051D_E000);
+            let stream = if self.lifelong { ctx.task as u64 } else { 0 };
+            let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0x051D_E000 ^ (stream << 32));
             let net = side_config.build(&mut rng, ctx.device);
             let proj = linear_head(&mut rng, side_config.feature_dim(), base_dim, ctx.device);
             let side = SideNet { net, proj };
@@ -123,9 +158,12 @@ impl ContinualMethod for SideTuning {
             let forward = |m: &Classifier, x: Tensor<4>, indices: &[usize]| {
                 logits_with_base(m, x, &base, indices)
             };
-            return ctx.fine_tune_with(model, self.epochs, &self.optimizer, &mut NoHooks, &forward);
+            let trained =
+                ctx.fine_tune_with(model, self.epochs, &self.optimizer, &mut NoHooks, &forward)?;
+            return Ok(self.keep(state, trained));
         }
-        ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)
+        let trained = ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)?;
+        Ok(self.keep(state, trained))
     }
 }
 

@@ -251,7 +251,13 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             ..shared
         };
         model = method.learn_task(model, &ctx)?;
-        let key = ModelKey::of(&model);
+        // The model each task is evaluated with: the current one, or the
+        // task's own where the method keeps one per task (lifelong
+        // side-tuning).
+        let models: Vec<Classifier> = (0..tasks)
+            .map(|j| method.task_model(j).unwrap_or_else(|| model.clone()))
+            .collect();
+        let keys: Vec<ModelKey> = models.iter().map(ModelKey::of).collect();
 
         // Each test set passes through the backbone once: its features feed
         // both the head (accuracy matrix) and the kNN queries.
@@ -263,7 +269,10 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         };
         let test_features: Vec<Arc<Rows>> = test[..evaluated]
             .iter()
-            .map(|set| cached_features_keyed(&cache, &model, &key, set, ebs, norm, &train_device))
+            .enumerate()
+            .map(|(j, set)| {
+                cached_features_keyed(&cache, &models[j], &keys[j], set, ebs, norm, &train_device)
+            })
             .collect();
 
         // Class-IL: argmax over every class seen so far; task-IL: over the
@@ -272,7 +281,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         let seen = split.label_range(t).end;
         let (mut cil_row, mut til_row) = (Vec::new(), Vec::new());
         for j in 0..=t {
-            let out = head_logits(&model.head, &test_features[j], &train_device);
+            let out = head_logits(&models[j].head, &test_features[j], &train_device);
             let cil = masked_accuracy(&out.values, out.dim, &test[j].labels, 0..seen);
             rows.push(MetricRow::entry(setting_names.matrix, t, j, cil));
             cil_row.push(cil);
@@ -288,7 +297,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         }
         if t + 1 < tasks {
             let next = t + 1;
-            let out = head_logits(&model.head, &test_features[next], &train_device);
+            let out = head_logits(&models[next].head, &test_features[next], &train_device);
             let labels = &test[next].labels;
             let cil = masked_accuracy(&out.values, out.dim, labels, 0..split.label_range(next).end);
             rows.push(MetricRow::entry(setting_names.before, t, next, cil));
@@ -310,8 +319,8 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             for j in 0..tasks {
                 let bank = cached_features_keyed(
                     &cache,
-                    &model,
-                    &key,
+                    &models[j],
+                    &keys[j],
                     &train[j],
                     ebs,
                     norm,

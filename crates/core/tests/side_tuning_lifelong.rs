@@ -1,0 +1,154 @@
+//! Lifelong side-tuning (Zhang et al.): a new side network and head per
+//! task on the frozen base; each task keeps its own model, untouched by the
+//! tasks after it. The shared variant keeps none.
+
+use std::sync::Arc;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use reusebench_core::backbone::BackboneConfig;
+use reusebench_core::feature_cache::FeatureCache;
+use reusebench_core::methods::{MethodConfig, SideTuning, TaskContext};
+use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::penalties::snapshot;
+use reusebench_core::train::{CurveLog, OptimConfig};
+use reusebench_core::{DeviceSpec, NoProgress};
+use reusebench_data::{Augment, ImageSet, synthetic};
+
+fn flat(model: &Classifier) -> Vec<f32> {
+    let mut v: Vec<(String, Vec<f32>)> = snapshot(model)
+        .into_iter()
+        .map(|(id, t)| {
+            (
+                format!("{id:?}"),
+                t.into_data().try_to_vec::<f32>().unwrap(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter().flat_map(|(_, x)| x).collect()
+}
+
+fn run(lifelong: bool) -> (Vec<Option<Classifier>>, Vec<Vec<f32>>) {
+    let dev = DeviceSpec::for_tests().autodiff();
+    let data = synthetic::generate(4, 6, 1, 0).unwrap();
+    let tasks: Vec<Arc<ImageSet>> = (0..2)
+        .map(|t| {
+            Arc::new(
+                data.train
+                    .select_classes(&|l| (l / 2 == t as u32).then_some(l)),
+            )
+        })
+        .collect();
+    let cfg = BackboneConfig {
+        width: 2,
+        ..Default::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut model = Classifier::new(
+        cfg.build(&mut rng, &dev),
+        linear_head(&mut rng, cfg.feature_dim(), 4, &dev),
+    );
+    let method = MethodConfig::SideTuning(SideTuning {
+        epochs: 1,
+        optimizer: OptimConfig {
+            lr: 0.1,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            schedule: Default::default(),
+        },
+        side_width: 2,
+        alpha: 0.5,
+        alpha_final: None,
+        learn_alpha: false,
+        lifelong,
+    });
+    let mut learner = method.build();
+    let (cache, curves) = (FeatureCache::default(), CurveLog::default());
+    let mut snapshots_after = Vec::new();
+    for t in 0..2 {
+        let ctx = TaskContext {
+            task: t,
+            num_tasks: 2,
+            train: Arc::clone(&tasks[t]),
+            history: &tasks[..=t],
+            old_classes: 2 * t,
+            seen_classes: 2 * t + 2,
+            num_classes: 4,
+            batch_size: 4,
+            eval_batch_size: 8,
+            augment: Augment::NONE,
+            normalization: data.normalization,
+            seed: 0,
+            device: &dev,
+            features: &cache,
+            progress: &NoProgress,
+            curves: &curves,
+        };
+        model = learner.learn_task(model, &ctx).unwrap();
+        snapshots_after.push(learner.task_model(0).map(|m| flat(&m)).unwrap_or_default());
+    }
+    (
+        (0..2).map(|t| learner.task_model(t)).collect(),
+        snapshots_after,
+    )
+}
+
+#[test]
+fn each_task_keeps_its_own_side_network_and_head() {
+    let (models, task0_after) = run(true);
+    let (m0, m1) = (models[0].as_ref().unwrap(), models[1].as_ref().unwrap());
+    // Task 0's model is the same after task 1 was learned...
+    assert_eq!(task0_after[0], task0_after[1]);
+    // ...and not task 1's: another side network and head.
+    let (side0, side1) = (m0.side_tuned().unwrap(), m1.side_tuned().unwrap());
+    assert_ne!(flat_side(&side0.side), flat_side(&side1.side));
+    assert_ne!(
+        m0.head
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        m1.head
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    );
+    // Both on the same frozen base.
+    assert_eq!(
+        flat_resnet(m0.backbone()),
+        flat_resnet(m1.backbone()),
+        "the base stays as pretrained"
+    );
+}
+
+#[test]
+fn the_shared_variant_keeps_no_per_task_model() {
+    let (models, _) = run(false);
+    assert!(models.iter().all(Option::is_none));
+}
+
+fn flat_side(side: &reusebench_core::model::SideNet) -> Vec<f32> {
+    side.proj
+        .weight
+        .val()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+fn flat_resnet(r: &reusebench_core::backbone::ResNet) -> Vec<f32> {
+    let c = Classifier::new(
+        r.clone(),
+        linear_head(
+            &mut ChaCha8Rng::seed_from_u64(0),
+            1,
+            1,
+            &DeviceSpec::for_tests(),
+        ),
+    );
+    flat(&c)
+}
