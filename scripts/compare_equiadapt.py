@@ -70,7 +70,7 @@ def main():
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--lr-scale", type=float, default=10.0)
+    p.add_argument("--lr-scale", type=float, default=0.1)
     p.add_argument("--prior-weight", type=float, default=100.0)
     p.add_argument("--channels", type=int, default=16)
     p.add_argument("--width", type=int, default=20)

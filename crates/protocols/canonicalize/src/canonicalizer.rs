@@ -34,8 +34,9 @@ pub struct CanonicalizerConfig {
     #[serde(default = "default_beta")]
     pub beta: f64,
     /// The canonicalizer's learning rate as a multiple of the predictor's
-    /// (equiadapt trains it with its own, larger rate): its gradients are
-    /// scaled by this before the shared SGD step.
+    /// (equiadapt gives it its own; its CIFAR-10 ResNet config uses the
+    /// same, 0.001 each): its gradients are scaled by this before the
+    /// shared SGD step.
     #[serde(default = "default_lr_scale")]
     pub lr_scale: f64,
 }
@@ -56,7 +57,7 @@ fn default_beta() -> f64 {
     1.0
 }
 fn default_lr_scale() -> f64 {
-    10.0
+    1.0
 }
 
 impl Default for CanonicalizerConfig {
