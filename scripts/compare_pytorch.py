@@ -14,6 +14,7 @@ Usage (from the repository root):
     scripts/compare_pytorch.py                      # widths 20 64, batches 32 128
     scripts/compare_pytorch.py --widths 20 --batches 32 --rounds 3
     scripts/compare_pytorch.py --device tch-cpu --reusebench target/release/reusebench
+    scripts/compare_pytorch.py --compile            # adds torch.compile and its compile time
 
 It creates a virtual environment with PyTorch 2.9.0 in target/bench-venv the
 first time (reusing a system-wide torch 2.9.0 when there is one) and builds
@@ -36,7 +37,7 @@ TORCH_VERSION = "2.9.0"
 TORCH_BENCH = r"""
 import json, sys, time, torch
 from torch import nn
-width, batch, warmup, steps, threads = map(int, sys.argv[1:6])
+width, batch, warmup, steps, threads, compiled = map(int, sys.argv[1:7])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 
@@ -69,20 +70,25 @@ class ResNet18Cifar(nn.Module):
 
 model = ResNet18Cifar(width).train()
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+# torch.compile compiles on the first call: the warm-up pays for it.
+net = torch.compile(model) if compiled else model
 x = torch.rand(batch, 3, 32, 32) * 2 - 1
 y = torch.randint(0, 10, (batch,))
 loss_fn = nn.CrossEntropyLoss()
 def step():
     opt.zero_grad(set_to_none=True)
-    loss_fn(model(x), y).backward()
+    loss_fn(net(x), y).backward()
     opt.step()
-for _ in range(warmup):
+start = time.perf_counter()
+for _ in range(max(warmup, 1 if compiled else 0)):
     step()
+warmup_seconds = time.perf_counter() - start
 start = time.perf_counter()
 for _ in range(steps):
     step()
 seconds = time.perf_counter() - start
-print(json.dumps({"images_per_second": batch * steps / seconds, "torch": torch.__version__, "threads": threads}))
+print(json.dumps({"images_per_second": batch * steps / seconds, "warmup_seconds": warmup_seconds,
+                  "torch": torch.__version__, "threads": threads}))
 """
 
 
@@ -125,6 +131,8 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--device", default="cpu", help="reusebench device: cpu (flex) or tch-cpu")
     p.add_argument("--reusebench", help="a built reusebench binary (default: build one)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time torch.compile (default mode), and report its compile time")
     args = p.parse_args()
 
     py = venv_python()
@@ -137,24 +145,39 @@ def main():
     rows = []
     for width in args.widths:
         for batch in args.batches:
-            torch_rates, ours = [], []
+            torch_rates, compiled, compile_secs, ours = [], [], [], []
             for _ in range(args.rounds):
-                torch_rates.append(run_json([py, "-c", TORCH_BENCH, str(width), str(batch), str(args.warmup),
-                                             str(args.steps), str(args.threads)])["images_per_second"])
+                bench = [py, "-c", TORCH_BENCH, str(width), str(batch), str(args.warmup), str(args.steps),
+                         str(args.threads)]
+                torch_rates.append(run_json(bench + ["0"])["images_per_second"])
+                if args.compile:
+                    c = run_json(bench + ["1"])
+                    compiled.append(c["images_per_second"])
+                    compile_secs.append(c["warmup_seconds"])
                 ours.append(run_json([binary, "bench", "--width", str(width), "--batch", str(batch), "--warmup",
                                       str(args.warmup), "--steps", str(args.steps), "--device", args.device],
                                      env=env)["images_per_second"])
             t, r = statistics.median(torch_rates), statistics.median(ours)
-            rows.append((width, batch, t, r))
-            print(f"width {width:3d} batch {batch:4d}: PyTorch {t:8.1f} img/s, reusebench ({args.device}) {r:8.1f} img/s, ratio {r / t:.2f}x",
-                  file=sys.stderr, flush=True)
+            c = statistics.median(compiled) if compiled else None
+            cs = statistics.median(compile_secs) if compile_secs else None
+            rows.append((width, batch, t, c, cs, r))
+            extra = f", torch.compile {c:8.1f} img/s (compiling {cs:.0f} s)" if c else ""
+            print(f"width {width:3d} batch {batch:4d}: PyTorch {t:8.1f} img/s{extra}, reusebench ({args.device}) "
+                  f"{r:8.1f} img/s, ratio {r / t:.2f}x", file=sys.stderr, flush=True)
     print(f"\n{os.cpu_count()} CPU threads; median of {args.rounds} alternating rounds of {args.steps} steps "
-          f"after {args.warmup} warm-up steps; PyTorch {TORCH_VERSION} eager, reusebench device {args.device}\n")
-    print("| width | batch | PyTorch img/s | reusebench img/s | reusebench / PyTorch |")
-    print("|---|---|---|---|---|")
-    for width, batch, t, r in rows:
-        print(f"| {width} | {batch} | {t:.1f} | {r:.1f} | {r / t:.2f}x |")
-
+          f"after {args.warmup} warm-up steps; PyTorch {TORCH_VERSION} eager"
+          f"{' and torch.compile (default mode; its warm-up, which compiles, timed apart)' if args.compile else ''}, "
+          f"reusebench device {args.device}\n")
+    if args.compile:
+        print("| width | batch | PyTorch eager img/s | torch.compile img/s | compile s | reusebench img/s | vs eager | vs compile |")
+        print("|---|---|---|---|---|---|---|---|")
+        for width, batch, t, c, cs, r in rows:
+            print(f"| {width} | {batch} | {t:.1f} | {c:.1f} | {cs:.0f} | {r:.1f} | {r / t:.2f}x | {r / c:.2f}x |")
+    else:
+        print("| width | batch | PyTorch img/s | reusebench img/s | reusebench / PyTorch |")
+        print("|---|---|---|---|---|")
+        for width, batch, t, _, _, r in rows:
+            print(f"| {width} | {batch} | {t:.1f} | {r:.1f} | {r / t:.2f}x |")
 
 if __name__ == "__main__":
     main()

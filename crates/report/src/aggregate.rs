@@ -158,15 +158,33 @@ pub fn summarize(
     })
 }
 
+/// A temporary name beside `path`, this process's own: workers sharing a
+/// results folder may write the report at the same time, and each renames
+/// a whole file into place.
+fn temporary(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let tmp = temporary(path);
+    std::fs::write(&tmp, bytes).map_err(|e| ReportError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ReportError::io(path, e))
+}
+
 pub fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<(), ReportError> {
-    let tmp = path.with_extension("parquet.tmp");
+    let tmp = temporary(path);
     let file = std::fs::File::create(&tmp).map_err(|e| ReportError::io(&tmp, e))?;
     ParquetWriter::new(file).finish(frame)?;
     std::fs::rename(&tmp, path).map_err(|e| ReportError::io(path, e))
 }
 
 pub fn write_csv(summary: &Summary, path: &Path) -> Result<(), ReportError> {
-    let tmp = path.with_extension("csv.tmp");
+    let tmp = temporary(path);
     let file = std::fs::File::create(&tmp).map_err(|e| ReportError::io(&tmp, e))?;
     let mut frame = summary.frame.clone();
     CsvWriter::new(file).finish(&mut frame)?;

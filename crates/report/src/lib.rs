@@ -79,7 +79,7 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
     }
     md.push_str(&aggregate::failed_markdown(&loaded.failed));
     let markdown = results.join("summary.md");
-    std::fs::write(&markdown, md).map_err(|e| ReportError::io(&markdown, e))?;
+    aggregate::write_atomic(&markdown, md.as_bytes())?;
 
     let continual = continual_experiments(&summary);
     if !continual.is_empty() {
@@ -97,7 +97,7 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
             .collect();
         let path = results.join("comparison.md");
         let text = aggregate::comparison_markdown(&benchmarks);
-        std::fs::write(&path, text).map_err(|e| ReportError::io(&path, e))?;
+        aggregate::write_atomic(&path, text.as_bytes())?;
     }
     Ok(ReportFiles {
         markdown,
@@ -160,5 +160,5 @@ pub fn write_comparison(folders: &[PathBuf], output: &Path) -> Result<(), Report
         }
     }
     let text = aggregate::comparison_markdown(&benchmarks);
-    std::fs::write(output, text).map_err(|e| ReportError::io(output, e))
+    aggregate::write_atomic(output, text.as_bytes())
 }
