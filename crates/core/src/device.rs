@@ -85,8 +85,20 @@ fn not_compiled(spec: DeviceSpec, feature: &str) -> CoreError {
     )
 }
 
+/// How many NVIDIA GPUs the driver reports, asked of its management library
+/// (NVML, loaded at run time: absent without the driver).
+pub fn nvidia_gpus() -> Result<usize, String> {
+    let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("no NVIDIA driver here ({e})"))?;
+    let n = nvml
+        .device_count()
+        .map_err(|e| format!("the NVIDIA driver cannot count its GPUs ({e})"))?;
+    Ok(n as usize)
+}
+
 impl DeviceSpec {
-    /// Checks that the backend is compiled in, without touching hardware.
+    /// Checks that the backend is compiled in and, for a GPU, that the
+    /// machine has that GPU: a clear error before any work, where the
+    /// backend would otherwise fail inside its first cell.
     pub fn check_available(self) -> Result<(), CoreError> {
         match self {
             DeviceSpec::Cpu if !cfg!(feature = "flex") => Err(not_compiled(self, "flex")),
@@ -94,7 +106,30 @@ impl DeviceSpec {
             DeviceSpec::TchCpu | DeviceSpec::TchCuda(_) if !cfg!(feature = "tch") => {
                 Err(not_compiled(self, "tch"))
             }
+            DeviceSpec::Cuda(i) | DeviceSpec::TchCuda(i) => self.check_gpu(i, nvidia_gpus()),
             _ => Ok(()),
+        }
+    }
+
+    /// `self` (GPU `index`) against what the driver reported.
+    fn check_gpu(self, index: usize, found: Result<usize, String>) -> Result<(), CoreError> {
+        match found {
+            Err(why) => Err(CoreError::Device(
+                self.to_string(),
+                format!("{why}: `{self}` needs an NVIDIA GPU and its driver; use `cpu` on this machine"),
+            )),
+            Ok(0) => Err(CoreError::Device(
+                self.to_string(),
+                format!("the NVIDIA driver reports no GPU: `{self}` cannot run here; use `cpu`"),
+            )),
+            Ok(n) if index >= n => Err(CoreError::Device(
+                self.to_string(),
+                format!(
+                    "this machine has {n} NVIDIA GPU(s), numbered 0 to {}",
+                    n - 1
+                ),
+            )),
+            Ok(_) => Ok(()),
         }
     }
 
@@ -169,6 +204,24 @@ mod tests {
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
         assert!("gpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn a_missing_gpu_is_a_clear_error_naming_the_device() {
+        let cuda = DeviceSpec::Cuda(1);
+        let err = |found| cuda.check_gpu(1, found).unwrap_err().to_string();
+        let none = err(Err("no NVIDIA driver here (libnvidia-ml.so: not found)".into()));
+        assert!(
+            none.contains("cuda:1") && none.contains("needs an NVIDIA GPU and its driver"),
+            "{none}"
+        );
+        assert!(err(Ok(0)).contains("reports no GPU"));
+        assert!(err(Ok(1)).contains("has 1 NVIDIA GPU(s), numbered 0 to 0"));
+        assert!(cuda.check_gpu(1, Ok(2)).is_ok());
+        // On a machine without the driver, what the probe finds says so.
+        if let Err(why) = nvidia_gpus() {
+            assert!(why.starts_with("no NVIDIA driver here"), "{why}");
+        }
     }
 
     #[cfg(not(feature = "cuda"))]
