@@ -116,7 +116,9 @@ impl DeviceSpec {
         match found {
             Err(why) => Err(CoreError::Device(
                 self.to_string(),
-                format!("{why}: `{self}` needs an NVIDIA GPU and its driver; use `cpu` on this machine"),
+                format!(
+                    "{why}: `{self}` needs an NVIDIA GPU and its driver; use `cpu` on this machine"
+                ),
             )),
             Ok(0) => Err(CoreError::Device(
                 self.to_string(),
@@ -210,7 +212,9 @@ mod tests {
     fn a_missing_gpu_is_a_clear_error_naming_the_device() {
         let cuda = DeviceSpec::Cuda(1);
         let err = |found| cuda.check_gpu(1, found).unwrap_err().to_string();
-        let none = err(Err("no NVIDIA driver here (libnvidia-ml.so: not found)".into()));
+        let none = err(Err(
+            "no NVIDIA driver here (libnvidia-ml.so: not found)".into()
+        ));
         assert!(
             none.contains("cuda:1") && none.contains("needs an NVIDIA GPU and its driver"),
             "{none}"
