@@ -3,7 +3,6 @@ one JSON argument; prints one JSON line)."""
 
 import json
 import math
-import os
 import sys
 import time
 
@@ -14,88 +13,25 @@ import torch
 from equiadapt.images.canonicalization.discrete_group import GroupEquivariantImageCanonicalization
 from equiadapt.images.canonicalization_networks.custom_equivariant_networks import CustomEquivariantNetwork
 from omegaconf import OmegaConf
-from safetensors.numpy import load_file
 from torch import nn
+from torch_resnet import CIFAR_MEAN, CIFAR_STD, ResNet18Cifar, load_reusebench, read_cifar
 
 a = json.loads(sys.argv[1])
 torch.manual_seed(a["seed"])
 rng = np.random.default_rng(a["seed"])
 torch.set_num_threads(a["threads"])
-# CIFAR-10's per-channel statistics (reusebench's default normalisation).
-MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
-STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+MEAN = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+STD = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
 
-
-def read(name):
-    raw = np.fromfile(os.path.join(a["cifar"], name), dtype=np.uint8).reshape(-1, 3073)
-    return torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32).copy()), torch.from_numpy(raw[:, 0].astype(np.int64))
-
-
-parts = [read(f"data_batch_{i}.bin") for i in range(1, 6)]
-train_x = torch.cat([p[0] for p in parts])
-train_y = torch.cat([p[1] for p in parts])
-test_x, test_y = read("test_batch.bin")
+train_x, train_y = read_cifar(a["cifar"], [f"data_batch_{i}.bin" for i in range(1, 6)])
+test_x, test_y = read_cifar(a["cifar"], ["test_batch.bin"])
 
 
 def normalise(x_u8):
     return (x_u8.float() / 255.0 - MEAN) / STD
 
 
-class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        idt = x if self.downsample is None else self.downsample(x)
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + idt)
-
-
-class ResNet18Cifar(nn.Module):
-    """reusebench's resnet18-cifar (torchvision names)."""
-
-    def __init__(self, w, classes=10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, w, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(w)
-        cin = w
-        for i, cout in enumerate([w, 2 * w, 4 * w, 8 * w]):
-            setattr(self, f"layer{i + 1}", nn.Sequential(Block(cin, cout, 1 if i == 0 else 2), Block(cout, cout, 1)))
-            cin = cout
-        self.fc = nn.Linear(8 * w, classes)
-
-    def forward(self, x):
-        x = torch.relu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
-
-
-def load_predictor():
-    model = ResNet18Cifar(a["width"])
-    state = {}
-    for k, v in load_file(a["backbone"]).items():
-        # burn's names: gamma/beta for batch norm, downsample.{conv,bn}.
-        k = k.replace(".gamma", ".weight").replace(".beta", ".bias")
-        k = k.replace("downsample.conv", "downsample.0").replace("downsample.bn", "downsample.1")
-        state[k] = torch.from_numpy(v.copy())
-    head = load_file(a["head"])
-    state["fc.weight"] = torch.from_numpy(head["weight"].T.copy())  # burn stores [in, out]
-    state["fc.bias"] = torch.from_numpy(head["bias"].copy())
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.endswith("num_batches_tracked")]
-    if missing or unexpected:
-        raise SystemExit(f"predictor weights do not match: missing {missing}, unexpected {unexpected}")
-    return model
-
-
-predictor = load_predictor()
+predictor = load_reusebench(ResNet18Cifar(a["width"], 10), a["backbone"], a["head"])
 hyper = OmegaConf.create({"beta": 1.0, "input_crop_ratio": 0.8, "resize_shape": math.ceil(32 * 0.8)})
 network = CustomEquivariantNetwork(
     in_shape=(3, 32, 32), out_channels=a["channels"], kernel_size=5,
