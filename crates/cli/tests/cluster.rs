@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{repo, run};
+use common::{cell_rows, repo, reproducible, run};
 
 /// The continual smoke grid (a pretrain cell and four continual cells that
 /// read its checkpoint) with its results folder in `dir`.
@@ -49,28 +48,13 @@ fn ran(out: &str) -> Vec<String> {
         .collect()
 }
 
-/// Rows of every cell, timing metrics left out, by cell folder.
-fn rows_by_cell(results: &Path) -> BTreeMap<String, Vec<String>> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(results.join("cells")).unwrap() {
-        let dir = entry.unwrap().path();
-        let text = std::fs::read_to_string(dir.join("rows.json")).unwrap();
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
-        let kept = rows
-            .iter()
-            .filter(|r| !reusebench_results::names::TIMING.contains(&r["metric"].as_str().unwrap()))
-            .map(|r| {
-                format!(
-                    "{} {} {}",
-                    r["metric"],
-                    r["coords"],
-                    r["value"].as_f64().unwrap().to_bits()
-                )
-            })
-            .collect();
-        out.insert(dir.file_name().unwrap().to_string_lossy().into(), kept);
-    }
-    out
+/// Every cell's rows, timing metrics left out, bits of every value, by
+/// experiment in grid order.
+fn rows_by_cell(results: &Path) -> Vec<(String, Vec<String>)> {
+    ["pretrain", "continual"]
+        .iter()
+        .flat_map(|e| reproducible(&cell_rows(results, e)))
+        .collect()
 }
 
 fn bin() -> Command {

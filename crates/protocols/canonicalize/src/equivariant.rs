@@ -193,15 +193,9 @@ fn disc(s: usize, device: &Device) -> (Tensor<2>, usize) {
 mod tests {
     use super::*;
     use crate::group::rot90;
+    use crate::test_util::values;
     use rand::SeedableRng;
     use reusebench_core::device::DeviceSpec;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap()
-    }
 
     fn image(seed: u64, size: usize, device: &Device) -> Tensor<4> {
         use rand::Rng;

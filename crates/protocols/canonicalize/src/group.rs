@@ -232,18 +232,12 @@ impl Rotator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::values;
     use reusebench_core::device::DeviceSpec;
 
     fn grid(size: usize, device: &Device) -> Tensor<3> {
         let v: Vec<f32> = (0..size * size).map(|i| i as f32).collect();
         Tensor::from_data(TensorData::new(v, [1, size, size]), device)
-    }
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap()
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub mod equivariant;
 pub mod group;
 pub mod methods;
 pub mod model;
+#[cfg(test)]
+mod test_util;
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -461,17 +463,11 @@ impl Evaluation {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::values;
     use burn::optim::GradientsParams;
     use group::rot90;
     use reusebench_core::device::DeviceSpec;
     use reusebench_core::model::{Classifier, build_backbone, linear_head};
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap()
-    }
 
     /// A smooth random image batch `[b, 3, s, s]` (sums of a few blobs), on
     /// which bilinear interpolation is nearly exact.
