@@ -21,10 +21,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RunnerError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| RunnerError::io(dir, e))?;
     }
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
+    // The process's own temporary name: workers sharing a results folder
+    // write `grid.json` at the same moment, and a shared name would let
+    // one rename the other's file away.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| RunnerError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| RunnerError::io(path, e))
 }
