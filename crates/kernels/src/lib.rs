@@ -60,14 +60,7 @@ pub fn conv2d_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     if let Some(padding) = gemm_conv_padding(conv)
         && is_flex(&x.device())
     {
-        use burn::backend::Dispatch;
-        use conv2d::GemmConv2d;
-        return Tensor::from_dispatch(<Dispatch as GemmConv2d>::gemm_conv2d(
-            x.into_dispatch(),
-            conv.weight.val().into_dispatch(),
-            conv.stride,
-            padding,
-        ));
+        return conv2d_with_weight(x, conv.weight.val(), conv.stride, padding);
     }
     conv.forward(x)
 }

@@ -200,13 +200,8 @@ pub fn try_claim(dir: &Path, timeout: Duration) -> Result<Attempt, RunnerError> 
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let Some(found) = read(dir) else {
-                    // Being written, or removed just now: look again.
+                    // Being written, or removed just now: try again.
                     std::thread::sleep(Duration::from_millis(50));
-                    if let Some(found) = read(dir)
-                        && found.stale(timeout).is_none()
-                    {
-                        return Ok(Attempt::Held(found));
-                    }
                     continue;
                 };
                 let Some(why) = found.stale(timeout) else {

@@ -98,6 +98,13 @@ pub struct Canonicalizer {
     pub image_size: usize,
     pub crop_size: usize,
     pub input_size: usize,
+    /// The centred crop and resize in front of the network (none when it
+    /// would change nothing), and the group's turns of whole images:
+    /// sampling tables built once, not per batch.
+    #[module(skip)]
+    input: Option<Sampler>,
+    #[module(skip)]
+    turns: Rotator,
 }
 
 impl Canonicalizer {
@@ -109,6 +116,14 @@ impl Canonicalizer {
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Self {
+        let (crop_size, input_size) = (
+            config.crop_size(image_size),
+            config.network_input(image_size),
+        );
+        let input = (crop_size != image_size || input_size != image_size).then(|| {
+            let scale = crop_size as f64 / input_size as f64;
+            Sampler::new(image_size, input_size, 0.0, scale, Border::Clamp)
+        });
         Self {
             net: EquivariantNet::new(
                 rng,
@@ -123,8 +138,10 @@ impl Canonicalizer {
             beta: config.beta,
             lr_scale: config.lr_scale,
             image_size,
-            crop_size: config.crop_size(image_size),
-            input_size: config.network_input(image_size),
+            crop_size,
+            input_size,
+            input,
+            turns: Rotator::new(order, image_size, Border::Clamp),
         }
     }
 
@@ -132,11 +149,10 @@ impl Canonicalizer {
     /// neither changes the image). A centred crop and resize of a square
     /// commutes with quarter turns, so equivariance survives it.
     fn prepare(&self, x: Tensor<4>) -> Tensor<4> {
-        if self.crop_size == self.image_size && self.input_size == self.image_size {
-            return x;
+        match &self.input {
+            Some(sampler) => sampler.apply(x),
+            None => x,
         }
-        let scale = self.crop_size as f64 / self.input_size as f64;
-        Sampler::new(self.image_size, self.input_size, 0.0, scale, Border::Clamp).apply(x)
     }
 
     /// One score per group element, `[B, N]`. In training their gradient
@@ -178,6 +194,6 @@ impl Canonicalizer {
         let hard = scores.argmax(1).reshape([b]).one_hot::<2>(n).float();
         // hard + (p − p): the bracket is exactly 0, so w is exactly one-hot.
         let w = hard + (p.clone() - p.detach());
-        Rotator::new(self.order, self.image_size, Border::Clamp).mix(x, w, true)
+        self.turns.mix(x, w, true)
     }
 }

@@ -33,7 +33,7 @@ use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
 };
-use reusebench_core::train::{CurveSink, OptimConfig, Stage, Step, TrainHooks, fit_with};
+use reusebench_core::train::{CurveSink, OptimConfig, Stage, Step, TrainHooks, fit_with, one_hot};
 use reusebench_data::{
     Augment, BatchIter, BatchPlan, DatasetSpec, ImageSet, Normalization, NormalizationChoice,
 };
@@ -240,23 +240,16 @@ impl TrainHooks<Canonicalized> for PriorHooks<'_> {
 /// CE(scores, identity element): the canonicalization prior for upright data.
 pub fn prior_loss(scores: Tensor<2>) -> Tensor<1> {
     let [b, n] = scores.dims();
-    let mut target = vec![0f32; b * n];
-    for row in 0..b {
-        target[row * n] = 1.0;
-    }
-    let target = Tensor::from_data(TensorData::new(target, [b, n]), &scores.device());
-    cross_entropy_with_logits(scores, target)
+    let identity = one_hot(&vec![0; b], n, &scores.device());
+    cross_entropy_with_logits(scores, identity)
 }
 
 /// Each image of `x` rotated by its own random element of C_N.
 fn rotate_randomly(x: Tensor<4>, rotator: &Rotator, rng: &mut ChaCha8Rng) -> Tensor<4> {
     let [b, ..] = x.dims();
     let n = rotator.order;
-    let mut w = vec![0f32; b * n];
-    for row in 0..b {
-        w[row * n + rng.random_range(0..n)] = 1.0;
-    }
-    let w = Tensor::from_data(TensorData::new(w, [b, n]), &x.device());
+    let turns: Vec<u32> = (0..b).map(|_| rng.random_range(0..n) as u32).collect();
+    let w = one_hot(&turns, n, &x.device());
     rotator.mix(x, w, false)
 }
 
