@@ -28,5 +28,5 @@ pub mod train;
 pub use device::DeviceSpec;
 pub use error::CoreError;
 pub use metrics::MetricRow;
-pub use progress::{NoProgress, Progress};
+pub use progress::{NoProgress, PhaseTimes, Progress};
 pub use protocol::{Checks, Protocol, RunEnv};

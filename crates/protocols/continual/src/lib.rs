@@ -7,6 +7,7 @@ pub mod adaptation;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use reusebench_data::fmow::REGIONS;
 use reusebench_data::{
@@ -15,7 +16,6 @@ use reusebench_data::{
 use serde::{Deserialize, Serialize};
 
 use adaptation::{AdaptationConfig, adapt};
-use reusebench_core::CoreError;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{
@@ -30,6 +30,7 @@ use reusebench_core::model::Classifier;
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
 };
+use reusebench_core::{CoreError, PhaseTimes};
 
 /// The protocol, as the runner's registry names it.
 pub struct Continual;
@@ -161,6 +162,8 @@ impl Protocol for Continual {
 
 fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
     let progress = env.progress;
+    let mut times = PhaseTimes::default();
+    let started = Instant::now();
     let train_device = env.train_device(config.seed)?;
     let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
     let split = match (&config.classes_per_task, &config.domains) {
@@ -221,6 +224,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
     let mut final_predictions: Vec<Vec<u32>> = Vec::new();
     // R[t][t + 1], class-IL (or domain-IL) and task-IL.
     let mut before: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    times.add("data and model", started);
 
     // What every task's context shares; each task sets its own data.
     let shared = TaskContext {
@@ -250,7 +254,10 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             seen_classes: split.label_range(t).end,
             ..shared
         };
+        let started = Instant::now();
         model = method.learn_task(model, &ctx)?;
+        times.add("train", started);
+        let started = Instant::now();
         // The model each task is evaluated with: the current one, or the
         // task's own where the method keeps one per task (lifelong
         // side-tuning).
@@ -312,7 +319,9 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         if !til_row.is_empty() {
             task_il.push_row(til_row);
         }
+        times.add("evaluation", started);
 
+        let started = Instant::now();
         if let Some(knn) = &config.knn {
             let mut knn_row = Vec::new();
             let mut knn_full_row = Vec::new();
@@ -341,6 +350,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             }
             knn_seen.push_row(knn_row);
             knn_all.push(knn_full_row);
+            times.add("knn", started);
         }
         progress.note(&format!(
             "after task {}/{tasks}: {setting} {:.1}%{}",
@@ -389,6 +399,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
     // The random reference: same architecture, random weights (the cell's
     // seed), no checkpoint; per task, its batch-norm statistics recomputed
     // on that task's training data before it is used.
+    let started = Instant::now();
     let random_config = BackboneConfig {
         checkpoint: None,
         weights: None,
@@ -445,6 +456,8 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         }
     }
 
+    times.add("random reference", started);
+
     if config.knn.is_some() {
         rows.push(MetricRow::scalar(
             names::KNN_ACC,
@@ -460,6 +473,7 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         ));
     }
 
+    let started = Instant::now();
     if let Some(adaptation) = &config.adaptation {
         let final_key = ModelKey::of(&model);
         let (mut adapted, mut gain) = (0.0, 0.0);
@@ -526,12 +540,14 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
         }
         rows.push(MetricRow::scalar(names::ADAPT_ACC, adapted));
         rows.push(MetricRow::scalar(names::ADAPT_GAIN, gain));
+        times.add("adaptation", started);
     }
     let stats = cache.stats();
     progress.note(&format!(
         "feature cache: {} hit(s), {} miss(es)",
         stats.hits, stats.misses
     ));
+    progress.note(&times.summary());
     Ok(rows)
 }
 
