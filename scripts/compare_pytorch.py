@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Side-by-side train-step throughput: reusebench vs PyTorch eager, same
-machine, same workload.
+"""Side-by-side train-step (or inference) throughput: reusebench vs PyTorch
+eager, same machine, same workload.
 
 Workload (identical on both sides): ResNet-18, CIFAR variant (3x3 stride-1
 stem, no max-pool, basic blocks [2, 2, 2, 2], widths w/2w/4w/8w), 10
 classes, a fixed random batch of 32x32 images already in memory, then
 forward, cross-entropy, backward and one SGD step (lr 0.01, momentum 0.9),
-repeated. Runs alternate (PyTorch, reusebench, PyTorch, ...) so that drift in
+repeated. With --inference: the forward pass alone, evaluation mode,
+without a gradient graph (PyTorch: model.eval() under torch.no_grad()),
+logits copied to the host on both sides: what evaluation and feature
+extraction run. Runs alternate (PyTorch, reusebench, PyTorch, ...) so that drift in
 the machine's state hits both; the median of the rounds is reported.
 
 Usage (from the repository root):
@@ -15,6 +18,8 @@ Usage (from the repository root):
     scripts/compare_pytorch.py --widths 20 --batches 32 --rounds 3
     scripts/compare_pytorch.py --device tch-cpu --reusebench target/release/reusebench
     scripts/compare_pytorch.py --compile            # adds torch.compile and its compile time
+    scripts/compare_pytorch.py --inference          # evaluation-mode forward passes
+    scripts/compare_pytorch.py --device cuda:0 --reusebench BIN   # on a GPU machine (a `cuda` build)
 
 It creates a virtual environment with PyTorch 2.9.0 in target/bench-venv the
 first time (reusing a system-wide torch 2.9.0 when there is one) and builds
@@ -37,9 +42,11 @@ TORCH_VERSION = "2.9.0"
 TORCH_BENCH = r"""
 import json, sys, time, torch
 from torch import nn
-width, batch, warmup, steps, threads, compiled = map(int, sys.argv[1:7])
+width, batch, warmup, steps, threads, compiled, inference = map(int, sys.argv[1:8])
+dev = torch.device(sys.argv[8])
 torch.set_num_threads(threads)
 torch.manual_seed(0)
+sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
 class Block(nn.Module):
     def __init__(self, cin, cout, stride):
@@ -68,24 +75,30 @@ class ResNet18Cifar(nn.Module):
         x = self.layers(torch.relu(self.bn1(self.conv1(x))))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
-model = ResNet18Cifar(width).train()
+model = ResNet18Cifar(width).to(dev).train(not inference)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 # torch.compile compiles on the first call: the warm-up pays for it.
 net = torch.compile(model) if compiled else model
-x = torch.rand(batch, 3, 32, 32) * 2 - 1
-y = torch.randint(0, 10, (batch,))
+x = (torch.rand(batch, 3, 32, 32) * 2 - 1).to(dev)
+y = torch.randint(0, 10, (batch,)).to(dev)
 loss_fn = nn.CrossEntropyLoss()
 def step():
     opt.zero_grad(set_to_none=True)
     loss_fn(net(x), y).backward()
     opt.step()
+def infer():
+    with torch.no_grad():
+        net(x).cpu()
+work = infer if inference else step
 start = time.perf_counter()
 for _ in range(max(warmup, 1 if compiled else 0)):
-    step()
+    work()
+sync()
 warmup_seconds = time.perf_counter() - start
 start = time.perf_counter()
 for _ in range(steps):
-    step()
+    work()
+sync()
 seconds = time.perf_counter() - start
 print(json.dumps({"images_per_second": batch * steps / seconds, "warmup_seconds": warmup_seconds,
                   "torch": torch.__version__, "threads": threads}))
@@ -110,6 +123,8 @@ def reusebench_binary(args):
     cmd = ["cargo", "build", "--release", "-p", "reusebench"]
     if args.device.startswith("tch"):
         cmd += ["--features", "tch"]
+    elif args.device.startswith("cuda"):
+        cmd += ["--features", "cuda"]
     subprocess.run(cmd, cwd=ROOT, check=True)
     return os.path.join(ROOT, "target", "release", "reusebench")
 
@@ -129,19 +144,28 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--device", default="cpu", help="reusebench device: cpu (flex) or tch-cpu")
+    p.add_argument("--device", default="cpu",
+                   help="reusebench device: cpu (flex), tch-cpu, or cuda:N (PyTorch then runs on that GPU too)")
+    p.add_argument("--python", help="an interpreter whose torch to use as it is (e.g. a GPU machine's own), "
+                                    "instead of the venv with torch " + TORCH_VERSION)
+    p.add_argument("--inference", action="store_true",
+                   help="time evaluation-mode forward passes (no autodiff) instead of train steps")
     p.add_argument("--reusebench", help="a built reusebench binary (default: build one)")
     p.add_argument("--compile", action="store_true",
                    help="also time torch.compile (default mode), and report its compile time")
     args = p.parse_args()
 
-    py = venv_python()
+    py = args.python or venv_python()
+    torch_version = subprocess.run([py, "-c", "import torch; print(torch.__version__)"], capture_output=True,
+                                   text=True, check=True).stdout.strip()
     binary = reusebench_binary(args)
     env = dict(os.environ)
     if args.device.startswith("tch"):
         lib = subprocess.run([py, "-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"],
                              capture_output=True, text=True, check=True).stdout.strip()
         env["LD_LIBRARY_PATH"] = lib + ":" + env.get("LD_LIBRARY_PATH", "")
+    # PyTorch runs where reusebench does: the GPU for cuda:N / tch-cuda:N.
+    torch_device = args.device.split("-")[-1] if "cuda" in args.device else "cpu"
     rows = []
     for width in args.widths:
         for batch in args.batches:
@@ -149,13 +173,15 @@ def main():
             for _ in range(args.rounds):
                 bench = [py, "-c", TORCH_BENCH, str(width), str(batch), str(args.warmup), str(args.steps),
                          str(args.threads)]
-                torch_rates.append(run_json(bench + ["0"])["images_per_second"])
+                tail = [str(int(args.inference)), torch_device]
+                torch_rates.append(run_json(bench + ["0"] + tail)["images_per_second"])
                 if args.compile:
-                    c = run_json(bench + ["1"])
+                    c = run_json(bench + ["1"] + tail)
                     compiled.append(c["images_per_second"])
                     compile_secs.append(c["warmup_seconds"])
                 ours.append(run_json([binary, "bench", "--width", str(width), "--batch", str(batch), "--warmup",
-                                      str(args.warmup), "--steps", str(args.steps), "--device", args.device],
+                                      str(args.warmup), "--steps", str(args.steps), "--device", args.device]
+                                     + (["--inference"] if args.inference else []),
                                      env=env)["images_per_second"])
             t, r = statistics.median(torch_rates), statistics.median(ours)
             c = statistics.median(compiled) if compiled else None
@@ -164,8 +190,9 @@ def main():
             extra = f", torch.compile {c:8.1f} img/s (compiling {cs:.0f} s)" if c else ""
             print(f"width {width:3d} batch {batch:4d}: PyTorch {t:8.1f} img/s{extra}, reusebench ({args.device}) "
                   f"{r:8.1f} img/s, ratio {r / t:.2f}x", file=sys.stderr, flush=True)
-    print(f"\n{os.cpu_count()} CPU threads; median of {args.rounds} alternating rounds of {args.steps} steps "
-          f"after {args.warmup} warm-up steps; PyTorch {TORCH_VERSION} eager"
+    what = "inference passes (eval, no autograd)" if args.inference else "train steps"
+    print(f"\n{os.cpu_count()} CPU threads; median of {args.rounds} alternating rounds of {args.steps} {what} "
+          f"after {args.warmup} warm-up ones; PyTorch {torch_version} on {torch_device}, eager"
           f"{' and torch.compile (default mode; its warm-up, which compiles, timed apart)' if args.compile else ''}, "
           f"reusebench device {args.device}\n")
     if args.compile:

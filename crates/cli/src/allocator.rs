@@ -1,12 +1,22 @@
-//! The binary's allocator: mimalloc, told to keep freed memory.
+//! The binary's allocator: mimalloc, told to keep freed memory within a
+//! grid cell, to return it between cells, and not to ask for transparent
+//! huge pages.
 //!
 //! A training step allocates and frees the same large activation and
 //! gradient buffers every step. With mimalloc's default (freed memory given
 //! back to the OS after a delay) the next step touched fresh pages: at
 //! width 64, batch 32, ~6800 page faults a step, each zeroing a page in the
 //! kernel (`clear_page_erms`, ~12 % of the samples). Never purging keeps
-//! those pages mapped for reuse; peak RSS is unchanged (it is set by the
-//! largest step), and the process returns everything when it exits.
+//! those pages mapped for reuse. Between cells (whose shapes and batch sizes
+//! differ) everything freed goes back ([`return_freed_memory`]).
+//!
+//! Huge pages: mimalloc asks for them (`madvise`) by default, which rounds
+//! every thread's heaps up to 2 MiB pages. It is built not to (the
+//! `no_thp` feature of `libmimalloc-sys`: the option would come too late,
+//! mimalloc maps its first arena before `main`); the peak RSS falls (see
+//! docs/performance.md, Memory), the pages being kept anyway.
+
+use libmimalloc_sys::{mi_collect, mi_option_get, mi_option_set, mi_option_t};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -14,16 +24,44 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay`'s index in mimalloc's option enum (the same in
 /// mimalloc v2 and v3; `libmimalloc-sys` 0.1.49 names only its neighbours,
 /// `mi_option_eager_commit_delay` = 14 and `mi_option_use_numa_nodes` = 16).
-const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+const PURGE_DELAY: mi_option_t = 15;
 
-/// Turns off purging of freed memory. Call once, first thing in `main`.
-pub(crate) fn keep_freed_memory() {
+/// Turns off purging of freed memory, unless `MIMALLOC_PURGE_DELAY` sets
+/// it. Call once, first thing in `main`.
+pub(crate) fn configure() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: `mi_option_set` only stores an integer in mimalloc's option
     // table (an atomic write); any value is valid for `purge_delay`, and
     // -1 is the documented "never purge".
     #[allow(unsafe_code)]
     unsafe {
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, -1);
+        mi_option_set(PURGE_DELAY, -1);
+    }
+}
+
+/// Returns every freed page to the OS, from each rayon thread's heap and
+/// this thread's, then goes back to keeping freed memory.
+pub(crate) fn return_freed_memory() {
+    // SAFETY: option reads and writes as in `configure`; `mi_collect` only
+    // walks the calling thread's heap (and abandoned ones), freeing what is
+    // unused.
+    #[allow(unsafe_code)]
+    let collect = || unsafe {
+        mi_collect(true);
+    };
+    #[allow(unsafe_code)]
+    let delay = unsafe { mi_option_get(PURGE_DELAY) };
+    #[allow(unsafe_code)]
+    unsafe {
+        mi_option_set(PURGE_DELAY, 0);
+    }
+    rayon::broadcast(|_| collect());
+    collect();
+    #[allow(unsafe_code)]
+    unsafe {
+        mi_option_set(PURGE_DELAY, delay);
     }
 }
 
@@ -31,12 +69,22 @@ pub(crate) fn keep_freed_memory() {
 mod tests {
     use super::*;
 
-    #[test]
-    fn purging_is_off_after_configuration() {
-        keep_freed_memory();
+    #[allow(unsafe_code)]
+    fn option(o: mi_option_t) -> std::os::raw::c_long {
         // SAFETY: reads an integer from mimalloc's option table.
-        #[allow(unsafe_code)]
-        let delay = unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) };
-        assert_eq!(delay, -1);
+        unsafe { mi_option_get(o) }
+    }
+
+    #[test]
+    fn options_after_configuration_and_collection() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return; // the user's setting stands; nothing to check
+        }
+        configure();
+        assert_eq!(option(PURGE_DELAY), -1);
+        // Allocations freed, then collected: purging is off again after.
+        drop(vec![1u8; 64 << 20]);
+        return_freed_memory();
+        assert_eq!(option(PURGE_DELAY), -1);
     }
 }

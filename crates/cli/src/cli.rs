@@ -140,6 +140,10 @@ pub enum Command {
     /// Time the ResNet-18 (CIFAR) train step on a fixed batch and print
     /// images per second as JSON (what scripts/compare_pytorch.py runs).
     Bench {
+        /// Time inference instead (evaluation mode, no autodiff graph): what
+        /// evaluation and feature extraction run.
+        #[arg(long)]
+        inference: bool,
         #[arg(long, default_value_t = 20)]
         width: usize,
         #[arg(long, default_value_t = 32)]

@@ -20,6 +20,26 @@ use reusebench_runner::{Grid, Registry, RunOptions, Selection, load_grid, run_gr
 
 use crate::cli::{Cli, Command};
 
+/// What the binary runs after each grid cell to hand back memory the cell
+/// no longer needs (its allocator's collection); set once by `main`.
+static AFTER_CELL: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Registers `hook` to run after every grid cell, after the kernels' kept
+/// buffers are freed. Later calls are ignored.
+pub fn set_after_cell(hook: fn()) {
+    let _ = AFTER_CELL.set(hook);
+}
+
+/// Between cells: a cell's buffers are sized for its own shapes and
+/// batches, not the next one's, so they go, and the allocator may return
+/// the freed memory to the OS.
+pub(crate) fn after_cell() {
+    reusebench_kernels::release_buffers();
+    if let Some(hook) = AFTER_CELL.get() {
+        hook();
+    }
+}
+
 /// Parses `args` (the program name first) and runs the command with the
 /// protocols of `registry`. Exit codes: 0 done, 1 some cells failed, 2 an
 /// error before or outside the cells (printed to stderr).
@@ -162,6 +182,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
+            inference,
             width,
             batch,
             warmup,
@@ -170,10 +191,19 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
         } => {
             let spec: DeviceSpec = device.parse()?;
             let device = spec.device()?.autodiff();
-            let rate =
-                reusebench_core::throughput::train_step_rate(width, batch, warmup, steps, &device);
+            use reusebench_core::throughput::{inference_rate, train_step_rate};
+            let (workload, rate) = match inference {
+                false => (
+                    "train_step",
+                    train_step_rate(width, batch, warmup, steps, &device),
+                ),
+                true => (
+                    "inference",
+                    inference_rate(width, batch, warmup, steps, &device),
+                ),
+            };
             println!(
-                "{{\"workload\":\"train_step\",\"device\":\"{spec}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
+                "{{\"workload\":\"{workload}\",\"device\":\"{spec}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -5,6 +5,7 @@ mod allocator;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    allocator::keep_freed_memory();
+    allocator::configure();
+    reusebench::set_after_cell(allocator::return_freed_memory);
     reusebench::main_with(&reusebench_runner::Registry::builtin(), std::env::args_os())
 }

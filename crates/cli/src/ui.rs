@@ -91,6 +91,7 @@ impl GridObserver for Ui {
     }
 
     fn cell_finished(&self, index: usize, total: usize, cell: &Cell, status: &CellStatus) {
+        crate::after_cell();
         if let Some((_, grid, _)) = &self.bars {
             grid.inc(1);
         }

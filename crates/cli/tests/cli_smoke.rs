@@ -765,3 +765,26 @@ fn a_changed_grid_reports_only_its_current_cells() {
     let sgd = md.lines().find(|l| l.starts_with("| sgd |")).unwrap();
     assert!(sgd.ends_with("| 2 |"), "two seeds, not four: {sgd}");
 }
+
+#[test]
+fn bench_times_the_train_step_and_inference() {
+    for (flag, workload) in [(None, "train_step"), (Some("--inference"), "inference")] {
+        let mut args = vec![
+            "bench", "--width", "4", "--batch", "2", "--warmup", "1", "--steps", "1",
+        ];
+        args.extend(flag);
+        let (code, text) = run(&args);
+        assert_eq!(code, 0, "{text}");
+        let line = text.lines().last().unwrap();
+        let json: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(json["workload"], workload, "{line}");
+        assert!(json["images_per_second"].as_f64().unwrap() > 0.0, "{line}");
+    }
+    // A device this machine or build cannot serve: a clear error, no panic.
+    let (code, text) = run(&["bench", "--device", "cuda:7"]);
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("cuda:7") && !text.contains("panicked"),
+        "{text}"
+    );
+}

@@ -1,7 +1,9 @@
 //! Timed workloads shared by the criterion benchmarks and `reusebench
 //! bench`, which `scripts/compare_pytorch.py` runs beside the same workload
 //! in PyTorch: a fixed batch already on the device, then forward,
-//! cross-entropy, backward and an SGD-momentum update, repeated.
+//! cross-entropy, backward and an SGD-momentum update, repeated; or, for
+//! inference, the forward pass alone in evaluation mode without autodiff
+//! (what feature extraction and evaluation run), logits read back to the host.
 
 use std::time::Instant;
 
@@ -126,4 +128,33 @@ pub fn train_step_rate(
     let (model, _) = train_steps(model, &x, &y, warmup);
     let (_, seconds) = train_steps(model, &x, &y, steps);
     (batch * steps) as f64 / seconds
+}
+
+/// Images per second of inference (evaluation mode, no autodiff graph,
+/// logits copied to the host as `features::logits` does) after `warmup`
+/// untimed passes.
+pub fn inference_rate(
+    width: usize,
+    batch: usize,
+    warmup: usize,
+    passes: usize,
+    device: &Device,
+) -> f64 {
+    let device = device.clone().without_autodiff();
+    let (model, x, _) = workload(width, batch, &device);
+    let pass = || {
+        model
+            .forward(x.clone())
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 logits")
+    };
+    for _ in 0..warmup {
+        pass();
+    }
+    let start = Instant::now();
+    for _ in 0..passes {
+        pass();
+    }
+    (batch * passes) as f64 / start.elapsed().as_secs_f64()
 }

@@ -8,6 +8,8 @@ pub mod batch_norm;
 #[cfg(feature = "flex")]
 pub mod conv2d;
 #[cfg(feature = "flex")]
+pub mod epilogue;
+#[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
 mod gemm;
@@ -16,6 +18,7 @@ mod winograd;
 
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 /// Whether tensors on `device` live on the flex backend (with or without autodiff).
@@ -36,6 +39,14 @@ pub fn is_flex(device: &Device) -> bool {
         let _ = device;
         false
     }
+}
+
+/// Frees the buffers the kernels keep between calls (Winograd's
+/// transforms and products), for a long-running process between pieces of
+/// work of different sizes, e.g. grid cells. A no-op without `flex`.
+pub fn release_buffers() {
+    #[cfg(feature = "flex")]
+    winograd::release_buffers();
 }
 
 /// Symmetric padding of a convolution our kernel handles, if it does.
@@ -130,4 +141,56 @@ pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         return y;
     }
     bn.forward(x)
+}
+
+/// What follows a convolution and its batch norm in a ResNet. (Built once
+/// per layer and moved straight in: the size of the shortcut's variant
+/// costs nothing.)
+#[allow(clippy::large_enum_variant)]
+pub enum Epilogue {
+    /// Nothing (a projection shortcut).
+    None,
+    /// ReLU.
+    Relu,
+    /// Add the block's shortcut, then ReLU.
+    AddRelu(Tensor<4>),
+}
+
+/// `bn(conv(x))`, then the epilogue. In inference on the flex backend (no
+/// autodiff: the running statistics apply), the batch norm is folded into
+/// the convolution — weights scaled by γ/√(var + ε) per output channel, bias
+/// β − mean·γ/√(var + ε) — and bias, shortcut and ReLU take one pass
+/// ([`epilogue::ConvEpilogue`]). Results differ from the unfolded layers by
+/// rounding only. Everywhere else: the layers as they are.
+pub fn conv_bn_forward(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, then: Epilogue) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if !x.device().is_autodiff()
+        && is_flex(&x.device())
+        && let Some(padding) = gemm_conv_padding(conv)
+    {
+        use burn::backend::Dispatch;
+        use epilogue::ConvEpilogue;
+        let device = x.device();
+        let mean = bn.running_mean.value().to_device(&device);
+        let var = bn.running_var.value().to_device(&device);
+        let scale = bn.gamma.val() / var.add_scalar(bn.epsilon).sqrt();
+        let bias = bn.beta.val() - mean * scale.clone();
+        let [out_channels, ..] = conv.weight.dims();
+        let weight = conv.weight.val() * scale.reshape([out_channels, 1, 1, 1]);
+        let y = conv2d_with_weight(x, weight, conv.stride, padding).into_dispatch();
+        let bias = bias.into_dispatch();
+        return Tensor::from_dispatch(match then {
+            Epilogue::None => <Dispatch as ConvEpilogue>::bias_act(y, bias, false),
+            Epilogue::Relu => <Dispatch as ConvEpilogue>::bias_act(y, bias, true),
+            Epilogue::AddRelu(r) => {
+                <Dispatch as ConvEpilogue>::bias_residual_relu(y, bias, r.into_dispatch())
+            }
+        });
+    }
+    let y = batch_norm_forward(bn, conv2d_forward(conv, x));
+    match then {
+        Epilogue::None => y,
+        Epilogue::Relu => relu(y),
+        Epilogue::AddRelu(r) => relu(y + r),
+    }
 }

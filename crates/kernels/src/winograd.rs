@@ -209,6 +209,18 @@ thread_local! {
     static BUFFERS: RefCell<Buffers> = RefCell::new(Buffers::default());
 }
 
+/// Frees every kept buffer: the shared ones and each rayon thread's own
+/// (and the calling thread's). What one cell sized them for need not be
+/// what the next one needs; they grow back on the next call.
+pub(crate) fn release_buffers() {
+    for kept in [&KEPT_KERNEL, &KEPT_V, &KEPT_E, &KEPT_PRODUCT] {
+        kept.put(Vec::new());
+    }
+    let clear = || BUFFERS.with_borrow_mut(|buf| *buf = Buffers::default());
+    rayon::broadcast(|_| clear());
+    clear();
+}
+
 /// Runs `f` with this thread's buffers, large enough for `d` and units of
 /// `max_tiles` tiles. `f` must not call into rayon (it would let this
 /// thread start another job that wants the same buffers).

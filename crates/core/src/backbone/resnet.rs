@@ -14,13 +14,12 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use crate::init::kaiming_conv;
-use reusebench_kernels::{batch_norm_forward, conv2d_forward};
+use reusebench_kernels::{Epilogue, conv_bn_forward};
 
 fn conv(
     rng: &mut ChaCha8Rng,
@@ -122,18 +121,20 @@ impl Block {
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
-            Some(d) => batch_norm_forward(&d.bn, conv2d_forward(&d.conv, x.clone())),
+            Some(d) => conv_bn_forward(&d.conv, &d.bn, x.clone(), Epilogue::None),
             None => x.clone(),
         };
-        let mut out = relu(batch_norm_forward(
-            &self.bn1,
-            conv2d_forward(&self.conv1, x),
-        ));
-        out = batch_norm_forward(&self.bn2, conv2d_forward(&self.conv2, out));
-        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
-            out = batch_norm_forward(bn3, conv2d_forward(conv3, relu(out)));
+        match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => {
+                let out = conv_bn_forward(&self.conv1, &self.bn1, x, Epilogue::Relu);
+                let out = conv_bn_forward(&self.conv2, &self.bn2, out, Epilogue::Relu);
+                conv_bn_forward(conv3, bn3, out, Epilogue::AddRelu(identity))
+            }
+            _ => {
+                let out = conv_bn_forward(&self.conv1, &self.bn1, x, Epilogue::Relu);
+                conv_bn_forward(&self.conv2, &self.bn2, out, Epilogue::AddRelu(identity))
+            }
         }
-        relu(out + identity)
     }
 }
 
@@ -236,10 +237,7 @@ impl ResNet {
     /// averaged over space: `[batch, channels]`. `None` for another name.
     pub fn pooled_at(&self, x: Tensor<4>, layer: &str) -> Option<Tensor<2>> {
         let last = Self::LAYERS.iter().position(|l| *l == layer)?;
-        let mut x = relu(batch_norm_forward(
-            &self.bn1,
-            conv2d_forward(&self.conv1, x),
-        ));
+        let mut x = conv_bn_forward(&self.conv1, &self.bn1, x, Epilogue::Relu);
         if let Some(pool) = &self.maxpool {
             x = pool.forward(x);
         }
