@@ -5,7 +5,7 @@
 #   scripts/gpu-check.sh pack [BINARY]   # here: strip and compress a cuda build
 #                                        # (default target/release/reusebench)
 #                                        # into target/gpu-check/ (at most 64 MiB)
-#   scripts/gpu-check.sh run [--device cuda:0] [--out DIR]
+#   scripts/gpu-check.sh run [--device cuda:0] [--out DIR] [--smoke]
 #                                        # on the GPU machine, from the repository root
 #
 # `run` uses target/release/reusebench if it is a cuda build, else unpacks
@@ -15,7 +15,8 @@
 #   2. the tests on the device: `REUSEBENCH_TEST_DEVICE=cuda:0 cargo test
 #      --release --features cuda` where cargo is installed; where it is not
 #      (a bare GPU machine), every smoke grid (experiments/smoke/) run through
-#      the binary on the device, each cell required to finish;
+#      the binary on the device, each cell required to finish (`--smoke`
+#      takes this route even where cargo is installed);
 #   3. scripts/compare_pytorch.py --device cuda:0 (train step and inference)
 #      against the machine's own PyTorch on the same GPU, eager and
 #      torch.compile;
@@ -44,9 +45,10 @@ pack() {
 }
 
 run() {
-  local device=cuda:0 out=$PACK/out
+  local device=cuda:0 out=$PACK/out smoke=0
   while [ $# -gt 0 ]; do
     case $1 in
+      --smoke) smoke=1; shift ;;
       --device) device=$2; shift 2 ;;
       --out) out=$2; shift 2 ;;
       *) echo "gpu-check: unknown argument $1" >&2; exit 2 ;;
@@ -74,16 +76,19 @@ run() {
       failed=$((failed + 1))
     fi
   }
-  step gpu bash -c "nvidia-smi -L; '$bin' validate experiments/quickstart.yaml --device '$device'"
-  if command -v cargo >/dev/null; then
+  step gpu bash -c "nvidia-smi -L && '$bin' validate experiments/quickstart.yaml --device '$device'"
+  if [ $smoke = 0 ] && command -v cargo >/dev/null; then
     step tests env REUSEBENCH_TEST_DEVICE="$device" cargo test --release --features cuda --workspace
   else
     step smoke-grids smoke_grids "$bin" "$device" "$out"
   fi
-  local py=python3
-  step compare-pytorch-train "$py" scripts/compare_pytorch.py --python "$py" --compile --device "$device" \
+  # The machine's own torch where python3 has one (GPU machines cannot
+  # install); else the script's venv with torch 2.9.0.
+  local torch=()
+  python3 -c 'import torch' 2>/dev/null && torch=(--python python3)
+  step compare-pytorch-train python3 scripts/compare_pytorch.py "${torch[@]}" --compile --device "$device" \
     --reusebench "$bin" --widths 20 64 --batches 32 128 --rounds 1
-  step compare-pytorch-inference "$py" scripts/compare_pytorch.py --python "$py" --inference --device "$device" \
+  step compare-pytorch-inference python3 scripts/compare_pytorch.py "${torch[@]}" --inference --device "$device" \
     --reusebench "$bin" --widths 20 64 --batches 32 128 --rounds 1
   step quickstart bash -c "sed 's#^results: .*#results: $out/quickstart#' experiments/quickstart.yaml > '$out/quickstart.yaml' \
     && time '$bin' run '$out/quickstart.yaml' --device '$device' --force"

@@ -788,3 +788,34 @@ fn bench_times_the_train_step_and_inference() {
         "{text}"
     );
 }
+
+/// `--device cuda:0` where it cannot run: without the `cuda` feature, an
+/// error that says how to build it; in a `cuda` build on a machine without
+/// an NVIDIA GPU or driver, an error naming the device. Either way from
+/// `validate` and from `run` before any work, never a panic.
+#[test]
+fn a_cuda_device_that_cannot_run_fails_before_any_work() {
+    let gpus = reusebench_core::device::nvidia_gpus().unwrap_or(0);
+    if cfg!(feature = "cuda") && gpus > 0 {
+        eprintln!("skipped: this machine has {gpus} NVIDIA GPU(s), so cuda:0 can run");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = smoke_grid(tmp.path());
+    for command in ["validate", "run"] {
+        let (code, out) = run(&[command, grid.to_str().unwrap(), "--device", "cuda:0"]);
+        assert_eq!(code, 2, "{command}: {out}");
+        assert!(out.contains("cuda:0"), "{command}: {out}");
+        assert!(!out.contains("panicked"), "{command}: {out}");
+        let why = if cfg!(feature = "cuda") {
+            "NVIDIA"
+        } else {
+            "--features cuda"
+        };
+        assert!(out.contains(why), "{command}: {out}");
+    }
+    assert!(
+        !tmp.path().join("results").exists(),
+        "nothing may run on a device that cannot"
+    );
+}
