@@ -208,6 +208,7 @@ def main():
 
     print(f"\n{os.cpu_count()} CPU threads; CIFAR-10 subset, classes 4-9 as 3 tasks of 2, width-20 ResNet-18 "
           f"from the same random start, 3 epochs per task, batch 32; seeds {args.seeds}\n")
+    print("Accuracies: mean over seeds (min-max over seeds).\n")
     print("| method | reusebench s | Avalanche s | ratio | final class-IL (rb / av) | final task-IL (rb / av) "
           "| forgetting, Chaudhry (rb / av) | forgetting, Avalanche's (rb / av) |")
     print("|---|---|---|---|---|---|---|---|")
@@ -218,7 +219,13 @@ def main():
             continue
         mean = lambda f: statistics.mean(f(r) for r in rows)
         rb_s, av_s = mean(lambda r: r["reusebench"]["seconds"]), mean(lambda r: r["avalanche"]["seconds"])
-        fmt = lambda f: f"{mean(lambda r: f(r['reusebench'])):.2f} / {mean(lambda r: f(r['avalanche'])):.2f}"
+        def one(f, side):
+            # The mean, and the range over seeds where there are several:
+            # differences are read against that spread.
+            values = [f(r[side]) for r in rows]
+            m = statistics.mean(values)
+            return f"{m:.2f}" + (f" ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else "")
+        fmt = lambda f: f"{one(f, 'reusebench')} / {one(f, 'avalanche')}"
         if method == "joint":
             # One training after the last task: no forgetting to speak of.
             fgt = lambda f: "–"
