@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
     name = "reusebench",
     version,
     about = "Reproduce and compare research on reusing pretrained models",
-    after_help = "Devices: cpu (flex), cuda:N (feature `cuda`), tch-cpu / tch-cuda:N (feature `tch`)."
+    after_help = "Devices: cpu (flex), cuda:N (feature `cuda`), wgpu:N (feature `wgpu`), tch-cpu / tch-cuda:N (feature `tch`)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,7 +25,7 @@ pub enum Command {
         /// Override a config value: `[EXPERIMENT:]key.path=value` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        /// Device: cpu, cuda:N, tch-cpu, tch-cuda:N (default: the grid's, else cpu).
+        /// Device: cpu, cuda:N, wgpu:N, tch-cpu, tch-cuda:N (default: the grid's, else cpu).
         #[arg(long)]
         device: Option<String>,
         /// Rerun cells that are already done.

@@ -10,13 +10,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
 
-/// `cpu` (flex), `cuda:N`, `tch-cpu`, `tch-cuda:N`.
+/// `cpu` (flex), `cuda:N`, `wgpu:N` (the N-th discrete GPU through
+/// WebGPU: Vulkan, Metal or DX12), `tch-cpu`, `tch-cuda:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum DeviceSpec {
     #[default]
     Cpu,
     Cuda(usize),
+    Wgpu(usize),
     TchCpu,
     TchCuda(usize),
 }
@@ -26,6 +28,7 @@ impl fmt::Display for DeviceSpec {
         match self {
             DeviceSpec::Cpu => write!(f, "cpu"),
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::Wgpu(i) => write!(f, "wgpu:{i}"),
             DeviceSpec::TchCpu => write!(f, "tch-cpu"),
             DeviceSpec::TchCuda(i) => write!(f, "tch-cuda:{i}"),
         }
@@ -44,17 +47,20 @@ impl FromStr for DeviceSpec {
         match s {
             "cpu" => Ok(DeviceSpec::Cpu),
             "cuda" => Ok(DeviceSpec::Cuda(0)),
+            "wgpu" => Ok(DeviceSpec::Wgpu(0)),
             "tch-cpu" => Ok(DeviceSpec::TchCpu),
             "tch-cuda" => Ok(DeviceSpec::TchCuda(0)),
             _ => {
                 if let Some(rest) = s.strip_prefix("cuda:") {
                     Ok(DeviceSpec::Cuda(index(rest)?))
+                } else if let Some(rest) = s.strip_prefix("wgpu:") {
+                    Ok(DeviceSpec::Wgpu(index(rest)?))
                 } else if let Some(rest) = s.strip_prefix("tch-cuda:") {
                     Ok(DeviceSpec::TchCuda(index(rest)?))
                 } else {
                     Err(CoreError::Device(
                         s.into(),
-                        "unknown device; use cpu, cuda:N, tch-cpu or tch-cuda:N".into(),
+                        "unknown device; use cpu, cuda:N, wgpu:N, tch-cpu or tch-cuda:N".into(),
                     ))
                 }
             }
@@ -103,12 +109,43 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu if !cfg!(feature = "flex") => Err(not_compiled(self, "flex")),
             DeviceSpec::Cuda(_) if !cfg!(feature = "cuda") => Err(not_compiled(self, "cuda")),
+            DeviceSpec::Wgpu(_) if !cfg!(feature = "wgpu") => Err(not_compiled(self, "wgpu")),
             DeviceSpec::TchCpu | DeviceSpec::TchCuda(_) if !cfg!(feature = "tch") => {
                 Err(not_compiled(self, "tch"))
             }
             DeviceSpec::Cuda(i) | DeviceSpec::TchCuda(i) => self.check_gpu(i, nvidia_gpus()),
+            DeviceSpec::Wgpu(_) => self.probe().map_err(|why| {
+                CoreError::Device(
+                    self.to_string(),
+                    format!(
+                        "no WebGPU adapter for it ({why}); `{self}` needs a discrete GPU with \
+                         Vulkan, Metal or DX12 drivers; use `cpu` on this machine"
+                    ),
+                )
+            }),
             _ => Ok(()),
         }
+    }
+
+    /// Makes one small tensor on the device: wgpu has no driver library to
+    /// ask first, and its runtime fails on another thread (the caller
+    /// then panics on a closed channel), so the failure is caught here and
+    /// turned into an error, with the panic's own message silenced.
+    fn probe(self) -> Result<(), String> {
+        let device = self.device_unchecked();
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let made = std::panic::catch_unwind(|| {
+            burn::tensor::Tensor::<1>::zeros([1], &device).into_data();
+        });
+        std::panic::set_hook(hook);
+        made.map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "its runtime failed to start".into())
+        })
     }
 
     /// `self` (GPU `index`) against what the driver reported.
@@ -165,6 +202,10 @@ impl DeviceSpec {
                 #[cfg(feature = "cuda")]
                 return Device::cuda(i);
             }
+            DeviceSpec::Wgpu(i) => {
+                #[cfg(feature = "wgpu")]
+                return Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i));
+            }
             DeviceSpec::TchCpu => {
                 #[cfg(feature = "tch")]
                 return Device::libtorch();
@@ -186,6 +227,9 @@ impl DeviceSpec {
         if cfg!(feature = "cuda") {
             v.push("cuda:N");
         }
+        if cfg!(feature = "wgpu") {
+            v.push("wgpu:N");
+        }
         if cfg!(feature = "tch") {
             v.push("tch-cpu");
             v.push("tch-cuda:N");
@@ -200,10 +244,11 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for s in ["cpu", "cuda:1", "tch-cpu", "tch-cuda:0"] {
+        for s in ["cpu", "cuda:1", "wgpu:2", "tch-cpu", "tch-cuda:0"] {
             assert_eq!(s.parse::<DeviceSpec>().unwrap().to_string(), s);
         }
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("wgpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Wgpu(0));
         assert!("gpu".parse::<DeviceSpec>().is_err());
         assert!("cuda:x".parse::<DeviceSpec>().is_err());
     }
@@ -233,5 +278,32 @@ mod tests {
     fn missing_backend_is_a_clear_error() {
         let err = DeviceSpec::Cuda(0).device().unwrap_err().to_string();
         assert!(err.contains("--features cuda"), "{err}");
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    #[test]
+    fn missing_wgpu_backend_is_a_clear_error() {
+        let err = DeviceSpec::Wgpu(0).device().unwrap_err().to_string();
+        assert!(
+            err.contains("wgpu:0") && err.contains("--features wgpu"),
+            "{err}"
+        );
+    }
+
+    /// A `wgpu` build where there is no adapter (machines without a GPU or
+    /// Vulkan drivers, such as CI's): an error naming the device, no panic.
+    #[cfg(feature = "wgpu")]
+    #[test]
+    fn a_missing_wgpu_adapter_is_a_clear_error() {
+        match DeviceSpec::Wgpu(7).device() {
+            Ok(_) => eprintln!("skipped: this machine has a WebGPU adapter for wgpu:7"),
+            Err(e) => {
+                let err = e.to_string();
+                assert!(
+                    err.contains("wgpu:7") && err.contains("no WebGPU adapter"),
+                    "{err}"
+                );
+            }
+        }
     }
 }
