@@ -44,25 +44,19 @@ pub(crate) fn configure() {
 /// Returns every freed page to the OS, from each rayon thread's heap and
 /// this thread's, then goes back to keeping freed memory.
 pub(crate) fn return_freed_memory() {
-    // SAFETY: option reads and writes as in `configure`; `mi_collect` only
-    // walks the calling thread's heap (and abandoned ones), freeing what is
-    // unused.
+    // SAFETY: `mi_option_get`/`mi_option_set` read and store an integer in
+    // mimalloc's option table (atomic); `mi_collect` only walks the calling
+    // thread's heap (and abandoned ones), freeing what is unused.
     #[allow(unsafe_code)]
-    let collect = || unsafe {
-        mi_collect(true);
-    };
+    let collect = || unsafe { mi_collect(true) };
+    #[allow(unsafe_code)]
+    let set_delay = |delay| unsafe { mi_option_set(PURGE_DELAY, delay) };
     #[allow(unsafe_code)]
     let delay = unsafe { mi_option_get(PURGE_DELAY) };
-    #[allow(unsafe_code)]
-    unsafe {
-        mi_option_set(PURGE_DELAY, 0);
-    }
+    set_delay(0);
     rayon::broadcast(|_| collect());
     collect();
-    #[allow(unsafe_code)]
-    unsafe {
-        mi_option_set(PURGE_DELAY, delay);
-    }
+    set_delay(delay);
 }
 
 #[cfg(test)]

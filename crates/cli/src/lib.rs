@@ -190,12 +190,12 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             device,
         } => {
             let spec: DeviceSpec = device.parse()?;
-            let device = spec.device()?.autodiff();
+            let device = spec.device()?;
             use reusebench_core::throughput::{inference_rate, train_step_rate};
             let (workload, rate) = match inference {
                 false => (
                     "train_step",
-                    train_step_rate(width, batch, warmup, steps, &device),
+                    train_step_rate(width, batch, warmup, steps, &device.autodiff()),
                 ),
                 true => (
                     "inference",
