@@ -20,7 +20,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use reusebench_data::{ImageSet, Normalization};
 
-use crate::features::Rows;
+use crate::rows::Rows;
 
 struct Fingerprint(DefaultHasher);
 

@@ -12,24 +12,7 @@ use burn::nn::Linear;
 use crate::backbone::ResNet;
 use crate::model::Classifier;
 
-/// Rows of an inference pass: `values` is `[rows, dim]`, row-major.
-#[derive(Debug, Clone)]
-pub struct Rows {
-    pub values: Vec<f32>,
-    pub dim: usize,
-}
-
-impl Rows {
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.values[i * self.dim..(i + 1) * self.dim]
-    }
-    pub fn len(&self) -> usize {
-        self.values.len() / self.dim.max(1)
-    }
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-}
+pub use crate::rows::Rows;
 
 fn infer(
     set: &Arc<ImageSet>,

@@ -1,11 +1,13 @@
-//! The shared core of reusebench: backbones, heads, training, methods,
-//! metrics, and the [`Protocol`] trait the protocols (`crates/protocols/*`)
-//! implement.
+//! The shared core of reusebench: what two or more protocols use. Backbones,
+//! heads, the training loop, penalties, checkpoints, the feature cache,
+//! devices, shared metrics, and the [`Protocol`] trait the protocols
+//! (`crates/protocols/*`) implement. A protocol's own methods, metrics and
+//! config types live in its crate.
 //!
-//! Layout: `backbone/` (architectures), `methods/` (one file per continual
-//! method, registered in `methods/mod.rs`), `metrics/` (accuracy matrices,
-//! kNN), `protocol.rs` (the trait and the run environment), `train.rs` (the
-//! loop every method shares), `features.rs` (frozen-feature extraction).
+//! Layout: `backbone/` (architectures), `metrics/` (accuracy matrices,
+//! kNN), `penalties/` (quadratic, change, distillation), `protocol.rs` (the
+//! trait and the run environment), `train.rs` (the loop every method
+//! shares), `features.rs` (frozen-feature extraction), `feature_cache.rs`.
 
 pub mod backbone;
 pub mod checkpoint;
@@ -15,13 +17,15 @@ pub mod error;
 pub mod feature_cache;
 pub mod features;
 pub mod init;
-pub mod label_shift;
-pub mod methods;
+pub mod method;
 pub mod metrics;
 pub mod model;
+pub mod params;
 pub mod penalties;
 pub mod progress;
 pub mod protocol;
+pub mod rows;
+pub mod testing;
 pub mod throughput;
 pub mod train;
 
@@ -30,3 +34,4 @@ pub use error::CoreError;
 pub use metrics::MetricRow;
 pub use progress::{NoProgress, PhaseTimes, Progress};
 pub use protocol::{Checks, Protocol, RunEnv};
+pub use reusebench_seeds::{Purpose, Seeds};

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use burn::tensor::Device;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_data::{DatasetSpec, ImageSet, Normalization, TrainTest, load_dataset};
+use reusebench_seeds::{Purpose, Seeds};
 use serde::de::DeserializeOwned;
 
 use crate::backbone::BackboneConfig;
@@ -99,16 +99,6 @@ pub fn prefix_key(e: CoreError, key: &str) -> CoreError {
     }
 }
 
-/// Seeds of the random streams a cell draws. Each stream is the cell's seed
-/// mixed with a constant of its own, so adding a stream moves no other.
-pub mod streams {
-    /// A fresh backbone's weights.
-    pub const BACKBONE: u64 = 0;
-    /// A fresh head's weights: apart from the backbone's, so loading a
-    /// checkpoint does not change the head.
-    pub const HEAD: u64 = 0x005E_ED0F_4EAD;
-}
-
 /// What a protocol's run gets from the runner.
 pub struct RunEnv<'a> {
     pub device: DeviceSpec,
@@ -134,9 +124,9 @@ impl<'a> RunEnv<'a> {
         Ok(plain.autodiff())
     }
 
-    /// The random stream `stream` (see [`streams`]) of a cell with `seed`.
-    pub fn rng(&self, seed: u64, stream: u64) -> ChaCha8Rng {
-        ChaCha8Rng::seed_from_u64(seed ^ stream)
+    /// The random stream for `purpose` of a cell with `seed`.
+    pub fn rng(&self, seed: u64, purpose: Purpose) -> ChaCha8Rng {
+        Seeds::new(seed).rng(purpose)
     }
 
     /// Loads the dataset and checks a class list against it; all classes
@@ -166,9 +156,9 @@ impl<'a> RunEnv<'a> {
         seed: u64,
         device: &Device,
     ) -> Result<Classifier, CoreError> {
-        let mut backbone = build_backbone(config, &mut self.rng(seed, streams::BACKBONE), device);
+        let mut backbone = build_backbone(config, &mut self.rng(seed, Purpose::Backbone), device);
         let mut head = linear_head(
-            &mut self.rng(seed, streams::HEAD),
+            &mut self.rng(seed, Purpose::Head),
             config.feature_dim(),
             classes,
             device,

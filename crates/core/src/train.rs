@@ -243,8 +243,7 @@ pub fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
 }
 
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add(epoch as u64)
+    reusebench_seeds::Seeds::new(seed).of(reusebench_seeds::Purpose::Epoch { epoch })
 }
 
 fn check_finite(stage: &str, batch: usize, loss: f32) -> Result<(), CoreError> {
@@ -405,7 +404,7 @@ pub fn fit_with<M: TrainModel>(
     }
     // A loss is checked before its update, so the last update of a stage
     // could leave non-finite weights unnoticed until evaluation.
-    let sum: f32 = crate::penalties::snapshot(&model)
+    let sum: f32 = crate::params::snapshot(&model)
         .values()
         .map(|t| t.clone().abs().sum().into_scalar::<f32>())
         .sum();

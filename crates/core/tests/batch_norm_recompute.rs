@@ -2,8 +2,6 @@
 //! data: the stem's running mean is the mean of the stem convolution's
 //! output over the whole set, not the initial 0.
 
-mod common;
-
 use std::sync::Arc;
 
 use rand::SeedableRng;
@@ -33,7 +31,7 @@ fn running_statistics_are_the_mean_over_the_set() {
     assert!(before.iter().all(|&m| m == 0.0));
 
     // Every image at once through the stem convolution: the per-channel mean.
-    let (x, _) = common::first_batch(&set, set.len(), data.normalization, &dev);
+    let (x, _) = reusebench_core::testing::first_batch(&set, set.len(), data.normalization, &dev);
     let y = backbone.conv1.forward(x);
     let [n, c, h, w] = y.dims();
     let want: Vec<f32> = y

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::dataset::ImageSet;
+use crate::image_set::ImageSet;
 use crate::transform::{Augment, Normalization, write_image};
 
 /// One batch, normalised, NCHW `f32`.

@@ -7,8 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dataset::{ImageSet, TrainTest};
 use crate::error::DataError;
+use crate::image_set::{ImageSet, TrainTest};
 use crate::transform::Normalization;
 
 const PIXELS: usize = 3 * 32 * 32;

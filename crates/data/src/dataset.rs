@@ -1,5 +1,5 @@
-//! The in-memory image set every loader produces, and the dataset selector
-//! that grids name.
+//! The dataset selector that grids name, and loading what it names through
+//! the loaders (cifar, tiny_imagenet, fmow, synthetic).
 
 use std::path::PathBuf;
 
@@ -7,115 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 use crate::fmow::FmowSplit;
-use crate::transform::Normalization;
+use crate::image_set::TrainTest;
 use crate::{cifar, fmow, synthetic, tiny_imagenet};
-
-/// Images of one split, stored as `u8` in CHW order, one after another.
-#[derive(Debug, Clone)]
-pub struct ImageSet {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub pixels: Vec<u8>,
-    pub labels: Vec<u32>,
-    /// Per-image domain (year, region) for datasets that have one (FMoW);
-    /// empty otherwise.
-    pub domains: Vec<Domain>,
-}
-
-/// Where and when an image was taken (FMoW's metadata).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Domain {
-    pub year: u16,
-    /// Index into [`crate::fmow::REGIONS`].
-    pub region: u8,
-}
-
-impl ImageSet {
-    pub fn empty(channels: usize, height: usize, width: usize) -> Self {
-        Self {
-            channels,
-            height,
-            width,
-            pixels: Vec::new(),
-            labels: Vec::new(),
-            domains: Vec::new(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    pub fn image_len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-
-    pub fn image(&self, index: usize) -> &[u8] {
-        let n = self.image_len();
-        &self.pixels[index * n..(index + 1) * n]
-    }
-
-    pub fn push(&mut self, image: &[u8], label: u32) {
-        debug_assert_eq!(image.len(), self.image_len());
-        self.pixels.extend_from_slice(image);
-        self.labels.push(label);
-    }
-
-    /// Appends image `i` of `other` (with its domain, if any).
-    pub fn push_from(&mut self, other: &ImageSet, i: usize, label: u32) {
-        self.push(other.image(i), label);
-        if let Some(d) = other.domains.get(i) {
-            self.domains.push(*d);
-        }
-    }
-
-    /// The images `keep` returns a label for (index -> new label); order is kept.
-    pub fn select(&self, keep: &dyn Fn(usize) -> Option<u32>) -> ImageSet {
-        let mut out = ImageSet::empty(self.channels, self.height, self.width);
-        for i in 0..self.len() {
-            if let Some(label) = keep(i) {
-                out.push_from(self, i, label);
-            }
-        }
-        out
-    }
-
-    /// The images whose label is in `classes`, relabelled through `map`
-    /// (original label -> new label); order is kept.
-    pub fn select_classes(&self, map: &dyn Fn(u32) -> Option<u32>) -> ImageSet {
-        self.select(&|i| map(self.labels[i]))
-    }
-
-    /// Keeps at most `per_class` images of each label (the first ones).
-    pub fn cap_per_class(&self, per_class: usize) -> ImageSet {
-        let mut counts = std::collections::HashMap::<u32, usize>::new();
-        let mut out = ImageSet::empty(self.channels, self.height, self.width);
-        for i in 0..self.len() {
-            let c = counts.entry(self.labels[i]).or_default();
-            if *c < per_class {
-                *c += 1;
-                out.push_from(self, i, self.labels[i]);
-            }
-        }
-        out
-    }
-}
-
-/// A dataset's train and test splits and what is needed to feed them.
-#[derive(Debug, Clone)]
-pub struct TrainTest {
-    pub name: String,
-    pub num_classes: usize,
-    pub class_names: Vec<String>,
-    pub train: ImageSet,
-    pub test: ImageSet,
-    pub normalization: Normalization,
-}
 
 /// Which dataset a grid cell uses. `root` paths are the folder that holds the
 /// official files (e.g. `cifar-10-batches-bin`).

@@ -31,9 +31,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Domain, TrainTest};
 use crate::error::DataError;
 use crate::image_file::decode_files;
+use crate::image_set::{Domain, TrainTest};
 use crate::transform::Normalization;
 
 pub const REGIONS: [&str; 6] = ["Africa", "Americas", "Asia", "Europe", "Oceania", "Other"];

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dataset::ImageSet;
 use crate::error::DataError;
+use crate::image_set::ImageSet;
 
 fn format_err(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Format {

@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod error;
 pub mod fmow;
 pub mod image_file;
+pub mod image_set;
 pub mod shift;
 pub mod shortcut;
 pub mod split;
@@ -19,7 +20,8 @@ pub mod tiny_imagenet;
 pub mod transform;
 
 pub use batch::{Batch, BatchIter, BatchPlan};
-pub use dataset::{DatasetSpec, Domain, ImageSet, TrainTest, load_dataset};
+pub use dataset::{DatasetSpec, load_dataset};
 pub use error::DataError;
+pub use image_set::{Domain, ImageSet, TrainTest};
 pub use split::{DomainTasks, TaskSequence, TaskSplit};
 pub use transform::{Augment, Normalization, NormalizationChoice, write_image};

@@ -4,11 +4,12 @@
 //! seeded by the seed and the image's index, so a shifted set is the same
 //! whatever order or thread computes it.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_seeds::{Purpose, Seeds};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::ImageSet;
+use crate::image_set::ImageSet;
 
 /// A corruption family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,7 +69,7 @@ impl Corruption {
         let n = set.image_len();
         let (h, w) = (set.height, set.width);
         for (i, image) in out.pixels.chunks_mut(n).enumerate() {
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9));
+            let mut rng = Seeds::new(seed).rng(Purpose::CorruptImage { image: i });
             let mut x: Vec<f64> = image.iter().map(|&p| p as f64 / 255.0).collect();
             match self {
                 Corruption::GaussianNoise => {

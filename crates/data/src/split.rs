@@ -6,8 +6,8 @@ use rand_chacha::ChaCha8Rng;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::ImageSet;
 use crate::error::DataError;
+use crate::image_set::ImageSet;
 
 /// A sequence of tasks, each a set of original class labels. Inside the
 /// sequence classes are renumbered `0..total` in task order, so task `t`
@@ -187,7 +187,7 @@ impl DomainTasks {
         }
     }
 
-    fn matches(&self, t: usize, d: &crate::dataset::Domain) -> bool {
+    fn matches(&self, t: usize, d: &crate::image_set::Domain) -> bool {
         match self {
             DomainTasks::Year { ranges } => (ranges[t][0]..=ranges[t][1]).contains(&d.year),
             DomainTasks::Region { order } => crate::fmow::REGIONS[d.region as usize] == order[t],

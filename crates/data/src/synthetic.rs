@@ -9,11 +9,12 @@
 //! mean on raw pixels stays near chance (tested below), and colour carries
 //! no label information. Everything is a function of `seed`.
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_seeds::{Purpose, Seeds};
 
-use crate::dataset::{ImageSet, TrainTest};
 use crate::error::DataError;
+use crate::image_set::{ImageSet, TrainTest};
 use crate::transform::Normalization;
 
 pub(crate) fn default_classes() -> usize {
@@ -107,8 +108,8 @@ pub fn generate(
         )));
     }
     // Separate streams for train and test: changing the size of one leaves the other as it was.
-    let mut train_rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(2).wrapping_add(1));
-    let mut test_rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(2).wrapping_add(2));
+    let mut train_rng = Seeds::new(seed).rng(Purpose::SyntheticTrain);
+    let mut test_rng = Seeds::new(seed).rng(Purpose::SyntheticTest);
     Ok(TrainTest {
         name: "synthetic".into(),
         num_classes: classes,

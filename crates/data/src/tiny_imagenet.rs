@@ -19,9 +19,9 @@ use std::hash::{Hash, Hasher};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::dataset::{ImageSet, TrainTest};
 use crate::error::DataError;
 use crate::image_file::decode_files;
+use crate::image_set::{ImageSet, TrainTest};
 use crate::transform::Normalization;
 
 /// Mammoth's Seq-TinyImageNet constants.

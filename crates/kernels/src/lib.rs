@@ -14,6 +14,8 @@ mod flex;
 #[cfg(feature = "flex")]
 mod gemm;
 #[cfg(feature = "flex")]
+mod layout;
+#[cfg(feature = "flex")]
 mod winograd;
 
 use burn::nn::BatchNorm;

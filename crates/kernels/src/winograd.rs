@@ -19,8 +19,8 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use crate::conv2d::{ConvDims, transpose};
 use crate::gemm::{MatRef, matmul};
+use crate::layout::{ConvDims, transpose};
 
 /// Tiles in one product at least (the GEMM's rows; late layers group images).
 const TILES_PER_PRODUCT: usize = 256;

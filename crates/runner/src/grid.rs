@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use crate::cell::{Cell, cell_id};
 use crate::error::RunnerError;
 use crate::locate::{item_line, line_of};
-use crate::registry::Registry;
+use crate::registry::{CellConfig, ProtocolEntry, Registry};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +92,61 @@ fn grid_err(path: &Path, line: Option<u64>, message: impl Into<String>) -> Runne
     }
 }
 
+/// The grid file being parsed: where its errors point.
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn err(&self, line: Option<u64>, message: impl Into<String>) -> RunnerError {
+        grid_err(self.path, line, message)
+    }
+
+    /// `:LINE` of `segments` under the experiment starting at `exp_line`,
+    /// or nothing where the file does not say.
+    fn at(&self, segments: &[String], exp_line: usize) -> String {
+        line_of(self.text, segments, exp_line)
+            .map(|l| format!(":{l}"))
+            .unwrap_or_default()
+    }
+
+    /// `FILE:LINE: experiment `E`, key `K`: MESSAGE`.
+    fn key_problem(&self, at: &str, experiment: &str, key: &str, message: &str) -> String {
+        format!(
+            "{}{at}: experiment `{experiment}`, key `{key}`: {message}",
+            self.path.display()
+        )
+    }
+}
+
+/// Problems found while expanding a grid, each reported once.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, msg: String) {
+        if !self.0.contains(&msg) {
+            self.0.push(msg);
+        }
+    }
+}
+
+/// What expanding the experiments carries from one to the next.
+#[derive(Default)]
+struct Expansion {
+    cells: Vec<Cell>,
+    problems: Problems,
+    axes: Vec<(String, Vec<String>)>,
+    baselines: Vec<(String, String)>,
+    /// Files earlier experiments write: later cells may read them before
+    /// they exist, and their checkpoint headers are checked at run time.
+    produced: HashSet<PathBuf>,
+    /// An experiment whose own config is broken cannot say what it
+    /// writes: inputs of later experiments are then not reported missing.
+    broken_before: bool,
+}
+
 pub fn parse_grid(
     registry: &Registry,
     path: &Path,
@@ -99,14 +154,60 @@ pub fn parse_grid(
     overrides: &[String],
     device: Option<&str>,
 ) -> Result<Grid, RunnerError> {
+    let src = Source { path, text };
     let mut raw: RawGrid = serde_saphyr::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line());
-        grid_err(path, line, e.without_snippet().to_string())
+        src.err(line, e.without_snippet().to_string())
     })?;
-    // Errors point at the file's `device:` line unless --device chose it.
+    let device = grid_device(&src, &raw, device)?;
+    check_experiments(&src, registry, &raw)?;
+    for o in overrides {
+        apply_override(&mut raw.experiments, o)?;
+    }
+    let mut x = Expansion::default();
+    for (ei, exp) in raw.experiments.iter().enumerate() {
+        let problems_before = x.problems.0.len();
+        expand_experiment(&src, registry, &raw.results, ei, exp, &mut x)?;
+        x.broken_before |= x.problems.0.len() > problems_before;
+    }
+    let mut seen_ids = HashSet::new();
+    for cell in &x.cells {
+        if !seen_ids.insert(cell.id.clone()) {
+            x.problems.0.push(format!(
+                "{}: experiment `{}`: two cells have the same configuration (duplicate axis values?)",
+                path.display(),
+                cell.experiment
+            ));
+        }
+    }
+    if !x.problems.0.is_empty() {
+        return Err(RunnerError::Invalid {
+            path: path.to_path_buf(),
+            problems: x.problems.0,
+        });
+    }
+    Ok(Grid {
+        path: path.to_path_buf(),
+        name: raw.name,
+        results: raw.results,
+        device,
+        cells: x.cells,
+        axes: x.axes,
+        baselines: x.baselines,
+    })
+}
+
+/// `--device`, else the file's `device:`, else the CPU; one that cannot
+/// run here is an error at the file's `device:` line (unless --device
+/// chose it).
+fn grid_device(
+    src: &Source,
+    raw: &RawGrid,
+    device: Option<&str>,
+) -> Result<DeviceSpec, RunnerError> {
     let device_line = match device {
         Some(_) => None,
-        None => line_of(text, &["device".into()], 1),
+        None => line_of(src.text, &["device".into()], 1),
     };
     let device_str = device
         .map(String::from)
@@ -114,17 +215,20 @@ pub fn parse_grid(
         .unwrap_or_else(|| "cpu".into());
     let device: DeviceSpec = device_str
         .parse()
-        .map_err(|e: reusebench_core::CoreError| grid_err(path, device_line, e.to_string()))?;
+        .map_err(|e: CoreError| src.err(device_line, e.to_string()))?;
     device
         .check_available()
-        .map_err(|e| grid_err(path, device_line, e.to_string()))?;
+        .map_err(|e| src.err(device_line, e.to_string()))?;
+    Ok(device)
+}
 
+/// Every experiment names a known protocol and a name of its own.
+fn check_experiments(src: &Source, registry: &Registry, raw: &RawGrid) -> Result<(), RunnerError> {
     let mut names = HashSet::new();
     for (i, e) in raw.experiments.iter().enumerate() {
         if registry.get(&e.protocol).is_none() {
-            let line = line_of(text, &["protocol".into()], experiment_line(text, i));
-            return Err(grid_err(
-                path,
+            let line = line_of(src.text, &["protocol".into()], experiment_line(src.text, i));
+            return Err(src.err(
                 line,
                 format!(
                     "experiment `{}`: unknown protocol `{}`; this build knows {}",
@@ -136,152 +240,50 @@ pub fn parse_grid(
         }
         if !names.insert(e.name.clone()) {
             let line = line_of(
-                text,
+                src.text,
                 &["experiments".into(), i.to_string(), "name".into()],
                 1,
             );
-            return Err(grid_err(
-                path,
-                line,
-                format!("experiment name `{}` is used twice", e.name),
-            ));
+            return Err(src.err(line, format!("experiment name `{}` is used twice", e.name)));
         }
     }
-    for o in overrides {
-        apply_override(&mut raw.experiments, o)?;
-    }
+    Ok(())
+}
 
-    let results = raw.results.clone();
-    let mut cells: Vec<Cell> = Vec::new();
-    let mut problems = Vec::new();
-    let mut axes_out = Vec::new();
-    // Files earlier experiments write: later cells may read them before
-    // they exist, and their checkpoint headers are checked at run time.
-    let mut produced: HashSet<PathBuf> = HashSet::new();
-    // An experiment whose own config is broken cannot say what it writes:
-    // inputs of later experiments are then not reported as missing.
-    let mut broken_before = false;
-    let mut baselines = Vec::new();
-    for (ei, exp) in raw.experiments.iter().enumerate() {
-        let exp_line = experiment_line(text, ei);
-        let protocol = registry.get(&exp.protocol).expect("checked above");
-        let problems_before = problems.len();
-        let add = |problems: &mut Vec<String>, msg: String| {
-            if !problems.contains(&msg) {
-                problems.push(msg);
-            }
+/// The experiment's cells (the cartesian product of its axes), each parsed
+/// and validated; then its energy and baseline settings.
+fn expand_experiment(
+    src: &Source,
+    registry: &Registry,
+    results: &Path,
+    ei: usize,
+    exp: &RawExperiment,
+    x: &mut Expansion,
+) -> Result<(), RunnerError> {
+    let exp_line = experiment_line(src.text, ei);
+    let protocol = registry.get(&exp.protocol).expect("checked above");
+    let axes = experiment_axes(src, exp, exp_line)?;
+    x.axes.push((
+        exp.name.clone(),
+        axes.iter().map(|(k, _)| k.clone()).collect(),
+    ));
+    let labels: Vec<Vec<Value>> = axes.iter().map(|(_, vs)| axis_labels(vs)).collect();
+    let start = x.cells.len();
+    for combo in cartesian(&axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>()) {
+        let mut config = Value::Object(exp.base.clone());
+        for (ai, &vi) in combo.iter().enumerate() {
+            set_path(&mut config, &axes[ai].0, axes[ai].1[vi].clone());
+        }
+        let cell = CellSite {
+            src,
+            exp,
+            exp_line,
+            axes: &axes,
+            combo: &combo,
         };
-        let axes: Vec<(String, Vec<Value>)> = match exp
-            .axes
-            .iter()
-            .map(|(k, v)| match v {
-                Value::Array(values) if !values.is_empty() => Ok((k.clone(), values.clone())),
-                _ => Err(k.clone()),
-            })
-            .collect::<Result<_, _>>()
-        {
-            Ok(a) => a,
-            Err(k) => {
-                let line = line_of(text, &["axes".into(), k.clone()], exp_line);
-                return Err(grid_err(
-                    path,
-                    line,
-                    format!(
-                        "experiment `{}`: axis `{k}` must be a non-empty list of values",
-                        exp.name
-                    ),
-                ));
-            }
-        };
-        axes_out.push((
-            exp.name.clone(),
-            axes.iter().map(|(k, _)| k.clone()).collect(),
-        ));
-        let labels: Vec<Vec<Value>> = axes.iter().map(|(_, vs)| axis_labels(vs)).collect();
-        let exp_cells_start = cells.len();
-        for combo in cartesian(&axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>()) {
-            let mut config = Value::Object(exp.base.clone());
-            for (ai, &vi) in combo.iter().enumerate() {
-                set_path(&mut config, &axes[ai].0, axes[ai].1[vi].clone());
-            }
-            let id = cell_id(&exp.name, &exp.protocol, &config);
-            let seed_label = config
-                .get("seed")
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            let resolved = fill_placeholders(&config, &results, &seed_label, &exp.name);
-            // A bad key from an axis is reported at this cell's entry of the
-            // axis, otherwise in the base.
-            let locate = |key_path: &str| {
-                let axis = axes
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (k, _))| {
-                        key_path == k.as_str() || key_path.starts_with(&format!("{k}."))
-                    })
-                    .max_by_key(|(_, (k, _))| k.len());
-                let line = match axis {
-                    Some((ai, (k, _))) => line_of(text, &["axes".into(), k.clone()], exp_line)
-                        .map(|l| item_line(text, l, combo[ai])),
-                    None => {
-                        let segments: Vec<String> = std::iter::once("base".to_string())
-                            .chain(key_path.split('.').map(String::from))
-                            .collect();
-                        line_of(text, &segments, exp_line)
-                    }
-                };
-                line.map(|l| format!(":{l}")).unwrap_or_default()
-            };
-            let typed = match protocol.parse(&resolved) {
-                Ok(t) => t,
-                Err((key_path, message)) => {
-                    let at = locate(&key_path);
-                    add(
-                        &mut problems,
-                        format!(
-                            "{}{at}: experiment `{}`, key `{key_path}`: {message}",
-                            path.display(),
-                            exp.name
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let is_produced = |p: &Path| produced.contains(p);
-            let checks = Checks {
-                produced: &is_produced,
-            };
-            if let Err(e) = typed.validate(&checks) {
-                let msg = match &e {
-                    CoreError::Config { key, message } if !key.is_empty() => format!(
-                        "{}{}: experiment `{}`, key `{key}`: {message}",
-                        path.display(),
-                        locate(key),
-                        exp.name
-                    ),
-                    _ => format!("{}: experiment `{}`: {e}", path.display(), exp.name),
-                };
-                add(&mut problems, msg);
-                continue;
-            }
-            // Inputs must exist, or be written by an earlier experiment.
-            if !broken_before {
-                for input in typed.inputs() {
-                    if !input.exists() && !produced.contains(&input) {
-                        add(
-                            &mut problems,
-                            format!(
-                                "{}: experiment `{}`: file {} does not exist (and no earlier experiment writes it)",
-                                path.display(),
-                                exp.name,
-                                input.display()
-                            ),
-                        );
-                    }
-                }
-            }
-            cells.push(Cell {
-                id,
+        if let Some(typed) = cell.check(protocol, results, &config, x) {
+            x.cells.push(Cell {
+                id: cell_id(&exp.name, &exp.protocol, &config),
                 experiment: exp.name.clone(),
                 protocol: exp.protocol.clone(),
                 config: Arc::from(typed),
@@ -296,80 +298,174 @@ pub fn parse_grid(
                 energy: exp.energy.clone(),
             });
         }
-        for cell in &mut cells[exp_cells_start..] {
-            cell.label = cell_label(&cell.axes, &axes);
-        }
-        for cell in &cells[exp_cells_start..] {
-            produced.extend(cell.config.outputs());
-        }
-        if let Some(Err(e)) = exp.energy.as_ref().map(|c| c.validate("energy")) {
-            let (key, message) = match &e {
-                CoreError::Config { key, message } => (key.clone(), message.clone()),
-                other => ("energy".into(), other.to_string()),
-            };
-            let segments: Vec<String> = key.split('.').map(String::from).collect();
-            let line = line_of(text, &segments, exp_line)
-                .map(|l| format!(":{l}"))
-                .unwrap_or_default();
-            add(
-                &mut problems,
-                format!(
-                    "{}{line}: experiment `{}`, key `{key}`: {message}",
-                    path.display(),
-                    exp.name
-                ),
-            );
-        }
-        if let Some(baseline) = &exp.baseline {
-            let labels: Vec<String> = cells[exp_cells_start..]
-                .iter()
-                .map(|c| c.config.method())
-                .collect();
-            if !labels.is_empty() && !labels.contains(baseline) {
-                let line = line_of(text, &["baseline".into()], exp_line)
-                    .map(|l| format!(":{l}"))
-                    .unwrap_or_default();
-                let mut known = labels.clone();
-                known.dedup();
-                add(
-                    &mut problems,
+    }
+    for cell in &mut x.cells[start..] {
+        cell.label = cell_label(&cell.axes, &axes);
+    }
+    let outputs: Vec<PathBuf> = x.cells[start..]
+        .iter()
+        .flat_map(|c| c.config.outputs())
+        .collect();
+    x.produced.extend(outputs);
+    check_energy(src, exp, exp_line, &mut x.problems);
+    if let Some(baseline) = &exp.baseline {
+        check_baseline(
+            src,
+            exp,
+            exp_line,
+            baseline,
+            &x.cells[start..],
+            &mut x.problems,
+        );
+        x.baselines.push((exp.name.clone(), baseline.clone()));
+    }
+    Ok(())
+}
+
+/// The experiment's axes as (key, values); each must be a non-empty list.
+fn experiment_axes(
+    src: &Source,
+    exp: &RawExperiment,
+    exp_line: usize,
+) -> Result<Vec<(String, Vec<Value>)>, RunnerError> {
+    exp.axes
+        .iter()
+        .map(|(k, v)| match v {
+            Value::Array(values) if !values.is_empty() => Ok((k.clone(), values.clone())),
+            _ => {
+                let line = line_of(src.text, &["axes".into(), k.clone()], exp_line);
+                Err(src.err(
+                    line,
                     format!(
-                        "{}{line}: experiment `{}`, key `baseline`: no cell runs method `{baseline}` (methods here: {})",
-                        path.display(),
-                        exp.name,
-                        known.join(", ")
+                        "experiment `{}`: axis `{k}` must be a non-empty list of values",
+                        exp.name
                     ),
-                );
+                ))
             }
-            baselines.push((exp.name.clone(), baseline.clone()));
+        })
+        .collect()
+}
+
+/// One combination of an experiment's axis values: where its keys are
+/// written in the file.
+struct CellSite<'a> {
+    src: &'a Source<'a>,
+    exp: &'a RawExperiment,
+    exp_line: usize,
+    axes: &'a [(String, Vec<Value>)],
+    combo: &'a [usize],
+}
+
+impl CellSite<'_> {
+    /// `:LINE` of a key of this cell: at this cell's entry of the axis that
+    /// sets it, otherwise in the base.
+    fn locate(&self, key_path: &str) -> String {
+        let axis = self
+            .axes
+            .iter()
+            .enumerate()
+            .filter(|(_, (k, _))| key_path == k.as_str() || key_path.starts_with(&format!("{k}.")))
+            .max_by_key(|(_, (k, _))| k.len());
+        let text = self.src.text;
+        let line = match axis {
+            Some((ai, (k, _))) => line_of(text, &["axes".into(), k.clone()], self.exp_line)
+                .map(|l| item_line(text, l, self.combo[ai])),
+            None => {
+                let segments: Vec<String> = std::iter::once("base".to_string())
+                    .chain(key_path.split('.').map(String::from))
+                    .collect();
+                line_of(text, &segments, self.exp_line)
+            }
+        };
+        line.map(|l| format!(":{l}")).unwrap_or_default()
+    }
+
+    /// The cell's typed config, or `None` with its problems recorded: keys
+    /// and types, the protocol's own checks, and inputs that exist or an
+    /// earlier experiment writes.
+    fn check(
+        &self,
+        protocol: &dyn ProtocolEntry,
+        results: &Path,
+        config: &Value,
+        x: &mut Expansion,
+    ) -> Option<Box<dyn CellConfig>> {
+        let (src, name) = (self.src, &self.exp.name);
+        let seed_label = config
+            .get("seed")
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let resolved = fill_placeholders(config, results, &seed_label, name);
+        let typed = match protocol.parse(&resolved) {
+            Ok(t) => t,
+            Err((key_path, message)) => {
+                let at = self.locate(&key_path);
+                x.problems
+                    .add(src.key_problem(&at, name, &key_path, &message));
+                return None;
+            }
+        };
+        let is_produced = |p: &Path| x.produced.contains(p);
+        let checks = Checks {
+            produced: &is_produced,
+        };
+        if let Err(e) = typed.validate(&checks) {
+            let msg = match &e {
+                CoreError::Config { key, message } if !key.is_empty() => {
+                    src.key_problem(&self.locate(key), name, key, message)
+                }
+                _ => format!("{}: experiment `{name}`: {e}", src.path.display()),
+            };
+            x.problems.add(msg);
+            return None;
         }
-        broken_before |= problems.len() > problems_before;
-    }
-    let mut seen_ids = HashSet::new();
-    for cell in &cells {
-        if !seen_ids.insert(cell.id.clone()) {
-            problems.push(format!(
-                "{}: experiment `{}`: two cells have the same configuration (duplicate axis values?)",
-                path.display(),
-                cell.experiment
-            ));
+        if !x.broken_before {
+            for input in typed.inputs() {
+                if !input.exists() && !x.produced.contains(&input) {
+                    x.problems.add(format!(
+                        "{}: experiment `{name}`: file {} does not exist (and no earlier experiment writes it)",
+                        src.path.display(),
+                        input.display()
+                    ));
+                }
+            }
         }
+        Some(typed)
     }
-    if !problems.is_empty() {
-        return Err(RunnerError::Invalid {
-            path: path.to_path_buf(),
-            problems,
-        });
+}
+
+fn check_energy(src: &Source, exp: &RawExperiment, exp_line: usize, problems: &mut Problems) {
+    if let Some(Err(e)) = exp.energy.as_ref().map(|c| c.validate("energy")) {
+        let (key, message) = match &e {
+            CoreError::Config { key, message } => (key.clone(), message.clone()),
+            other => ("energy".into(), other.to_string()),
+        };
+        let segments: Vec<String> = key.split('.').map(String::from).collect();
+        let at = src.at(&segments, exp_line);
+        problems.add(src.key_problem(&at, &exp.name, &key, &message));
     }
-    Ok(Grid {
-        path: path.to_path_buf(),
-        name: raw.name,
-        results,
-        device,
-        cells,
-        axes: axes_out,
-        baselines,
-    })
+}
+
+/// The baseline names a method some cell of the experiment runs.
+fn check_baseline(
+    src: &Source,
+    exp: &RawExperiment,
+    exp_line: usize,
+    baseline: &str,
+    cells: &[Cell],
+    problems: &mut Problems,
+) {
+    let labels: Vec<String> = cells.iter().map(|c| c.config.method()).collect();
+    if !labels.is_empty() && !labels.iter().any(|l| l == baseline) {
+        let at = src.at(&["baseline".into()], exp_line);
+        let mut known = labels.clone();
+        known.dedup();
+        let message = format!(
+            "no cell runs method `{baseline}` (methods here: {})",
+            known.join(", ")
+        );
+        problems.add(src.key_problem(&at, &exp.name, "baseline", &message));
+    }
 }
 
 /// 1-based line where experiment `index` starts: the `index`-th item of

@@ -17,6 +17,7 @@ pub mod model;
 #[cfg(test)]
 mod test_util;
 
+use reusebench_core::{Purpose, Seeds};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 use burn::module::Module;
 use burn::tensor::loss::cross_entropy_with_logits;
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::CoreError;
 use reusebench_core::backbone::BackboneConfig;
@@ -98,10 +99,6 @@ fn default_group_order() -> usize {
 /// Evaluation turns the test set by every multiple of this many degrees.
 pub const EVAL_STEP_DEGREES: usize = 45;
 const EVAL_ANGLES: usize = 360 / EVAL_STEP_DEGREES;
-
-/// Random streams of a cell (mixed with its seed).
-const CANONICALIZER_STREAM: u64 = 0x0000_CA11_0111;
-const ROTATION_STREAM: u64 = 0x0000_0207_A7E5;
 
 impl CanonicalizeConfig {
     fn check(&self) -> Result<(), CoreError> {
@@ -284,7 +281,7 @@ fn run(config: &CanonicalizeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, Core
             config.group_order,
             train.channels,
             train.width,
-            &mut env.rng(seed, CANONICALIZER_STREAM),
+            &mut env.rng(seed, Purpose::Canonicalizer),
             &device,
         )
     });
@@ -309,7 +306,7 @@ fn run(config: &CanonicalizeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, Core
     };
     let scores = RefCell::new(None);
     let rotator = Rotator::new(config.group_order, train.width, Border::Clamp);
-    let rng = RefCell::new(ChaCha8Rng::seed_from_u64(seed ^ ROTATION_STREAM));
+    let rng = RefCell::new(Seeds::new(seed).rng(Purpose::Rotation));
     let rotates = method.rotates_training_images();
     let forward = |m: &Canonicalized, x: Tensor<4>, _: &[usize]| {
         let x = if rotates {
@@ -459,6 +456,7 @@ mod tests {
     use crate::test_util::values;
     use burn::optim::GradientsParams;
     use group::rot90;
+    use rand::SeedableRng;
     use reusebench_core::device::DeviceSpec;
     use reusebench_core::model::{Classifier, build_backbone, linear_head};
 

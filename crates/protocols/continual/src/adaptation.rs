@@ -9,16 +9,15 @@
 //! `adapt_gain` = mean(adapted − from scratch). (This was called
 //! `forward_transfer`; GEM's forward transfer is `fwt_*` now.)
 
+use reusebench_core::{Purpose, Seeds};
 use std::sync::Arc;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use reusebench_data::{Augment, ImageSet};
 use serde::{Deserialize, Serialize};
 
+use crate::methods::TaskContext;
 use reusebench_core::CoreError;
 use reusebench_core::features::{ModelKey, cached_features_keyed, head_logits, model_features};
-use reusebench_core::methods::TaskContext;
 use reusebench_core::metrics::{Coords, accuracy};
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit, fit_linear};
@@ -51,7 +50,7 @@ pub fn adapt(
     coords: Coords,
     ctx: &TaskContext,
 ) -> Result<f64, CoreError> {
-    let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xADA9_7000);
+    let mut rng = Seeds::new(ctx.seed).rng(Purpose::Adaptation);
     let dim = model.head.weight.dims()[0];
     let head = linear_head(&mut rng, dim, ctx.num_classes, ctx.device);
     let stage = Stage {

@@ -4,24 +4,28 @@
 //! backbone's features on every task (seen or not).
 
 pub mod adaptation;
+pub mod methods;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use burn::tensor::Device;
 use reusebench_data::fmow::REGIONS;
 use reusebench_data::{
-    Augment, DatasetSpec, DomainTasks, ImageSet, NormalizationChoice, TaskSequence, TaskSplit,
+    Augment, DatasetSpec, DomainTasks, ImageSet, Normalization, NormalizationChoice, TaskSequence,
+    TaskSplit,
 };
 use serde::{Deserialize, Serialize};
 
 use adaptation::{AdaptationConfig, adapt};
+use methods::{MethodConfig, TaskContext};
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{
     ModelKey, Rows, cached_features_keyed, head_logits, logits, recompute_batch_norm,
 };
-use reusebench_core::methods::{MethodConfig, TaskContext};
+use reusebench_core::metrics::names::SettingNames;
 use reusebench_core::metrics::{
     AccuracyMatrix, Coords, KnnConfig, MetricRow, forgetting_over_all_rows, gem_forward_transfer,
     knn_accuracy, masked_accuracy, names,
@@ -160,394 +164,541 @@ impl Protocol for Continual {
     }
 }
 
+/// One cell: prepare the task sequence, then per task learn and evaluate,
+/// then the sequence's summaries, the random reference and the adaptation.
+/// Rows come out in that order.
 fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-    let progress = env.progress;
     let mut times = PhaseTimes::default();
     let started = Instant::now();
-    let train_device = env.train_device(config.seed)?;
-    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
-    let split = match (&config.classes_per_task, &config.domains) {
-        (Some(n), _) => {
-            TaskSequence::Classes(TaskSplit::new(&classes, *n, config.class_order_seed)?)
-        }
-        (None, Some(d)) => TaskSequence::Domains {
-            tasks: d.clone(),
-            classes: classes.clone(),
-        },
-        (None, None) => unreachable!("validate() requires one"),
-    };
-    let tasks = split.num_tasks();
-    let mut train: Vec<Arc<ImageSet>> = Vec::new();
-    let mut test: Vec<Arc<ImageSet>> = Vec::new();
-    for t in 0..tasks {
-        train.push(Arc::new(split.task_images(&data.train, t)?));
-        test.push(Arc::new(split.task_images(&data.test, t)?));
-    }
-    if let Some(t) = (0..tasks).find(|&t| train[t].is_empty() || test[t].is_empty()) {
-        return Err(CoreError::config(
-            "",
-            format!(
-                "task {t} ({}) has {} training and {} test images; every task needs both{}",
-                match &config.domains {
-                    Some(d) => d.describe(t),
-                    None => format!("classes {:?}", split.label_range(t)),
-                },
-                train[t].len(),
-                test[t].len(),
-                if config.domains.is_some() {
-                    " (year tasks on FMoW's official split have no test images before 2016: use split: {kind: random, ...})"
-                } else {
-                    ""
-                }
-            ),
-        ));
-    }
-
+    let device = env.train_device(config.seed)?;
+    let seq = Sequence::prepare(config, env)?;
     let mut model = env.build_classifier(
         &config.backbone,
-        split.num_classes(),
+        seq.split.num_classes(),
         config.seed,
-        &train_device,
+        &device,
     )?;
     let mut method = config.method.build();
-    let mut class_il = AccuracyMatrix::new();
-    let mut task_il = AccuracyMatrix::new();
-    let mut knn_seen = AccuracyMatrix::new();
-    // Every task after every task (UCL's kNN forgetting needs the unseen ones too).
-    let mut knn_all: Vec<Vec<f64>> = Vec::new();
-    let mut rows = Vec::new();
-    let norm = config.normalization.resolve(data.normalization);
-    let ebs = config.eval_batch_size;
-    let setting = split.setting();
-    let setting_names = names::setting(setting).expect("every setting has names");
     let cache = FeatureCache::default();
-    let mut final_predictions: Vec<Vec<u32>> = Vec::new();
-    // R[t][t + 1], class-IL (or domain-IL) and task-IL.
-    let mut before: (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut eval = Evaluation::default();
     times.add("data and model", started);
 
-    // What every task's context shares; each task sets its own data.
-    let shared = TaskContext {
-        task: 0,
-        num_tasks: tasks,
-        train: Arc::clone(&train[0]),
-        history: &train[..1],
-        old_classes: 0,
-        seen_classes: split.label_range(0).end,
-        num_classes: split.num_classes(),
-        batch_size: config.batch_size,
-        eval_batch_size: ebs,
-        augment: config.augment.unwrap_or(config.data.default_augment()),
-        normalization: norm,
-        seed: config.seed,
-        device: &train_device,
-        features: &cache,
-        progress,
-        curves: &env.curves,
-    };
-    for t in 0..tasks {
+    let shared = seq.context(config, env, &device, &cache);
+    for t in 0..seq.tasks {
         let ctx = TaskContext {
             task: t,
-            train: Arc::clone(&train[t]),
-            history: &train[..=t],
-            old_classes: split.old_classes(t),
-            seen_classes: split.label_range(t).end,
+            train: Arc::clone(&seq.train[t]),
+            history: &seq.train[..=t],
+            old_classes: seq.split.old_classes(t),
+            seen_classes: seq.split.label_range(t).end,
             ..shared
         };
         let started = Instant::now();
         model = method.learn_task(model, &ctx)?;
         times.add("train", started);
-        let started = Instant::now();
         // The model each task is evaluated with: the current one, or the
         // task's own where the method keeps one per task (lifelong
         // side-tuning).
-        let models: Vec<Classifier> = (0..tasks)
+        let models: Vec<Classifier> = (0..seq.tasks)
             .map(|j| method.task_model(j).unwrap_or_else(|| model.clone()))
             .collect();
-        let keys: Vec<ModelKey> = models.iter().map(ModelKey::of).collect();
+        eval.after_task(t, &models, &seq, config, &cache, &device, &mut times);
+        env.progress.note(&eval.progress_line(t, &seq));
+    }
 
+    let mut rows = eval.summary_rows(&seq);
+    let started = Instant::now();
+    let random = RandomReference::build(config, env, &seq, &device)?;
+    rows.extend(random.forward_transfer_rows(&seq, &eval, &device));
+    times.add("random reference", started);
+    if config.knn.is_some() {
+        rows.extend(eval.knn_summary_rows());
+    }
+    if let Some(adaptation) = &config.adaptation {
+        let started = Instant::now();
+        rows.extend(adaptation_rows(adaptation, &model, &random, &seq, &shared)?);
+        times.add("adaptation", started);
+    }
+    let stats = cache.stats();
+    env.progress.note(&format!(
+        "feature cache: {} hit(s), {} miss(es)",
+        stats.hits, stats.misses
+    ));
+    env.progress.note(&times.summary());
+    Ok(rows)
+}
+
+/// The cell's task sequence: every task's training and test images, and
+/// what evaluation needs to know of the setting.
+struct Sequence {
+    split: TaskSequence,
+    tasks: usize,
+    train: Vec<Arc<ImageSet>>,
+    test: Vec<Arc<ImageSet>>,
+    normalization: Normalization,
+    eval_batch_size: usize,
+    /// `class_il` or `domain_il`.
+    setting: &'static str,
+    names: SettingNames,
+}
+
+impl Sequence {
+    fn prepare(config: &ContinualConfig, env: &RunEnv) -> Result<Self, CoreError> {
+        let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+        let split = match (&config.classes_per_task, &config.domains) {
+            (Some(n), _) => {
+                TaskSequence::Classes(TaskSplit::new(&classes, *n, config.class_order_seed)?)
+            }
+            (None, Some(d)) => TaskSequence::Domains {
+                tasks: d.clone(),
+                classes: classes.clone(),
+            },
+            (None, None) => unreachable!("validate() requires one"),
+        };
+        let tasks = split.num_tasks();
+        let mut train: Vec<Arc<ImageSet>> = Vec::new();
+        let mut test: Vec<Arc<ImageSet>> = Vec::new();
+        for t in 0..tasks {
+            train.push(Arc::new(split.task_images(&data.train, t)?));
+            test.push(Arc::new(split.task_images(&data.test, t)?));
+        }
+        if let Some(t) = (0..tasks).find(|&t| train[t].is_empty() || test[t].is_empty()) {
+            return Err(empty_task(config, &split, t, &train[t], &test[t]));
+        }
+        let setting = split.setting();
+        Ok(Self {
+            tasks,
+            train,
+            test,
+            normalization: config.normalization.resolve(data.normalization),
+            eval_batch_size: config.eval_batch_size,
+            setting,
+            names: names::setting(setting).expect("every setting has names"),
+            split,
+        })
+    }
+
+    fn class_il(&self) -> bool {
+        self.setting == "class_il"
+    }
+
+    /// What every task's context shares; each task sets its own data.
+    fn context<'a>(
+        &'a self,
+        config: &ContinualConfig,
+        env: &'a RunEnv,
+        device: &'a Device,
+        cache: &'a FeatureCache,
+    ) -> TaskContext<'a> {
+        TaskContext {
+            task: 0,
+            num_tasks: self.tasks,
+            train: Arc::clone(&self.train[0]),
+            history: &self.train[..1],
+            old_classes: 0,
+            seen_classes: self.split.label_range(0).end,
+            num_classes: self.split.num_classes(),
+            batch_size: config.batch_size,
+            eval_batch_size: self.eval_batch_size,
+            augment: config.augment.unwrap_or(config.data.default_augment()),
+            normalization: self.normalization,
+            seed: config.seed,
+            device,
+            features: cache,
+            progress: env.progress,
+            curves: &env.curves,
+        }
+    }
+}
+
+fn empty_task(
+    config: &ContinualConfig,
+    split: &TaskSequence,
+    t: usize,
+    train: &ImageSet,
+    test: &ImageSet,
+) -> CoreError {
+    CoreError::config(
+        "",
+        format!(
+            "task {t} ({}) has {} training and {} test images; every task needs both{}",
+            match &config.domains {
+                Some(d) => d.describe(t),
+                None => format!("classes {:?}", split.label_range(t)),
+            },
+            train.len(),
+            test.len(),
+            if config.domains.is_some() {
+                " (year tasks on FMoW's official split have no test images before 2016: use split: {kind: random, ...})"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+/// What the evaluations after each task have found so far.
+#[derive(Default)]
+struct Evaluation {
+    rows: Vec<MetricRow>,
+    class_il: AccuracyMatrix,
+    task_il: AccuracyMatrix,
+    knn_seen: AccuracyMatrix,
+    /// Every task after every task (UCL's kNN forgetting needs the unseen ones too).
+    knn_all: Vec<Vec<f64>>,
+    /// The final model's predictions on every task's test images.
+    final_predictions: Vec<Vec<u32>>,
+    /// R[t][t + 1], class-IL (or domain-IL) and task-IL.
+    before: (Vec<f64>, Vec<f64>),
+}
+
+impl Evaluation {
+    /// Accuracy matrices and kNN after task `t`, `models[j]` evaluating task j.
+    fn after_task(
+        &mut self,
+        t: usize,
+        models: &[Classifier],
+        seq: &Sequence,
+        config: &ContinualConfig,
+        cache: &FeatureCache,
+        device: &Device,
+        times: &mut PhaseTimes,
+    ) {
+        let started = Instant::now();
+        let keys: Vec<ModelKey> = models.iter().map(ModelKey::of).collect();
         // Each test set passes through the backbone once: its features feed
         // both the head (accuracy matrix) and the kNN queries.
         // (The next task too: GEM's forward transfer needs R[t][t + 1].)
         let evaluated = if config.knn.is_some() {
-            tasks
+            seq.tasks
         } else {
-            (t + 2).min(tasks)
+            (t + 2).min(seq.tasks)
         };
-        let test_features: Vec<Arc<Rows>> = test[..evaluated]
+        let (ebs, norm) = (seq.eval_batch_size, seq.normalization);
+        let test_features: Vec<Arc<Rows>> = seq.test[..evaluated]
             .iter()
             .enumerate()
             .map(|(j, set)| {
-                cached_features_keyed(&cache, &models[j], &keys[j], set, ebs, norm, &train_device)
+                cached_features_keyed(cache, &models[j], &keys[j], set, ebs, norm, device)
             })
             .collect();
-
-        // Class-IL: argmax over every class seen so far; task-IL: over the
-        // task's own classes. Domain-IL: every task has every class, so one
-        // accuracy (named by the setting), no task-IL.
-        let seen = split.label_range(t).end;
-        let (mut cil_row, mut til_row) = (Vec::new(), Vec::new());
-        for j in 0..=t {
-            let out = head_logits(&models[j].head, &test_features[j], &train_device);
-            let cil = masked_accuracy(&out.values, out.dim, &test[j].labels, 0..seen);
-            rows.push(MetricRow::entry(setting_names.matrix, t, j, cil));
-            cil_row.push(cil);
-            if setting == "class_il" {
-                let til =
-                    masked_accuracy(&out.values, out.dim, &test[j].labels, split.label_range(j));
-                rows.push(MetricRow::entry(names::ACC_TASK_IL, t, j, til));
-                til_row.push(til);
-            }
-            if t + 1 == tasks {
-                final_predictions.push(argmax_rows(&out.values, out.dim, 0..seen));
-            }
-        }
-        if t + 1 < tasks {
-            let next = t + 1;
-            let out = head_logits(&models[next].head, &test_features[next], &train_device);
-            let labels = &test[next].labels;
-            let cil = masked_accuracy(&out.values, out.dim, labels, 0..split.label_range(next).end);
-            rows.push(MetricRow::entry(setting_names.before, t, next, cil));
-            before.0.push(cil);
-            if setting == "class_il" {
-                let til = masked_accuracy(&out.values, out.dim, labels, split.label_range(next));
-                rows.push(MetricRow::entry(names::ACC_TASK_IL_BEFORE, t, next, til));
-                before.1.push(til);
-            }
-        }
-        class_il.push_row(cil_row);
-        if !til_row.is_empty() {
-            task_il.push_row(til_row);
-        }
+        self.accuracy_rows(t, models, &test_features, seq, device);
         times.add("evaluation", started);
-
-        let started = Instant::now();
         if let Some(knn) = &config.knn {
+            let started = Instant::now();
             let mut knn_row = Vec::new();
             let mut knn_full_row = Vec::new();
-            for j in 0..tasks {
+            for j in 0..seq.tasks {
                 let bank = cached_features_keyed(
-                    &cache,
+                    cache,
                     &models[j],
                     &keys[j],
-                    &train[j],
+                    &seq.train[j],
                     ebs,
                     norm,
-                    &train_device,
+                    device,
                 );
                 let acc = knn_accuracy(
                     &bank,
-                    &train[j].labels,
+                    &seq.train[j].labels,
                     &test_features[j],
-                    &test[j].labels,
+                    &seq.test[j].labels,
                     knn,
                 );
-                rows.push(MetricRow::entry(names::KNN_ACC, t, j, acc));
+                self.rows.push(MetricRow::entry(names::KNN_ACC, t, j, acc));
                 knn_full_row.push(acc);
                 if j <= t {
                     knn_row.push(acc);
                 }
             }
-            knn_seen.push_row(knn_row);
-            knn_all.push(knn_full_row);
+            self.knn_seen.push_row(knn_row);
+            self.knn_all.push(knn_full_row);
             times.add("knn", started);
         }
-        progress.note(&format!(
-            "after task {}/{tasks}: {setting} {:.1}%{}",
+    }
+
+    /// Class-IL: argmax over every class seen so far; task-IL: over the
+    /// task's own classes. Domain-IL: every task has every class, so one
+    /// accuracy (named by the setting), no task-IL.
+    fn accuracy_rows(
+        &mut self,
+        t: usize,
+        models: &[Classifier],
+        test_features: &[Arc<Rows>],
+        seq: &Sequence,
+        device: &Device,
+    ) {
+        let (split, test) = (&seq.split, &seq.test);
+        let seen = split.label_range(t).end;
+        let (mut cil_row, mut til_row) = (Vec::new(), Vec::new());
+        for j in 0..=t {
+            let out = head_logits(&models[j].head, &test_features[j], device);
+            let cil = masked_accuracy(&out.values, out.dim, &test[j].labels, 0..seen);
+            self.rows
+                .push(MetricRow::entry(seq.names.matrix, t, j, cil));
+            cil_row.push(cil);
+            if seq.class_il() {
+                let til =
+                    masked_accuracy(&out.values, out.dim, &test[j].labels, split.label_range(j));
+                self.rows
+                    .push(MetricRow::entry(names::ACC_TASK_IL, t, j, til));
+                til_row.push(til);
+            }
+            if t + 1 == seq.tasks {
+                self.final_predictions
+                    .push(argmax_rows(&out.values, out.dim, 0..seen));
+            }
+        }
+        if t + 1 < seq.tasks {
+            let next = t + 1;
+            let out = head_logits(&models[next].head, &test_features[next], device);
+            let labels = &test[next].labels;
+            let cil = masked_accuracy(&out.values, out.dim, labels, 0..split.label_range(next).end);
+            self.rows
+                .push(MetricRow::entry(seq.names.before, t, next, cil));
+            self.before.0.push(cil);
+            if seq.class_il() {
+                let til = masked_accuracy(&out.values, out.dim, labels, split.label_range(next));
+                self.rows
+                    .push(MetricRow::entry(names::ACC_TASK_IL_BEFORE, t, next, til));
+                self.before.1.push(til);
+            }
+        }
+        self.class_il.push_row(cil_row);
+        if !til_row.is_empty() {
+            self.task_il.push_row(til_row);
+        }
+    }
+
+    fn progress_line(&self, t: usize, seq: &Sequence) -> String {
+        format!(
+            "after task {}/{}: {} {:.1}%{}",
             t + 1,
-            class_il.average_accuracy(),
-            if setting == "class_il" {
-                format!(", task-IL {:.1}%", task_il.average_accuracy())
+            seq.tasks,
+            seq.setting,
+            self.class_il.average_accuracy(),
+            if seq.class_il() {
+                format!(", task-IL {:.1}%", self.task_il.average_accuracy())
             } else {
                 String::new()
             }
-        ));
+        )
     }
 
-    type Summary = fn(&AccuracyMatrix) -> f64;
-    let task_names = names::setting("task_il").expect("a setting");
-    let summaries: [(&str, &str, Summary); 4] = [
-        (
-            setting_names.avg,
-            task_names.avg,
-            AccuracyMatrix::average_accuracy,
-        ),
-        (
-            setting_names.forgetting,
-            task_names.forgetting,
-            AccuracyMatrix::forgetting,
-        ),
-        (
-            setting_names.forgetting_mammoth,
-            task_names.forgetting_mammoth,
-            AccuracyMatrix::forgetting_mammoth,
-        ),
-        (
-            setting_names.bwt,
-            task_names.bwt,
-            AccuracyMatrix::backward_transfer,
-        ),
-    ];
-    for (metric, task_metric, summary) in summaries {
-        rows.push(MetricRow::scalar(metric, summary(&class_il)));
-        if setting == "class_il" {
-            rows.push(MetricRow::scalar(task_metric, summary(&task_il)));
+    /// Every row so far, then the sequence's summaries and group accuracies.
+    fn summary_rows(&mut self, seq: &Sequence) -> Vec<MetricRow> {
+        type Summary = fn(&AccuracyMatrix) -> f64;
+        let (own, task) = (&seq.names, names::setting("task_il").expect("a setting"));
+        let summaries: [(&str, &str, Summary); 4] = [
+            (own.avg, task.avg, AccuracyMatrix::average_accuracy),
+            (own.forgetting, task.forgetting, AccuracyMatrix::forgetting),
+            (
+                own.forgetting_mammoth,
+                task.forgetting_mammoth,
+                AccuracyMatrix::forgetting_mammoth,
+            ),
+            (own.bwt, task.bwt, AccuracyMatrix::backward_transfer),
+        ];
+        let mut rows = std::mem::take(&mut self.rows);
+        for (metric, task_metric, summary) in summaries {
+            rows.push(MetricRow::scalar(metric, summary(&self.class_il)));
+            if seq.class_il() {
+                rows.push(MetricRow::scalar(task_metric, summary(&self.task_il)));
+            }
         }
+        rows.extend(group_accuracy(&seq.test, &self.final_predictions));
+        rows
     }
-    rows.extend(group_accuracy(&test, &final_predictions));
 
-    // The random reference: same architecture, random weights (the cell's
-    // seed), no checkpoint; per task, its batch-norm statistics recomputed
-    // on that task's training data before it is used.
-    let started = Instant::now();
-    let random_config = BackboneConfig {
-        checkpoint: None,
-        weights: None,
-        weights_key: None,
-        keep_head: false,
-        allow_partial: false,
-        ..config.backbone.clone()
-    };
-    let random = env.build_classifier(
-        &random_config,
-        split.num_classes(),
-        config.seed,
-        &train_device,
-    )?;
-    // Made anew at each use, never kept: burn's RunningState is shared
-    // between clones (an Arc), so every recompute rewrites the statistics
-    // of `random` and of every earlier copy. Each copy is used right after
-    // its recompute (forward transfer, then again for the adaptation's
-    // reference: the recompute runs twice per task, a cheap pass).
-    let random_on = |j: usize| {
+    fn knn_summary_rows(&self) -> Vec<MetricRow> {
+        vec![
+            MetricRow::scalar(names::KNN_ACC, self.knn_seen.average_accuracy()),
+            MetricRow::scalar(
+                names::KNN_FORGETTING,
+                forgetting_over_all_rows(&self.knn_all),
+            ),
+            MetricRow::scalar(names::KNN_FORGETTING_CHAUDHRY, self.knn_seen.forgetting()),
+        ]
+    }
+}
+
+/// The random reference: same architecture, random weights (the cell's
+/// seed), no checkpoint; per task, its batch-norm statistics recomputed on
+/// that task's training data before it is used.
+struct RandomReference {
+    model: Classifier,
+    batch_size: usize,
+}
+
+impl RandomReference {
+    fn build(
+        config: &ContinualConfig,
+        env: &RunEnv,
+        seq: &Sequence,
+        device: &Device,
+    ) -> Result<Self, CoreError> {
+        let random_config = BackboneConfig {
+            checkpoint: None,
+            weights: None,
+            weights_key: None,
+            keep_head: false,
+            allow_partial: false,
+            ..config.backbone.clone()
+        };
+        Ok(Self {
+            model: env.build_classifier(
+                &random_config,
+                seq.split.num_classes(),
+                config.seed,
+                device,
+            )?,
+            batch_size: config.batch_size,
+        })
+    }
+
+    /// The reference with task `j`'s batch-norm statistics. Made anew at
+    /// each use, never kept: burn's RunningState is shared between clones
+    /// (an Arc), so every recompute rewrites the statistics of the model
+    /// and of every earlier copy. Each copy is used right after its
+    /// recompute (forward transfer, then again for the adaptation's
+    /// reference: the recompute runs twice per task, a cheap pass).
+    fn on_task(&self, j: usize, seq: &Sequence, device: &Device) -> Classifier {
         let backbone = recompute_batch_norm(
-            random.backbone().clone(),
-            &train[j],
-            config.batch_size,
-            norm,
-            &train_device,
+            self.model.backbone().clone(),
+            &seq.train[j],
+            self.batch_size,
+            seq.normalization,
+            device,
         );
-        Classifier::new(backbone, random.head.clone())
-    };
-    if tasks > 1 {
+        Classifier::new(backbone, self.model.head.clone())
+    }
+
+    /// The reference's accuracy on every task after the first, and GEM's
+    /// forward transfer against the accuracies before each task.
+    fn forward_transfer_rows(
+        &self,
+        seq: &Sequence,
+        eval: &Evaluation,
+        device: &Device,
+    ) -> Vec<MetricRow> {
+        let mut rows = Vec::new();
+        if seq.tasks <= 1 {
+            return rows;
+        }
+        let split = &seq.split;
         let (mut random_cil, mut random_til) = (Vec::new(), Vec::new());
-        for j in 1..tasks {
-            let out = logits(&random_on(j), &test[j], ebs, norm, &train_device);
-            let labels = &test[j].labels;
+        for j in 1..seq.tasks {
+            let model = self.on_task(j, seq, device);
+            let out = logits(
+                &model,
+                &seq.test[j],
+                seq.eval_batch_size,
+                seq.normalization,
+                device,
+            );
+            let labels = &seq.test[j].labels;
             let cil = masked_accuracy(&out.values, out.dim, labels, 0..split.label_range(j).end);
             let at = Coords::new().with(names::TASK, j);
-            rows.push(MetricRow::at(setting_names.random, cil, at.clone()));
+            rows.push(MetricRow::at(seq.names.random, cil, at.clone()));
             random_cil.push(cil);
-            if setting == "class_il" {
+            if seq.class_il() {
                 let til = masked_accuracy(&out.values, out.dim, labels, split.label_range(j));
                 rows.push(MetricRow::at(names::ACC_TASK_IL_RANDOM, til, at));
                 random_til.push(til);
             }
         }
         rows.push(MetricRow::scalar(
-            setting_names.fwt,
-            gem_forward_transfer(&before.0, &random_cil),
+            seq.names.fwt,
+            gem_forward_transfer(&eval.before.0, &random_cil),
         ));
-        if setting == "class_il" {
+        if seq.class_il() {
             rows.push(MetricRow::scalar(
                 names::FWT_TASK_IL,
-                gem_forward_transfer(&before.1, &random_til),
+                gem_forward_transfer(&eval.before.1, &random_til),
             ));
         }
+        rows
     }
+}
 
-    times.add("random reference", started);
-
-    if config.knn.is_some() {
-        rows.push(MetricRow::scalar(
-            names::KNN_ACC,
-            knn_seen.average_accuracy(),
+/// Adaptation of the final model to each task alone, against the random
+/// reference adapted the same way.
+fn adaptation_rows(
+    adaptation: &AdaptationConfig,
+    model: &Classifier,
+    random: &RandomReference,
+    seq: &Sequence,
+    shared: &TaskContext,
+) -> Result<Vec<MetricRow>, CoreError> {
+    let tasks = seq.tasks;
+    let final_key = ModelKey::of(model);
+    let (mut rows, mut adapted, mut gain) = (Vec::new(), 0.0, 0.0);
+    for j in 0..tasks {
+        let labels = seq.split.label_range(j);
+        let start = labels.start as u32;
+        let renumber = |set: &ImageSet| set.select_classes(&|l| l.checked_sub(start));
+        let task_test = Arc::new(renumber(&seq.test[j]));
+        let task_train = renumber(&seq.train[j]);
+        let task_train = Arc::new(match adaptation.samples_per_class {
+            Some(n) => task_train.cap_per_class(n),
+            None => task_train,
+        });
+        rows.push(MetricRow::at(
+            names::ADAPT_TRAIN_IMAGES,
+            task_train.len() as f64,
+            Coords::new().with(names::TASK, j),
         ));
-        rows.push(MetricRow::scalar(
-            names::KNN_FORGETTING,
-            forgetting_over_all_rows(&knn_all),
+        // The task alone, labels from 0: what adaptation trains on.
+        let ctx = TaskContext {
+            task: j,
+            train: task_train,
+            history: &[],
+            old_classes: 0,
+            seen_classes: labels.len(),
+            num_classes: labels.len(),
+            ..*shared
+        };
+        let at = |start: &str| {
+            Coords::new()
+                .with(names::TASK, j)
+                .with(names::START, start)
+                .with(names::STAGE, "adaptation")
+        };
+        let label = format!("task {}/{tasks}", j + 1);
+        let acc = adapt(
+            adaptation,
+            model,
+            &final_key,
+            &task_test,
+            &label,
+            at("final"),
+            &ctx,
+        )?;
+        // The random reference with its batch-norm statistics from this task.
+        let scratch = random.on_task(j, seq, shared.device);
+        let scratch_key = ModelKey::of(&scratch);
+        let label = format!("task {}/{tasks}, from scratch", j + 1);
+        let reference = adapt(
+            adaptation,
+            &scratch,
+            &scratch_key,
+            &task_test,
+            &label,
+            at("scratch"),
+            &ctx,
+        )?;
+        rows.push(MetricRow::entry(names::ADAPT_ACC, tasks - 1, j, acc));
+        rows.push(MetricRow::entry(
+            names::ADAPT_ACC_SCRATCH,
+            tasks - 1,
+            j,
+            reference,
         ));
-        rows.push(MetricRow::scalar(
-            names::KNN_FORGETTING_CHAUDHRY,
-            knn_seen.forgetting(),
-        ));
+        adapted += acc / tasks as f64;
+        gain += (acc - reference) / tasks as f64;
     }
-
-    let started = Instant::now();
-    if let Some(adaptation) = &config.adaptation {
-        let final_key = ModelKey::of(&model);
-        let (mut adapted, mut gain) = (0.0, 0.0);
-        for j in 0..tasks {
-            let start = split.label_range(j).start as u32;
-            let renumber = |set: &ImageSet| set.select_classes(&|l| l.checked_sub(start));
-            let task_test = Arc::new(renumber(&test[j]));
-            let task_train = renumber(&train[j]);
-            let task_train = Arc::new(match adaptation.samples_per_class {
-                Some(n) => task_train.cap_per_class(n),
-                None => task_train,
-            });
-            rows.push(MetricRow::at(
-                names::ADAPT_TRAIN_IMAGES,
-                task_train.len() as f64,
-                Coords::new().with(names::TASK, j),
-            ));
-            // The task alone, labels from 0: what adaptation trains on.
-            let ctx = TaskContext {
-                task: j,
-                train: task_train,
-                history: &[],
-                old_classes: 0,
-                seen_classes: split.label_range(j).len(),
-                num_classes: split.label_range(j).len(),
-                ..shared
-            };
-            let at = |start: &str| {
-                Coords::new()
-                    .with(names::TASK, j)
-                    .with(names::START, start)
-                    .with(names::STAGE, "adaptation")
-            };
-            let acc = adapt(
-                adaptation,
-                &model,
-                &final_key,
-                &task_test,
-                &format!("task {}/{tasks}", j + 1),
-                at("final"),
-                &ctx,
-            )?;
-            // The random reference with its batch-norm statistics from this task.
-            let scratch = random_on(j);
-            let scratch_key = ModelKey::of(&scratch);
-            let reference = adapt(
-                adaptation,
-                &scratch,
-                &scratch_key,
-                &task_test,
-                &format!("task {}/{tasks}, from scratch", j + 1),
-                at("scratch"),
-                &ctx,
-            )?;
-            rows.push(MetricRow::entry(names::ADAPT_ACC, tasks - 1, j, acc));
-            rows.push(MetricRow::entry(
-                names::ADAPT_ACC_SCRATCH,
-                tasks - 1,
-                j,
-                reference,
-            ));
-            adapted += acc / tasks as f64;
-            gain += (acc - reference) / tasks as f64;
-        }
-        rows.push(MetricRow::scalar(names::ADAPT_ACC, adapted));
-        rows.push(MetricRow::scalar(names::ADAPT_GAIN, gain));
-        times.add("adaptation", started);
-    }
-    let stats = cache.stats();
-    progress.note(&format!(
-        "feature cache: {} hit(s), {} miss(es)",
-        stats.hits, stats.misses
-    ));
-    progress.note(&times.summary());
+    rows.push(MetricRow::scalar(names::ADAPT_ACC, adapted));
+    rows.push(MetricRow::scalar(names::ADAPT_GAIN, gain));
     Ok(rows)
 }
 

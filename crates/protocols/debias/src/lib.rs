@@ -11,6 +11,7 @@
 
 pub mod methods;
 
+use reusebench_core::{Purpose, Seeds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -97,10 +98,6 @@ pub struct DebiasConfig {
     pub method: DebiasMethod,
 }
 
-/// Random streams of a cell (mixed with its seed).
-const COUNTEREXAMPLE_STREAM: u64 = 0x0000_C0DE_7E45;
-const TEST_STREAM: u64 = 0x0000_7E57_B1A5;
-
 impl Protocol for Debias {
     const NAME: &'static str = "debias";
     type Config = DebiasConfig;
@@ -111,7 +108,7 @@ impl Protocol for Debias {
             .shortcut
             .validate()
             .map_err(|m| CoreError::config("shortcut.strength", m))?;
-        config.method.spec().validate()?;
+        config.method.validate()?;
         if config.k == 0 {
             return Err(CoreError::config("k", "must be >= 1"));
         }
@@ -187,6 +184,38 @@ fn change_norm(before: &Classifier, after: &Classifier) -> f64 {
         .sqrt()
 }
 
+/// k counterexamples: drawn per seed from the training split (a seeded
+/// permutation, so a smaller k's set is inside a larger one's), each with
+/// another class's shortcut and its true label.
+fn counterexamples(
+    config: &DebiasConfig,
+    env: &RunEnv,
+    train: &ImageSet,
+    k_classes: u32,
+) -> Result<ImageSet, CoreError> {
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut env.rng(config.seed, Purpose::Counterexamples));
+    if config.k > order.len() {
+        return Err(CoreError::config(
+            "k",
+            format!(
+                "{} counterexamples asked, {} training images",
+                config.k,
+                order.len()
+            ),
+        ));
+    }
+    let mut picked = ImageSet::empty(train.channels, train.height, train.width);
+    for &i in &order[..config.k] {
+        picked.push_from(train, i, train.labels[i]);
+    }
+    Ok(config.shortcut.conflicting(
+        &picked,
+        k_classes,
+        Seeds::new(config.seed).of(Purpose::Counterexamples),
+    ))
+}
+
 fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
     let device = env.train_device(config.seed)?;
     let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
@@ -202,26 +231,7 @@ fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
     let mut start = env.build_classifier(&config.backbone, classes.len(), seed, &device)?;
     start.head = load_head(start.head.clone(), &config.head)?;
 
-    // k counterexamples: drawn per seed from the training split (a seeded
-    // permutation, so a smaller k's set is inside a larger one's), each
-    // with another class's shortcut and its true label.
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    order.shuffle(&mut env.rng(seed, COUNTEREXAMPLE_STREAM));
-    if config.k > order.len() {
-        return Err(CoreError::config(
-            "k",
-            format!(
-                "{} counterexamples asked, {} training images",
-                config.k,
-                order.len()
-            ),
-        ));
-    }
-    let mut picked = ImageSet::empty(train.channels, train.height, train.width);
-    for &i in &order[..config.k] {
-        picked.push_from(&train, i, train.labels[i]);
-    }
-    let tuning = Arc::new(shortcut.conflicting(&picked, k_classes, seed ^ COUNTEREXAMPLE_STREAM));
+    let tuning = Arc::new(counterexamples(config, env, &train, k_classes)?);
     // The pretraining data as it was (MAS estimates importance there).
     let pretraining = Arc::new(shortcut.biased(&train, k_classes, seed).0);
 
@@ -230,11 +240,19 @@ fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
         (names::ACC_ALIGNED, Arc::new(shortcut.aligned(&test))),
         (
             names::ACC_CONFLICTING,
-            Arc::new(shortcut.conflicting(&test, k_classes, seed ^ TEST_STREAM)),
+            Arc::new(shortcut.conflicting(
+                &test,
+                k_classes,
+                Seeds::new(seed).of(Purpose::DebiasTest),
+            )),
         ),
         (
             names::ACC_ORIGINAL,
-            Arc::new(shortcut.biased(&test, k_classes, seed ^ TEST_STREAM).0),
+            Arc::new(
+                shortcut
+                    .biased(&test, k_classes, Seeds::new(seed).of(Purpose::DebiasTest))
+                    .0,
+            ),
         ),
     ];
     // Features through the core's cache: the start's backbone features of

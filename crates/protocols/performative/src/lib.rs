@@ -11,19 +11,21 @@
 //! (rounds' test samples). The deployed model's features and posteriors are
 //! computed once per pool image; no round runs the backbone.
 
+pub mod label_shift;
 pub mod methods;
 pub mod simulator;
 
+use reusebench_core::Purpose;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::label_shift::{class_proportions, kl_divergence, softmax_rows};
 use rand::seq::SliceRandom;
 use reusebench_core::CoreError;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::load_head;
 use reusebench_core::features::{features, head_logits};
-use reusebench_core::label_shift::{class_proportions, kl_divergence, softmax_rows};
 use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::protocol::{Checks, Protocol, RunEnv, check_classes, default_eval_batch_size};
 use reusebench_data::{DatasetSpec, NormalizationChoice};
@@ -135,10 +137,6 @@ fn default_min_per_class() -> usize {
     5
 }
 
-/// Random streams of a cell (mixed with its seed).
-const POOL_STREAM: u64 = 0x0000_9001_5911;
-const ROUNDS_STREAM: u64 = 0x0000_4D0C_0A7D;
-
 impl PerformativeConfig {
     fn class_count(&self) -> Option<usize> {
         match &self.classes {
@@ -182,7 +180,7 @@ impl Protocol for Performative {
 
     fn validate(config: &PerformativeConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;
-        config.method.spec().validate().map_err(method_key)?;
+        config.method.validate().map_err(method_key)?;
         if !(config.temperature.is_finite() && config.temperature > 0.0) {
             return Err(CoreError::config(
                 "temperature",
@@ -331,7 +329,7 @@ fn run(config: &PerformativeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, Core
     ));
 
     // Each class's pool images, shuffled and split into the two parts.
-    let mut rng = env.rng(config.seed, POOL_STREAM);
+    let mut rng = env.rng(config.seed, Purpose::Pool);
     let (mut train_parts, mut test_parts) = (vec![Vec::new(); k], vec![Vec::new(); k]);
     for c in 0..k {
         let mut idx: Vec<usize> = (0..pool.len())
@@ -392,7 +390,7 @@ fn run(config: &PerformativeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, Core
         &deployed,
         &parts,
         adapter,
-        env.rng(config.seed, ROUNDS_STREAM),
+        env.rng(config.seed, Purpose::Rounds),
         progress,
     )?;
     rows.push(MetricRow::scalar(names::DEPLOYED_ACC, deployed_acc));
@@ -546,7 +544,7 @@ pub fn simulate(
 /// Accuracy (%) of the arg-max of `probs`, and each class's accuracy as a
 /// fraction (`None` for a class with no image).
 fn accuracy_of(probs: &[f64], labels: &[u32], k: usize) -> (f64, Vec<Option<f64>>) {
-    let predictions = reusebench_core::label_shift::hard_predictions(probs, k);
+    let predictions = crate::label_shift::hard_predictions(probs, k);
     let (mut hit, mut seen) = (vec![0usize; k], vec![0usize; k]);
     for (&p, &y) in predictions.iter().zip(labels) {
         seen[y as usize] += 1;

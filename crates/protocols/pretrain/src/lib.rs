@@ -1,6 +1,7 @@
 //! `pretrain`: supervised training of a backbone on a dataset (or a subset
 //! of its classes), writing a checkpoint that later grids start from.
 
+use reusebench_core::{Purpose, Seeds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,9 +20,6 @@ use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit};
 
 /// The protocol, as the runner's registry names it.
 pub struct Pretrain;
-
-/// Which shortcut each training image carries (mixed with the seed).
-pub const SHORTCUT_STREAM: u64 = 0x0000_5407_C047;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,7 +113,10 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
     let train = data.train.select_classes(&relabel);
     let k = classes.len() as u32;
     let train = Arc::new(match &config.shortcut {
-        Some(s) => s.biased(&train, k, config.seed ^ SHORTCUT_STREAM).0,
+        Some(s) => {
+            s.biased(&train, k, Seeds::new(config.seed).of(Purpose::Shortcut))
+                .0
+        }
         None => train,
     });
     let test = Arc::new(data.test.select_classes(&relabel));
@@ -149,7 +150,7 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
             (names::ACC_ALIGNED, s.aligned(&test)),
             (
                 names::ACC_CONFLICTING,
-                s.conflicting(&test, k, config.seed ^ SHORTCUT_STREAM),
+                s.conflicting(&test, k, Seeds::new(config.seed).of(Purpose::Shortcut)),
             ),
         ] {
             let acc = env.test_accuracy(

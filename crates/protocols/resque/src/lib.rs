@@ -18,6 +18,7 @@
 
 pub mod score;
 
+use reusebench_core::{Purpose, Seeds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,12 +27,12 @@ use rand::seq::SliceRandom;
 use reusebench_core::CoreError;
 use reusebench_core::backbone::{BackboneConfig, ResNet};
 use reusebench_core::checkpoint::load_head;
-use reusebench_core::cost::{CostConfig, CostHooks, CostTracker};
+use reusebench_core::cost::{CostConfig, CostHooks, CostReport, CostTracker};
 use reusebench_core::features::{features, pooled_activations};
 use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::protocol::{
-    Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size, streams,
+    Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
 };
 use reusebench_core::train::{CurveSink, OptimConfig, Stage, fit_with};
 use reusebench_data::shift::Corruption;
@@ -143,11 +144,6 @@ pub struct ResqueConfig {
 fn default_layer() -> String {
     "layer4".into()
 }
-
-/// Random streams of a cell (mixed with its seed).
-const SPLIT_STREAM: u64 = 0x0000_5E50_0502;
-const SHIFT_TRAIN_STREAM: u64 = 0x0000_5E50_7A17;
-const SHIFT_TEST_STREAM: u64 = 0x0000_5E50_7E57;
 
 impl Protocol for Resque {
     const NAME: &'static str = "resque";
@@ -274,93 +270,139 @@ fn relabelled(set: &ImageSet, classes: &[u32]) -> ImageSet {
     set.select_classes(&|l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32))
 }
 
+/// One cell: the shift and its one-pass prediction, then retraining to
+/// the target while the cost is tracked, then the cost's rows.
 fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
     let device = env.train_device(config.seed)?;
-    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
-    let normalization = config.normalization.resolve(data.normalization);
+    let shifted = Shifted::prepare(config, env, &device)?;
+    let mut rows = shifted.rows.clone();
+    rows.extend(retrain(config, env, shifted, &device)?);
+    Ok(rows)
+}
+
+/// What to retrain, on what, and the prediction from one forward pass.
+struct Shifted {
+    model: Classifier,
+    train: Arc<ImageSet>,
+    test: Arc<ImageSet>,
+    normalization: Normalization,
+    /// The pretrained classifier's accuracy on the clean test set
+    /// (distribution shifts only).
+    clean: Option<f64>,
+    /// The score (and the clean accuracy) as rows.
+    rows: Vec<MetricRow>,
+}
+
+impl Shifted {
+    fn prepare(config: &ResqueConfig, env: &RunEnv, device: &Device) -> Result<Self, CoreError> {
+        let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+        let normalization = config.normalization.resolve(data.normalization);
+        let bs = config.eval_batch_size;
+        let mut rows = Vec::new();
+        let mut clean = None;
+        let (model, train, test) = match &config.shift {
+            ShiftConfig::Task {
+                classes: task_classes,
+                data: task_data,
+            } => {
+                let task = match task_data {
+                    Some(spec) => env.load_dataset(spec, &Some(task_classes.clone()))?.0,
+                    None => data.clone(),
+                };
+                let train = Arc::new(relabelled(&task.train, task_classes));
+                let test = Arc::new(relabelled(&task.test, task_classes));
+                let k = task_classes.len();
+                let source =
+                    env.build_classifier(&config.backbone, classes.len(), config.seed, device)?;
+                let feats = features(source.backbone(), &train, bs, normalization, device);
+                rows.push(MetricRow::scalar(
+                    names::RESQUE_TASK,
+                    score::resque_task(&feats.values, feats.dim, &train.labels, k),
+                ));
+                let head = linear_head(
+                    &mut env.rng(config.seed, Purpose::Head),
+                    config.backbone.feature_dim(),
+                    k,
+                    device,
+                );
+                (
+                    Classifier::new(source.backbone().clone(), head),
+                    train,
+                    test,
+                )
+            }
+            shift => {
+                let (corruption, level) = shift.corruption().expect("a corruption");
+                let k = classes.len();
+                let source_train = relabelled(&data.train, &classes);
+                let source_test = relabelled(&data.test, &classes);
+                let mut model = env.build_classifier(&config.backbone, k, config.seed, device)?;
+                let head_path = config.head.as_ref().expect("validated");
+                model.head = load_head(model.head.clone(), head_path)?;
+                rows.push(MetricRow::scalar(
+                    names::RESQUE_DIST,
+                    resque_dist_of(
+                        config,
+                        env,
+                        &model,
+                        &source_train,
+                        (corruption, level),
+                        normalization,
+                        device,
+                    )?,
+                ));
+                let clean_acc = env.test_accuracy(
+                    &model,
+                    &Arc::new(source_test.clone()),
+                    bs,
+                    normalization,
+                    device,
+                );
+                rows.push(MetricRow::scalar(names::CLEAN_ACC, clean_acc));
+                clean = Some(clean_acc);
+                let shifted = |set: &ImageSet, stream: Purpose| {
+                    corruption
+                        .apply(level, set, Seeds::new(config.seed).of(stream))
+                        .expect("validated level")
+                };
+                (
+                    model,
+                    Arc::new(shifted(&source_train, Purpose::ShiftTrain)),
+                    Arc::new(shifted(&source_test, Purpose::ShiftTest)),
+                )
+            }
+        };
+        Ok(Self {
+            model,
+            train,
+            test,
+            normalization,
+            clean,
+            rows,
+        })
+    }
+}
+
+/// Retrains `shifted.model` to the target and returns the rows of what it
+/// cost.
+fn retrain(
+    config: &ResqueConfig,
+    env: &RunEnv,
+    shifted: Shifted,
+    device: &Device,
+) -> Result<Vec<MetricRow>, CoreError> {
+    let Shifted {
+        model,
+        train,
+        test,
+        normalization,
+        clean,
+        ..
+    } = shifted;
     let bs = config.eval_batch_size;
     let mut rows = Vec::new();
-    // The pretrained classifier's accuracy on the clean test set
-    // (distribution shifts only).
-    let mut clean = None;
-
-    // What to retrain, on what, and the prediction from one forward pass.
-    let (model, train, test) = match &config.shift {
-        ShiftConfig::Task {
-            classes: task_classes,
-            data: task_data,
-        } => {
-            let task = match task_data {
-                Some(spec) => env.load_dataset(spec, &Some(task_classes.clone()))?.0,
-                None => data.clone(),
-            };
-            let train = Arc::new(relabelled(&task.train, task_classes));
-            let test = Arc::new(relabelled(&task.test, task_classes));
-            let k = task_classes.len();
-            let source =
-                env.build_classifier(&config.backbone, classes.len(), config.seed, &device)?;
-            let feats = features(source.backbone(), &train, bs, normalization, &device);
-            rows.push(MetricRow::scalar(
-                names::RESQUE_TASK,
-                score::resque_task(&feats.values, feats.dim, &train.labels, k),
-            ));
-            let head = linear_head(
-                &mut env.rng(config.seed, streams::HEAD),
-                config.backbone.feature_dim(),
-                k,
-                &device,
-            );
-            (
-                Classifier::new(source.backbone().clone(), head),
-                train,
-                test,
-            )
-        }
-        shift => {
-            let (corruption, level) = shift.corruption().expect("a corruption");
-            let k = classes.len();
-            let source_train = relabelled(&data.train, &classes);
-            let source_test = relabelled(&data.test, &classes);
-            let mut model = env.build_classifier(&config.backbone, k, config.seed, &device)?;
-            let head_path = config.head.as_ref().expect("validated");
-            model.head = load_head(model.head.clone(), head_path)?;
-            rows.push(MetricRow::scalar(
-                names::RESQUE_DIST,
-                resque_dist_of(
-                    config,
-                    env,
-                    &model,
-                    &source_train,
-                    (corruption, level),
-                    normalization,
-                    &device,
-                )?,
-            ));
-            let clean_acc = env.test_accuracy(
-                &model,
-                &Arc::new(source_test.clone()),
-                bs,
-                normalization,
-                &device,
-            );
-            rows.push(MetricRow::scalar(names::CLEAN_ACC, clean_acc));
-            clean = Some(clean_acc);
-            let shifted = |set: &ImageSet, stream: u64| {
-                corruption
-                    .apply(level, set, config.seed ^ stream)
-                    .expect("validated level")
-            };
-            (
-                model,
-                Arc::new(shifted(&source_train, SHIFT_TRAIN_STREAM)),
-                Arc::new(shifted(&source_test, SHIFT_TEST_STREAM)),
-            )
-        }
-    };
-
-    // Retrain to the target, measuring the cost.
     let k = model.head.weight.dims()[1];
-    let evaluate = |m: &Classifier| env.test_accuracy(m, &test, bs, normalization, &device);
+    let evaluate = |m: &Classifier| env.test_accuracy(m, &test, bs, normalization, device);
     let before = evaluate(&model);
     rows.push(MetricRow::scalar(names::ACC_BEFORE_RETRAIN, before));
     let target = match (
@@ -401,7 +443,7 @@ fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
             &stage,
             &mut hooks,
             &|m: &Classifier, x, _| m.forward(x),
-            &device,
+            device,
             env.progress,
         )?;
         (model, stats.epochs)
@@ -423,6 +465,14 @@ fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
         names::TARGET_REACHED,
         if reached { 1.0 } else { 0.0 },
     ));
+    rows.extend(cost_rows(&report));
+    Ok(rows)
+}
+
+/// The tracked cost of a retraining: gradient norms, parameter change,
+/// time, energy, carbon.
+fn cost_rows(report: &CostReport) -> Vec<MetricRow> {
+    let mut rows = Vec::new();
     for (epoch, g) in report.grad_norm_per_epoch.iter().enumerate() {
         rows.push(MetricRow::at(
             names::GRAD_NORM,
@@ -465,7 +515,7 @@ fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
         },
     ));
     rows.push(MetricRow::scalar(names::CARBON_GRAMS, report.carbon_grams));
-    Ok(rows)
+    rows
 }
 
 /// RESQUE_dist of `model`'s backbone for `corruption` at `level`: each
@@ -481,7 +531,7 @@ fn resque_dist_of(
     device: &Device,
 ) -> Result<f64, CoreError> {
     let k = model.head.weight.dims()[1];
-    let mut rng = env.rng(config.seed, SPLIT_STREAM);
+    let mut rng = env.rng(config.seed, Purpose::ResqueSplit);
     let (mut clean_idx, mut shifted_idx) = (Vec::new(), Vec::new());
     for c in 0..k as u32 {
         let mut idx: Vec<usize> = (0..train.len()).filter(|&i| train.labels[i] == c).collect();
@@ -501,7 +551,11 @@ fn resque_dist_of(
     let clean = Arc::new(subset(&clean_idx));
     let shifted = Arc::new(
         corruption
-            .apply(level, &subset(&shifted_idx), config.seed ^ SPLIT_STREAM)
+            .apply(
+                level,
+                &subset(&shifted_idx),
+                Seeds::new(config.seed).of(Purpose::ResqueSplit),
+            )
             .expect("validated level"),
     );
     let act = |set: &Arc<ImageSet>| {

@@ -2,6 +2,7 @@
 //! loss alone (the paper's LC): nothing ties the canonical orientation to
 //! upright.
 
+use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
 use super::CanonMethodSpec;
@@ -9,6 +10,8 @@ use super::CanonMethodSpec;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Canon {}
+
+impl Method for Canon {}
 
 impl CanonMethodSpec for Canon {
     fn canonicalizes(&self) -> bool {

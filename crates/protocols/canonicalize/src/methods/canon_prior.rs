@@ -2,6 +2,7 @@
 //! prior-LC): prior_weight · CE(scores, identity) pulls the canonical
 //! orientation of training images, which are upright, to the identity.
 
+use reusebench_core::method::Method;
 use reusebench_core::CoreError;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,7 @@ fn default_prior_weight() -> f64 {
     100.0
 }
 
-impl CanonMethodSpec for CanonPrior {
+impl Method for CanonPrior {
     fn validate(&self) -> Result<(), CoreError> {
         if !(self.prior_weight.is_finite() && self.prior_weight >= 0.0) {
             return Err(CoreError::config(
@@ -29,6 +30,9 @@ impl CanonMethodSpec for CanonPrior {
         }
         Ok(())
     }
+}
+
+impl CanonMethodSpec for CanonPrior {
     fn canonicalizes(&self) -> bool {
         true
     }

@@ -4,6 +4,7 @@
 //! The wrapper and the penalty are the core's (`penalties::with_change`,
 //! `change_penalty`).
 
+use reusebench_core::method::Method;
 use reusebench_core::CoreError;
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{ChangeNorm, change_penalty, with_change};
@@ -26,12 +27,14 @@ pub struct ChangePenalty {
     pub params: Vec<String>,
 }
 
-impl DebiasMethodSpec for ChangePenalty {
+impl Method for ChangePenalty {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         check_lambda(self.lambda)
     }
+}
 
+impl DebiasMethodSpec for ChangePenalty {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         let wrapped = with_change(start.clone(), &self.params);
         if reusebench_core::penalties::changes(&wrapped).is_empty() {

@@ -1,6 +1,7 @@
 //! `dropout-ft`: fine-tuning with dropout on the features the head sees
 //! (the paper's dropout baseline); evaluation without dropout.
 
+use reusebench_core::method::Method;
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::Tensor;
@@ -40,7 +41,7 @@ impl TrainModel for WithDropout {
     }
 }
 
-impl DebiasMethodSpec for DropoutFt {
+impl Method for DropoutFt {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         if !(0.0..1.0).contains(&self.p) {
@@ -48,7 +49,9 @@ impl DebiasMethodSpec for DropoutFt {
         }
         Ok(())
     }
+}
 
+impl DebiasMethodSpec for DropoutFt {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         let model = WithDropout {
             inner: trainable_frozen_bn(start),

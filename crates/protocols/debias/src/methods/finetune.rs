@@ -1,6 +1,7 @@
 //! `finetune`: every parameter tuned with cross-entropy alone (the paper's
 //! plain fine-tuning; with early stopping on, its early-stopped variant).
 
+use reusebench_core::method::Method;
 use reusebench_core::CoreError;
 use reusebench_core::model::Classifier;
 use reusebench_core::train::OptimConfig;
@@ -16,11 +17,13 @@ pub struct Finetune {
     pub optimizer: OptimConfig,
 }
 
-impl DebiasMethodSpec for Finetune {
+impl Method for Finetune {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")
     }
+}
 
+impl DebiasMethodSpec for Finetune {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         tune_with(
             trainable_frozen_bn(start),

@@ -2,6 +2,7 @@
 //! 2018; Barone et al. 2017): CE + λ·Σ(θ − θ₀)², the core's quadratic
 //! penalty with uniform weights.
 
+use reusebench_core::method::Method;
 use reusebench_core::CoreError;
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{quadratic_penalty, snapshot};
@@ -20,12 +21,14 @@ pub struct L2Sp {
     pub lambda: f64,
 }
 
-impl DebiasMethodSpec for L2Sp {
+impl Method for L2Sp {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         check_lambda(self.lambda)
     }
+}
 
+impl DebiasMethodSpec for L2Sp {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         let model = trainable_frozen_bn(start);
         let anchor = snapshot(&model);

@@ -2,6 +2,7 @@
 //! with Ω the core's MAS importance, estimated on `samples` images of the
 //! (biased) pretraining data — what the model knows and should keep.
 
+use reusebench_core::method::Method;
 use reusebench_core::CoreError;
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{ImportanceKind, importance, quadratic_penalty, snapshot};
@@ -27,7 +28,7 @@ fn default_samples() -> usize {
     200
 }
 
-impl DebiasMethodSpec for Mas {
+impl Method for Mas {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         check_lambda(self.lambda)?;
@@ -36,7 +37,9 @@ impl DebiasMethodSpec for Mas {
         }
         Ok(())
     }
+}
 
+impl DebiasMethodSpec for Mas {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         let model = trainable_frozen_bn(start);
         let omega = importance(

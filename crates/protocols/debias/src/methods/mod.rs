@@ -4,33 +4,19 @@
 //! the running statistics), and the paper's early stopping applies to all
 //! of them ([`TuneContext`]).
 //!
-//! Adding a method: a file here with a config implementing
-//! [`DebiasMethodSpec`], and one variant in [`DebiasMethod`].
-
-mod change_penalty;
-mod dropout_ft;
-mod finetune;
-mod l2_sp;
-mod mas;
-mod side_tuning;
+//! Adding a method: a file here with a config implementing [`Method`] and
+//! [`DebiasMethodSpec`], and one line in [`DebiasMethod`].
 
 use std::sync::Arc;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use reusebench_core::CoreError;
+use reusebench_core::method::Method;
 use reusebench_core::model::{Classifier, TrainModel};
 use reusebench_core::progress::Progress;
 use reusebench_core::train::{EpochControl, OptimConfig, Stage, Step, TrainHooks, fit};
 use reusebench_data::{Augment, ImageSet, Normalization};
-use serde::{Deserialize, Serialize};
-
-pub use change_penalty::ChangePenalty;
-pub use dropout_ft::DropoutFt;
-pub use finetune::Finetune;
-pub use l2_sp::L2Sp;
-pub use mas::Mas;
-pub use side_tuning::SideTuning;
 
 /// What every method tunes with.
 pub struct TuneContext<'a> {
@@ -67,44 +53,21 @@ impl From<(Classifier, usize, bool)> for Tuned {
     }
 }
 
-pub trait DebiasMethodSpec {
-    fn validate(&self) -> Result<(), CoreError>;
+/// What debias asks of a method: tune the pretrained classifier on the
+/// counterexamples.
+pub trait DebiasMethodSpec: Method {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError>;
 }
 
-/// Every debias method, by the name grids give it: one line each.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum DebiasMethod {
-    ChangePenalty(ChangePenalty),
-    Finetune(Finetune),
-    Mas(Mas),
-    L2Sp(L2Sp),
-    SideTuning(SideTuning),
-    DropoutFt(DropoutFt),
-}
-
-impl DebiasMethod {
-    pub fn spec(&self) -> &dyn DebiasMethodSpec {
-        match self {
-            Self::ChangePenalty(m) => m,
-            Self::Finetune(m) => m,
-            Self::Mas(m) => m,
-            Self::L2Sp(m) => m,
-            Self::SideTuning(m) => m,
-            Self::DropoutFt(m) => m,
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::ChangePenalty(_) => "change-penalty",
-            Self::Finetune(_) => "finetune",
-            Self::Mas(_) => "mas",
-            Self::L2Sp(_) => "l2-sp",
-            Self::SideTuning(_) => "side-tuning",
-            Self::DropoutFt(_) => "dropout-ft",
-        }
+reusebench_core::register_methods! {
+    /// Every debias method, by the name grids give it: one line each.
+    pub enum DebiasMethod: dyn DebiasMethodSpec {
+        ChangePenalty = "change-penalty" in change_penalty,
+        Finetune = "finetune" in finetune,
+        Mas = "mas" in mas,
+        L2Sp = "l2-sp" in l2_sp,
+        SideTuning = "side-tuning" in side_tuning,
+        DropoutFt = "dropout-ft" in dropout_ft,
     }
 }
 

@@ -2,8 +2,8 @@
 //! small side network blended in, α·base(x) + (1 − α)·side(x); the side
 //! network and the head train. The core's `SideNet` / `Classifier::with_side`.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use reusebench_core::{Purpose, Seeds};
+use reusebench_core::method::Method;
 use reusebench_core::CoreError;
 use reusebench_core::backbone::{Arch, BackboneConfig};
 use reusebench_core::model::{Classifier, SideNet, linear_head};
@@ -30,10 +30,8 @@ fn default_alpha() -> f64 {
     0.5
 }
 
-/// Stream of the side network's initial weights.
-const SIDE_STREAM: u64 = 0x0000_051D_E0DE;
 
-impl DebiasMethodSpec for SideTuning {
+impl Method for SideTuning {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
         if self.side_width == 0 {
@@ -44,14 +42,16 @@ impl DebiasMethodSpec for SideTuning {
         }
         Ok(())
     }
+}
 
+impl DebiasMethodSpec for SideTuning {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         let side_config = BackboneConfig {
             arch: Arch::ResNet18Cifar,
             width: self.side_width,
             ..Default::default()
         };
-        let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ SIDE_STREAM);
+        let mut rng = Seeds::new(ctx.seed).rng(Purpose::DebiasSide);
         let net = side_config.build(&mut rng, ctx.device);
         let proj = linear_head(
             &mut rng,

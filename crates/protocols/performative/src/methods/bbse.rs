@@ -5,9 +5,10 @@
 //! correction with the estimate. The source prior is the confusion
 //! matrix's column sums (the pool part's class proportions).
 
+use reusebench_core::method::Method;
 use burn::tensor::Device;
 use reusebench_core::CoreError;
-use reusebench_core::label_shift::{
+use crate::label_shift::{
     bayes_correct, bbse_prior, class_proportions, hard_predictions, joint_confusion,
 };
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,8 @@ use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Bbse {}
+
+impl Method for Bbse {}
 
 impl MethodSpec for Bbse {
     fn build(

@@ -1,9 +1,10 @@
 //! `em-prior`: the round's prior re-estimated by Saerens et al.'s EM on the
 //! unlabelled test sample's deployed posteriors, then Bayes correction.
 
+use reusebench_core::method::Method;
 use burn::tensor::Device;
 use reusebench_core::CoreError;
-use reusebench_core::label_shift::{bayes_correct, em_prior};
+use crate::label_shift::{bayes_correct, em_prior};
 use serde::{Deserialize, Serialize};
 
 use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
@@ -35,7 +36,7 @@ impl Default for EmPrior {
     }
 }
 
-impl MethodSpec for EmPrior {
+impl Method for EmPrior {
     fn validate(&self) -> Result<(), CoreError> {
         if self.max_iter == 0 {
             return Err(CoreError::config("max_iter", "must be >= 1"));
@@ -45,7 +46,9 @@ impl MethodSpec for EmPrior {
         }
         Ok(())
     }
+}
 
+impl MethodSpec for EmPrior {
     fn build(&self, _: &Deployed, _: u64, _: &Device) -> Result<Box<dyn Adapter>, CoreError> {
         Ok(Box::new(self.clone()))
     }

@@ -4,28 +4,14 @@
 //! the deployed model's outputs computed once per pool image
 //! ([`Deployed`]); none runs the backbone again.
 //!
-//! Adding a method: a file here with a config implementing [`MethodSpec`],
-//! and one variant in [`PerformativeMethod`].
-
-mod bbse;
-mod em_prior;
-mod no_adapt;
-mod oracle_prior;
-mod pap;
-mod retrain;
+//! Adding a method: a file here with a config implementing [`Method`] and
+//! [`MethodSpec`], and one line in [`PerformativeMethod`].
 
 use burn::nn::Linear;
 use burn::tensor::Device;
 use reusebench_core::CoreError;
 use reusebench_core::features::Rows;
-use serde::{Deserialize, Serialize};
-
-pub use bbse::Bbse;
-pub use em_prior::EmPrior;
-pub use no_adapt::NoAdapt;
-pub use oracle_prior::OraclePrior;
-pub use pap::Pap;
-pub use retrain::Retrain;
+use reusebench_core::method::Method;
 
 /// The deployed model's outputs on every pool image, computed once.
 pub struct Deployed {
@@ -109,10 +95,7 @@ pub trait Adapter {
 }
 
 /// A method's config: checked before anything runs, built per cell.
-pub trait MethodSpec {
-    fn validate(&self) -> Result<(), CoreError> {
-        Ok(())
-    }
+pub trait MethodSpec: Method {
     /// `seed` seeds the method's own random streams; `device` is the
     /// training device (autodiff) for methods that train.
     fn build(
@@ -123,48 +106,15 @@ pub trait MethodSpec {
     ) -> Result<Box<dyn Adapter>, CoreError>;
 }
 
-/// Every performative method, by the name grids give it: one line each.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum PerformativeMethod {
-    NoAdapt(NoAdapt),
-    OraclePrior(OraclePrior),
-    EmPrior(EmPrior),
-    Bbse(Bbse),
-    Pap(Pap),
-    Retrain(Retrain),
-}
-
-impl PerformativeMethod {
-    pub fn spec(&self) -> &dyn MethodSpec {
-        match self {
-            Self::NoAdapt(m) => m,
-            Self::OraclePrior(m) => m,
-            Self::EmPrior(m) => m,
-            Self::Bbse(m) => m,
-            Self::Pap(m) => m,
-            Self::Retrain(m) => m,
-        }
-    }
-
-    /// The method column of the cell's rows: the name, with what makes a
-    /// variant a different method (`retrain+backbone`).
-    pub fn label(&self) -> String {
-        match self {
-            Self::Retrain(r) if r.backbone => "retrain+backbone".into(),
-            other => other.name().into(),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::NoAdapt(_) => "no-adapt",
-            Self::OraclePrior(_) => "oracle-prior",
-            Self::EmPrior(_) => "em-prior",
-            Self::Bbse(_) => "bbse",
-            Self::Pap(_) => "pap",
-            Self::Retrain(_) => "retrain",
-        }
+reusebench_core::register_methods! {
+    /// Every performative method, by the name grids give it: one line each.
+    pub enum PerformativeMethod: dyn MethodSpec {
+        NoAdapt = "no-adapt" in no_adapt,
+        OraclePrior = "oracle-prior" in oracle_prior,
+        EmPrior = "em-prior" in em_prior,
+        Bbse = "bbse" in bbse,
+        Pap = "pap" in pap,
+        Retrain = "retrain" in retrain,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `no-adapt`: the deployed model's posteriors as they are.
 
+use reusebench_core::method::Method;
 use burn::tensor::Device;
 use reusebench_core::CoreError;
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,8 @@ use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoAdapt {}
+
+impl Method for NoAdapt {}
 
 impl MethodSpec for NoAdapt {
     fn build(&self, _: &Deployed, _: u64, _: &Device) -> Result<Box<dyn Adapter>, CoreError> {

@@ -3,9 +3,10 @@
 //! PaP code's oracle uses the test sample's own class frequencies; with a
 //! minimum per class these differ slightly from the proportions.
 
+use reusebench_core::method::Method;
 use burn::tensor::Device;
 use reusebench_core::CoreError;
-use reusebench_core::label_shift::bayes_correct;
+use crate::label_shift::bayes_correct;
 use serde::{Deserialize, Serialize};
 
 use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
@@ -13,6 +14,8 @@ use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OraclePrior {}
+
+impl Method for OraclePrior {}
 
 impl MethodSpec for OraclePrior {
     fn build(&self, _: &Deployed, _: u64, _: &Device) -> Result<Box<dyn Adapter>, CoreError> {

@@ -17,16 +17,17 @@
 //! stated intent.) Round 0 has no accuracy vector yet: it predicts the
 //! source prior (no correction).
 
+use reusebench_core::{Purpose, Seeds};
+use reusebench_core::method::Method;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, relu, softmax};
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::CoreError;
-use reusebench_core::label_shift::bayes_correct;
+use crate::label_shift::bayes_correct;
 use reusebench_core::model::linear_head;
 use serde::{Deserialize, Serialize};
 
@@ -88,10 +89,8 @@ impl PriorNet {
     }
 }
 
-/// Stream of the adapter's initial weights and minibatch order.
-const PAP_STREAM: u64 = 0x0000_7A70_ADA7;
 
-impl MethodSpec for Pap {
+impl Method for Pap {
     fn validate(&self) -> Result<(), CoreError> {
         if self.hidden == 0 {
             return Err(CoreError::config("hidden", "must be >= 1"));
@@ -104,14 +103,16 @@ impl MethodSpec for Pap {
         }
         Ok(())
     }
+}
 
+impl MethodSpec for Pap {
     fn build(
         &self,
         deployed: &Deployed,
         seed: u64,
         device: &Device,
     ) -> Result<Box<dyn Adapter>, CoreError> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ PAP_STREAM);
+        let mut rng = Seeds::new(seed).rng(Purpose::Pap);
         let k = deployed.classes;
         let net = PriorNet {
             l1: linear_head(&mut rng, k, self.hidden, device),

@@ -6,12 +6,14 @@
 //! training images instead, and the pool's features are recomputed after
 //! every round (the only method that runs the backbone again: expensive).
 
+use reusebench_core::{Purpose, Seeds};
+use reusebench_core::method::Method;
 use burn::nn::Linear;
 use burn::tensor::Device;
 use std::sync::Arc;
 
 use reusebench_core::features::{Rows, features, head_logits};
-use reusebench_core::label_shift::softmax_rows;
+use crate::label_shift::softmax_rows;
 use reusebench_core::model::Classifier;
 use reusebench_core::train::{NoHooks, OptimConfig, Stage, fit, fit_linear, trainable};
 use reusebench_core::{CoreError, NoProgress};
@@ -41,7 +43,17 @@ fn default_batch_size() -> usize {
     32
 }
 
-impl MethodSpec for Retrain {
+impl Method for Retrain {
+    /// `retrain+backbone` when the backbone retrains too: another method.
+    fn label(&self, name: &'static str) -> String {
+        if self.backbone {
+            format!("{name}+backbone")
+        } else {
+            name.into()
+        }
+    }
+
+
     fn validate(&self) -> Result<(), CoreError> {
         if self.epochs == 0 {
             return Err(CoreError::config("epochs", "must be >= 1"));
@@ -51,7 +63,9 @@ impl MethodSpec for Retrain {
         }
         self.optimizer.validate("optimizer")
     }
+}
 
+impl MethodSpec for Retrain {
     fn build(
         &self,
         deployed: &Deployed,
@@ -139,7 +153,9 @@ impl Adapter for RetrainState {
                 augment: Augment::NONE,
                 normalization: source.normalization,
                 num_classes: deployed.classes,
-                seed: self.seed.wrapping_add(feedback.round as u64),
+                seed: Seeds::new(self.seed).of(Purpose::RetrainRound {
+                    round: feedback.round,
+                }),
                 curve: None,
             };
             let (model, _) = fit(
@@ -172,7 +188,9 @@ impl Adapter for RetrainState {
             augment: Augment::NONE,
             normalization: Normalization::IMAGENET,
             num_classes: deployed.classes,
-            seed: self.seed.wrapping_add(feedback.round as u64),
+            seed: Seeds::new(self.seed).of(Purpose::RetrainRound {
+                    round: feedback.round,
+                }),
             curve: None,
         };
         let (head, _) = fit_linear(

@@ -237,7 +237,7 @@ impl<'a> ReplayHook<'a> {
         }
     }
 
-    fn replay(&mut self, stage: &crate::train::Stage, device: &Device) -> ReplayBatch {
+    fn replay(&mut self, stage: &reusebench_core::train::Stage, device: &Device) -> ReplayBatch {
         let picked = self.buffer.sample(self.rng, self.batch_size);
         self.buffer.batch(
             &picked,
@@ -249,7 +249,7 @@ impl<'a> ReplayHook<'a> {
     }
 }
 
-impl<M> crate::train::TrainHooks<M> for ReplayHook<'_> {
+impl<M> reusebench_core::train::TrainHooks<M> for ReplayHook<'_> {
     /// ER's replayed rows join the batch's cross-entropy (one mean over
     /// current + replayed, as Mammoth's `er.py`); DER++ adds its own terms.
     fn extra_labels(&self) -> Option<&[u32]> {
@@ -259,7 +259,11 @@ impl<M> crate::train::TrainHooks<M> for ReplayHook<'_> {
         }
     }
 
-    fn extra_batch(&mut self, stage: &crate::train::Stage, device: &Device) -> Option<Tensor<4>> {
+    fn extra_batch(
+        &mut self,
+        stage: &reusebench_core::train::Stage,
+        device: &Device,
+    ) -> Option<Tensor<4>> {
         self.pending = None;
         if self.buffer.is_empty() {
             return None;
@@ -290,8 +294,8 @@ impl<M> crate::train::TrainHooks<M> for ReplayHook<'_> {
     fn extra_loss(
         &mut self,
         _model: &M,
-        step: &crate::train::Step,
-    ) -> Result<Option<Tensor<1>>, crate::error::CoreError> {
+        step: &reusebench_core::train::Step,
+    ) -> Result<Option<Tensor<1>>, reusebench_core::CoreError> {
         use burn::tensor::loss::cross_entropy_with_logits;
         let (Some(pending), Some(logits)) = (&self.pending, step.extra_logits) else {
             return Ok(None);
@@ -300,7 +304,10 @@ impl<M> crate::train::TrainHooks<M> for ReplayHook<'_> {
         let device = logits.device();
         let total = logits.dims()[0];
         let ce = |rows: Tensor<2>, labels: &[u32]| {
-            cross_entropy_with_logits(rows, crate::train::one_hot(labels, classes, &device))
+            cross_entropy_with_logits(
+                rows,
+                reusebench_core::train::one_hot(labels, classes, &device),
+            )
         };
         Ok(Some(match self.loss {
             // In the batch's own loss already (extra_labels).
@@ -320,7 +327,7 @@ impl<M> crate::train::TrainHooks<M> for ReplayHook<'_> {
         }))
     }
 
-    fn after_step(&mut self, step: &crate::train::Step) {
+    fn after_step(&mut self, step: &reusebench_core::train::Step) {
         let logits = match self.loss {
             ReplayLoss::Er => None,
             ReplayLoss::DerPlusPlus { .. } => Some(

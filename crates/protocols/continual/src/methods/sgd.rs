@@ -1,11 +1,12 @@
 //! `sgd`: naive sequential fine-tuning, the lower reference of continual learning.
 
+use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, TaskContext};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::train::{NoHooks, OptimConfig};
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::train::{NoHooks, OptimConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,13 +16,14 @@ pub struct Sgd {
     pub optimizer: OptimConfig,
 }
 
-impl ContinualMethod for Sgd {
-    type State = ();
-
+impl Method for Sgd {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")
     }
+}
 
+impl ContinualMethod for Sgd {
+    type State = ();
     fn learn_task(
         &self,
         _state: &mut Self::State,

@@ -1,154 +1,97 @@
-//! Continual-learning methods. Each lives in its own file and is registered
-//! once, in [`MethodConfig`] below: its YAML name, its settings and how to
-//! build it. A method sees one task at a time through [`TaskContext`], which
+//! Continual-learning methods. Each lives in its own file (a config struct
+//! implementing [`Method`] and [`ContinualMethod`]) and is registered with
+//! one line in [`MethodConfig`] below: its YAML name, its settings and how
+//! to build it. A method sees one task at a time through [`TaskContext`], which
 //! offers the shared building blocks (fine-tuning with optional penalty
 //! hooks, linear probing on cached features).
 
-mod cumulative;
-mod der;
-mod er;
-mod ewc;
-mod joint;
-mod l2_sp;
-mod lp_ft;
-mod lwf;
-mod mas;
 mod replay;
-mod sgd;
-mod side_tuning;
 
 use std::sync::Arc;
 
 use burn::tensor::Device;
+use reusebench_core::method::Method;
 use reusebench_data::{Augment, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
-pub use cumulative::Cumulative;
-pub use der::DerPlusPlus;
-pub use er::Er;
-pub use ewc::{Ewc, FisherKind};
-pub use joint::Joint;
-pub use l2_sp::L2Sp;
-pub use lp_ft::LpFt;
-pub use lwf::Lwf;
-pub use mas::Mas;
+pub use ewc::FisherKind;
 pub use replay::{ReplayBuffer, ReplayHook, ReplayLoss};
-pub use sgd::Sgd;
-pub use side_tuning::{SideTuning, logits_with_base};
+pub use side_tuning::logits_with_base;
 
-use crate::error::CoreError;
-use crate::features::cached_features;
-use crate::metrics::{Coords, names};
-use crate::model::Classifier;
-use crate::penalties::{ImportanceKind, ParamTable, QuadraticPenalty, importance, snapshot};
-use crate::progress::Progress;
-use crate::train::{CurveLog, CurveSink, NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_linear};
+use reusebench_core::features::cached_features;
+use reusebench_core::metrics::{Coords, names};
+use reusebench_core::model::Classifier;
+use reusebench_core::penalties::{
+    ImportanceKind, ParamTable, QuadraticPenalty, importance, snapshot,
+};
+use reusebench_core::progress::Progress;
+use reusebench_core::train::{
+    CurveLog, CurveSink, NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_linear,
+};
+use reusebench_core::{CoreError, Purpose, Seeds};
 
-/// A method as a grid names it (`method.name`), with its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "name", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum MethodConfig {
-    /// Plain sequential fine-tuning of every parameter.
-    Sgd(Sgd),
-    /// Per task: linear probe on frozen features, then fine-tune everything.
-    LpFt(LpFt),
-    /// Memory Aware Synapses: quadratic penalty weighted by output sensitivity.
-    Mas(Mas),
-    /// Online EWC: quadratic penalty weighted by the diagonal Fisher.
-    Ewc(Ewc),
-    /// Learning without Forgetting: distillation on the old classes' logits.
-    Lwf(Lwf),
-    /// Experience replay from a reservoir buffer.
-    Er(Er),
-    /// Dark Experience Replay++: replay with logit matching.
-    #[serde(rename = "der++")]
-    DerPlusPlus(DerPlusPlus),
-    /// Penalty towards the pretrained weights.
-    #[serde(rename = "l2-sp")]
-    L2Sp(L2Sp),
-    /// Frozen base, trainable side network, blended features.
-    SideTuning(SideTuning),
-    /// One training on the union of all tasks after the last: the upper
-    /// reference (Mammoth's `joint`).
-    Joint(Joint),
-    /// At every task, training on the union of the tasks so far.
-    Cumulative(Cumulative),
+reusebench_core::register_methods! {
+    /// A method as a grid names it (`method.name`), with its settings.
+    pub enum MethodConfig: dyn ContinualMethodSpec {
+        /// Plain sequential fine-tuning of every parameter.
+        Sgd = "sgd" in sgd,
+        /// Per task: linear probe on frozen features, then fine-tune everything.
+        LpFt = "lp-ft" in lp_ft,
+        /// Memory Aware Synapses: quadratic penalty weighted by output sensitivity.
+        Mas = "mas" in mas,
+        /// Online EWC: quadratic penalty weighted by the diagonal Fisher.
+        Ewc = "ewc" in ewc,
+        /// Learning without Forgetting: distillation on the old classes' logits.
+        Lwf = "lwf" in lwf,
+        /// Experience replay from a reservoir buffer.
+        Er = "er" in er,
+        /// Dark Experience Replay++: replay with logit matching.
+        DerPlusPlus = "der++" in der,
+        /// Penalty towards the pretrained weights.
+        L2Sp = "l2-sp" in l2_sp,
+        /// Frozen base, trainable side network, blended features.
+        SideTuning = "side-tuning" in side_tuning,
+        /// One training on the union of all tasks after the last: the upper
+        /// reference (Mammoth's `joint`).
+        Joint = "joint" in joint,
+        /// At every task, training on the union of the tasks so far.
+        Cumulative = "cumulative" in cumulative,
+    }
 }
 
 impl MethodConfig {
-    pub fn name(&self) -> &'static str {
-        match self {
-            MethodConfig::Sgd(_) => "sgd",
-            MethodConfig::LpFt(_) => "lp-ft",
-            MethodConfig::Mas(_) => "mas",
-            MethodConfig::Ewc(_) => "ewc",
-            MethodConfig::Lwf(_) => "lwf",
-            MethodConfig::Er(_) => "er",
-            MethodConfig::DerPlusPlus(_) => "der++",
-            MethodConfig::L2Sp(_) => "l2-sp",
-            MethodConfig::SideTuning(_) => "side-tuning",
-            MethodConfig::Joint(_) => "joint",
-            MethodConfig::Cumulative(_) => "cumulative",
-        }
-    }
-
-    /// The name tables show: the YAML name, `+lp` when a linear probe runs
-    /// before each task's training, `side-tuning-lifelong` for the
-    /// lifelong variant.
-    pub fn label(&self) -> String {
-        if let MethodConfig::SideTuning(m) = self
-            && m.lifelong
-        {
-            return "side-tuning-lifelong".into();
-        }
-        let lp = match self {
-            MethodConfig::Mas(m) => m.lp.is_some(),
-            MethodConfig::Ewc(m) => m.lp.is_some(),
-            MethodConfig::Lwf(m) => m.lp.is_some(),
-            MethodConfig::Er(m) => m.lp.is_some(),
-            MethodConfig::DerPlusPlus(m) => m.lp.is_some(),
-            MethodConfig::L2Sp(m) => m.lp.is_some(),
-            _ => false,
-        };
-        if lp {
-            format!("{}+lp", self.name())
-        } else {
-            self.name().to_string()
-        }
-    }
-
     /// The method with fresh state, ready for the first task.
     pub fn build(&self) -> Box<dyn TaskLearner> {
-        fn learner<M: ContinualMethod + Clone + 'static>(m: &M) -> Box<dyn TaskLearner> {
-            Box::new(Learner {
-                method: m.clone(),
-                state: M::State::default(),
-            })
-        }
-        match self {
-            MethodConfig::Sgd(m) => learner(m),
-            MethodConfig::LpFt(m) => learner(m),
-            MethodConfig::Mas(m) => learner(m),
-            MethodConfig::Ewc(m) => learner(m),
-            MethodConfig::Lwf(m) => learner(m),
-            MethodConfig::Er(m) => learner(m),
-            MethodConfig::DerPlusPlus(m) => learner(m),
-            MethodConfig::L2Sp(m) => learner(m),
-            MethodConfig::SideTuning(m) => learner(m),
-            MethodConfig::Joint(m) => learner(m),
-            MethodConfig::Cumulative(m) => learner(m),
-        }
+        self.spec().build()
     }
+}
 
-    /// Checks settings that types cannot (ranges, consistency).
-    pub fn validate(&self) -> Result<(), CoreError> {
-        self.build().validate()
+/// `name+lp` when a linear probe runs before each task's training.
+pub(crate) fn lp_label(name: &str, lp: &Option<LpStage>) -> String {
+    if lp.is_some() {
+        format!("{name}+lp")
+    } else {
+        name.to_string()
+    }
+}
+
+/// A continual method as its registry dispatches it: a fresh learner (the
+/// config with empty state) per cell.
+pub trait ContinualMethodSpec {
+    fn build(&self) -> Box<dyn TaskLearner>;
+}
+
+impl<M: ContinualMethod + Clone + 'static> ContinualMethodSpec for M {
+    fn build(&self) -> Box<dyn TaskLearner> {
+        Box::new(Learner {
+            method: self.clone(),
+            state: M::State::default(),
+        })
     }
 }
 
 /// A method's config with the state it carries from task to task.
 pub trait TaskLearner {
-    fn validate(&self) -> Result<(), CoreError>;
     /// Trains `model` on the task `ctx` describes and returns it.
     fn learn_task(&mut self, model: Classifier, ctx: &TaskContext)
     -> Result<Classifier, CoreError>;
@@ -163,10 +106,6 @@ struct Learner<M: ContinualMethod> {
 }
 
 impl<M: ContinualMethod> TaskLearner for Learner<M> {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.method.validate()
-    }
-
     fn learn_task(
         &mut self,
         model: Classifier,
@@ -229,11 +168,8 @@ impl LpStage {
 /// method's value is its configuration; what it carries from one task to
 /// the next (anchors, importances, buffers, the previous model) is its
 /// `State`, kept apart by the runner of the sequence.
-pub trait ContinualMethod {
+pub trait ContinualMethod: Method {
     type State: Default;
-    fn validate(&self) -> Result<(), CoreError> {
-        Ok(())
-    }
     /// Trains `model` on the task `ctx` describes and returns it.
     fn learn_task(
         &self,
@@ -274,7 +210,7 @@ pub struct TaskContext<'a> {
     /// The autodiff device the model lives on.
     pub device: &'a Device,
     /// Features of frozen networks, shared by the whole run.
-    pub features: &'a crate::feature_cache::FeatureCache,
+    pub features: &'a reusebench_core::feature_cache::FeatureCache,
     pub progress: &'a dyn Progress,
     /// Where every stage records its curve (coordinates `task`, `stage`, `epoch`).
     pub curves: &'a CurveLog,
@@ -300,10 +236,10 @@ impl<'a> TaskContext<'a> {
             augment: self.augment,
             normalization: self.normalization,
             num_classes: self.num_classes,
-            seed: self
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(self.task as u64 * 101 + salt),
+            seed: Seeds::new(self.seed).of(Purpose::Stage {
+                task: self.task,
+                salt,
+            }),
             curve: Some(CurveSink {
                 log: self.curves,
                 coords: Coords::new()
@@ -324,17 +260,17 @@ impl<'a> TaskContext<'a> {
         self.fine_tune_on(model, &self.train, epochs, optim, hooks)
     }
 
-    /// Fine-tunes with a custom forward pass (see [`crate::train::fit_with`]).
+    /// Fine-tunes with a custom forward pass (see [`reusebench_core::train::fit_with`]).
     pub fn fine_tune_with(
         &self,
         model: Classifier,
         epochs: usize,
         optim: &OptimConfig,
         hooks: &mut dyn TrainHooks<Classifier>,
-        forward: crate::train::Forward<Classifier>,
+        forward: reusebench_core::train::Forward<Classifier>,
     ) -> Result<Classifier, CoreError> {
         let stage = self.stage("fine-tune", 1, epochs, optim);
-        Ok(crate::train::fit_with(
+        Ok(reusebench_core::train::fit_with(
             model,
             &self.train,
             &stage,
@@ -361,7 +297,7 @@ impl<'a> TaskContext<'a> {
 
     /// The frozen model's features of this task's training images (un-
     /// augmented, evaluation-mode batch norm), from the run's cache.
-    fn train_features(&self, model: &Classifier) -> Arc<crate::features::Rows> {
+    fn train_features(&self, model: &Classifier) -> Arc<reusebench_core::features::Rows> {
         cached_features(
             self.features,
             model,
@@ -501,7 +437,7 @@ pub(crate) fn learn_with_importance(
         ctx.normalization,
         kind,
         samples,
-        ctx.seed ^ ctx.task as u64,
+        Seeds::new(ctx.seed).of(Purpose::Importance { task: ctx.task }),
         ctx.device,
         ctx.progress,
     )?;

@@ -8,16 +8,16 @@
 //! `lifelong: true` is the paper's lifelong variant: a side network and a
 //! head per task, each task evaluated with its own.
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use reusebench_core::{Purpose, Seeds};
+use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, TaskContext};
-use crate::backbone::{Arch, BackboneConfig};
-use crate::error::CoreError;
-use crate::features::{Rows, cached_features};
-use crate::model::{Classifier, SideNet, linear_head};
-use crate::train::{NoHooks, OptimConfig};
+use reusebench_core::backbone::{Arch, BackboneConfig};
+use reusebench_core::CoreError;
+use reusebench_core::features::{Rows, cached_features};
+use reusebench_core::model::{Classifier, SideNet, linear_head};
+use reusebench_core::train::{NoHooks, OptimConfig};
 use burn::tensor::{Tensor, TensorData};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,9 +76,15 @@ impl SideTuning {
     }
 }
 
-impl ContinualMethod for SideTuning {
-    /// The lifelong variant's model of every task learned so far.
-    type State = Vec<Classifier>;
+impl Method for SideTuning {
+    fn label(&self, name: &'static str) -> String {
+        if self.lifelong {
+            "side-tuning-lifelong".into()
+        } else {
+            name.into()
+        }
+    }
+
 
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
@@ -100,7 +106,11 @@ impl ContinualMethod for SideTuning {
         }
         Ok(())
     }
+}
 
+impl ContinualMethod for SideTuning {
+    /// The lifelong variant's model of every task learned so far.
+    type State = Vec<Classifier>;
     fn task_model(&self, state: &Self::State, task: usize) -> Option<Classifier> {
         state.get(task).cloned()
     }
@@ -114,7 +124,7 @@ impl ContinualMethod for SideTuning {
         if self.lifelong {
             // A fresh side network and head on the pretrained base, per task.
             let base = model.backbone().clone();
-            let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0x11FE_10B6 ^ ctx.task as u64);
+            let mut rng = Seeds::new(ctx.seed).rng(Purpose::SideInit { task: ctx.task });
             let [features, classes] = model.head.weight.dims();
             let head = linear_head(&mut rng, features, classes, ctx.device);
             model = Classifier::new(base, head);
@@ -129,7 +139,7 @@ impl ContinualMethod for SideTuning {
             };
             let base_dim = model.head.weight.dims()[0];
             let stream = if self.lifelong { ctx.task as u64 } else { 0 };
-            let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed ^ 0x051D_E000 ^ (stream << 32));
+            let mut rng = Seeds::new(ctx.seed).rng(Purpose::SideBatches { stream });
             let net = side_config.build(&mut rng, ctx.device);
             let proj = linear_head(&mut rng, side_config.feature_dim(), base_dim, ctx.device);
             let side = SideNet { net, proj };

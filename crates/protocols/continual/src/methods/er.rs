@@ -5,15 +5,16 @@
 //! reservoir sampling over every batch seen. (Before this followed Mammoth,
 //! the two means were summed, which doubled the gradient.)
 
-use rand::SeedableRng;
+use reusebench_core::{Purpose, Seeds};
+use reusebench_core::method::Method;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::replay::{ReplayHook, ReplayLoss};
 use super::{ContinualMethod, LpStage, ReplayBuffer, TaskContext};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::train::OptimConfig;
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::train::OptimConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +47,7 @@ pub(crate) fn learn_with_replay(
     let (buffer, rng) = &mut **state.get_or_insert_with(|| {
         Box::new((
             ReplayBuffer::new(buffer_size, [set.channels, set.height, set.width]),
-            ChaCha8Rng::seed_from_u64(ctx.seed ^ 0xB0FF_E400),
+            Seeds::new(ctx.seed).rng(Purpose::ReplayBuffer),
         ))
     });
     let mut hook = ReplayHook::new(
@@ -82,8 +83,11 @@ pub(crate) fn validate_replay(
     Ok(())
 }
 
-impl ContinualMethod for Er {
-    type State = Option<Box<(ReplayBuffer, ChaCha8Rng)>>;
+impl Method for Er {
+    fn label(&self, name: &'static str) -> String {
+        super::lp_label(name, &self.lp)
+    }
+
 
     fn validate(&self) -> Result<(), CoreError> {
         validate_replay(
@@ -93,7 +97,10 @@ impl ContinualMethod for Er {
             self.replay_batch_size,
         )
     }
+}
 
+impl ContinualMethod for Er {
+    type State = Option<Box<(ReplayBuffer, ChaCha8Rng)>>;
     fn learn_task(
         &self,
         state: &mut Self::State,

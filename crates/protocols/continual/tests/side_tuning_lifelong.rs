@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_continual::methods::{MethodConfig, SideTuning, TaskContext};
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
-use reusebench_core::methods::{MethodConfig, SideTuning, TaskContext};
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::penalties::snapshot;
 use reusebench_core::train::{CurveLog, OptimConfig};

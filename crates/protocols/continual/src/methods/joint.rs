@@ -4,15 +4,16 @@
 //! starting weights. (The accuracy matrix's earlier rows are those of the
 //! untrained start; the final row is what joint training reaches.)
 
+use reusebench_core::method::Method;
 use std::sync::Arc;
 
 use reusebench_data::ImageSet;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, TaskContext};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::train::{NoHooks, OptimConfig};
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::train::{NoHooks, OptimConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,13 +35,14 @@ pub fn union(sets: &[Arc<ImageSet>]) -> ImageSet {
     all
 }
 
-impl ContinualMethod for Joint {
-    type State = ();
-
+impl Method for Joint {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")
     }
+}
 
+impl ContinualMethod for Joint {
+    type State = ();
     fn learn_task(
         &self,
         _state: &mut Self::State,

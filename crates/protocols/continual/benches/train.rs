@@ -1,7 +1,7 @@
 //! Train-step and inference throughput per method family, feature
 //! extraction, the LP stage with and without the feature cache, and kNN.
 //!
-//!   cargo bench -p reusebench-core --bench train            # widths 20, 64 x batches 32, 128
+//!   cargo bench -p reusebench-continual --bench train            # widths 20, 64 x batches 32, 128
 //!   REUSEBENCH_BENCH_QUICK=1 cargo bench -p reusebench-core  # width 20, batch 32 only
 //!
 //! Throughput is reported in images per second (criterion's "elem/s").
@@ -14,10 +14,10 @@ use burn::tensor::Device;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_continual::methods::{ReplayBuffer, ReplayHook, ReplayLoss, logits_with_base};
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{cached_features, features};
-use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss, logits_with_base};
 use reusebench_core::metrics::{KnnConfig, knn_accuracy};
 use reusebench_core::model::{Classifier, SideNet, linear_head};
 use reusebench_core::penalties::{QuadraticPenalty, snapshot};

@@ -3,15 +3,16 @@
 //! `joint` meant before it followed Mammoth: a useful reference of its own,
 //! retraining on everything seen at every task.)
 
+use reusebench_core::method::Method;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::joint::union;
 use super::{ContinualMethod, TaskContext};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::train::{NoHooks, OptimConfig};
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::train::{NoHooks, OptimConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,13 +22,14 @@ pub struct Cumulative {
     pub optimizer: OptimConfig,
 }
 
-impl ContinualMethod for Cumulative {
-    type State = ();
-
+impl Method for Cumulative {
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")
     }
+}
 
+impl ContinualMethod for Cumulative {
+    type State = ();
     fn learn_task(
         &self,
         _state: &mut Self::State,

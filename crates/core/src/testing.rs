@@ -1,4 +1,5 @@
-//! Helpers the core's integration tests share.
+//! Helpers the integration tests of several crates share (core's and the
+//! protocols'): small, deterministic, no fixtures on disk.
 
 use std::sync::Arc;
 

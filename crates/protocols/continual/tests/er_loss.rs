@@ -1,16 +1,14 @@
 //! ER's loss is one mean cross-entropy over the current batch and the
 //! replayed one concatenated (Mammoth's `er.py`), not the sum of two means.
 
-mod common;
-
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
 use burn::tensor::loss::cross_entropy_with_logits;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_continual::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
 use reusebench_core::backbone::BackboneConfig;
-use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
 use reusebench_core::metrics::names;
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, fit, one_hot};
@@ -61,7 +59,8 @@ fn er_takes_one_mean_over_current_and_replayed_rows() {
     };
     // The expected loss: cross-entropy of the model's (training-mode)
     // logits on the 8 images at once, one mean.
-    let (x, batch_labels) = common::first_batch(&task, 4, data.normalization, &dev);
+    let (x, batch_labels) =
+        reusebench_core::testing::first_batch(&task, 4, data.normalization, &dev);
     let replay = buffer.batch(
         &[0, 1, 2, 3],
         Augment::NONE,

@@ -13,15 +13,16 @@
 //! old model's logits once per task on un-augmented images; here they are
 //! computed on the same augmented batch as the current model's.
 
+use reusebench_core::method::Method;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, LpStage, TaskContext};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::penalties::distillation_loss;
-use crate::train::{OptimConfig, Step, TrainHooks};
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::penalties::distillation_loss;
+use reusebench_core::train::{OptimConfig, Step, TrainHooks};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,8 +82,11 @@ impl TrainHooks<Classifier> for LwfHook<'_> {
     }
 }
 
-impl ContinualMethod for Lwf {
-    type State = Option<Box<Classifier>>;
+impl Method for Lwf {
+    fn label(&self, name: &'static str) -> String {
+        super::lp_label(name, &self.lp)
+    }
+
 
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
@@ -97,7 +101,10 @@ impl ContinualMethod for Lwf {
         }
         Ok(())
     }
+}
 
+impl ContinualMethod for Lwf {
+    type State = Option<Box<Classifier>>;
     fn learn_task(
         &self,
         state: &mut Self::State,

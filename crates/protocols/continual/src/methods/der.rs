@@ -6,15 +6,16 @@
 //! pass keeps batch norm's statistics from task-pure batches, which broke
 //! evaluation here). Defaults α = 0.1, β = 0.5.
 
+use reusebench_core::method::Method;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::er::{learn_with_replay, validate_replay};
 use super::replay::ReplayLoss;
 use super::{ContinualMethod, LpStage, ReplayBuffer, TaskContext};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::train::OptimConfig;
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::train::OptimConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,8 +42,11 @@ fn default_beta() -> f64 {
     0.5
 }
 
-impl ContinualMethod for DerPlusPlus {
-    type State = Option<Box<(ReplayBuffer, ChaCha8Rng)>>;
+impl Method for DerPlusPlus {
+    fn label(&self, name: &'static str) -> String {
+        super::lp_label(name, &self.lp)
+    }
+
 
     fn validate(&self) -> Result<(), CoreError> {
         validate_replay(
@@ -59,7 +63,10 @@ impl ContinualMethod for DerPlusPlus {
         }
         Ok(())
     }
+}
 
+impl ContinualMethod for DerPlusPlus {
+    type State = Option<Box<(ReplayBuffer, ChaCha8Rng)>>;
     fn learn_task(
         &self,
         state: &mut Self::State,

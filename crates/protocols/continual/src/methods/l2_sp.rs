@@ -2,13 +2,14 @@
 //! 2018): (α/2)·‖w_backbone − w⁰_backbone‖² + (β/2)·‖w_head‖², with w⁰ the
 //! backbone's weights before the first task (the pretrained ones).
 
+use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, LpStage, TaskContext};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::penalties::{ParamTable, quadratic_penalty, snapshot};
-use crate::train::{OptimConfig, Step, TrainHooks};
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::penalties::{ParamTable, quadratic_penalty, snapshot};
+use reusebench_core::train::{OptimConfig, Step, TrainHooks};
 use burn::tensor::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,8 +57,11 @@ impl TrainHooks<Classifier> for Pull<'_> {
     }
 }
 
-impl ContinualMethod for L2Sp {
-    type State = Option<(ParamTable, ParamTable)>;
+impl Method for L2Sp {
+    fn label(&self, name: &'static str) -> String {
+        super::lp_label(name, &self.lp)
+    }
+
 
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
@@ -72,7 +76,10 @@ impl ContinualMethod for L2Sp {
         }
         Ok(())
     }
+}
 
+impl ContinualMethod for L2Sp {
+    type State = Option<(ParamTable, ParamTable)>;
     fn learn_task(
         &self,
         state: &mut Self::State,

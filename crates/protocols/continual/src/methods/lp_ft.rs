@@ -2,12 +2,13 @@
 //! the frozen backbone's features), then fine-tuning of everything starting
 //! from that head (Kumar et al. 2022; Sun et al. 2023 for the continual case).
 
+use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, TaskContext};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::train::{NoHooks, OptimConfig};
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::train::{NoHooks, OptimConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,14 +21,15 @@ pub struct LpFt {
     pub ft_optimizer: OptimConfig,
 }
 
-impl ContinualMethod for LpFt {
-    type State = ();
-
+impl Method for LpFt {
     fn validate(&self) -> Result<(), CoreError> {
         self.lp_optimizer.validate("method.lp_optimizer")?;
         self.ft_optimizer.validate("method.ft_optimizer")
     }
+}
 
+impl ContinualMethod for LpFt {
+    type State = ();
     fn learn_task(
         &self,
         _state: &mut Self::State,

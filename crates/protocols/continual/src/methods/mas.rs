@@ -5,13 +5,14 @@
 //! (Avalanche's default α = 0.5); later tasks add λ·Σ_k Ω_k (θ_k − θ*_k)²
 //! with θ* the weights after the previous task.
 
+use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, LpStage, TaskContext, learn_with_importance};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::penalties::{ImportanceKind, ParamTable, accumulate};
-use crate::train::OptimConfig;
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::penalties::{ImportanceKind, ParamTable, accumulate};
+use reusebench_core::train::OptimConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,8 +41,11 @@ fn default_alpha() -> f64 {
     0.5
 }
 
-impl ContinualMethod for Mas {
-    type State = Option<(ParamTable, ParamTable)>;
+impl Method for Mas {
+    fn label(&self, name: &'static str) -> String {
+        super::lp_label(name, &self.lp)
+    }
+
 
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
@@ -56,7 +60,10 @@ impl ContinualMethod for Mas {
         }
         Ok(())
     }
+}
 
+impl ContinualMethod for Mas {
+    type State = Option<(ParamTable, ParamTable)>;
     fn learn_task(
         &self,
         state: &mut Self::State,

@@ -5,13 +5,14 @@
 //! F ← γ·F + F_new; later tasks add λ·Σ_k F_k (θ_k − θ*_k)² with θ* the
 //! weights after the previous task — λ on Mammoth's `e_lambda` scale (no ½).
 
+use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, LpStage, TaskContext, learn_with_importance};
-use crate::error::CoreError;
-use crate::model::Classifier;
-use crate::penalties::{ImportanceKind, ParamTable, accumulate};
-use crate::train::OptimConfig;
+use reusebench_core::CoreError;
+use reusebench_core::model::Classifier;
+use reusebench_core::penalties::{ImportanceKind, ParamTable, accumulate};
+use reusebench_core::train::OptimConfig;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,8 +58,11 @@ impl Ewc {
     }
 }
 
-impl ContinualMethod for Ewc {
-    type State = Option<(ParamTable, ParamTable)>;
+impl Method for Ewc {
+    fn label(&self, name: &'static str) -> String {
+        super::lp_label(name, &self.lp)
+    }
+
 
     fn validate(&self) -> Result<(), CoreError> {
         self.optimizer.validate("method.optimizer")?;
@@ -73,7 +77,10 @@ impl ContinualMethod for Ewc {
         }
         Ok(())
     }
+}
 
+impl ContinualMethod for Ewc {
+    type State = Option<(ParamTable, ParamTable)>;
     fn learn_task(
         &self,
         state: &mut Self::State,

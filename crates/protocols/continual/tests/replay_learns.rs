@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_continual::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
 use reusebench_core::DeviceSpec;
 use reusebench_core::NoProgress;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::features::logits;
-use reusebench_core::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
 use reusebench_core::metrics::accuracy;
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::train::{NoHooks, OptimConfig, Stage, fit};

@@ -2,17 +2,15 @@
 //! linear probe on the new classes alone (Mammoth's LwF warm-up), and the
 //! cross-entropy over the classes seen so far (Mammoth's LwF).
 
-mod common;
-
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
 use burn::tensor::loss::cross_entropy_with_logits;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use reusebench_continual::methods::{LpStage, TaskContext};
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
-use reusebench_core::methods::{LpStage, TaskContext};
 use reusebench_core::metrics::names;
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, TrainHooks, fit, one_hot};
@@ -143,7 +141,7 @@ fn the_loss_can_be_restricted_to_the_classes_seen_so_far() {
             coords: Default::default(),
         }),
     };
-    let (x, labels) = common::first_batch(&set, 4, data.normalization, &dev);
+    let (x, labels) = reusebench_core::testing::first_batch(&set, 4, data.normalization, &dev);
     let logits = m.clone().forward(x).narrow(1, 0, 2);
     let want =
         cross_entropy_with_logits(logits, one_hot(&labels, 2, &dev)).into_scalar::<f32>() as f64;
