@@ -208,3 +208,24 @@ fn an_experiment_with_energy_meters_every_cell_whatever_its_protocol() {
         "{err}"
     );
 }
+
+/// The summary a researcher reads first and `status`, as snapshots: the
+/// toy's values are exact, so these hold on every machine.
+#[test]
+fn summary_and_status_read_as_they_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = grid(tmp.path(), "1.0");
+    let code = reusebench::main_with(
+        &registry(),
+        ["reusebench", "run", path.to_str().unwrap()].map(Into::into),
+    );
+    assert_eq!(code, ExitCode::SUCCESS);
+    let results = tmp.path().join("results");
+    let dir = tmp.path().display().to_string();
+    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
+    insta::assert_snapshot!("toy_summary", md.replace(&dir, "[DIR]"));
+    let status = reusebench_runner::status::of(&results, std::time::Duration::from_secs(600))
+        .unwrap()
+        .to_string();
+    insta::assert_snapshot!("toy_status", status.replace(&dir, "[DIR]"));
+}
