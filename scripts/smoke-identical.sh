@@ -17,8 +17,8 @@ repo=$PWD
 base_rev=${1:-HEAD}
 work=$(mktemp -d /tmp/smoke-identical.XXXXXX)
 target=${CARGO_TARGET_DIR:-$repo/target}
-# One fixed place for the base's sources: cargo keys a path crate's build by
-# its path, so a second comparison rebuilds only what changed.
+# The base's sources inside the target folder (ignored by git); its
+# workspace crates build anew each time, the dependencies are shared.
 base_src=$target/smoke-identical-base
 trap 'git -C "$repo" worktree remove --force "$base_src" >/dev/null 2>&1 || true' EXIT
 
