@@ -14,8 +14,8 @@ use crate::error::CoreError;
 /// of it beyond this.
 pub trait Method {
     /// Checks settings that types cannot (ranges, consistency). Errors
-    /// carry keys relative to the method (`lambda`, `optimizer.lr`); the
-    /// protocol prefixes them with where the method sits (`method.`).
+    /// carry the config key at fault (`CoreError::Config`, such as
+    /// `method.lambda`), so that `validate` names the grid's line.
     fn validate(&self) -> Result<(), CoreError> {
         Ok(())
     }
@@ -72,7 +72,7 @@ macro_rules! register_methods {
                 match self { $( Self::$variant(m) => $crate::method::Method::label(m, $name), )+ }
             }
 
-            /// The method's own checks, keys relative to the method.
+            /// The method's own checks (see [`Method::validate`]($crate::method::Method::validate)).
             pub fn validate(&self) -> Result<(), $crate::CoreError> {
                 match self { $( Self::$variant(m) => $crate::method::Method::validate(m), )+ }
             }

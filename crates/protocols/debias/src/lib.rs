@@ -235,24 +235,17 @@ fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
     // The pretraining data as it was (MAS estimates importance there).
     let pretraining = Arc::new(shortcut.biased(&train, k_classes, seed).0);
 
+    let test_seed = Seeds::new(seed).of(Purpose::DebiasTest);
     let sets = [
         (names::ACC_UNBIASED, Arc::new(test.clone())),
         (names::ACC_ALIGNED, Arc::new(shortcut.aligned(&test))),
         (
             names::ACC_CONFLICTING,
-            Arc::new(shortcut.conflicting(
-                &test,
-                k_classes,
-                Seeds::new(seed).of(Purpose::DebiasTest),
-            )),
+            Arc::new(shortcut.conflicting(&test, k_classes, test_seed)),
         ),
         (
             names::ACC_ORIGINAL,
-            Arc::new(
-                shortcut
-                    .biased(&test, k_classes, Seeds::new(seed).of(Purpose::DebiasTest))
-                    .0,
-            ),
+            Arc::new(shortcut.biased(&test, k_classes, test_seed).0),
         ),
     ];
     // Features through the core's cache: the start's backbone features of

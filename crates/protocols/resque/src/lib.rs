@@ -274,8 +274,8 @@ fn relabelled(set: &ImageSet, classes: &[u32]) -> ImageSet {
 /// the target while the cost is tracked, then the cost's rows.
 fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
     let device = env.train_device(config.seed)?;
-    let shifted = Shifted::prepare(config, env, &device)?;
-    let mut rows = shifted.rows.clone();
+    let mut shifted = Shifted::prepare(config, env, &device)?;
+    let mut rows = std::mem::take(&mut shifted.rows);
     rows.extend(retrain(config, env, shifted, &device)?);
     Ok(rows)
 }
