@@ -6,6 +6,7 @@ mod cli;
 mod ui;
 
 use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -73,14 +74,6 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             claim_timeout,
         } => {
             let grid = load_grid(registry, &grid, &set, device.as_deref())?;
-            let ui = ui::Ui::new(grid.cells.len());
-            ui.line(&format!(
-                "grid `{}`: {} cell(s) on {}, results in {}",
-                grid.name,
-                grid.cells.len(),
-                grid.device,
-                grid.results.display()
-            ));
             let select = match (shard, cell.is_empty()) {
                 (Some(shard), _) => shard,
                 (None, false) => Selection::Cells(cell),
@@ -92,44 +85,10 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
                 claim_timeout: Duration::from_secs(claim_timeout),
                 ..RunOptions::default()
             };
-            let summary = run_grid(&grid, &options, &ui)?;
-            ui.finish();
-            println!(
-                "{} cell(s) run, {} skipped (already done), {} failed",
-                summary.done,
-                summary.skipped,
-                summary.failed.len()
-            );
-            if !summary.elsewhere.is_empty() {
-                println!("{} cell(s) left to other workers", summary.elsewhere.len());
-            }
-            for (cell, why) in &summary.took_over {
-                println!("  took over {cell}: {why}");
-            }
-            for (cell, reason) in &summary.failed {
-                println!("  failed {cell}: {reason}");
-            }
-            if !no_report {
-                report(&grid.results)?;
-            }
-            Ok(if summary.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            run_cells(&grid, &options, !no_report)
         }
         Command::Validate { grid, set, device } => {
-            let grid = load_grid(registry, &grid, &set, device.as_deref())?;
-            println!(
-                "{}: valid, {} cell(s) on {}",
-                grid.path.display(),
-                grid.cells.len(),
-                grid.device
-            );
-            for cell in &grid.cells {
-                println!("  {}  {}", cell.dir_name(), cell.label);
-            }
-            Ok(ExitCode::SUCCESS)
+            validate(&load_grid(registry, &grid, &set, device.as_deref())?)
         }
         Command::Convert {
             weights,
@@ -147,34 +106,9 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
                 allow_partial,
                 ..Default::default()
             };
-            // Any compiled backend does: converting is a copy, not a computation.
-            let device: DeviceSpec = DeviceSpec::compiled()[0].replace(":N", ":0").parse()?;
-            let report = convert_torchvision(&config, &output, &device.device()?)
-                .with_context(|| format!("converting {}", weights.display()))?;
-            println!("{}: {report}", weights.display());
-            println!(
-                "wrote {} (arch {}, width {width}); use it as `backbone.checkpoint`",
-                output.display(),
-                config.arch.name()
-            );
-            Ok(ExitCode::SUCCESS)
+            convert(&config, &weights, &output)
         }
-        Command::MakeFixture { dataset, dir } => {
-            match dataset.as_str() {
-                "cifar10" => reusebench_data::cifar::write_cifar10_fixture(&dir, 10, 0)?,
-                "tiny-imagenet" => {
-                    reusebench_data::tiny_imagenet::write_tiny_imagenet_fixture(&dir, 20, 10, 5)?
-                }
-                "fmow" => {
-                    reusebench_data::fmow::write_fmow_fixture(&dir, 700)?;
-                }
-                other => {
-                    anyhow::bail!("unknown fixture `{other}`; use cifar10, tiny-imagenet or fmow")
-                }
-            }
-            println!("wrote a generated {dataset} fixture to {}", dir.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::MakeFixture { dataset, dir } => make_fixture(&dataset, &dir),
         Command::Compare { results, output } => {
             reusebench_report::write_comparison(&results, &output)
                 .with_context(|| format!("comparing {} results folder(s)", results.len()))?;
@@ -188,25 +122,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             warmup,
             steps,
             device,
-        } => {
-            let spec: DeviceSpec = device.parse()?;
-            let device = spec.device()?;
-            use reusebench_core::throughput::{inference_rate, train_step_rate};
-            let (workload, rate) = match inference {
-                false => (
-                    "train_step",
-                    train_step_rate(width, batch, warmup, steps, &device.autodiff()),
-                ),
-                true => (
-                    "inference",
-                    inference_rate(width, batch, warmup, steps, &device),
-                ),
-            };
-            println!(
-                "{{\"workload\":\"{workload}\",\"device\":\"{spec}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => bench(inference, width, batch, warmup, steps, &device),
         Command::Submit {
             grid,
             slurm: _,
@@ -251,6 +167,118 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `run`: the selected cells with a progress display, what happened to
+/// them, then the report. Exit code 1 when a cell failed.
+fn run_cells(grid: &Grid, options: &RunOptions, with_report: bool) -> Result<ExitCode> {
+    let ui = ui::Ui::new(grid.cells.len());
+    ui.line(&format!(
+        "grid `{}`: {} cell(s) on {}, results in {}",
+        grid.name,
+        grid.cells.len(),
+        grid.device,
+        grid.results.display()
+    ));
+    let summary = run_grid(grid, options, &ui)?;
+    ui.finish();
+    println!(
+        "{} cell(s) run, {} skipped (already done), {} failed",
+        summary.done,
+        summary.skipped,
+        summary.failed.len()
+    );
+    if !summary.elsewhere.is_empty() {
+        println!("{} cell(s) left to other workers", summary.elsewhere.len());
+    }
+    for (cell, why) in &summary.took_over {
+        println!("  took over {cell}: {why}");
+    }
+    for (cell, reason) in &summary.failed {
+        println!("  failed {cell}: {reason}");
+    }
+    if with_report {
+        report(&grid.results)?;
+    }
+    Ok(if summary.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `validate`: the grid is valid (it loaded); its cells, one a line.
+fn validate(grid: &Grid) -> Result<ExitCode> {
+    println!(
+        "{}: valid, {} cell(s) on {}",
+        grid.path.display(),
+        grid.cells.len(),
+        grid.device
+    );
+    for cell in &grid.cells {
+        println!("  {}  {}", cell.dir_name(), cell.label);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `convert`: torchvision weights into a harness checkpoint.
+fn convert(config: &BackboneConfig, weights: &Path, output: &Path) -> Result<ExitCode> {
+    // Any compiled backend does: converting is a copy, not a computation.
+    let device: DeviceSpec = DeviceSpec::compiled()[0].replace(":N", ":0").parse()?;
+    let report = convert_torchvision(config, output, &device.device()?)
+        .with_context(|| format!("converting {}", weights.display()))?;
+    println!("{}: {report}", weights.display());
+    println!(
+        "wrote {} (arch {}, width {}); use it as `backbone.checkpoint`",
+        output.display(),
+        config.arch.name(),
+        config.width
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `make-fixture`: a generated dataset in its official format.
+fn make_fixture(dataset: &str, dir: &Path) -> Result<ExitCode> {
+    match dataset {
+        "cifar10" => reusebench_data::cifar::write_cifar10_fixture(dir, 10, 0)?,
+        "tiny-imagenet" => {
+            reusebench_data::tiny_imagenet::write_tiny_imagenet_fixture(dir, 20, 10, 5)?
+        }
+        "fmow" => {
+            reusebench_data::fmow::write_fmow_fixture(dir, 700)?;
+        }
+        other => anyhow::bail!("unknown fixture `{other}`; use cifar10, tiny-imagenet or fmow"),
+    }
+    println!("wrote a generated {dataset} fixture to {}", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench`: images per second of a train step or of inference, as JSON.
+fn bench(
+    inference: bool,
+    width: usize,
+    batch: usize,
+    warmup: usize,
+    steps: usize,
+    device: &str,
+) -> Result<ExitCode> {
+    use reusebench_core::throughput::{inference_rate, train_step_rate};
+    let spec: DeviceSpec = device.parse()?;
+    let device = spec.device()?;
+    let (workload, rate) = match inference {
+        false => (
+            "train_step",
+            train_step_rate(width, batch, warmup, steps, &device.autodiff()),
+        ),
+        true => (
+            "inference",
+            inference_rate(width, batch, warmup, steps, &device),
+        ),
+    };
+    println!(
+        "{{\"workload\":\"{workload}\",\"device\":\"{spec}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn report(results: &std::path::Path) -> Result<()> {

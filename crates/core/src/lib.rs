@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod cost;
 pub mod device;
 pub mod error;
+pub mod evaluator;
 pub mod feature_cache;
 pub mod features;
 pub mod init;
@@ -31,7 +32,9 @@ pub mod train;
 
 pub use device::DeviceSpec;
 pub use error::CoreError;
+pub use evaluator::Evaluator;
 pub use metrics::MetricRow;
 pub use progress::{NoProgress, PhaseTimes, Progress};
 pub use protocol::{Checks, Protocol, RunEnv};
+pub use reusebench_bounded as bounded;
 pub use reusebench_seeds::{Purpose, Seeds};

@@ -27,7 +27,11 @@ pub struct PhaseTimes {
 impl PhaseTimes {
     /// Adds the time since `started` to `phase` (phases keep their first-seen order).
     pub fn add(&mut self, phase: &'static str, started: std::time::Instant) {
-        let seconds = started.elapsed().as_secs_f64();
+        self.add_seconds(phase, started.elapsed().as_secs_f64());
+    }
+
+    /// Adds `seconds` to `phase`.
+    pub fn add_seconds(&mut self, phase: &'static str, seconds: f64) {
         match self.phases.iter_mut().find(|(p, _)| *p == phase) {
             Some((_, total)) => *total += seconds,
             None => self.phases.push((phase, seconds)),
@@ -40,6 +44,11 @@ impl PhaseTimes {
             .iter()
             .find(|(p, _)| *p == phase)
             .map_or(0.0, |(_, s)| *s)
+    }
+
+    /// Every phase with its seconds, in first-seen order.
+    pub fn phases(&self) -> impl Iterator<Item = (&'static str, f64)> + '_ {
+        self.phases.iter().copied()
     }
 
     /// `time: train 12.3 s (80 %), evaluation 2.0 s (13 %), …`

@@ -5,11 +5,10 @@
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use burn::tensor::Device;
 use rand_chacha::ChaCha8Rng;
-use reusebench_data::{DatasetSpec, ImageSet, Normalization, TrainTest, load_dataset};
+use reusebench_data::{DatasetSpec, TrainTest, load_dataset};
 use reusebench_seeds::{Purpose, Seeds};
 use serde::de::DeserializeOwned;
 
@@ -17,8 +16,7 @@ use crate::backbone::BackboneConfig;
 use crate::checkpoint::{ImportOptions, import_torchvision, load_backbone};
 use crate::device::DeviceSpec;
 use crate::error::CoreError;
-use crate::features::logits;
-use crate::metrics::{MetricRow, accuracy};
+use crate::metrics::MetricRow;
 use crate::model::{Classifier, build_backbone, linear_head};
 use crate::progress::Progress;
 use crate::train::CurveLog;
@@ -28,14 +26,14 @@ pub trait Protocol: 'static {
     /// The name grids give in `protocol:`.
     const NAME: &'static str;
     /// The cell's configuration, deserialised from the grid (unknown keys
-    /// rejected by the type itself).
+    /// rejected by the type itself). It has a `seed` key, a whole number:
+    /// the runner reads it to name and store the cell.
     type Config: DeserializeOwned + Debug + Send + Sync + 'static;
 
     /// Everything that can be checked without training: ranges, consistency,
     /// the class count of the dataset, checkpoint headers. Errors carry the
     /// key (`CoreError::Config { key, .. }`) so that the grid names its line.
     fn validate(config: &Self::Config, checks: &Checks) -> Result<(), CoreError>;
-    fn seed(config: &Self::Config) -> u64;
     /// The method column of the cell's rows.
     fn method(_config: &Self::Config) -> String {
         Self::NAME.to_string()
@@ -79,6 +77,19 @@ impl Checks<'_> {
         }
         Ok(())
     }
+}
+
+/// What a cell that loads `data` and `backbone` reads: the dataset's
+/// files, the backbone's checkpoint, and `head` (a trained head) if any.
+pub fn model_inputs<'a>(
+    data: &DatasetSpec,
+    backbone: &BackboneConfig,
+    head: impl IntoIterator<Item = &'a PathBuf>,
+) -> Vec<PathBuf> {
+    let mut v = data.required_paths();
+    v.extend(backbone.files());
+    v.extend(head.into_iter().cloned());
+    v
 }
 
 /// `backbone.width` for an error raised as `width` inside a config at `key`.
@@ -179,19 +190,6 @@ impl<'a> RunEnv<'a> {
             head = h.expect("the head passed in comes back");
         }
         Ok(Classifier::new(backbone, head))
-    }
-
-    /// Top-1 accuracy of `model` on `set`.
-    pub fn test_accuracy(
-        &self,
-        model: &Classifier,
-        set: &Arc<ImageSet>,
-        batch_size: usize,
-        normalization: Normalization,
-        device: &Device,
-    ) -> f64 {
-        let out = logits(model, set, batch_size, normalization, device);
-        accuracy(&out.values, out.dim, &set.labels)
     }
 }
 

@@ -58,12 +58,7 @@ pub fn train_steps_with(
     steps: usize,
     hooks: &mut dyn TrainHooks<Classifier>,
 ) -> (Classifier, f64) {
-    let optim_config = OptimConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        schedule: Default::default(),
-    };
+    let optim_config = OptimConfig::sgd(0.01);
     let mut optim = optim_config.optimizer();
     let [batch, ..] = x.dims();
     let stage = Stage {

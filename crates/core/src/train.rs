@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_data::{Augment, BatchIter, BatchPlan, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
+use crate::bounded::{BelowOne, NonNegative, Positive};
 use crate::error::CoreError;
 use crate::metrics::{Coords, MetricRow, names};
 use crate::model::TrainModel;
@@ -27,53 +28,54 @@ use crate::progress::Progress;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
-    pub lr: f64,
+    pub lr: Positive,
     #[serde(default = "default_momentum")]
-    pub momentum: f64,
-    #[serde(default)]
-    pub weight_decay: f64,
+    pub momentum: BelowOne,
+    #[serde(default = "no_weight_decay")]
+    pub weight_decay: NonNegative,
     #[serde(default)]
     pub schedule: Schedule,
 }
 
-fn default_momentum() -> f64 {
-    0.9
+fn default_momentum() -> BelowOne {
+    BelowOne::of(0.9)
+}
+
+fn no_weight_decay() -> NonNegative {
+    NonNegative::of(0.0)
 }
 
 impl OptimConfig {
-    pub fn validate(&self, key: &str) -> Result<(), CoreError> {
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(CoreError::config(
-                &format!("{key}.lr"),
-                format!("must be > 0, got {}", self.lr),
-            ));
+    /// SGD at `lr` with the grids' defaults: momentum 0.9, no weight
+    /// decay, a constant rate. Panics if `lr` is not > 0 (for code and
+    /// tests; grids are checked as they are read).
+    pub fn sgd(lr: f64) -> Self {
+        Self {
+            lr: Positive::of(lr),
+            momentum: default_momentum(),
+            weight_decay: no_weight_decay(),
+            schedule: Schedule::Constant,
         }
-        if !(0.0..1.0).contains(&self.momentum) {
-            return Err(CoreError::config(
-                &format!("{key}.momentum"),
-                format!("must be in [0, 1), got {}", self.momentum),
-            ));
-        }
-        if self.weight_decay < 0.0 {
-            return Err(CoreError::config(
-                &format!("{key}.weight_decay"),
-                "must be >= 0",
-            ));
-        }
-        Ok(())
+    }
+
+    /// The same with `momentum` (panics outside [0, 1)).
+    pub fn with_momentum(mut self, momentum: f64) -> Self {
+        self.momentum = BelowOne::of(momentum);
+        self
     }
 
     pub(crate) fn optimizer(&self) -> burn::optim::ModuleOptimizer {
         let mut sgd = SgdConfig::new();
-        if self.momentum > 0.0 {
+        if self.momentum.get() > 0.0 {
             sgd = sgd.with_momentum(Some(
                 MomentumConfig::new()
-                    .with_momentum(self.momentum)
+                    .with_momentum(self.momentum.get())
                     .with_dampening(0.0),
             ));
         }
-        if self.weight_decay > 0.0 {
-            sgd = sgd.with_weight_decay(Some(WeightDecayConfig::new(self.weight_decay as f32)));
+        if self.weight_decay.get() > 0.0 {
+            sgd =
+                sgd.with_weight_decay(Some(WeightDecayConfig::new(self.weight_decay.get() as f32)));
         }
         sgd.init()
     }
@@ -81,10 +83,10 @@ impl OptimConfig {
     /// Learning rate at `step` of `total` steps.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
         match self.schedule {
-            Schedule::Constant => self.lr,
+            Schedule::Constant => self.lr.get(),
             Schedule::Cosine => {
                 let t = step as f64 / total.max(1) as f64;
-                0.5 * self.lr * (1.0 + (std::f64::consts::PI * t).cos())
+                0.5 * self.lr.get() * (1.0 + (std::f64::consts::PI * t).cos())
             }
         }
     }
@@ -294,7 +296,6 @@ pub fn fit_with<M: TrainModel>(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<(M, StageStats), CoreError> {
-    stage.optim.validate(&stage.name)?;
     // Batches drop their last partial batch (batch norm needs more than
     // one row): a set smaller than a batch would train no step at all.
     if stage.epochs > 0 && data.len() < stage.batch_size {
@@ -428,7 +429,6 @@ pub fn fit_linear(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<(Linear, StageStats), CoreError> {
-    stage.optim.validate(&stage.name)?;
     let mut optim = stage.optim.optimizer();
     let n = labels.len();
     let bs = stage.batch_size.max(1);

@@ -64,17 +64,22 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
                 aggregate::paired_results(&loaded.rows, &exp, baseline, &loaded.axis_columns);
             md.push_str(&aggregate::paired_markdown(&summary, &exp, &paired));
         }
-        if !view.is_some_and(|v| v.shows_coordinates()) {
+        if !view.is_some_and(|v| v.shows_coordinates) {
             md.push_str(&aggregate::coordinate_tables(&summary, &exp));
         }
         let exp_rows: Vec<&StoredRow> =
             loaded.rows.iter().filter(|r| r.experiment == exp).collect();
+        let experiment = views::Experiment {
+            name: &exp,
+            rows: &exp_rows,
+            summary: &summary,
+        };
         if let Some(v) = view {
-            md.push_str(&v.markdown(&summary, &exp_rows, &exp));
+            md.push_str(&v.view.markdown(&experiment));
         }
         views::draw_curves(&exp_rows, &exp, &loaded.axis_columns, &mut figures)?;
         if let Some(v) = view {
-            v.figures(&exp_rows, &exp, &loaded.axis_columns, &mut figures)?;
+            v.view.figures(&experiment, &mut figures)?;
         }
     }
     md.push_str(&aggregate::failed_markdown(&loaded.failed));

@@ -35,6 +35,14 @@ pub struct Point {
     pub std: f64,
 }
 
+impl Point {
+    /// The point at `x` of `values` over seeds.
+    pub fn of(x: f64, values: &[f64]) -> Self {
+        let (mean, std) = mean_std(values);
+        Point { x, mean, std }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Series {
     pub name: String,
@@ -54,6 +62,18 @@ pub struct Axes {
 }
 
 impl Axes {
+    /// Integer-x axes whose ranges hold every point of `series`.
+    pub fn fitted(title: String, x_label: &str, y_label: &str, series: &[Series]) -> Self {
+        Axes {
+            title,
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x: Self::fit_x(series),
+            y: Self::fit_y(series),
+            integer_x: true,
+        }
+    }
+
     /// A y range that holds every mean ± std of `series`, with a margin.
     pub fn fit_y(series: &[Series]) -> Range<f64> {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);

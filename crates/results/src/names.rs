@@ -19,6 +19,8 @@ pub const REGION: &str = "region";
 pub const YEAR: &str = "year";
 /// Which model an adaptation run started from (`final`, `scratch`).
 pub const START: &str = "start";
+/// A named part of a cell's work (`train`, `evaluation`, `knn`, ...).
+pub const PHASE: &str = "phase";
 
 // ---- training curves (every stage of every protocol) ----
 /// Mean training loss of one epoch (coordinates: stage, task where there is one, epoch).
@@ -28,10 +30,15 @@ pub const CURVE_LR: &str = "curve_lr";
 /// Wall-clock seconds of the epoch. Timing: differs between identical runs.
 pub const CURVE_SECONDS: &str = "curve_seconds";
 
+/// Wall-clock seconds a cell spent in one phase (coordinate: phase).
+/// Timing: differs between identical runs.
+pub const PHASE_SECONDS: &str = "phase_seconds";
+
 /// Metrics that measure time, not results: they differ between two runs
 /// of the same cell, so comparisons of results leave them out.
 pub const TIMING: &[&str] = &[
     CURVE_SECONDS,
+    PHASE_SECONDS,
     ROUND_SECONDS,
     MEAN_ROUND_SECONDS,
     RETRAIN_SECONDS,

@@ -817,9 +817,9 @@ experiments:
         let err = parse(&text, &[]).unwrap_err().to_string();
         // The axis entry holding the bad value (the lp-ft line), not the axis key.
         assert!(err.contains("grid.yaml:15"), "{err}");
-        // Tagged configs (method, data) are reported at their own key, with the bad value.
+        // Inside a method the key goes down to the value, which is quoted.
         assert!(
-            err.contains("key `method`") && err.contains("\"fast\""),
+            err.contains("key `method.ft_optimizer.lr`") && err.contains("\"fast\""),
             "{err}"
         );
         let text = GRID.replace("ft_optimizer: { lr: 0.01 }", "ft_optimiser: { lr: 0.01 }");
@@ -828,6 +828,44 @@ experiments:
             err.contains("grid.yaml:15") && err.contains("unknown field `ft_optimiser`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn range_errors_name_the_key_inside_a_method_and_out() {
+        // A method's setting (in an axis), a method's nested optimizer, and
+        // a protocol setting: each typed with its range, each at its line.
+        for (from, to, line, key, message) in [
+            (
+                "- { name: sgd, epochs: 1, optimizer: { lr: 0.1 } }\n        - { name: lp",
+                "- { name: mas, epochs: 1, optimizer: { lr: 0.1 }, lambda: -2 }\n        - { name: lp",
+                14,
+                "method.lambda",
+                "must be >= 0, got -2",
+            ),
+            (
+                "lp_optimizer: { lr: 0.1 }",
+                "lp_optimizer: { lr: 0.1, momentum: 1.5 }",
+                15,
+                "method.lp_optimizer.momentum",
+                "must be in [0, 1), got 1.5",
+            ),
+            (
+                "      classes_per_task: 2\n",
+                "      classes_per_task: 2\n      knn: { k: 0 }\n",
+                10,
+                "knn.k",
+                "must be >= 1, got 0",
+            ),
+        ] {
+            let text = GRID.replace(from, to);
+            assert_ne!(text, GRID, "{from}");
+            let err = parse(&text, &[]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("grid.yaml:{line}"))
+                    && err.contains(&format!("key `{key}`: {message}")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

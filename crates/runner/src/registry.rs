@@ -83,21 +83,33 @@ impl<P: Protocol> ProtocolEntry for Entry<P> {
     }
 
     fn parse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)> {
-        serde_path_to_error::deserialize::<_, P::Config>(config.clone())
-            .map(|c| Box::new(Typed::<P>(c)) as Box<dyn CellConfig>)
-            .map_err(|e| {
+        let typed =
+            serde_path_to_error::deserialize::<_, P::Config>(config.clone()).map_err(|e| {
                 let p = e.path().to_string();
                 let p = if p == "." { String::new() } else { p };
-                (p, e.into_inner().to_string())
-            })
+                reusebench_core::method::split_nested(&p, &e.into_inner().to_string())
+            })?;
+        let seed = config.get("seed").and_then(Value::as_u64).ok_or_else(|| {
+            (
+                "seed".to_string(),
+                "every cell needs a whole-number seed".to_string(),
+            )
+        })?;
+        Ok(Box::new(Typed::<P> {
+            config: typed,
+            seed,
+        }))
     }
 }
 
-struct Typed<P: Protocol>(P::Config);
+struct Typed<P: Protocol> {
+    config: P::Config,
+    seed: u64,
+}
 
 impl<P: Protocol> Debug for Typed<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        self.config.fmt(f)
     }
 }
 
@@ -106,27 +118,27 @@ impl<P: Protocol> CellConfig for Typed<P> {
         P::NAME
     }
     fn seed(&self) -> u64 {
-        P::seed(&self.0)
+        self.seed
     }
     fn method(&self) -> String {
-        P::method(&self.0)
+        P::method(&self.config)
     }
     fn inputs(&self) -> Vec<PathBuf> {
-        P::inputs(&self.0)
+        P::inputs(&self.config)
     }
     fn outputs(&self) -> Vec<PathBuf> {
-        P::outputs(&self.0)
+        P::outputs(&self.config)
     }
     fn validate(&self, checks: &Checks) -> Result<(), CoreError> {
-        P::validate(&self.0, checks)
+        P::validate(&self.config, checks)
     }
     fn run(&self, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
         // Checked again now that earlier cells have written what this one
         // reads (a checkpoint's header in particular).
-        P::validate(&self.0, &Checks::standalone())?;
-        P::run(&self.0, env)
+        P::validate(&self.config, &Checks::standalone())?;
+        P::run(&self.config, env)
     }
     fn as_any(&self) -> &dyn Any {
-        &self.0
+        &self.config
     }
 }

@@ -4,29 +4,22 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounded::{Positive, PositiveInt};
 use crate::features::Rows;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct KnnConfig {
-    #[serde(default = "default_k")]
-    pub k: usize,
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
+    pub k: PositiveInt,
+    pub temperature: Positive,
 }
 
-fn default_k() -> usize {
-    200
-}
-fn default_temperature() -> f64 {
-    0.1
-}
-
+/// UCL/LUMP's values: 200 neighbours at temperature 0.1.
 impl Default for KnnConfig {
     fn default() -> Self {
         Self {
-            k: default_k(),
-            temperature: default_temperature(),
+            k: PositiveInt::of(200),
+            temperature: Positive::of(0.1),
         }
     }
 }
@@ -57,7 +50,7 @@ pub fn knn_accuracy(
     let b = normalized(bank);
     let q = normalized(queries);
     let classes = bank_labels.iter().max().map_or(0, |&m| m as usize + 1);
-    let k = config.k.min(bank_labels.len()).max(1);
+    let k = config.k.get().min(bank_labels.len()).max(1);
     let mut sims: Vec<(f32, u32)> = Vec::with_capacity(bank_labels.len());
     let mut votes = vec![0f64; classes];
     let mut correct = 0;
@@ -73,7 +66,7 @@ pub fn knn_accuracy(
         sims.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
         votes.iter_mut().for_each(|v| *v = 0.0);
         for &(s, bl) in &sims[..k] {
-            votes[bl as usize] += (s as f64 / config.temperature).exp();
+            votes[bl as usize] += (s as f64 / config.temperature.get()).exp();
         }
         let pred = votes
             .iter()
@@ -106,8 +99,8 @@ mod tests {
         let queries = rows(vec![5.0, 1.0, 0.1, 7.0, 1.0, 1.01], 2);
         // the third query sits on the diagonal, slightly towards y
         let cfg = KnnConfig {
-            k: 2,
-            temperature: 0.1,
+            k: PositiveInt::of(2),
+            temperature: Positive::of(0.1),
         };
         let acc = knn_accuracy(&bank, &bank_labels, &queries, &[0, 1, 1], &cfg);
         assert!((acc - 100.0).abs() < 1e-9);
@@ -123,12 +116,12 @@ mod tests {
         let labels = [1, 0, 0];
         let q = rows(vec![1.0, 0.05], 2);
         let low = KnnConfig {
-            k: 3,
-            temperature: 0.1,
+            k: PositiveInt::of(3),
+            temperature: Positive::of(0.1),
         };
         let high = KnnConfig {
-            k: 3,
-            temperature: 100.0,
+            k: PositiveInt::of(3),
+            temperature: Positive::of(100.0),
         };
         assert_eq!(knn_accuracy(&bank, &labels, &q, &[1], &low), 100.0);
         assert_eq!(knn_accuracy(&bank, &labels, &q, &[1], &high), 0.0);

@@ -48,14 +48,14 @@ fn bench(c: &mut Criterion) {
         });
         // The same convolutions with their filters given: what the scores
         // would cost if the bank came for free (crop to 26x26 included).
-        let width = config.channels * order;
+        let width = config.channels.get() * order;
         let w1 = random([width, 3, config.kernel, config.kernel], &mut rng, &device);
         let w2 = random([width, width, 1, 1], &mut rng, &device);
         let crop = x.clone().narrow(2, 3, 26).narrow(3, 3, 26);
         group.bench_function(format!("c{order}-sized plain conv stack"), |b| {
             b.iter(|| {
                 let mut f = conv2d_with_weight(crop.clone(), w1.clone(), [1, 1], [0, 0]);
-                for _ in 1..config.layers {
+                for _ in 1..config.layers.get() {
                     f = conv2d_with_weight(relu(f), w2.clone(), [1, 1], [0, 0]);
                 }
                 f.mean().into_data()

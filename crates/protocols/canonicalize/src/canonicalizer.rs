@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
+use reusebench_core::bounded::{Positive, PositiveInt, Share};
 use serde::{Deserialize, Serialize};
 
 use crate::equivariant::EquivariantNet;
@@ -13,63 +14,38 @@ use crate::group::{Border, Rotator, Sampler};
 
 /// The canonicalizer's settings (equiadapt's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CanonicalizerConfig {
     /// Equivariant layers: the lifting layer and layers − 1 group layers.
-    #[serde(default = "default_layers")]
-    pub layers: usize,
-    #[serde(default = "default_channels")]
-    pub channels: usize,
+    pub layers: PositiveInt,
+    pub channels: PositiveInt,
     /// The lifting layer's kernel (odd).
-    #[serde(default = "default_kernel")]
     pub kernel: usize,
     /// The canonicalizer sees the centred crop of this share of each side...
-    #[serde(default = "default_crop_ratio")]
-    pub crop_ratio: f64,
+    pub crop_ratio: Share,
     /// ...resized to this many pixels a side (default: the crop's size).
-    #[serde(default)]
     pub input_size: Option<usize>,
     /// Temperature of the softmax the straight-through estimator
     /// differentiates.
-    #[serde(default = "default_beta")]
-    pub beta: f64,
+    pub beta: Positive,
     /// The canonicalizer's learning rate as a multiple of the predictor's
     /// (equiadapt gives it its own; its CIFAR-10 ResNet config uses the
     /// same, 0.001 each): its gradients are scaled by this before the
     /// shared SGD step.
-    #[serde(default = "default_lr_scale")]
-    pub lr_scale: f64,
+    pub lr_scale: Positive,
 }
 
-fn default_layers() -> usize {
-    3
-}
-fn default_channels() -> usize {
-    32
-}
-fn default_kernel() -> usize {
-    5
-}
-fn default_crop_ratio() -> f64 {
-    0.8
-}
-fn default_beta() -> f64 {
-    1.0
-}
-fn default_lr_scale() -> f64 {
-    1.0
-}
-
+/// Every key a grid leaves out takes its value from here.
 impl Default for CanonicalizerConfig {
     fn default() -> Self {
         Self {
-            layers: default_layers(),
-            channels: default_channels(),
-            kernel: default_kernel(),
-            crop_ratio: default_crop_ratio(),
+            layers: PositiveInt::of(3),
+            channels: PositiveInt::of(32),
+            kernel: 5,
+            crop_ratio: Share::of(0.8),
             input_size: None,
-            beta: default_beta(),
-            lr_scale: default_lr_scale(),
+            beta: Positive::of(1.0),
+            lr_scale: Positive::of(1.0),
         }
     }
 }
@@ -78,7 +54,7 @@ impl CanonicalizerConfig {
     /// Pixels a side of the crop of an `image_size` image (equiadapt
     /// rounds up).
     pub fn crop_size(&self, image_size: usize) -> usize {
-        ((image_size as f64 * self.crop_ratio).ceil() as usize).clamp(1, image_size)
+        ((image_size as f64 * self.crop_ratio.get()).ceil() as usize).clamp(1, image_size)
     }
 
     /// Pixels a side of what the network sees.
@@ -128,15 +104,15 @@ impl Canonicalizer {
             net: EquivariantNet::new(
                 rng,
                 channels_in,
-                config.channels,
+                config.channels.get(),
                 config.kernel,
-                config.layers,
+                config.layers.get(),
                 order,
                 device,
             ),
             order,
-            beta: config.beta,
-            lr_scale: config.lr_scale,
+            beta: config.beta.get(),
+            lr_scale: config.lr_scale.get(),
             image_size,
             crop_size,
             input_size,

@@ -17,7 +17,8 @@ pub mod model;
 #[cfg(test)]
 mod test_util;
 
-use reusebench_core::{Purpose, Seeds};
+use reusebench_core::feature_cache::FeatureCache;
+use reusebench_core::{Evaluator, Purpose, Seeds};
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use reusebench_core::checkpoint::load_head;
 use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
+    model_inputs,
 };
 use reusebench_core::train::{CurveSink, OptimConfig, Stage, Step, TrainHooks, fit_with, one_hot};
 use reusebench_data::{
@@ -110,12 +112,6 @@ impl CanonicalizeConfig {
         }
         let c = &self.canonicalizer;
         let key = |k: &str| format!("canonicalizer.{k}");
-        if c.layers == 0 {
-            return Err(CoreError::config(&key("layers"), "must be >= 1"));
-        }
-        if c.channels == 0 {
-            return Err(CoreError::config(&key("channels"), "must be >= 1"));
-        }
         if c.kernel.is_multiple_of(2) {
             return Err(CoreError::config(
                 &key("kernel"),
@@ -124,20 +120,6 @@ impl CanonicalizeConfig {
                     c.kernel
                 ),
             ));
-        }
-        if !(c.crop_ratio > 0.0 && c.crop_ratio <= 1.0) {
-            return Err(CoreError::config(
-                &key("crop_ratio"),
-                format!("must be in (0, 1], got {}", c.crop_ratio),
-            ));
-        }
-        for (name, v) in [("beta", c.beta), ("lr_scale", c.lr_scale)] {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(CoreError::config(
-                    &key(name),
-                    format!("must be > 0, got {v}"),
-                ));
-            }
         }
         let image = self.data.image_size();
         if let Some(size) = c.input_size
@@ -172,7 +154,6 @@ impl CanonicalizeConfig {
                 ),
             ));
         }
-        self.optimizer.validate("optimizer")?;
         if self.batch_size < 2 {
             return Err(CoreError::config("batch_size", "must be >= 2 (batch norm)"));
         }
@@ -193,19 +174,12 @@ impl Protocol for Canonicalize {
         Ok(())
     }
 
-    fn seed(config: &CanonicalizeConfig) -> u64 {
-        config.seed
-    }
-
     fn method(config: &CanonicalizeConfig) -> String {
         config.method.name().to_string()
     }
 
     fn inputs(config: &CanonicalizeConfig) -> Vec<PathBuf> {
-        let mut v = config.data.required_paths();
-        v.extend(config.backbone.files());
-        v.push(config.head.clone());
-        v
+        model_inputs(&config.data, &config.backbone, Some(&config.head))
     }
 
     fn run(config: &CanonicalizeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
@@ -322,24 +296,32 @@ fn run(config: &CanonicalizeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, Core
         scores: &scores,
         weight: method.prior_weight(),
     };
-    let (model, _) = fit_with(
-        model,
-        &train,
-        &stage,
-        &mut hooks,
-        &forward,
-        &device,
-        env.progress,
-    )?;
+    let cache = FeatureCache::default();
+    let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
+    let (model, _) = evaluator.timed("train", || {
+        fit_with(
+            model,
+            &train,
+            &stage,
+            &mut hooks,
+            &forward,
+            &device,
+            env.progress,
+        )
+    })?;
 
-    let eval = evaluate(
-        &model,
-        &test,
-        config.eval_batch_size,
-        normalization,
-        &device,
-    );
-    Ok(eval.rows(&test.labels, config.group_order))
+    let eval = evaluator.timed("evaluation", || {
+        evaluate(
+            &model,
+            &test,
+            config.eval_batch_size,
+            normalization,
+            &device,
+        )
+    });
+    let mut rows = eval.rows(&test.labels, config.group_order);
+    rows.extend(evaluator.phase_rows());
+    Ok(rows)
 }
 
 /// Predictions on the test set turned by each multiple of 45°.
@@ -498,7 +480,7 @@ mod tests {
             linear_head(&mut rng, backbone.feature_dim(), 5, device),
         );
         let config = CanonicalizerConfig {
-            channels: 4,
+            channels: reusebench_core::bounded::PositiveInt::of(4),
             ..Default::default()
         };
         Canonicalized {
@@ -658,12 +640,7 @@ mod tests {
                 .value
         };
         let before = upright_share(&m);
-        let optim = OptimConfig {
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            schedule: Default::default(),
-        };
+        let optim = OptimConfig::sgd(0.01);
         let stage = Stage {
             name: "prior".into(),
             epochs: 15,

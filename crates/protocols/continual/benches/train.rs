@@ -138,12 +138,7 @@ fn inference_and_lp(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(20));
     let set = images(256);
-    let optim = OptimConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        schedule: Default::default(),
-    };
+    let optim = OptimConfig::sgd(0.05);
     let (model, _, _) = workload(20, 32, &dev);
     let stage = |epochs| Stage {
         name: "lp".into(),
@@ -218,12 +213,7 @@ fn side_tuning_epochs(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(20));
     let set = images(256);
     let epochs = 3;
-    let optim = OptimConfig {
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        schedule: Default::default(),
-    };
+    let optim = OptimConfig::sgd(0.01);
     let stage = Stage {
         name: "side".into(),
         epochs,

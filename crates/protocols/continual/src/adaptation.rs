@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::methods::TaskContext;
 use reusebench_core::CoreError;
+use reusebench_core::bounded::PositiveInt;
 use reusebench_core::features::{ModelKey, cached_features_keyed, head_logits, model_features};
 use reusebench_core::metrics::{Coords, accuracy};
 use reusebench_core::model::{Classifier, linear_head};
@@ -26,7 +27,7 @@ use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit, fit_li
 #[serde(deny_unknown_fields)]
 pub struct AdaptationConfig {
     /// Linear-probe epochs (on features computed once).
-    pub epochs: usize,
+    pub epochs: PositiveInt,
     pub optimizer: OptimConfig,
     /// Fine-tune a copy of the whole model instead of probing.
     #[serde(default)]
@@ -35,7 +36,7 @@ pub struct AdaptationConfig {
     /// each class): the paper adapts "on a small amount of data from each
     /// task". Every training image when absent.
     #[serde(default)]
-    pub samples_per_class: Option<usize>,
+    pub samples_per_class: Option<PositiveInt>,
 }
 
 /// Test accuracy on `test` after adapting `model` to the task `ctx`
@@ -55,7 +56,7 @@ pub fn adapt(
     let head = linear_head(&mut rng, dim, ctx.num_classes, ctx.device);
     let stage = Stage {
         name: format!("adaptation · {label}"),
-        epochs: config.epochs,
+        epochs: config.epochs.get(),
         batch_size: ctx.batch_size,
         optim: &config.optimizer,
         augment: if config.fine_tune {
@@ -125,19 +126,4 @@ pub fn adapt(
         test_features.dim,
         &test.labels,
     ))
-}
-
-impl AdaptationConfig {
-    pub fn validate(&self) -> Result<(), CoreError> {
-        if self.epochs == 0 {
-            return Err(CoreError::config("adaptation.epochs", "must be >= 1"));
-        }
-        if self.samples_per_class == Some(0) {
-            return Err(CoreError::config(
-                "adaptation.samples_per_class",
-                "must be >= 1",
-            ));
-        }
-        self.optimizer.validate("adaptation.optimizer")
-    }
 }

@@ -22,19 +22,18 @@ use adaptation::{AdaptationConfig, adapt};
 use methods::{MethodConfig, TaskContext};
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
-use reusebench_core::features::{
-    ModelKey, Rows, cached_features_keyed, head_logits, logits, recompute_batch_norm,
-};
+use reusebench_core::features::{ModelKey, Rows, head_logits, logits, recompute_batch_norm};
 use reusebench_core::metrics::names::SettingNames;
 use reusebench_core::metrics::{
     AccuracyMatrix, Coords, KnnConfig, MetricRow, forgetting_over_all_rows, gem_forward_transfer,
-    knn_accuracy, masked_accuracy, names,
+    masked_accuracy, names,
 };
 use reusebench_core::model::Classifier;
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
+    model_inputs,
 };
-use reusebench_core::{CoreError, PhaseTimes};
+use reusebench_core::{CoreError, Evaluator};
 
 /// The protocol, as the runner's registry names it.
 pub struct Continual;
@@ -90,9 +89,6 @@ impl Protocol for Continual {
     fn validate(config: &ContinualConfig, checks: &Checks) -> Result<(), CoreError> {
         config.method.validate()?;
         checks.backbone(&config.backbone, "backbone")?;
-        if let Some(a) = &config.adaptation {
-            a.validate()?;
-        }
         if config.batch_size < 2 {
             return Err(CoreError::config("batch_size", "must be >= 2"));
         }
@@ -134,19 +130,7 @@ impl Protocol for Continual {
                 ));
             }
         }
-        if let Some(k) = &config.knn {
-            if k.k == 0 {
-                return Err(CoreError::config("knn.k", "must be >= 1"));
-            }
-            if k.temperature.is_nan() || k.temperature <= 0.0 {
-                return Err(CoreError::config("knn.temperature", "must be > 0"));
-            }
-        }
         Ok(())
-    }
-
-    fn seed(config: &ContinualConfig) -> u64 {
-        config.seed
     }
 
     fn method(config: &ContinualConfig) -> String {
@@ -154,9 +138,7 @@ impl Protocol for Continual {
     }
 
     fn inputs(config: &ContinualConfig) -> Vec<PathBuf> {
-        let mut v = config.data.required_paths();
-        v.extend(config.backbone.files());
-        v
+        model_inputs(&config.data, &config.backbone, None)
     }
 
     fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
@@ -168,7 +150,6 @@ impl Protocol for Continual {
 /// then the sequence's summaries, the random reference and the adaptation.
 /// Rows come out in that order.
 fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-    let mut times = PhaseTimes::default();
     let started = Instant::now();
     let device = env.train_device(config.seed)?;
     let seq = Sequence::prepare(config, env)?;
@@ -180,8 +161,9 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
     )?;
     let mut method = config.method.build();
     let cache = FeatureCache::default();
+    let evaluator = Evaluator::new(&device, &cache, seq.eval_batch_size, seq.normalization);
     let mut eval = Evaluation::default();
-    times.add("data and model", started);
+    evaluator.add_since("data and model", started);
 
     let shared = seq.context(config, env, &device, &cache);
     for t in 0..seq.tasks {
@@ -193,38 +175,38 @@ fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErr
             seen_classes: seq.split.label_range(t).end,
             ..shared
         };
-        let started = Instant::now();
-        model = method.learn_task(model, &ctx)?;
-        times.add("train", started);
+        model = evaluator.timed("train", || method.learn_task(model, &ctx))?;
         // The model each task is evaluated with: the current one, or the
         // task's own where the method keeps one per task (lifelong
         // side-tuning).
         let models: Vec<Classifier> = (0..seq.tasks)
             .map(|j| method.task_model(j).unwrap_or_else(|| model.clone()))
             .collect();
-        eval.after_task(t, &models, &seq, config, &cache, &device, &mut times);
+        eval.after_task(t, &models, &seq, config, &evaluator);
         env.progress.note(&eval.progress_line(t, &seq));
     }
 
     let mut rows = eval.summary_rows(&seq);
-    let started = Instant::now();
-    let random = RandomReference::build(config, env, &seq, &device)?;
-    rows.extend(random.forward_transfer_rows(&seq, &eval, &device));
-    times.add("random reference", started);
+    let random = evaluator.timed("random reference", || -> Result<_, CoreError> {
+        let random = RandomReference::build(config, env, &seq, &device)?;
+        rows.extend(random.forward_transfer_rows(&seq, &eval, &device));
+        Ok(random)
+    })?;
     if config.knn.is_some() {
         rows.extend(eval.knn_summary_rows());
     }
     if let Some(adaptation) = &config.adaptation {
-        let started = Instant::now();
-        rows.extend(adaptation_rows(adaptation, &model, &random, &seq, &shared)?);
-        times.add("adaptation", started);
+        rows.extend(evaluator.timed("adaptation", || {
+            adaptation_rows(adaptation, &model, &random, &seq, &shared)
+        })?);
     }
     let stats = cache.stats();
     env.progress.note(&format!(
         "feature cache: {} hit(s), {} miss(es)",
         stats.hits, stats.misses
     ));
-    env.progress.note(&times.summary());
+    env.progress.note(&evaluator.summary());
+    rows.extend(evaluator.phase_rows());
     Ok(rows)
 }
 
@@ -360,11 +342,8 @@ impl Evaluation {
         models: &[Classifier],
         seq: &Sequence,
         config: &ContinualConfig,
-        cache: &FeatureCache,
-        device: &Device,
-        times: &mut PhaseTimes,
+        evaluator: &Evaluator,
     ) {
-        let started = Instant::now();
         let keys: Vec<ModelKey> = models.iter().map(ModelKey::of).collect();
         // Each test set passes through the backbone once: its features feed
         // both the head (accuracy matrix) and the kNN queries.
@@ -374,37 +353,21 @@ impl Evaluation {
         } else {
             (t + 2).min(seq.tasks)
         };
-        let (ebs, norm) = (seq.eval_batch_size, seq.normalization);
         let test_features: Vec<Arc<Rows>> = seq.test[..evaluated]
             .iter()
             .enumerate()
-            .map(|(j, set)| {
-                cached_features_keyed(cache, &models[j], &keys[j], set, ebs, norm, device)
-            })
+            .map(|(j, set)| evaluator.features(&models[j], &keys[j], set))
             .collect();
-        self.accuracy_rows(t, models, &test_features, seq, device);
-        times.add("evaluation", started);
+        evaluator.timed("evaluation", || {
+            self.accuracy_rows(t, models, &test_features, seq, evaluator.device)
+        });
         if let Some(knn) = &config.knn {
-            let started = Instant::now();
             let mut knn_row = Vec::new();
             let mut knn_full_row = Vec::new();
             for j in 0..seq.tasks {
-                let bank = cached_features_keyed(
-                    cache,
-                    &models[j],
-                    &keys[j],
-                    &seq.train[j],
-                    ebs,
-                    norm,
-                    device,
-                );
-                let acc = knn_accuracy(
-                    &bank,
-                    &seq.train[j].labels,
-                    &test_features[j],
-                    &seq.test[j].labels,
-                    knn,
-                );
+                let (train, test) = (&seq.train[j], &seq.test[j]);
+                let queries = &test_features[j];
+                let acc = evaluator.knn(&models[j], &keys[j], train, queries, &test.labels, knn);
                 self.rows.push(MetricRow::entry(names::KNN_ACC, t, j, acc));
                 knn_full_row.push(acc);
                 if j <= t {
@@ -413,7 +376,6 @@ impl Evaluation {
             }
             self.knn_seen.push_row(knn_row);
             self.knn_all.push(knn_full_row);
-            times.add("knn", started);
         }
     }
 
@@ -640,7 +602,7 @@ fn adaptation_rows(
         let task_test = Arc::new(renumber(&seq.test[j]));
         let task_train = renumber(&seq.train[j]);
         let task_train = Arc::new(match adaptation.samples_per_class {
-            Some(n) => task_train.cap_per_class(n),
+            Some(n) => task_train.cap_per_class(n.get()),
             None => task_train,
         });
         rows.push(MetricRow::at(

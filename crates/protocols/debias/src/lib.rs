@@ -11,7 +11,7 @@
 
 pub mod methods;
 
-use reusebench_core::{Purpose, Seeds};
+use reusebench_core::{Evaluator, Purpose, Seeds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,11 +24,12 @@ use reusebench_core::CoreError;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::load_head;
 use reusebench_core::feature_cache::FeatureCache;
-use reusebench_core::features::{cached_features, head_logits};
-use reusebench_core::metrics::{MetricRow, accuracy, names};
+use reusebench_core::metrics::{MetricRow, names};
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{bases, changes};
-use reusebench_core::protocol::{Checks, Protocol, RunEnv, check_classes, default_eval_batch_size};
+use reusebench_core::protocol::{
+    Checks, Protocol, RunEnv, check_classes, default_eval_batch_size, model_inputs,
+};
 use reusebench_data::shortcut::Shortcut;
 use reusebench_data::{DatasetSpec, ImageSet, NormalizationChoice};
 use serde::{Deserialize, Serialize};
@@ -139,19 +140,12 @@ impl Protocol for Debias {
         Ok(())
     }
 
-    fn seed(config: &DebiasConfig) -> u64 {
-        config.seed
-    }
-
     fn method(config: &DebiasConfig) -> String {
         config.method.name().to_string()
     }
 
     fn inputs(config: &DebiasConfig) -> Vec<PathBuf> {
-        let mut v = config.data.required_paths();
-        v.extend(config.backbone.files());
-        v.push(config.head.clone());
-        v
+        model_inputs(&config.data, &config.backbone, Some(&config.head))
     }
 
     fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
@@ -253,18 +247,10 @@ fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
     // backbone did not move (side-tuning's frozen base, a θ′ on the head
     // only); the key covers θ′, so a moved backbone is recomputed.
     let cache = FeatureCache::default();
+    let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
     let evaluate = |model: &Classifier, suffix: &str, rows: &mut Vec<MetricRow>| {
         for (metric, set) in &sets {
-            let feats = cached_features(
-                &cache,
-                model,
-                set,
-                config.eval_batch_size,
-                normalization,
-                &device,
-            );
-            let logits = head_logits(&model.head, &feats, &device);
-            let acc = accuracy(&logits.values, logits.dim, &set.labels);
+            let acc = evaluator.cached_accuracy(model, set);
             rows.push(MetricRow::scalar(&format!("{metric}{suffix}"), acc));
         }
     };
@@ -283,7 +269,7 @@ fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
         device: &device,
         progress: env.progress,
     };
-    let tuned = config.method.spec().tune(&start, &ctx)?;
+    let tuned = evaluator.timed("tune", || config.method.spec().tune(&start, &ctx))?;
     evaluate(&tuned.model, "", &mut rows);
     rows.push(MetricRow::scalar(names::TUNING_STEPS, tuned.steps as f64));
     rows.push(MetricRow::scalar(
@@ -305,5 +291,6 @@ fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>
             ""
         }
     ));
+    rows.extend(evaluator.phase_rows());
     Ok(rows)
 }

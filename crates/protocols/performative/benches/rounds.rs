@@ -11,6 +11,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use reusebench_core::bounded::PositiveInt;
 use reusebench_core::features::Rows;
 use reusebench_core::model::linear_head;
 use reusebench_core::train::OptimConfig;
@@ -78,15 +79,10 @@ fn methods() -> Vec<PerformativeMethod> {
         PerformativeMethod::Bbse(Bbse {}),
         PerformativeMethod::Pap(Pap::default()),
         PerformativeMethod::Retrain(Retrain {
-            epochs: 1,
-            batch_size: 32,
+            epochs: PositiveInt::of(1),
+            batch_size: PositiveInt::of(32),
             backbone: false,
-            optimizer: OptimConfig {
-                lr: 0.01,
-                momentum: 0.9,
-                weight_decay: 0.0,
-                schedule: Default::default(),
-            },
+            optimizer: OptimConfig::sgd(0.01),
         }),
     ]
 }

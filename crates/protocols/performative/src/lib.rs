@@ -27,7 +27,9 @@ use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::load_head;
 use reusebench_core::features::{features, head_logits};
 use reusebench_core::metrics::{Coords, MetricRow, names};
-use reusebench_core::protocol::{Checks, Protocol, RunEnv, check_classes, default_eval_batch_size};
+use reusebench_core::protocol::{
+    Checks, Protocol, RunEnv, check_classes, default_eval_batch_size, model_inputs,
+};
 use reusebench_data::{DatasetSpec, NormalizationChoice};
 use serde::{Deserialize, Serialize};
 
@@ -235,19 +237,12 @@ impl Protocol for Performative {
         Ok(())
     }
 
-    fn seed(config: &PerformativeConfig) -> u64 {
-        config.seed
-    }
-
     fn method(config: &PerformativeConfig) -> String {
         config.method.label()
     }
 
     fn inputs(config: &PerformativeConfig) -> Vec<PathBuf> {
-        let mut v = config.data.required_paths();
-        v.extend(config.backbone.files());
-        v.push(config.head.clone());
-        v
+        model_inputs(&config.data, &config.backbone, Some(&config.head))
     }
 
     fn run(config: &PerformativeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {

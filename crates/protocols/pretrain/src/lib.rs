@@ -1,7 +1,8 @@
 //! `pretrain`: supervised training of a backbone on a dataset (or a subset
 //! of its classes), writing a checkpoint that later grids start from.
 
-use reusebench_core::{Purpose, Seeds};
+use reusebench_core::feature_cache::FeatureCache;
+use reusebench_core::{Evaluator, Purpose, Seeds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use reusebench_core::checkpoint::{save_backbone, save_head};
 use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
+    model_inputs,
 };
 use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit};
 
@@ -64,7 +66,6 @@ impl Protocol for Pretrain {
     type Config = PretrainConfig;
 
     fn validate(config: &PretrainConfig, checks: &Checks) -> Result<(), CoreError> {
-        config.optimizer.validate("optimizer")?;
         checks.backbone(&config.backbone, "backbone")?;
         if config.epochs == 0 {
             return Err(CoreError::config("epochs", "must be >= 1"));
@@ -83,14 +84,8 @@ impl Protocol for Pretrain {
         Ok(())
     }
 
-    fn seed(config: &PretrainConfig) -> u64 {
-        config.seed
-    }
-
     fn inputs(config: &PretrainConfig) -> Vec<PathBuf> {
-        let mut v = config.data.required_paths();
-        v.extend(config.backbone.files());
-        v
+        model_inputs(&config.data, &config.backbone, None)
     }
 
     fn outputs(config: &PretrainConfig) -> Vec<PathBuf> {
@@ -136,14 +131,12 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
             coords: Coords::new().with(names::STAGE, "pretrain"),
         }),
     };
-    let (model, stats) = fit(model, &train, &stage, &mut NoHooks, &train_device, progress)?;
-    let acc = env.test_accuracy(
-        &model,
-        &test,
-        config.eval_batch_size,
-        normalization,
-        &train_device,
-    );
+    let cache = FeatureCache::default();
+    let evaluator = Evaluator::new(&train_device, &cache, config.eval_batch_size, normalization);
+    let (model, stats) = evaluator.timed("train", || {
+        fit(model, &train, &stage, &mut NoHooks, &train_device, progress)
+    })?;
+    let acc = evaluator.accuracy(&model, &test);
     let mut rows = Vec::new();
     if let Some(s) = &config.shortcut {
         for (metric, set) in [
@@ -153,14 +146,10 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
                 s.conflicting(&test, k, Seeds::new(config.seed).of(Purpose::Shortcut)),
             ),
         ] {
-            let acc = env.test_accuracy(
-                &model,
-                &Arc::new(set),
-                config.eval_batch_size,
-                normalization,
-                &train_device,
-            );
-            rows.push(MetricRow::scalar(metric, acc));
+            rows.push(MetricRow::scalar(
+                metric,
+                evaluator.accuracy(&model, &Arc::new(set)),
+            ));
         }
     }
     save_backbone(model.backbone(), &config.backbone, &config.output)?;
@@ -174,5 +163,6 @@ fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreErro
     ));
     rows.push(MetricRow::scalar(names::TEST_ACC, acc));
     rows.push(MetricRow::scalar(names::TRAIN_LOSS, stats.last_epoch_loss));
+    rows.extend(evaluator.phase_rows());
     Ok(rows)
 }

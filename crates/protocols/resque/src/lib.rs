@@ -18,9 +18,11 @@
 
 pub mod score;
 
-use reusebench_core::{Purpose, Seeds};
+use reusebench_core::feature_cache::FeatureCache;
+use reusebench_core::{Evaluator, Purpose, Seeds};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use burn::tensor::Device;
 use rand::seq::SliceRandom;
@@ -33,6 +35,7 @@ use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_batch_size, default_eval_batch_size,
+    model_inputs,
 };
 use reusebench_core::train::{CurveSink, OptimConfig, Stage, fit_with};
 use reusebench_data::shift::Corruption;
@@ -151,7 +154,6 @@ impl Protocol for Resque {
 
     fn validate(config: &ResqueConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;
-        config.retrain.optimizer.validate("retrain.optimizer")?;
         config.cost.validate("cost")?;
         match (config.retrain.target_acc, config.retrain.target_of_clean) {
             (Some(target), None) => {
@@ -239,18 +241,12 @@ impl Protocol for Resque {
         Ok(())
     }
 
-    fn seed(config: &ResqueConfig) -> u64 {
-        config.seed
-    }
-
     fn method(config: &ResqueConfig) -> String {
         config.shift.family().to_string()
     }
 
     fn inputs(config: &ResqueConfig) -> Vec<PathBuf> {
-        let mut v = config.data.required_paths();
-        v.extend(config.backbone.files());
-        v.extend(config.head.clone());
+        let mut v = model_inputs(&config.data, &config.backbone, &config.head);
         if let ShiftConfig::Task {
             data: Some(data), ..
         } = &config.shift
@@ -273,10 +269,16 @@ fn relabelled(set: &ImageSet, classes: &[u32]) -> ImageSet {
 /// One cell: the shift and its one-pass prediction, then retraining to
 /// the target while the cost is tracked, then the cost's rows.
 fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
+    let started = Instant::now();
     let device = env.train_device(config.seed)?;
-    let mut shifted = Shifted::prepare(config, env, &device)?;
+    let cache = FeatureCache::default();
+    let mut shifted = Shifted::prepare(config, env, &device, &cache)?;
+    let bs = config.eval_batch_size;
+    let evaluator = Evaluator::new(&device, &cache, bs, shifted.normalization);
+    evaluator.add_since("data and score", started);
     let mut rows = std::mem::take(&mut shifted.rows);
-    rows.extend(retrain(config, env, shifted, &device)?);
+    rows.extend(evaluator.timed("retrain", || retrain(config, env, &evaluator, shifted))?);
+    rows.extend(evaluator.phase_rows());
     Ok(rows)
 }
 
@@ -294,10 +296,15 @@ struct Shifted {
 }
 
 impl Shifted {
-    fn prepare(config: &ResqueConfig, env: &RunEnv, device: &Device) -> Result<Self, CoreError> {
+    fn prepare(
+        config: &ResqueConfig,
+        env: &RunEnv,
+        device: &Device,
+        cache: &FeatureCache,
+    ) -> Result<Self, CoreError> {
         let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
         let normalization = config.normalization.resolve(data.normalization);
-        let bs = config.eval_batch_size;
+        let evaluator = Evaluator::new(device, cache, config.eval_batch_size, normalization);
         let mut rows = Vec::new();
         let mut clean = None;
         let (model, train, test) = match &config.shift {
@@ -314,7 +321,13 @@ impl Shifted {
                 let k = task_classes.len();
                 let source =
                     env.build_classifier(&config.backbone, classes.len(), config.seed, device)?;
-                let feats = features(source.backbone(), &train, bs, normalization, device);
+                let feats = features(
+                    source.backbone(),
+                    &train,
+                    config.eval_batch_size,
+                    normalization,
+                    device,
+                );
                 rows.push(MetricRow::scalar(
                     names::RESQUE_TASK,
                     score::resque_task(&feats.values, feats.dim, &train.labels, k),
@@ -351,13 +364,7 @@ impl Shifted {
                         device,
                     )?,
                 ));
-                let clean_acc = env.test_accuracy(
-                    &model,
-                    &Arc::new(source_test.clone()),
-                    bs,
-                    normalization,
-                    device,
-                );
+                let clean_acc = evaluator.accuracy(&model, &Arc::new(source_test.clone()));
                 rows.push(MetricRow::scalar(names::CLEAN_ACC, clean_acc));
                 clean = Some(clean_acc);
                 let shifted = |set: &ImageSet, stream: Purpose| {
@@ -388,9 +395,10 @@ impl Shifted {
 fn retrain(
     config: &ResqueConfig,
     env: &RunEnv,
+    evaluator: &Evaluator,
     shifted: Shifted,
-    device: &Device,
 ) -> Result<Vec<MetricRow>, CoreError> {
+    let device = evaluator.device;
     let Shifted {
         model,
         train,
@@ -402,7 +410,7 @@ fn retrain(
     let bs = config.eval_batch_size;
     let mut rows = Vec::new();
     let k = model.head.weight.dims()[1];
-    let evaluate = |m: &Classifier| env.test_accuracy(m, &test, bs, normalization, device);
+    let evaluate = |m: &Classifier| evaluator.accuracy(m, &test);
     let before = evaluate(&model);
     rows.push(MetricRow::scalar(names::ACC_BEFORE_RETRAIN, before));
     let target = match (

@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use reusebench_results::{StoredRow, names};
+use reusebench_results::names;
 
-use super::{View, series_of, values_by};
-use crate::aggregate::Summary;
-use crate::error::ReportError;
-use crate::plot::{Axes, Figures, render_lines, slug};
+use super::{
+    Drawn, Experiment, View, draw_lines, scalar_rows, setting_line, table_header, values_by,
+};
+use crate::plot::{Figures, slug};
 
 pub struct CanonicalizeView;
 
@@ -21,15 +21,8 @@ type Ranked = (usize, String);
 const ORDER: [&str; 4] = ["vanilla", "aug", "canon", "canon-prior"];
 
 impl View for CanonicalizeView {
-    fn protocol(&self) -> &'static str {
-        "canonicalize"
-    }
-
-    fn shows_coordinates(&self) -> bool {
-        true
-    }
-
-    fn markdown(&self, summary: &Summary, _rows: &[&StoredRow], exp: &str) -> String {
+    fn markdown(&self, e: &Experiment) -> String {
+        let (exp, summary) = (e.name, e.summary);
         let columns = [
             (names::ACC_UPRIGHT, "upright"),
             (names::ACC_C8_AVG, "C8-averaged"),
@@ -38,11 +31,7 @@ impl View for CanonicalizeView {
         ];
         // (other axes, (rank, method)) -> metric -> "mean ± std".
         let mut table: BTreeMap<(Vec<String>, Ranked), BTreeMap<&str, String>> = BTreeMap::new();
-        for r in summary
-            .rows
-            .iter()
-            .filter(|r| r.experiment == exp && r.is_scalar())
-        {
+        for r in scalar_rows(summary, exp) {
             if let Some((metric, _)) = columns.iter().find(|(m, _)| *m == r.metric) {
                 let rank = ORDER
                     .iter()
@@ -63,22 +52,9 @@ impl View for CanonicalizeView {
         let mut last_axes: Option<&Vec<String>> = None;
         for ((axes, (_, method)), cells) in &table {
             if last_axes != Some(axes) {
-                let setting: Vec<String> = summary
-                    .axis_columns
-                    .iter()
-                    .zip(axes)
-                    .map(|(a, v)| format!("{a}={v}"))
-                    .collect();
-                if !setting.is_empty() {
-                    md.push_str(&format!("\n{}\n", setting.join(", ")));
-                }
-                md.push_str("\n| method |");
-                for (_, title) in &columns {
-                    md.push_str(&format!(" {title} |"));
-                }
-                md.push_str("\n| --- |");
-                md.push_str(&" --- |".repeat(columns.len()));
-                md.push('\n');
+                md.push_str(&setting_line(&summary.axis_columns, axes));
+                let titles = columns.iter().map(|(_, title)| *title);
+                md.push_str(&table_header(std::iter::once("method").chain(titles)));
                 last_axes = Some(axes);
             }
             md.push_str(&format!("| {method} |"));
@@ -93,34 +69,18 @@ impl View for CanonicalizeView {
         md
     }
 
-    fn figures(
-        &self,
-        rows: &[&StoredRow],
-        exp: &str,
-        axis_columns: &[String],
-        figures: &mut Figures,
-    ) -> Result<(), ReportError> {
+    fn figures(&self, e: &Experiment, figures: &mut Figures) -> Drawn {
+        let (exp, rows, axis_columns) = (e.name, e.rows, &e.summary.axis_columns[..]);
         let by_angle = values_by(rows, names::ACC_ROTATED, axis_columns, |r| {
             r.coords.index(names::ANGLE)
         });
-        if by_angle.is_empty() {
-            return Ok(());
-        }
-        let series = series_of(&by_angle, |&angle| angle as f64);
-        let axes = Axes {
-            title: format!("{exp}: accuracy per rotation of the test set"),
-            x_label: "rotation (degrees, counterclockwise)".into(),
-            y_label: "accuracy (%)".into(),
-            x: Axes::fit_x(&series),
-            y: Axes::fit_y(&series),
-            integer_x: true,
-        };
-        render_lines(
-            figures,
-            &format!("canonicalize-acc-per-angle-{}", slug(exp)),
-            (900, 440),
-            &axes,
-            &series,
-        )
+        let name = format!("canonicalize-acc-per-angle-{}", slug(exp));
+        let title = format!("{exp}: accuracy per rotation of the test set");
+        let labels = [
+            title.as_str(),
+            "rotation (degrees, counterclockwise)",
+            "accuracy (%)",
+        ];
+        draw_lines(figures, &name, (900, 440), &by_angle, |&a| a as f64, labels)
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use reusebench_results::{StoredRow, names};
 
-use super::{View, values_by};
+use super::{Drawn, Experiment, View, values_by};
 use crate::error::ReportError;
 use crate::plot::{
     Axes, Bars, Figures, Point, Series, bar_chart, heatmap, mean_std, render_lines, slug,
@@ -34,21 +34,8 @@ fn accuracy_axes(title: String, y_label: &str, tasks: usize) -> Axes {
 }
 
 impl View for ContinualView {
-    fn protocol(&self) -> &'static str {
-        "continual"
-    }
-
-    fn shows_coordinates(&self) -> bool {
-        true
-    }
-
-    fn figures(
-        &self,
-        rows: &[&StoredRow],
-        exp: &str,
-        axis_columns: &[String],
-        figures: &mut Figures,
-    ) -> Result<(), ReportError> {
+    fn figures(&self, e: &Experiment, figures: &mut Figures) -> Drawn {
+        let (exp, rows, axis_columns) = (e.name, e.rows, &e.summary.axis_columns[..]);
         let (setting, label) = if rows.iter().any(|r| r.metric == names::ACC_DOMAIN_IL) {
             ("domain_il", "domain-IL")
         } else {
@@ -69,14 +56,7 @@ impl View for ContinualView {
                 points: m
                     .iter()
                     .filter(|((_, j), _)| *j == 0)
-                    .map(|(&(i, _), v)| {
-                        let (mean, std) = mean_std(v);
-                        Point {
-                            x: i as f64,
-                            mean,
-                            std,
-                        }
-                    })
+                    .map(|(&(i, _), v)| Point::of(i as f64, v))
                     .collect(),
             })
             .collect();
@@ -99,45 +79,18 @@ impl View for ContinualView {
                 m.iter().map(|(&k, v)| (k, mean_std(v).0)).collect();
             let title = format!("{exp}: {group}, {label} accuracy R[i][j]");
             let name = format!("heatmap-{}-{}", slug(exp), slug(group));
-            let draw_title = title.clone();
+            let (x_label, y_label) = ("evaluated task j", "after training task i");
             figures.render(
                 &name,
                 (560, 480),
-                &|a| {
-                    heatmap(
-                        a,
-                        &draw_title,
-                        "evaluated task j",
-                        "after training task i",
-                        &means,
-                        0.0..100.0,
-                    )
-                },
-                &|a| {
-                    heatmap(
-                        a,
-                        &title,
-                        "evaluated task j",
-                        "after training task i",
-                        &means,
-                        0.0..100.0,
-                    )
-                },
+                &|a| heatmap(a, &title, x_label, y_label, &means, 0.0..100.0),
+                &|a| heatmap(a, &title, x_label, y_label, &means, 0.0..100.0),
             )?;
             let per_task: Vec<Series> = (0..tasks)
                 .map(|j| Series {
                     name: format!("task {j}"),
                     points: (j..tasks)
-                        .filter_map(|i| {
-                            m.get(&(i, j)).map(|v| {
-                                let (mean, std) = mean_std(v);
-                                Point {
-                                    x: i as f64,
-                                    mean,
-                                    std,
-                                }
-                            })
-                        })
+                        .filter_map(|i| m.get(&(i, j)).map(|v| Point::of(i as f64, v)))
                         .collect(),
                 })
                 .collect();

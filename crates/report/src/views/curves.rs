@@ -6,7 +6,7 @@ use reusebench_results::{StoredRow, names};
 
 use super::group_of;
 use crate::error::ReportError;
-use crate::plot::{Axes, Figures, Point, Series, mean_std, render_lines, slug};
+use crate::plot::{Axes, Figures, Point, Series, render_lines, slug};
 
 pub fn draw_curves(
     rows: &[&StoredRow],
@@ -35,25 +35,15 @@ pub fn draw_curves(
             let points = (0..longest)
                 .map(|i| {
                     let at: Vec<f64> = seeds.values().filter_map(|v| v.get(i).copied()).collect();
-                    let (mean, std) = mean_std(&at);
-                    Point {
-                        x: i as f64,
-                        mean,
-                        std,
-                    }
+                    Point::of(i as f64, &at)
                 })
                 .collect();
             Series { name, points }
         })
         .collect();
-    let axes = Axes {
-        title: format!("{experiment}: training loss per epoch (every stage in order)"),
-        x_label: "epoch, all stages in order".into(),
-        y_label: "mean training loss".into(),
-        x: Axes::fit_x(&series),
-        y: Axes::fit_y(&series),
-        integer_x: true,
-    };
+    let title = format!("{experiment}: training loss per epoch (every stage in order)");
+    let x_label = "epoch, all stages in order";
+    let axes = Axes::fitted(title, x_label, "mean training loss", &series);
     render_lines(
         figures,
         &format!("curves-{}", slug(experiment)),

@@ -8,10 +8,8 @@ use std::collections::BTreeMap;
 
 use reusebench_results::{StoredRow, names};
 
-use super::{View, series_of, values_by};
-use crate::aggregate::Summary;
-use crate::error::ReportError;
-use crate::plot::{Axes, Figures, mean_std, render_lines, slug};
+use super::{Drawn, Experiment, View, draw_lines, scalar_rows, table_header, values_by};
+use crate::plot::{Figures, mean_std, slug};
 
 pub struct DebiasView;
 
@@ -24,21 +22,14 @@ fn k_of(r: &StoredRow) -> Option<u32> {
 }
 
 impl View for DebiasView {
-    fn protocol(&self) -> &'static str {
-        "debias"
-    }
-
-    fn markdown(&self, summary: &Summary, rows: &[&StoredRow], exp: &str) -> String {
+    fn markdown(&self, e: &Experiment) -> String {
+        let (exp, rows, summary) = (e.name, e.rows, e.summary);
         let Some(ki) = summary.axis_columns.iter().position(|a| a == K) else {
             return String::new();
         };
         // mean ± std by (method, k, metric), scalars of this experiment.
         let mut at: BTreeMap<(String, String, String), (f64, f64)> = BTreeMap::new();
-        for r in summary
-            .rows
-            .iter()
-            .filter(|r| r.experiment == exp && r.is_scalar())
-        {
+        for r in scalar_rows(summary, exp) {
             at.insert(
                 (r.method.clone(), r.axes[ki].clone(), r.metric.clone()),
                 (r.mean, r.std),
@@ -80,13 +71,13 @@ impl View for DebiasView {
         if ks.is_empty() {
             return md;
         }
-        md.push_str("\n### Bias-conflicting / unbiased accuracy after tuning on k counterexamples\n\n| method |");
-        for k in &ks {
-            md.push_str(&format!(" k={k} conflicting | k={k} unbiased |"));
-        }
-        md.push_str("\n| --- |");
-        md.push_str(&" --- | --- |".repeat(ks.len()));
-        md.push('\n');
+        md.push_str(
+            "\n### Bias-conflicting / unbiased accuracy after tuning on k counterexamples\n",
+        );
+        let pairs = ks
+            .iter()
+            .flat_map(|k| [format!("k={k} conflicting"), format!("k={k} unbiased")]);
+        md.push_str(&table_header(std::iter::once("method".into()).chain(pairs)));
         for m in &methods {
             md.push_str(&format!("| {m} |"));
             for k in &ks {
@@ -98,15 +89,11 @@ impl View for DebiasView {
             }
             md.push('\n');
         }
-        md.push_str(
-            "\n### Accuracy kept on the original task (after − before, points)\n\n| method |",
-        );
-        for k in &ks {
-            md.push_str(&format!(" k={k} |"));
-        }
-        md.push_str("\n| --- |");
-        md.push_str(&" --- |".repeat(ks.len()));
-        md.push('\n');
+        md.push_str("\n### Accuracy kept on the original task (after − before, points)\n");
+        let columns = ks.iter().map(|k| format!("k={k}"));
+        md.push_str(&table_header(
+            std::iter::once("method".into()).chain(columns),
+        ));
         for m in &methods {
             md.push_str(&format!("| {m} |"));
             for k in &ks {
@@ -125,13 +112,8 @@ impl View for DebiasView {
         md
     }
 
-    fn figures(
-        &self,
-        rows: &[&StoredRow],
-        exp: &str,
-        axis_columns: &[String],
-        figures: &mut Figures,
-    ) -> Result<(), ReportError> {
+    fn figures(&self, e: &Experiment, figures: &mut Figures) -> Drawn {
+        let (exp, rows, axis_columns) = (e.name, e.rows, &e.summary.axis_columns[..]);
         let others: Vec<String> = axis_columns.iter().filter(|a| *a != K).cloned().collect();
         for (metric, what, file) in [
             (
@@ -142,24 +124,16 @@ impl View for DebiasView {
             (names::ACC_UNBIASED, "unbiased accuracy (%)", "unbiased"),
         ] {
             let by_k = values_by(rows, metric, &others, k_of);
-            if by_k.is_empty() {
-                continue;
-            }
-            let series = series_of(&by_k, |&k| (k as f64).log2());
-            let axes = Axes {
-                title: format!("{exp}: {what} against k"),
-                x_label: "log2 k (counterexamples)".into(),
-                y_label: what.into(),
-                x: Axes::fit_x(&series),
-                y: Axes::fit_y(&series),
-                integer_x: true,
-            };
-            render_lines(
+            let name = format!("debias-{file}-vs-k-{}", slug(exp));
+            let title = format!("{exp}: {what} against k");
+            let labels = [title.as_str(), "log2 k (counterexamples)", what];
+            draw_lines(
                 figures,
-                &format!("debias-{file}-vs-k-{}", slug(exp)),
+                &name,
                 (860, 440),
-                &axes,
-                &series,
+                &by_k,
+                |&k| (k as f64).log2(),
+                labels,
             )?;
         }
         Ok(())

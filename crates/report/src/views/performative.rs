@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 
 use reusebench_results::{StoredRow, names};
 
-use super::{View, series_of, values_by};
-use crate::aggregate::Summary;
-use crate::error::ReportError;
-use crate::plot::{Axes, Figures, render_lines, slug};
+use super::{
+    Drawn, Experiment, View, draw_lines, scalar_rows, setting_line, table_header, values_by,
+};
+use crate::plot::{Figures, slug};
 
 pub struct PerformativeView;
 
@@ -20,22 +20,11 @@ pub struct PerformativeView;
 const TEMPERATURE: &str = "temperature";
 
 impl View for PerformativeView {
-    fn protocol(&self) -> &'static str {
-        "performative"
-    }
-
-    fn shows_coordinates(&self) -> bool {
-        true
-    }
-
-    fn markdown(&self, summary: &Summary, _rows: &[&StoredRow], exp: &str) -> String {
+    fn markdown(&self, e: &Experiment) -> String {
+        let (exp, summary) = (e.name, e.summary);
         // Mean accuracy over rounds by (other axes) and method.
         let mut by_setting: BTreeMap<Vec<String>, BTreeMap<String, f64>> = BTreeMap::new();
-        for r in summary
-            .rows
-            .iter()
-            .filter(|r| r.experiment == exp && r.metric == names::MEAN_ROUND_ACC && r.is_scalar())
-        {
+        for r in scalar_rows(summary, exp).filter(|r| r.metric == names::MEAN_ROUND_ACC) {
             by_setting
                 .entry(r.axes.clone())
                 .or_default()
@@ -53,16 +42,8 @@ impl View for PerformativeView {
                     "\n### Between no-adapt and oracle-prior\n\nMean accuracy over rounds (mean over seeds); `gap closed` = (method − no-adapt) / (oracle-prior − no-adapt).\n",
                 );
             }
-            let setting: Vec<String> = summary
-                .axis_columns
-                .iter()
-                .zip(axes)
-                .map(|(a, v)| format!("{a}={v}"))
-                .collect();
-            if !setting.is_empty() {
-                md.push_str(&format!("\n{}\n", setting.join(", ")));
-            }
-            md.push_str("\n| method | mean round acc | gap closed |\n| --- | --- | --- |\n");
+            md.push_str(&setting_line(&summary.axis_columns, axes));
+            md.push_str(&table_header(["method", "mean round acc", "gap closed"]));
             for (method, &acc) in methods {
                 let gap = if (oracle - none).abs() > 1e-9 {
                     format!("{:.2}", (acc - none) / (oracle - none))
@@ -75,13 +56,8 @@ impl View for PerformativeView {
         md
     }
 
-    fn figures(
-        &self,
-        rows: &[&StoredRow],
-        exp: &str,
-        axis_columns: &[String],
-        figures: &mut Figures,
-    ) -> Result<(), ReportError> {
+    fn figures(&self, e: &Experiment, figures: &mut Figures) -> Drawn {
+        let (exp, rows, axis_columns) = (e.name, e.rows, &e.summary.axis_columns[..]);
         let others: Vec<String> = axis_columns
             .iter()
             .filter(|a| *a != TEMPERATURE)
@@ -107,25 +83,10 @@ impl View for PerformativeView {
                 (names::ROUND_CE, "cross-entropy (nats)", "loss"),
             ] {
                 let by_round = values_by(&rows, metric, &others, |r| r.coords.index(names::ROUND));
-                if by_round.is_empty() {
-                    continue;
-                }
-                let series = series_of(&by_round, |&round| round as f64);
-                let axes = Axes {
-                    title: format!("{exp}: {what} per round{suffix}"),
-                    x_label: "round".into(),
-                    y_label: what.into(),
-                    x: Axes::fit_x(&series),
-                    y: Axes::fit_y(&series),
-                    integer_x: true,
-                };
-                render_lines(
-                    figures,
-                    &format!("rounds-{file}-{}{file_tau}", slug(exp)),
-                    (900, 440),
-                    &axes,
-                    &series,
-                )?;
+                let name = format!("rounds-{file}-{}{file_tau}", slug(exp));
+                let title = format!("{exp}: {what} per round{suffix}");
+                let labels = [title.as_str(), "round", what];
+                draw_lines(figures, &name, (900, 440), &by_round, |&r| r as f64, labels)?;
             }
         }
         Ok(())

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use reusebench_results::{StoredRow, names};
 
-use super::View;
+use super::{Drawn, Experiment, View};
 use crate::aggregate::Summary;
 use crate::error::ReportError;
 use crate::plot::{Axes, Figures, Scatter, render_scatter, slug};
@@ -96,15 +96,8 @@ fn interval((v, lo, hi): (f64, f64, f64)) -> String {
 }
 
 impl View for ResqueView {
-    fn protocol(&self) -> &'static str {
-        "resque"
-    }
-
-    fn shows_coordinates(&self) -> bool {
-        true
-    }
-
-    fn markdown(&self, _summary: &Summary, rows: &[&StoredRow], _exp: &str) -> String {
+    fn markdown(&self, e: &Experiment) -> String {
+        let rows = e.rows;
         let cells = cells(rows);
         if cells.is_empty() {
             return String::new();
@@ -139,13 +132,8 @@ impl View for ResqueView {
         md
     }
 
-    fn figures(
-        &self,
-        rows: &[&StoredRow],
-        exp: &str,
-        _axis_columns: &[String],
-        figures: &mut Figures,
-    ) -> Result<(), ReportError> {
+    fn figures(&self, e: &Experiment, figures: &mut Figures) -> Drawn {
+        let (exp, rows) = (e.name, e.rows);
         let cells = cells(rows);
         for (task, kind, x_label) in [
             (false, "dist", "RESQUE_dist (mean angle / π)"),

@@ -3,7 +3,7 @@
 //! orientation of training images, which are upright, to the identity.
 
 use reusebench_core::method::Method;
-use reusebench_core::CoreError;
+use reusebench_core::bounded::NonNegative;
 use serde::{Deserialize, Serialize};
 
 use super::CanonMethodSpec;
@@ -13,30 +13,20 @@ use super::CanonMethodSpec;
 pub struct CanonPrior {
     /// equiadapt's default: 100 (task weight 1).
     #[serde(default = "default_prior_weight")]
-    pub prior_weight: f64,
+    pub prior_weight: NonNegative,
 }
 
-fn default_prior_weight() -> f64 {
-    100.0
+fn default_prior_weight() -> NonNegative {
+    NonNegative::of(100.0)
 }
 
-impl Method for CanonPrior {
-    fn validate(&self) -> Result<(), CoreError> {
-        if !(self.prior_weight.is_finite() && self.prior_weight >= 0.0) {
-            return Err(CoreError::config(
-                "method.prior_weight",
-                format!("must be >= 0, got {}", self.prior_weight),
-            ));
-        }
-        Ok(())
-    }
-}
+impl Method for CanonPrior {}
 
 impl CanonMethodSpec for CanonPrior {
     fn canonicalizes(&self) -> bool {
         true
     }
     fn prior_weight(&self) -> f64 {
-        self.prior_weight
+        self.prior_weight.get()
     }
 }

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::joint::union;
-use super::{ContinualMethod, TaskContext};
-use reusebench_core::CoreError;
+use super::{ContinualMethod, Learned, TaskContext};
 use reusebench_core::model::Classifier;
 use reusebench_core::train::{NoHooks, OptimConfig};
 
@@ -22,20 +21,11 @@ pub struct Cumulative {
     pub optimizer: OptimConfig,
 }
 
-impl Method for Cumulative {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")
-    }
-}
+impl Method for Cumulative {}
 
 impl ContinualMethod for Cumulative {
     type State = ();
-    fn learn_task(
-        &self,
-        _state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
+    fn learn_task(&self, _: &mut (), model: Classifier, ctx: &TaskContext) -> Learned {
         let data = Arc::new(union(ctx.history));
         ctx.fine_tune_on(model, &data, self.epochs, &self.optimizer, &mut NoHooks)
     }

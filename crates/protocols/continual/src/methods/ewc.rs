@@ -5,11 +5,10 @@
 //! F ← γ·F + F_new; later tasks add λ·Σ_k F_k (θ_k − θ*_k)² with θ* the
 //! weights after the previous task — λ on Mammoth's `e_lambda` scale (no ½).
 
-use reusebench_core::method::Method;
+use reusebench_core::bounded::{NonNegative, Probability};
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, TaskContext, learn_with_importance};
-use reusebench_core::CoreError;
+use super::{ContinualMethod, Learned, LpStage, TaskContext, learn_with_importance};
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{ImportanceKind, ParamTable, accumulate};
 use reusebench_core::train::OptimConfig;
@@ -20,10 +19,10 @@ pub struct Ewc {
     pub epochs: usize,
     pub optimizer: OptimConfig,
     /// λ, the penalty's weight (no default: it depends on the data's scale).
-    pub lambda: f64,
+    pub lambda: NonNegative,
     /// Decay of the old Fisher (1 = plain sum over tasks).
     #[serde(default = "default_gamma")]
-    pub gamma: f64,
+    pub gamma: Probability,
     /// Estimate the Fisher on this many samples per task; all when absent.
     #[serde(default)]
     pub fisher_samples: Option<usize>,
@@ -34,8 +33,8 @@ pub struct Ewc {
     pub lp: Option<LpStage>,
 }
 
-fn default_gamma() -> f64 {
-    1.0
+fn default_gamma() -> Probability {
+    Probability::of(1.0)
 }
 
 /// Which Fisher estimate.
@@ -54,40 +53,16 @@ impl Ewc {
     /// `e_lambda` (its penalty has no ½), so a λ from Mammoth's best
     /// arguments means the same here.
     pub fn penalty_scale(&self) -> f64 {
-        self.lambda
+        self.lambda.get()
     }
 }
 
-impl Method for Ewc {
-    fn label(&self, name: &'static str) -> String {
-        super::lp_label(name, &self.lp)
-    }
-
-
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        if let Some(lp) = &self.lp {
-            lp.validate()?;
-        }
-        if self.lambda.is_nan() || self.lambda < 0.0 {
-            return Err(CoreError::config("method.lambda", "must be >= 0"));
-        }
-        if !(0.0..=1.0).contains(&self.gamma) {
-            return Err(CoreError::config("method.gamma", "must be in [0, 1]"));
-        }
-        Ok(())
-    }
-}
+super::probe_then_fine_tune!(Ewc);
 
 impl ContinualMethod for Ewc {
     type State = Option<(ParamTable, ParamTable)>;
-    fn learn_task(
-        &self,
-        state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
-        let gamma = self.gamma;
+    fn learn_task(&self, state: &mut Self::State, model: Classifier, ctx: &TaskContext) -> Learned {
+        let gamma = self.gamma.get();
         learn_with_importance(
             state,
             match self.fisher {
@@ -100,9 +75,7 @@ impl ContinualMethod for Ewc {
                 accumulate(&mut old, new, gamma);
                 old
             },
-            &self.lp,
-            self.epochs,
-            &self.optimizer,
+            self.training(),
             model,
             ctx,
         )

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use reusebench_data::ImageSet;
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, TaskContext};
-use reusebench_core::CoreError;
+use super::{ContinualMethod, Learned, TaskContext};
 use reusebench_core::model::Classifier;
 use reusebench_core::train::{NoHooks, OptimConfig};
 
@@ -35,20 +34,11 @@ pub fn union(sets: &[Arc<ImageSet>]) -> ImageSet {
     all
 }
 
-impl Method for Joint {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")
-    }
-}
+impl Method for Joint {}
 
 impl ContinualMethod for Joint {
     type State = ();
-    fn learn_task(
-        &self,
-        _state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
+    fn learn_task(&self, _: &mut (), model: Classifier, ctx: &TaskContext) -> Learned {
         if ctx.task + 1 < ctx.num_tasks {
             return Ok(model);
         }

@@ -2,10 +2,10 @@
 //! 2018): (α/2)·‖w_backbone − w⁰_backbone‖² + (β/2)·‖w_head‖², with w⁰ the
 //! backbone's weights before the first task (the pretrained ones).
 
-use reusebench_core::method::Method;
+use reusebench_core::bounded::NonNegative;
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, TaskContext};
+use super::{ContinualMethod, Learned, LpStage, TaskContext};
 use reusebench_core::CoreError;
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{ParamTable, quadratic_penalty, snapshot};
@@ -19,19 +19,19 @@ pub struct L2Sp {
     pub optimizer: OptimConfig,
     /// Weight of the pull towards the pretrained backbone.
     #[serde(default = "default_alpha")]
-    pub alpha: f64,
+    pub alpha: NonNegative,
     /// Weight of plain L2 on the head.
     #[serde(default = "default_beta")]
-    pub beta: f64,
+    pub beta: NonNegative,
     #[serde(default)]
     pub lp: Option<LpStage>,
 }
 
-fn default_alpha() -> f64 {
-    0.1
+fn default_alpha() -> NonNegative {
+    NonNegative::of(0.1)
 }
-fn default_beta() -> f64 {
-    0.01
+fn default_beta() -> NonNegative {
+    NonNegative::of(0.01)
 }
 
 struct Pull<'a> {
@@ -57,35 +57,11 @@ impl TrainHooks<Classifier> for Pull<'_> {
     }
 }
 
-impl Method for L2Sp {
-    fn label(&self, name: &'static str) -> String {
-        super::lp_label(name, &self.lp)
-    }
-
-
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        if let Some(lp) = &self.lp {
-            lp.validate()?;
-        }
-        if self.alpha.is_nan() || self.alpha < 0.0 {
-            return Err(CoreError::config("method.alpha", "must be >= 0"));
-        }
-        if self.beta.is_nan() || self.beta < 0.0 {
-            return Err(CoreError::config("method.beta", "must be >= 0"));
-        }
-        Ok(())
-    }
-}
+super::probe_then_fine_tune!(L2Sp);
 
 impl ContinualMethod for L2Sp {
     type State = Option<(ParamTable, ParamTable)>;
-    fn learn_task(
-        &self,
-        state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
+    fn learn_task(&self, state: &mut Self::State, model: Classifier, ctx: &TaskContext) -> Learned {
         if state.is_none() {
             let zeros = snapshot(&model.head)
                 .into_iter()
@@ -93,17 +69,15 @@ impl ContinualMethod for L2Sp {
                 .collect();
             *state = Some((snapshot(model.backbone()), zeros));
         }
-        let model = LpStage::run(&self.lp, model, ctx)?;
         let (start, zeros) = state.as_ref().expect("set above");
-        ctx.fine_tune(
+        self.training().run(
             model,
-            self.epochs,
-            &self.optimizer,
+            ctx,
             &mut Pull {
                 start,
                 zeros,
-                alpha: self.alpha,
-                beta: self.beta,
+                alpha: self.alpha.get(),
+                beta: self.beta.get(),
             },
         )
     }

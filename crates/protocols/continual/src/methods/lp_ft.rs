@@ -5,8 +5,7 @@
 use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, TaskContext};
-use reusebench_core::CoreError;
+use super::{ContinualMethod, Learned, TaskContext};
 use reusebench_core::model::Classifier;
 use reusebench_core::train::{NoHooks, OptimConfig};
 
@@ -21,21 +20,11 @@ pub struct LpFt {
     pub ft_optimizer: OptimConfig,
 }
 
-impl Method for LpFt {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.lp_optimizer.validate("method.lp_optimizer")?;
-        self.ft_optimizer.validate("method.ft_optimizer")
-    }
-}
+impl Method for LpFt {}
 
 impl ContinualMethod for LpFt {
     type State = ();
-    fn learn_task(
-        &self,
-        _state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
+    fn learn_task(&self, _: &mut (), model: Classifier, ctx: &TaskContext) -> Learned {
         let model = ctx.linear_probe(model, self.lp_epochs, &self.lp_optimizer)?;
         ctx.fine_tune(model, self.ft_epochs, &self.ft_optimizer, &mut NoHooks)
     }

@@ -13,12 +13,12 @@
 //! old model's logits once per task on un-augmented images; here they are
 //! computed on the same augmented batch as the current model's.
 
-use reusebench_core::method::Method;
+use reusebench_core::bounded::{NonNegative, Positive};
 use burn::module::Module;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, TaskContext};
+use super::{ContinualMethod, Learned, LpStage, TaskContext};
 use reusebench_core::CoreError;
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::distillation_loss;
@@ -31,18 +31,18 @@ pub struct Lwf {
     pub optimizer: OptimConfig,
     /// Weight of the distillation term.
     #[serde(default = "default_lambda")]
-    pub lambda: f64,
+    pub lambda: NonNegative,
     #[serde(default = "default_temperature")]
-    pub temperature: f64,
+    pub temperature: Positive,
     #[serde(default)]
     pub lp: Option<LpStage>,
 }
 
-fn default_lambda() -> f64 {
-    1.0
+fn default_lambda() -> NonNegative {
+    NonNegative::of(1.0)
 }
-fn default_temperature() -> f64 {
-    2.0
+fn default_temperature() -> Positive {
+    Positive::of(2.0)
 }
 
 struct LwfHook<'a> {
@@ -82,46 +82,20 @@ impl TrainHooks<Classifier> for LwfHook<'_> {
     }
 }
 
-impl Method for Lwf {
-    fn label(&self, name: &'static str) -> String {
-        super::lp_label(name, &self.lp)
-    }
-
-
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        if let Some(lp) = &self.lp {
-            lp.validate()?;
-        }
-        if self.lambda.is_nan() || self.lambda < 0.0 {
-            return Err(CoreError::config("method.lambda", "must be >= 0"));
-        }
-        if self.temperature.is_nan() || self.temperature <= 0.0 {
-            return Err(CoreError::config("method.temperature", "must be > 0"));
-        }
-        Ok(())
-    }
-}
+super::probe_then_fine_tune!(Lwf);
 
 impl ContinualMethod for Lwf {
     type State = Option<Box<Classifier>>;
-    fn learn_task(
-        &self,
-        state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
-        let model = LpStage::run(&self.lp, model, ctx)?;
-        let model = ctx.fine_tune(
+    fn learn_task(&self, state: &mut Self::State, model: Classifier, ctx: &TaskContext) -> Learned {
+        let model = self.training().run(
             model,
-            self.epochs,
-            &self.optimizer,
+            ctx,
             &mut LwfHook {
                 old: state.as_deref(),
                 old_classes: ctx.old_classes,
                 seen_classes: ctx.seen_classes,
-                temperature: self.temperature,
-                lambda: self.lambda,
+                temperature: self.temperature.get(),
+                lambda: self.lambda.get(),
             },
         )?;
         *state = Some(Box::new(model.valid()));

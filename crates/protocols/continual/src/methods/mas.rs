@@ -5,11 +5,10 @@
 //! (Avalanche's default α = 0.5); later tasks add λ·Σ_k Ω_k (θ_k − θ*_k)²
 //! with θ* the weights after the previous task.
 
-use reusebench_core::method::Method;
+use reusebench_core::bounded::{NonNegative, Probability};
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, LpStage, TaskContext, learn_with_importance};
-use reusebench_core::CoreError;
+use super::{ContinualMethod, Learned, LpStage, TaskContext, learn_with_importance};
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{ImportanceKind, ParamTable, accumulate};
 use reusebench_core::train::OptimConfig;
@@ -21,10 +20,10 @@ pub struct Mas {
     pub optimizer: OptimConfig,
     /// λ, the penalty's weight.
     #[serde(default = "default_lambda")]
-    pub lambda: f64,
+    pub lambda: NonNegative,
     /// Weight of the old importance in the running average.
     #[serde(default = "default_alpha")]
-    pub alpha: f64,
+    pub alpha: Probability,
     /// Estimate the importance on this many samples per task (a seeded
     /// subset); every training sample when absent.
     #[serde(default)]
@@ -34,48 +33,24 @@ pub struct Mas {
     pub lp: Option<LpStage>,
 }
 
-fn default_lambda() -> f64 {
-    1.0
+fn default_lambda() -> NonNegative {
+    NonNegative::of(1.0)
 }
-fn default_alpha() -> f64 {
-    0.5
+fn default_alpha() -> Probability {
+    Probability::of(0.5)
 }
 
-impl Method for Mas {
-    fn label(&self, name: &'static str) -> String {
-        super::lp_label(name, &self.lp)
-    }
-
-
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        if let Some(lp) = &self.lp {
-            lp.validate()?;
-        }
-        if self.lambda.is_nan() || self.lambda < 0.0 {
-            return Err(CoreError::config("method.lambda", "must be >= 0"));
-        }
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(CoreError::config("method.alpha", "must be in [0, 1]"));
-        }
-        Ok(())
-    }
-}
+super::probe_then_fine_tune!(Mas);
 
 impl ContinualMethod for Mas {
     type State = Option<(ParamTable, ParamTable)>;
-    fn learn_task(
-        &self,
-        state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
-        let alpha = self.alpha;
+    fn learn_task(&self, state: &mut Self::State, model: Classifier, ctx: &TaskContext) -> Learned {
+        let alpha = self.alpha.get();
         learn_with_importance(
             state,
             ImportanceKind::Mas,
             self.importance_samples,
-            self.lambda,
+            self.lambda.get(),
             |mut old, new| {
                 let scaled = new
                     .into_iter()
@@ -84,9 +59,7 @@ impl ContinualMethod for Mas {
                 accumulate(&mut old, scaled, alpha);
                 old
             },
-            &self.lp,
-            self.epochs,
-            &self.optimizer,
+            self.training(),
             model,
             ctx,
         )

@@ -30,6 +30,31 @@ use reusebench_core::train::{
 };
 use reusebench_core::{CoreError, Purpose, Seeds};
 
+/// For a method with `epochs`, `optimizer` and an optional `lp` stage
+/// (invoked in its own file): its [`Training`], and its label, `name+lp`
+/// when the probe runs.
+macro_rules! probe_then_fine_tune {
+    ($method:ty) => {
+        impl $method {
+            fn training(&self) -> super::Training<'_> {
+                let (lp, epochs, optimizer) = (&self.lp, self.epochs, &self.optimizer);
+                super::Training {
+                    lp,
+                    epochs,
+                    optimizer,
+                }
+            }
+        }
+
+        impl reusebench_core::method::Method for $method {
+            fn label(&self, name: &'static str) -> String {
+                super::lp_label(name, &self.lp)
+            }
+        }
+    };
+}
+pub(crate) use probe_then_fine_tune;
+
 reusebench_core::register_methods! {
     /// A method as a grid names it (`method.name`), with its settings.
     pub enum MethodConfig: dyn ContinualMethodSpec {
@@ -93,8 +118,7 @@ impl<M: ContinualMethod + Clone + 'static> ContinualMethodSpec for M {
 /// A method's config with the state it carries from task to task.
 pub trait TaskLearner {
     /// Trains `model` on the task `ctx` describes and returns it.
-    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext)
-    -> Result<Classifier, CoreError>;
+    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Learned;
     /// The model task `task` is evaluated with, when the method keeps one
     /// per task (lifelong side-tuning); `None`: the current model.
     fn task_model(&self, task: usize) -> Option<Classifier>;
@@ -106,11 +130,7 @@ struct Learner<M: ContinualMethod> {
 }
 
 impl<M: ContinualMethod> TaskLearner for Learner<M> {
-    fn learn_task(
-        &mut self,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
+    fn learn_task(&mut self, model: Classifier, ctx: &TaskContext) -> Learned {
         self.method.learn_task(&mut self.state, model, ctx)
     }
 
@@ -137,16 +157,8 @@ pub struct LpStage {
 }
 
 impl LpStage {
-    pub fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.lp.optimizer")
-    }
-
     /// Runs the probe when configured.
-    pub fn run(
-        stage: &Option<LpStage>,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
+    pub fn run(stage: &Option<LpStage>, model: Classifier, ctx: &TaskContext) -> Learned {
         match stage {
             Some(lp)
                 if lp.epochs > 0 && lp.new_classes_only && ctx.old_classes < ctx.seen_classes =>
@@ -164,6 +176,30 @@ impl LpStage {
     }
 }
 
+/// A method's own training of one task: the optional linear probe
+/// ([`LpStage`]), then `epochs` of fine-tuning with `optimizer`.
+pub(crate) struct Training<'a> {
+    pub lp: &'a Option<LpStage>,
+    pub epochs: usize,
+    pub optimizer: &'a OptimConfig,
+}
+
+impl Training<'_> {
+    /// The probe, then fine-tuning with `hooks`' extra terms.
+    pub fn run(
+        &self,
+        model: Classifier,
+        ctx: &TaskContext,
+        hooks: &mut dyn TrainHooks<Classifier>,
+    ) -> Learned {
+        let model = LpStage::run(self.lp, model, ctx)?;
+        ctx.fine_tune(model, self.epochs, self.optimizer, hooks)
+    }
+}
+
+/// What learning a task gives back: the model, or why it failed.
+pub type Learned = Result<Classifier, CoreError>;
+
 /// A continual-learning method: learns the tasks one after another. The
 /// method's value is its configuration; what it carries from one task to
 /// the next (anchors, importances, buffers, the previous model) is its
@@ -171,12 +207,7 @@ impl LpStage {
 pub trait ContinualMethod: Method {
     type State: Default;
     /// Trains `model` on the task `ctx` describes and returns it.
-    fn learn_task(
-        &self,
-        state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError>;
+    fn learn_task(&self, state: &mut Self::State, model: Classifier, ctx: &TaskContext) -> Learned;
     /// The model task `task` is evaluated with, when the method keeps one
     /// per task; `None` (the default): the model as it is now.
     fn task_model(&self, _state: &Self::State, _task: usize) -> Option<Classifier> {
@@ -256,7 +287,7 @@ impl<'a> TaskContext<'a> {
         epochs: usize,
         optim: &OptimConfig,
         hooks: &mut dyn TrainHooks<Classifier>,
-    ) -> Result<Classifier, CoreError> {
+    ) -> Learned {
         self.fine_tune_on(model, &self.train, epochs, optim, hooks)
     }
 
@@ -268,7 +299,7 @@ impl<'a> TaskContext<'a> {
         optim: &OptimConfig,
         hooks: &mut dyn TrainHooks<Classifier>,
         forward: reusebench_core::train::Forward<Classifier>,
-    ) -> Result<Classifier, CoreError> {
+    ) -> Learned {
         let stage = self.stage("fine-tune", 1, epochs, optim);
         Ok(reusebench_core::train::fit_with(
             model,
@@ -290,7 +321,7 @@ impl<'a> TaskContext<'a> {
         epochs: usize,
         optim: &OptimConfig,
         hooks: &mut dyn TrainHooks<Classifier>,
-    ) -> Result<Classifier, CoreError> {
+    ) -> Learned {
         let stage = self.stage("fine-tune", 1, epochs, optim);
         Ok(fit(model, data, &stage, hooks, self.device, self.progress)?.0)
     }
@@ -318,7 +349,7 @@ impl<'a> TaskContext<'a> {
         epochs: usize,
         optim: &OptimConfig,
         columns: std::ops::Range<usize>,
-    ) -> Result<Classifier, CoreError> {
+    ) -> Learned {
         use burn::module::Param;
         let feats = self.train_features(&model);
         let dim = model.head.weight.dims()[0];
@@ -384,7 +415,7 @@ impl<'a> TaskContext<'a> {
         mut model: Classifier,
         epochs: usize,
         optim: &OptimConfig,
-    ) -> Result<Classifier, CoreError> {
+    ) -> Learned {
         let feats = self.train_features(&model);
         let stage = self.stage("linear probe", 2, epochs, optim);
         let (head, _) = fit_linear(
@@ -411,25 +442,24 @@ pub(crate) fn learn_with_importance(
     samples: Option<usize>,
     scale: f64,
     merge: impl FnOnce(ParamTable, ParamTable) -> ParamTable,
-    lp: &Option<LpStage>,
-    epochs: usize,
-    optimizer: &OptimConfig,
+    training: Training,
     model: Classifier,
     ctx: &TaskContext,
-) -> Result<Classifier, CoreError> {
-    let model = LpStage::run(lp, model, ctx)?;
+) -> Learned {
     let model = match &*state {
-        Some((weights, anchor)) => ctx.fine_tune(
-            model,
-            epochs,
-            optimizer,
-            &mut QuadraticPenalty {
-                anchor,
-                weights: Some(weights),
-                scale,
-            },
-        )?,
-        None => ctx.fine_tune(model, epochs, optimizer, &mut NoHooks)?,
+        Some((weights, anchor)) => {
+            let weights = Some(weights);
+            training.run(
+                model,
+                ctx,
+                &mut QuadraticPenalty {
+                    anchor,
+                    weights,
+                    scale,
+                },
+            )?
+        }
+        None => training.run(model, ctx, &mut NoHooks)?,
     };
     let new = importance(
         &model,

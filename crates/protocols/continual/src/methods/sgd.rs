@@ -3,8 +3,7 @@
 use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, TaskContext};
-use reusebench_core::CoreError;
+use super::{ContinualMethod, Learned, TaskContext};
 use reusebench_core::model::Classifier;
 use reusebench_core::train::{NoHooks, OptimConfig};
 
@@ -16,20 +15,11 @@ pub struct Sgd {
     pub optimizer: OptimConfig,
 }
 
-impl Method for Sgd {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")
-    }
-}
+impl Method for Sgd {}
 
 impl ContinualMethod for Sgd {
     type State = ();
-    fn learn_task(
-        &self,
-        _state: &mut Self::State,
-        model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
+    fn learn_task(&self, _: &mut (), model: Classifier, ctx: &TaskContext) -> Learned {
         ctx.fine_tune(model, self.epochs, &self.optimizer, &mut NoHooks)
     }
 }

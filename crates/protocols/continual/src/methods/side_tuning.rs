@@ -8,11 +8,12 @@
 //! `lifelong: true` is the paper's lifelong variant: a side network and a
 //! head per task, each task evaluated with its own.
 
+use reusebench_core::bounded::{PositiveInt, Probability};
 use reusebench_core::{Purpose, Seeds};
 use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{ContinualMethod, TaskContext};
+use super::{ContinualMethod, Learned, TaskContext};
 use reusebench_core::backbone::{Arch, BackboneConfig};
 use reusebench_core::CoreError;
 use reusebench_core::features::{Rows, cached_features};
@@ -27,13 +28,13 @@ pub struct SideTuning {
     pub optimizer: OptimConfig,
     /// Base width of the side network.
     #[serde(default = "default_side_width")]
-    pub side_width: usize,
+    pub side_width: PositiveInt,
     /// Weight of the base features in the blend.
     #[serde(default = "default_alpha")]
-    pub alpha: f64,
+    pub alpha: Probability,
     /// α at the last task (linear schedule over tasks); fixed α when absent.
     #[serde(default)]
-    pub alpha_final: Option<f64>,
+    pub alpha_final: Option<Probability>,
     /// Learn α (sigmoid of a parameter initialised at 0, so 0.5 at the
     /// start) with the side network, instead of fixing or scheduling it.
     #[serde(default)]
@@ -48,20 +49,19 @@ pub struct SideTuning {
     pub lifelong: bool,
 }
 
-fn default_side_width() -> usize {
-    8
+fn default_side_width() -> PositiveInt {
+    PositiveInt::of(8)
 }
-fn default_alpha() -> f64 {
-    0.5
+fn default_alpha() -> Probability {
+    Probability::of(0.5)
 }
 
 impl SideTuning {
     fn alpha_at(&self, task: usize, tasks: usize) -> f64 {
+        let alpha = self.alpha.get();
         match self.alpha_final {
-            Some(end) if tasks > 1 => {
-                self.alpha + (end - self.alpha) * task as f64 / (tasks - 1) as f64
-            }
-            _ => self.alpha,
+            Some(end) if tasks > 1 => alpha + (end.get() - alpha) * task as f64 / (tasks - 1) as f64,
+            _ => alpha,
         }
     }
 }
@@ -85,19 +85,7 @@ impl Method for SideTuning {
         }
     }
 
-
     fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        let ok = |a: f64| (0.0..=1.0).contains(&a);
-        if self.side_width == 0 {
-            return Err(CoreError::config("method.side_width", "must be >= 1"));
-        }
-        if !ok(self.alpha) {
-            return Err(CoreError::config("method.alpha", "must be in [0, 1]"));
-        }
-        if !self.alpha_final.is_none_or(ok) {
-            return Err(CoreError::config("method.alpha_final", "must be in [0, 1]"));
-        }
         if self.learn_alpha && self.alpha_final.is_some() {
             return Err(CoreError::config(
                 "method.alpha_final",
@@ -115,12 +103,8 @@ impl ContinualMethod for SideTuning {
         state.get(task).cloned()
     }
 
-    fn learn_task(
-        &self,
-        state: &mut Self::State,
-        mut model: Classifier,
-        ctx: &TaskContext,
-    ) -> Result<Classifier, CoreError> {
+    fn learn_task(&self, state: &mut Self::State, model: Classifier, ctx: &TaskContext) -> Learned {
+        let mut model = model;
         if self.lifelong {
             // A fresh side network and head on the pretrained base, per task.
             let base = model.backbone().clone();
@@ -134,7 +118,7 @@ impl ContinualMethod for SideTuning {
         if model.side_tuned().is_none() {
             let side_config = BackboneConfig {
                 arch: Arch::ResNet18Cifar,
-                width: self.side_width,
+                width: self.side_width.get(),
                 ..Default::default()
             };
             let base_dim = model.head.weight.dims()[0];
@@ -146,7 +130,7 @@ impl ContinualMethod for SideTuning {
             model = if self.learn_alpha {
                 model.with_learned_side(side, ctx.device)
             } else {
-                model.with_side(side, self.alpha)
+                model.with_side(side, self.alpha.get())
             };
         }
         if let Some(s) = model.side_tuned_mut() {

@@ -11,14 +11,15 @@ use reusebench_core::penalties::{ChangeNorm, change_penalty, with_change};
 use reusebench_core::train::OptimConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{DebiasMethodSpec, TuneContext, Tuned, check_lambda, classifier_solves, tune_with};
+use super::{DebiasMethodSpec, TuneContext, Tuned, tune_classifier};
+use reusebench_core::bounded::NonNegative;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePenalty {
     pub optimizer: OptimConfig,
     /// λ, the weight of ‖θ′‖.
-    pub lambda: f64,
+    pub lambda: NonNegative,
     #[serde(default)]
     pub norm: ChangeNorm,
     /// Module paths whose parameters get a θ′ (`head`, `encoder.Backbone.layer4`);
@@ -27,12 +28,7 @@ pub struct ChangePenalty {
     pub params: Vec<String>,
 }
 
-impl Method for ChangePenalty {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        check_lambda(self.lambda)
-    }
-}
+impl Method for ChangePenalty {}
 
 impl DebiasMethodSpec for ChangePenalty {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
@@ -43,14 +39,8 @@ impl DebiasMethodSpec for ChangePenalty {
                 format!("no parameter is under {:?}", self.params),
             ));
         }
-        let (lambda, norm) = (self.lambda, self.norm);
-        tune_with(
-            wrapped,
-            &self.optimizer,
-            ctx,
-            Box::new(move |m: &Classifier| change_penalty(m, norm).map(|p| p * lambda)),
-            classifier_solves(ctx),
-        )
-        .map(Tuned::from)
+        let (lambda, norm) = (self.lambda.get(), self.norm);
+        let penalty = Box::new(move |m: &Classifier| change_penalty(m, norm).map(|p| p * lambda));
+        tune_classifier(wrapped, &self.optimizer, ctx, penalty)
     }
 }

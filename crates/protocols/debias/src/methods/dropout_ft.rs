@@ -7,6 +7,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::Tensor;
 use reusebench_core::CoreError;
 use reusebench_core::model::{Classifier, TrainModel};
+use reusebench_core::bounded::BelowOne;
 use reusebench_core::train::OptimConfig;
 use serde::{Deserialize, Serialize};
 
@@ -20,11 +21,11 @@ pub struct DropoutFt {
     pub optimizer: OptimConfig,
     /// Probability of dropping a feature.
     #[serde(default = "default_p")]
-    pub p: f64,
+    pub p: BelowOne,
 }
 
-fn default_p() -> f64 {
-    0.5
+fn default_p() -> BelowOne {
+    BelowOne::of(0.5)
 }
 
 /// A classifier with dropout before its head, for training.
@@ -41,21 +42,13 @@ impl TrainModel for WithDropout {
     }
 }
 
-impl Method for DropoutFt {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        if !(0.0..1.0).contains(&self.p) {
-            return Err(CoreError::config("method.p", "must be in [0, 1)"));
-        }
-        Ok(())
-    }
-}
+impl Method for DropoutFt {}
 
 impl DebiasMethodSpec for DropoutFt {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         let model = WithDropout {
             inner: trainable_frozen_bn(start),
-            dropout: DropoutConfig::new(self.p).init(),
+            dropout: DropoutConfig::new(self.p.get()).init(),
         };
         let x = tuning_batch(ctx.tuning, ctx.normalization, ctx.device);
         let labels = ctx.tuning.labels.clone();

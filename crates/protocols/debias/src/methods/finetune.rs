@@ -7,9 +7,7 @@ use reusebench_core::model::Classifier;
 use reusebench_core::train::OptimConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DebiasMethodSpec, TuneContext, Tuned, classifier_solves, trainable_frozen_bn, tune_with,
-};
+use super::{DebiasMethodSpec, TuneContext, Tuned, trainable_frozen_bn, tune_classifier};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,21 +15,11 @@ pub struct Finetune {
     pub optimizer: OptimConfig,
 }
 
-impl Method for Finetune {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")
-    }
-}
+impl Method for Finetune {}
 
 impl DebiasMethodSpec for Finetune {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
-        tune_with(
-            trainable_frozen_bn(start),
-            &self.optimizer,
-            ctx,
-            Box::new(|_: &Classifier| None),
-            classifier_solves(ctx),
-        )
-        .map(Tuned::from)
+        let model = trainable_frozen_bn(start);
+        tune_classifier(model, &self.optimizer, ctx, Box::new(|_: &Classifier| None))
     }
 }

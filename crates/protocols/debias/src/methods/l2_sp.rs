@@ -9,37 +9,24 @@ use reusebench_core::penalties::{quadratic_penalty, snapshot};
 use reusebench_core::train::OptimConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DebiasMethodSpec, TuneContext, Tuned, check_lambda, classifier_solves, trainable_frozen_bn,
-    tune_with,
-};
+use super::{DebiasMethodSpec, TuneContext, Tuned, trainable_frozen_bn, tune_classifier};
+use reusebench_core::bounded::NonNegative;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct L2Sp {
     pub optimizer: OptimConfig,
-    pub lambda: f64,
+    pub lambda: NonNegative,
 }
 
-impl Method for L2Sp {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        check_lambda(self.lambda)
-    }
-}
+impl Method for L2Sp {}
 
 impl DebiasMethodSpec for L2Sp {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         let model = trainable_frozen_bn(start);
         let anchor = snapshot(&model);
-        let lambda = self.lambda;
-        tune_with(
-            model,
-            &self.optimizer,
-            ctx,
-            Box::new(move |m: &Classifier| quadratic_penalty(m, &anchor, None).map(|p| p * lambda)),
-            classifier_solves(ctx),
-        )
-        .map(Tuned::from)
+        let lambda = self.lambda.get();
+        let penalty = move |m: &Classifier| quadratic_penalty(m, &anchor, None).map(|p| p * lambda);
+        tune_classifier(model, &self.optimizer, ctx, Box::new(penalty))
     }
 }

@@ -9,35 +9,24 @@ use reusebench_core::penalties::{ImportanceKind, importance, quadratic_penalty, 
 use reusebench_core::train::OptimConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DebiasMethodSpec, TuneContext, Tuned, check_lambda, classifier_solves, trainable_frozen_bn,
-    tune_with,
-};
+use super::{DebiasMethodSpec, TuneContext, Tuned, trainable_frozen_bn, tune_classifier};
+use reusebench_core::bounded::{NonNegative, PositiveInt};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mas {
     pub optimizer: OptimConfig,
-    pub lambda: f64,
+    pub lambda: NonNegative,
     /// Pretraining images the importance is estimated on.
     #[serde(default = "default_samples")]
-    pub samples: usize,
+    pub samples: PositiveInt,
 }
 
-fn default_samples() -> usize {
-    200
+fn default_samples() -> PositiveInt {
+    PositiveInt::of(200)
 }
 
-impl Method for Mas {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        check_lambda(self.lambda)?;
-        if self.samples == 0 {
-            return Err(CoreError::config("method.samples", "must be >= 1"));
-        }
-        Ok(())
-    }
-}
+impl Method for Mas {}
 
 impl DebiasMethodSpec for Mas {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
@@ -47,22 +36,15 @@ impl DebiasMethodSpec for Mas {
             ctx.pretraining,
             ctx.normalization,
             ImportanceKind::Mas,
-            Some(self.samples),
+            Some(self.samples.get()),
             ctx.seed,
             ctx.device,
             ctx.progress,
         )?;
         let anchor = snapshot(&model);
-        let lambda = self.lambda;
-        tune_with(
-            model,
-            &self.optimizer,
-            ctx,
-            Box::new(move |m: &Classifier| {
-                quadratic_penalty(m, &anchor, Some(&omega)).map(|p| p * lambda)
-            }),
-            classifier_solves(ctx),
-        )
-        .map(Tuned::from)
+        let lambda = self.lambda.get();
+        let penalty =
+            move |m: &Classifier| quadratic_penalty(m, &anchor, Some(&omega)).map(|p| p * lambda);
+        tune_classifier(model, &self.optimizer, ctx, Box::new(penalty))
     }
 }

@@ -71,16 +71,6 @@ reusebench_core::register_methods! {
     }
 }
 
-pub(crate) fn check_lambda(lambda: f64) -> Result<(), CoreError> {
-    if !(lambda.is_finite() && lambda >= 0.0) {
-        return Err(CoreError::config(
-            "method.lambda",
-            format!("must be >= 0, got {lambda}"),
-        ));
-    }
-    Ok(())
-}
-
 /// The tuning images as one normalised batch on `device`.
 pub fn tuning_batch(set: &ImageSet, normalization: Normalization, device: &Device) -> Tensor<4> {
     let (c, h, w) = (set.channels, set.height, set.width);
@@ -175,6 +165,16 @@ pub(crate) fn tune_with<M: TrainModel>(
         ctx.progress,
     )?;
     Ok((model, hooks.steps, hooks.stopped_early))
+}
+
+/// [`tune_with`] for a classifier, stopping early on [`classifier_solves`].
+pub(crate) fn tune_classifier<'a>(
+    model: Classifier,
+    optimizer: &OptimConfig,
+    ctx: &'a TuneContext<'a>,
+    penalty: Penalty<'a, Classifier>,
+) -> Result<Tuned, CoreError> {
+    tune_with(model, optimizer, ctx, penalty, classifier_solves(ctx)).map(Tuned::from)
 }
 
 /// The whole-batch check for a classifier.

@@ -10,45 +10,35 @@ use reusebench_core::model::{Classifier, SideNet, linear_head};
 use reusebench_core::train::OptimConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{DebiasMethodSpec, TuneContext, Tuned, classifier_solves, tune_with};
+use super::{DebiasMethodSpec, TuneContext, Tuned, tune_classifier};
+use reusebench_core::bounded::{PositiveInt, Probability};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SideTuning {
     pub optimizer: OptimConfig,
     #[serde(default = "default_side_width")]
-    pub side_width: usize,
+    pub side_width: PositiveInt,
     /// Weight of the frozen base's features.
     #[serde(default = "default_alpha")]
-    pub alpha: f64,
+    pub alpha: Probability,
 }
 
-fn default_side_width() -> usize {
-    4
+fn default_side_width() -> PositiveInt {
+    PositiveInt::of(4)
 }
-fn default_alpha() -> f64 {
-    0.5
+fn default_alpha() -> Probability {
+    Probability::of(0.5)
 }
 
 
-impl Method for SideTuning {
-    fn validate(&self) -> Result<(), CoreError> {
-        self.optimizer.validate("method.optimizer")?;
-        if self.side_width == 0 {
-            return Err(CoreError::config("method.side_width", "must be >= 1"));
-        }
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(CoreError::config("method.alpha", "must be in [0, 1]"));
-        }
-        Ok(())
-    }
-}
+impl Method for SideTuning {}
 
 impl DebiasMethodSpec for SideTuning {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
         let side_config = BackboneConfig {
             arch: Arch::ResNet18Cifar,
-            width: self.side_width,
+            width: self.side_width.get(),
             ..Default::default()
         };
         let mut rng = Seeds::new(ctx.seed).rng(Purpose::DebiasSide);
@@ -61,14 +51,7 @@ impl DebiasMethodSpec for SideTuning {
         );
         // The base is frozen (evaluation-mode batch norm) by with_side; the
         // head trains.
-        let model = start.clone().with_side(SideNet { net, proj }, self.alpha);
-        tune_with(
-            model,
-            &self.optimizer,
-            ctx,
-            Box::new(|_: &Classifier| None),
-            classifier_solves(ctx),
-        )
-        .map(Tuned::from)
+        let model = start.clone().with_side(SideNet { net, proj }, self.alpha.get());
+        tune_classifier(model, &self.optimizer, ctx, Box::new(|_: &Classifier| None))
     }
 }

@@ -13,7 +13,7 @@ use crate::label_shift::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
+use super::{Built, Predicted, Adapter, Deployed, MethodSpec, Prediction, RoundInput};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,12 +22,7 @@ pub struct Bbse {}
 impl Method for Bbse {}
 
 impl MethodSpec for Bbse {
-    fn build(
-        &self,
-        deployed: &Deployed,
-        _: u64,
-        _: &Device,
-    ) -> Result<Box<dyn Adapter>, CoreError> {
+    fn build(&self, deployed: &Deployed, _: u64, _: &Device) -> Built {
         let k = deployed.classes;
         let predictions = hard_predictions(&deployed.probs_of(&deployed.pool_train), k);
         let labels: Vec<u32> = deployed
@@ -45,11 +40,7 @@ struct BbseState {
 }
 
 impl Adapter for BbseState {
-    fn predict(
-        &mut self,
-        input: &RoundInput,
-        deployed: &Deployed,
-    ) -> Result<Prediction, CoreError> {
+    fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
         let k = deployed.classes;
         let probs = deployed.probs_of(input.test);
         let mu = class_proportions(hard_predictions(&probs, k).iter().map(|&p| p as u32), k);

@@ -5,64 +5,40 @@ use reusebench_core::method::Method;
 use burn::tensor::Device;
 use reusebench_core::CoreError;
 use crate::label_shift::{bayes_correct, em_prior};
+use reusebench_core::bounded::{Positive, PositiveInt};
 use serde::{Deserialize, Serialize};
 
-use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
+use super::{Built, Predicted, Adapter, Deployed, MethodSpec, Prediction, RoundInput};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EmPrior {
-    #[serde(default = "default_max_iter")]
-    pub max_iter: usize,
+    pub max_iter: PositiveInt,
     /// Stop when no class's prior moves by more than this.
-    #[serde(default = "default_tol")]
-    pub tol: f64,
+    pub tol: Positive,
 }
 
-fn default_max_iter() -> usize {
-    100
-}
-
-fn default_tol() -> f64 {
-    1e-6
-}
-
+/// What a grid leaves out: 100 iterations, tolerance 1e-6.
 impl Default for EmPrior {
     fn default() -> Self {
-        Self {
-            max_iter: default_max_iter(),
-            tol: default_tol(),
-        }
+        let (max_iter, tol) = (PositiveInt::of(100), Positive::of(1e-6));
+        Self { max_iter, tol }
     }
 }
 
-impl Method for EmPrior {
-    fn validate(&self) -> Result<(), CoreError> {
-        if self.max_iter == 0 {
-            return Err(CoreError::config("max_iter", "must be >= 1"));
-        }
-        if !(self.tol.is_finite() && self.tol > 0.0) {
-            return Err(CoreError::config("tol", "must be > 0"));
-        }
-        Ok(())
-    }
-}
+impl Method for EmPrior {}
 
 impl MethodSpec for EmPrior {
-    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Result<Box<dyn Adapter>, CoreError> {
+    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Built {
         Ok(Box::new(self.clone()))
     }
 }
 
 impl Adapter for EmPrior {
-    fn predict(
-        &mut self,
-        input: &RoundInput,
-        deployed: &Deployed,
-    ) -> Result<Prediction, CoreError> {
+    fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
         let probs = deployed.probs_of(input.test);
         let k = deployed.classes;
-        let est = em_prior(&probs, k, &deployed.source_prior, self.max_iter, self.tol);
+        let est = em_prior(&probs, k, &deployed.source_prior, self.max_iter.get(), self.tol.get());
         Ok(Prediction {
             probs: bayes_correct(&probs, k, &deployed.source_prior, &est.prior),
             prior: Some(est.prior),

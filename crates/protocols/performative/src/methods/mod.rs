@@ -85,10 +85,14 @@ pub struct Feedback<'a> {
     pub previous_acc: Option<&'a [f64]>,
 }
 
+/// A round's answer, or why there is none.
+pub type Predicted = Result<Prediction, CoreError>;
+/// A method's fresh state, or why it cannot start.
+pub type Built = Result<Box<dyn Adapter>, CoreError>;
+
 /// A method's state over one simulation.
 pub trait Adapter {
-    fn predict(&mut self, input: &RoundInput, deployed: &Deployed)
-    -> Result<Prediction, CoreError>;
+    fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted;
     fn observe(&mut self, _feedback: &Feedback, _deployed: &Deployed) -> Result<(), CoreError> {
         Ok(())
     }
@@ -98,12 +102,7 @@ pub trait Adapter {
 pub trait MethodSpec: Method {
     /// `seed` seeds the method's own random streams; `device` is the
     /// training device (autodiff) for methods that train.
-    fn build(
-        &self,
-        deployed: &Deployed,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Box<dyn Adapter>, CoreError>;
+    fn build(&self, deployed: &Deployed, seed: u64, device: &Device) -> Built;
 }
 
 reusebench_core::register_methods! {

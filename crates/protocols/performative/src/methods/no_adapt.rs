@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use reusebench_core::CoreError;
 use serde::{Deserialize, Serialize};
 
-use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
+use super::{Built, Predicted, Adapter, Deployed, MethodSpec, Prediction, RoundInput};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,7 +14,7 @@ pub struct NoAdapt {}
 impl Method for NoAdapt {}
 
 impl MethodSpec for NoAdapt {
-    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Result<Box<dyn Adapter>, CoreError> {
+    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Built {
         Ok(Box::new(NoAdaptState))
     }
 }
@@ -22,11 +22,7 @@ impl MethodSpec for NoAdapt {
 struct NoAdaptState;
 
 impl Adapter for NoAdaptState {
-    fn predict(
-        &mut self,
-        input: &RoundInput,
-        deployed: &Deployed,
-    ) -> Result<Prediction, CoreError> {
+    fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
         Ok(Prediction {
             probs: deployed.probs_of(input.test),
             prior: None,

@@ -9,7 +9,7 @@ use reusebench_core::CoreError;
 use crate::label_shift::bayes_correct;
 use serde::{Deserialize, Serialize};
 
-use super::{Adapter, Deployed, MethodSpec, Prediction, RoundInput};
+use super::{Built, Predicted, Adapter, Deployed, MethodSpec, Prediction, RoundInput};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -18,7 +18,7 @@ pub struct OraclePrior {}
 impl Method for OraclePrior {}
 
 impl MethodSpec for OraclePrior {
-    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Result<Box<dyn Adapter>, CoreError> {
+    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Built {
         Ok(Box::new(OracleState))
     }
 }
@@ -26,11 +26,7 @@ impl MethodSpec for OraclePrior {
 struct OracleState;
 
 impl Adapter for OracleState {
-    fn predict(
-        &mut self,
-        input: &RoundInput,
-        deployed: &Deployed,
-    ) -> Result<Prediction, CoreError> {
+    fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
         let prior = input.proportions.to_vec();
         let probs = bayes_correct(
             &deployed.probs_of(input.test),

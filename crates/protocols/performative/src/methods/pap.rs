@@ -29,46 +29,31 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_core::CoreError;
 use crate::label_shift::bayes_correct;
 use reusebench_core::model::linear_head;
+use reusebench_core::bounded::{Positive, PositiveInt, Share};
 use serde::{Deserialize, Serialize};
 
-use super::{Adapter, Deployed, Feedback, MethodSpec, Prediction, RoundInput};
+use super::{Built, Predicted, Adapter, Deployed, Feedback, MethodSpec, Prediction, RoundInput};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Pap {
-    #[serde(default = "default_hidden")]
-    pub hidden: usize,
+    pub hidden: PositiveInt,
     /// Adam's learning rate.
-    #[serde(default = "default_lr")]
-    pub lr: f64,
+    pub lr: Positive,
     /// Weight factor applied to every stored pair after each update.
-    #[serde(default = "default_decay")]
-    pub decay: f64,
+    pub decay: Share,
     /// Passes over the stored pairs after each round.
-    #[serde(default = "default_epochs")]
     pub epochs_per_round: usize,
 }
 
-fn default_hidden() -> usize {
-    256
-}
-fn default_lr() -> f64 {
-    1e-4
-}
-fn default_decay() -> f64 {
-    0.995
-}
-fn default_epochs() -> usize {
-    1
-}
-
+/// What a grid leaves out: the authors' values.
 impl Default for Pap {
     fn default() -> Self {
         Self {
-            hidden: default_hidden(),
-            lr: default_lr(),
-            decay: default_decay(),
-            epochs_per_round: default_epochs(),
+            hidden: PositiveInt::of(256),
+            lr: Positive::of(1e-4),
+            decay: Share::of(0.995),
+            epochs_per_round: 1,
         }
     }
 }
@@ -89,35 +74,16 @@ impl PriorNet {
     }
 }
 
-
-impl Method for Pap {
-    fn validate(&self) -> Result<(), CoreError> {
-        if self.hidden == 0 {
-            return Err(CoreError::config("hidden", "must be >= 1"));
-        }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return Err(CoreError::config("lr", "must be > 0"));
-        }
-        if !(self.decay > 0.0 && self.decay <= 1.0) {
-            return Err(CoreError::config("decay", "must be in (0, 1]"));
-        }
-        Ok(())
-    }
-}
+impl Method for Pap {}
 
 impl MethodSpec for Pap {
-    fn build(
-        &self,
-        deployed: &Deployed,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Box<dyn Adapter>, CoreError> {
+    fn build(&self, deployed: &Deployed, seed: u64, device: &Device) -> Built {
         let mut rng = Seeds::new(seed).rng(Purpose::Pap);
         let k = deployed.classes;
         let net = PriorNet {
-            l1: linear_head(&mut rng, k, self.hidden, device),
-            l2: linear_head(&mut rng, self.hidden, self.hidden, device),
-            l3: linear_head(&mut rng, self.hidden, k, device),
+            l1: linear_head(&mut rng, k, self.hidden.get(), device),
+            l2: linear_head(&mut rng, self.hidden.get(), self.hidden.get(), device),
+            l3: linear_head(&mut rng, self.hidden.get(), k, device),
         };
         Ok(Box::new(PapState {
             config: self.clone(),
@@ -198,10 +164,10 @@ impl PapState {
                     });
                 }
                 let grads = GradientsParams::from_grads(loss.backward(), &self.net);
-                self.net = self.optim.step(self.config.lr, self.net.clone(), grads);
+                self.net = self.optim.step(self.config.lr.get(), self.net.clone(), grads);
                 self.weights
                     .iter_mut()
-                    .for_each(|v| *v *= self.config.decay);
+                    .for_each(|v| *v *= self.config.decay.get());
             }
         }
         Ok(())
@@ -209,11 +175,7 @@ impl PapState {
 }
 
 impl Adapter for PapState {
-    fn predict(
-        &mut self,
-        input: &RoundInput,
-        deployed: &Deployed,
-    ) -> Result<Prediction, CoreError> {
+    fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
         let prior = match input.previous_acc {
             Some(acc) => self.predict_prior(acc),
             None => deployed.source_prior.clone(),

@@ -18,29 +18,30 @@ use reusebench_core::model::Classifier;
 use reusebench_core::train::{NoHooks, OptimConfig, Stage, fit, fit_linear, trainable};
 use reusebench_core::{CoreError, NoProgress};
 use reusebench_data::{Augment, ImageSet, Normalization};
+use reusebench_core::bounded::PositiveInt;
 use serde::{Deserialize, Serialize};
 
-use super::{Adapter, Deployed, Feedback, MethodSpec, Prediction, RoundInput};
+use super::{Built, Predicted, Adapter, Deployed, Feedback, MethodSpec, Prediction, RoundInput};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retrain {
     /// Epochs over each round's training sample.
     #[serde(default = "default_epochs")]
-    pub epochs: usize,
+    pub epochs: PositiveInt,
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub batch_size: PositiveInt,
     pub optimizer: OptimConfig,
     /// Fine-tune the backbone too, on the images.
     #[serde(default)]
     pub backbone: bool,
 }
 
-fn default_epochs() -> usize {
-    1
+fn default_epochs() -> PositiveInt {
+    PositiveInt::of(1)
 }
-fn default_batch_size() -> usize {
-    32
+fn default_batch_size() -> PositiveInt {
+    PositiveInt::of(32)
 }
 
 impl Method for Retrain {
@@ -52,26 +53,10 @@ impl Method for Retrain {
             name.into()
         }
     }
-
-
-    fn validate(&self) -> Result<(), CoreError> {
-        if self.epochs == 0 {
-            return Err(CoreError::config("epochs", "must be >= 1"));
-        }
-        if self.batch_size == 0 {
-            return Err(CoreError::config("batch_size", "must be >= 1"));
-        }
-        self.optimizer.validate("optimizer")
-    }
 }
 
 impl MethodSpec for Retrain {
-    fn build(
-        &self,
-        deployed: &Deployed,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Box<dyn Adapter>, CoreError> {
+    fn build(&self, deployed: &Deployed, seed: u64, device: &Device) -> Built {
         let whole = if self.backbone {
             let source = deployed.source.as_ref().ok_or_else(|| {
                 CoreError::config(
@@ -122,11 +107,7 @@ fn rows_of(features: &Rows, indices: &[usize]) -> Rows {
 }
 
 impl Adapter for RetrainState {
-    fn predict(
-        &mut self,
-        input: &RoundInput,
-        deployed: &Deployed,
-    ) -> Result<Prediction, CoreError> {
+    fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
         let logits = head_logits(
             &self.head,
             &rows_of(&deployed.features, input.test),
@@ -147,8 +128,8 @@ impl Adapter for RetrainState {
             }
             let stage = Stage {
                 name: format!("retrain round {}", feedback.round),
-                epochs: self.config.epochs,
-                batch_size: self.config.batch_size.min(set.len()),
+                epochs: self.config.epochs.get(),
+                batch_size: self.config.batch_size.get().min(set.len()),
                 optim: &self.config.optimizer,
                 augment: Augment::NONE,
                 normalization: source.normalization,
@@ -180,8 +161,8 @@ impl Adapter for RetrainState {
         let labels: Vec<u32> = feedback.train.iter().map(|&i| deployed.labels[i]).collect();
         let stage = Stage {
             name: format!("retrain round {}", feedback.round),
-            epochs: self.config.epochs,
-            batch_size: self.config.batch_size,
+            epochs: self.config.epochs.get(),
+            batch_size: self.config.batch_size.get(),
             optim: &self.config.optimizer,
             // Features are computed: no images, so no augmentation or
             // normalisation applies here.

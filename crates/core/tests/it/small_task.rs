@@ -3,44 +3,21 @@
 
 use std::sync::Arc;
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use reusebench_core::backbone::BackboneConfig;
-use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::testing::{plain_stage, tiny_classifier};
 use reusebench_core::train::{NoHooks, OptimConfig, Stage, fit};
 use reusebench_core::{CoreError, DeviceSpec, NoProgress};
-use reusebench_data::{Augment, synthetic};
+use reusebench_data::synthetic;
 
 #[test]
 fn a_set_smaller_than_a_batch_is_an_error() {
     let dev = DeviceSpec::for_tests().autodiff();
     let data = synthetic::generate(3, 1, 1, 0).unwrap();
     let set = Arc::new(data.train);
-    let cfg = BackboneConfig {
-        width: 2,
-        ..Default::default()
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let model = Classifier::new(
-        cfg.build(&mut rng, &dev),
-        linear_head(&mut rng, cfg.feature_dim(), 3, &dev),
-    );
-    let optim = OptimConfig {
-        lr: 0.1,
-        momentum: 0.0,
-        weight_decay: 0.0,
-        schedule: Default::default(),
-    };
+    let model = tiny_classifier(2, 3, 0, &dev);
+    let optim = OptimConfig::sgd(0.1).with_momentum(0.0);
     let stage = Stage {
         name: "task 1/2 · fine-tune".into(),
-        epochs: 1,
-        batch_size: 4,
-        optim: &optim,
-        augment: Augment::NONE,
-        normalization: data.normalization,
-        num_classes: 3,
-        seed: 0,
-        curve: None,
+        ..plain_stage(&optim, 4, data.normalization, 3)
     };
     let err = fit(model, &set, &stage, &mut NoHooks, &dev, &NoProgress).unwrap_err();
     match &err {

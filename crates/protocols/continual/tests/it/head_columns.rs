@@ -18,12 +18,7 @@ use reusebench_core::{DeviceSpec, NoProgress};
 use reusebench_data::{Augment, ImageSet, synthetic};
 
 fn optim() -> OptimConfig {
-    OptimConfig {
-        lr: 0.5,
-        momentum: 0.0,
-        weight_decay: 0.0,
-        schedule: Default::default(),
-    }
+    OptimConfig::sgd(0.5).with_momentum(0.0)
 }
 
 fn model(classes: usize, dev: &burn::tensor::Device) -> Classifier {

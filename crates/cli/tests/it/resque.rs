@@ -2,28 +2,15 @@
 //! (corruptions at several levels and a new task, two seeds), its report,
 //! its determinism, and the configurations validation must refuse.
 
-mod common;
-
-use common::{Rejection, assert_rejected, cell_rows, reproducible, run, scalars, smoke_grid_text};
+use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, get, scalars, values};
 use reusebench_results::names;
-
-fn get(values: &[(String, f64)], metric: &str) -> Option<f64> {
-    values.iter().find(|(m, _)| m == metric).map(|(_, v)| *v)
-}
 
 #[test]
 fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
-    let tmp = tempfile::tempdir().unwrap();
-    let grid = tmp.path().join("grid.yaml");
-    std::fs::write(&grid, smoke_grid_text("resque", tmp.path())).unwrap();
-    let g = grid.to_str().unwrap();
-    let results = tmp.path().join("results");
+    let smoke = SmokeRun::new("resque", 15);
+    let results = &smoke.results;
 
-    let (code, out) = run(&["run", g]);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("15 cell(s) run, 0 skipped"), "{out}");
-
-    let first_rows = cell_rows(&results, "resque");
+    let first_rows = cell_rows(results, "resque");
     let first: Vec<(String, Vec<(String, f64)>)> = first_rows
         .iter()
         .map(|(m, rows)| (m.clone(), scalars(rows)))
@@ -80,37 +67,27 @@ fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
         .collect();
     assert_eq!(noise.len(), 4);
 
-    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
-    assert!(
-        md.contains("### RESQUE against the cost of retraining"),
-        "{md}"
+    smoke.assert_report(
+        &[
+            "### RESQUE against the cost of retraining",
+            "| all corruptions | energy (J) | 12 |",
+            "| gaussian-noise | energy (J) | 4 |",
+        ],
+        &[
+            "resque-dist-vs-epochs-resque.svg",
+            "resque-dist-vs-energy-resque.svg",
+            "resque-task-vs-epochs-resque.svg",
+        ],
     );
-    assert!(md.contains("| all corruptions | energy (J) | 12 |"), "{md}");
-    assert!(md.contains("| gaussian-noise | energy (J) | 4 |"), "{md}");
-    for f in [
-        "resque-dist-vs-epochs-resque.svg",
-        "resque-dist-vs-energy-resque.svg",
-        "resque-task-vs-epochs-resque.svg",
-    ] {
-        assert!(results.join("plots").join(f).is_file(), "{f}");
-    }
 
     // Again from scratch: every measured result the same, timing aside.
-    let (code, out) = run(&["run", g, "--force", "--no-report"]);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        reproducible(&cell_rows(&results, "resque")),
-        reproducible(&first_rows)
-    );
+    smoke.assert_rerun_identical("resque", &first_rows);
 }
 
 #[test]
 fn validate_rejects_impossible_resque_settings_with_file_line_and_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let text = smoke_grid_text("resque", tmp.path());
-    assert_rejected(
-        tmp.path(),
-        &text,
+    assert_smoke_rejects(
+        "resque",
         &[
             Rejection {
                 from: "- { family: salt-pepper, level: 5 }",

@@ -25,14 +25,7 @@ const NORM: Normalization = Normalization {
 const CLASSES: usize = 3;
 
 fn tiny(device: &Device) -> Classifier {
-    let cfg = BackboneConfig {
-        width: 2,
-        ..Default::default()
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let backbone = cfg.build(&mut rng, device);
-    let head = linear_head(&mut rng, cfg.feature_dim(), CLASSES, device);
-    Classifier::new(backbone, head)
+    reusebench_core::testing::tiny_classifier(2, CLASSES, 3, device)
 }
 
 fn images() -> Arc<ImageSet> {

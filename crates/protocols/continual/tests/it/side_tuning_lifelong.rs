@@ -51,14 +51,9 @@ fn run(lifelong: bool) -> (Vec<Option<Classifier>>, Vec<Vec<f32>>) {
     );
     let method = MethodConfig::SideTuning(SideTuning {
         epochs: 1,
-        optimizer: OptimConfig {
-            lr: 0.1,
-            momentum: 0.0,
-            weight_decay: 0.0,
-            schedule: Default::default(),
-        },
-        side_width: 2,
-        alpha: 0.5,
+        optimizer: OptimConfig::sgd(0.1).with_momentum(0.0),
+        side_width: reusebench_core::bounded::PositiveInt::of(2),
+        alpha: reusebench_core::bounded::Probability::of(0.5),
         alpha_final: None,
         learn_alpha: false,
         lifelong,

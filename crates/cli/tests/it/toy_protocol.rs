@@ -31,10 +31,6 @@ impl Protocol for Toy {
         Ok(())
     }
 
-    fn seed(config: &ToyConfig) -> u64 {
-        config.seed
-    }
-
     fn run(config: &ToyConfig, _env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
         let mut rows: Vec<MetricRow> = (0..config.rounds)
             .map(|round| {

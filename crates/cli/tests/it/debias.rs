@@ -2,9 +2,7 @@
 //! (every method, two k, two seeds), its report, its determinism, and the
 //! configurations validation must refuse.
 
-mod common;
-
-use common::{Rejection, assert_rejected, cell_rows, reproducible, run, scalars, smoke_grid_text};
+use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, scalars, values};
 use reusebench_results::names;
 
 fn get(values: &[(String, f64)], metric: &str) -> f64 {
@@ -17,16 +15,10 @@ fn get(values: &[(String, f64)], metric: &str) -> f64 {
 
 #[test]
 fn debias_smoke_grid_tunes_every_method_and_reports() {
-    let tmp = tempfile::tempdir().unwrap();
-    let grid = tmp.path().join("grid.yaml");
-    std::fs::write(&grid, smoke_grid_text("debias", tmp.path())).unwrap();
-    let g = grid.to_str().unwrap();
-    let results = tmp.path().join("results");
-    let (code, out) = run(&["run", g]);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("25 cell(s) run, 0 skipped"), "{out}");
+    let smoke = SmokeRun::new("debias", 25);
+    let results = &smoke.results;
 
-    let first_rows = cell_rows(&results, "debias");
+    let first_rows = cell_rows(results, "debias");
     let first: Vec<(String, Vec<(String, f64)>)> = first_rows
         .iter()
         .map(|(m, rows)| (m.clone(), scalars(rows)))
@@ -67,39 +59,27 @@ fn debias_smoke_grid_tunes_every_method_and_reports() {
         ) + 20.0
     );
 
-    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
-    for needle in [
-        "### The biased classifier before tuning",
-        "| method | k=1 conflicting | k=1 unbiased | k=4 conflicting | k=4 unbiased |",
-        "### Accuracy kept on the original task",
-        "| change-penalty |",
-        "| dropout-ft |",
-    ] {
-        assert!(md.contains(needle), "{needle}\n{md}");
-    }
-    for f in [
-        "debias-conflicting-vs-k-debias.svg",
-        "debias-unbiased-vs-k-debias.svg",
-    ] {
-        assert!(results.join("plots").join(f).is_file(), "{f}");
-    }
-
-    let (code, out) = run(&["run", g, "--force", "--no-report"]);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        reproducible(&cell_rows(&results, "debias")),
-        reproducible(&first_rows),
-        "the same rows, bit for bit"
+    smoke.assert_report(
+        &[
+            "### The biased classifier before tuning",
+            "| method | k=1 conflicting | k=1 unbiased | k=4 conflicting | k=4 unbiased |",
+            "### Accuracy kept on the original task",
+            "| change-penalty |",
+            "| dropout-ft |",
+        ],
+        &[
+            "debias-conflicting-vs-k-debias.svg",
+            "debias-unbiased-vs-k-debias.svg",
+        ],
     );
+
+    smoke.assert_rerun_identical("debias", &first_rows);
 }
 
 #[test]
 fn validate_rejects_impossible_debias_settings_with_file_line_and_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let text = smoke_grid_text("debias", tmp.path());
-    assert_rejected(
-        tmp.path(),
-        &text,
+    assert_smoke_rejects(
+        "debias",
         &[
             Rejection {
                 from: "k: [1, 4]",

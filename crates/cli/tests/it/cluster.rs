@@ -3,13 +3,11 @@
 //! cells, `status`, the scripts `submit --slurm` writes, and a real Slurm
 //! (a single-node cluster from `scripts/slurm-local.sh`, where one runs).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cell_rows, repo, reproducible, run};
+use crate::common::{bin, cell_rows, repo, reproducible, run};
 
 /// The continual smoke grid (a pretrain cell and four continual cells that
 /// read its checkpoint) with its results folder in `dir`.
@@ -55,10 +53,6 @@ fn rows_by_cell(results: &Path) -> Vec<(String, Vec<String>)> {
         .iter()
         .flat_map(|e| reproducible(&cell_rows(results, e)))
         .collect()
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_reusebench"))
 }
 
 #[test]

@@ -36,12 +36,7 @@ fn er_takes_one_mean_over_current_and_replayed_rows() {
         cfg.build(&mut init, &dev),
         linear_head(&mut init, cfg.feature_dim(), 4, &dev),
     );
-    let optim = OptimConfig {
-        lr: 0.1,
-        momentum: 0.0,
-        weight_decay: 0.0,
-        schedule: Default::default(),
-    };
+    let optim = OptimConfig::sgd(0.1).with_momentum(0.0);
     let log = CurveLog::default();
     let stage = Stage {
         name: "er".into(),

@@ -2,51 +2,38 @@
 //! binary (every method, two temperatures, two seeds), its report, its
 //! determinism, and the configurations validation must refuse.
 
-mod common;
-
-use common::{Rejection, assert_rejected, cell_rows, reproducible, run, smoke_grid_text, values};
+use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, get, scalars, values};
 use reusebench_results::names;
 
 #[test]
 fn performative_smoke_grid_runs_reports_and_reproduces() {
-    let tmp = tempfile::tempdir().unwrap();
-    let grid = tmp.path().join("grid.yaml");
-    std::fs::write(&grid, smoke_grid_text("performative", tmp.path())).unwrap();
-    let g = grid.to_str().unwrap();
-    let results = tmp.path().join("results");
+    let smoke = SmokeRun::new("performative", 29);
+    let results = &smoke.results;
 
-    let (code, out) = run(&["run", g]);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("29 cell(s) run, 0 skipped"), "{out}");
-
-    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
-    assert!(md.contains("## performative (performative)"), "{md}");
-    for method in [
-        "no-adapt",
-        "oracle-prior",
-        "em-prior",
-        "bbse",
-        "pap",
-        "retrain",
-    ] {
-        assert!(md.contains(&format!("| {method} |")), "{method}: {md}");
-    }
-    assert!(md.contains(names::MEAN_ROUND_ACC) && md.contains(names::MEAN_ROUND_KL_PRIOR));
-    assert!(md.contains("### Between no-adapt and oracle-prior"), "{md}");
-    assert!(
-        md.contains("temperature=0.1") && md.contains("temperature=0.5"),
-        "{md}"
+    let md = smoke.assert_report(
+        &[
+            "## performative (performative)",
+            "| no-adapt |",
+            "| oracle-prior |",
+            "| em-prior |",
+            "| bbse |",
+            "| pap |",
+            "| retrain |",
+            names::MEAN_ROUND_ACC,
+            names::MEAN_ROUND_KL_PRIOR,
+            "### Between no-adapt and oracle-prior",
+            "temperature=0.1",
+            "temperature=0.5",
+        ],
+        &[
+            "rounds-acc-performative-tau-0_1.svg",
+            "rounds-loss-performative-tau-0_5.svg",
+        ],
     );
     // 20 rounds are drawn as figures, not printed as 20-row tables.
     assert!(!md.contains("### round_acc"), "{md}");
-    for f in [
-        "rounds-acc-performative-tau-0_1.svg",
-        "rounds-loss-performative-tau-0_5.svg",
-    ] {
-        assert!(results.join("plots").join(f).is_file(), "{f} missing");
-    }
 
-    let first = cell_rows(&results, "performative");
+    let first = cell_rows(results, "performative");
     assert_eq!(first.len(), 28, "7 methods x 2 temperatures x 2 seeds");
     for (method, rows) in &first {
         assert_eq!(values(rows, names::ROUND_ACC).len(), 20, "{method}");
@@ -76,21 +63,13 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
     assert_ne!(acc_of("retrain"), acc_of("retrain+backbone"));
 
     // Every cell again from scratch: the same rows to the last bit.
-    let (code, out) = run(&["run", g, "--force", "--no-report"]);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        reproducible(&cell_rows(&results, "performative")),
-        reproducible(&first)
-    );
+    smoke.assert_rerun_identical("performative", &first);
 }
 
 #[test]
 fn validate_rejects_impossible_performative_settings_with_file_line_and_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let text = smoke_grid_text("performative", tmp.path());
-    assert_rejected(
-        tmp.path(),
-        &text,
+    assert_smoke_rejects(
+        "performative",
         &[
             Rejection {
                 from: "temperature: [0.1, 0.5]",

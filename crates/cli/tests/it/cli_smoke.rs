@@ -1,15 +1,8 @@
 //! End-to-end: the `reusebench` binary on the smoke grid and on broken grids.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_reusebench"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::common::{bin, convert_fixture, repo, run};
 
 /// The smoke grid with its results redirected into `dir`.
 fn smoke_grid(dir: &Path) -> PathBuf {
@@ -21,16 +14,6 @@ fn smoke_grid(dir: &Path) -> PathBuf {
     let path = dir.join("grid.yaml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn run(args: &[&str]) -> (i32, String) {
-    let out = bin().args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
 }
 
 /// Every stored row of every cell, less the timing rows (epoch seconds),
@@ -319,18 +302,8 @@ fn validate_rejects_impossible_splits_and_mismatched_checkpoints() {
     assert!(!tmp.path().join("results").exists(), "nothing ran");
 
     // A width-4 checkpoint where the grid asks for width 8.
-    let fixture = repo().join("crates/core/tests/fixtures/torchvision/resnet18_w4.pth");
     let ckpt = tmp.path().join("tv/resnet18_w4.safetensors");
-    let (code, out) = run(&[
-        "convert",
-        fixture.to_str().unwrap(),
-        "--arch",
-        "resnet18",
-        "--width",
-        "4",
-        "-o",
-        ckpt.to_str().unwrap(),
-    ]);
+    let (code, out) = convert_fixture("resnet18", &ckpt);
     assert_eq!(code, 0, "{out}");
     let text = std::fs::read_to_string(repo().join("experiments/smoke/torchvision.yaml"))
         .unwrap()
@@ -370,18 +343,8 @@ fn validate_rejects_impossible_splits_and_mismatched_checkpoints() {
 fn torchvision_weights_convert_and_start_a_grid() {
     let tmp = tempfile::tempdir().unwrap();
     let results = tmp.path().join("results");
-    let fixture = repo().join("crates/core/tests/fixtures/torchvision/resnet18_w4.pth");
     let converted = results.join("resnet18_w4.safetensors");
-    let (code, out) = run(&[
-        "convert",
-        fixture.to_str().unwrap(),
-        "--arch",
-        "resnet18",
-        "--width",
-        "4",
-        "-o",
-        converted.to_str().unwrap(),
-    ]);
+    let (code, out) = convert_fixture("resnet18", &converted);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("100 tensor(s) applied"), "{out}");
     assert!(out.contains("head dropped: fc.bias, fc.weight"), "{out}");
@@ -389,16 +352,7 @@ fn torchvision_weights_convert_and_start_a_grid() {
 
     // The wrong architecture: an error naming the keys, nothing written.
     let wrong = tmp.path().join("wrong.safetensors");
-    let (code, out) = run(&[
-        "convert",
-        fixture.to_str().unwrap(),
-        "--arch",
-        "resnet50",
-        "--width",
-        "4",
-        "-o",
-        wrong.to_str().unwrap(),
-    ]);
+    let (code, out) = convert_fixture("resnet50", &wrong);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("resnet18_w4.pth") && out.contains("layer1.0.conv3.weight"),

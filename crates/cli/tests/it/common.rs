@@ -11,12 +11,14 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The binary, to run with arguments of the caller's.
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_reusebench"))
+}
+
 /// Runs the binary: exit code and stdout + stderr.
 pub fn run(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_reusebench"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = bin().args(args).output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -123,6 +125,12 @@ pub struct Rejection<'a> {
     pub message: &'a str,
 }
 
+/// [`assert_rejected`] on the shipped smoke grid `name`.
+pub fn assert_smoke_rejects(name: &str, cases: &[Rejection]) {
+    let tmp = tempfile::tempdir().unwrap();
+    assert_rejected(tmp.path(), &smoke_grid_text(name, tmp.path()), cases);
+}
+
 /// Each rejection, applied alone to `text`, makes `validate` exit 2 naming
 /// the file, the line and the key, and nothing runs.
 pub fn assert_rejected(dir: &Path, text: &str, cases: &[Rejection]) {
@@ -144,4 +152,73 @@ pub fn assert_rejected(dir: &Path, text: &str, cases: &[Rejection]) {
         );
     }
     assert!(!dir.join("results").exists(), "nothing ran");
+}
+
+/// The value of `metric` among a cell's scalars.
+pub fn get(values: &[(String, f64)], metric: &str) -> Option<f64> {
+    values.iter().find(|(m, _)| m == metric).map(|(_, v)| *v)
+}
+
+/// `convert` of the width-4 torchvision ResNet-18 fixture as `arch` into `output`.
+pub fn convert_fixture(arch: &str, output: &Path) -> (i32, String) {
+    let fixture = repo().join("crates/core/tests/fixtures/torchvision/resnet18_w4.pth");
+    let (fixture, output) = (fixture.to_str().unwrap(), output.to_str().unwrap());
+    run(&[
+        "convert", fixture, "--arch", arch, "--width", "4", "-o", output,
+    ])
+}
+
+/// The shipped smoke grid `name`, run once in a fresh folder: it must
+/// succeed and run `cells` cells. Where it ran and what the binary printed.
+pub struct SmokeRun {
+    pub tmp: tempfile::TempDir,
+    pub grid: PathBuf,
+    pub results: PathBuf,
+    pub out: String,
+}
+
+impl SmokeRun {
+    pub fn new(name: &str, cells: usize) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let grid = tmp.path().join("grid.yaml");
+        std::fs::write(&grid, smoke_grid_text(name, tmp.path())).unwrap();
+        let results = tmp.path().join("results");
+        let (code, out) = run(&["run", grid.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(&format!("{cells} cell(s) run, 0 skipped")),
+            "{out}"
+        );
+        Self {
+            tmp,
+            grid,
+            results,
+            out,
+        }
+    }
+
+    /// `summary.md` holds every one of `needles` and `plots/` every one of
+    /// `plots`; the Markdown, for further checks.
+    pub fn assert_report(&self, needles: &[&str], plots: &[&str]) -> String {
+        let md = std::fs::read_to_string(self.results.join("summary.md")).unwrap();
+        for needle in needles {
+            assert!(md.contains(needle), "{needle}\n{md}");
+        }
+        for f in plots {
+            assert!(self.results.join("plots").join(f).is_file(), "{f} missing");
+        }
+        md
+    }
+
+    /// Runs every cell again from scratch and checks that experiment
+    /// `exp` gives `first` again, bit for bit (timing aside).
+    pub fn assert_rerun_identical(&self, exp: &str, first: &[(String, Vec<serde_json::Value>)]) {
+        let (code, out) = run(&["run", self.grid.to_str().unwrap(), "--force", "--no-report"]);
+        assert_eq!(code, 0, "{out}");
+        assert_eq!(
+            reproducible(&cell_rows(&self.results, exp)),
+            reproducible(first),
+            "the same rows, bit for bit"
+        );
+    }
 }

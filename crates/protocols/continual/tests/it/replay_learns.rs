@@ -22,12 +22,7 @@ fn forgot_and_kept(seed: u64) -> (f64, f64) {
     let data = synthetic::generate(4, 40, 10, 0).unwrap();
     let old = Arc::new(data.train.select_classes(&|l| (l < 2).then_some(l)));
     let new = Arc::new(data.train.select_classes(&|l| (l >= 2).then_some(l)));
-    let optim = OptimConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        schedule: Default::default(),
-    };
+    let optim = OptimConfig::sgd(0.05);
     let stage = |epochs| Stage {
         name: "t".into(),
         epochs,

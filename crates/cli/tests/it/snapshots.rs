@@ -5,11 +5,9 @@
 //! as `[DIR]`. Update with `INSTA_UPDATE=always cargo test --test snapshots`
 //! and review the diff.
 
-mod common;
-
 use std::path::Path;
 
-use common::{repo, run, smoke_grid_text};
+use crate::common::{repo, run, smoke_grid_text};
 
 /// `text` with the temporary folder and the repository written as placeholders.
 fn redact(text: &str, dir: &Path) -> String {

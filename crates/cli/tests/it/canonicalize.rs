@@ -2,27 +2,15 @@
 //! (every method, two seeds), its report, its determinism, and the
 //! configurations validation must refuse.
 
-mod common;
-
-use common::{Rejection, assert_rejected, cell_rows, reproducible, run, scalars, smoke_grid_text};
+use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, get, scalars, values};
 use reusebench_results::names;
-
-fn get(values: &[(String, f64)], metric: &str) -> Option<f64> {
-    values.iter().find(|(m, _)| m == metric).map(|(_, v)| *v)
-}
 
 #[test]
 fn canonicalize_smoke_grid_trains_every_method_and_reports() {
-    let tmp = tempfile::tempdir().unwrap();
-    let grid = tmp.path().join("grid.yaml");
-    std::fs::write(&grid, smoke_grid_text("canonicalize", tmp.path())).unwrap();
-    let g = grid.to_str().unwrap();
-    let results = tmp.path().join("results");
-    let (code, out) = run(&["run", g]);
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("9 cell(s) run, 0 skipped"), "{out}");
+    let smoke = SmokeRun::new("canonicalize", 9);
+    let results = &smoke.results;
 
-    let first_rows = cell_rows(&results, "canonicalize");
+    let first_rows = cell_rows(results, "canonicalize");
     assert_eq!(first_rows.len(), 8, "4 methods x 2 seeds");
     for (method, rows) in &first_rows {
         let v = scalars(rows);
@@ -58,41 +46,26 @@ fn canonicalize_smoke_grid_trains_every_method_and_reports() {
         assert_eq!(at_zero, get(&v, names::ACC_UPRIGHT));
     }
 
-    let md = std::fs::read_to_string(results.join("summary.md")).unwrap();
-    for needle in [
-        "### Upright and C8-averaged accuracy",
-        "| method | upright | C8-averaged | invariance error | mapped upright |",
-        "| vanilla |",
-        "| canon-prior |",
-    ] {
-        assert!(md.contains(needle), "{needle}\n{md}");
-    }
+    let md = smoke.assert_report(
+        &[
+            "### Upright and C8-averaged accuracy",
+            "| method | upright | C8-averaged | invariance error | mapped upright |",
+            "| vanilla |",
+            "| canon-prior |",
+        ],
+        &["canonicalize-acc-per-angle-canonicalize.svg"],
+    );
     // The paper's order: vanilla first, canon-prior last.
     let table = &md[md.find("### Upright and C8").unwrap()..];
     assert!(table.find("| vanilla |") < table.find("| canon-prior |"));
-    assert!(
-        results
-            .join("plots")
-            .join("canonicalize-acc-per-angle-canonicalize.svg")
-            .is_file()
-    );
 
-    let (code, out) = run(&["run", g, "--force", "--no-report"]);
-    assert_eq!(code, 0, "{out}");
-    assert_eq!(
-        reproducible(&cell_rows(&results, "canonicalize")),
-        reproducible(&first_rows),
-        "the same rows, bit for bit"
-    );
+    smoke.assert_rerun_identical("canonicalize", &first_rows);
 }
 
 #[test]
 fn validate_rejects_impossible_canonicalize_settings_with_file_line_and_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let text = smoke_grid_text("canonicalize", tmp.path());
-    assert_rejected(
-        tmp.path(),
-        &text,
+    assert_smoke_rejects(
+        "canonicalize",
         &[
             Rejection {
                 from: "group_order: 8",

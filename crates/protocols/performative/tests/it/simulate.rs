@@ -165,7 +165,7 @@ fn the_proportions_answer_the_methods_accuracy() {
 #[test]
 fn pap_learns_the_prior_and_the_run_is_deterministic() {
     let pap = Pap {
-        lr: 1e-3,
+        lr: reusebench_core::bounded::Positive::of(1e-3),
         epochs_per_round: 5,
         ..Pap::default()
     };

@@ -11,7 +11,8 @@ use reusebench_core::NoProgress;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::{load_backbone, save_backbone};
 use reusebench_core::model::{Classifier, build_backbone, linear_head};
-use reusebench_core::train::{NoHooks, OptimConfig, Schedule, Stage, fit};
+use reusebench_core::testing::plain_stage;
+use reusebench_core::train::{NoHooks, OptimConfig, fit};
 use reusebench_data::{Augment, synthetic};
 
 fn device() -> Device {
@@ -47,23 +48,8 @@ fn trained_backbone_round_trips() {
     let head = linear_head(&mut rng, cfg.feature_dim(), 3, &train_dev);
     // A little training moves the weights and the batch-norm running statistics.
     let data = synthetic::generate(3, 8, 2, 0).unwrap();
-    let optim = OptimConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 0.0,
-        schedule: Schedule::Constant,
-    };
-    let stage = Stage {
-        name: "t".into(),
-        epochs: 1,
-        batch_size: 8,
-        optim: &optim,
-        augment: Augment::NONE,
-        normalization: data.normalization,
-        num_classes: 3,
-        seed: 0,
-        curve: None,
-    };
+    let optim = OptimConfig::sgd(0.05);
+    let stage = plain_stage(&optim, 8, data.normalization, 3);
     let (model, _) = fit(
         Classifier::new(backbone, head),
         &Arc::new(data.train),

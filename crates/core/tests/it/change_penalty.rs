@@ -15,14 +15,7 @@ use reusebench_core::penalties::{ChangeNorm, change_penalty, changes, with_chang
 use reusebench_core::train::one_hot;
 
 fn tiny(device: &Device) -> Classifier {
-    let cfg = BackboneConfig {
-        width: 2,
-        ..Default::default()
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let backbone = cfg.build(&mut rng, device);
-    let head = linear_head(&mut rng, cfg.feature_dim(), 3, device);
-    Classifier::new(backbone, head)
+    reusebench_core::testing::tiny_classifier(2, 3, 5, device)
 }
 
 fn batch(device: &Device) -> Tensor<4> {

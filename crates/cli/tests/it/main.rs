@@ -1,0 +1,12 @@
+//! The integration tests of this crate, as one test binary (one link,
+//! not one per file), with a module per area.
+
+mod canonicalize;
+mod cli_smoke;
+mod cluster;
+mod common;
+mod debias;
+mod performative;
+mod resque;
+mod snapshots;
+mod toy_protocol;

@@ -1,0 +1,10 @@
+//! The integration tests of this crate, as one test binary (one link,
+//! not one per file), with a module per area.
+
+mod batch_norm_recompute;
+mod change_penalty;
+mod checkpoint;
+mod feature_cache;
+mod penalties;
+mod small_task;
+mod torchvision_import;

@@ -1,0 +1,6 @@
+//! The integration tests of this crate, as one test binary (one link,
+//! not one per file), with a module per area.
+
+mod batch_norm;
+mod conv_bn_inference;
+mod gemm_conv;

@@ -1,0 +1,8 @@
+//! The integration tests of this crate, as one test binary (one link,
+//! not one per file), with a module per area.
+
+mod er_loss;
+mod head_columns;
+mod replay_learns;
+mod side_tuning_cached_base;
+mod side_tuning_lifelong;

@@ -1,0 +1,4 @@
+//! The integration tests of this crate, as one test binary (one link,
+//! not one per file), with a module per area.
+
+mod simulate;
