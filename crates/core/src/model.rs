@@ -34,6 +34,19 @@ pub struct SideNet {
 }
 
 impl SideNet {
+    /// A CIFAR ResNet-18 of `width` and a projection to `out` features,
+    /// drawn from `rng` in that order.
+    pub fn random(width: usize, out: usize, rng: &mut ChaCha8Rng, device: &Device) -> Self {
+        let config = BackboneConfig {
+            arch: crate::backbone::Arch::ResNet18Cifar,
+            width,
+            ..Default::default()
+        };
+        let net = config.build(rng, device);
+        let proj = linear_head(rng, config.feature_dim(), out, device);
+        Self { net, proj }
+    }
+
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.proj.forward(self.net.forward(images))
     }

@@ -235,6 +235,40 @@ pub struct StageStats {
     pub epochs: usize,
 }
 
+/// An epoch's cross-entropy so far: its sum and its batches.
+#[derive(Default)]
+struct EpochLoss {
+    sum: f64,
+    batches: usize,
+}
+
+impl EpochLoss {
+    fn add(&mut self, ce: f32, progress: &dyn Progress) {
+        self.sum += ce as f64;
+        self.batches += 1;
+        progress.batch(ce);
+    }
+}
+
+impl StageStats {
+    /// Closes `epoch`: its mean loss, its batches, its curve point (the
+    /// rate and start time of the epoch in `at`).
+    fn end_epoch(
+        &mut self,
+        stage: &Stage,
+        epoch: usize,
+        loss: EpochLoss,
+        at: (f64, Instant),
+        progress: &dyn Progress,
+    ) {
+        progress.end();
+        self.last_epoch_loss = loss.sum / loss.batches.max(1) as f64;
+        self.batches += loss.batches;
+        self.epochs = epoch + 1;
+        stage.record_epoch(epoch, self.last_epoch_loss, at.0, at.1);
+    }
+}
+
 /// One-hot targets `[labels.len(), classes]` on `device`.
 pub fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
     let mut v = vec![0f32; labels.len() * classes];
@@ -330,7 +364,7 @@ pub fn fit_with<M: TrainModel>(
             &format!("{} · epoch {}/{}", stage.name, epoch + 1, stage.epochs),
             batches.len(),
         );
-        let (mut sum, mut count) = (0f64, 0usize);
+        let mut loss_so_far = EpochLoss::default();
         for batch in batches {
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
             let y = one_hot(&batch.labels, stage.num_classes, device);
@@ -371,7 +405,7 @@ pub fn fit_with<M: TrainModel>(
                 _ => model.loss(logits.clone(), y),
             };
             let ce = loss.clone().into_scalar::<f32>();
-            check_finite(&stage.name, count, ce)?;
+            check_finite(&stage.name, loss_so_far.batches, ce)?;
             let view = Step {
                 images: &x,
                 labels: &batch.labels,
@@ -382,7 +416,11 @@ pub fn fit_with<M: TrainModel>(
             };
             if let Some(extra) = hooks.extra_loss(&model, &view)? {
                 let value = extra.clone().into_scalar::<f32>();
-                check_finite(&format!("{} (method loss)", stage.name), count, value)?;
+                check_finite(
+                    &format!("{} (method loss)", stage.name),
+                    loss_so_far.batches,
+                    value,
+                )?;
                 loss = loss + extra;
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -390,15 +428,9 @@ pub fn fit_with<M: TrainModel>(
             model = optim.step(stage.optim.lr_at(step, total), model, grads);
             hooks.after_step(&view);
             step += 1;
-            sum += ce as f64;
-            count += 1;
-            progress.batch(ce);
+            loss_so_far.add(ce, progress);
         }
-        progress.end();
-        stats.last_epoch_loss = sum / count.max(1) as f64;
-        stats.batches += count;
-        stats.epochs = epoch + 1;
-        stage.record_epoch(epoch, stats.last_epoch_loss, lr, started);
+        stats.end_epoch(stage, epoch, loss_so_far, (lr, started), progress);
         if hooks.after_epoch(epoch, &model)? == EpochControl::Stop {
             break;
         }
@@ -446,7 +478,7 @@ pub fn fit_linear(
             &format!("{} · epoch {}/{}", stage.name, epoch + 1, stage.epochs),
             per_epoch,
         );
-        let (mut sum, mut count) = (0f64, 0usize);
+        let mut loss_so_far = EpochLoss::default();
         for chunk in order.chunks(bs) {
             let mut x = Vec::with_capacity(chunk.len() * dim);
             let mut y = Vec::with_capacity(chunk.len());
@@ -458,19 +490,13 @@ pub fn fit_linear(
             let loss =
                 cross_entropy_with_logits(head.forward(x), one_hot(&y, stage.num_classes, device));
             let ce = loss.clone().into_scalar::<f32>();
-            check_finite(&stage.name, count, ce)?;
+            check_finite(&stage.name, loss_so_far.batches, ce)?;
             let grads = GradientsParams::from_grads(loss.backward(), &head);
             head = optim.step(stage.optim.lr_at(step, total), head, grads);
             step += 1;
-            sum += ce as f64;
-            count += 1;
-            progress.batch(ce);
+            loss_so_far.add(ce, progress);
         }
-        progress.end();
-        stats.last_epoch_loss = sum / count.max(1) as f64;
-        stats.batches += count;
-        stats.epochs = epoch + 1;
-        stage.record_epoch(epoch, stats.last_epoch_loss, lr, started);
+        stats.end_epoch(stage, epoch, loss_so_far, (lr, started), progress);
     }
     Ok((head, stats))
 }

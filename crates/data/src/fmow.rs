@@ -201,20 +201,37 @@ pub fn csv_fields(line: &str) -> Vec<String> {
     out
 }
 
+/// A CSV file's text and its header's fields.
+struct Csv {
+    path: PathBuf,
+    text: String,
+    header: Vec<String>,
+}
+
+impl Csv {
+    fn read(path: PathBuf) -> Result<Self, DataError> {
+        let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+        let header = csv_fields(text.lines().next().unwrap_or(""));
+        Ok(Self { path, text, header })
+    }
+
+    /// The position of column `name`, or an error naming the file.
+    fn column(&self, name: &str) -> Result<usize, DataError> {
+        let position = self.header.iter().position(|h| h == name);
+        position.ok_or_else(|| format_err(&self.path, format!("line 1: no `{name}` column")))
+    }
+
+    /// The lines after the header.
+    fn rows(&self) -> impl Iterator<Item = &str> {
+        self.text.lines().skip(1)
+    }
+}
+
 fn regions(root: &Path) -> Result<HashMap<String, u8>, DataError> {
-    let path = root.join("country_code_mapping.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
-    let mut lines = text.lines();
-    let header = csv_fields(lines.next().unwrap_or(""));
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| format_err(&path, format!("no `{name}` column")))
-    };
-    let (code, region) = (col("alpha-3")?, col("region")?);
+    let csv = Csv::read(root.join("country_code_mapping.csv"))?;
+    let (code, region) = (csv.column("alpha-3")?, csv.column("region")?);
     let mut map = HashMap::new();
-    for line in lines.filter(|l| !l.trim().is_empty()) {
+    for line in csv.rows().filter(|l| !l.trim().is_empty()) {
         let f = csv_fields(line);
         let (Some(c), Some(r)) = (f.get(code), f.get(region)) else {
             continue;
@@ -238,24 +255,16 @@ pub fn read_metadata(root: &Path) -> Result<Vec<FmowRow>, DataError> {
         });
     }
     let region_of = regions(root)?;
-    let path = root.join("rgb_metadata.csv");
-    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
-    let mut lines = text.lines();
-    let header = csv_fields(lines.next().unwrap_or(""));
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| format_err(&path, format!("line 1: no `{name}` column")))
-    };
+    let csv = Csv::read(root.join("rgb_metadata.csv"))?;
+    let (path, header) = (&csv.path, &csv.header);
     let (split, category, country, timestamp) = (
-        col("split")?,
-        col("category")?,
-        col("country_code")?,
-        col("timestamp")?,
+        csv.column("split")?,
+        csv.column("category")?,
+        csv.column("country_code")?,
+        csv.column("timestamp")?,
     );
     let mut rows = Vec::new();
-    for (index, line) in lines.enumerate() {
+    for (index, line) in csv.rows().enumerate() {
         let line_no = index + 2;
         if line.trim().is_empty() {
             continue;
@@ -263,7 +272,7 @@ pub fn read_metadata(root: &Path) -> Result<Vec<FmowRow>, DataError> {
         let f = csv_fields(line);
         if f.len() != header.len() {
             return Err(format_err(
-                &path,
+                path,
                 format!(
                     "line {line_no}: {} fields where the header has {}",
                     f.len(),
@@ -274,20 +283,21 @@ pub fn read_metadata(root: &Path) -> Result<Vec<FmowRow>, DataError> {
         let get = |c: usize| {
             f.get(c)
                 .map(String::as_str)
-                .ok_or_else(|| format_err(&path, format!("line {line_no}: too few columns")))
+                .ok_or_else(|| format_err(path, format!("line {line_no}: too few columns")))
         };
         let s = get(split)?;
         if s == "seq" {
             continue;
         }
         let cat = get(category)?;
-        let label = CATEGORIES.iter().position(|c| *c == cat).ok_or_else(|| {
-            format_err(&path, format!("line {line_no}: unknown category `{cat}`"))
-        })?;
+        let label = CATEGORIES
+            .iter()
+            .position(|c| *c == cat)
+            .ok_or_else(|| format_err(path, format!("line {line_no}: unknown category `{cat}`")))?;
         let ts = get(timestamp)?;
         let year: u16 = ts.get(..4).and_then(|y| y.parse().ok()).ok_or_else(|| {
             format_err(
-                &path,
+                path,
                 format!("line {line_no}: timestamp `{ts}` has no year"),
             )
         })?;

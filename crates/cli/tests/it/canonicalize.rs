@@ -2,7 +2,7 @@
 //! (every method, two seeds), its report, its determinism, and the
 //! configurations validation must refuse.
 
-use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, get, scalars, values};
+use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, get, scalars};
 use reusebench_results::names;
 
 #[test]

@@ -2,7 +2,7 @@
 //! (every method, two k, two seeds), its report, its determinism, and the
 //! configurations validation must refuse.
 
-use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, scalars, values};
+use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, scalars};
 use reusebench_results::names;
 
 fn get(values: &[(String, f64)], metric: &str) -> f64 {

@@ -61,14 +61,23 @@ fn registry() -> Registry {
     Registry::builtin().with::<Toy>()
 }
 
+/// `load_grid`'s error for the grid at `path`.
+fn load_error(registry: &Registry, path: &std::path::Path) -> String {
+    let err = reusebench_runner::load_grid(registry, path, &[], None).unwrap_err();
+    err.to_string()
+}
+
+/// `reusebench run PATH` with the toy protocol registered.
+fn run_toy(path: &std::path::Path) -> ExitCode {
+    let args = ["reusebench", "run", path.to_str().unwrap()];
+    reusebench::main_with(&registry(), args.map(Into::into))
+}
+
 #[test]
 fn a_protocol_added_through_the_registry_runs_and_reports_its_coordinates() {
     let tmp = tempfile::tempdir().unwrap();
     let path = grid(tmp.path(), "1.0");
-    let code = reusebench::main_with(
-        &registry(),
-        ["reusebench", "run", path.to_str().unwrap()].map(Into::into),
-    );
+    let code = run_toy(&path);
     assert_eq!(code, ExitCode::SUCCESS);
     let results = tmp.path().join("results");
 
@@ -134,17 +143,13 @@ fn a_registered_protocol_validates_with_file_line_and_key() {
         .unwrap()
         .replace("      scale: [1.0, 2.5]\n", "");
     std::fs::write(&path, text).unwrap();
-    let err = reusebench_runner::load_grid(&registry(), &path, &[], None)
-        .unwrap_err()
-        .to_string();
+    let err = load_error(&registry(), &path);
     assert!(
         err.contains("grid.yaml:9") && err.contains("key `scale`: must be >= 0"),
         "{err}"
     );
     // Without the registration the protocol is unknown, at its line.
-    let err = reusebench_runner::load_grid(&Registry::builtin(), &path, &[], None)
-        .unwrap_err()
-        .to_string();
+    let err = load_error(&Registry::builtin(), &path);
     assert!(
         err.contains("grid.yaml:5") && err.contains("unknown protocol `toy`"),
         "{err}"
@@ -161,10 +166,7 @@ fn an_experiment_with_energy_meters_every_cell_whatever_its_protocol() {
         "    protocol: toy\n    energy: { tdp_watts: 60, grid_intensity: 100 }\n",
     );
     std::fs::write(&path, &text).unwrap();
-    let code = reusebench::main_with(
-        &registry(),
-        ["reusebench", "run", path.to_str().unwrap()].map(Into::into),
-    );
+    let code = run_toy(&path);
     assert_eq!(code, ExitCode::SUCCESS);
     let cells: Vec<_> = std::fs::read_dir(tmp.path().join("results/cells"))
         .unwrap()
@@ -196,9 +198,7 @@ fn an_experiment_with_energy_meters_every_cell_whatever_its_protocol() {
         &tmp.path().join("bad-results").display().to_string(),
     );
     std::fs::write(&bad, &text).unwrap();
-    let err = reusebench_runner::load_grid(&registry(), &bad, &[], None)
-        .unwrap_err()
-        .to_string();
+    let err = load_error(&registry(), &bad);
     assert!(
         err.contains("bad.yaml:6") && err.contains("key `energy.tdp_watts`: must be > 0"),
         "{err}"
@@ -211,10 +211,7 @@ fn an_experiment_with_energy_meters_every_cell_whatever_its_protocol() {
 fn summary_and_status_read_as_they_did() {
     let tmp = tempfile::tempdir().unwrap();
     let path = grid(tmp.path(), "1.0");
-    let code = reusebench::main_with(
-        &registry(),
-        ["reusebench", "run", path.to_str().unwrap()].map(Into::into),
-    );
+    let code = run_toy(&path);
     assert_eq!(code, ExitCode::SUCCESS);
     let results = tmp.path().join("results");
     let dir = tmp.path().display().to_string();

@@ -9,8 +9,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::DeviceSpec;
-use reusebench_core::backbone::BackboneConfig;
-use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{ChangeNorm, change_penalty, changes, with_change};
 use reusebench_core::train::one_hot;
 

@@ -13,7 +13,7 @@ use reusebench_core::checkpoint::{load_backbone, save_backbone};
 use reusebench_core::model::{Classifier, build_backbone, linear_head};
 use reusebench_core::testing::plain_stage;
 use reusebench_core::train::{NoHooks, OptimConfig, fit};
-use reusebench_data::{Augment, synthetic};
+use reusebench_data::synthetic;
 
 fn device() -> Device {
     DeviceSpec::for_tests()

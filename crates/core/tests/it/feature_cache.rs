@@ -19,21 +19,11 @@ fn cached_side_tuning_features_equal_recomputed_ones() {
         width: 4,
         ..Default::default()
     };
-    let side_cfg = BackboneConfig {
-        width: 2,
-        ..Default::default()
-    };
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let backbone = cfg.build(&mut rng, &dev);
     let head = linear_head(&mut rng, cfg.feature_dim(), 3, &dev);
-    let mut model = Classifier::new(backbone, head);
-    model = model.with_side(
-        SideNet {
-            net: side_cfg.build(&mut rng, &dev),
-            proj: linear_head(&mut rng, side_cfg.feature_dim(), cfg.feature_dim(), &dev),
-        },
-        0.3,
-    );
+    let side = SideNet::random(2, cfg.feature_dim(), &mut rng, &dev);
+    let mut model = Classifier::new(backbone, head).with_side(side, 0.3);
     let data = synthetic::generate(3, 4, 2, 0).unwrap();
     let set = Arc::new(data.test);
     let cache = FeatureCache::default();
@@ -56,9 +46,10 @@ fn cached_side_tuning_features_equal_recomputed_ones() {
 
     // New side weights: only the side branch is recomputed.
     let side = model.side_tuned_mut().unwrap();
+    let side_dim = side.side.proj.weight.dims()[0];
     side.side.proj = linear_head(
         &mut ChaCha8Rng::seed_from_u64(9),
-        side_cfg.feature_dim(),
+        side_dim,
         cfg.feature_dim(),
         &dev,
     );

@@ -10,9 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::DeviceSpec;
 use reusebench_core::NoProgress;
-use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::features::model_features;
-use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{
     ImportanceKind, importance, quadratic_penalty, snapshot, table_values,
 };

@@ -15,7 +15,6 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_continual::methods::{ReplayBuffer, ReplayHook, ReplayLoss, logits_with_base};
-use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{cached_features, features};
 use reusebench_core::metrics::{KnnConfig, knn_accuracy};
@@ -65,18 +64,9 @@ fn train_step(c: &mut Criterion) {
                 buffer.offer(&mut rng, &[(i % 255) as u8; 3 * 32 * 32], i % 10, None);
             }
             if family == "side_tuning" {
-                let side_cfg = BackboneConfig {
-                    width: 8,
-                    ..Default::default()
-                };
                 let mut r = ChaCha8Rng::seed_from_u64(2);
-                model = model.with_side(
-                    SideNet {
-                        net: side_cfg.build(&mut r, &dev),
-                        proj: linear_head(&mut r, side_cfg.feature_dim(), 8 * width, &dev),
-                    },
-                    0.5,
-                );
+                let side = SideNet::random(8, 8 * width, &mut r, &dev);
+                model = model.with_side(side, 0.5);
             }
             let mut model = Some(model);
             group.bench_function(
@@ -226,20 +216,9 @@ fn side_tuning_epochs(c: &mut Criterion) {
         curve: None,
     };
     let build = || {
-        let (mut model, _, _) = workload(20, 32, &dev);
-        let side_cfg = BackboneConfig {
-            width: 8,
-            ..Default::default()
-        };
+        let (model, _, _) = workload(20, 32, &dev);
         let mut r = ChaCha8Rng::seed_from_u64(2);
-        model = model.with_side(
-            SideNet {
-                net: side_cfg.build(&mut r, &dev),
-                proj: linear_head(&mut r, side_cfg.feature_dim(), 160, &dev),
-            },
-            0.5,
-        );
-        model
+        model.with_side(SideNet::random(8, 160, &mut r, &dev), 0.5)
     };
     group.throughput(Throughput::Elements((set.len() * epochs) as u64));
     group.bench_function(

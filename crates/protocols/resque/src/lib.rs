@@ -407,7 +407,6 @@ fn retrain(
         clean,
         ..
     } = shifted;
-    let bs = config.eval_batch_size;
     let mut rows = Vec::new();
     let k = model.head.weight.dims()[1];
     let evaluate = |m: &Classifier| evaluator.accuracy(m, &test);

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use reusebench_results::{StoredRow, names};
 
 use super::{Drawn, Experiment, View, values_by};
-use crate::error::ReportError;
 use crate::plot::{
     Axes, Bars, Figures, Point, Series, bar_chart, heatmap, mean_std, render_lines, slug,
 };

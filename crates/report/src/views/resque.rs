@@ -11,8 +11,6 @@ use std::collections::BTreeMap;
 use reusebench_results::{StoredRow, names};
 
 use super::{Drawn, Experiment, View};
-use crate::aggregate::Summary;
-use crate::error::ReportError;
 use crate::plot::{Axes, Figures, Scatter, render_scatter, slug};
 use crate::stats::{bootstrap_ci, fit_line, pearson, spearman};
 

@@ -14,7 +14,6 @@ use reusebench_core::method::Method;
 use serde::{Deserialize, Serialize};
 
 use super::{ContinualMethod, Learned, TaskContext};
-use reusebench_core::backbone::{Arch, BackboneConfig};
 use reusebench_core::CoreError;
 use reusebench_core::features::{Rows, cached_features};
 use reusebench_core::model::{Classifier, SideNet, linear_head};
@@ -116,17 +115,10 @@ impl ContinualMethod for SideTuning {
         // The first task wraps the base; later ones keep training the side
         // (the lifelong variant starts a new one each task).
         if model.side_tuned().is_none() {
-            let side_config = BackboneConfig {
-                arch: Arch::ResNet18Cifar,
-                width: self.side_width.get(),
-                ..Default::default()
-            };
             let base_dim = model.head.weight.dims()[0];
             let stream = if self.lifelong { ctx.task as u64 } else { 0 };
             let mut rng = Seeds::new(ctx.seed).rng(Purpose::SideBatches { stream });
-            let net = side_config.build(&mut rng, ctx.device);
-            let proj = linear_head(&mut rng, side_config.feature_dim(), base_dim, ctx.device);
-            let side = SideNet { net, proj };
+            let side = SideNet::random(self.side_width.get(), base_dim, &mut rng, ctx.device);
             model = if self.learn_alpha {
                 model.with_learned_side(side, ctx.device)
             } else {

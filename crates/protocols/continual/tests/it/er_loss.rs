@@ -8,9 +8,8 @@ use burn::tensor::loss::cross_entropy_with_logits;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_continual::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
-use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::metrics::names;
-use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::testing::{plain_stage, tiny_classifier};
 use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, fit, one_hot};
 use reusebench_core::{DeviceSpec, NoProgress};
 use reusebench_data::{Augment, synthetic};
@@ -27,30 +26,16 @@ fn er_takes_one_mean_over_current_and_replayed_rows() {
     for i in 0..old.len() {
         buffer.offer(&mut rng, old.image(i), old.labels[i], None);
     }
-    let cfg = BackboneConfig {
-        width: 2,
-        ..Default::default()
-    };
-    let mut init = ChaCha8Rng::seed_from_u64(1);
-    let model = Classifier::new(
-        cfg.build(&mut init, &dev),
-        linear_head(&mut init, cfg.feature_dim(), 4, &dev),
-    );
+    let model = tiny_classifier(2, 4, 1, &dev);
     let optim = OptimConfig::sgd(0.1).with_momentum(0.0);
     let log = CurveLog::default();
     let stage = Stage {
         name: "er".into(),
-        epochs: 1,
-        batch_size: 4,
-        optim: &optim,
-        augment: Augment::NONE,
-        normalization: data.normalization,
-        num_classes: 4,
-        seed: 0,
         curve: Some(CurveSink {
             log: &log,
             coords: Default::default(),
         }),
+        ..plain_stage(&optim, 4, data.normalization, 4)
     };
     // The expected loss: cross-entropy of the model's (training-mode)
     // logits on the 8 images at once, one mean.

@@ -6,13 +6,11 @@ use std::sync::Arc;
 
 use burn::tensor::Tensor;
 use burn::tensor::loss::cross_entropy_with_logits;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use reusebench_continual::methods::{LpStage, TaskContext};
-use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::metrics::names;
-use reusebench_core::model::{Classifier, linear_head};
+use reusebench_core::model::Classifier;
+use reusebench_core::testing::{plain_stage, tiny_classifier};
 use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, TrainHooks, fit, one_hot};
 use reusebench_core::{DeviceSpec, NoProgress};
 use reusebench_data::{Augment, ImageSet, synthetic};
@@ -22,15 +20,7 @@ fn optim() -> OptimConfig {
 }
 
 fn model(classes: usize, dev: &burn::tensor::Device) -> Classifier {
-    let cfg = BackboneConfig {
-        width: 2,
-        ..Default::default()
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(4);
-    Classifier::new(
-        cfg.build(&mut rng, dev),
-        linear_head(&mut rng, cfg.feature_dim(), classes, dev),
-    )
+    tiny_classifier(2, classes, 4, dev)
 }
 
 fn values(t: Tensor<2>) -> Vec<Vec<f32>> {
@@ -39,6 +29,13 @@ fn values(t: Tensor<2>) -> Vec<Vec<f32>> {
     (0..rows)
         .map(|r| v[r * cols..(r + 1) * cols].to_vec())
         .collect()
+}
+
+/// The head's weight rows and its bias.
+fn head_values(model: &Classifier) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let bias = model.head.bias.as_ref().unwrap().val();
+    let bias = bias.into_data().try_to_vec::<f32>().unwrap();
+    (values(model.head.weight.val()), bias)
 }
 
 #[test]
@@ -71,36 +68,14 @@ fn the_probe_on_new_classes_leaves_every_other_column_alone() {
         curves: &curves,
     };
     let before = model(6, &dev);
-    let (w0, b0) = (
-        values(before.head.weight.val()),
-        before
-            .head
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap(),
-    );
+    let (w0, b0) = head_values(&before);
     let lp = Some(LpStage {
         epochs: 3,
         optimizer: optim.clone(),
         new_classes_only: true,
     });
     let after = LpStage::run(&lp, before, &ctx).unwrap();
-    let (w1, b1) = (
-        values(after.head.weight.val()),
-        after
-            .head
-            .bias
-            .as_ref()
-            .unwrap()
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap(),
-    );
+    let (w1, b1) = head_values(&after);
     for c in 0..6 {
         let column_moved = w0.iter().zip(&w1).any(|(r0, r1)| r0[c] != r1[c]) || b0[c] != b1[c];
         assert_eq!(column_moved, (2..4).contains(&c), "column {c}");
@@ -124,17 +99,11 @@ fn the_loss_can_be_restricted_to_the_classes_seen_so_far() {
     let (optim, log) = (optim(), CurveLog::default());
     let stage = Stage {
         name: "seen".into(),
-        epochs: 1,
-        batch_size: 4,
-        optim: &optim,
-        augment: Augment::NONE,
-        normalization: data.normalization,
-        num_classes: 4,
-        seed: 0,
         curve: Some(CurveSink {
             log: &log,
             coords: Default::default(),
         }),
+        ..plain_stage(&optim, 4, data.normalization, 4)
     };
     let (x, labels) = reusebench_core::testing::first_batch(&set, 4, data.normalization, &dev);
     let logits = m.clone().forward(x).narrow(1, 0, 2);

@@ -22,21 +22,11 @@ fn side_tuning_with_cached_base_computes_the_same_logits() {
         width: 4,
         ..Default::default()
     };
-    let side_cfg = BackboneConfig {
-        width: 2,
-        ..Default::default()
-    };
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let backbone = cfg.build(&mut rng, &dev).freeze();
     let head = linear_head(&mut rng, cfg.feature_dim(), 3, &dev);
-    let mut model = Classifier::new(backbone, head);
-    model = model.with_side(
-        SideNet {
-            net: side_cfg.build(&mut rng, &dev),
-            proj: linear_head(&mut rng, side_cfg.feature_dim(), cfg.feature_dim(), &dev),
-        },
-        0.6,
-    );
+    let side = SideNet::random(2, cfg.feature_dim(), &mut rng, &dev);
+    let model = Classifier::new(backbone, head).with_side(side, 0.6);
     let model = model.valid();
     let data = synthetic::generate(3, 4, 1, 0).unwrap();
     let set = Arc::new(data.train);

@@ -5,8 +5,7 @@
 use reusebench_core::{Purpose, Seeds};
 use reusebench_core::method::Method;
 use reusebench_core::CoreError;
-use reusebench_core::backbone::{Arch, BackboneConfig};
-use reusebench_core::model::{Classifier, SideNet, linear_head};
+use reusebench_core::model::{Classifier, SideNet};
 use reusebench_core::train::OptimConfig;
 use serde::{Deserialize, Serialize};
 
@@ -36,22 +35,12 @@ impl Method for SideTuning {}
 
 impl DebiasMethodSpec for SideTuning {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
-        let side_config = BackboneConfig {
-            arch: Arch::ResNet18Cifar,
-            width: self.side_width.get(),
-            ..Default::default()
-        };
         let mut rng = Seeds::new(ctx.seed).rng(Purpose::DebiasSide);
-        let net = side_config.build(&mut rng, ctx.device);
-        let proj = linear_head(
-            &mut rng,
-            side_config.feature_dim(),
-            start.head.weight.dims()[0],
-            ctx.device,
-        );
+        let base_dim = start.head.weight.dims()[0];
+        let side = SideNet::random(self.side_width.get(), base_dim, &mut rng, ctx.device);
         // The base is frozen (evaluation-mode batch norm) by with_side; the
         // head trains.
-        let model = start.clone().with_side(SideNet { net, proj }, self.alpha.get());
+        let model = start.clone().with_side(side, self.alpha.get());
         tune_classifier(model, &self.optimizer, ctx, Box::new(|_: &Classifier| None))
     }
 }

@@ -7,7 +7,6 @@
 
 use reusebench_core::method::Method;
 use burn::tensor::Device;
-use reusebench_core::CoreError;
 use crate::label_shift::{
     bayes_correct, bbse_prior, class_proportions, hard_predictions, joint_confusion,
 };

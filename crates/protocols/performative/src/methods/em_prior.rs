@@ -3,7 +3,6 @@
 
 use reusebench_core::method::Method;
 use burn::tensor::Device;
-use reusebench_core::CoreError;
 use crate::label_shift::{bayes_correct, em_prior};
 use reusebench_core::bounded::{Positive, PositiveInt};
 use serde::{Deserialize, Serialize};

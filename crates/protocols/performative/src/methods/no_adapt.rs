@@ -2,7 +2,6 @@
 
 use reusebench_core::method::Method;
 use burn::tensor::Device;
-use reusebench_core::CoreError;
 use serde::{Deserialize, Serialize};
 
 use super::{Built, Predicted, Adapter, Deployed, MethodSpec, Prediction, RoundInput};

@@ -5,7 +5,6 @@
 
 use reusebench_core::method::Method;
 use burn::tensor::Device;
-use reusebench_core::CoreError;
 use crate::label_shift::bayes_correct;
 use serde::{Deserialize, Serialize};
 
