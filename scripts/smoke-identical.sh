@@ -17,6 +17,7 @@ repo=$PWD
 base_rev=${1:-HEAD}
 work=$(mktemp -d /tmp/smoke-identical.XXXXXX)
 target=${CARGO_TARGET_DIR:-$repo/target}
+export CARGO_TARGET_DIR=$target
 # The base's sources inside the target folder (ignored by git); its
 # workspace crates build anew each time, the dependencies are shared.
 base_src=$target/smoke-identical-base
@@ -26,10 +27,22 @@ git worktree remove --force "$base_src" >/dev/null 2>&1 || true
 git worktree add --detach "$base_src" "$base_rev" >/dev/null
 # Built as the tests build it (dev-dependencies' features unified), so the
 # dependencies the test suite compiled are reused.
+# Cargo names a workspace crate's artifacts by its path relative to the
+# workspace, so both builds write the same file names, and one can take
+# the other's artifacts as fresh (seen: the working tree compiled against
+# the base's reusebench-results). Each build starts with the workspace's
+# own crates cleaned; the dependencies stay.
+clean_workspace_crates() {
+  local names
+  names=$(cargo metadata -q --no-deps --format-version 1 |
+    python3 -c 'import json,sys; print(" ".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
+  for name in $names; do cargo clean -q -p "$name" 2>/dev/null || true; done
+}
 echo "building $base_rev ..."
-(cd "$base_src" && CARGO_TARGET_DIR="$target" cargo test -q --workspace --no-run 2>/dev/null)
+(cd "$base_src" && clean_workspace_crates && cargo test -q --workspace --no-run 2>/dev/null)
 cp "$target/debug/reusebench" "$work/reusebench-base"
 echo "building the working tree ..."
+clean_workspace_crates
 cargo test -q --workspace --no-run 2>/dev/null
 cp "$target/debug/reusebench" "$work/reusebench-new"
 

@@ -9,6 +9,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use crate::error::ReportError;
@@ -124,22 +125,38 @@ fn legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[String]) -
     Ok(())
 }
 
+/// `root` cleared to white and split: the plot area, and the legend's
+/// column on the right.
+fn with_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+) -> Result<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>), String> {
+    root.fill(&WHITE).map_err(err)?;
+    let (w, _) = root.dim_in_pixel();
+    Ok(root.split_horizontally(w.saturating_sub(LEGEND)))
+}
+
+/// A chart on `plot` with `axes`' title and ranges.
+fn xy_chart<'a, DB: DrawingBackend>(
+    plot: &'a DrawingArea<DB, Shift>,
+    axes: &Axes,
+) -> Result<ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, String> {
+    ChartBuilder::on(plot)
+        .caption(&axes.title, ("sans-serif", 17))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(56)
+        .build_cartesian_2d(axes.x.clone(), axes.y.clone())
+        .map_err(err)
+}
+
 /// Lines with markers, each with a band of ± one std over seeds.
 pub fn line_chart<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     axes: &Axes,
     series: &[Series],
 ) -> DrawResult {
-    root.fill(&WHITE).map_err(err)?;
-    let (w, _) = root.dim_in_pixel();
-    let (plot, side) = root.split_horizontally(w.saturating_sub(LEGEND));
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(&axes.title, ("sans-serif", 17))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(axes.x.clone(), axes.y.clone())
-        .map_err(err)?;
+    let (plot, side) = with_legend(&root)?;
+    let mut chart = xy_chart(&plot, axes)?;
     let span = (axes.x.end - axes.x.start).max(1.0);
     let mut mesh = chart.configure_mesh();
     mesh.x_desc(&axes.x_label).y_desc(&axes.y_label);
@@ -196,9 +213,7 @@ pub fn bar_chart<DB: DrawingBackend>(
         (a.min(m - s), b.max(m + s))
     });
     let y = (lo * 1.1)..(hi * 1.1);
-    root.fill(&WHITE).map_err(err)?;
-    let (w, _) = root.dim_in_pixel();
-    let (plot, side) = root.split_horizontally(w.saturating_sub(LEGEND));
+    let (plot, side) = with_legend(&root)?;
     let n = groups.len().max(1);
     let k = series.len().max(1);
     let mut chart = ChartBuilder::on(&plot)
@@ -410,16 +425,8 @@ pub fn scatter_chart<DB: DrawingBackend>(
     groups: &[Scatter],
     line: Option<(f64, f64)>,
 ) -> DrawResult {
-    root.fill(&WHITE).map_err(err)?;
-    let (w, _) = root.dim_in_pixel();
-    let (plot, side) = root.split_horizontally(w.saturating_sub(LEGEND));
-    let mut chart = ChartBuilder::on(&plot)
-        .caption(&axes.title, ("sans-serif", 17))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(56)
-        .build_cartesian_2d(axes.x.clone(), axes.y.clone())
-        .map_err(err)?;
+    let (plot, side) = with_legend(&root)?;
+    let mut chart = xy_chart(&plot, axes)?;
     chart
         .configure_mesh()
         .x_desc(&axes.x_label)

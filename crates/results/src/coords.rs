@@ -44,26 +44,19 @@ impl fmt::Display for Coord {
     }
 }
 
-impl From<usize> for Coord {
-    fn from(v: usize) -> Self {
-        Coord::Int(v as i64)
-    }
+/// Coordinates from numbers: whole numbers as `Int`, the rest as `Float`.
+macro_rules! coord_from {
+    ($($t:ty => $variant:ident($as:ty)),+) => {$(
+        impl From<$t> for Coord {
+            #[allow(clippy::unnecessary_cast)] // i64 as i64, f64 as f64
+            fn from(v: $t) -> Self {
+                Coord::$variant(v as $as)
+            }
+        }
+    )+};
 }
-impl From<i64> for Coord {
-    fn from(v: i64) -> Self {
-        Coord::Int(v)
-    }
-}
-impl From<u32> for Coord {
-    fn from(v: u32) -> Self {
-        Coord::Int(v as i64)
-    }
-}
-impl From<f64> for Coord {
-    fn from(v: f64) -> Self {
-        Coord::Float(v)
-    }
-}
+
+coord_from!(usize => Int(i64), i64 => Int(i64), u32 => Int(i64), f64 => Float(f64));
 impl From<&str> for Coord {
     fn from(v: &str) -> Self {
         Coord::Str(v.to_string())

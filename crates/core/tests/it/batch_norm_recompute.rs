@@ -11,6 +11,12 @@ use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::features::recompute_batch_norm;
 use reusebench_data::synthetic;
 
+/// The running mean of the stem's batch norm.
+fn stem_running_mean(backbone: &reusebench_core::backbone::ResNet) -> Vec<f32> {
+    let mean = backbone.bn1.running_mean.value_sync();
+    mean.into_data().try_to_vec::<f32>().unwrap()
+}
+
 #[test]
 fn running_statistics_are_the_mean_over_the_set() {
     let dev = DeviceSpec::for_tests().autodiff();
@@ -21,13 +27,7 @@ fn running_statistics_are_the_mean_over_the_set() {
         ..Default::default()
     };
     let backbone = cfg.build(&mut ChaCha8Rng::seed_from_u64(3), &dev);
-    let before: Vec<f32> = backbone
-        .bn1
-        .running_mean
-        .value_sync()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let before = stem_running_mean(&backbone);
     assert!(before.iter().all(|&m| m == 0.0));
 
     // Every image at once through the stem convolution: the per-channel mean.
@@ -44,13 +44,7 @@ fn running_statistics_are_the_mean_over_the_set() {
 
     // Two batches of 4: the mean of the two batch means is the set's mean.
     let backbone = recompute_batch_norm(backbone, &set, 4, data.normalization, &dev);
-    let got: Vec<f32> = backbone
-        .bn1
-        .running_mean
-        .value_sync()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let got = stem_running_mean(&backbone);
     for (g, w) in got.iter().zip(&want) {
         assert!(
             (g - w).abs() < 1e-4 * w.abs().max(1.0),

@@ -1,6 +1,7 @@
 //! ER's loss is one mean cross-entropy over the current batch and the
 //! replayed one concatenated (Mammoth's `er.py`), not the sum of two means.
 
+use crate::common::first_epoch_loss;
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
@@ -8,7 +9,6 @@ use burn::tensor::loss::cross_entropy_with_logits;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_continual::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
-use reusebench_core::metrics::names;
 use reusebench_core::testing::{plain_stage, tiny_classifier};
 use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, fit, one_hot};
 use reusebench_core::{DeviceSpec, NoProgress};
@@ -58,12 +58,7 @@ fn er_takes_one_mean_over_current_and_replayed_rows() {
     let mut hook_rng = ChaCha8Rng::seed_from_u64(9);
     let mut hook = ReplayHook::new(&mut buffer, &task, &mut hook_rng, 4, ReplayLoss::Er);
     fit(model, &task, &stage, &mut hook, &dev, &NoProgress).unwrap();
-    let rows = log.take();
-    let got = rows
-        .iter()
-        .find(|r| r.metric == names::CURVE_LOSS)
-        .unwrap()
-        .value;
+    let got = first_epoch_loss(&log);
     // One step: the epoch's mean loss is that step's loss. Summing the
     // two means instead would give about twice this.
     assert!(

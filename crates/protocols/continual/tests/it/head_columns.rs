@@ -2,18 +2,18 @@
 //! linear probe on the new classes alone (Mammoth's LwF warm-up), and the
 //! cross-entropy over the classes seen so far (Mammoth's LwF).
 
+use crate::common::{first_epoch_loss, task_context};
 use std::sync::Arc;
 
 use burn::tensor::Tensor;
 use burn::tensor::loss::cross_entropy_with_logits;
-use reusebench_continual::methods::{LpStage, TaskContext};
+use reusebench_continual::methods::LpStage;
 use reusebench_core::feature_cache::FeatureCache;
-use reusebench_core::metrics::names;
 use reusebench_core::model::Classifier;
 use reusebench_core::testing::{plain_stage, tiny_classifier};
 use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, TrainHooks, fit, one_hot};
 use reusebench_core::{DeviceSpec, NoProgress};
-use reusebench_data::{Augment, ImageSet, synthetic};
+use reusebench_data::{ImageSet, synthetic};
 
 fn optim() -> OptimConfig {
     OptimConfig::sgd(0.5).with_momentum(0.0)
@@ -49,24 +49,8 @@ fn the_probe_on_new_classes_leaves_every_other_column_alone() {
     );
     let history: Vec<Arc<ImageSet>> = vec![Arc::clone(&train)];
     let (cache, curves, optim) = (FeatureCache::default(), CurveLog::default(), optim());
-    let ctx = TaskContext {
-        task: 1,
-        num_tasks: 3,
-        train: Arc::clone(&train),
-        history: &history,
-        old_classes: 2,
-        seen_classes: 4,
-        num_classes: 6,
-        batch_size: 4,
-        eval_batch_size: 8,
-        augment: Augment::NONE,
-        normalization: data.normalization,
-        seed: 0,
-        device: &dev,
-        features: &cache,
-        progress: &NoProgress,
-        curves: &curves,
-    };
+    let norm = data.normalization;
+    let ctx = task_context((1, 3), &history, [2, 4, 6], norm, &dev, &cache, &curves);
     let before = model(6, &dev);
     let (w0, b0) = head_values(&before);
     let lp = Some(LpStage {
@@ -110,12 +94,7 @@ fn the_loss_can_be_restricted_to_the_classes_seen_so_far() {
     let want =
         cross_entropy_with_logits(logits, one_hot(&labels, 2, &dev)).into_scalar::<f32>() as f64;
     fit(m, &set, &stage, &mut SeenTwo, &dev, &NoProgress).unwrap();
-    let got = log
-        .take()
-        .iter()
-        .find(|r| r.metric == names::CURVE_LOSS)
-        .unwrap()
-        .value;
+    let got = first_epoch_loss(&log);
     assert!(
         (got - want).abs() < 1e-4 * want.abs().max(1.0),
         "loss over seen columns {got} vs {want}"

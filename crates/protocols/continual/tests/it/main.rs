@@ -1,6 +1,7 @@
 //! The integration tests of this crate, as one test binary (one link,
 //! not one per file), with a module per area.
 
+mod common;
 mod er_loss;
 mod head_columns;
 mod replay_learns;

@@ -2,18 +2,19 @@
 //! task on the frozen base; each task keeps its own model, untouched by the
 //! tasks after it. The shared variant keeps none.
 
+use crate::common::task_context;
 use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use reusebench_continual::methods::{MethodConfig, SideTuning, TaskContext};
+use reusebench_continual::methods::{MethodConfig, SideTuning};
+use reusebench_core::DeviceSpec;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::penalties::snapshot;
 use reusebench_core::train::{CurveLog, OptimConfig};
-use reusebench_core::{DeviceSpec, NoProgress};
-use reusebench_data::{Augment, ImageSet, synthetic};
+use reusebench_data::{ImageSet, synthetic};
 
 fn flat(model: &Classifier) -> Vec<f32> {
     let mut v: Vec<(String, Vec<f32>)> = snapshot(model)
@@ -62,24 +63,9 @@ fn run(lifelong: bool) -> (Vec<Option<Classifier>>, Vec<Vec<f32>>) {
     let (cache, curves) = (FeatureCache::default(), CurveLog::default());
     let mut snapshots_after = Vec::new();
     for t in 0..2 {
-        let ctx = TaskContext {
-            task: t,
-            num_tasks: 2,
-            train: Arc::clone(&tasks[t]),
-            history: &tasks[..=t],
-            old_classes: 2 * t,
-            seen_classes: 2 * t + 2,
-            num_classes: 4,
-            batch_size: 4,
-            eval_batch_size: 8,
-            augment: Augment::NONE,
-            normalization: data.normalization,
-            seed: 0,
-            device: &dev,
-            features: &cache,
-            progress: &NoProgress,
-            curves: &curves,
-        };
+        let (history, classes) = (&tasks[..=t], [2 * t, 2 * t + 2, 4]);
+        let norm = data.normalization;
+        let ctx = task_context((t, 2), history, classes, norm, &dev, &cache, &curves);
         model = learner.learn_task(model, &ctx).unwrap();
         snapshots_after.push(learner.task_model(0).map(|m| flat(&m)).unwrap_or_default());
     }
