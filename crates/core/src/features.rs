@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use reusebench_data::{Augment, BatchIter, BatchPlan, ImageSet, Normalization};
+use reusebench_data::{BatchIter, BatchPlan, ImageSet, Normalization};
 
 use burn::nn::Linear;
 
@@ -22,14 +22,7 @@ fn infer(
     forward: impl Fn(Tensor<4>) -> Tensor<2>,
 ) -> Rows {
     let device = device.clone().without_autodiff();
-    let plan = BatchPlan {
-        batch_size,
-        shuffle_seed: None,
-        augment: Augment::NONE,
-        normalization,
-        prefetch: 2,
-        drop_last: false,
-    };
+    let plan = BatchPlan::in_order(batch_size, normalization);
     let mut values = Vec::new();
     let mut dim = 0;
     for batch in BatchIter::new(Arc::clone(set), plan) {
@@ -53,33 +46,36 @@ pub fn logits(
     infer(set, batch_size, normalization, device, |x| model.forward(x))
 }
 
-/// The features `model`'s head sees (evaluation mode): the backbone's, or
-/// the side-tuning blend.
-pub fn model_features(
-    model: &Classifier,
-    set: &Arc<ImageSet>,
-    batch_size: usize,
-    normalization: Normalization,
-    device: &Device,
-) -> Rows {
-    let model = model.valid();
-    infer(set, batch_size, normalization, device, |x| {
-        model.features(x)
-    })
+/// A network features are read from, in evaluation mode: a backbone (its
+/// pooled features) or a classifier (the features its head sees: the
+/// backbone's, or the side-tuning blend).
+pub trait FeatureNet {
+    fn feature_pass(&self) -> impl Fn(Tensor<4>) -> Tensor<2>;
 }
 
-/// Pooled backbone features (evaluation mode).
+impl FeatureNet for ResNet {
+    fn feature_pass(&self) -> impl Fn(Tensor<4>) -> Tensor<2> {
+        let backbone = self.valid();
+        move |x| backbone.forward(x)
+    }
+}
+
+impl FeatureNet for Classifier {
+    fn feature_pass(&self) -> impl Fn(Tensor<4>) -> Tensor<2> {
+        let model = self.valid();
+        move |x| model.features(x)
+    }
+}
+
+/// `net`'s features of every image of `set` (evaluation mode).
 pub fn features(
-    backbone: &ResNet,
+    net: &impl FeatureNet,
     set: &Arc<ImageSet>,
     batch_size: usize,
     normalization: Normalization,
     device: &Device,
 ) -> Rows {
-    let backbone = backbone.valid();
-    infer(set, batch_size, normalization, device, |x| {
-        backbone.forward(x)
-    })
+    infer(set, batch_size, normalization, device, net.feature_pass())
 }
 
 /// Activations after stage `layer` of `backbone` (see
@@ -212,13 +208,9 @@ pub fn recompute_batch_norm(
         .map(|bn| bn.momentum)
         .collect();
     let plan = BatchPlan {
-        batch_size: batch_size.max(2),
-        shuffle_seed: None,
-        augment: Augment::NONE,
-        normalization,
-        prefetch: 2,
         // A batch of one has no variance to average in.
         drop_last: set.len() >= batch_size.max(2),
+        ..BatchPlan::in_order(batch_size.max(2), normalization)
     };
     for (k, batch) in BatchIter::new(Arc::clone(set), plan).enumerate() {
         if batch.labels.len() < 2 {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -23,6 +24,40 @@ pub fn tiny_classifier(width: usize, classes: usize, seed: u64, device: &Device)
     let backbone = config.build(&mut rng, device);
     let head = linear_head(&mut rng, config.feature_dim(), classes, device);
     Classifier::new(backbone, head)
+}
+
+/// A side-tuned classifier for tests: a width-4 base (frozen when
+/// `frozen`), a 3-way head, a width-2 side network, blend `alpha`; drawn
+/// in that order from one stream seeded with `seed`.
+pub fn tiny_side_tuned(seed: u64, alpha: f64, frozen: bool, device: &Device) -> Classifier {
+    let config = BackboneConfig {
+        width: 4,
+        ..Default::default()
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut backbone = config.build(&mut rng, device);
+    if frozen {
+        backbone = backbone.freeze();
+    }
+    let head = linear_head(&mut rng, config.feature_dim(), 3, device);
+    let side = crate::model::SideNet::random(2, config.feature_dim(), &mut rng, device);
+    Classifier::new(backbone, head).with_side(side, alpha)
+}
+
+/// [`plain_stage`] in batches of 4, named `name`, its curve into `log`.
+pub fn logged_stage<'a>(
+    name: &str,
+    log: &'a crate::train::CurveLog,
+    optim: &'a OptimConfig,
+    normalization: Normalization,
+    num_classes: usize,
+) -> Stage<'a> {
+    let coords = Default::default();
+    Stage {
+        name: name.into(),
+        curve: Some(crate::train::CurveSink { log, coords }),
+        ..plain_stage(optim, 4, normalization, num_classes)
+    }
 }
 
 /// One epoch in batches of `batch_size`, un-augmented, seed 0, no curve;
@@ -57,12 +92,8 @@ pub fn first_batch(
     let batch = BatchIter::new(
         Arc::clone(set),
         BatchPlan {
-            batch_size,
-            shuffle_seed: None,
-            augment: Augment::NONE,
-            normalization,
             prefetch: 1,
-            drop_last: false,
+            ..BatchPlan::in_order(batch_size, normalization)
         },
     )
     .next()

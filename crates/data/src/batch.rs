@@ -38,6 +38,21 @@ pub struct BatchPlan {
     pub drop_last: bool,
 }
 
+impl BatchPlan {
+    /// Every image once, in the stored order, un-augmented, two batches
+    /// kept ready: how inference walks a set.
+    pub fn in_order(batch_size: usize, normalization: Normalization) -> Self {
+        Self {
+            batch_size,
+            shuffle_seed: None,
+            augment: Augment::NONE,
+            normalization,
+            prefetch: 2,
+            drop_last: false,
+        }
+    }
+}
+
 /// Iterator over the batches of one epoch, produced by a background thread.
 pub struct BatchIter {
     rx: Receiver<Batch>,

@@ -125,11 +125,12 @@ fn legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[String]) -
     Ok(())
 }
 
+/// A drawing area of a whole figure or a part of it.
+type Area<DB> = DrawingArea<DB, Shift>;
+
 /// `root` cleared to white and split: the plot area, and the legend's
 /// column on the right.
-fn with_legend<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-) -> Result<(DrawingArea<DB, Shift>, DrawingArea<DB, Shift>), String> {
+fn with_legend<DB: DrawingBackend>(root: &Area<DB>) -> Result<(Area<DB>, Area<DB>), String> {
     root.fill(&WHITE).map_err(err)?;
     let (w, _) = root.dim_in_pixel();
     Ok(root.split_horizontally(w.saturating_sub(LEGEND)))

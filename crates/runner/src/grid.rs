@@ -748,6 +748,18 @@ experiments:
       seed: [0, 1, 2]
 "#;
 
+    /// `err` names `at` (file and line) and says `what`.
+    fn assert_error(err: &str, at: &str, what: &str) {
+        assert!(err.contains(at) && err.contains(what), "{err}");
+    }
+
+    /// The error of `GRID` with `from` replaced by `to` (which must be there).
+    fn rejected(from: &str, to: &str) -> String {
+        let text = GRID.replace(from, to);
+        assert_ne!(text, GRID, "`{from}` is not in the grid");
+        parse(&text, &[]).unwrap_err().to_string()
+    }
+
     fn parse(text: &str, overrides: &[&str]) -> Result<Grid, RunnerError> {
         let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         parse_grid(&Registry::builtin(), Path::new("grid.yaml"), text, &o, None)
@@ -794,27 +806,24 @@ experiments:
 
     #[test]
     fn unknown_key_names_line_and_key() {
-        let text = GRID.replace(
+        let err = rejected(
             "      classes_per_task: 2",
             "      classes_per_task: 2\n      learning_rate: 3",
         );
-        let err = parse(&text, &[]).unwrap_err().to_string();
         assert!(err.contains("grid.yaml:10"), "{err}");
         assert!(err.contains("learning_rate"), "{err}");
     }
 
     #[test]
     fn wrong_type_names_line_and_key_path() {
-        let text = GRID.replace("classes_per_task: 2", "classes_per_task: two");
-        let err = parse(&text, &[]).unwrap_err().to_string();
+        let err = rejected("classes_per_task: 2", "classes_per_task: two");
         assert!(err.contains("grid.yaml:9"), "{err}");
         assert!(err.contains("key `classes_per_task`"), "{err}");
     }
 
     #[test]
     fn error_inside_axis_value_points_at_axis() {
-        let text = GRID.replace("ft_optimizer: { lr: 0.01 }", "ft_optimizer: { lr: fast }");
-        let err = parse(&text, &[]).unwrap_err().to_string();
+        let err = rejected("ft_optimizer: { lr: 0.01 }", "ft_optimizer: { lr: fast }");
         // The axis entry holding the bad value (the lp-ft line), not the axis key.
         assert!(err.contains("grid.yaml:15"), "{err}");
         // Inside a method the key goes down to the value, which is quoted.
@@ -822,12 +831,8 @@ experiments:
             err.contains("key `method.ft_optimizer.lr`") && err.contains("\"fast\""),
             "{err}"
         );
-        let text = GRID.replace("ft_optimizer: { lr: 0.01 }", "ft_optimiser: { lr: 0.01 }");
-        let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("grid.yaml:15") && err.contains("unknown field `ft_optimiser`"),
-            "{err}"
-        );
+        let err = rejected("ft_optimizer: { lr: 0.01 }", "ft_optimiser: { lr: 0.01 }");
+        assert_error(&err, "grid.yaml:15", "unknown field `ft_optimiser`");
     }
 
     #[test]
@@ -870,27 +875,21 @@ experiments:
 
     #[test]
     fn grid_level_errors_have_lines() {
-        let text = GRID.replace("results:", "resluts:");
-        let err = parse(&text, &[]).unwrap_err().to_string();
+        let err = rejected("results:", "resluts:");
         assert!(err.contains("grid.yaml:2"), "{err}");
         assert!(err.contains("resluts"), "{err}");
-        let text = GRID.replace("protocol: continual", "protocol: continuous");
-        let err = parse(&text, &[]).unwrap_err().to_string();
+        let err = rejected("protocol: continual", "protocol: continuous");
         assert!(err.contains("grid.yaml:5"), "{err}");
     }
 
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn device_without_its_backend_is_reported_at_its_line() {
-        let text = GRID.replace(
+        let err = rejected(
             "results: /tmp/reusebench-test-grid\n",
             "results: /tmp/reusebench-test-grid\ndevice: cuda:0\n",
         );
-        let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("grid.yaml:3") && err.contains("--features cuda"),
-            "{err}"
-        );
+        assert_error(&err, "grid.yaml:3", "--features cuda");
         let err = parse_grid(
             &Registry::builtin(),
             Path::new("grid.yaml"),
@@ -915,15 +914,15 @@ experiments:
         let text = text.replace("      seed: [0, 1, 2]\n", "");
         let text = text.replace("      method:\n        - { name: sgd, epochs: 1, optimizer: { lr: 0.1 } }\n        - { name: lp-ft, lp_epochs: 1, ft_epochs: 1, lp_optimizer: { lr: 0.1 }, ft_optimizer: { lr: 0.01 } }\n", "      seed: [0]\n");
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("grid.yaml:11") && err.contains("key `method.optimizer.lr`: must be > 0"),
-            "{err}"
+        assert_error(
+            &err,
+            "grid.yaml:11",
+            "key `method.optimizer.lr`: must be > 0",
         );
-        let text = GRID.replace(
+        let err = rejected(
             "backbone: { width: 4 }",
             "backbone: { width: 4, checkpoint: /nonexistent/x.safetensors }",
         );
-        let err = parse(&text, &[]).unwrap_err().to_string();
         assert!(
             err.contains("/nonexistent/x.safetensors does not exist"),
             "{err}"
@@ -936,8 +935,7 @@ experiments:
             ("0", "must be >= 1"),
             ("3", "4 classes cannot be split into tasks of 3"),
         ] {
-            let text = GRID.replace("classes_per_task: 2", &format!("classes_per_task: {value}"));
-            let err = parse(&text, &[]).unwrap_err().to_string();
+            let err = rejected("classes_per_task: 2", &format!("classes_per_task: {value}"));
             assert!(
                 err.contains("grid.yaml:9")
                     && err.contains("key `classes_per_task`")
@@ -945,15 +943,11 @@ experiments:
                 "{value}: {err}"
             );
         }
-        let text = GRID.replace(
+        let err = rejected(
             "classes_per_task: 2",
             "classes_per_task: 2\n      classes: [0, 7]",
         );
-        let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("grid.yaml:10") && err.contains("class 7 does not exist"),
-            "{err}"
-        );
+        assert_error(&err, "grid.yaml:10", "class 7 does not exist");
     }
 
     #[test]
@@ -966,10 +960,7 @@ experiments:
             )
         );
         let err = parse(&text, &[]).unwrap_err().to_string();
-        assert!(
-            err.contains("grid.yaml:9") && err.contains("key `epochs`"),
-            "{err}"
-        );
+        assert_error(&err, "grid.yaml:9", "key `epochs`");
         assert!(!err.contains("does not exist"), "{err}");
     }
 

@@ -564,6 +564,15 @@ fn every_continual_method_runs_end_to_end() {
     );
 }
 
+/// Runs the shipped smoke grid `name` with its results in `results` and
+/// its data folder (`data.0` in the grid) at `data.1`; it must succeed.
+fn run_redirected(name: &str, dir: &Path, results: &Path, data: (&str, &Path)) {
+    let stored = format!("results/smoke-{name}");
+    let grid = redirected(&format!("{name}.yaml"), dir, &[(&stored, results), data]);
+    let (code, out) = run(&["run", grid.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
 #[test]
 fn fmow_and_tiny_imagenet_fixtures_run_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
@@ -574,16 +583,8 @@ fn fmow_and_tiny_imagenet_fixtures_run_through_the_cli() {
         assert_eq!(code, 0, "{out}");
     }
     let results = tmp.path().join("fmow-results");
-    let grid = redirected(
-        "fmow.yaml",
-        tmp.path(),
-        &[
-            ("results/smoke-fmow", &results),
-            ("datasets/fixtures/fmow", &fmow),
-        ],
-    );
-    let (code, out) = run(&["run", grid.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
+    let data = ("datasets/fixtures/fmow", fmow.as_path());
+    run_redirected("fmow", tmp.path(), &results, data);
     let rows = rows_of(&results);
     for metric in [
         "worst_region_acc",
@@ -649,16 +650,8 @@ fn fmow_and_tiny_imagenet_fixtures_run_through_the_cli() {
     );
 
     let results = tmp.path().join("tiny-results");
-    let grid = redirected(
-        "tiny-imagenet.yaml",
-        tmp.path(),
-        &[
-            ("results/smoke-tiny-imagenet", &results),
-            ("datasets/fixtures/tiny-imagenet-200", &tiny),
-        ],
-    );
-    let (code, out) = run(&["run", grid.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
+    let data = ("datasets/fixtures/tiny-imagenet-200", tiny.as_path());
+    run_redirected("tiny-imagenet", tmp.path(), &results, data);
     assert!(
         tiny.join(".reusebench-cache").is_dir(),
         "the decode cache is written beside the data"

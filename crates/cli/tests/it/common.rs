@@ -154,6 +154,16 @@ pub fn assert_rejected(dir: &Path, text: &str, cases: &[Rejection]) {
     assert!(!dir.join("results").exists(), "nothing ran");
 }
 
+/// Each cell's method with its scalars.
+pub fn scalars_by_cell(
+    cells: &[(String, Vec<serde_json::Value>)],
+) -> Vec<(String, Vec<(String, f64)>)> {
+    cells
+        .iter()
+        .map(|(m, rows)| (m.clone(), scalars(rows)))
+        .collect()
+}
+
 /// The value of `metric` among a cell's scalars.
 pub fn get(values: &[(String, f64)], metric: &str) -> Option<f64> {
     values.iter().find(|(m, _)| m == metric).map(|(_, v)| *v)

@@ -2,7 +2,7 @@
 //! (every method, two k, two seeds), its report, its determinism, and the
 //! configurations validation must refuse.
 
-use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, scalars};
+use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, scalars_by_cell};
 use reusebench_results::names;
 
 fn get(values: &[(String, f64)], metric: &str) -> f64 {
@@ -19,10 +19,7 @@ fn debias_smoke_grid_tunes_every_method_and_reports() {
     let results = &smoke.results;
 
     let first_rows = cell_rows(results, "debias");
-    let first: Vec<(String, Vec<(String, f64)>)> = first_rows
-        .iter()
-        .map(|(m, rows)| (m.clone(), scalars(rows)))
-        .collect();
+    let first = scalars_by_cell(&first_rows);
     assert_eq!(first.len(), 24, "6 methods x 2 k x 2 seeds");
     for (method, v) in &first {
         let steps = get(v, names::TUNING_STEPS);

@@ -2,7 +2,7 @@
 //! (corruptions at several levels and a new task, two seeds), its report,
 //! its determinism, and the configurations validation must refuse.
 
-use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, get, scalars};
+use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, get, scalars_by_cell};
 use reusebench_results::names;
 
 #[test]
@@ -11,10 +11,7 @@ fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
     let results = &smoke.results;
 
     let first_rows = cell_rows(results, "resque");
-    let first: Vec<(String, Vec<(String, f64)>)> = first_rows
-        .iter()
-        .map(|(m, rows)| (m.clone(), scalars(rows)))
-        .collect();
+    let first = scalars_by_cell(&first_rows);
     assert_eq!(first.len(), 14, "7 shifts x 2 seeds");
     for (family, v) in &first {
         let (dist, task) = (get(v, names::RESQUE_DIST), get(v, names::RESQUE_TASK));

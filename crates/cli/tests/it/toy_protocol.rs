@@ -67,6 +67,11 @@ fn load_error(registry: &Registry, path: &std::path::Path) -> String {
     err.to_string()
 }
 
+/// `err` names `at` (file and line) and says `what`.
+fn assert_error(err: &str, at: &str, what: &str) {
+    assert!(err.contains(at) && err.contains(what), "{err}");
+}
+
 /// `reusebench run PATH` with the toy protocol registered.
 fn run_toy(path: &std::path::Path) -> ExitCode {
     let args = ["reusebench", "run", path.to_str().unwrap()];
@@ -143,16 +148,16 @@ fn a_registered_protocol_validates_with_file_line_and_key() {
         .unwrap()
         .replace("      scale: [1.0, 2.5]\n", "");
     std::fs::write(&path, text).unwrap();
-    let err = load_error(&registry(), &path);
-    assert!(
-        err.contains("grid.yaml:9") && err.contains("key `scale`: must be >= 0"),
-        "{err}"
+    assert_error(
+        &load_error(&registry(), &path),
+        "grid.yaml:9",
+        "key `scale`: must be >= 0",
     );
     // Without the registration the protocol is unknown, at its line.
-    let err = load_error(&Registry::builtin(), &path);
-    assert!(
-        err.contains("grid.yaml:5") && err.contains("unknown protocol `toy`"),
-        "{err}"
+    assert_error(
+        &load_error(&Registry::builtin(), &path),
+        "grid.yaml:5",
+        "unknown protocol `toy`",
     );
 }
 
@@ -198,10 +203,10 @@ fn an_experiment_with_energy_meters_every_cell_whatever_its_protocol() {
         &tmp.path().join("bad-results").display().to_string(),
     );
     std::fs::write(&bad, &text).unwrap();
-    let err = load_error(&registry(), &bad);
-    assert!(
-        err.contains("bad.yaml:6") && err.contains("key `energy.tdp_watts`: must be > 0"),
-        "{err}"
+    assert_error(
+        &load_error(&registry(), &bad),
+        "bad.yaml:6",
+        "key `energy.tdp_watts`: must be > 0",
     );
 }
 

@@ -8,26 +8,18 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_core::DeviceSpec;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
-use reusebench_core::features::{cached_features, model_features};
+use reusebench_core::features::{cached_features, features};
 use reusebench_core::model::{Classifier, SideNet, linear_head};
 use reusebench_data::synthetic;
 
 #[test]
 fn cached_side_tuning_features_equal_recomputed_ones() {
     let dev = DeviceSpec::for_tests();
-    let cfg = BackboneConfig {
-        width: 4,
-        ..Default::default()
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let backbone = cfg.build(&mut rng, &dev);
-    let head = linear_head(&mut rng, cfg.feature_dim(), 3, &dev);
-    let side = SideNet::random(2, cfg.feature_dim(), &mut rng, &dev);
-    let mut model = Classifier::new(backbone, head).with_side(side, 0.3);
+    let mut model = reusebench_core::testing::tiny_side_tuned(0, 0.3, false, &dev);
     let data = synthetic::generate(3, 4, 2, 0).unwrap();
     let set = Arc::new(data.test);
     let cache = FeatureCache::default();
-    let want = model_features(&model, &set, 4, data.normalization, &dev);
+    let want = features(&model, &set, 4, data.normalization, &dev);
     let got = cached_features(&cache, &model, &set, 4, data.normalization, &dev);
     assert_eq!(got.dim, want.dim);
     for (a, b) in got.values.iter().zip(&want.values) {
@@ -39,20 +31,15 @@ fn cached_side_tuning_features_equal_recomputed_ones() {
     model.side_tuned_mut().unwrap().alpha = 0.9;
     let again = cached_features(&cache, &model, &set, 4, data.normalization, &dev);
     assert_eq!(cache.stats().hits, 2);
-    let want = model_features(&model, &set, 4, data.normalization, &dev);
+    let want = features(&model, &set, 4, data.normalization, &dev);
     for (a, b) in again.values.iter().zip(&want.values) {
         assert!((a - b).abs() < 1e-5);
     }
 
     // New side weights: only the side branch is recomputed.
     let side = model.side_tuned_mut().unwrap();
-    let side_dim = side.side.proj.weight.dims()[0];
-    side.side.proj = linear_head(
-        &mut ChaCha8Rng::seed_from_u64(9),
-        side_dim,
-        cfg.feature_dim(),
-        &dev,
-    );
+    let [side_dim, base_dim] = side.side.proj.weight.dims();
+    side.side.proj = linear_head(&mut ChaCha8Rng::seed_from_u64(9), side_dim, base_dim, &dev);
     cached_features(&cache, &model, &set, 4, data.normalization, &dev);
     assert_eq!(cache.stats().misses, 3);
     assert_eq!(cache.stats().hits, 3);
@@ -65,23 +52,14 @@ fn a_learned_alpha_starts_at_one_half_trains_and_reaches_the_cached_blend() {
     use burn::tensor::{Tensor, TensorData};
     use reusebench_core::train::one_hot;
     let dev = DeviceSpec::for_tests().autodiff();
-    let (cfg, side_cfg) = (
-        BackboneConfig {
-            width: 4,
-            ..Default::default()
-        },
-        BackboneConfig {
-            width: 2,
-            ..Default::default()
-        },
-    );
+    let cfg = BackboneConfig {
+        width: 4,
+        ..Default::default()
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let backbone = cfg.build(&mut rng, &dev);
     let head = linear_head(&mut rng, cfg.feature_dim(), 3, &dev);
-    let side = SideNet {
-        net: side_cfg.build(&mut rng, &dev),
-        proj: linear_head(&mut rng, side_cfg.feature_dim(), cfg.feature_dim(), &dev),
-    };
+    let side = SideNet::random(2, cfg.feature_dim(), &mut rng, &dev);
     let model = Classifier::new(backbone, head).with_learned_side(side, &dev);
     assert_eq!(model.side_tuned().unwrap().alpha_value(), 0.5);
 
@@ -102,7 +80,7 @@ fn a_learned_alpha_starts_at_one_half_trains_and_reaches_the_cached_blend() {
     // The cache's host blend uses the learned value.
     let plain = DeviceSpec::for_tests();
     let cache = FeatureCache::default();
-    let want = model_features(&moved, &set, 4, data.normalization, &plain);
+    let want = features(&moved, &set, 4, data.normalization, &plain);
     let got = cached_features(&cache, &moved, &set, 4, data.normalization, &plain);
     for (a, b) in got.values.iter().zip(&want.values) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::DeviceSpec;
 use reusebench_core::NoProgress;
-use reusebench_core::features::model_features;
+use reusebench_core::features::features;
 use reusebench_core::model::Classifier;
 use reusebench_core::penalties::{
     ImportanceKind, importance, quadratic_penalty, snapshot, table_values,
@@ -148,7 +148,7 @@ fn fisher_closed_form(kind: ImportanceKind) {
     let fisher = importance(&model, &set, NORM, kind, None, 0, &train_dev, &NoProgress).unwrap();
 
     // d(-log p_y)/dW[j][c] = z_j (p_c - [c = y]); d/db[c] = p_c - [c = y].
-    let z = model_features(&model, &set, 8, NORM, &train_dev);
+    let z = features(&model, &set, 8, NORM, &train_dev);
     let w = host(model.head.weight.val().inner()); // [in, out]
     let b = host(model.head.bias.as_ref().unwrap().val().inner());
     let dim = z.dim;

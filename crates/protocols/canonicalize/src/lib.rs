@@ -183,7 +183,103 @@ impl Protocol for Canonicalize {
     }
 
     fn run(config: &CanonicalizeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-        run(config, env)
+        config.check()?;
+        let seed = config.seed;
+        let device = env.train_device(seed)?;
+        let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+        let normalization = config.normalization.resolve(data.normalization);
+        let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
+        let train = Arc::new(data.train.select_classes(&relabel));
+        let test = Arc::new(data.test.select_classes(&relabel));
+        if train.height != train.width {
+            return Err(CoreError::config(
+                "data",
+                format!(
+                    "rotations need square images, got {}x{}",
+                    train.height, train.width
+                ),
+            ));
+        }
+
+        let mut predictor = env.build_classifier(&config.backbone, classes.len(), seed, &device)?;
+        predictor.head = load_head(predictor.head.clone(), &config.head)?;
+        if config.predictor == PredictorMode::Frozen {
+            predictor = predictor.freeze();
+        }
+        let method = config.method.spec();
+        let canonicalizer = method.canonicalizes().then(|| {
+            Canonicalizer::new(
+                &config.canonicalizer,
+                config.group_order,
+                train.channels,
+                train.width,
+                &mut env.rng(seed, Purpose::Canonicalizer),
+                &device,
+            )
+        });
+        let model = Canonicalized {
+            canonicalizer,
+            predictor,
+        };
+
+        let stage = Stage {
+            name: format!("train {}", config.method.name()),
+            epochs: config.epochs,
+            batch_size: config.batch_size,
+            optim: &config.optimizer,
+            augment: config.augment.unwrap_or(config.data.default_augment()),
+            normalization,
+            num_classes: classes.len(),
+            seed,
+            curve: Some(CurveSink {
+                log: &env.curves,
+                coords: Coords::new().with(names::STAGE, "train"),
+            }),
+        };
+        let scores = RefCell::new(None);
+        let rotator = Rotator::new(config.group_order, train.width, Border::Clamp);
+        let rng = RefCell::new(Seeds::new(seed).rng(Purpose::Rotation));
+        let rotates = method.rotates_training_images();
+        let forward = |m: &Canonicalized, x: Tensor<4>, _: &[usize]| {
+            let x = if rotates {
+                rotate_randomly(x, &rotator, &mut rng.borrow_mut())
+            } else {
+                x
+            };
+            let (logits, s) = m.forward_parts(x);
+            *scores.borrow_mut() = s;
+            logits
+        };
+        let mut hooks = PriorHooks {
+            scores: &scores,
+            weight: method.prior_weight(),
+        };
+        let cache = FeatureCache::default();
+        let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
+        let (model, _) = evaluator.timed("train", || {
+            fit_with(
+                model,
+                &train,
+                &stage,
+                &mut hooks,
+                &forward,
+                &device,
+                env.progress,
+            )
+        })?;
+
+        let eval = evaluator.timed("evaluation", || {
+            evaluate(
+                &model,
+                &test,
+                config.eval_batch_size,
+                normalization,
+                &device,
+            )
+        });
+        let mut rows = eval.rows(&test.labels, config.group_order);
+        rows.extend(evaluator.phase_rows());
+        Ok(rows)
     }
 }
 
@@ -224,106 +320,6 @@ fn rotate_randomly(x: Tensor<4>, rotator: &Rotator, rng: &mut ChaCha8Rng) -> Ten
     rotator.mix(x, w, false)
 }
 
-fn run(config: &CanonicalizeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-    config.check()?;
-    let seed = config.seed;
-    let device = env.train_device(seed)?;
-    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
-    let normalization = config.normalization.resolve(data.normalization);
-    let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
-    let train = Arc::new(data.train.select_classes(&relabel));
-    let test = Arc::new(data.test.select_classes(&relabel));
-    if train.height != train.width {
-        return Err(CoreError::config(
-            "data",
-            format!(
-                "rotations need square images, got {}x{}",
-                train.height, train.width
-            ),
-        ));
-    }
-
-    let mut predictor = env.build_classifier(&config.backbone, classes.len(), seed, &device)?;
-    predictor.head = load_head(predictor.head.clone(), &config.head)?;
-    if config.predictor == PredictorMode::Frozen {
-        predictor = predictor.freeze();
-    }
-    let method = config.method.spec();
-    let canonicalizer = method.canonicalizes().then(|| {
-        Canonicalizer::new(
-            &config.canonicalizer,
-            config.group_order,
-            train.channels,
-            train.width,
-            &mut env.rng(seed, Purpose::Canonicalizer),
-            &device,
-        )
-    });
-    let model = Canonicalized {
-        canonicalizer,
-        predictor,
-    };
-
-    let stage = Stage {
-        name: format!("train {}", config.method.name()),
-        epochs: config.epochs,
-        batch_size: config.batch_size,
-        optim: &config.optimizer,
-        augment: config.augment.unwrap_or(config.data.default_augment()),
-        normalization,
-        num_classes: classes.len(),
-        seed,
-        curve: Some(CurveSink {
-            log: &env.curves,
-            coords: Coords::new().with(names::STAGE, "train"),
-        }),
-    };
-    let scores = RefCell::new(None);
-    let rotator = Rotator::new(config.group_order, train.width, Border::Clamp);
-    let rng = RefCell::new(Seeds::new(seed).rng(Purpose::Rotation));
-    let rotates = method.rotates_training_images();
-    let forward = |m: &Canonicalized, x: Tensor<4>, _: &[usize]| {
-        let x = if rotates {
-            rotate_randomly(x, &rotator, &mut rng.borrow_mut())
-        } else {
-            x
-        };
-        let (logits, s) = m.forward_parts(x);
-        *scores.borrow_mut() = s;
-        logits
-    };
-    let mut hooks = PriorHooks {
-        scores: &scores,
-        weight: method.prior_weight(),
-    };
-    let cache = FeatureCache::default();
-    let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
-    let (model, _) = evaluator.timed("train", || {
-        fit_with(
-            model,
-            &train,
-            &stage,
-            &mut hooks,
-            &forward,
-            &device,
-            env.progress,
-        )
-    })?;
-
-    let eval = evaluator.timed("evaluation", || {
-        evaluate(
-            &model,
-            &test,
-            config.eval_batch_size,
-            normalization,
-            &device,
-        )
-    });
-    let mut rows = eval.rows(&test.labels, config.group_order);
-    rows.extend(evaluator.phase_rows());
-    Ok(rows)
-}
-
 /// Predictions on the test set turned by each multiple of 45°.
 pub struct Evaluation {
     /// `predicted[a][i]`: the class of image i turned by a·45°.
@@ -344,14 +340,7 @@ pub fn evaluate(
     let device = device.clone().without_autodiff();
     let model = model.valid();
     let turns = Rotator::new(EVAL_ANGLES, set.width, Border::Clamp);
-    let plan = BatchPlan {
-        batch_size,
-        shuffle_seed: None,
-        augment: Augment::NONE,
-        normalization,
-        prefetch: 2,
-        drop_last: false,
-    };
+    let plan = BatchPlan::in_order(batch_size, normalization);
     let mut predicted: Vec<Vec<u32>> = vec![Vec::new(); EVAL_ANGLES];
     let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); EVAL_ANGLES];
     for batch in BatchIter::new(Arc::clone(set), plan) {

@@ -20,9 +20,10 @@ use reusebench_core::features::{cached_features, features};
 use reusebench_core::metrics::{KnnConfig, knn_accuracy};
 use reusebench_core::model::{Classifier, SideNet, linear_head};
 use reusebench_core::penalties::{QuadraticPenalty, snapshot};
+use reusebench_core::testing::plain_stage;
 use reusebench_core::throughput::{train_steps_with, workload};
 use reusebench_core::train::{NoHooks, OptimConfig, Stage, TrainHooks, fit, fit_linear, fit_with};
-use reusebench_data::{Augment, ImageSet, Normalization, synthetic};
+use reusebench_data::{ImageSet, Normalization, synthetic};
 
 fn shapes() -> Vec<(usize, usize)> {
     // `cargo test --all-targets` runs each benchmark once without `--bench`
@@ -133,13 +134,7 @@ fn inference_and_lp(c: &mut Criterion) {
     let stage = |epochs| Stage {
         name: "lp".into(),
         epochs,
-        batch_size: 32,
-        optim: &optim,
-        augment: Augment::NONE,
-        normalization: NORM,
-        num_classes: 10,
-        seed: 0,
-        curve: None,
+        ..plain_stage(&optim, 32, NORM, 10)
     };
     let fresh_head = || linear_head(&mut ChaCha8Rng::seed_from_u64(3), 160, 10, &dev);
     // Caching saves all but one of the E feature passes, so the speed-up is
@@ -207,13 +202,7 @@ fn side_tuning_epochs(c: &mut Criterion) {
     let stage = Stage {
         name: "side".into(),
         epochs,
-        batch_size: 32,
-        optim: &optim,
-        augment: Augment::NONE,
-        normalization: NORM,
-        num_classes: 10,
-        seed: 0,
-        curve: None,
+        ..plain_stage(&optim, 32, NORM, 10)
     };
     let build = || {
         let (model, _, _) = workload(20, 32, &dev);

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::methods::TaskContext;
 use reusebench_core::CoreError;
 use reusebench_core::bounded::PositiveInt;
-use reusebench_core::features::{ModelKey, cached_features_keyed, head_logits, model_features};
+use reusebench_core::features::{ModelKey, cached_features_keyed, features, head_logits};
 use reusebench_core::metrics::{Coords, accuracy};
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit, fit_linear};
@@ -83,7 +83,7 @@ pub fn adapt(
             ctx.device,
             ctx.progress,
         )?;
-        let feats = model_features(
+        let feats = features(
             &tuned,
             test,
             ctx.eval_batch_size,

@@ -141,73 +141,69 @@ impl Protocol for Continual {
         model_inputs(&config.data, &config.backbone, None)
     }
 
+    /// One cell: prepare the task sequence, then per task learn and evaluate,
+    /// then the sequence's summaries, the random reference and the adaptation.
+    /// Rows come out in that order.
     fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-        run(config, env)
-    }
-}
+        let started = Instant::now();
+        let device = env.train_device(config.seed)?;
+        let seq = Sequence::prepare(config, env)?;
+        let mut model = env.build_classifier(
+            &config.backbone,
+            seq.split.num_classes(),
+            config.seed,
+            &device,
+        )?;
+        let mut method = config.method.build();
+        let cache = FeatureCache::default();
+        let evaluator = Evaluator::new(&device, &cache, seq.eval_batch_size, seq.normalization);
+        let mut eval = Evaluation::default();
+        evaluator.add_since("data and model", started);
 
-/// One cell: prepare the task sequence, then per task learn and evaluate,
-/// then the sequence's summaries, the random reference and the adaptation.
-/// Rows come out in that order.
-fn run(config: &ContinualConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-    let started = Instant::now();
-    let device = env.train_device(config.seed)?;
-    let seq = Sequence::prepare(config, env)?;
-    let mut model = env.build_classifier(
-        &config.backbone,
-        seq.split.num_classes(),
-        config.seed,
-        &device,
-    )?;
-    let mut method = config.method.build();
-    let cache = FeatureCache::default();
-    let evaluator = Evaluator::new(&device, &cache, seq.eval_batch_size, seq.normalization);
-    let mut eval = Evaluation::default();
-    evaluator.add_since("data and model", started);
+        let shared = seq.context(config, env, &device, &cache);
+        for t in 0..seq.tasks {
+            let ctx = TaskContext {
+                task: t,
+                train: Arc::clone(&seq.train[t]),
+                history: &seq.train[..=t],
+                old_classes: seq.split.old_classes(t),
+                seen_classes: seq.split.label_range(t).end,
+                ..shared
+            };
+            model = evaluator.timed("train", || method.learn_task(model, &ctx))?;
+            // The model each task is evaluated with: the current one, or the
+            // task's own where the method keeps one per task (lifelong
+            // side-tuning).
+            let models: Vec<Classifier> = (0..seq.tasks)
+                .map(|j| method.task_model(j).unwrap_or_else(|| model.clone()))
+                .collect();
+            eval.after_task(t, &models, &seq, config, &evaluator);
+            env.progress.note(&eval.progress_line(t, &seq));
+        }
 
-    let shared = seq.context(config, env, &device, &cache);
-    for t in 0..seq.tasks {
-        let ctx = TaskContext {
-            task: t,
-            train: Arc::clone(&seq.train[t]),
-            history: &seq.train[..=t],
-            old_classes: seq.split.old_classes(t),
-            seen_classes: seq.split.label_range(t).end,
-            ..shared
-        };
-        model = evaluator.timed("train", || method.learn_task(model, &ctx))?;
-        // The model each task is evaluated with: the current one, or the
-        // task's own where the method keeps one per task (lifelong
-        // side-tuning).
-        let models: Vec<Classifier> = (0..seq.tasks)
-            .map(|j| method.task_model(j).unwrap_or_else(|| model.clone()))
-            .collect();
-        eval.after_task(t, &models, &seq, config, &evaluator);
-        env.progress.note(&eval.progress_line(t, &seq));
+        let mut rows = eval.summary_rows(&seq);
+        let random = evaluator.timed("random reference", || -> Result<_, CoreError> {
+            let random = RandomReference::build(config, env, &seq, &device)?;
+            rows.extend(random.forward_transfer_rows(&seq, &eval, &device));
+            Ok(random)
+        })?;
+        if config.knn.is_some() {
+            rows.extend(eval.knn_summary_rows());
+        }
+        if let Some(adaptation) = &config.adaptation {
+            rows.extend(evaluator.timed("adaptation", || {
+                adaptation_rows(adaptation, &model, &random, &seq, &shared)
+            })?);
+        }
+        let stats = cache.stats();
+        env.progress.note(&format!(
+            "feature cache: {} hit(s), {} miss(es)",
+            stats.hits, stats.misses
+        ));
+        env.progress.note(&evaluator.summary());
+        rows.extend(evaluator.phase_rows());
+        Ok(rows)
     }
-
-    let mut rows = eval.summary_rows(&seq);
-    let random = evaluator.timed("random reference", || -> Result<_, CoreError> {
-        let random = RandomReference::build(config, env, &seq, &device)?;
-        rows.extend(random.forward_transfer_rows(&seq, &eval, &device));
-        Ok(random)
-    })?;
-    if config.knn.is_some() {
-        rows.extend(eval.knn_summary_rows());
-    }
-    if let Some(adaptation) = &config.adaptation {
-        rows.extend(evaluator.timed("adaptation", || {
-            adaptation_rows(adaptation, &model, &random, &seq, &shared)
-        })?);
-    }
-    let stats = cache.stats();
-    env.progress.note(&format!(
-        "feature cache: {} hit(s), {} miss(es)",
-        stats.hits, stats.misses
-    ));
-    env.progress.note(&evaluator.summary());
-    rows.extend(evaluator.phase_rows());
-    Ok(rows)
 }
 
 /// The cell's task sequence: every task's training and test images, and

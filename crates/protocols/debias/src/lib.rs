@@ -11,6 +11,7 @@
 
 pub mod methods;
 
+use reusebench_core::bounded::PositiveInt;
 use reusebench_core::{Evaluator, Purpose, Seeds};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ pub struct Debias;
 pub struct TuningConfig {
     /// Steps at most (each is one full batch of the k counterexamples).
     #[serde(default = "default_max_steps")]
-    pub max_steps: usize,
+    pub max_steps: PositiveInt,
     /// Stop once every counterexample is classified correctly...
     #[serde(default = "default_true")]
     pub early_stopping: bool,
@@ -54,8 +55,8 @@ pub struct TuningConfig {
     pub min_steps: usize,
 }
 
-fn default_max_steps() -> usize {
-    100
+fn default_max_steps() -> PositiveInt {
+    PositiveInt::of(100)
 }
 fn default_min_steps() -> usize {
     5
@@ -93,7 +94,7 @@ pub struct DebiasConfig {
     /// pretrain cell's).
     pub shortcut: Shortcut,
     /// Counterexamples to tune on.
-    pub k: usize,
+    pub k: PositiveInt,
     #[serde(default)]
     pub tuning: TuningConfig,
     pub method: DebiasMethod,
@@ -110,12 +111,6 @@ impl Protocol for Debias {
             .validate()
             .map_err(|m| CoreError::config("shortcut.strength", m))?;
         config.method.validate()?;
-        if config.k == 0 {
-            return Err(CoreError::config("k", "must be >= 1"));
-        }
-        if config.tuning.max_steps == 0 {
-            return Err(CoreError::config("tuning.max_steps", "must be >= 1"));
-        }
         if let (Some(classes), Some(n)) = (&config.classes, config.data.num_classes()) {
             check_classes(classes, n, config.data.short_name())?;
         }
@@ -127,7 +122,7 @@ impl Protocol for Debias {
                     .sum(),
                 None => counts.iter().sum(),
             };
-            if config.k > available {
+            if config.k.get() > available {
                 return Err(CoreError::config(
                     "k",
                     format!(
@@ -149,7 +144,88 @@ impl Protocol for Debias {
     }
 
     fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-        run(config, env)
+        let device = env.train_device(config.seed)?;
+        let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+        let k_classes = classes.len() as u32;
+        let normalization = config.normalization.resolve(data.normalization);
+        let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
+        let train = data.train.select_classes(&relabel);
+        let test = data.test.select_classes(&relabel);
+        let shortcut = &config.shortcut;
+        let seed = config.seed;
+
+        // The start: the biased classifier.
+        let mut start = env.build_classifier(&config.backbone, classes.len(), seed, &device)?;
+        start.head = load_head(start.head.clone(), &config.head)?;
+
+        let tuning = Arc::new(counterexamples(config, env, &train, k_classes)?);
+        // The pretraining data as it was (MAS estimates importance there).
+        let pretraining = Arc::new(shortcut.biased(&train, k_classes, seed).0);
+
+        let test_seed = Seeds::new(seed).of(Purpose::DebiasTest);
+        let sets = [
+            (names::ACC_UNBIASED, Arc::new(test.clone())),
+            (names::ACC_ALIGNED, Arc::new(shortcut.aligned(&test))),
+            (
+                names::ACC_CONFLICTING,
+                Arc::new(shortcut.conflicting(&test, k_classes, test_seed)),
+            ),
+            (
+                names::ACC_ORIGINAL,
+                Arc::new(shortcut.biased(&test, k_classes, test_seed).0),
+            ),
+        ];
+        // Features through the core's cache: the start's backbone features of
+        // the four sets are computed once and reused after tuning wherever the
+        // backbone did not move (side-tuning's frozen base, a θ′ on the head
+        // only); the key covers θ′, so a moved backbone is recomputed.
+        let cache = FeatureCache::default();
+        let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
+        let evaluate = |model: &Classifier, suffix: &str, rows: &mut Vec<MetricRow>| {
+            for (metric, set) in &sets {
+                let acc = evaluator.cached_accuracy(model, set);
+                rows.push(MetricRow::scalar(&format!("{metric}{suffix}"), acc));
+            }
+        };
+        let mut rows = Vec::new();
+        evaluate(&start, names::BEFORE_SUFFIX, &mut rows);
+
+        let ctx = TuneContext {
+            tuning: &tuning,
+            pretraining: &pretraining,
+            classes: classes.len(),
+            normalization,
+            max_steps: config.tuning.max_steps.get(),
+            early_stopping: config.tuning.early_stopping,
+            min_steps: config.tuning.min_steps,
+            seed,
+            device: &device,
+            progress: env.progress,
+        };
+        let tuned = evaluator.timed("tune", || config.method.spec().tune(&start, &ctx))?;
+        evaluate(&tuned.model, "", &mut rows);
+        rows.push(MetricRow::scalar(names::TUNING_STEPS, tuned.steps as f64));
+        rows.push(MetricRow::scalar(
+            names::STOPPED_EARLY,
+            f64::from(u8::from(tuned.stopped_early)),
+        ));
+        rows.push(MetricRow::scalar(
+            names::DELTA_NORM,
+            change_norm(&start, &tuned.model),
+        ));
+        env.progress.note(&format!(
+            "{} k={}: {} step(s){}",
+            config.method.name(),
+            config.k,
+            tuned.steps,
+            if tuned.stopped_early {
+                ", stopped early"
+            } else {
+                ""
+            }
+        ));
+        rows.extend(evaluator.phase_rows());
+        Ok(rows)
     }
 }
 
@@ -189,7 +265,7 @@ fn counterexamples(
 ) -> Result<ImageSet, CoreError> {
     let mut order: Vec<usize> = (0..train.len()).collect();
     order.shuffle(&mut env.rng(config.seed, Purpose::Counterexamples));
-    if config.k > order.len() {
+    if config.k.get() > order.len() {
         return Err(CoreError::config(
             "k",
             format!(
@@ -200,7 +276,7 @@ fn counterexamples(
         ));
     }
     let mut picked = ImageSet::empty(train.channels, train.height, train.width);
-    for &i in &order[..config.k] {
+    for &i in &order[..config.k.get()] {
         picked.push_from(train, i, train.labels[i]);
     }
     Ok(config.shortcut.conflicting(
@@ -208,89 +284,4 @@ fn counterexamples(
         k_classes,
         Seeds::new(config.seed).of(Purpose::Counterexamples),
     ))
-}
-
-fn run(config: &DebiasConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-    let device = env.train_device(config.seed)?;
-    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
-    let k_classes = classes.len() as u32;
-    let normalization = config.normalization.resolve(data.normalization);
-    let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
-    let train = data.train.select_classes(&relabel);
-    let test = data.test.select_classes(&relabel);
-    let shortcut = &config.shortcut;
-    let seed = config.seed;
-
-    // The start: the biased classifier.
-    let mut start = env.build_classifier(&config.backbone, classes.len(), seed, &device)?;
-    start.head = load_head(start.head.clone(), &config.head)?;
-
-    let tuning = Arc::new(counterexamples(config, env, &train, k_classes)?);
-    // The pretraining data as it was (MAS estimates importance there).
-    let pretraining = Arc::new(shortcut.biased(&train, k_classes, seed).0);
-
-    let test_seed = Seeds::new(seed).of(Purpose::DebiasTest);
-    let sets = [
-        (names::ACC_UNBIASED, Arc::new(test.clone())),
-        (names::ACC_ALIGNED, Arc::new(shortcut.aligned(&test))),
-        (
-            names::ACC_CONFLICTING,
-            Arc::new(shortcut.conflicting(&test, k_classes, test_seed)),
-        ),
-        (
-            names::ACC_ORIGINAL,
-            Arc::new(shortcut.biased(&test, k_classes, test_seed).0),
-        ),
-    ];
-    // Features through the core's cache: the start's backbone features of
-    // the four sets are computed once and reused after tuning wherever the
-    // backbone did not move (side-tuning's frozen base, a θ′ on the head
-    // only); the key covers θ′, so a moved backbone is recomputed.
-    let cache = FeatureCache::default();
-    let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
-    let evaluate = |model: &Classifier, suffix: &str, rows: &mut Vec<MetricRow>| {
-        for (metric, set) in &sets {
-            let acc = evaluator.cached_accuracy(model, set);
-            rows.push(MetricRow::scalar(&format!("{metric}{suffix}"), acc));
-        }
-    };
-    let mut rows = Vec::new();
-    evaluate(&start, names::BEFORE_SUFFIX, &mut rows);
-
-    let ctx = TuneContext {
-        tuning: &tuning,
-        pretraining: &pretraining,
-        classes: classes.len(),
-        normalization,
-        max_steps: config.tuning.max_steps,
-        early_stopping: config.tuning.early_stopping,
-        min_steps: config.tuning.min_steps,
-        seed,
-        device: &device,
-        progress: env.progress,
-    };
-    let tuned = evaluator.timed("tune", || config.method.spec().tune(&start, &ctx))?;
-    evaluate(&tuned.model, "", &mut rows);
-    rows.push(MetricRow::scalar(names::TUNING_STEPS, tuned.steps as f64));
-    rows.push(MetricRow::scalar(
-        names::STOPPED_EARLY,
-        f64::from(u8::from(tuned.stopped_early)),
-    ));
-    rows.push(MetricRow::scalar(
-        names::DELTA_NORM,
-        change_norm(&start, &tuned.model),
-    ));
-    env.progress.note(&format!(
-        "{} k={}: {} step(s){}",
-        config.method.name(),
-        config.k,
-        tuned.steps,
-        if tuned.stopped_early {
-            ", stopped early"
-        } else {
-            ""
-        }
-    ));
-    rows.extend(evaluator.phase_rows());
-    Ok(rows)
 }

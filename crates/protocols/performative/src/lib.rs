@@ -16,6 +16,7 @@ pub mod methods;
 pub mod simulator;
 
 use reusebench_core::Purpose;
+use reusebench_core::bounded::{Positive, PositiveInt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,22 +96,22 @@ pub struct PerformativeConfig {
     #[serde(default)]
     pub pool: PoolConfig,
     #[serde(default = "default_rounds")]
-    pub rounds: usize,
+    pub rounds: PositiveInt,
     /// Round 0's proportions are Dirichlet(α·1).
     #[serde(default = "default_alpha")]
-    pub dirichlet_alpha: f64,
+    pub dirichlet_alpha: Positive,
     /// τ in softmax(sign · acc / τ).
-    pub temperature: f64,
+    pub temperature: Positive,
     /// −1: the classes the model gets wrong are sampled more (adversarial);
     /// +1: the ones it gets right.
     #[serde(default = "default_sign")]
     pub sign: f64,
     /// Training images each round draws (labelled; what methods learn from).
     #[serde(default = "default_n_train")]
-    pub n_train: usize,
+    pub n_train: PositiveInt,
     /// Test images each round draws (what the round is scored on).
     #[serde(default = "default_n_test")]
-    pub n_test: usize,
+    pub n_test: PositiveInt,
     /// Test images of every class in every round, whatever the proportions.
     #[serde(default = "default_min_per_class")]
     pub min_per_class: usize,
@@ -120,20 +121,20 @@ pub struct PerformativeConfig {
     pub method: PerformativeMethod,
 }
 
-fn default_rounds() -> usize {
-    200
+fn default_rounds() -> PositiveInt {
+    PositiveInt::of(200)
 }
-fn default_alpha() -> f64 {
-    100.0
+fn default_alpha() -> Positive {
+    Positive::of(100.0)
 }
 fn default_sign() -> f64 {
     -1.0
 }
-fn default_n_train() -> usize {
-    1000
+fn default_n_train() -> PositiveInt {
+    PositiveInt::of(1000)
 }
-fn default_n_test() -> usize {
-    2000
+fn default_n_test() -> PositiveInt {
+    PositiveInt::of(2000)
 }
 fn default_min_per_class() -> usize {
     5
@@ -183,34 +184,17 @@ impl Protocol for Performative {
     fn validate(config: &PerformativeConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;
         config.method.validate().map_err(method_key)?;
-        if !(config.temperature.is_finite() && config.temperature > 0.0) {
-            return Err(CoreError::config(
-                "temperature",
-                format!("must be > 0, got {}", config.temperature),
-            ));
-        }
         if config.sign != 1.0 && config.sign != -1.0 {
             return Err(CoreError::config(
                 "sign",
                 format!("must be -1 (adversarial) or 1, got {}", config.sign),
             ));
         }
-        if !(config.dirichlet_alpha.is_finite() && config.dirichlet_alpha > 0.0) {
-            return Err(CoreError::config("dirichlet_alpha", "must be > 0"));
-        }
-        if config.rounds == 0 {
-            return Err(CoreError::config("rounds", "must be >= 1"));
-        }
         if !(config.pool.train_fraction > 0.0 && config.pool.train_fraction < 1.0) {
             return Err(CoreError::config(
                 "pool.train_fraction",
                 "must be in (0, 1): both parts of the pool need images",
             ));
-        }
-        for (key, n) in [("n_train", config.n_train), ("n_test", config.n_test)] {
-            if n == 0 {
-                return Err(CoreError::config(key, "must be >= 1"));
-            }
         }
         if config.eval_batch_size == 0 {
             return Err(CoreError::config("eval_batch_size", "must be >= 1"));
@@ -219,7 +203,7 @@ impl Protocol for Performative {
             check_classes(classes, n, config.data.short_name())?;
         }
         if let Some(k) = config.class_count()
-            && config.min_per_class * k > config.n_test
+            && config.min_per_class * k > config.n_test.get()
         {
             return Err(CoreError::config(
                 "min_per_class",
@@ -246,7 +230,106 @@ impl Protocol for Performative {
     }
 
     fn run(config: &PerformativeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-        run(config, env)
+        let progress = env.progress;
+        let device = env.train_device(config.seed)?;
+        let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+        let k = classes.len();
+        let normalization = config.normalization.resolve(data.normalization);
+        let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
+        // The prior the deployed model was trained under: its training split's.
+        let source_prior =
+            class_proportions(data.train.labels.iter().filter_map(|&l| relabel(l)), k);
+        let pool = Arc::new(match config.pool.split {
+            PoolSplit::Test => data.test.select_classes(&relabel),
+            PoolSplit::Train => data.train.select_classes(&relabel),
+        });
+
+        // The deployed model's outputs, once per pool image.
+        let started = Instant::now();
+        let model = env.build_classifier(&config.backbone, k, config.seed, &device)?;
+        let head = load_head(model.head.clone(), &config.head)?;
+        let feats = features(
+            model.backbone(),
+            &pool,
+            config.eval_batch_size,
+            normalization,
+            &device,
+        );
+        let logits = head_logits(&head, &feats, &device);
+        let probs = softmax_rows(&logits.values, k);
+        progress.note(&format!(
+            "deployed model's outputs on {} pool images in {:.1} s",
+            pool.len(),
+            started.elapsed().as_secs_f64()
+        ));
+
+        // Each class's pool images, shuffled and split into the two parts.
+        let mut rng = env.rng(config.seed, Purpose::Pool);
+        let (mut train_parts, mut test_parts) = (vec![Vec::new(); k], vec![Vec::new(); k]);
+        for c in 0..k {
+            let mut idx: Vec<usize> = (0..pool.len())
+                .filter(|&i| pool.labels[i] as usize == c)
+                .collect();
+            idx.shuffle(&mut rng);
+            let (n_train, _) = split_sizes(idx.len(), config.pool.train_fraction);
+            test_parts[c] = idx.split_off(n_train);
+            train_parts[c] = idx;
+        }
+        check_pool(
+            config,
+            &train_parts
+                .iter()
+                .zip(&test_parts)
+                .map(|(a, b)| (a.len(), b.len()))
+                .collect::<Vec<_>>(),
+        )?;
+        let deployed = Deployed {
+            classes: k,
+            probs,
+            features: feats,
+            head: head.clone(),
+            labels: pool.labels.clone(),
+            source_prior,
+            pool_train: train_parts.iter().flatten().copied().collect(),
+            source: Some(methods::DeployedSource {
+                pool: Arc::clone(&pool),
+                classifier: reusebench_core::model::Classifier::new(
+                    model.backbone().clone(),
+                    head.clone(),
+                ),
+                normalization,
+                eval_batch_size: config.eval_batch_size,
+            }),
+        };
+        let deployed_acc = accuracy_of(
+            &deployed.probs_of(&test_parts.concat()),
+            &test_parts
+                .concat()
+                .iter()
+                .map(|&i| deployed.labels[i])
+                .collect::<Vec<_>>(),
+            k,
+        )
+        .0;
+
+        let adapter = config
+            .method
+            .spec()
+            .build(&deployed, config.seed, &device)?;
+        let parts = Parts {
+            train: train_parts,
+            test: test_parts,
+        };
+        let mut rows = simulate(
+            &Settings::of(config),
+            &deployed,
+            &parts,
+            adapter,
+            env.rng(config.seed, Purpose::Rounds),
+            progress,
+        )?;
+        rows.push(MetricRow::scalar(names::DEPLOYED_ACC, deployed_acc));
+        Ok(rows)
     }
 }
 
@@ -265,8 +348,8 @@ fn check_pool(config: &PerformativeConfig, parts: &[(usize, usize)]) -> Result<(
     }
     if config.replace == Replace::Never {
         for (key, n, part, what) in [
-            ("n_train", config.n_train, smallest_train, "training"),
-            ("n_test", config.n_test, smallest_test, "test"),
+            ("n_train", config.n_train.get(), smallest_train, "training"),
+            ("n_test", config.n_test.get(), smallest_test, "test"),
         ] {
             if n > part {
                 return Err(CoreError::config(
@@ -290,108 +373,6 @@ fn check_pool(config: &PerformativeConfig, parts: &[(usize, usize)]) -> Result<(
     Ok(())
 }
 
-fn run(config: &PerformativeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-    let progress = env.progress;
-    let device = env.train_device(config.seed)?;
-    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
-    let k = classes.len();
-    let normalization = config.normalization.resolve(data.normalization);
-    let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
-    // The prior the deployed model was trained under: its training split's.
-    let source_prior = class_proportions(data.train.labels.iter().filter_map(|&l| relabel(l)), k);
-    let pool = Arc::new(match config.pool.split {
-        PoolSplit::Test => data.test.select_classes(&relabel),
-        PoolSplit::Train => data.train.select_classes(&relabel),
-    });
-
-    // The deployed model's outputs, once per pool image.
-    let started = Instant::now();
-    let model = env.build_classifier(&config.backbone, k, config.seed, &device)?;
-    let head = load_head(model.head.clone(), &config.head)?;
-    let feats = features(
-        model.backbone(),
-        &pool,
-        config.eval_batch_size,
-        normalization,
-        &device,
-    );
-    let logits = head_logits(&head, &feats, &device);
-    let probs = softmax_rows(&logits.values, k);
-    progress.note(&format!(
-        "deployed model's outputs on {} pool images in {:.1} s",
-        pool.len(),
-        started.elapsed().as_secs_f64()
-    ));
-
-    // Each class's pool images, shuffled and split into the two parts.
-    let mut rng = env.rng(config.seed, Purpose::Pool);
-    let (mut train_parts, mut test_parts) = (vec![Vec::new(); k], vec![Vec::new(); k]);
-    for c in 0..k {
-        let mut idx: Vec<usize> = (0..pool.len())
-            .filter(|&i| pool.labels[i] as usize == c)
-            .collect();
-        idx.shuffle(&mut rng);
-        let (n_train, _) = split_sizes(idx.len(), config.pool.train_fraction);
-        test_parts[c] = idx.split_off(n_train);
-        train_parts[c] = idx;
-    }
-    check_pool(
-        config,
-        &train_parts
-            .iter()
-            .zip(&test_parts)
-            .map(|(a, b)| (a.len(), b.len()))
-            .collect::<Vec<_>>(),
-    )?;
-    let deployed = Deployed {
-        classes: k,
-        probs,
-        features: feats,
-        head: head.clone(),
-        labels: pool.labels.clone(),
-        source_prior,
-        pool_train: train_parts.iter().flatten().copied().collect(),
-        source: Some(methods::DeployedSource {
-            pool: Arc::clone(&pool),
-            classifier: reusebench_core::model::Classifier::new(
-                model.backbone().clone(),
-                head.clone(),
-            ),
-            normalization,
-            eval_batch_size: config.eval_batch_size,
-        }),
-    };
-    let deployed_acc = accuracy_of(
-        &deployed.probs_of(&test_parts.concat()),
-        &test_parts
-            .concat()
-            .iter()
-            .map(|&i| deployed.labels[i])
-            .collect::<Vec<_>>(),
-        k,
-    )
-    .0;
-
-    let adapter = config
-        .method
-        .spec()
-        .build(&deployed, config.seed, &device)?;
-    let parts = Parts {
-        train: train_parts,
-        test: test_parts,
-    };
-    let mut rows = simulate(
-        &Settings::of(config),
-        &deployed,
-        &parts,
-        adapter,
-        env.rng(config.seed, Purpose::Rounds),
-        progress,
-    )?;
-    rows.push(MetricRow::scalar(names::DEPLOYED_ACC, deployed_acc));
-    Ok(rows)
-}
-
 /// What the round loop needs of a cell's config.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -410,12 +391,12 @@ impl Settings {
     fn of(c: &PerformativeConfig) -> Self {
         Self {
             method: c.method.label(),
-            rounds: c.rounds,
-            dirichlet_alpha: c.dirichlet_alpha,
-            temperature: c.temperature,
+            rounds: c.rounds.get(),
+            dirichlet_alpha: c.dirichlet_alpha.get(),
+            temperature: c.temperature.get(),
             sign: c.sign,
-            n_train: c.n_train,
-            n_test: c.n_test,
+            n_train: c.n_train.get(),
+            n_test: c.n_test.get(),
             min_per_class: c.min_per_class,
             replace: c.replace,
         }

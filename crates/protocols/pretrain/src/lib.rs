@@ -1,6 +1,7 @@
 //! `pretrain`: supervised training of a backbone on a dataset (or a subset
 //! of its classes), writing a checkpoint that later grids start from.
 
+use reusebench_core::bounded::PositiveInt;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::{Evaluator, Purpose, Seeds};
 use std::path::PathBuf;
@@ -33,7 +34,7 @@ pub struct PretrainConfig {
     pub classes: Option<Vec<u32>>,
     #[serde(default)]
     pub backbone: BackboneConfig,
-    pub epochs: usize,
+    pub epochs: PositiveInt,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     #[serde(default = "default_eval_batch_size")]
@@ -67,9 +68,6 @@ impl Protocol for Pretrain {
 
     fn validate(config: &PretrainConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;
-        if config.epochs == 0 {
-            return Err(CoreError::config("epochs", "must be >= 1"));
-        }
         if config.batch_size < 2 {
             return Err(CoreError::config("batch_size", "must be >= 2"));
         }
@@ -95,74 +93,71 @@ impl Protocol for Pretrain {
     }
 
     fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-        run(config, env)
-    }
-}
-
-fn run(config: &PretrainConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-    let progress = env.progress;
-    let train_device = env.train_device(config.seed)?;
-    let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
-    let normalization = config.normalization.resolve(data.normalization);
-    let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
-    let train = data.train.select_classes(&relabel);
-    let k = classes.len() as u32;
-    let train = Arc::new(match &config.shortcut {
-        Some(s) => {
-            s.biased(&train, k, Seeds::new(config.seed).of(Purpose::Shortcut))
-                .0
+        let progress = env.progress;
+        let train_device = env.train_device(config.seed)?;
+        let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
+        let normalization = config.normalization.resolve(data.normalization);
+        let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
+        let train = data.train.select_classes(&relabel);
+        let k = classes.len() as u32;
+        let train = Arc::new(match &config.shortcut {
+            Some(s) => {
+                s.biased(&train, k, Seeds::new(config.seed).of(Purpose::Shortcut))
+                    .0
+            }
+            None => train,
+        });
+        let test = Arc::new(data.test.select_classes(&relabel));
+        let model =
+            env.build_classifier(&config.backbone, classes.len(), config.seed, &train_device)?;
+        let stage = Stage {
+            name: "pretrain".into(),
+            epochs: config.epochs.get(),
+            batch_size: config.batch_size,
+            optim: &config.optimizer,
+            augment: config.augment.unwrap_or(config.data.default_augment()),
+            normalization,
+            num_classes: classes.len(),
+            seed: config.seed,
+            curve: Some(CurveSink {
+                log: &env.curves,
+                coords: Coords::new().with(names::STAGE, "pretrain"),
+            }),
+        };
+        let cache = FeatureCache::default();
+        let evaluator =
+            Evaluator::new(&train_device, &cache, config.eval_batch_size, normalization);
+        let (model, stats) = evaluator.timed("train", || {
+            fit(model, &train, &stage, &mut NoHooks, &train_device, progress)
+        })?;
+        let acc = evaluator.accuracy(&model, &test);
+        let mut rows = Vec::new();
+        if let Some(s) = &config.shortcut {
+            for (metric, set) in [
+                (names::ACC_ALIGNED, s.aligned(&test)),
+                (
+                    names::ACC_CONFLICTING,
+                    s.conflicting(&test, k, Seeds::new(config.seed).of(Purpose::Shortcut)),
+                ),
+            ] {
+                rows.push(MetricRow::scalar(
+                    metric,
+                    evaluator.accuracy(&model, &Arc::new(set)),
+                ));
+            }
         }
-        None => train,
-    });
-    let test = Arc::new(data.test.select_classes(&relabel));
-    let model =
-        env.build_classifier(&config.backbone, classes.len(), config.seed, &train_device)?;
-    let stage = Stage {
-        name: "pretrain".into(),
-        epochs: config.epochs,
-        batch_size: config.batch_size,
-        optim: &config.optimizer,
-        augment: config.augment.unwrap_or(config.data.default_augment()),
-        normalization,
-        num_classes: classes.len(),
-        seed: config.seed,
-        curve: Some(CurveSink {
-            log: &env.curves,
-            coords: Coords::new().with(names::STAGE, "pretrain"),
-        }),
-    };
-    let cache = FeatureCache::default();
-    let evaluator = Evaluator::new(&train_device, &cache, config.eval_batch_size, normalization);
-    let (model, stats) = evaluator.timed("train", || {
-        fit(model, &train, &stage, &mut NoHooks, &train_device, progress)
-    })?;
-    let acc = evaluator.accuracy(&model, &test);
-    let mut rows = Vec::new();
-    if let Some(s) = &config.shortcut {
-        for (metric, set) in [
-            (names::ACC_ALIGNED, s.aligned(&test)),
-            (
-                names::ACC_CONFLICTING,
-                s.conflicting(&test, k, Seeds::new(config.seed).of(Purpose::Shortcut)),
-            ),
-        ] {
-            rows.push(MetricRow::scalar(
-                metric,
-                evaluator.accuracy(&model, &Arc::new(set)),
-            ));
+        save_backbone(model.backbone(), &config.backbone, &config.output)?;
+        if let Some(path) = &config.head_output {
+            save_head(&model.head, path)?;
         }
+        progress.note(&format!(
+            "pretrained backbone: test accuracy {acc:.2}% on {} classes, saved to {}",
+            classes.len(),
+            config.output.display()
+        ));
+        rows.push(MetricRow::scalar(names::TEST_ACC, acc));
+        rows.push(MetricRow::scalar(names::TRAIN_LOSS, stats.last_epoch_loss));
+        rows.extend(evaluator.phase_rows());
+        Ok(rows)
     }
-    save_backbone(model.backbone(), &config.backbone, &config.output)?;
-    if let Some(path) = &config.head_output {
-        save_head(&model.head, path)?;
-    }
-    progress.note(&format!(
-        "pretrained backbone: test accuracy {acc:.2}% on {} classes, saved to {}",
-        classes.len(),
-        config.output.display()
-    ));
-    rows.push(MetricRow::scalar(names::TEST_ACC, acc));
-    rows.push(MetricRow::scalar(names::TRAIN_LOSS, stats.last_epoch_loss));
-    rows.extend(evaluator.phase_rows());
-    Ok(rows)
 }

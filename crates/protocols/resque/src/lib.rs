@@ -256,30 +256,26 @@ impl Protocol for Resque {
         v
     }
 
+    /// One cell: the shift and its one-pass prediction, then retraining to
+    /// the target while the cost is tracked, then the cost's rows.
     fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-        run(config, env)
+        let started = Instant::now();
+        let device = env.train_device(config.seed)?;
+        let cache = FeatureCache::default();
+        let mut shifted = Shifted::prepare(config, env, &device, &cache)?;
+        let bs = config.eval_batch_size;
+        let evaluator = Evaluator::new(&device, &cache, bs, shifted.normalization);
+        evaluator.add_since("data and score", started);
+        let mut rows = std::mem::take(&mut shifted.rows);
+        rows.extend(evaluator.timed("retrain", || retrain(config, env, &evaluator, shifted))?);
+        rows.extend(evaluator.phase_rows());
+        Ok(rows)
     }
 }
 
 /// `set`'s images whose label `map` sends somewhere, relabelled.
 fn relabelled(set: &ImageSet, classes: &[u32]) -> ImageSet {
     set.select_classes(&|l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32))
-}
-
-/// One cell: the shift and its one-pass prediction, then retraining to
-/// the target while the cost is tracked, then the cost's rows.
-fn run(config: &ResqueConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
-    let started = Instant::now();
-    let device = env.train_device(config.seed)?;
-    let cache = FeatureCache::default();
-    let mut shifted = Shifted::prepare(config, env, &device, &cache)?;
-    let bs = config.eval_batch_size;
-    let evaluator = Evaluator::new(&device, &cache, bs, shifted.normalization);
-    evaluator.add_since("data and score", started);
-    let mut rows = std::mem::take(&mut shifted.rows);
-    rows.extend(evaluator.timed("retrain", || retrain(config, env, &evaluator, shifted))?);
-    rows.extend(evaluator.phase_rows());
-    Ok(rows)
 }
 
 /// What to retrain, on what, and the prediction from one forward pass.

@@ -9,8 +9,8 @@ use burn::tensor::loss::cross_entropy_with_logits;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_continual::methods::{ReplayBuffer, ReplayHook, ReplayLoss};
-use reusebench_core::testing::{plain_stage, tiny_classifier};
-use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, fit, one_hot};
+use reusebench_core::testing::{logged_stage, tiny_classifier};
+use reusebench_core::train::{CurveLog, OptimConfig, fit, one_hot};
 use reusebench_core::{DeviceSpec, NoProgress};
 use reusebench_data::{Augment, synthetic};
 
@@ -29,14 +29,7 @@ fn er_takes_one_mean_over_current_and_replayed_rows() {
     let model = tiny_classifier(2, 4, 1, &dev);
     let optim = OptimConfig::sgd(0.1).with_momentum(0.0);
     let log = CurveLog::default();
-    let stage = Stage {
-        name: "er".into(),
-        curve: Some(CurveSink {
-            log: &log,
-            coords: Default::default(),
-        }),
-        ..plain_stage(&optim, 4, data.normalization, 4)
-    };
+    let stage = logged_stage("er", &log, &optim, data.normalization, 4);
     // The expected loss: cross-entropy of the model's (training-mode)
     // logits on the 8 images at once, one mean.
     let (x, batch_labels) =

@@ -10,8 +10,8 @@ use burn::tensor::loss::cross_entropy_with_logits;
 use reusebench_continual::methods::LpStage;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::model::Classifier;
-use reusebench_core::testing::{plain_stage, tiny_classifier};
-use reusebench_core::train::{CurveLog, CurveSink, OptimConfig, Stage, TrainHooks, fit, one_hot};
+use reusebench_core::testing::{logged_stage, tiny_classifier};
+use reusebench_core::train::{CurveLog, OptimConfig, TrainHooks, fit, one_hot};
 use reusebench_core::{DeviceSpec, NoProgress};
 use reusebench_data::{ImageSet, synthetic};
 
@@ -81,14 +81,7 @@ fn the_loss_can_be_restricted_to_the_classes_seen_so_far() {
     let set = Arc::new(data.train.select_classes(&|l| (l < 2).then_some(l)));
     let m = model(4, &dev);
     let (optim, log) = (optim(), CurveLog::default());
-    let stage = Stage {
-        name: "seen".into(),
-        curve: Some(CurveSink {
-            log: &log,
-            coords: Default::default(),
-        }),
-        ..plain_stage(&optim, 4, data.normalization, 4)
-    };
+    let stage = logged_stage("seen", &log, &optim, data.normalization, 4);
     let (x, labels) = reusebench_core::testing::first_batch(&set, 4, data.normalization, &dev);
     let logits = m.clone().forward(x).narrow(1, 0, 2);
     let want =

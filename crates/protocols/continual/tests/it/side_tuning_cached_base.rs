@@ -6,10 +6,9 @@ use std::sync::Arc;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::DeviceSpec;
-use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::cached_features;
-use reusebench_core::model::{Classifier, SideNet, linear_head};
+use reusebench_core::model::Classifier;
 use reusebench_data::synthetic;
 
 #[test]
@@ -18,15 +17,7 @@ fn side_tuning_with_cached_base_computes_the_same_logits() {
     use burn::tensor::{Tensor, TensorData};
     use reusebench_continual::methods::logits_with_base;
     let dev = DeviceSpec::for_tests();
-    let cfg = BackboneConfig {
-        width: 4,
-        ..Default::default()
-    };
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let backbone = cfg.build(&mut rng, &dev).freeze();
-    let head = linear_head(&mut rng, cfg.feature_dim(), 3, &dev);
-    let side = SideNet::random(2, cfg.feature_dim(), &mut rng, &dev);
-    let model = Classifier::new(backbone, head).with_side(side, 0.6);
+    let model = reusebench_core::testing::tiny_side_tuned(1, 0.6, true, &dev);
     let model = model.valid();
     let data = synthetic::generate(3, 4, 1, 0).unwrap();
     let set = Arc::new(data.train);

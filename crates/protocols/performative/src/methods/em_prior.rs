@@ -2,12 +2,11 @@
 //! unlabelled test sample's deployed posteriors, then Bayes correction.
 
 use reusebench_core::method::Method;
-use burn::tensor::Device;
 use crate::label_shift::{bayes_correct, em_prior};
 use reusebench_core::bounded::{Positive, PositiveInt};
 use serde::{Deserialize, Serialize};
 
-use super::{Built, Predicted, Adapter, Deployed, MethodSpec, Prediction, RoundInput};
+use super::{Adapter, Deployed, Predicted, Prediction, RoundInput};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -26,12 +25,6 @@ impl Default for EmPrior {
 }
 
 impl Method for EmPrior {}
-
-impl MethodSpec for EmPrior {
-    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Built {
-        Ok(Box::new(self.clone()))
-    }
-}
 
 impl Adapter for EmPrior {
     fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {

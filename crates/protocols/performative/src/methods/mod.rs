@@ -105,6 +105,14 @@ pub trait MethodSpec: Method {
     fn build(&self, deployed: &Deployed, seed: u64, device: &Device) -> Built;
 }
 
+/// A method whose config is its whole state (it learns nothing over the
+/// rounds) is its own adapter.
+impl<M: Adapter + Method + Clone + 'static> MethodSpec for M {
+    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Built {
+        Ok(Box::new(self.clone()))
+    }
+}
+
 reusebench_core::register_methods! {
     /// Every performative method, by the name grids give it: one line each.
     pub enum PerformativeMethod: dyn MethodSpec {

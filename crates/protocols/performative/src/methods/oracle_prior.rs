@@ -4,11 +4,10 @@
 //! minimum per class these differ slightly from the proportions.
 
 use reusebench_core::method::Method;
-use burn::tensor::Device;
 use crate::label_shift::bayes_correct;
 use serde::{Deserialize, Serialize};
 
-use super::{Built, Predicted, Adapter, Deployed, MethodSpec, Prediction, RoundInput};
+use super::{Adapter, Deployed, Predicted, Prediction, RoundInput};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,15 +15,7 @@ pub struct OraclePrior {}
 
 impl Method for OraclePrior {}
 
-impl MethodSpec for OraclePrior {
-    fn build(&self, _: &Deployed, _: u64, _: &Device) -> Built {
-        Ok(Box::new(OracleState))
-    }
-}
-
-struct OracleState;
-
-impl Adapter for OracleState {
+impl Adapter for OraclePrior {
     fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
         let prior = input.proportions.to_vec();
         let probs = bayes_correct(
