@@ -58,25 +58,8 @@ pub enum Command {
         /// Device for the tasks (default: the grid's).
         #[arg(long)]
         device: Option<String>,
-        #[arg(long)]
-        partition: Option<String>,
-        /// Wall time per task (`HH:MM:SS`, `D-HH:MM`).
-        #[arg(long)]
-        time: Option<String>,
-        /// Generic resources per task, e.g. `gpu:1`.
-        #[arg(long)]
-        gres: Option<String>,
-        #[arg(long)]
-        cpus_per_task: Option<u32>,
-        /// Memory per task, e.g. `16G`.
-        #[arg(long)]
-        mem: Option<String>,
-        /// At most this many tasks of an array at once (`%N`).
-        #[arg(long, value_name = "N")]
-        parallelism: Option<usize>,
-        /// A further `#SBATCH` argument, e.g. `--sbatch=--account=abc` (repeatable).
-        #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
-        sbatch: Vec<String>,
+        #[command(flatten)]
+        resources: SlurmResources,
         /// Print the scripts and the sbatch calls; submit nothing.
         #[arg(long)]
         dry_run: bool,
@@ -160,4 +143,28 @@ pub enum Command {
         /// The results folder (the grid's `results`).
         results: PathBuf,
     },
+}
+
+/// What each Slurm task asks for.
+#[derive(Debug, clap::Args)]
+pub struct SlurmResources {
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Wall time per task (`HH:MM:SS`, `D-HH:MM`).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Generic resources per task, e.g. `gpu:1`.
+    #[arg(long)]
+    pub gres: Option<String>,
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+    /// Memory per task, e.g. `16G`.
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// At most this many tasks of an array at once (`%N`).
+    #[arg(long, value_name = "N")]
+    pub parallelism: Option<usize>,
+    /// A further `#SBATCH` argument, e.g. `--sbatch=--account=abc` (repeatable).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub sbatch: Vec<String>,
 }

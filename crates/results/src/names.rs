@@ -251,24 +251,16 @@ pub struct SettingNames {
 
 /// Names of a continual setting by its short name.
 pub fn setting(name: &str) -> Option<SettingNames> {
-    let s = |[
-        matrix,
-        avg,
-        forgetting,
-        forgetting_mammoth,
-        bwt,
-        before,
-        random,
-        fwt,
-    ]: [&'static str; 8]| SettingNames {
-        matrix,
-        avg,
-        forgetting,
-        forgetting_mammoth,
-        bwt,
-        before,
-        random,
-        fwt,
+    // In the order of the fields.
+    let s = |n: [&'static str; 8]| SettingNames {
+        matrix: n[0],
+        avg: n[1],
+        forgetting: n[2],
+        forgetting_mammoth: n[3],
+        bwt: n[4],
+        before: n[5],
+        random: n[6],
+        fwt: n[7],
     };
     match name {
         "class_il" => Some(s([
