@@ -182,10 +182,38 @@ impl Protocol for Canonicalize {
         model_inputs(&config.data, &config.backbone, Some(&config.head))
     }
 
+    /// One cell: the upright data, the model (predictor and, for the
+    /// methods that have one, canonicalizer), training, then accuracy on
+    /// every eighth turn of the test set.
     fn run(config: &CanonicalizeConfig, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError> {
         config.check()?;
-        let seed = config.seed;
-        let device = env.train_device(seed)?;
+        let device = env.train_device(config.seed)?;
+        let data = UprightData::load(config, env)?;
+        let model = build_model(config, env, &data, &device)?;
+        let (normalization, batch_size) = (data.normalization, config.eval_batch_size);
+        let cache = FeatureCache::default();
+        let evaluator = Evaluator::new(&device, &cache, batch_size, normalization);
+        let model = evaluator.timed("train", || train(config, env, &data, model, &device))?;
+        let eval = evaluator.timed("evaluation", || {
+            evaluate(&model, &data.test, batch_size, normalization, &device)
+        });
+        let mut rows = eval.rows(&data.test.labels, config.group_order);
+        rows.extend(evaluator.phase_rows());
+        Ok(rows)
+    }
+}
+
+/// The cell's images, upright as the dataset stores them, classes
+/// renumbered from 0.
+struct UprightData {
+    train: Arc<ImageSet>,
+    test: Arc<ImageSet>,
+    classes: usize,
+    normalization: Normalization,
+}
+
+impl UprightData {
+    fn load(config: &CanonicalizeConfig, env: &RunEnv) -> Result<Self, CoreError> {
         let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
         let normalization = config.normalization.resolve(data.normalization);
         let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
@@ -200,87 +228,99 @@ impl Protocol for Canonicalize {
                 ),
             ));
         }
-
-        let mut predictor = env.build_classifier(&config.backbone, classes.len(), seed, &device)?;
-        predictor.head = load_head(predictor.head.clone(), &config.head)?;
-        if config.predictor == PredictorMode::Frozen {
-            predictor = predictor.freeze();
-        }
-        let method = config.method.spec();
-        let canonicalizer = method.canonicalizes().then(|| {
-            Canonicalizer::new(
-                &config.canonicalizer,
-                config.group_order,
-                train.channels,
-                train.width,
-                &mut env.rng(seed, Purpose::Canonicalizer),
-                &device,
-            )
-        });
-        let model = Canonicalized {
-            canonicalizer,
-            predictor,
-        };
-
-        let stage = Stage {
-            name: format!("train {}", config.method.name()),
-            epochs: config.epochs,
-            batch_size: config.batch_size,
-            optim: &config.optimizer,
-            augment: config.augment.unwrap_or(config.data.default_augment()),
+        let classes = classes.len();
+        Ok(Self {
+            train,
+            test,
+            classes,
             normalization,
-            num_classes: classes.len(),
-            seed,
-            curve: Some(CurveSink {
-                log: &env.curves,
-                coords: Coords::new().with(names::STAGE, "train"),
-            }),
-        };
-        let scores = RefCell::new(None);
-        let rotator = Rotator::new(config.group_order, train.width, Border::Clamp);
-        let rng = RefCell::new(Seeds::new(seed).rng(Purpose::Rotation));
-        let rotates = method.rotates_training_images();
-        let forward = |m: &Canonicalized, x: Tensor<4>, _: &[usize]| {
-            let x = if rotates {
-                rotate_randomly(x, &rotator, &mut rng.borrow_mut())
-            } else {
-                x
-            };
-            let (logits, s) = m.forward_parts(x);
-            *scores.borrow_mut() = s;
-            logits
-        };
-        let mut hooks = PriorHooks {
-            scores: &scores,
-            weight: method.prior_weight(),
-        };
-        let cache = FeatureCache::default();
-        let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
-        let (model, _) = evaluator.timed("train", || {
-            fit_with(
-                model,
-                &train,
-                &stage,
-                &mut hooks,
-                &forward,
-                &device,
-                env.progress,
-            )
-        })?;
-
-        let eval = evaluator.timed("evaluation", || {
-            evaluate(
-                &model,
-                &test,
-                config.eval_batch_size,
-                normalization,
-                &device,
-            )
-        });
-        let mut rows = eval.rows(&test.labels, config.group_order);
-        rows.extend(evaluator.phase_rows());
-        Ok(rows)
+        })
     }
+}
+
+/// The pretrained predictor (frozen if the config says so) and, for the
+/// methods that canonicalize, a fresh canonicalizer before it.
+fn build_model(
+    config: &CanonicalizeConfig,
+    env: &RunEnv,
+    data: &UprightData,
+    device: &Device,
+) -> Result<Canonicalized, CoreError> {
+    let seed = config.seed;
+    let mut predictor = env.build_classifier(&config.backbone, data.classes, seed, device)?;
+    predictor.head = load_head(predictor.head.clone(), &config.head)?;
+    if config.predictor == PredictorMode::Frozen {
+        predictor = predictor.freeze();
+    }
+    let canonicalizer = config.method.spec().canonicalizes().then(|| {
+        Canonicalizer::new(
+            &config.canonicalizer,
+            config.group_order,
+            data.train.channels,
+            data.train.width,
+            &mut env.rng(seed, Purpose::Canonicalizer),
+            device,
+        )
+    });
+    Ok(Canonicalized {
+        canonicalizer,
+        predictor,
+    })
+}
+
+/// Trains `model` as the method says: on turned images for `aug`, with the
+/// prior's loss for `canon-prior`.
+fn train(
+    config: &CanonicalizeConfig,
+    env: &RunEnv,
+    data: &UprightData,
+    model: Canonicalized,
+    device: &Device,
+) -> Result<Canonicalized, CoreError> {
+    let (seed, method) = (config.seed, config.method.spec());
+    let stage = Stage {
+        name: format!("train {}", config.method.name()),
+        epochs: config.epochs,
+        batch_size: config.batch_size,
+        optim: &config.optimizer,
+        augment: config.augment.unwrap_or(config.data.default_augment()),
+        normalization: data.normalization,
+        num_classes: data.classes,
+        seed,
+        curve: Some(CurveSink {
+            log: &env.curves,
+            coords: Coords::new().with(names::STAGE, "train"),
+        }),
+    };
+    let scores = RefCell::new(None);
+    let rotator = Rotator::new(config.group_order, data.train.width, Border::Clamp);
+    let rng = RefCell::new(Seeds::new(seed).rng(Purpose::Rotation));
+    let rotates = method.rotates_training_images();
+    let forward = |m: &Canonicalized, x: Tensor<4>, _: &[usize]| {
+        let x = if rotates {
+            rotate_randomly(x, &rotator, &mut rng.borrow_mut())
+        } else {
+            x
+        };
+        let (logits, s) = m.forward_parts(x);
+        *scores.borrow_mut() = s;
+        logits
+    };
+    let mut hooks = PriorHooks {
+        scores: &scores,
+        weight: method.prior_weight(),
+    };
+    let progress = env.progress;
+    let (model, _) = fit_with(
+        model,
+        &data.train,
+        &stage,
+        &mut hooks,
+        &forward,
+        device,
+        progress,
+    )?;
+    Ok(model)
 }
 
 /// The prior as a loop hook: the forward pass leaves the batch's scores in

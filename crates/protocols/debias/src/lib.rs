@@ -162,19 +162,7 @@ impl Protocol for Debias {
         // The pretraining data as it was (MAS estimates importance there).
         let pretraining = Arc::new(shortcut.biased(&train, k_classes, seed).0);
 
-        let test_seed = Seeds::new(seed).of(Purpose::DebiasTest);
-        let sets = [
-            (names::ACC_UNBIASED, Arc::new(test.clone())),
-            (names::ACC_ALIGNED, Arc::new(shortcut.aligned(&test))),
-            (
-                names::ACC_CONFLICTING,
-                Arc::new(shortcut.conflicting(&test, k_classes, test_seed)),
-            ),
-            (
-                names::ACC_ORIGINAL,
-                Arc::new(shortcut.biased(&test, k_classes, test_seed).0),
-            ),
-        ];
+        let sets = test_sets(shortcut, &test, k_classes, seed);
         // Features through the core's cache: the start's backbone features of
         // the four sets are computed once and reused after tuning wherever the
         // backbone did not move (side-tuning's frozen base, a θ′ on the head
@@ -227,6 +215,30 @@ impl Protocol for Debias {
         rows.extend(evaluator.phase_rows());
         Ok(rows)
     }
+}
+
+/// The four test sets every model is scored on, by metric: the test split
+/// as it is, with the shortcut where it agrees with the label, where it
+/// contradicts it, and as the biased training data has it.
+fn test_sets(
+    shortcut: &Shortcut,
+    test: &ImageSet,
+    k_classes: u32,
+    seed: u64,
+) -> [(&'static str, Arc<ImageSet>); 4] {
+    let test_seed = Seeds::new(seed).of(Purpose::DebiasTest);
+    [
+        (names::ACC_UNBIASED, Arc::new(test.clone())),
+        (names::ACC_ALIGNED, Arc::new(shortcut.aligned(test))),
+        (
+            names::ACC_CONFLICTING,
+            Arc::new(shortcut.conflicting(test, k_classes, test_seed)),
+        ),
+        (
+            names::ACC_ORIGINAL,
+            Arc::new(shortcut.biased(test, k_classes, test_seed).0),
+        ),
+    ]
 }
 
 /// ‖Δθ‖₂ over the parameters `after` shares with `before` (a side

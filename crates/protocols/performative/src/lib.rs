@@ -31,7 +31,7 @@ use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::protocol::{
     Checks, Protocol, RunEnv, check_classes, default_eval_batch_size, model_inputs,
 };
-use reusebench_data::{DatasetSpec, NormalizationChoice};
+use reusebench_data::{DatasetSpec, ImageSet, NormalizationChoice};
 use serde::{Deserialize, Serialize};
 
 use methods::{Deployed, Feedback, PerformativeMethod, RoundInput, method_key};
@@ -263,26 +263,7 @@ impl Protocol for Performative {
             started.elapsed().as_secs_f64()
         ));
 
-        // Each class's pool images, shuffled and split into the two parts.
-        let mut rng = env.rng(config.seed, Purpose::Pool);
-        let (mut train_parts, mut test_parts) = (vec![Vec::new(); k], vec![Vec::new(); k]);
-        for c in 0..k {
-            let mut idx: Vec<usize> = (0..pool.len())
-                .filter(|&i| pool.labels[i] as usize == c)
-                .collect();
-            idx.shuffle(&mut rng);
-            let (n_train, _) = split_sizes(idx.len(), config.pool.train_fraction);
-            test_parts[c] = idx.split_off(n_train);
-            train_parts[c] = idx;
-        }
-        check_pool(
-            config,
-            &train_parts
-                .iter()
-                .zip(&test_parts)
-                .map(|(a, b)| (a.len(), b.len()))
-                .collect::<Vec<_>>(),
-        )?;
+        let parts = pool_parts(config, env, &pool, k)?;
         let deployed = Deployed {
             classes: k,
             probs,
@@ -290,7 +271,7 @@ impl Protocol for Performative {
             head: head.clone(),
             labels: pool.labels.clone(),
             source_prior,
-            pool_train: train_parts.iter().flatten().copied().collect(),
+            pool_train: parts.train.iter().flatten().copied().collect(),
             source: Some(methods::DeployedSource {
                 pool: Arc::clone(&pool),
                 classifier: reusebench_core::model::Classifier::new(
@@ -301,25 +282,12 @@ impl Protocol for Performative {
                 eval_batch_size: config.eval_batch_size,
             }),
         };
-        let deployed_acc = accuracy_of(
-            &deployed.probs_of(&test_parts.concat()),
-            &test_parts
-                .concat()
-                .iter()
-                .map(|&i| deployed.labels[i])
-                .collect::<Vec<_>>(),
-            k,
-        )
-        .0;
+        let deployed_acc = deployed_accuracy(&deployed, &parts);
 
         let adapter = config
             .method
             .spec()
             .build(&deployed, config.seed, &device)?;
-        let parts = Parts {
-            train: train_parts,
-            test: test_parts,
-        };
         let mut rows = simulate(
             &Settings::of(config),
             &deployed,
@@ -331,6 +299,41 @@ impl Protocol for Performative {
         rows.push(MetricRow::scalar(names::DEPLOYED_ACC, deployed_acc));
         Ok(rows)
     }
+}
+
+/// Each class's pool images, shuffled and split into the training and
+/// test parts, checked against what the rounds draw.
+fn pool_parts(
+    config: &PerformativeConfig,
+    env: &RunEnv,
+    pool: &ImageSet,
+    k: usize,
+) -> Result<Parts, CoreError> {
+    let mut rng = env.rng(config.seed, Purpose::Pool);
+    let (mut train, mut test) = (vec![Vec::new(); k], vec![Vec::new(); k]);
+    for c in 0..k {
+        let mut idx: Vec<usize> = (0..pool.len())
+            .filter(|&i| pool.labels[i] as usize == c)
+            .collect();
+        idx.shuffle(&mut rng);
+        let (n_train, _) = split_sizes(idx.len(), config.pool.train_fraction);
+        test[c] = idx.split_off(n_train);
+        train[c] = idx;
+    }
+    let sizes: Vec<(usize, usize)> = train
+        .iter()
+        .zip(&test)
+        .map(|(a, b)| (a.len(), b.len()))
+        .collect();
+    check_pool(config, &sizes)?;
+    Ok(Parts { train, test })
+}
+
+/// The deployed model's accuracy on the pool's whole test part.
+fn deployed_accuracy(deployed: &Deployed, parts: &Parts) -> f64 {
+    let test = parts.test.concat();
+    let labels: Vec<u32> = test.iter().map(|&i| deployed.labels[i]).collect();
+    accuracy_of(&deployed.probs_of(&test), &labels, deployed.classes).0
 }
 
 /// Every class's parts can give what the rounds draw: with `replace:
