@@ -31,6 +31,11 @@ pub enum Command {
         /// Rerun cells that are already done.
         #[arg(long)]
         force: bool,
+        /// Keep done cells that are stale (their config with its defaults,
+        /// an input or the build changed since they ran) instead of
+        /// running them again; the report marks them.
+        #[arg(long)]
+        keep_stale: bool,
         /// Skip the report after the run.
         #[arg(long)]
         no_report: bool,

@@ -68,6 +68,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             set,
             device,
             force,
+            keep_stale,
             no_report,
             shard,
             cell,
@@ -81,6 +82,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             };
             let options = RunOptions {
                 force,
+                keep_stale,
                 select,
                 claim_timeout: Duration::from_secs(claim_timeout),
                 ..RunOptions::default()
@@ -187,6 +189,12 @@ fn run_cells(grid: &Grid, options: &RunOptions, with_report: bool) -> Result<Exi
     }
     for (cell, why) in &summary.took_over {
         println!("  took over {cell}: {why}");
+    }
+    for (cell, why) in &summary.stale_rerun {
+        println!("  ran again, stale: {cell}: {why}");
+    }
+    for (cell, why) in &summary.stale_kept {
+        println!("  kept though stale: {cell}: {why}");
     }
     for (cell, reason) in &summary.failed {
         println!("  failed {cell}: {reason}");

@@ -10,6 +10,7 @@ use burn::tensor::Device;
 use rand_chacha::ChaCha8Rng;
 use reusebench_data::{DatasetSpec, TrainTest, load_dataset};
 use reusebench_seeds::{Purpose, Seeds};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backbone::BackboneConfig;
@@ -27,8 +28,9 @@ pub trait Protocol: 'static {
     const NAME: &'static str;
     /// The cell's configuration, deserialised from the grid (unknown keys
     /// rejected by the type itself). It has a `seed` key, a whole number:
-    /// the runner reads it to name and store the cell.
-    type Config: DeserializeOwned + Debug + Send + Sync + 'static;
+    /// the runner reads it to name and store the cell. Serialised with
+    /// every default applied, it is what the cell's identity hashes.
+    type Config: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
 
     /// Everything that can be checked without training: ranges, consistency,
     /// the class count of the dataset, checkpoint headers. Errors carry the

@@ -223,15 +223,29 @@ fn cell(r: &SummaryRow) -> String {
 }
 
 /// The header of `summary.md`: counts and what the numbers are.
-pub fn markdown_header(done: usize, failed: usize, stale: usize) -> String {
+pub fn markdown_header(
+    done: usize,
+    failed: usize,
+    not_in_grid: usize,
+    kept_stale: &[(String, String)],
+) -> String {
     let mut out = String::from("# Results\n\n");
     out.push_str(&format!(
         "{done} cell(s) done, {failed} failed. Values are mean ± std over seeds [95% confidence interval of the mean, Student's t] (n = seeds); accuracies in %.\n"
     ));
-    if stale > 0 {
+    if not_in_grid > 0 {
         out.push_str(&format!(
-            "\n{stale} cell folder(s) under cells/ are not part of the current grid (left by an earlier version of it) and are not included.\n"
+            "\n{not_in_grid} cell folder(s) under cells/ are not part of the current grid (left by an earlier version of it) and are not included.\n"
         ));
+    }
+    if !kept_stale.is_empty() {
+        out.push_str(&format!(
+            "\n**Stale results included** (`run --keep-stale`): {} cell(s) ran under another config, input or build than today's:\n\n",
+            kept_stale.len()
+        ));
+        for (cell, why) in kept_stale {
+            out.push_str(&format!("- {cell}: {why}\n"));
+        }
     }
     out
 }

@@ -51,8 +51,12 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
     let csv = results.join("summary.csv");
     aggregate::write_csv(&summary, &csv)?;
 
-    let mut md =
-        aggregate::markdown_header(loaded.cells_done, loaded.failed.len(), loaded.stale.len());
+    let mut md = aggregate::markdown_header(
+        loaded.cells_done,
+        loaded.failed.len(),
+        loaded.not_in_grid.len(),
+        &loaded.kept_stale,
+    );
     let plots_dir = results.join("plots");
     let mut figures = plot::Figures::new(&plots_dir)?;
     for (exp, protocol) in aggregate::experiments(&summary) {

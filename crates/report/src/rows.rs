@@ -28,7 +28,10 @@ pub struct Loaded {
     pub failed: Vec<FailedCell>,
     pub cells_done: usize,
     /// Cell folders that the results' grid (grid.json) no longer lists.
-    pub stale: Vec<String>,
+    pub not_in_grid: Vec<String>,
+    /// (cell folder, why) of done cells kept though stale (`run
+    /// --keep-stale`): their config, an input or the build changed since.
+    pub kept_stale: Vec<(String, String)>,
     /// Axis keys that become their own columns (every axis but seed and method).
     pub axis_columns: Vec<String>,
     /// Coordinate names of the rows, in the order they first appear.
@@ -116,7 +119,8 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
     let current = current_cells(results);
     let mut rows = Vec::new();
     let mut failed = Vec::new();
-    let mut stale = Vec::new();
+    let mut not_in_grid = Vec::new();
+    let mut kept_stale = Vec::new();
     let mut done = 0;
     for dir in dirs {
         let name = dir
@@ -125,7 +129,7 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
             .to_string_lossy()
             .to_string();
         if current.as_ref().is_some_and(|c| !c.contains(&name)) {
-            stale.push(name);
+            not_in_grid.push(name);
             continue;
         }
         let status_path = dir.join("status.json");
@@ -153,6 +157,11 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
                     })?;
                 rows.append(&mut cell_rows);
                 done += 1;
+                // `run --keep-stale` leaves why the cell no longer holds.
+                if let Ok(why) = std::fs::read_to_string(dir.join("stale.json")) {
+                    let why: String = serde_json::from_str(&why).unwrap_or(why);
+                    kept_stale.push((cell.clone(), why));
+                }
             }
             State::Failed => failed.push(FailedCell {
                 cell,
@@ -183,7 +192,8 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
         rows,
         failed,
         cells_done: done,
-        stale,
+        not_in_grid,
+        kept_stale,
         axis_columns: axis_columns.into_iter().collect(),
         coord_columns,
         baselines: baselines(results),

@@ -61,7 +61,7 @@ pub fn cell_id(experiment: &str, protocol: &str, config: &serde_json::Value) -> 
 }
 
 /// JSON with object keys sorted, so that key order in YAML does not change ids.
-fn canonical_json(v: &serde_json::Value) -> String {
+pub(crate) fn canonical_json(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();

@@ -16,6 +16,7 @@ use crate::cell::Cell;
 use crate::claim;
 use crate::error::RunnerError;
 use crate::grid::Grid;
+use crate::identity::{self, Digests, Identity};
 use crate::store;
 
 /// Which cells of a grid one worker takes.
@@ -59,6 +60,10 @@ pub struct RunOptions {
     pub claim_timeout: Duration,
     /// How often a cell waiting for another worker's producer looks again.
     pub wait_poll: Duration,
+    /// Keep done cells that are stale (their config with defaults, an
+    /// input or the build changed) instead of running them again; the
+    /// report marks them.
+    pub keep_stale: bool,
 }
 
 impl Default for RunOptions {
@@ -68,6 +73,7 @@ impl Default for RunOptions {
             select: Selection::All,
             claim_timeout: Duration::from_secs(600),
             wait_poll: Duration::from_secs(2),
+            keep_stale: false,
         }
     }
 }
@@ -82,6 +88,10 @@ pub struct RunSummary {
     pub elsewhere: Vec<(String, String)>,
     /// (cell folder, why) of stale claims this worker took over.
     pub took_over: Vec<(String, String)>,
+    /// (cell folder, why) of done cells run again because they were stale.
+    pub stale_rerun: Vec<(String, String)>,
+    /// (cell folder, why) of stale cells kept (`keep_stale`).
+    pub stale_kept: Vec<(String, String)>,
 }
 
 /// Why a cell failed: the error and its sources, outermost first, each
@@ -301,6 +311,7 @@ pub fn run_grid(
     let total = grid.cells.len();
     let started = SystemTime::now();
     let mut summary = RunSummary::default();
+    let digests = Digests::default();
     let mut pending = selected(grid, &options.select)?;
     while !pending.is_empty() {
         let mut progressed = false;
@@ -309,10 +320,21 @@ pub fn run_grid(
             let cell = &grid.cells[index];
             let dir = store::cell_dir(results, cell);
             if !options.force && store::is_done(&dir) {
-                summary.skipped += 1;
-                observer.cell_skipped(index, total, cell);
-                progressed = true;
-                continue;
+                match staleness(cell, &dir, &digests) {
+                    Some(why) if !options.keep_stale => {
+                        summary.stale_rerun.push((cell.dir_name(), why));
+                    }
+                    kept => {
+                        if let Some(why) = kept {
+                            store::write_json(&dir.join(STALE_MARK), &why)?;
+                            summary.stale_kept.push((cell.dir_name(), why));
+                        }
+                        summary.skipped += 1;
+                        observer.cell_skipped(index, total, cell);
+                        progressed = true;
+                        continue;
+                    }
+                }
             }
             let inputs = inputs_ready(grid, index, &producers, options.claim_timeout);
             if let Inputs::Wait { live, why } = inputs {
@@ -338,7 +360,7 @@ pub fn run_grid(
             };
             progressed = true;
             // Another worker may have finished it between our look and our claim.
-            if !options.force && store::is_done(&dir) {
+            if !options.force && store::is_done(&dir) && staleness(cell, &dir, &digests).is_none() {
                 summary.skipped += 1;
                 observer.cell_skipped(index, total, cell);
                 continue;
@@ -357,7 +379,14 @@ pub fn run_grid(
                 Inputs::Failed(why) => Some(vec![why]),
                 _ => None,
             };
-            execute(grid, index, &dir, refused, observer, &mut summary)?;
+            execute(
+                grid,
+                index,
+                &dir,
+                refused,
+                (observer, &digests),
+                &mut summary,
+            )?;
             drop(claim);
         }
         if waiting.is_empty() {
@@ -374,7 +403,14 @@ pub fn run_grid(
                     if let claim::Attempt::Claimed(claim, _) =
                         claim::try_claim(&dir, options.claim_timeout)?
                     {
-                        execute(grid, index, &dir, Some(vec![why]), observer, &mut summary)?;
+                        execute(
+                            grid,
+                            index,
+                            &dir,
+                            Some(vec![why]),
+                            (observer, &digests),
+                            &mut summary,
+                        )?;
                         drop(claim);
                     }
                 }
@@ -384,6 +420,16 @@ pub fn run_grid(
         pending = waiting.into_iter().map(|(i, _, _)| i).collect();
     }
     Ok(summary)
+}
+
+/// Where a kept stale cell says why it is stale (the report marks it).
+pub const STALE_MARK: &str = "stale.json";
+
+/// Why the done cell in `dir` no longer holds (its config with defaults,
+/// an input or the build changed), or `None` when it does.
+fn staleness(cell: &Cell, dir: &Path, digests: &Digests) -> Option<String> {
+    let why = identity::stale_reasons(dir, &Identity::of(cell, digests));
+    (!why.is_empty()).then(|| why.join("; "))
 }
 
 /// Whether the cell's status says failed, written after `since` (by a
@@ -402,10 +448,13 @@ fn execute(
     index: usize,
     dir: &Path,
     refused: Option<Vec<String>>,
-    observer: &dyn GridObserver,
+    (observer, digests): (&dyn GridObserver, &Digests),
     summary: &mut RunSummary,
 ) -> Result<(), RunnerError> {
     let cell = &grid.cells[index];
+    // What the cell is computed from, before it runs (it reads its inputs
+    // as they are now).
+    let identity = Identity::of(cell, digests);
     let total = grid.cells.len();
     observer.cell_started(index, total, cell);
     let mut status = CellStatus {
@@ -424,7 +473,9 @@ fn execute(
         slurm_job: claim::slurm_job(),
     };
     // A rerun starts clean: stale rows of an earlier attempt must not survive.
-    let _ = std::fs::remove_file(dir.join("rows.json"));
+    for old in ["rows.json", "identity.json", STALE_MARK] {
+        let _ = std::fs::remove_file(dir.join(old));
+    }
     store::write_json(
         &dir.join("config.json"),
         &serde_json::json!({
@@ -445,6 +496,7 @@ fn execute(
     match outcome {
         Ok(metrics) => {
             store::write_json(&dir.join("rows.json"), &store::result_rows(cell, metrics))?;
+            store::write_json(&dir.join("identity.json"), &identity)?;
             status.state = State::Done;
             summary.done += 1;
         }

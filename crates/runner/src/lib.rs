@@ -9,6 +9,7 @@ pub mod claim;
 pub mod error;
 pub mod execute;
 pub mod grid;
+pub mod identity;
 mod locate;
 pub mod registry;
 pub mod slurm;

@@ -68,6 +68,8 @@ pub trait CellConfig: Debug + Send + Sync {
     fn seed(&self) -> u64;
     fn method(&self) -> String;
     fn inputs(&self) -> Vec<PathBuf>;
+    /// The typed config with every default applied, as JSON.
+    fn typed_json(&self) -> Value;
     fn outputs(&self) -> Vec<PathBuf>;
     fn validate(&self, checks: &Checks) -> Result<(), CoreError>;
     fn run(&self, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>;
@@ -125,6 +127,9 @@ impl<P: Protocol> CellConfig for Typed<P> {
     }
     fn inputs(&self) -> Vec<PathBuf> {
         P::inputs(&self.config)
+    }
+    fn typed_json(&self) -> Value {
+        serde_json::to_value(&self.config).expect("a config serialises")
     }
     fn outputs(&self) -> Vec<PathBuf> {
         P::outputs(&self.config)

@@ -10,6 +10,7 @@ use reusebench_results::State;
 
 use crate::claim;
 use crate::error::RunnerError;
+use crate::identity::{self, Digests, Identity, Input};
 use crate::store;
 
 #[derive(Debug, Clone, Default)]
@@ -23,6 +24,9 @@ pub struct GridStatus {
     pub running: Vec<(String, String, u64)>,
     /// (cell folder, note: why it is not running, if known).
     pub pending: Vec<(String, Option<String>)>,
+    /// (cell folder, why) of done cells whose inputs or build changed
+    /// since they ran: `run` runs them again.
+    pub stale: Vec<(String, String)>,
 }
 
 /// The status of the results folder `results` (written by `run`).
@@ -45,10 +49,15 @@ pub fn of(results: &Path, claim_timeout: Duration) -> Result<GridStatus, RunnerE
         ..Default::default()
     };
     let now = claim::unix_now();
+    let digests = Digests::default();
     for name in cells {
         let dir = results.join("cells").join(&name);
         if store::is_done(&dir) {
             out.done += 1;
+            let why = stale_since_run(&dir, &digests);
+            if !why.is_empty() {
+                out.stale.push((name, why.join("; ")));
+            }
             continue;
         }
         let claimed = claim::read(&dir);
@@ -78,6 +87,30 @@ pub fn of(results: &Path, claim_timeout: Duration) -> Result<GridStatus, RunnerE
     Ok(out)
 }
 
+/// What changed since the done cell in `dir` ran: its inputs (read
+/// again) and the build. (A changed config default shows when the grid is
+/// run: status reads the results folder, not the grid.)
+fn stale_since_run(dir: &Path, digests: &Digests) -> Vec<String> {
+    let Some(stored) = identity::read(dir) else {
+        return vec!["no identity recorded (written by an older build)".into()];
+    };
+    let inputs = stored
+        .inputs
+        .iter()
+        .map(|i| Input {
+            path: i.path.clone(),
+            digest: digests.of(&i.path),
+        })
+        .collect();
+    let now = Identity {
+        schema: identity::CONFIG_SCHEMA,
+        config: stored.config.clone(),
+        inputs,
+        build: identity::build(),
+    };
+    now.changes_since(&stored)
+}
+
 impl fmt::Display for GridStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "grid `{}`: {} cell(s)", self.name, self.cells)?;
@@ -85,10 +118,19 @@ impl fmt::Display for GridStatus {
         writeln!(f, "  failed   {}", self.failed.len())?;
         writeln!(f, "  running  {}", self.running.len())?;
         writeln!(f, "  pending  {}", self.pending.len())?;
+        if !self.stale.is_empty() {
+            writeln!(f, "  stale    {} (done; run reruns them)", self.stale.len())?;
+        }
         if !self.failed.is_empty() {
             writeln!(f, "failed:")?;
             for (cell, place, reason) in &self.failed {
                 writeln!(f, "  {cell} ({place}): {reason}")?;
+            }
+        }
+        if !self.stale.is_empty() {
+            writeln!(f, "stale:")?;
+            for (cell, why) in &self.stale {
+                writeln!(f, "  {cell}: {why}")?;
             }
         }
         if !self.running.is_empty() {

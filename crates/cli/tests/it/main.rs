@@ -2,6 +2,7 @@
 //! not one per file), with a module per area.
 
 mod canonicalize;
+mod cell_identity;
 mod cli_smoke;
 mod cluster;
 mod common;

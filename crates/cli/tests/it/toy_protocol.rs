@@ -9,7 +9,7 @@ use reusebench_core::metrics::{Coords, MetricRow};
 use reusebench_core::{Checks, CoreError, Protocol, RunEnv};
 use reusebench_runner::Registry;
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ToyConfig {
     seed: u64,
