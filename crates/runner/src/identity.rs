@@ -226,28 +226,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_changed_file_or_folder_changes_its_digest_and_caches_do_not() {
-        let tmp = tempfile::tempdir().unwrap();
-        let file = tmp.path().join("data.bin");
-        std::fs::write(&file, b"abc").unwrap();
-        let a = digest(&file);
-        std::fs::write(&file, b"abd").unwrap();
-        assert_ne!(a, digest(&file), "same size, new bytes");
-        assert_eq!(digest(&tmp.path().join("nope")), "missing");
-
-        let folder = tmp.path().join("set");
-        std::fs::create_dir_all(folder.join("train")).unwrap();
-        std::fs::write(folder.join("train/a.png"), b"1").unwrap();
-        let before = digest(&folder);
-        // A loader's cache beside the data is not the data.
-        std::fs::create_dir_all(folder.join(".reusebench-cache")).unwrap();
-        std::fs::write(folder.join(".reusebench-cache/x"), b"cached").unwrap();
-        assert_eq!(before, digest(&folder));
-        std::fs::write(folder.join("train/b.png"), b"2").unwrap();
-        assert_ne!(before, digest(&folder), "a new image");
-    }
-
-    #[test]
     fn changes_are_named() {
         let now = Identity {
             schema: CONFIG_SCHEMA,
@@ -268,5 +246,32 @@ mod tests {
                 && why.contains("the config with its defaults changed"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn a_changed_file_or_folder_changes_its_digest_and_caches_do_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let written = |name: &str, bytes: &[u8]| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            digest(&path)
+        };
+        assert_ne!(
+            written("data.bin", b"abc"),
+            written("data.bin", b"abd"),
+            "new bytes"
+        );
+        assert_eq!(digest(&tmp.path().join("nope")), "missing");
+
+        let folder = tmp.path().join("set");
+        std::fs::create_dir_all(folder.join("train")).unwrap();
+        std::fs::write(folder.join("train/a.png"), b"1").unwrap();
+        let before = digest(&folder);
+        // A loader's cache beside the data is not the data.
+        std::fs::create_dir_all(folder.join(".reusebench-cache")).unwrap();
+        std::fs::write(folder.join(".reusebench-cache/x"), b"cached").unwrap();
+        assert_eq!(before, digest(&folder));
+        std::fs::write(folder.join("train/b.png"), b"2").unwrap();
+        assert_ne!(before, digest(&folder), "a new image");
     }
 }

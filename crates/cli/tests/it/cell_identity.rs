@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reusebench_core::metrics::MetricRow;
-use reusebench_core::{Checks, CoreError, Protocol, RunEnv};
+use reusebench_core::{CoreError, Protocol, RunEnv};
 use reusebench_runner::Registry;
 
 /// The offset a grid that names none gets: a default "in code" that the
@@ -21,28 +21,11 @@ fn default_offset() -> f64 {
     f64::from_bits(DEFAULT_OFFSET.load(Ordering::SeqCst))
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RelayConfig {
-    seed: u64,
-    input: PathBuf,
-    #[serde(default)]
-    output: Option<PathBuf>,
-    #[serde(default = "default_offset")]
-    offset: f64,
-    /// Every run appends the input's name here: which cells ran.
-    log: PathBuf,
-}
-
 struct Relay;
 
 impl Protocol for Relay {
     const NAME: &'static str = "relay";
     type Config = RelayConfig;
-
-    fn validate(_: &RelayConfig, _: &Checks) -> Result<(), CoreError> {
-        Ok(())
-    }
 
     fn inputs(config: &RelayConfig) -> Vec<PathBuf> {
         vec![config.input.clone()]
@@ -64,6 +47,19 @@ impl Protocol for Relay {
         std::fs::write(&config.log, log).unwrap();
         Ok(vec![MetricRow::scalar("relayed", value)])
     }
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelayConfig {
+    seed: u64,
+    input: PathBuf,
+    #[serde(default)]
+    output: Option<PathBuf>,
+    #[serde(default = "default_offset")]
+    offset: f64,
+    /// Every run appends the input's name here: which cells ran.
+    log: PathBuf,
 }
 
 /// `source` reads a.txt and writes mid.txt, which `sink` reads; `explicit`
@@ -154,16 +150,7 @@ fn only_the_cells_whose_config_inputs_or_upstream_changed_run_again() {
     // A default changes in code: the cell that left it to the default.
     DEFAULT_OFFSET.store(10f64.to_bits(), Ordering::SeqCst);
     assert_eq!(run(&grid, &[]), ["b.txt"]);
-    let defaulted = std::fs::read_dir(results.join("cells"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("defaulted-")
-        })
-        .unwrap();
+    let defaulted = crate::common::cell_dir_of(&results, "defaulted-");
     let rows = std::fs::read_to_string(defaulted.join("rows.json")).unwrap();
     assert!(rows.contains("13.0") || rows.contains(": 13"), "{rows}");
 

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{bin, convert_fixture, repo, run};
+use crate::common::{bin, cell_dir_of, convert_fixture, repo, run};
 
 /// The smoke grid with its results redirected into `dir`.
 fn smoke_grid(dir: &Path) -> PathBuf {
@@ -116,16 +116,7 @@ fn smoke_grid_runs_reports_resumes_and_is_deterministic() {
     );
 
     // An interrupted cell (status running, no rows) is rerun; done cells are kept.
-    let victim = std::fs::read_dir(results.join("cells"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("continual")
-        })
-        .unwrap();
+    let victim = cell_dir_of(&results, "continual");
     std::fs::remove_file(victim.join("rows.json")).unwrap();
     let status = std::fs::read_to_string(victim.join("status.json")).unwrap();
     std::fs::write(

@@ -232,3 +232,16 @@ impl SmokeRun {
         );
     }
 }
+
+/// The first cell folder of `results` whose name starts with `prefix`.
+pub fn cell_dir_of(results: &Path, prefix: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results.join("cells"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    let name = |p: &PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+    dirs.into_iter()
+        .find(|p| name(p).starts_with(prefix))
+        .unwrap()
+}

@@ -15,8 +15,10 @@ pub mod label_shift;
 pub mod methods;
 pub mod simulator;
 
+use reusebench_core::Evaluator;
 use reusebench_core::Purpose;
 use reusebench_core::bounded::{Positive, PositiveInt};
+use reusebench_core::feature_cache::FeatureCache;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -246,17 +248,22 @@ impl Protocol for Performative {
 
         // The deployed model's outputs, once per pool image.
         let started = Instant::now();
+        let cache = FeatureCache::default();
+        let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
         let model = env.build_classifier(&config.backbone, k, config.seed, &device)?;
         let head = load_head(model.head.clone(), &config.head)?;
-        let feats = features(
-            model.backbone(),
-            &pool,
-            config.eval_batch_size,
-            normalization,
-            &device,
-        );
-        let logits = head_logits(&head, &feats, &device);
-        let probs = softmax_rows(&logits.values, k);
+        let (feats, probs) = evaluator.timed("deployed outputs", || {
+            let feats = features(
+                model.backbone(),
+                &pool,
+                evaluator.batch_size,
+                normalization,
+                &device,
+            );
+            let logits = head_logits(&head, &feats, &device);
+            let probs = softmax_rows(&logits.values, k);
+            (feats, probs)
+        });
         progress.note(&format!(
             "deployed model's outputs on {} pool images in {:.1} s",
             pool.len(),
@@ -288,15 +295,13 @@ impl Protocol for Performative {
             .method
             .spec()
             .build(&deployed, config.seed, &device)?;
-        let mut rows = simulate(
-            &Settings::of(config),
-            &deployed,
-            &parts,
-            adapter,
-            env.rng(config.seed, Purpose::Rounds),
-            progress,
-        )?;
+        let rng = env.rng(config.seed, Purpose::Rounds);
+        let settings = Settings::of(config);
+        let mut rows = evaluator.timed("rounds", || {
+            simulate(&settings, &deployed, &parts, adapter, rng, progress)
+        })?;
         rows.push(MetricRow::scalar(names::DEPLOYED_ACC, deployed_acc));
+        rows.extend(evaluator.phase_rows());
         Ok(rows)
     }
 }
