@@ -136,7 +136,7 @@ impl ModelKey {
     }
 }
 
-/// [`model_features`] through `cache`: the backbone's features (and a side
+/// [`features`] of a classifier through `cache`: the backbone's features (and a side
 /// branch's, for side-tuning) are each computed once per set for given
 /// weights; a side-tuning blend is mixed from the two on the host, so the
 /// frozen base never runs twice on the same images.
