@@ -325,9 +325,15 @@ pub fn run_grid(
                         summary.stale_rerun.push((cell.dir_name(), why));
                     }
                     kept => {
-                        if let Some(why) = kept {
-                            store::write_json(&dir.join(STALE_MARK), &why)?;
-                            summary.stale_kept.push((cell.dir_name(), why));
+                        match kept {
+                            Some(why) => {
+                                store::write_json(&dir.join(STALE_MARK), &why)?;
+                                summary.stale_kept.push((cell.dir_name(), why));
+                            }
+                            // Current again (an input was restored): no mark.
+                            None => {
+                                let _ = std::fs::remove_file(dir.join(STALE_MARK));
+                            }
                         }
                         summary.skipped += 1;
                         observer.cell_skipped(index, total, cell);

@@ -176,7 +176,13 @@ fn only_the_cells_whose_config_inputs_or_upstream_changed_run_again() {
         md.contains("**Stale results included**") && md.contains("b.txt changed"),
         "{md}"
     );
-    // Run again without it: they run, and the mark is gone.
+    assert!(defaulted.join("stale.json").is_file());
+    // The input as it was: current again, and unmarked.
+    rewrite(&b, "3");
+    assert!(run(&grid, &["--keep-stale"]).is_empty());
+    assert!(!defaulted.join("stale.json").exists());
+    // Changed again, and run without --keep-stale: they run.
+    rewrite(&b, "4");
     assert_eq!(run(&grid, &[]), ["b.txt", "b.txt"]);
     assert!(!defaulted.join("stale.json").exists());
 }
