@@ -288,20 +288,7 @@ pub fn run_grid(
     observer: &dyn GridObserver,
 ) -> Result<RunSummary, RunnerError> {
     let results: &Path = &grid.results;
-    std::fs::create_dir_all(results).map_err(|e| RunnerError::io(results, e))?;
-    store::write_json(
-        &results.join("grid.json"),
-        &serde_json::json!({
-            "name": grid.name,
-            "grid_file": grid.path,
-            "axes": grid.axes.iter().map(|(e, a)| serde_json::json!({"experiment": e, "axes": a})).collect::<Vec<_>>(),
-            // The report's paired tests compare with these.
-            "baselines": grid.baselines.iter().map(|(e, b)| (e.clone(), serde_json::Value::String(b.clone()))).collect::<serde_json::Map<_, _>>(),
-            // The report aggregates these cells only: folders left by an
-            // earlier version of the grid are not averaged in.
-            "cells": grid.cells.iter().map(|c| c.dir_name()).collect::<Vec<_>>(),
-        }),
-    )?;
+    write_grid_file(grid)?;
     let producers: HashMap<PathBuf, usize> = grid
         .cells
         .iter()
@@ -319,28 +306,14 @@ pub fn run_grid(
         for index in std::mem::take(&mut pending) {
             let cell = &grid.cells[index];
             let dir = store::cell_dir(results, cell);
-            if !options.force && store::is_done(&dir) {
-                match staleness(cell, &dir, &digests) {
-                    Some(why) if !options.keep_stale => {
-                        summary.stale_rerun.push((cell.dir_name(), why));
-                    }
-                    kept => {
-                        match kept {
-                            Some(why) => {
-                                store::write_json(&dir.join(STALE_MARK), &why)?;
-                                summary.stale_kept.push((cell.dir_name(), why));
-                            }
-                            // Current again (an input was restored): no mark.
-                            None => {
-                                let _ = std::fs::remove_file(dir.join(STALE_MARK));
-                            }
-                        }
-                        summary.skipped += 1;
-                        observer.cell_skipped(index, total, cell);
-                        progressed = true;
-                        continue;
-                    }
-                }
+            if !options.force
+                && store::is_done(&dir)
+                && reused(cell, &dir, options, &digests, &mut summary)?
+            {
+                summary.skipped += 1;
+                observer.cell_skipped(index, total, cell);
+                progressed = true;
+                continue;
             }
             let inputs = inputs_ready(grid, index, &producers, options.claim_timeout);
             if let Inputs::Wait { live, why } = inputs {
@@ -426,6 +399,54 @@ pub fn run_grid(
         pending = waiting.into_iter().map(|(i, _, _)| i).collect();
     }
     Ok(summary)
+}
+
+/// `grid.json`: what the report and `status` know of the grid (its name,
+/// axes, baselines and current cells).
+fn write_grid_file(grid: &Grid) -> Result<(), RunnerError> {
+    let results: &Path = &grid.results;
+    std::fs::create_dir_all(results).map_err(|e| RunnerError::io(results, e))?;
+    store::write_json(
+        &results.join("grid.json"),
+        &serde_json::json!({
+            "name": grid.name,
+            "grid_file": grid.path,
+            "axes": grid.axes.iter().map(|(e, a)| serde_json::json!({"experiment": e, "axes": a})).collect::<Vec<_>>(),
+            // The report's paired tests compare with these.
+            "baselines": grid.baselines.iter().map(|(e, b)| (e.clone(), serde_json::Value::String(b.clone()))).collect::<serde_json::Map<_, _>>(),
+            // The report aggregates these cells only: folders left by an
+            // earlier version of the grid are not averaged in.
+            "cells": grid.cells.iter().map(|c| c.dir_name()).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// Whether the done cell in `dir` is reused: yes when it is current, or
+/// stale and kept (`keep_stale`, marked for the report); no when it is
+/// stale and runs again (recorded in `summary`).
+fn reused(
+    cell: &Cell,
+    dir: &Path,
+    options: &RunOptions,
+    digests: &Digests,
+    summary: &mut RunSummary,
+) -> Result<bool, RunnerError> {
+    match staleness(cell, dir, digests) {
+        Some(why) if !options.keep_stale => {
+            summary.stale_rerun.push((cell.dir_name(), why));
+            Ok(false)
+        }
+        Some(why) => {
+            store::write_json(&dir.join(STALE_MARK), &why)?;
+            summary.stale_kept.push((cell.dir_name(), why));
+            Ok(true)
+        }
+        None => {
+            // Current (again, if an input was restored): no mark.
+            let _ = std::fs::remove_file(dir.join(STALE_MARK));
+            Ok(true)
+        }
+    }
 }
 
 /// Where a kept stale cell says why it is stale (the report marks it).
