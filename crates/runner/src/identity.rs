@@ -162,11 +162,10 @@ fn digest(path: &Path) -> String {
         return "unreadable".into();
     };
     if whole {
-        let mut buf = Vec::new();
-        if file.read_to_end(&mut buf).is_err() {
+        // Streamed: a checkpoint can be hundreds of MB, never held whole.
+        if std::io::copy(&mut file, &mut h).is_err() {
             return "unreadable".into();
         }
-        h.update(&buf);
         return format!("sha256:{}", hex(&h.finalize()));
     }
     h.update(meta.len().to_le_bytes());
