@@ -35,6 +35,6 @@ pub use error::CoreError;
 pub use evaluator::Evaluator;
 pub use metrics::MetricRow;
 pub use progress::{NoProgress, PhaseTimes, Progress};
-pub use protocol::{Checks, Protocol, RunEnv};
+pub use protocol::{Checks, HeldOut, Protocol, RunEnv};
 pub use reusebench_bounded as bounded;
 pub use reusebench_seeds::{Purpose, Seeds};

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use rand_chacha::ChaCha8Rng;
-use reusebench_data::{DatasetSpec, TrainTest, load_dataset};
+use reusebench_data::{DatasetSpec, Split, TrainTest, Validation, hold_out, load_dataset};
 use reusebench_seeds::{Purpose, Seeds};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,6 +31,10 @@ pub trait Protocol: 'static {
     /// the runner reads it to name and store the cell. Serialised with
     /// every default applied, it is what the cell's identity hashes.
     type Config: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
+    /// The metric a `tune:` block selects on when the grid names none (a
+    /// scalar row of the cell, higher is better unless the grid says
+    /// `direction: min`).
+    const OBJECTIVE: &'static str;
 
     /// Everything that can be checked without training: ranges, consistency,
     /// the class count of the dataset, checkpoint headers. Errors carry the
@@ -114,12 +118,26 @@ pub fn prefix_key(e: CoreError, key: &str) -> CoreError {
     }
 }
 
+/// Which images a cell holds out of training and which split it is
+/// scored on: the grid keys `validation:` and `split:` of every protocol,
+/// applied where the dataset is loaded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldOut {
+    #[serde(default)]
+    pub validation: Validation,
+    #[serde(default)]
+    pub split: Split,
+}
+
 /// What a protocol's run gets from the runner.
 pub struct RunEnv<'a> {
     pub device: DeviceSpec,
     pub progress: &'a dyn Progress,
     /// Every training stage's per-epoch curve; the runner stores it with the rows.
     pub curves: CurveLog,
+    /// The validation split and the split the cell is scored on.
+    pub held_out: HeldOut,
 }
 
 impl<'a> RunEnv<'a> {
@@ -128,7 +146,14 @@ impl<'a> RunEnv<'a> {
             device,
             progress,
             curves: CurveLog::default(),
+            held_out: HeldOut::default(),
         }
+    }
+
+    /// This environment scoring on `held_out`'s split.
+    pub fn with_held_out(mut self, held_out: HeldOut) -> Self {
+        self.held_out = held_out;
+        self
     }
 
     /// The autodiff training device, with the backend's own generator
@@ -144,14 +169,21 @@ impl<'a> RunEnv<'a> {
         Seeds::new(seed).rng(purpose)
     }
 
-    /// Loads the dataset and checks a class list against it; all classes
-    /// when `classes` is absent.
+    /// Loads the dataset, holds its validation split out of training and
+    /// checks a class list against it; all classes when `classes` is
+    /// absent. `test` is the split the cell is scored on: the validation
+    /// images in a cell scored on `validation` (the test images are not
+    /// kept then).
     pub fn load_dataset(
         &self,
         spec: &DatasetSpec,
         classes: &Option<Vec<u32>>,
     ) -> Result<(TrainTest, Vec<u32>), CoreError> {
-        let data = load_dataset(spec)?;
+        let data = hold_out(
+            load_dataset(spec)?,
+            &self.held_out.validation,
+            self.held_out.split,
+        )?;
         let classes = match classes {
             Some(c) => c.clone(),
             None => (0..data.num_classes as u32).collect(),

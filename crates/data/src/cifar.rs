@@ -132,6 +132,7 @@ pub fn load_cifar10(root: &Path) -> Result<TrainTest, DataError> {
         class_names: read_names(&root.join("batches.meta.txt"), &CIFAR10_CLASSES),
         train,
         test,
+        validation: None,
         normalization: CIFAR10_NORMALIZATION,
     })
 }
@@ -178,6 +179,7 @@ pub fn load_cifar100(root: &Path) -> Result<TrainTest, DataError> {
         class_names: names,
         train,
         test,
+        validation: None,
         normalization: CIFAR100_NORMALIZATION,
     })
 }

@@ -210,6 +210,7 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
         }
         if let Some(n) = test {
             set.test = set.test.cap_per_class(*n);
+            set.validation = set.validation.map(|v| v.cap_per_class(*n));
         }
         set
     };

@@ -316,18 +316,43 @@ pub fn read_metadata(root: &Path) -> Result<Vec<FmowRow>, DataError> {
     Ok(rows)
 }
 
-/// Per row: train (`Some(false)`), test (`Some(true)`) or left out.
-/// `random` shuffles every (year, region) group with the seed and puts
-/// round(fraction × group size) of it into the test set.
-pub fn assign(rows: &[FmowRow], split: FmowSplit) -> Vec<Option<bool>> {
+/// Which part of the data a metadata row goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Train,
+    /// WILDS' validation split that goes with the evaluation split.
+    Validation,
+    Test,
+}
+
+impl FmowEval {
+    /// The WILDS validation split that selects models for this evaluation
+    /// split: `val` (OOD) for the OOD test, `id_val` for the ID test. The
+    /// validation splits themselves have none (a hold-out from training is
+    /// used then).
+    fn validation(self) -> Option<FmowEval> {
+        match self {
+            FmowEval::OodTest => Some(FmowEval::OodVal),
+            FmowEval::IdTest => Some(FmowEval::IdVal),
+            FmowEval::OodVal | FmowEval::IdVal => None,
+        }
+    }
+}
+
+/// Per row: its part, or left out. `random` shuffles every (year, region)
+/// group with the seed and puts round(fraction × group size) of it into
+/// the test set (no official validation part then).
+pub fn assign(rows: &[FmowRow], split: FmowSplit) -> Vec<Option<Part>> {
     match split {
         FmowSplit::Official { test } => rows
             .iter()
             .map(|row| {
                 if row.split == "train" && row.year < 2013 {
-                    Some(false)
+                    Some(Part::Train)
                 } else if test.holds(row) {
-                    Some(true)
+                    Some(Part::Test)
+                } else if test.validation().is_some_and(|v| v.holds(row)) {
+                    Some(Part::Validation)
                 } else {
                     None
                 }
@@ -342,13 +367,13 @@ pub fn assign(rows: &[FmowRow], split: FmowSplit) -> Vec<Option<bool>> {
             for (i, row) in rows.iter().enumerate() {
                 groups.entry((row.year, row.region)).or_default().push(i);
             }
-            let mut out = vec![Some(false); rows.len()];
+            let mut out = vec![Some(Part::Train); rows.len()];
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             for members in groups.values_mut() {
                 members.shuffle(&mut rng);
                 let n_test = (test_fraction * members.len() as f64).round() as usize;
                 for &i in &members[..n_test] {
-                    out[i] = Some(true);
+                    out[i] = Some(Part::Test);
                 }
             }
             out
@@ -378,32 +403,34 @@ pub fn load_fmow(root: &Path, size: usize, split: FmowSplit) -> Result<TrainTest
         ));
     }
     let rows = read_metadata(root)?;
-    // Files and domains of the training and the test set, in metadata order.
-    let mut parts: [SplitFiles; 2] = Default::default();
-    for (row, to_test) in rows.iter().zip(assign(&rows, split)) {
-        let Some(to_test) = to_test else {
+    // Files and domains of the training, validation and test parts, in metadata order.
+    let mut parts: [SplitFiles; 3] = Default::default();
+    for (row, part) in rows.iter().zip(assign(&rows, split)) {
+        let Some(part) = part else {
             continue;
         };
-        let (files, domains) = &mut parts[to_test as usize];
+        let (files, domains) = &mut parts[part as usize];
         files.push((image_path(root, row.index), row.label));
         domains.push(Domain {
             year: row.year,
             region: row.region,
         });
     }
-    let [train, test] = parts.map(|(files, domains)| {
+    let has_validation = !parts[Part::Validation as usize].0.is_empty();
+    let [train, validation, test] = parts.map(|(files, domains)| {
         decode_files(&files, size).map(|mut set| {
             set.domains = domains;
             set
         })
     });
-    let (train, test) = (train?, test?);
+    let (train, validation, test) = (train?, validation?, test?);
     Ok(TrainTest {
         name: "fmow".into(),
         num_classes: CATEGORIES.len(),
         class_names: CATEGORIES.iter().map(|c| c.to_string()).collect(),
         train,
         test,
+        validation: has_validation.then_some(validation),
         normalization: NORMALIZATION,
     })
 }
@@ -562,7 +589,7 @@ mod tests {
         for (row, a) in rows.iter().zip(&assigned) {
             let g = groups.entry((row.year, row.region)).or_default();
             g.0 += 1;
-            g.1 += (*a == Some(true)) as usize;
+            g.1 += (*a == Some(Part::Test)) as usize;
         }
         for ((year, region), (n, n_test)) in groups {
             assert_eq!(

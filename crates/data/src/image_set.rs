@@ -107,5 +107,8 @@ pub struct TrainTest {
     pub class_names: Vec<String>,
     pub train: ImageSet,
     pub test: ImageSet,
+    /// The validation split: the dataset's official one as a loader
+    /// returns it (FMoW), or the hold-out [`crate::held_out::hold_out`] made.
+    pub validation: Option<ImageSet>,
     pub normalization: Normalization,
 }

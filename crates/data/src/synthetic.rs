@@ -117,6 +117,7 @@ pub fn generate(
         train: split(classes, train_per_class, &mut train_rng),
         test: split(classes, test_per_class, &mut test_rng),
         // Measured on the generator's output (seed 0, 10 classes, 300 per class).
+        validation: None,
         normalization: Normalization {
             mean: [0.42, 0.42, 0.42],
             std: [0.17, 0.17, 0.17],

@@ -211,6 +211,7 @@ pub fn load_tiny_imagenet(
         class_names: listing.wnids.clone(),
         train,
         test,
+        validation: None,
         normalization: NORMALIZATION,
     };
     if let Ok(file) = std::fs::File::open(&cache) {

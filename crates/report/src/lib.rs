@@ -16,6 +16,7 @@ mod error;
 mod plot;
 mod rows;
 pub mod stats;
+mod tuning;
 pub mod views;
 
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub use aggregate::{Benchmark, Summary, SummaryRow};
 pub use error::ReportError;
 pub use reusebench_results::StoredRow;
-pub use rows::{FailedCell, load_results};
+pub use rows::{FailedCell, TunedCell, load_results};
 
 /// What `write_report` produced.
 #[derive(Debug, Clone)]
@@ -85,6 +86,8 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
         if let Some(v) = view {
             v.view.figures(&experiment, &mut figures)?;
         }
+        md.push_str(&tuning::markdown(&loaded.tuned, &exp));
+        tuning::figures(&loaded.tuned, &exp, &mut figures)?;
     }
     md.push_str(&aggregate::failed_markdown(&loaded.failed));
     let markdown = results.join("summary.md");

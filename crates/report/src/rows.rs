@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use polars::prelude::*;
+use reusebench_results::tuning::{TUNING_FILE, TuningRecord};
 use reusebench_results::{CellStatus, Coord, State, StoredRow};
 
 use crate::error::ReportError;
@@ -38,6 +39,41 @@ pub struct Loaded {
     pub coord_columns: Vec<String>,
     /// Experiment -> the baseline method label its grid names.
     pub baselines: std::collections::BTreeMap<String, String>,
+    /// Cells of `tune:` searches: trials (scored on validation; their rows
+    /// are not in `rows`) and the final runs of the selected configurations.
+    pub tuned: Vec<TunedCell>,
+}
+
+/// A cell of a `tune:` search, as its `tuning.json` and rows describe it.
+#[derive(Debug, Clone)]
+pub struct TunedCell {
+    pub cell: String,
+    pub experiment: String,
+    pub seed: u64,
+    pub record: TuningRecord,
+    /// The objective's value in the cell's own rows (validation for a
+    /// trial, test for a final run).
+    pub objective: Option<f64>,
+}
+
+impl TunedCell {
+    pub fn is_trial(&self) -> bool {
+        self.record.role == "trial"
+    }
+}
+
+/// The cell's `tuning.json`, if it is part of a search.
+fn read_tuning(dir: &Path) -> Result<Option<TuningRecord>, ReportError> {
+    let path = dir.join(TUNING_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| ReportError::Parse {
+            path,
+            message: format!("{e}; {RERUN}"),
+        })
 }
 
 /// The baselines grid.json names (none in older folders).
@@ -121,6 +157,7 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
     let mut failed = Vec::new();
     let mut not_in_grid = Vec::new();
     let mut kept_stale = Vec::new();
+    let mut tuned = Vec::new();
     let mut done = 0;
     for dir in dirs {
         let name = dir
@@ -155,6 +192,24 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
                         path: rows_path.clone(),
                         message: format!("{e}; {RERUN}"),
                     })?;
+                if let Some(record) = read_tuning(&dir)? {
+                    let objective = cell_rows
+                        .iter()
+                        .find(|r| r.metric == record.objective && r.is_scalar())
+                        .map(|r| r.value);
+                    let trial = record.role == "trial";
+                    tuned.push(TunedCell {
+                        cell: cell.clone(),
+                        experiment: status.experiment.clone(),
+                        seed: status.seed,
+                        record,
+                        objective,
+                    });
+                    // Trials are scored on validation: the search, not a result.
+                    if trial {
+                        cell_rows.clear();
+                    }
+                }
                 rows.append(&mut cell_rows);
                 done += 1;
                 // `run --keep-stale` leaves why the cell no longer holds.
@@ -197,18 +252,20 @@ pub fn load_results(results: &Path) -> Result<Loaded, ReportError> {
         axis_columns: axis_columns.into_iter().collect(),
         coord_columns,
         baselines: baselines(results),
+        tuned,
     })
 }
 
 /// The name of coordinate `name`'s column: itself, unless an axis or a
 /// fixed column already has that name.
 pub fn coord_column(name: &str, axis_columns: &[String]) -> String {
-    const FIXED: [&str; 7] = [
+    const FIXED: [&str; 8] = [
         "cell",
         "experiment",
         "protocol",
         "method",
         "seed",
+        "split",
         "metric",
         "value",
     ];
@@ -281,6 +338,7 @@ pub fn to_frame(
             "seed".into(),
             rows.iter().map(|r| r.seed).collect::<Vec<u64>>(),
         ),
+        Column::new("split".into(), text(&|r| r.split.clone())),
     ];
     for key in axis_columns {
         columns.push(typed_column(

@@ -11,9 +11,10 @@ mod coords;
 pub mod names;
 mod row;
 mod status;
+pub mod tuning;
 
 pub use coords::{Coord, Coords};
-pub use row::{MetricRow, StoredRow};
+pub use row::{MetricRow, StoredRow, TEST_SPLIT};
 pub use status::{CellStatus, State};
 
 /// Version of the stored files (`rows.json`, `status.json`). Folders

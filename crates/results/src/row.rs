@@ -57,10 +57,20 @@ pub struct StoredRow {
     /// Every grid axis of the experiment: key -> this cell's value (a
     /// scalar as written in the grid, a mapping by its label).
     pub axes: serde_json::Map<String, serde_json::Value>,
+    /// The split the cell was scored on: `test`, or `validation` (a
+    /// `tune:` trial, or a cell with `split: validation`).
+    pub split: String,
     pub metric: String,
     pub value: f64,
     #[serde(default, skip_serializing_if = "Coords::is_empty")]
     pub coords: Coords,
+}
+
+/// The split of rows written before rows carried one.
+pub const TEST_SPLIT: &str = "test";
+
+fn test_split() -> String {
+    TEST_SPLIT.into()
 }
 
 impl StoredRow {
@@ -89,6 +99,8 @@ struct RawStoredRow {
     seed: u64,
     #[serde(default)]
     axes: serde_json::Map<String, serde_json::Value>,
+    #[serde(default = "test_split")]
+    split: String,
     metric: String,
     value: f64,
     #[serde(default)]
@@ -117,6 +129,7 @@ impl From<RawStoredRow> for StoredRow {
             method: r.method,
             seed: r.seed,
             axes: r.axes,
+            split: r.split,
             metric: r.metric,
             value: r.value,
             coords,

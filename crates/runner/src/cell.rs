@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use reusebench_core::HeldOut;
+
 use crate::registry::CellConfig;
+use crate::tune::TuningRecord;
 
 #[derive(Debug, Clone)]
 pub struct Cell {
@@ -25,9 +28,48 @@ pub struct Cell {
     /// Meter the whole cell's energy (the experiment's `energy:`); not part
     /// of the id: metering does not change what a cell computes.
     pub energy: Option<reusebench_core::cost::CostConfig>,
+    /// The validation split and the split the cell is scored on (the grid
+    /// keys `validation:` and `split:`, which every protocol has).
+    pub held_out: HeldOut,
+    /// Where the cell stands in its experiment's `tune:` search, if it has one.
+    pub tuning: Option<CellTuning>,
+}
+
+/// A tuned experiment's cell: a trial whose configuration the grid fixes,
+/// or one chosen at run time from the cells before it.
+#[derive(Debug, Clone)]
+pub enum CellTuning {
+    Trial(Box<TuningRecord>),
+    Pick(Arc<Pick>),
+}
+
+/// A cell whose tuned values are the `rank`-th best configuration of the
+/// `from` cells (the previous rung, or the last one for a final run).
+#[derive(Debug, Clone)]
+pub struct Pick {
+    /// The cell's config before its tuned values are set (placeholders kept).
+    pub template: serde_json::Value,
+    pub from: Vec<usize>,
+    pub rank: usize,
+    /// Role, group, rung, objective and search; the values come at run time.
+    pub record: TuningRecord,
+    pub results: std::path::PathBuf,
 }
 
 impl Cell {
+    /// The typed config with every default applied, the held-out split
+    /// included: what the cell's identity hashes.
+    pub fn typed_json(&self) -> serde_json::Value {
+        let mut typed = self.config.typed_json();
+        if let serde_json::Value::Object(m) = &mut typed {
+            let held = serde_json::to_value(&self.held_out).expect("serialises");
+            for (k, v) in held.as_object().expect("a map") {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        typed
+    }
+
     /// Folder name: readable prefix + hash of the configuration.
     pub fn dir_name(&self) -> String {
         format!("{}-{}", self.experiment, self.id)

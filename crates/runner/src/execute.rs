@@ -12,12 +12,14 @@ use reusebench_core::metrics::names;
 use reusebench_core::{DeviceSpec, MetricRow, Progress, RunEnv};
 use reusebench_results::{CellStatus, SCHEMA_VERSION, State};
 
-use crate::cell::Cell;
+use crate::cell::{Cell, CellTuning};
 use crate::claim;
 use crate::error::RunnerError;
 use crate::grid::Grid;
 use crate::identity::{self, Digests, Identity};
+use crate::select::{PickState, pick_state};
 use crate::store;
+use crate::tune::TUNING_FILE;
 
 /// Which cells of a grid one worker takes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,7 +137,7 @@ fn run_cell(
     device: DeviceSpec,
     progress: &dyn Progress,
 ) -> Result<Vec<MetricRow>, Vec<String>> {
-    let env = RunEnv::new(device, progress);
+    let env = RunEnv::new(device, progress).with_held_out(cell.held_out.clone());
     let meter = cell.energy.as_ref().map(|c| {
         (
             EnergyMeter::start(c.energy, &c.rapl_root, c.tdp_watts),
@@ -304,7 +306,17 @@ pub fn run_grid(
         let mut progressed = false;
         let mut waiting: Vec<(usize, bool, String)> = Vec::new();
         for index in std::mem::take(&mut pending) {
-            let cell = &grid.cells[index];
+            // A tuned cell chosen at run time waits for the trials it ranks.
+            let (resolved, unresolvable) = match pick_state(grid, index, options.claim_timeout) {
+                PickState::Fixed => (None, None),
+                PickState::Wait { live, why } => {
+                    waiting.push((index, live, why));
+                    continue;
+                }
+                PickState::Resolved(cell) => (Some(*cell), None),
+                PickState::Failed(why) => (None, Some(why)),
+            };
+            let cell = resolved.as_ref().unwrap_or(&grid.cells[index]);
             let dir = store::cell_dir(results, cell);
             if !options.force
                 && store::is_done(&dir)
@@ -315,7 +327,10 @@ pub fn run_grid(
                 progressed = true;
                 continue;
             }
-            let inputs = inputs_ready(grid, index, &producers, options.claim_timeout);
+            let inputs = match unresolvable {
+                Some(why) => Inputs::Failed(why),
+                None => inputs_ready(grid, index, &producers, options.claim_timeout),
+            };
             if let Inputs::Wait { live, why } = inputs {
                 waiting.push((index, live, why));
                 continue;
@@ -360,7 +375,7 @@ pub fn run_grid(
             };
             execute(
                 grid,
-                index,
+                (index, cell),
                 &dir,
                 refused,
                 (observer, &digests),
@@ -384,7 +399,7 @@ pub fn run_grid(
                     {
                         execute(
                             grid,
-                            index,
+                            (index, cell),
                             &dir,
                             Some(vec![why]),
                             (observer, &digests),
@@ -472,13 +487,12 @@ fn failed_since(dir: &Path, since: SystemTime) -> bool {
 /// running it) and writes its files.
 fn execute(
     grid: &Grid,
-    index: usize,
+    (index, cell): (usize, &Cell),
     dir: &Path,
     refused: Option<Vec<String>>,
     (observer, digests): (&dyn GridObserver, &Digests),
     summary: &mut RunSummary,
 ) -> Result<(), RunnerError> {
-    let cell = &grid.cells[index];
     // What the cell is computed from, before it runs (it reads its inputs
     // as they are now).
     let identity = Identity::of(cell, digests);
@@ -500,8 +514,11 @@ fn execute(
         slurm_job: claim::slurm_job(),
     };
     // A rerun starts clean: stale rows of an earlier attempt must not survive.
-    for old in ["rows.json", "identity.json", STALE_MARK] {
+    for old in ["rows.json", "identity.json", STALE_MARK, TUNING_FILE] {
         let _ = std::fs::remove_file(dir.join(old));
+    }
+    if let Some(CellTuning::Trial(record)) = &cell.tuning {
+        store::write_json(&dir.join(TUNING_FILE), record)?;
     }
     store::write_json(
         &dir.join("config.json"),

@@ -17,7 +17,8 @@ use crate::cell::{Cell, canonical_json};
 
 /// Bumped when a config type changes meaning without changing its fields'
 /// values (a renamed unit, a reinterpreted key): every cell becomes stale.
-pub const CONFIG_SCHEMA: u32 = 1;
+/// 2: training holds the validation split out (every cell trains on less).
+pub const CONFIG_SCHEMA: u32 = 2;
 
 /// Files up to this size are hashed whole; larger ones by size, mtime and
 /// three sampled blocks.
@@ -76,7 +77,7 @@ impl Digests {
 impl Identity {
     /// What `cell` would be computed from now.
     pub fn of(cell: &Cell, digests: &Digests) -> Self {
-        let typed = cell.config.typed_json();
+        let typed = cell.typed_json();
         let mut h = Sha256::new();
         h.update(canonical_json(&typed).as_bytes());
         let inputs = cell

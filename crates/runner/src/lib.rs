@@ -12,9 +12,11 @@ pub mod grid;
 pub mod identity;
 mod locate;
 pub mod registry;
+mod select;
 pub mod slurm;
 pub mod status;
 pub mod store;
+pub mod tune;
 
 pub use cell::Cell;
 pub use error::RunnerError;

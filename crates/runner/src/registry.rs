@@ -57,6 +57,8 @@ impl Registry {
 /// A registered protocol with its config type erased.
 pub trait ProtocolEntry: Send + Sync {
     fn name(&self) -> &'static str;
+    /// The metric `tune:` selects on by default.
+    fn objective(&self) -> &'static str;
     /// Deserialises a cell's config; on error, the dotted key path at fault
     /// ("" for the whole config) and the message.
     fn parse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)>;
@@ -75,6 +77,8 @@ pub trait CellConfig: Debug + Send + Sync {
     fn run(&self, env: &RunEnv) -> Result<Vec<MetricRow>, CoreError>;
     /// The typed config, for callers that know the protocol (tests, tools).
     fn as_any(&self) -> &dyn Any;
+    /// Another config of the same protocol (a tuned cell's, chosen at run time).
+    fn reparse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)>;
 }
 
 struct Entry<P>(PhantomData<fn() -> P>);
@@ -82,6 +86,9 @@ struct Entry<P>(PhantomData<fn() -> P>);
 impl<P: Protocol> ProtocolEntry for Entry<P> {
     fn name(&self) -> &'static str {
         P::NAME
+    }
+    fn objective(&self) -> &'static str {
+        P::OBJECTIVE
     }
 
     fn parse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)> {
@@ -145,5 +152,8 @@ impl<P: Protocol> CellConfig for Typed<P> {
     }
     fn as_any(&self) -> &dyn Any {
         &self.config
+    }
+    fn reparse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)> {
+        Entry::<P>(PhantomData).parse(config)
     }
 }

@@ -65,6 +65,7 @@ pub fn result_rows(cell: &Cell, metrics: Vec<MetricRow>) -> Vec<StoredRow> {
             method: method.clone(),
             seed,
             axes: axes.clone(),
+            split: cell.held_out.split.name().to_string(),
             metric: m.metric,
             value: m.value,
             coords: m.coords,

@@ -26,6 +26,7 @@ struct Relay;
 impl Protocol for Relay {
     const NAME: &'static str = "relay";
     type Config = RelayConfig;
+    const OBJECTIVE: &'static str = "relayed";
 
     fn inputs(config: &RelayConfig) -> Vec<PathBuf> {
         vec![config.input.clone()]

@@ -11,3 +11,4 @@ mod performative;
 mod resque;
 mod snapshots;
 mod toy_protocol;
+mod tune;

@@ -23,6 +23,7 @@ struct Toy;
 impl Protocol for Toy {
     const NAME: &'static str = "toy";
     type Config = ToyConfig;
+    const OBJECTIVE: &'static str = "toy_total";
 
     fn validate(config: &ToyConfig, _: &Checks) -> Result<(), CoreError> {
         if config.scale < 0.0 {

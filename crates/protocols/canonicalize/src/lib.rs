@@ -164,6 +164,7 @@ impl CanonicalizeConfig {
 impl Protocol for Canonicalize {
     const NAME: &'static str = "canonicalize";
     type Config = CanonicalizeConfig;
+    const OBJECTIVE: &'static str = names::ACC_C8_AVG;
 
     fn validate(config: &CanonicalizeConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;

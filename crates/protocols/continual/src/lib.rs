@@ -85,6 +85,7 @@ fn default_knn() -> Option<KnnConfig> {
 impl Protocol for Continual {
     const NAME: &'static str = "continual";
     type Config = ContinualConfig;
+    const OBJECTIVE: &'static str = names::AVG_ACC_CLASS_IL;
 
     fn validate(config: &ContinualConfig, checks: &Checks) -> Result<(), CoreError> {
         config.method.validate()?;

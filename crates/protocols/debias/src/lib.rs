@@ -103,6 +103,7 @@ pub struct DebiasConfig {
 impl Protocol for Debias {
     const NAME: &'static str = "debias";
     type Config = DebiasConfig;
+    const OBJECTIVE: &'static str = names::ACC_CONFLICTING;
 
     fn validate(config: &DebiasConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;

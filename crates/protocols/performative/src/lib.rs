@@ -182,6 +182,7 @@ fn split_sizes(n: usize, fraction: f64) -> (usize, usize) {
 impl Protocol for Performative {
     const NAME: &'static str = "performative";
     type Config = PerformativeConfig;
+    const OBJECTIVE: &'static str = names::MEAN_ROUND_ACC;
 
     fn validate(config: &PerformativeConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;

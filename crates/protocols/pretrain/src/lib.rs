@@ -65,6 +65,7 @@ pub struct PretrainConfig {
 impl Protocol for Pretrain {
     const NAME: &'static str = "pretrain";
     type Config = PretrainConfig;
+    const OBJECTIVE: &'static str = names::TEST_ACC;
 
     fn validate(config: &PretrainConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;

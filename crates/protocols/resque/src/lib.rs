@@ -151,6 +151,7 @@ fn default_layer() -> String {
 impl Protocol for Resque {
     const NAME: &'static str = "resque";
     type Config = ResqueConfig;
+    const OBJECTIVE: &'static str = names::ACC_AFTER_RETRAIN;
 
     fn validate(config: &ResqueConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.backbone(&config.backbone, "backbone")?;

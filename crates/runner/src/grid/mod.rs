@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use reusebench_core::cost::CostConfig;
-use reusebench_core::{Checks, CoreError, DeviceSpec};
+use reusebench_core::{Checks, CoreError, DeviceSpec, HeldOut};
+use reusebench_data::Split;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -29,6 +30,9 @@ use crate::cell::{Cell, cell_id};
 use crate::error::RunnerError;
 use crate::locate::{item_line, line_of};
 use crate::registry::{CellConfig, ProtocolEntry, Registry};
+use crate::tune::RawTune;
+
+mod tuned;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +60,9 @@ struct RawExperiment {
     /// the whole cell, whatever its protocol (rows `cell_*`).
     #[serde(default)]
     energy: Option<CostConfig>,
+    /// Hyperparameters searched on the validation split ([`crate::tune`]).
+    #[serde(default)]
+    tune: Option<RawTune>,
 }
 
 /// A parsed grid, expanded into cells in execution order.
@@ -269,7 +276,21 @@ fn expand_experiment(
     ));
     let labels: Vec<Vec<Value>> = axes.iter().map(|(_, vs)| axis_labels(vs)).collect();
     let start = x.cells.len();
-    for combo in cartesian(&axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>()) {
+    if let Some(tune) = &exp.tune {
+        let site = tuned::Site {
+            src,
+            exp,
+            exp_line,
+            protocol,
+            results,
+        };
+        tuned::expand(&site, tune, &axes, &labels, x);
+    }
+    let combos = match exp.tune {
+        Some(_) => Vec::new(),
+        None => cartesian(&axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>()),
+    };
+    for combo in combos {
         let mut config = Value::Object(exp.base.clone());
         for (ai, &vi) in combo.iter().enumerate() {
             set_path(&mut config, &axes[ai].0, axes[ai].1[vi].clone());
@@ -281,13 +302,15 @@ fn expand_experiment(
             axes: &axes,
             combo: &combo,
         };
-        if let Some(typed) = cell.check(protocol, results, &config, x) {
+        if let Some((typed, held_out)) = cell.check(protocol, results, &config, x) {
             x.cells.push(Cell {
                 id: cell_id(&exp.name, &exp.protocol, &config),
                 experiment: exp.name.clone(),
                 protocol: exp.protocol.clone(),
                 config: Arc::from(typed),
                 config_json: config,
+                held_out,
+                tuning: None,
                 axes: axes
                     .iter()
                     .zip(&labels)
@@ -299,8 +322,10 @@ fn expand_experiment(
             });
         }
     }
-    for cell in &mut x.cells[start..] {
-        cell.label = cell_label(&cell.axes, &axes);
+    if exp.tune.is_none() {
+        for cell in &mut x.cells[start..] {
+            cell.label = cell_label(&cell.axes, &axes);
+        }
     }
     let outputs: Vec<PathBuf> = x.cells[start..]
         .iter()
@@ -389,17 +414,24 @@ impl CellSite<'_> {
         results: &Path,
         config: &Value,
         x: &mut Expansion,
-    ) -> Option<Box<dyn CellConfig>> {
+    ) -> Option<(Box<dyn CellConfig>, HeldOut)> {
+        self.check_located(protocol, results, config, x, &|key| self.locate(key))
+    }
+
+    /// [`CellSite::check`], with `locate` saying where a key is written.
+    fn check_located(
+        &self,
+        protocol: &dyn ProtocolEntry,
+        results: &Path,
+        config: &Value,
+        x: &mut Expansion,
+        locate: &dyn Fn(&str) -> String,
+    ) -> Option<(Box<dyn CellConfig>, HeldOut)> {
         let (src, name) = (self.src, &self.exp.name);
-        let seed_label = config
-            .get("seed")
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let resolved = fill_placeholders(config, results, &seed_label, name);
-        let typed = match protocol.parse(&resolved) {
+        let (typed, held_out) = match prepare(&|c| protocol.parse(c), config, results, name) {
             Ok(t) => t,
             Err((key_path, message)) => {
-                let at = self.locate(&key_path);
+                let at = locate(&key_path);
                 x.problems
                     .add(src.key_problem(&at, name, &key_path, &message));
                 return None;
@@ -412,7 +444,7 @@ impl CellSite<'_> {
         if let Err(e) = typed.validate(&checks) {
             let msg = match &e {
                 CoreError::Config { key, message } if !key.is_empty() => {
-                    src.key_problem(&self.locate(key), name, key, message)
+                    src.key_problem(&locate(key), name, key, message)
                 }
                 _ => format!("{}: experiment `{name}`: {e}", src.path.display()),
             };
@@ -430,8 +462,51 @@ impl CellSite<'_> {
                 }
             }
         }
-        Some(typed)
+        Some((typed, held_out))
     }
+}
+
+/// A protocol's config parser: the typed config, or (key path, message).
+pub(crate) type ParseConfig<'a> =
+    dyn Fn(&Value) -> Result<Box<dyn CellConfig>, (String, String)> + 'a;
+
+/// A cell's typed config from its grid JSON: placeholders filled, the
+/// held-out keys (`validation`, `split`) taken out for the runner, the
+/// rest parsed by the protocol (`parse`). Errors as (key path, message).
+pub(crate) fn prepare(
+    parse: &ParseConfig<'_>,
+    config: &Value,
+    results: &Path,
+    experiment: &str,
+) -> Result<(Box<dyn CellConfig>, HeldOut), (String, String)> {
+    let seed_label = config
+        .get("seed")
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let mut resolved = fill_placeholders(config, results, &seed_label, experiment);
+    let mut held = Map::new();
+    if let Value::Object(m) = &mut resolved {
+        for key in ["validation", "split"] {
+            if let Some(v) = m.remove(key) {
+                held.insert(key.into(), v);
+            }
+        }
+    }
+    let held_out: HeldOut = serde_path_to_error::deserialize(Value::Object(held)).map_err(|e| {
+        let p = e.path().to_string();
+        (p, e.into_inner().to_string())
+    })?;
+    held_out
+        .validation
+        .check()
+        .map_err(|(k, m)| (format!("validation.{k}"), m))?;
+    if held_out.split == Split::Validation && held_out.validation.is_empty() {
+        return Err((
+            "split".into(),
+            "a cell scored on `validation` needs a validation split (validation.fraction or per_class is 0)".into(),
+        ));
+    }
+    Ok((parse(&resolved)?, held_out))
 }
 
 fn check_energy(src: &Source, exp: &RawExperiment, exp_line: usize, problems: &mut Problems) {
@@ -626,7 +701,7 @@ fn cell_label(values: &[(String, Value)], axes: &[(String, Vec<Value>)]) -> Stri
 }
 
 /// Sets a dotted key path in a JSON object, creating maps on the way.
-fn set_path(target: &mut Value, key_path: &str, value: Value) {
+pub(crate) fn set_path(target: &mut Value, key_path: &str, value: Value) {
     let mut cur = target;
     let parts: Vec<&str> = key_path.split('.').collect();
     for (i, part) in parts.iter().enumerate() {

@@ -1,0 +1,54 @@
+//! What a `tune:` search leaves in a cell's folder (`tuning.json`): the
+//! runner writes it, the report reads it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Whether the objective is maximised or minimised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    #[default]
+    Max,
+    Min,
+}
+
+impl Direction {
+    /// Whether `a` is a better objective than `b` (NaN is never better).
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Direction::Max => a > b || (b.is_nan() && !a.is_nan()),
+            Direction::Min => a < b || (b.is_nan() && !a.is_nan()),
+        }
+    }
+}
+
+/// What a tuned cell is, as its `tuning.json` records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TuningRecord {
+    /// `trial` (scored on validation) or `final` (scored on test).
+    pub role: String,
+    /// The values of the experiment's other axes (the search is per group).
+    pub group: String,
+    /// Which configuration of the group: its position in the search.
+    pub trial: usize,
+    /// The rung of successive halving (0 without halving).
+    pub rung: usize,
+    /// The tuned keys' values.
+    pub values: Map<String, Value>,
+    /// Final runs: the selected configuration's mean validation objective.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_score: Option<f64>,
+    pub objective: String,
+    pub direction: Direction,
+    /// Configurations the search tried (the first rung).
+    pub trials: usize,
+    /// In words: `random search, 8 trials` and the like.
+    pub search: String,
+    /// Trial cells that failed and were left out of the ranking.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_trials: Vec<String>,
+}
+
+/// The file in a tuned cell's folder that says what it is.
+pub const TUNING_FILE: &str = "tuning.json";
