@@ -318,15 +318,20 @@ fn submit(grid: &Grid, options: &SlurmOptions, dry_run: bool) -> Result<ExitCode
     let mut previous: Option<String> = None;
     let jobs = stages
         .iter()
-        .map(|s| (s.experiment.as_str(), s.cells.len(), s.script.as_str()))
-        .chain(std::iter::once(("report", 0, report.as_str())));
-    for (name, cells, script) in jobs {
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.cells.len(),
+                s.script.as_str(),
+                s.after_search,
+            )
+        })
+        .chain(std::iter::once(("report", 0, report.as_str(), true)));
+    for (name, cells, script, after_any) in jobs {
         let dependency = previous.as_ref().map(|job| {
-            let kind = if name == "report" {
-                "afterany"
-            } else {
-                "afterok"
-            };
+            // The next experiment needs every cell of this one; the next
+            // phase of a search (and the report) needs them ended.
+            let kind = if after_any { "afterany" } else { "afterok" };
             format!("--dependency={kind}:{job}")
         });
         let path = folder.join(format!("{name}.sbatch"));

@@ -62,9 +62,12 @@ pub fn markdown(tuned: &[TunedCell], exp: &str) -> String {
             reusebench_results::tuning::Direction::Max => "max",
             reusebench_results::tuning::Direction::Min => "min",
         };
+        let selected = match values_text(&r.values) {
+            v if v.is_empty() => "(nothing tuned)".to_string(),
+            v => v,
+        };
         md.push_str(&format!(
-            "| {group} | {} | {score} ({} {direction}) | {} | {search} | {} |\n",
-            values_text(&r.values),
+            "| {group} | {selected} | {score} ({} {direction}) | {} | {search} | {} |\n",
             r.objective,
             r.trials,
             seeds

@@ -35,6 +35,9 @@ pub struct Cell {
     pub tuning: Option<CellTuning>,
 }
 
+/// The phase of a tuned experiment's final runs.
+pub const FINAL_PHASE: usize = usize::MAX;
+
 /// A tuned experiment's cell: a trial whose configuration the grid fixes,
 /// or one chosen at run time from the cells before it.
 #[derive(Debug, Clone)]
@@ -68,6 +71,19 @@ impl Cell {
             }
         }
         typed
+    }
+
+    /// Where the cell runs in its experiment's search: 0 for trials (and
+    /// cells of experiments without `tune:`), r for rung r of successive
+    /// halving, [`FINAL_PHASE`] for final runs. A cell of a later phase
+    /// reads the results of the earlier ones.
+    pub fn phase(&self) -> usize {
+        let (role, rung) = match &self.tuning {
+            None => return 0,
+            Some(CellTuning::Trial(r)) => (r.role.as_str(), r.rung),
+            Some(CellTuning::Pick(p)) => (p.record.role.as_str(), p.record.rung),
+        };
+        if role == "final" { FINAL_PHASE } else { rung }
     }
 
     /// Folder name: readable prefix + hash of the configuration.

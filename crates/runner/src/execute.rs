@@ -390,30 +390,40 @@ pub fn run_grid(
             if waiting.iter().any(|(_, live, _)| *live) {
                 std::thread::sleep(options.wait_poll);
             } else {
-                // Nobody is producing what they need: record why, run nothing.
-                for (index, _, why) in waiting {
-                    let cell = &grid.cells[index];
-                    let dir = store::cell_dir(results, cell);
-                    if let claim::Attempt::Claimed(claim, _) =
-                        claim::try_claim(&dir, options.claim_timeout)?
-                    {
-                        execute(
-                            grid,
-                            (index, cell),
-                            &dir,
-                            Some(vec![why]),
-                            (observer, &digests),
-                            &mut summary,
-                        )?;
-                        drop(claim);
-                    }
-                }
+                record_unmet(grid, waiting, options, (observer, &digests), &mut summary)?;
                 break;
             }
         }
         pending = waiting.into_iter().map(|(i, _, _)| i).collect();
     }
     Ok(summary)
+}
+
+/// Nobody is producing what the `waiting` cells need: records why as
+/// their failure, runs nothing.
+fn record_unmet(
+    grid: &Grid,
+    waiting: Vec<(usize, bool, String)>,
+    options: &RunOptions,
+    (observer, digests): (&dyn GridObserver, &Digests),
+    summary: &mut RunSummary,
+) -> Result<(), RunnerError> {
+    for (index, _, why) in waiting {
+        let cell = &grid.cells[index];
+        let dir = store::cell_dir(&grid.results, cell);
+        if let claim::Attempt::Claimed(claim, _) = claim::try_claim(&dir, options.claim_timeout)? {
+            execute(
+                grid,
+                (index, cell),
+                &dir,
+                Some(vec![why]),
+                (observer, digests),
+                summary,
+            )?;
+            drop(claim);
+        }
+    }
+    Ok(())
 }
 
 /// `grid.json`: what the report and `status` know of the grid (its name,

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cell::FINAL_PHASE;
 use crate::error::RunnerError;
 use crate::grid::Grid;
 use crate::store;
@@ -32,10 +33,17 @@ pub struct SlurmOptions {
     pub sets: Vec<String>,
 }
 
-/// One experiment's array job.
+/// One experiment's array job (one per phase of a `tune:` search: the
+/// trials, each rung, the final runs).
 #[derive(Debug, Clone)]
 pub struct Stage {
     pub experiment: String,
+    /// The job's name: the experiment's, with its phase where it is tuned.
+    pub name: String,
+    /// The previous stage is an earlier phase of the same search: this one
+    /// starts once it has ended, whether or not every trial succeeded (a
+    /// failed trial is left out of the ranking).
+    pub after_search: bool,
     /// The cell folders its tasks run, by task index.
     pub cells: Vec<String>,
     pub script: String,
@@ -82,19 +90,40 @@ fn resource_lines(o: &SlurmOptions, with_gres: bool) -> Vec<String> {
 pub fn stages(grid: &Grid, o: &SlurmOptions) -> Result<Vec<Stage>, RunnerError> {
     let results = absolute(&grid.results)?;
     let grid_file = absolute(&grid.path)?;
-    let mut out: Vec<Stage> = Vec::new();
+    // (experiment order, phase) -> the stage's cells.
+    let mut by_stage: std::collections::BTreeMap<(usize, usize), Stage> = Default::default();
+    let mut experiments: Vec<&str> = Vec::new();
     for cell in &grid.cells {
+        if !experiments.contains(&cell.experiment.as_str()) {
+            experiments.push(&cell.experiment);
+        }
         if store::is_done(&store::cell_dir(&grid.results, cell)) {
             continue;
         }
-        match out.last_mut() {
-            Some(s) if s.experiment == cell.experiment => s.cells.push(cell.dir_name()),
-            _ => out.push(Stage {
+        let order = experiments.len() - 1;
+        let phase = cell.phase();
+        let tuned = cell.tuning.is_some();
+        by_stage
+            .entry((order, phase))
+            .or_insert_with(|| Stage {
                 experiment: cell.experiment.clone(),
-                cells: vec![cell.dir_name()],
+                name: match (tuned, phase) {
+                    (false, _) => cell.experiment.clone(),
+                    (true, FINAL_PHASE) => format!("{}-final", cell.experiment),
+                    (true, 0) => format!("{}-trials", cell.experiment),
+                    (true, r) => format!("{}-rung{r}", cell.experiment),
+                },
+                after_search: false,
+                cells: Vec::new(),
                 script: String::new(),
-            }),
-        }
+            })
+            .cells
+            .push(cell.dir_name());
+    }
+    let mut out: Vec<Stage> = by_stage.into_values().collect();
+    for i in 1..out.len() {
+        let same = out[i].experiment == out[i - 1].experiment;
+        out[i].after_search = same;
     }
     for stage in &mut out {
         let n = stage.cells.len();
@@ -105,7 +134,7 @@ pub fn stages(grid: &Grid, o: &SlurmOptions) -> Result<Vec<Stage>, RunnerError> 
         let mut s = String::from("#!/bin/bash\n");
         s += &format!(
             "#SBATCH --job-name={}\n",
-            quote(&format!("rb-{}-{}", grid.name, stage.experiment))
+            quote(&format!("rb-{}-{}", grid.name, stage.name))
         );
         s += &format!("#SBATCH --array={array}\n");
         // Until the task moves its output into its cell's folder.

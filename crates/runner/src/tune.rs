@@ -71,12 +71,14 @@ fn default_eta() -> u64 {
 }
 
 impl Halving {
-    /// (budget, configurations kept) of every rung after the first, which
-    /// runs `trials` configurations at `min`.
+    /// (budget, configurations) of every rung: the first runs `trials`
+    /// configurations at `min`. A rung of one configuration would only
+    /// confirm it, so the last rung keeps at least two; its best goes to
+    /// the final runs at `max`.
     pub fn rungs(&self, trials: usize) -> Vec<(u64, usize)> {
         let mut out = vec![(self.min, trials)];
         let (mut budget, mut kept) = (self.min, trials);
-        while budget < self.max && kept > 1 {
+        while budget < self.max && kept.div_ceil(self.eta as usize) > 1 {
             budget = (budget * self.eta).min(self.max);
             kept = kept.div_ceil(self.eta as usize);
             out.push((budget, kept));

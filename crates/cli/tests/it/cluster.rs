@@ -242,6 +242,37 @@ fn submit_dry_run_prints_the_array_jobs() {
     );
 }
 
+/// A `tune:` search is submitted by phase: the trials, then (once they
+/// have all ended, failed ones included) the final runs that rank them.
+#[test]
+fn submit_runs_a_search_phase_by_phase() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = tmp.path().join("tune.yaml");
+    std::fs::write(&grid, crate::common::smoke_grid_text("tune", tmp.path())).unwrap();
+    let (code, out) = run(&["submit", grid.to_str().unwrap(), "--slurm", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    let jobs: Vec<&str> = out.lines().filter(|l| l.starts_with("# ---- ")).collect();
+    assert_eq!(jobs.len(), 4, "{out}");
+    assert!(
+        jobs[0].starts_with("# ---- pretrain: 1 cell(s)"),
+        "{}",
+        jobs[0]
+    );
+    assert!(
+        jobs[1].starts_with("# ---- debias-trials: 8 cell(s)")
+            && jobs[1].contains("afterok:<pretrain>"),
+        "{}",
+        jobs[1]
+    );
+    assert!(
+        jobs[2].starts_with("# ---- debias-final: 4 cell(s)")
+            && jobs[2].contains("afterany:<debias-trials>"),
+        "{}",
+        jobs[2]
+    );
+    assert!(jobs[3].contains("afterany:<debias-final>"), "{}", jobs[3]);
+}
+
 /// Waits until none of `jobs` is queued or running.
 fn wait_for(jobs: &[String], limit: Duration) {
     let start = Instant::now();

@@ -145,6 +145,7 @@ experiments:
         method.optimizer.lr: {{ loguniform: [0.001, 0.5] }}
       trials: 3
       seeds: [0]
+      halving: {{ key: method.epochs, min: 1, max: 2, eta: 2 }}
 "#,
             results = tmp.path().join("results").display(),
             data = data.display()
@@ -155,7 +156,44 @@ experiments:
     assert_eq!(code, 0, "{out}");
     let results = tmp.path().join("results");
     let before = tuning_of(&results);
-    assert_eq!(before.len(), 4, "3 trials and 1 final run");
+    assert_eq!(
+        before.len(),
+        6,
+        "3 trials, the best 2 again at 2 epochs, 1 final run"
+    );
+    // Successive halving: rung 1 reruns the two best of rung 0.
+    let rung0: Vec<_> = before
+        .iter()
+        .filter(|t| t.1["rung"] == 0 && t.1["role"] == "trial")
+        .collect();
+    let mut order: Vec<_> = rung0
+        .iter()
+        .map(|t| (t.2.unwrap(), t.1["trial"].as_u64().unwrap()))
+        .collect();
+    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut rung1: Vec<u64> = before
+        .iter()
+        .filter(|t| t.1["rung"] == 1 && t.1["role"] == "trial")
+        .map(|t| t.1["trial"].as_u64().unwrap())
+        .collect();
+    rung1.sort_unstable();
+    let mut top2 = vec![order[0].1, order[1].1];
+    top2.sort_unstable();
+    assert_eq!(rung1, top2, "rung 1 holds rung 0's best two: {order:?}");
+    for t in before
+        .iter()
+        .filter(|t| t.1["rung"] == 1 || t.1["role"] == "final")
+    {
+        let config: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(results.join("cells").join(&t.0).join("config.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            config["config"]["method"]["epochs"], 2,
+            "{}: the full budget",
+            t.0
+        );
+    }
     let final_cell = &before.iter().find(|t| t.1["role"] == "final").unwrap().0;
     let scored_before = scored(&results, final_cell);
 

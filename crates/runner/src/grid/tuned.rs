@@ -149,227 +149,21 @@ pub(super) fn expand(
         return;
     };
     let exp = site.exp;
-    let objective = tune
-        .objective
-        .clone()
-        .unwrap_or_else(|| site.protocol.objective().to_string());
     let trial_seeds = tune
         .trial_seeds
         .clone()
         .unwrap_or_else(|| tune.seeds[..1].to_vec());
     let mut methods_seen = Vec::new();
     for combo in cartesian(&axes.iter().map(|(_, v)| v.len()).collect::<Vec<_>>()) {
-        let mut template = Value::Object(exp.base.clone());
-        for (ai, &vi) in combo.iter().enumerate() {
-            set_path(&mut template, &axes[ai].0, axes[ai].1[vi].clone());
-        }
-        let method = template
-            .pointer("/method/name")
-            .and_then(Value::as_str)
-            .map(String::from);
-        methods_seen.extend(method.clone());
-        let space: Vec<&Tuned> = tuned
-            .iter()
-            .filter(|t| t.under.len() == 1 || Some(&t.under[1]) == method.as_ref())
-            .collect();
-        let dists: Vec<(String, Dist)> = space
-            .iter()
-            .map(|t| (t.key.clone(), t.dist.clone()))
-            .collect();
-        let search = match Search::of(tune, &dists) {
-            Ok(s) => s,
-            Err((k, m)) => {
-                site.problem(x, &[&k], &m);
-                return;
-            }
+        let group = Group::new(site, tune, axes, labels, &combo, &tuned, &trial_seeds);
+        methods_seen.extend(group.method.clone());
+        let expanded = if group.space.is_empty() {
+            group.fixed_finals(x)
+        } else {
+            group.search(x)
         };
-        let group_axes: Vec<(String, Value)> = axes
-            .iter()
-            .zip(labels)
-            .zip(&combo)
-            .map(|(((k, _), l), &vi)| (k.clone(), l[vi].clone()))
-            .collect();
-        let group = match cell_label(&group_axes, axes) {
-            l if l.is_empty() => "all".to_string(),
-            l => l,
-        };
-        let confs = configurations(&exp.name, &dists, &search);
-        let rungs = match &tune.halving {
-            Some(h) => h.rungs(confs.len()),
-            None => vec![(0, confs.len())],
-        };
-        let describe = describe(&search, confs.len(), tune, &trial_seeds);
-        let record =
-            |role: &str, trial: usize, rung: usize, values: Map<String, Value>| TuningRecord {
-                role: role.into(),
-                group: group.clone(),
-                trial,
-                rung,
-                values,
-                validation_score: None,
-                objective: objective.clone(),
-                direction: tune.direction,
-                trials: confs.len(),
-                search: describe.clone(),
-                failed_trials: Vec::new(),
-            };
-        let cell_site = CellSite {
-            src: site.src,
-            exp,
-            exp_line: site.exp_line,
-            axes,
-            combo: &combo,
-        };
-        let locate = |key: &str| -> String {
-            match space.iter().find(|t| {
-                key == t.key
-                    || key.starts_with(&format!("{}.", t.key))
-                    || t.key.starts_with(&format!("{key}."))
-            }) {
-                Some(t) => {
-                    let mut at: Vec<&str> = t.under.iter().map(String::as_str).collect();
-                    at.push(&t.key);
-                    site.at(&at)
-                }
-                None => cell_site.locate(key),
-            }
-        };
-        // A config of this group: tuned values, seed, split and budget set.
-        let config_of =
-            |values: &Map<String, Value>, seed: u64, split: &str, budget: Option<u64>| {
-                let mut c = template.clone();
-                for (k, v) in values {
-                    set_path(&mut c, k, v.clone());
-                }
-                set_path(&mut c, "seed", Value::from(seed));
-                set_path(&mut c, "split", Value::from(split));
-                if let (Some(h), Some(b)) = (&tune.halving, budget) {
-                    set_path(&mut c, &h.key, Value::from(b));
-                }
-                c
-            };
-        let budget = |r: usize| tune.halving.as_ref().map(|_| rungs[r].0);
-        let push = |x: &mut Expansion,
-                    config: Value,
-                    id_json: &Value,
-                    tuning: CellTuning,
-                    label: String,
-                    extra: Vec<(String, Value)>|
-         -> Option<usize> {
-            let (typed, held_out) =
-                cell_site.check_located(site.protocol, site.results, &config, x, &locate)?;
-            let mut cell_axes = group_axes.clone();
-            cell_axes.extend(extra);
-            x.cells.push(Cell {
-                id: cell_id(&exp.name, &exp.protocol, id_json),
-                experiment: exp.name.clone(),
-                protocol: exp.protocol.clone(),
-                config: Arc::from(typed),
-                config_json: config,
-                axes: cell_axes,
-                label,
-                energy: exp.energy.clone(),
-                held_out,
-                tuning: Some(tuning),
-            });
-            Some(x.cells.len() - 1)
-        };
-        let prefix = |s: String| {
-            if group == "all" {
-                s
-            } else {
-                format!("{group} {s}")
-            }
-        };
-        // Rung 0: every configuration on every trial seed.
-        let mut previous = Vec::new();
-        for (ti, values) in confs.iter().enumerate() {
-            for &seed in &trial_seeds {
-                let config = config_of(values, seed, "validation", budget(0));
-                let shown: Vec<String> = values
-                    .iter()
-                    .map(|(k, v)| format!("{}={v}", short_key(k)))
-                    .collect();
-                let label = prefix(format!("trial {ti}: {}", shown.join(" ")));
-                let rec = record("trial", ti, 0, values.clone());
-                let extra = vec![("trial".to_string(), Value::from(ti))];
-                let Some(i) = push(
-                    x,
-                    config.clone(),
-                    &config,
-                    CellTuning::Trial(Box::new(rec)),
-                    label,
-                    extra,
-                ) else {
-                    return;
-                };
-                previous.push(i);
-            }
-        }
-        // Later rungs, then the final runs: chosen from the cells before.
-        let first = confs.first().cloned().unwrap_or_default();
-        let pick = |x: &mut Expansion,
-                    from: &[usize],
-                    rank: usize,
-                    rung: usize,
-                    seed: u64,
-                    role: &str|
-         -> Option<usize> {
-            let (split, b) = match role {
-                "final" => ("test", tune.halving.as_ref().map(|h| h.max)),
-                _ => ("validation", budget(rung)),
-            };
-            let template = config_of(&Map::new(), seed, split, b);
-            let mut id_json = template.clone();
-            set_path(
-                &mut id_json,
-                "tuned",
-                serde_json::json!({ "role": role, "rung": rung, "rank": rank }),
-            );
-            let pick = Pick {
-                template: template.clone(),
-                from: from.to_vec(),
-                rank,
-                record: record(role, 0, rung, Map::new()),
-                results: site.results.to_path_buf(),
-            };
-            let label = match role {
-                "final" => prefix("selected".into()),
-                _ => prefix(format!("rung {rung} #{rank}")),
-            };
-            let extra = match role {
-                "final" => vec![],
-                _ => vec![("rung".to_string(), Value::from(rung))],
-            };
-            // Checked with the first configuration's values: their types are the space's.
-            let checked = config_of(&first, seed, split, b);
-            let i = push(
-                x,
-                checked,
-                &id_json,
-                CellTuning::Pick(Arc::new(pick)),
-                label,
-                extra,
-            )?;
-            x.cells[i].config_json = template;
-            Some(i)
-        };
-        for (r, &(_, kept)) in rungs.iter().enumerate().skip(1) {
-            let mut this = Vec::new();
-            for rank in 0..kept {
-                for &seed in &trial_seeds {
-                    let Some(i) = pick(x, &previous, rank, r, seed, "trial") else {
-                        return;
-                    };
-                    this.push(i);
-                }
-            }
-            previous = this;
-        }
-        for &seed in &tune.seeds {
-            if pick(x, &previous, 0, rungs.len() - 1, seed, "final").is_none() {
-                return;
-            }
+        if expanded.is_none() {
+            return;
         }
     }
     for method in methods.keys() {
@@ -399,6 +193,314 @@ pub(super) fn expand(
             "tune",
             "its cells write files (`output:`) that every trial would overwrite; tune the experiments that read them",
         ));
+    }
+}
+
+/// One value of the experiment's other axes: its config before tuning,
+/// the keys searched for it, and the cells it adds.
+struct Group<'a> {
+    site: &'a Site<'a>,
+    tune: &'a RawTune,
+    cell_site: CellSite<'a>,
+    template: Value,
+    group_axes: Vec<(String, Value)>,
+    /// What the other axes say (`finetune k=4`), `all` where there are none.
+    label: String,
+    method: Option<String>,
+    space: Vec<&'a Tuned>,
+    trial_seeds: &'a [u64],
+}
+
+/// A cell to add: its config, what its id hashes, its place in the
+/// search, its label and the axes it adds to its group's.
+struct NewCell {
+    config: Value,
+    id_json: Value,
+    tuning: CellTuning,
+    label: String,
+    extra_axes: Vec<(String, Value)>,
+}
+
+impl<'a> Group<'a> {
+    fn new(
+        site: &'a Site<'a>,
+        tune: &'a RawTune,
+        axes: &'a [(String, Vec<Value>)],
+        labels: &[Vec<Value>],
+        combo: &'a [usize],
+        tuned: &'a [Tuned],
+        trial_seeds: &'a [u64],
+    ) -> Self {
+        let mut template = Value::Object(site.exp.base.clone());
+        for (ai, &vi) in combo.iter().enumerate() {
+            set_path(&mut template, &axes[ai].0, axes[ai].1[vi].clone());
+        }
+        let method = template
+            .pointer("/method/name")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let space = tuned
+            .iter()
+            .filter(|t| t.under.len() == 1 || Some(&t.under[1]) == method.as_ref())
+            .collect();
+        let group_axes: Vec<(String, Value)> = axes
+            .iter()
+            .zip(labels)
+            .zip(combo)
+            .map(|(((k, _), l), &vi)| (k.clone(), l[vi].clone()))
+            .collect();
+        let label = match cell_label(&group_axes, axes) {
+            l if l.is_empty() => "all".to_string(),
+            l => l,
+        };
+        Group {
+            site,
+            tune,
+            cell_site: CellSite {
+                src: site.src,
+                exp: site.exp,
+                exp_line: site.exp_line,
+                axes,
+                combo,
+            },
+            template,
+            group_axes,
+            label,
+            method,
+            space,
+            trial_seeds,
+        }
+    }
+
+    /// `finetune k=4 trial 3: ...`: the group's label before `what`.
+    fn labelled(&self, what: String) -> String {
+        if self.label == "all" {
+            what
+        } else {
+            format!("{} {what}", self.label)
+        }
+    }
+
+    /// A config of this group: tuned values, seed, split and budget set.
+    fn config(
+        &self,
+        values: &Map<String, Value>,
+        seed: u64,
+        split: &str,
+        budget: Option<u64>,
+    ) -> Value {
+        let mut c = self.template.clone();
+        for (k, v) in values {
+            set_path(&mut c, k, v.clone());
+        }
+        set_path(&mut c, "seed", Value::from(seed));
+        set_path(&mut c, "split", Value::from(split));
+        if let (Some(h), Some(b)) = (&self.tune.halving, budget) {
+            set_path(&mut c, &h.key, Value::from(b));
+        }
+        c
+    }
+
+    /// `:LINE` of a key: a tuned key (or one above or below it) at its
+    /// line in `tune:`, any other where the cell's axes or base set it.
+    fn locate(&self, key: &str) -> String {
+        let tuned = self.space.iter().find(|t| {
+            key == t.key
+                || key.starts_with(&format!("{}.", t.key))
+                || t.key.starts_with(&format!("{key}."))
+        });
+        match tuned {
+            Some(t) => {
+                let mut at: Vec<&str> = t.under.iter().map(String::as_str).collect();
+                at.push(&t.key);
+                self.site.at(&at)
+            }
+            None => self.cell_site.locate(key),
+        }
+    }
+
+    fn objective(&self) -> String {
+        self.tune
+            .objective
+            .clone()
+            .unwrap_or_else(|| self.site.protocol.objective().to_string())
+    }
+
+    fn record(
+        &self,
+        role: &str,
+        trial: usize,
+        rung: usize,
+        values: Map<String, Value>,
+        trials: usize,
+        search: &str,
+    ) -> TuningRecord {
+        TuningRecord {
+            role: role.into(),
+            group: self.label.clone(),
+            trial,
+            rung,
+            values,
+            validation_score: None,
+            objective: self.objective(),
+            direction: self.tune.direction,
+            trials,
+            search: search.into(),
+            failed_trials: Vec::new(),
+        }
+    }
+
+    /// Checks and adds a cell; its index, or `None` with its problem recorded.
+    fn push(&self, x: &mut Expansion, new: NewCell) -> Option<usize> {
+        let (typed, held_out) = self.cell_site.check_located(
+            self.site.protocol,
+            self.site.results,
+            &new.config,
+            x,
+            &|key| self.locate(key),
+        )?;
+        let exp = self.site.exp;
+        let mut axes = self.group_axes.clone();
+        axes.extend(new.extra_axes);
+        x.cells.push(Cell {
+            id: cell_id(&exp.name, &exp.protocol, &new.id_json),
+            experiment: exp.name.clone(),
+            protocol: exp.protocol.clone(),
+            config: Arc::from(typed),
+            config_json: new.config,
+            axes,
+            label: new.label,
+            energy: exp.energy.clone(),
+            held_out,
+            tuning: Some(new.tuning),
+        });
+        Some(x.cells.len() - 1)
+    }
+
+    /// The search: every configuration on every trial seed, the rungs of
+    /// successive halving, then the final runs.
+    fn search(&self, x: &mut Expansion) -> Option<()> {
+        let dists: Vec<(String, Dist)> = self
+            .space
+            .iter()
+            .map(|t| (t.key.clone(), t.dist.clone()))
+            .collect();
+        let search = match Search::of(self.tune, &dists) {
+            Ok(s) => s,
+            Err((k, m)) => {
+                self.site.problem(x, &[&k], &m);
+                return None;
+            }
+        };
+        let confs = configurations(&self.site.exp.name, &dists, &search);
+        let rungs = match &self.tune.halving {
+            Some(h) => h.rungs(confs.len()),
+            None => vec![(0, confs.len())],
+        };
+        let described = describe(&search, confs.len(), self.tune, self.trial_seeds);
+        let budget = |r: usize| self.tune.halving.as_ref().map(|_| rungs[r].0);
+        let mut previous = Vec::new();
+        for (ti, values) in confs.iter().enumerate() {
+            for &seed in self.trial_seeds {
+                let config = self.config(values, seed, "validation", budget(0));
+                let shown: Vec<String> = values
+                    .iter()
+                    .map(|(k, v)| format!("{}={v}", short_key(k)))
+                    .collect();
+                let record = self.record("trial", ti, 0, values.clone(), confs.len(), &described);
+                previous.push(self.push(
+                    x,
+                    NewCell {
+                        id_json: config.clone(),
+                        config,
+                        tuning: CellTuning::Trial(Box::new(record)),
+                        label: self.labelled(format!("trial {ti}: {}", shown.join(" "))),
+                        extra_axes: vec![("trial".to_string(), Value::from(ti))],
+                    },
+                )?);
+            }
+        }
+        // Later rungs, then the final runs: chosen from the cells before.
+        let pick = |x: &mut Expansion, from: &[usize], rank: usize, rung: usize, seed: u64| {
+            let is_final = rung == rungs.len();
+            let (split, b) = match is_final {
+                true => ("test", self.tune.halving.as_ref().map(|h| h.max)),
+                false => ("validation", budget(rung)),
+            };
+            let role = if is_final { "final" } else { "trial" };
+            let template = self.config(&Map::new(), seed, split, b);
+            let mut id_json = template.clone();
+            let rung_of_record = rung.min(rungs.len() - 1);
+            let at = serde_json::json!({ "role": role, "rung": rung_of_record, "rank": rank });
+            set_path(&mut id_json, "tuned", at);
+            let pick = Pick {
+                template: template.clone(),
+                from: from.to_vec(),
+                rank,
+                record: self.record(role, 0, rung_of_record, Map::new(), confs.len(), &described),
+                results: self.site.results.to_path_buf(),
+            };
+            let (label, extra_axes) = match is_final {
+                true => (self.labelled("selected".into()), vec![]),
+                false => (
+                    self.labelled(format!("rung {rung} #{rank}")),
+                    vec![("rung".to_string(), Value::from(rung))],
+                ),
+            };
+            // Checked with the first configuration's values: their types are the space's.
+            let first = confs.first().cloned().unwrap_or_default();
+            let i = self.push(
+                x,
+                NewCell {
+                    config: self.config(&first, seed, split, b),
+                    id_json,
+                    tuning: CellTuning::Pick(Arc::new(pick)),
+                    label,
+                    extra_axes,
+                },
+            )?;
+            x.cells[i].config_json = template;
+            Some(i)
+        };
+        for (r, &(_, kept)) in rungs.iter().enumerate().skip(1) {
+            let mut this = Vec::new();
+            for rank in 0..kept {
+                for &seed in self.trial_seeds {
+                    this.push(pick(x, &previous, rank, r, seed)?);
+                }
+            }
+            previous = this;
+        }
+        for &seed in &self.tune.seeds {
+            pick(x, &previous, 0, rungs.len(), seed)?;
+        }
+        Some(())
+    }
+
+    /// The final runs of a group with nothing to search (a method with no
+    /// key in the space): the grid's own values on every final seed.
+    fn fixed_finals(&self, x: &mut Expansion) -> Option<()> {
+        let search = "nothing searched: the method has no key in the space";
+        for &seed in &self.tune.seeds {
+            let config = self.config(
+                &Map::new(),
+                seed,
+                "test",
+                self.tune.halving.as_ref().map(|h| h.max),
+            );
+            let record = self.record("final", 0, 0, Map::new(), 0, search);
+            self.push(
+                x,
+                NewCell {
+                    id_json: config.clone(),
+                    config,
+                    tuning: CellTuning::Trial(Box::new(record)),
+                    label: self.labelled("fixed".into()),
+                    extra_axes: vec![],
+                },
+            )?;
+        }
+        Some(())
     }
 }
 
