@@ -92,6 +92,28 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// The class `model` predicts for every image of `set` (argmax of its
+    /// logits), from the features in the cache as
+    /// [`Evaluator::cached_accuracy`] (phase `evaluation`).
+    pub fn cached_predictions(&self, model: &Classifier, set: &Arc<ImageSet>) -> Vec<u32> {
+        let feats = self.features(model, &ModelKey::of(model), set);
+        self.timed("evaluation", || {
+            let out = head_logits(&model.head, &feats, self.device);
+            out.values
+                .chunks(out.dim)
+                .map(|row| {
+                    let mut best = 0;
+                    for (c, &v) in row.iter().enumerate() {
+                        if v > row[best] {
+                            best = c;
+                        }
+                    }
+                    best as u32
+                })
+                .collect()
+        })
+    }
+
     /// The features `model`'s head sees on `set`, through the cache (phase
     /// `evaluation`); `key` is the model's [`ModelKey`].
     pub fn features(&self, model: &Classifier, key: &ModelKey, set: &Arc<ImageSet>) -> Arc<Rows> {

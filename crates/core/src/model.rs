@@ -47,6 +47,25 @@ impl SideNet {
         Self { net, proj }
     }
 
+    /// A side network that starts as the base itself (Zhang et al.'s
+    /// initialisation): a copy of `base` whose parameters train and whose
+    /// batch norm runs in training mode, and an identity projection of its
+    /// `dim` features, so that side(x) = base(x) before the first step.
+    pub fn copy_of(base: &ResNet, dim: usize, device: &Device) -> Self {
+        let net = base.clone().unfreeze();
+        let eye: Vec<f32> = (0..dim * dim)
+            .map(|i| f32::from(u8::from(i / dim == i % dim)))
+            .collect();
+        let mut proj = LinearConfig::new(dim, dim)
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        proj.weight = Param::from_tensor(
+            Tensor::<2>::from_data(burn::tensor::TensorData::new(eye, [dim, dim]), device)
+                .require_grad(),
+        );
+        Self { net, proj }
+    }
+
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.proj.forward(self.net.forward(images))
     }

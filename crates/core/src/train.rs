@@ -205,6 +205,12 @@ pub trait TrainHooks<M> {
     }
     /// Called after the optimizer step (e.g. to fill a replay buffer).
     fn after_step(&mut self, _step: &Step) {}
+    /// The model after the optimizer step, changed by the method if it
+    /// must (a proximal step for a penalty: the optimizer sees only the
+    /// loss's gradient, the penalty is applied exactly). `lr` is the step's.
+    fn after_update(&mut self, model: M, _lr: f64) -> M {
+        model
+    }
     /// Called with the batch's gradients before the optimizer applies them
     /// (cost tracking: the gradient norm).
     fn after_backward(&mut self, _model: &M, _grads: &GradientsParams) {}
@@ -405,7 +411,8 @@ pub fn fit_with<M: TrainModel>(
                 _ => model.loss(logits.clone(), y),
             };
             let ce = loss.clone().into_scalar::<f32>();
-            check_finite(&stage.name, loss_so_far.batches, ce)?;
+            let at = || format!("{}, epoch {}", stage.name, epoch + 1);
+            check_finite(&at(), loss_so_far.batches, ce)?;
             let view = Step {
                 images: &x,
                 labels: &batch.labels,
@@ -417,7 +424,7 @@ pub fn fit_with<M: TrainModel>(
             if let Some(extra) = hooks.extra_loss(&model, &view)? {
                 let value = extra.clone().into_scalar::<f32>();
                 check_finite(
-                    &format!("{} (method loss)", stage.name),
+                    &format!("{} (method loss)", at()),
                     loss_so_far.batches,
                     value,
                 )?;
@@ -425,7 +432,9 @@ pub fn fit_with<M: TrainModel>(
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             hooks.after_backward(&model, &grads);
-            model = optim.step(stage.optim.lr_at(step, total), model, grads);
+            let step_lr = stage.optim.lr_at(step, total);
+            model = optim.step(step_lr, model, grads);
+            model = hooks.after_update(model, step_lr);
             hooks.after_step(&view);
             step += 1;
             loss_so_far.add(ce, progress);

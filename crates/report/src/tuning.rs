@@ -48,6 +48,8 @@ pub fn markdown(tuned: &[TunedCell], exp: &str) -> String {
     );
     md.push_str("| group | selected | validation objective | trials | search | final seeds |\n");
     md.push_str("| --- | --- | --- | --- | --- | --- |\n");
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_by_key(|(g, _)| natural_key(g));
     for (group, (f, mut seeds)) in groups {
         seeds.sort_unstable();
         let r = &f.record;
@@ -91,6 +93,25 @@ pub fn markdown(tuned: &[TunedCell], exp: &str) -> String {
         ));
     }
     md
+}
+
+/// `k=16` after `k=4`: runs of digits compare as numbers.
+fn natural_key(s: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let (mut text, mut digits) = (String::new(), String::new());
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+        } else {
+            if !digits.is_empty() {
+                out.push((std::mem::take(&mut text), digits.parse().unwrap_or(u64::MAX)));
+                digits.clear();
+            }
+            text.push(c);
+        }
+    }
+    out.push((text, digits.parse().unwrap_or(0)));
+    out
 }
 
 /// The x of a trial in the search plot: the tuned value (log10 where the

@@ -67,6 +67,10 @@ pub const ACC_UNBIASED: &str = "acc_unbiased";
 /// original task).
 pub const ACC_ORIGINAL: &str = "acc_original";
 
+/// The lowest accuracy (%) over the (class, shortcut agrees / disagrees)
+/// groups of the test images: the group the model fails most.
+pub const WORST_GROUP_ACC: &str = "worst_group_acc";
+
 /// Suffix of the same accuracies measured before tuning (`acc_conflicting_before`).
 pub const BEFORE_SUFFIX: &str = "_before";
 

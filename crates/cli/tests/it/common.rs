@@ -59,6 +59,8 @@ pub fn cell_rows(results: &Path, experiment: &str) -> Vec<(String, Vec<serde_jso
             let method = rows[0]["method"].as_str().unwrap().to_string();
             (method, rows)
         })
+        // `debias-` is also the prefix of `debias-tint-`'s folders.
+        .filter(|(_, rows)| rows[0]["experiment"] == experiment)
         .collect()
 }
 

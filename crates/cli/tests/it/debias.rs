@@ -15,15 +15,30 @@ fn get(values: &[(String, f64)], metric: &str) -> f64 {
 
 #[test]
 fn debias_smoke_grid_tunes_every_method_and_reports() {
-    let smoke = SmokeRun::new("debias", 25);
+    let smoke = SmokeRun::new("debias", 32);
     let results = &smoke.results;
 
     let first_rows = cell_rows(results, "debias");
     let first = scalars_by_cell(&first_rows);
-    assert_eq!(first.len(), 24, "6 methods x 2 k x 2 seeds");
+    assert_eq!(first.len(), 28, "7 methods x 2 k x 2 seeds");
     for (method, v) in &first {
         let steps = get(v, names::TUNING_STEPS);
         assert!((1.0..=8.0).contains(&steps), "{method}: {steps}");
+        if method == "finetune-plain" {
+            // Plain fine-tuning ignores early stopping: every step.
+            assert_eq!((steps, get(v, names::STOPPED_EARLY)), (8.0, 0.0));
+        }
+        // The worst (class, shortcut agrees / disagrees) group is at most
+        // either side's accuracy.
+        for suffix in ["", names::BEFORE_SUFFIX] {
+            let worst = get(v, &format!("{}{suffix}", names::WORST_GROUP_ACC));
+            let aligned = get(v, &format!("{}{suffix}", names::ACC_ALIGNED));
+            let conflicting = get(v, &format!("{}{suffix}", names::ACC_CONFLICTING));
+            assert!(
+                worst <= aligned.min(conflicting) + 1e-9,
+                "{method}: {worst}"
+            );
+        }
         // Stopped early means at least min_steps (2) steps were taken.
         if get(v, names::STOPPED_EARLY) == 1.0 {
             assert!(steps >= 2.0);
@@ -56,8 +71,17 @@ fn debias_smoke_grid_tunes_every_method_and_reports() {
         ) + 20.0
     );
 
+    // The second shortcut (a tint of the whole image) is learned too.
+    let tint = scalars_by_cell(&cell_rows(results, "debias-tint"));
+    assert_eq!(tint.len(), 2);
+    let (_, v) = &tint[0];
+    let before = |m: &str| get(v, &format!("{m}{}", names::BEFORE_SUFFIX));
+    assert!(before(names::ACC_ALIGNED) > before(names::ACC_CONFLICTING) + 20.0);
+
     smoke.assert_report(
         &[
+            "### Trade-off: bias removed against accuracy kept",
+            "| method | clean (kept) | conflicting (removed) | worst group | front |",
             "### The biased classifier before tuning",
             "| method | k=1 conflicting | k=1 unbiased | k=4 conflicting | k=4 unbiased |",
             "### Accuracy kept on the original task",
@@ -67,6 +91,8 @@ fn debias_smoke_grid_tunes_every_method_and_reports() {
         &[
             "debias-conflicting-vs-k-debias.svg",
             "debias-unbiased-vs-k-debias.svg",
+            "debias-pareto-k1-debias.svg",
+            "debias-pareto-k4-debias.svg",
         ],
     );
 

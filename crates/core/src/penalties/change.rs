@@ -8,7 +8,9 @@
 //! module — every layer reads its weights through `Param::val`, which
 //! applies it — and the optimizer sees only the θ′ tensors.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId, Reparameterization, Reparameterizer};
+use burn::module::{
+    Module, ModuleMapper, ModuleVisitor, Param, ParamId, Reparameterization, Reparameterizer,
+};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
@@ -149,4 +151,54 @@ pub fn change_penalty<M: Module>(model: &M, norm: ChangeNorm) -> Option<Tensor<1
             ChangeNorm::Both => d.clone().abs().sum() + d.powi_scalar(2).sum(),
         })
         .reduce(|a, b| a + b)
+}
+
+/// The proximal step of `weight`·‖θ′‖ (`norm`) with step size `lr`,
+/// applied to every θ′ of `model`: the exact minimiser of the penalty plus
+/// the distance to where the gradient step on the loss left θ′. L1
+/// soft-thresholds (θ′ ← sign θ′ · max(|θ′| − lr·λ, 0)), squared L2
+/// shrinks (θ′ ← θ′ / (1 + 2·lr·λ)), both does one then the other. Unlike a
+/// gradient step on the penalty it never overshoots zero, so it is stable
+/// for any λ: λ → ∞ leaves θ′ at zero (no change), λ → 0 is fine-tuning.
+pub fn prox_change<M: Module>(model: M, norm: ChangeNorm, lr: f64, weight: f64) -> M {
+    model.map(&mut Prox {
+        depth: 0,
+        norm,
+        threshold: lr * weight,
+    })
+}
+
+struct Prox {
+    depth: usize,
+    norm: ChangeNorm,
+    /// lr·λ.
+    threshold: f64,
+}
+
+impl ModuleMapper for Prox {
+    fn enter_module(&mut self, _name: &str, container: &str) {
+        self.depth += usize::from(container == "Reparameterization");
+    }
+    fn exit_module(&mut self, _name: &str, container: &str) {
+        self.depth -= usize::from(container == "Reparameterization");
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if self.depth == 0 {
+            return param;
+        }
+        let (norm, t) = (self.norm, self.threshold);
+        param.map(|delta| {
+            let tracked = delta.is_require_grad();
+            let mut d = delta.inner();
+            if matches!(norm, ChangeNorm::L1 | ChangeNorm::Both) {
+                // sign(d)·max(|d| − t, 0) = d − clamp(d, −t, t)
+                d = d.clone() - d.clamp(-t, t);
+            }
+            if matches!(norm, ChangeNorm::L2 | ChangeNorm::Both) {
+                d = d / (1.0 + 2.0 * t);
+            }
+            let d = d.autodiff();
+            if tracked { d.require_grad() } else { d }
+        })
+    }
 }

@@ -13,7 +13,7 @@ mod importance;
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::Tensor;
 
-pub use change::{Change, ChangeNorm, bases, change_penalty, changes, with_change};
+pub use change::{Change, ChangeNorm, bases, change_penalty, changes, prox_change, with_change};
 pub use distill::distillation_loss;
 pub use importance::{ImportanceKind, importance};
 

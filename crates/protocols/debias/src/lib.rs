@@ -50,7 +50,10 @@ pub struct TuningConfig {
     /// Stop once every counterexample is classified correctly...
     #[serde(default = "default_true")]
     pub early_stopping: bool,
-    /// ...after at least this many steps.
+    /// ...after at least this many steps. 0 (the default): the paper's rule
+    /// as it states it, checked before the first step too, so a model that
+    /// already gets every counterexample right is left as it is (there is
+    /// no evidence of the bias to act on). The runs before 2026-12-06 used 5.
     #[serde(default = "default_min_steps")]
     pub min_steps: usize,
 }
@@ -59,7 +62,7 @@ fn default_max_steps() -> PositiveInt {
     PositiveInt::of(100)
 }
 fn default_min_steps() -> usize {
-    5
+    0
 }
 fn default_true() -> bool {
     true
@@ -171,10 +174,19 @@ impl Protocol for Debias {
         let cache = FeatureCache::default();
         let evaluator = Evaluator::new(&device, &cache, config.eval_batch_size, normalization);
         let evaluate = |model: &Classifier, suffix: &str, rows: &mut Vec<MetricRow>| {
+            // Per class, on images whose shortcut agrees and disagrees.
+            let mut groups = Vec::new();
             for (metric, set) in &sets {
-                let acc = evaluator.cached_accuracy(model, set);
+                let predicted = evaluator.cached_predictions(model, set);
+                let acc = percent_correct(&predicted, &set.labels);
                 rows.push(MetricRow::scalar(&format!("{metric}{suffix}"), acc));
+                if [names::ACC_ALIGNED, names::ACC_CONFLICTING].contains(metric) {
+                    groups.extend(per_class_accuracy(&predicted, &set.labels));
+                }
             }
+            let worst = groups.into_iter().fold(f64::INFINITY, f64::min);
+            let name = format!("{}{suffix}", names::WORST_GROUP_ACC);
+            rows.push(MetricRow::scalar(&name, worst));
         };
         let mut rows = Vec::new();
         evaluate(&start, names::BEFORE_SUFFIX, &mut rows);
@@ -216,6 +228,26 @@ impl Protocol for Debias {
         rows.extend(evaluator.phase_rows());
         Ok(rows)
     }
+}
+
+/// Share (%) of `predicted` equal to `labels`.
+fn percent_correct(predicted: &[u32], labels: &[u32]) -> f64 {
+    let right = predicted.iter().zip(labels).filter(|(p, l)| p == l).count();
+    100.0 * right as f64 / labels.len().max(1) as f64
+}
+
+/// Accuracy (%) of every class that has images, in class order.
+fn per_class_accuracy(predicted: &[u32], labels: &[u32]) -> Vec<f64> {
+    let mut counts: std::collections::BTreeMap<u32, (usize, usize)> = Default::default();
+    for (p, l) in predicted.iter().zip(labels) {
+        let c = counts.entry(*l).or_default();
+        c.0 += usize::from(p == l);
+        c.1 += 1;
+    }
+    counts
+        .values()
+        .map(|&(right, n)| 100.0 * right as f64 / n as f64)
+        .collect()
 }
 
 /// The four test sets every model is scored on, by metric: the test split

@@ -2,16 +2,22 @@
 //! zero-initialised θ′ on every parameter (or those under `params`), the
 //! model computes with θ + θ′, loss = CE + λ‖θ′‖ (L1, squared L2 or both).
 //! The wrapper and the penalty are the core's (`penalties::with_change`,
-//! `change_penalty`).
+//! `change_penalty`, `prox_change`).
+//!
+//! `update: prox` (the default) applies the penalty as a proximal step
+//! after each gradient step on the cross-entropy: stable for every λ (a
+//! gradient step on λ‖θ′‖ overshoots zero once lr·λ is large and diverged
+//! to NaN at λ = 1 (L1) on a ResNet-18), λ → ∞ keeping θ′ at zero.
+//! `update: gradient` adds λ‖θ′‖ to the loss as before.
 
 use reusebench_core::method::Method;
 use reusebench_core::CoreError;
 use reusebench_core::model::Classifier;
-use reusebench_core::penalties::{ChangeNorm, change_penalty, with_change};
+use reusebench_core::penalties::{ChangeNorm, change_penalty, prox_change, with_change};
 use reusebench_core::train::OptimConfig;
 use serde::{Deserialize, Serialize};
 
-use super::{DebiasMethodSpec, TuneContext, Tuned, tune_classifier};
+use super::{DebiasMethodSpec, TuneContext, Tuned, tune_classifier, tune_classifier_updated};
 use reusebench_core::bounded::NonNegative;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,6 +32,18 @@ pub struct ChangePenalty {
     /// every parameter when empty.
     #[serde(default)]
     pub params: Vec<String>,
+    /// How the penalty acts: a proximal step after each update (stable
+    /// for every λ) or its gradient in the loss.
+    #[serde(default)]
+    pub update: PenaltyUpdate,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PenaltyUpdate {
+    #[default]
+    Prox,
+    Gradient,
 }
 
 impl Method for ChangePenalty {}
@@ -40,7 +58,18 @@ impl DebiasMethodSpec for ChangePenalty {
             ));
         }
         let (lambda, norm) = (self.lambda.get(), self.norm);
-        let penalty = Box::new(move |m: &Classifier| change_penalty(m, norm).map(|p| p * lambda));
-        tune_classifier(wrapped, &self.optimizer, ctx, penalty)
+        match self.update {
+            PenaltyUpdate::Prox => tune_classifier_updated(
+                wrapped,
+                &self.optimizer,
+                ctx,
+                Box::new(move |m: Classifier, lr| prox_change(m, norm, lr, lambda)),
+            ),
+            PenaltyUpdate::Gradient => {
+                let penalty =
+                    Box::new(move |m: &Classifier| change_penalty(m, norm).map(|p| p * lambda));
+                tune_classifier(wrapped, &self.optimizer, ctx, penalty)
+            }
+        }
     }
 }

@@ -59,7 +59,7 @@ impl DebiasMethodSpec for DropoutFt {
             model,
             &self.optimizer,
             ctx,
-            Box::new(|_: &WithDropout| None),
+            (Box::new(|_: &WithDropout| None), None),
             solved,
         )?;
         Ok(Tuned {

@@ -19,6 +19,7 @@ use reusebench_core::train::{EpochControl, OptimConfig, Stage, Step, TrainHooks,
 use reusebench_data::{Augment, ImageSet, Normalization};
 
 /// What every method tunes with.
+#[derive(Clone, Copy)]
 pub struct TuneContext<'a> {
     /// The k counterexamples (normalised on the fly by the loop).
     pub tuning: &'a Arc<ImageSet>,
@@ -28,7 +29,8 @@ pub struct TuneContext<'a> {
     pub normalization: Normalization,
     pub max_steps: usize,
     /// The paper's early stopping: stop once every tuning image is
-    /// classified correctly, after at least `min_steps` steps.
+    /// classified correctly, after at least `min_steps` steps (0: a model
+    /// that already gets every counterexample right is not tuned at all).
     pub early_stopping: bool,
     pub min_steps: usize,
     pub seed: u64,
@@ -64,6 +66,7 @@ reusebench_core::register_methods! {
     pub enum DebiasMethod: dyn DebiasMethodSpec {
         ChangePenalty = "change-penalty" in change_penalty,
         Finetune = "finetune" in finetune,
+        FinetunePlain = "finetune-plain" in finetune_plain,
         Mas = "mas" in mas,
         L2Sp = "l2-sp" in l2_sp,
         SideTuning = "side-tuning" in side_tuning,
@@ -101,9 +104,14 @@ pub fn all_correct(logits: Tensor<2>, labels: &[u32]) -> bool {
 /// A method's extra loss on the model being tuned (a penalty), if any.
 pub type Penalty<'a, M> = Box<dyn FnMut(&M) -> Option<Tensor<1>> + 'a>;
 
+/// A method's change to the model after each optimizer step (a proximal
+/// step), given the step's learning rate.
+pub type Update<'a, M> = Box<dyn FnMut(M, f64) -> M + 'a>;
+
 /// The early-stopping rule and a method's extra loss, as loop hooks.
 pub struct TuneHooks<'a, M> {
     pub penalty: Penalty<'a, M>,
+    pub update: Option<Update<'a, M>>,
     /// Whether the model classifies every tuning image correctly.
     pub solved: Box<dyn Fn(&M) -> bool + 'a>,
     pub early_stopping: bool,
@@ -115,6 +123,13 @@ pub struct TuneHooks<'a, M> {
 impl<M> TrainHooks<M> for TuneHooks<'_, M> {
     fn extra_loss(&mut self, model: &M, _step: &Step) -> Result<Option<Tensor<1>>, CoreError> {
         Ok((self.penalty)(model))
+    }
+
+    fn after_update(&mut self, model: M, lr: f64) -> M {
+        match &mut self.update {
+            Some(update) => update(model, lr),
+            None => model,
+        }
     }
 
     fn after_epoch(&mut self, epoch: usize, model: &M) -> Result<EpochControl, CoreError> {
@@ -130,13 +145,17 @@ impl<M> TrainHooks<M> for TuneHooks<'_, M> {
 
 /// Tunes `model` on the counterexamples, one full-batch step per epoch, up
 /// to `max_steps`, with `penalty` added to the cross-entropy.
-pub(crate) fn tune_with<M: TrainModel>(
+pub(crate) fn tune_with<'a, M: TrainModel>(
     model: M,
     optimizer: &OptimConfig,
     ctx: &TuneContext,
-    penalty: Penalty<'_, M>,
-    solved: Box<dyn Fn(&M) -> bool + '_>,
+    (penalty, update): (Penalty<'a, M>, Option<Update<'a, M>>),
+    solved: Box<dyn Fn(&M) -> bool + 'a>,
 ) -> Result<(M, usize, bool), CoreError> {
+    // With no minimum, a model that already solves the batch is done.
+    if ctx.early_stopping && ctx.min_steps == 0 && solved(&model) {
+        return Ok((model, 0, true));
+    }
     let stage = Stage {
         name: "tune".into(),
         epochs: ctx.max_steps,
@@ -150,6 +169,7 @@ pub(crate) fn tune_with<M: TrainModel>(
     };
     let mut hooks = TuneHooks {
         penalty,
+        update,
         solved,
         early_stopping: ctx.early_stopping,
         min_steps: ctx.min_steps,
@@ -174,7 +194,32 @@ pub(crate) fn tune_classifier<'a>(
     ctx: &'a TuneContext<'a>,
     penalty: Penalty<'a, Classifier>,
 ) -> Result<Tuned, CoreError> {
-    tune_with(model, optimizer, ctx, penalty, classifier_solves(ctx)).map(Tuned::from)
+    tune_with(
+        model,
+        optimizer,
+        ctx,
+        (penalty, None),
+        classifier_solves(ctx),
+    )
+    .map(Tuned::from)
+}
+
+/// [`tune_classifier`] with `update` applied after every optimizer step.
+pub(crate) fn tune_classifier_updated<'a>(
+    model: Classifier,
+    optimizer: &OptimConfig,
+    ctx: &'a TuneContext<'a>,
+    update: Update<'a, Classifier>,
+) -> Result<Tuned, CoreError> {
+    let none: Penalty<'a, Classifier> = Box::new(|_| None);
+    tune_with(
+        model,
+        optimizer,
+        ctx,
+        (none, Some(update)),
+        classifier_solves(ctx),
+    )
+    .map(Tuned::from)
 }
 
 /// The whole-batch check for a classifier.
@@ -202,6 +247,7 @@ mod tests {
         let step = Cell::new(0usize);
         let mut hooks: TuneHooks<'_, ()> = TuneHooks {
             penalty: Box::new(|_| None),
+            update: None,
             solved: Box::new(|_| step.get() >= 3),
             early_stopping,
             min_steps,

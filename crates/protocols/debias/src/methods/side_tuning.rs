@@ -1,6 +1,11 @@
-//! `side-tuning` (Zhang et al. 2020): the pretrained backbone frozen, a
-//! small side network blended in, α·base(x) + (1 − α)·side(x); the side
-//! network and the head train. The core's `SideNet` / `Classifier::with_side`.
+//! `side-tuning` (Zhang et al. 2020): the pretrained backbone frozen (its
+//! batch norm in evaluation mode), a side network blended in,
+//! α·base(x) + (1 − α)·side(x); the side network and the head train. As
+//! the paper initialises it (`init: copy`, the default), the side network
+//! is a copy of the base whose batch norm trains, behind an identity
+//! projection, so tuning starts from the pretrained model's outputs;
+//! `init: random` is a fresh CIFAR ResNet-18 of `side_width`. The core's
+//! `SideNet` / `Classifier::with_side`.
 
 use reusebench_core::{Purpose, Seeds};
 use reusebench_core::method::Method;
@@ -21,6 +26,18 @@ pub struct SideTuning {
     /// Weight of the frozen base's features.
     #[serde(default = "default_alpha")]
     pub alpha: Probability,
+    /// How the side network starts: a copy of the base, or random of
+    /// `side_width` (which only `random` reads).
+    #[serde(default)]
+    pub init: SideInit,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SideInit {
+    #[default]
+    Copy,
+    Random,
 }
 
 fn default_side_width() -> PositiveInt {
@@ -35,9 +52,14 @@ impl Method for SideTuning {}
 
 impl DebiasMethodSpec for SideTuning {
     fn tune(&self, start: &Classifier, ctx: &TuneContext) -> Result<Tuned, CoreError> {
-        let mut rng = Seeds::new(ctx.seed).rng(Purpose::DebiasSide);
         let base_dim = start.head.weight.dims()[0];
-        let side = SideNet::random(self.side_width.get(), base_dim, &mut rng, ctx.device);
+        let side = match self.init {
+            SideInit::Copy => SideNet::copy_of(start.backbone(), base_dim, ctx.device),
+            SideInit::Random => {
+                let mut rng = Seeds::new(ctx.seed).rng(Purpose::DebiasSide);
+                SideNet::random(self.side_width.get(), base_dim, &mut rng, ctx.device)
+            }
+        };
         // The base is frozen (evaluation-mode batch norm) by with_side; the
         // head trains.
         let model = start.clone().with_side(side, self.alpha.get());

@@ -1,0 +1,3 @@
+//! The debias crate's integration tests, as one test binary.
+
+mod methods;
