@@ -164,6 +164,9 @@ pub const MEAN_ROUND_KL_PRIOR: &str = "mean_round_kl_prior";
 /// The deployed model's accuracy (%) on the whole test part of the pool
 /// (the pool's own class mix), before any shift.
 pub const DEPLOYED_ACC: &str = "deployed_acc";
+/// 1 when the rounds followed the reference method's deployments (every
+/// method scored on the same shifts), 0 when the method's own.
+pub const TRAJECTORY_PAIRED: &str = "trajectory_paired";
 /// Mean seconds per round. Timing.
 pub const MEAN_ROUND_SECONDS: &str = "mean_round_seconds";
 

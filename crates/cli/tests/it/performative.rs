@@ -7,7 +7,7 @@ use reusebench_results::names;
 
 #[test]
 fn performative_smoke_grid_runs_reports_and_reproduces() {
-    let smoke = SmokeRun::new("performative", 29);
+    let smoke = SmokeRun::new("performative", 57);
     let results = &smoke.results;
 
     let md = smoke.assert_report(
@@ -18,7 +18,8 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
             "| em-prior |",
             "| bbse |",
             "| pap |",
-            "| retrain |",
+            "| retrain-head |",
+            "| finetune |",
             names::MEAN_ROUND_ACC,
             names::MEAN_ROUND_KL_PRIOR,
             "### Between no-adapt and oracle-prior",
@@ -34,12 +35,16 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
     assert!(!md.contains("### round_acc"), "{md}");
 
     let first = cell_rows(results, "performative");
-    assert_eq!(first.len(), 28, "7 methods x 2 temperatures x 2 seeds");
+    assert_eq!(
+        first.len(),
+        56,
+        "7 methods x 2 temperatures x 2 trajectories x 2 seeds"
+    );
     for (method, rows) in &first {
         assert_eq!(values(rows, names::ROUND_ACC).len(), 20, "{method}");
         let kl = values(rows, names::ROUND_KL_PRIOR);
         match method.as_str() {
-            "no-adapt" | "retrain" | "retrain+backbone" => {
+            "no-adapt" | "retrain-head" | "finetune" => {
                 assert!(kl.is_empty(), "{method} predicts no prior")
             }
             "oracle-prior" => assert!(kl.iter().all(|&v| v.abs() < 1e-12), "{kl:?}"),
@@ -51,8 +56,8 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
         assert!((cumulative[19] - mean).abs() < 1e-9);
     }
 
-    // Retraining the backbone is another method: its rounds differ from
-    // retraining the head alone on the same seeds.
+    // Fine-tuning the whole classifier is another method: its rounds
+    // differ from retraining the head alone on the same seeds.
     let acc_of = |m: &str| -> Vec<Vec<f64>> {
         first
             .iter()
@@ -60,7 +65,35 @@ fn performative_smoke_grid_runs_reports_and_reproduces() {
             .map(|(_, rows)| values(rows, names::ROUND_ACC))
             .collect()
     };
-    assert_ne!(acc_of("retrain"), acc_of("retrain+backbone"));
+    assert_ne!(acc_of("retrain-head"), acc_of("finetune"));
+
+    // Paired: every method sees PaP's shifts, round by round (the same
+    // largest proportion); own: each its own.
+    let shifts = |trajectory: &str, tau: f64, seed: u64| -> Vec<Vec<f64>> {
+        first
+            .iter()
+            .filter(|(_, rows)| {
+                rows[0]["axes"]["trajectory"] == trajectory
+                    && rows[0]["axes"]["temperature"].as_f64() == Some(tau)
+                    && rows[0]["seed"] == seed
+            })
+            .map(|(_, rows)| values(rows, names::ROUND_MAX_PROPORTION))
+            .collect()
+    };
+    for seed in [0, 1] {
+        let paired = shifts("paired", 0.1, seed);
+        assert_eq!(paired.len(), 7);
+        assert!(
+            paired.iter().all(|p| p == &paired[0]),
+            "one trajectory for all"
+        );
+        let own = shifts("own", 0.1, seed);
+        assert!(own.iter().any(|p| p != &own[0]), "each method its own");
+        for (_, rows) in &first {
+            let flag = values(rows, names::TRAJECTORY_PAIRED)[0];
+            assert_eq!(flag == 1.0, rows[0]["axes"]["trajectory"] == "paired");
+        }
+    }
 
     // Every cell again from scratch: the same rows to the last bit.
     smoke.assert_rerun_identical("performative", &first);
@@ -83,7 +116,14 @@ fn validate_rejects_impossible_performative_settings_with_file_line_and_key() {
                 to: "min_per_class: 2\n      replace: never",
                 line_of: "n_train: 40",
                 key: "n_train",
-                message: "the smallest class's training part of the pool holds 12",
+                message: "the smallest class's training part of the pool holds 20",
+            },
+            Rejection {
+                from: "n_test: 60",
+                to: "n_test: 100",
+                line_of: "n_test: 100",
+                key: "n_test",
+                message: "drawn without replacement, but the pool's test part holds 80",
             },
             Rejection {
                 from: "min_per_class: 2",

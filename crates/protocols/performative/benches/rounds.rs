@@ -78,7 +78,7 @@ fn methods() -> Vec<PerformativeMethod> {
         PerformativeMethod::EmPrior(EmPrior::default()),
         PerformativeMethod::Bbse(Bbse {}),
         PerformativeMethod::Pap(Pap::default()),
-        PerformativeMethod::Retrain(Retrain {
+        PerformativeMethod::RetrainHead(RetrainHead {
             epochs: PositiveInt::of(1),
             batch_size: PositiveInt::of(32),
             backbone: false,
@@ -117,7 +117,7 @@ fn rounds(c: &mut Criterion) {
                     &settings,
                     &deployed,
                     &parts,
-                    adapter,
+                    (adapter, None),
                     ChaCha8Rng::seed_from_u64(1),
                     &NoProgress,
                 )

@@ -37,7 +37,7 @@ use reusebench_data::{DatasetSpec, ImageSet, NormalizationChoice};
 use serde::{Deserialize, Serialize};
 
 use methods::{Deployed, Feedback, PerformativeMethod, RoundInput, method_key};
-use simulator::{Replace, allocate, dirichlet, draw, fill_missing, next_proportions};
+use simulator::{Replace, allocate, dirichlet, draw, draw_exhaust, fill_missing, next_proportions};
 
 /// The protocol, as the runner's registry names it.
 pub struct Performative;
@@ -117,10 +117,34 @@ pub struct PerformativeConfig {
     /// Test images of every class in every round, whatever the proportions.
     #[serde(default = "default_min_per_class")]
     pub min_per_class: usize,
-    /// How a class's count is drawn from its part of the pool.
+    /// How a round's sample is drawn from the pool.
     #[serde(default)]
     pub replace: Replace,
+    /// Whose deployments move the proportions: `paired` (the default, as
+    /// the authors score their baselines) runs `reference` alongside and
+    /// scores the method on the rounds the reference's accuracy induces;
+    /// `own` lets the method's own accuracy move them.
+    #[serde(default)]
+    pub trajectory: Trajectory,
+    /// The method whose deployments drive a paired trajectory.
+    #[serde(default = "default_reference")]
+    pub reference: PerformativeMethod,
     pub method: PerformativeMethod,
+}
+
+/// Whose accuracy moves the class proportions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trajectory {
+    /// The reference method's: every method is scored on the same shifts.
+    #[default]
+    Paired,
+    /// The method's own (feedback studies).
+    Own,
+}
+
+fn default_reference() -> PerformativeMethod {
+    PerformativeMethod::Pap(methods::Pap::default())
 }
 
 fn default_rounds() -> PositiveInt {
@@ -296,12 +320,35 @@ impl Protocol for Performative {
             .method
             .spec()
             .build(&deployed, config.seed, &device)?;
+        // A paired trajectory follows the reference's deployments (the
+        // method itself, when it is the reference).
+        let paired = config.trajectory == Trajectory::Paired;
+        let reference = match paired && config.reference != config.method {
+            true => Some(
+                config
+                    .reference
+                    .spec()
+                    .build(&deployed, config.seed, &device)?,
+            ),
+            false => None,
+        };
         let rng = env.rng(config.seed, Purpose::Rounds);
         let settings = Settings::of(config);
         let mut rows = evaluator.timed("rounds", || {
-            simulate(&settings, &deployed, &parts, adapter, rng, progress)
+            simulate(
+                &settings,
+                &deployed,
+                &parts,
+                (adapter, reference),
+                rng,
+                progress,
+            )
         })?;
         rows.push(MetricRow::scalar(names::DEPLOYED_ACC, deployed_acc));
+        rows.push(MetricRow::scalar(
+            names::TRAJECTORY_PAIRED,
+            f64::from(u8::from(paired)),
+        ));
         rows.extend(evaluator.phase_rows());
         Ok(rows)
     }
@@ -354,6 +401,31 @@ fn check_pool(config: &PerformativeConfig, parts: &[(usize, usize)]) -> Result<(
             "pool",
             "a class has fewer than 2 pool images: both parts of the pool need one",
         ));
+    }
+    if config.replace == Replace::Exhaust {
+        let total = |f: fn(&(usize, usize)) -> usize| parts.iter().map(f).sum::<usize>();
+        for (key, n, held, what) in [
+            ("n_train", config.n_train.get(), total(|p| p.0), "training"),
+            ("n_test", config.n_test.get(), total(|p| p.1), "test"),
+        ] {
+            if n > held {
+                return Err(CoreError::config(
+                    key,
+                    format!(
+                        "{n} images per round, drawn without replacement, but the pool's {what} part holds {held}"
+                    ),
+                ));
+            }
+        }
+        if config.min_per_class > smallest_test {
+            return Err(CoreError::config(
+                "min_per_class",
+                format!(
+                    "{} per class, but the smallest class's test part holds {smallest_test}",
+                    config.min_per_class
+                ),
+            ));
+        }
     }
     if config.replace == Replace::Never {
         for (key, n, part, what) in [
@@ -425,13 +497,14 @@ pub fn simulate(
     settings: &Settings,
     deployed: &Deployed,
     parts: &Parts,
-    mut adapter: Box<dyn methods::Adapter>,
+    (mut adapter, mut reference): (Box<dyn methods::Adapter>, Option<Box<dyn methods::Adapter>>),
     mut rng: rand_chacha::ChaCha8Rng,
     progress: &dyn reusebench_core::Progress,
 ) -> Result<Vec<MetricRow>, CoreError> {
     let k = deployed.classes;
     let mut proportions = dirichlet(settings.dirichlet_alpha, k, &mut rng);
     let mut previous_acc: Option<Vec<f64>> = None;
+    let mut reference_acc: Option<Vec<f64>> = None;
     let mut rows = Vec::new();
     let (mut sum_acc, mut sum_ce, mut sum_kl, mut n_kl, mut sum_seconds) =
         (0.0, 0.0, 0.0, 0usize, 0.0);
@@ -442,6 +515,10 @@ pub fn simulate(
     for round in 0..settings.rounds {
         let mut draw_parts =
             |parts: &[Vec<usize>], n: usize, min: usize| {
+                if settings.replace == Replace::Exhaust {
+                    return draw_exhaust(parts, n, &proportions, min, &mut rng)
+                        .map_err(|m| CoreError::config("n_test", format!("round {round}: {m}")));
+                }
                 let counts = allocate(n, &proportions, min);
                 let mut out = Vec::with_capacity(n);
                 for (c, &count) in counts.iter().enumerate() {
@@ -506,7 +583,29 @@ pub fn simulate(
         rows.push(MetricRow::at(names::ROUND_SECONDS, seconds, at));
         progress.batch(acc as f32);
 
-        proportions = next_proportions(&per_class, settings.temperature, settings.sign);
+        // The reference sees the same round; its accuracy moves the shift.
+        let driver = match &mut reference {
+            Some(r) => {
+                let input = RoundInput {
+                    round,
+                    test: &test,
+                    proportions: &proportions,
+                    previous_acc: reference_acc.as_deref(),
+                };
+                let (_, own) = accuracy_of(&r.predict(&input, deployed)?.probs, &test_labels, k);
+                let feedback = Feedback {
+                    round,
+                    train: &train,
+                    train_prior: &train_prior,
+                    previous_acc: reference_acc.as_deref(),
+                };
+                r.observe(&feedback, deployed)?;
+                reference_acc = Some(fill_missing(&own));
+                own
+            }
+            None => per_class.clone(),
+        };
+        proportions = next_proportions(&driver, settings.temperature, settings.sign);
         previous_acc = Some(fill_missing(&per_class));
     }
     progress.end();

@@ -23,12 +23,19 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_data::shift::standard_normal;
 use serde::{Deserialize, Serialize};
 
-/// How a class's count is drawn from its part of the pool.
+/// How a round's sample is drawn from the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Replace {
-    /// Without replacement while the part holds enough, then with.
+    /// As the authors' code: `min_per_class` of every class first, then
+    /// one image at a time, its class drawn from the proportions, without
+    /// replacement; a class whose part is used up gets probability 1e-4
+    /// (renormalised: the rest goes to the others in proportion). A round can never
+    /// take more than the pool's part holds in all.
     #[default]
+    Exhaust,
+    /// Counts by largest remainder; without replacement while the class's
+    /// part holds enough, then with.
     Auto,
     /// Never: a draw larger than the part is an error.
     Never,
@@ -113,6 +120,89 @@ pub fn allocate(n: usize, proportions: &[f64], min_per_class: usize) -> Vec<usiz
     counts.iter().map(|c| c + min_per_class).collect()
 }
 
+/// The proportions as the authors' code uses them: rounded to
+/// ⌈log10 k⌉ + 2 decimals (3 for CIFAR-10), so a class whose share rounds
+/// to zero is drawn only for its per-class minimum.
+pub fn rounded(proportions: &[f64]) -> Vec<f64> {
+    let digits = (proportions.len().max(1) as f64).log10().ceil() as i32 + 2;
+    let scale = 10f64.powi(digits);
+    proportions
+        .iter()
+        .map(|p| (p * scale).round() / scale)
+        .collect()
+}
+
+/// A round's sample drawn as [`Replace::Exhaust`] says: pool indices,
+/// `min_per_class` of every class first. Errors when the pool's part
+/// cannot serve `n` (validation checks this before anything runs).
+pub fn draw_exhaust(
+    parts: &[Vec<usize>],
+    n: usize,
+    proportions: &[f64],
+    min_per_class: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<usize>, String> {
+    let total: usize = parts.iter().map(Vec::len).sum();
+    if n > total {
+        return Err(format!(
+            "{n} images asked of a part of the pool that holds {total}"
+        ));
+    }
+    // Each class's images in a random order: drawing without replacement
+    // is taking the next one.
+    let mut left: Vec<Vec<usize>> = parts
+        .iter()
+        .map(|p| {
+            let mut v = p.clone();
+            v.shuffle(rng);
+            v
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for (c, part) in left.iter_mut().enumerate() {
+        if part.len() < min_per_class {
+            return Err(format!(
+                "class {c} holds {} images, fewer than min_per_class {min_per_class}",
+                part.len()
+            ));
+        }
+        out.extend(part.drain(..min_per_class));
+    }
+    let mut pdf: Vec<f64> = rounded(proportions);
+    let sum: f64 = pdf.iter().sum();
+    if sum <= 0.0 {
+        pdf = vec![1.0; parts.len()];
+    }
+    while out.len() < n {
+        let total: f64 = pdf.iter().sum();
+        let mut u = rng.random::<f64>() * total;
+        let mut c = pdf.len() - 1;
+        for (i, &p) in pdf.iter().enumerate() {
+            if u < p {
+                c = i;
+                break;
+            }
+            u -= p;
+        }
+        match left[c].pop() {
+            Some(i) => out.push(i),
+            // Used up. The authors give it weight 1e-4 and draw again,
+            // which picks the others in proportion to their shares: the
+            // same as weight 0 here. Classes whose share rounded to 0 get
+            // a small one once every other class is used up.
+            None => {
+                pdf[c] = 0.0;
+                if pdf.iter().sum::<f64>() <= 0.0 {
+                    for (p, l) in pdf.iter_mut().zip(&left) {
+                        *p = if l.is_empty() { 0.0 } else { 1e-4 };
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A class's count drawn from its part of the pool (`part`: pool indices).
 pub fn draw(
     part: &[usize],
@@ -133,6 +223,7 @@ pub fn draw(
     };
     match replace {
         Replace::Always => Ok(with_replacement(count, rng)),
+        Replace::Exhaust => unreachable!("exhaust draws a whole round (draw_exhaust)"),
         Replace::Never | Replace::Auto if count <= part.len() => {
             let mut v = part.to_vec();
             let (chosen, _) = v.partial_shuffle(rng, count);
@@ -204,6 +295,45 @@ mod tests {
         // Largest remainders get the leftover units.
         let c = allocate(10, &[1.0 / 3.0; 3], 0);
         assert_eq!(c, vec![4, 3, 3]);
+    }
+
+    #[test]
+    fn exhaust_draws_without_replacement_and_spills_over() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let parts = vec![
+            vec![0, 1, 2],
+            vec![10, 11, 12, 13, 14, 15],
+            vec![20, 21, 22, 23, 24, 25],
+        ];
+        // Nearly all the mass on class 0, which holds 3: the rest spills
+        // over, nothing is drawn twice, every class gets its minimum.
+        let d = draw_exhaust(&parts, 12, &[0.98, 0.01, 0.01], 1, &mut rng).unwrap();
+        assert_eq!(d.len(), 12);
+        let mut u = d.clone();
+        u.sort();
+        u.dedup();
+        assert_eq!(u.len(), 12, "without replacement: {d:?}");
+        for c in 0..3 {
+            assert!(
+                d.iter().any(|i| parts[c].contains(i)),
+                "class {c} has its minimum"
+            );
+        }
+        assert!(
+            [0, 1, 2].iter().all(|i| d.contains(i)),
+            "class 0 used up first: {d:?}"
+        );
+        // More than the pool holds: refused.
+        assert!(draw_exhaust(&parts, 16, &[0.3, 0.3, 0.4], 0, &mut rng).is_err());
+        // The proportions are rounded as the authors' code: 3 decimals for 10 classes.
+        let r = rounded(&[0.12345; 10]);
+        assert!((r[0] - 0.123).abs() < 1e-12);
+        // A share of 0.0004 rounds to 0: only the minimum is drawn.
+        let mut p = vec![0.9996 / 9.0; 9];
+        p.push(0.0004);
+        let parts: Vec<Vec<usize>> = (0..10).map(|c| (c * 100..c * 100 + 50).collect()).collect();
+        let d = draw_exhaust(&parts, 200, &p, 2, &mut rng).unwrap();
+        assert_eq!(d.iter().filter(|&&i| i >= 900).count(), 2);
     }
 
     #[test]

@@ -121,7 +121,8 @@ reusebench_core::register_methods! {
         EmPrior = "em-prior" in em_prior,
         Bbse = "bbse" in bbse,
         Pap = "pap" in pap,
-        Retrain = "retrain" in retrain,
+        RetrainHead = "retrain-head" in retrain,
+        Finetune = "finetune" in finetune,
     }
 }
 

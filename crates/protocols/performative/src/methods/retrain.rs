@@ -1,10 +1,9 @@
-//! `retrain`: the expensive reference. The head is fine-tuned on each
-//! round's labelled training sample (features of the frozen backbone,
-//! computed once per pool image), starting from the head of the round
-//! before; the next round is predicted with the fine-tuned head. With
-//! `backbone: true` the whole classifier is fine-tuned on the round's
-//! training images instead, and the pool's features are recomputed after
-//! every round (the only method that runs the backbone again: expensive).
+//! `retrain-head`: the head is fine-tuned on each round's labelled training
+//! sample (features of the frozen backbone, computed once per pool image),
+//! starting from the head of the round before; the next round is predicted
+//! with the fine-tuned head. Not the authors' baseline: theirs fine-tunes
+//! the whole classifier (`finetune`, which builds this adapter with the
+//! backbone on).
 
 use reusebench_core::{Purpose, Seeds};
 use reusebench_core::method::Method;
@@ -12,7 +11,7 @@ use burn::nn::Linear;
 use burn::tensor::Device;
 use std::sync::Arc;
 
-use reusebench_core::features::{Rows, features, head_logits};
+use reusebench_core::features::{Rows, head_logits, logits};
 use crate::label_shift::softmax_rows;
 use reusebench_core::model::Classifier;
 use reusebench_core::train::{NoHooks, OptimConfig, Stage, fit, fit_linear, trainable};
@@ -25,15 +24,16 @@ use super::{Built, Predicted, Adapter, Deployed, Feedback, MethodSpec, Predictio
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Retrain {
+pub struct RetrainHead {
     /// Epochs over each round's training sample.
     #[serde(default = "default_epochs")]
     pub epochs: PositiveInt,
     #[serde(default = "default_batch_size")]
     pub batch_size: PositiveInt,
     pub optimizer: OptimConfig,
-    /// Fine-tune the backbone too, on the images.
-    #[serde(default)]
+    /// Fine-tune the backbone too, on the images (set by `finetune`, not
+    /// by grids).
+    #[serde(skip)]
     pub backbone: bool,
 }
 
@@ -44,29 +44,19 @@ fn default_batch_size() -> PositiveInt {
     PositiveInt::of(32)
 }
 
-impl Method for Retrain {
-    /// `retrain+backbone` when the backbone retrains too: another method.
-    fn label(&self, name: &'static str) -> String {
-        if self.backbone {
-            format!("{name}+backbone")
-        } else {
-            name.into()
-        }
-    }
-}
+impl Method for RetrainHead {}
 
-impl MethodSpec for Retrain {
+impl MethodSpec for RetrainHead {
     fn build(&self, deployed: &Deployed, seed: u64, device: &Device) -> Built {
         let whole = if self.backbone {
             let source = deployed.source.as_ref().ok_or_else(|| {
                 CoreError::config(
-                    "method.backbone",
-                    "retraining the backbone needs the pool's images (a protocol run, not outputs alone)",
+                    "method",
+                    "fine-tuning the backbone needs the pool's images (a protocol run, not outputs alone)",
                 )
             })?;
             Some(Whole {
                 model: trainable(source.classifier.clone(), device),
-                features: deployed.features.clone(),
             })
         } else {
             None
@@ -82,10 +72,9 @@ impl MethodSpec for Retrain {
 }
 
 struct RetrainState {
-    config: Retrain,
+    config: RetrainHead,
     head: Linear,
-    /// With `backbone: true`: the classifier being retrained and the pool's
-    /// features under its current backbone.
+    /// With the backbone on: the classifier being fine-tuned.
     whole: Option<Whole>,
     seed: u64,
     device: Device,
@@ -93,7 +82,15 @@ struct RetrainState {
 
 struct Whole {
     model: Classifier,
-    features: Rows,
+}
+
+/// The pool images at `indices`, with their labels.
+fn images_of(pool: &ImageSet, indices: &[usize]) -> ImageSet {
+    let mut set = ImageSet::empty(pool.channels, pool.height, pool.width);
+    for &i in indices {
+        set.push_from(pool, i, pool.labels[i]);
+    }
+    set
 }
 
 fn rows_of(features: &Rows, indices: &[usize]) -> Rows {
@@ -108,6 +105,21 @@ fn rows_of(features: &Rows, indices: &[usize]) -> Rows {
 
 impl Adapter for RetrainState {
     fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
+        if let (Some(whole), Some(source)) = (&self.whole, &deployed.source) {
+            // The fine-tuned classifier on the round's test images.
+            let set = Arc::new(images_of(&source.pool, input.test));
+            let out = logits(
+                &whole.model,
+                &set,
+                source.eval_batch_size,
+                source.normalization,
+                &self.device,
+            );
+            return Ok(Prediction {
+                probs: softmax_rows(&out.values, out.dim),
+                prior: None,
+            });
+        }
         let logits = head_logits(
             &self.head,
             &rows_of(&deployed.features, input.test),
@@ -121,11 +133,7 @@ impl Adapter for RetrainState {
 
     fn observe(&mut self, feedback: &Feedback, deployed: &Deployed) -> Result<(), CoreError> {
         if let (Some(whole), Some(source)) = (&mut self.whole, &deployed.source) {
-            let mut set =
-                ImageSet::empty(source.pool.channels, source.pool.height, source.pool.width);
-            for &i in feedback.train {
-                set.push_from(&source.pool, i, source.pool.labels[i]);
-            }
+            let set = images_of(&source.pool, feedback.train);
             let stage = Stage {
                 name: format!("retrain round {}", feedback.round),
                 epochs: self.config.epochs.get(),
@@ -147,13 +155,6 @@ impl Adapter for RetrainState {
                 &self.device,
                 &NoProgress,
             )?;
-            whole.features = features(
-                model.backbone(),
-                &source.pool,
-                source.eval_batch_size,
-                source.normalization,
-                &self.device,
-            );
             whole.model = model;
             return Ok(());
         }

@@ -85,7 +85,7 @@ fn run(method: &dyn MethodSpec, name: &str) -> Vec<MetricRow> {
         &settings(name),
         &deployed,
         &parts,
-        adapter,
+        (adapter, None),
         ChaCha8Rng::seed_from_u64(5),
         &NoProgress,
     )
