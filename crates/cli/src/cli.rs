@@ -39,6 +39,10 @@ pub enum Command {
         /// Skip the report after the run.
         #[arg(long)]
         no_report: bool,
+        /// Write TensorBoard event files under RESULTS/tb/ (as the grid's
+        /// `tracking: { tensorboard: true }`).
+        #[arg(long)]
+        tensorboard: bool,
         /// Run only the cells at positions I, I+N, I+2N, ... of the grid
         /// (`I/N`): N workers with shards 0..N-1 split a grid.
         #[arg(long, value_name = "I/N", conflicts_with = "cell")]
@@ -70,7 +74,8 @@ pub enum Command {
         dry_run: bool,
     },
     /// Counts of done, failed, running and pending cells of a results
-    /// folder; the reason of each failed cell, the host of each running one.
+    /// folder; the reason of each failed cell, the host and latest rows of
+    /// each running one (`--follow` keeps watching).
     Status {
         /// The results folder (the grid's `results`).
         results: PathBuf,
@@ -78,6 +83,12 @@ pub enum Command {
         /// counts as abandoned.
         #[arg(long, value_name = "SECS", default_value_t = 600)]
         claim_timeout: u64,
+        /// Print it again every `--interval` seconds, with each running
+        /// cell's latest rows, until no cell runs or is pending.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long, value_name = "SECS", default_value_t = 2)]
+        interval: u64,
     },
     /// Check a grid (keys, types, files, devices) without running anything.
     Validate {

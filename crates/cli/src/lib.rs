@@ -70,11 +70,13 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             force,
             keep_stale,
             no_report,
+            tensorboard,
             shard,
             cell,
             claim_timeout,
         } => {
-            let grid = load_grid(registry, &grid, &set, device.as_deref())?;
+            let mut grid = load_grid(registry, &grid, &set, device.as_deref())?;
+            grid.tensorboard |= tensorboard;
             let select = match (shard, cell.is_empty()) {
                 (Some(shard), _) => shard,
                 (None, false) => Selection::Cells(cell),
@@ -151,13 +153,19 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
         Command::Status {
             results,
             claim_timeout,
-        } => {
+            follow,
+            interval,
+        } => loop {
             let status =
                 reusebench_runner::status::of(&results, Duration::from_secs(claim_timeout))
                     .with_context(|| format!("reading {}", results.display()))?;
             print!("{status}");
-            Ok(ExitCode::SUCCESS)
-        }
+            if !follow || (status.running.is_empty() && status.pending.is_empty()) {
+                break Ok(ExitCode::SUCCESS);
+            }
+            println!("---- again in {interval} s (Ctrl-C stops watching, not the run)");
+            std::thread::sleep(Duration::from_secs(interval));
+        },
         Command::Report { results } => {
             report(&results)?;
             Ok(ExitCode::SUCCESS)

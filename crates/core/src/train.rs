@@ -109,18 +109,48 @@ pub struct CurveSink<'a> {
     pub coords: Coords,
 }
 
-/// The curve rows of a cell's training stages, in the order they ran.
-#[derive(Debug, Default)]
-pub struct CurveLog(Mutex<Vec<MetricRow>>);
+/// Where a cell's rows go as they are made, before the cell ends (a live
+/// file a researcher watches, TensorBoard): a crash keeps what was sent.
+pub trait LiveRows: Send + Sync {
+    fn row(&self, row: &MetricRow);
+}
+
+/// The curve rows of a cell's training stages, in the order they ran,
+/// each also sent live where a sink is set.
+#[derive(Default)]
+pub struct CurveLog {
+    rows: Mutex<Vec<MetricRow>>,
+    live: Mutex<Option<Arc<dyn LiveRows>>>,
+}
+
+impl std::fmt::Debug for CurveLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurveLog").finish_non_exhaustive()
+    }
+}
 
 impl CurveLog {
     pub fn push(&self, row: MetricRow) {
-        self.0.lock().expect("curve log").push(row);
+        self.send(&row);
+        self.rows.lock().expect("curve log").push(row);
     }
 
     /// Every row so far, leaving the log empty.
     pub fn take(&self) -> Vec<MetricRow> {
-        std::mem::take(&mut *self.0.lock().expect("curve log"))
+        std::mem::take(&mut *self.rows.lock().expect("curve log"))
+    }
+
+    /// Sends every row from now on to `live` as well.
+    pub fn set_live(&self, live: Arc<dyn LiveRows>) {
+        *self.live.lock().expect("curve log") = Some(live);
+    }
+
+    /// Sends `row` live only (a protocol's per-round or per-task row,
+    /// returned with the cell's rows at its end).
+    pub fn send(&self, row: &MetricRow) {
+        if let Some(live) = self.live.lock().expect("curve log").as_ref() {
+            live.row(row);
+        }
     }
 
     fn epoch(&self, coords: &Coords, epoch: usize, loss: f64, lr: f64, seconds: f64) {

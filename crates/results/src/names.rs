@@ -167,6 +167,11 @@ pub const DEPLOYED_ACC: &str = "deployed_acc";
 /// 1 when the rounds followed the reference method's deployments (every
 /// method scored on the same shifts), 0 when the method's own.
 pub const TRAJECTORY_PAIRED: &str = "trajectory_paired";
+/// Mean over rounds of the total variation between the proportions and
+/// the class frequencies of the round's test sample: how far the drawing
+/// (a minimum per class, classes running out of a small pool) moved the
+/// shift from what the simulator asked.
+pub const MEAN_SAMPLE_TV: &str = "mean_sample_tv";
 /// Mean seconds per round. Timing.
 pub const MEAN_ROUND_SECONDS: &str = "mean_round_seconds";
 

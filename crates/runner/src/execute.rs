@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use reusebench_core::cost::energy::{EnergyMeter, EnergySource, carbon_grams};
@@ -17,6 +18,7 @@ use crate::claim;
 use crate::error::RunnerError;
 use crate::grid::Grid;
 use crate::identity::{self, Digests, Identity};
+use crate::live::{Live, tensorboard_dir};
 use crate::select::{PickState, pick_state};
 use crate::store;
 use crate::tune::TUNING_FILE;
@@ -136,8 +138,12 @@ fn run_cell(
     cell: &Cell,
     device: DeviceSpec,
     progress: &dyn Progress,
+    live: Option<Arc<Live>>,
 ) -> Result<Vec<MetricRow>, Vec<String>> {
     let env = RunEnv::new(device, progress).with_held_out(cell.held_out.clone());
+    if let Some(l) = &live {
+        env.curves.set_live(l.clone());
+    }
     let meter = cell.energy.as_ref().map(|c| {
         (
             EnergyMeter::start(c.energy, &c.rapl_root, c.tdp_watts),
@@ -149,6 +155,11 @@ fn run_cell(
         Ok(Ok(mut rows)) => {
             if let Some(bad) = rows.iter().find(|r| r.value.is_infinite()) {
                 return Err(vec![format!("metric {} is infinite", bad.metric)]);
+            }
+            // The curves went live as they were made; the protocol's own
+            // rows go to TensorBoard now.
+            if let Some(l) = &live {
+                l.finish(&rows, 0);
             }
             rows.extend(env.curves.take());
             if let Some((meter, intensity)) = meter {
@@ -544,7 +555,13 @@ fn execute(
     let start = Instant::now();
     let outcome = match refused {
         Some(chain) => Err(chain),
-        None => run_cell(cell, grid.device, observer.progress()),
+        None => {
+            let tb = grid
+                .tensorboard
+                .then(|| tensorboard_dir(&grid.results, cell));
+            let live = Live::start(dir, tb.as_deref())?;
+            run_cell(cell, grid.device, observer.progress(), Some(Arc::new(live)))
+        }
     };
     status.seconds = start.elapsed().as_secs_f64();
     match outcome {

@@ -10,12 +10,14 @@ pub mod error;
 pub mod execute;
 pub mod grid;
 pub mod identity;
+pub mod live;
 mod locate;
 pub mod registry;
 mod select;
 pub mod slurm;
 pub mod status;
 pub mod store;
+pub mod tensorboard;
 pub mod tune;
 
 pub use cell::Cell;

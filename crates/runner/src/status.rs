@@ -22,6 +22,8 @@ pub struct GridStatus {
     pub failed: Vec<(String, String, String)>,
     /// (cell folder, holder, seconds since the claim).
     pub running: Vec<(String, String, u64)>,
+    /// Per running cell (same order), its latest live rows in words.
+    pub latest: Vec<String>,
     /// (cell folder, note: why it is not running, if known).
     pub pending: Vec<(String, Option<String>)>,
     /// (cell folder, why) of done cells whose inputs or build changed
@@ -66,6 +68,8 @@ pub fn of(results: &Path, claim_timeout: Duration) -> Result<GridStatus, RunnerE
         {
             let age = now.saturating_sub(found.holder.started);
             out.running.push((name, found.holder.describe(), age));
+            out.latest
+                .push(latest_in_words(&crate::live::last_rows(&dir, 3)));
             continue;
         }
         match store::read_status(&dir) {
@@ -111,6 +115,20 @@ fn stale_since_run(dir: &Path, digests: &Digests) -> Vec<String> {
     now.changes_since(&stored)
 }
 
+/// `curve_loss 0.512 (stage=pretrain, epoch=3)`, the rows joined by `; `.
+fn latest_in_words(rows: &[reusebench_results::MetricRow]) -> String {
+    rows.iter()
+        .map(|r| {
+            let coords: Vec<String> = r.coords.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            match coords.is_empty() {
+                true => format!("{} {:.4}", r.metric, r.value),
+                false => format!("{} {:.4} ({})", r.metric, r.value, coords.join(", ")),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl fmt::Display for GridStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "grid `{}`: {} cell(s)", self.name, self.cells)?;
@@ -135,8 +153,12 @@ impl fmt::Display for GridStatus {
         }
         if !self.running.is_empty() {
             writeln!(f, "running:")?;
-            for (cell, holder, age) in &self.running {
+            for (i, (cell, holder, age)) in self.running.iter().enumerate() {
                 writeln!(f, "  {cell} on {holder}, for {age}s")?;
+                match self.latest.get(i) {
+                    Some(l) if !l.is_empty() => writeln!(f, "    latest: {l}")?,
+                    _ => {}
+                }
             }
         }
         let notes: Vec<_> = self
@@ -151,5 +173,54 @@ impl fmt::Display for GridStatus {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::{LIVE_FILE, Live};
+    use reusebench_core::train::LiveRows;
+    use reusebench_results::{Coords, MetricRow};
+
+    /// A cell another worker is running shows with its latest live rows.
+    #[test]
+    fn a_running_cell_shows_its_latest_live_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let results = tmp.path();
+        let name = "pretrain-0123456789ab";
+        let dir = results.join("cells").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            results.join("grid.json"),
+            serde_json::json!({ "name": "g", "cells": [name] }).to_string(),
+        )
+        .unwrap();
+        // Another live process on this host holds it (pid 1 never ends).
+        let holder = claim::Holder {
+            pid: 1,
+            ..claim::Holder::me()
+        };
+        std::fs::write(
+            dir.join(claim::CLAIM_FILE),
+            serde_json::to_string(&holder).unwrap(),
+        )
+        .unwrap();
+        let live = Live::start(&dir, None).unwrap();
+        for epoch in 0..3usize {
+            let at = Coords::new().with("stage", "pretrain").with("epoch", epoch);
+            live.row(&MetricRow::at("curve_loss", 1.0 / (epoch + 1) as f64, at));
+        }
+        // Flushed as it goes: the file holds every row before the cell ends.
+        let text = std::fs::read_to_string(dir.join(LIVE_FILE)).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        let status = of(results, Duration::from_secs(60)).unwrap();
+        assert_eq!(status.running.len(), 1);
+        let shown = status.to_string();
+        assert!(
+            shown.contains("latest: curve_loss 1.0000 (stage=pretrain, epoch=0)")
+                && shown.contains("curve_loss 0.3333 (stage=pretrain, epoch=2)"),
+            "{shown}"
+        );
     }
 }

@@ -11,4 +11,5 @@ mod performative;
 mod resque;
 mod snapshots;
 mod toy_protocol;
+mod tracking;
 mod tune;

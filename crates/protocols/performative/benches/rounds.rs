@@ -74,7 +74,7 @@ fn methods() -> Vec<PerformativeMethod> {
     use reusebench_performative::methods::*;
     vec![
         PerformativeMethod::NoAdapt(NoAdapt {}),
-        PerformativeMethod::OraclePrior(OraclePrior {}),
+        PerformativeMethod::OraclePrior(OraclePrior::default()),
         PerformativeMethod::EmPrior(EmPrior::default()),
         PerformativeMethod::Bbse(Bbse {}),
         PerformativeMethod::Pap(Pap::default()),

@@ -508,6 +508,7 @@ pub fn simulate(
     let mut rows = Vec::new();
     let (mut sum_acc, mut sum_ce, mut sum_kl, mut n_kl, mut sum_seconds) =
         (0.0, 0.0, 0.0, 0usize, 0.0);
+    let mut sum_tv = 0.0;
     progress.begin(
         &format!("{} · {} rounds", settings.method, settings.rounds),
         settings.rounds,
@@ -532,6 +533,15 @@ pub fn simulate(
         let train = draw_parts(&parts.train, settings.n_train, 0)?;
         let test_labels: Vec<u32> = test.iter().map(|&i| deployed.labels[i]).collect();
         let train_prior = class_proportions(train.iter().map(|&i| deployed.labels[i]), k);
+        // How far the drawn sample is from the proportions (a small pool
+        // drawn without replacement flattens the shift).
+        let realized = class_proportions(test_labels.iter().copied(), k);
+        sum_tv += 0.5
+            * realized
+                .iter()
+                .zip(&proportions)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f64>();
 
         let tick = Instant::now();
         let prediction = adapter.predict(
@@ -622,6 +632,7 @@ pub fn simulate(
         names::MEAN_ROUND_SECONDS,
         sum_seconds / rounds,
     ));
+    rows.push(MetricRow::scalar(names::MEAN_SAMPLE_TV, sum_tv / rounds));
     Ok(rows)
 }
 

@@ -41,7 +41,19 @@ struct RawGrid {
     results: PathBuf,
     #[serde(default)]
     device: Option<String>,
+    /// Where rows go while cells run, besides their files.
+    #[serde(default)]
+    tracking: Tracking,
     experiments: Vec<RawExperiment>,
+}
+
+/// The grid's `tracking:` block.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tracking {
+    /// TensorBoard event files under `RESULTS/tb/` (`run --tensorboard` too).
+    #[serde(default)]
+    tensorboard: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +89,8 @@ pub struct Grid {
     pub axes: Vec<(String, Vec<String>)>,
     /// Each experiment's baseline method label, where the grid names one.
     pub baselines: Vec<(String, String)>,
+    /// Write TensorBoard event files (`tracking: { tensorboard: true }`).
+    pub tensorboard: bool,
 }
 
 /// Reads, overrides, expands and validates a grid. `overrides` are
@@ -201,6 +215,7 @@ pub fn parse_grid(
         cells: x.cells,
         axes: x.axes,
         baselines: x.baselines,
+        tensorboard: raw.tracking.tensorboard,
     })
 }
 

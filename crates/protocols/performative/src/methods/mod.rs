@@ -126,6 +126,8 @@ reusebench_core::register_methods! {
     }
 }
 
+pub use oracle_prior::OracleSource;
+
 /// Prefixes a method's config error with `method.`.
 pub(crate) fn method_key(e: CoreError) -> CoreError {
     reusebench_core::protocol::prefix_key(e, "method")
