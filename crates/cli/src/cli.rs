@@ -158,6 +158,10 @@ pub enum Command {
     Report {
         /// The results folder (the grid's `results`).
         results: PathBuf,
+        /// Also write `report.html`: one self-contained page (sortable
+        /// tables, plots inlined, the grid, the environment).
+        #[arg(long)]
+        html: bool,
     },
 }
 

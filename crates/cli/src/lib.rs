@@ -166,8 +166,13 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             println!("---- again in {interval} s (Ctrl-C stops watching, not the run)");
             std::thread::sleep(Duration::from_secs(interval));
         },
-        Command::Report { results } => {
-            report(&results)?;
+        Command::Report { results, html } => {
+            let (done, failed) = report(&results)?;
+            if html {
+                let page = reusebench_report::write_html(&results, done, failed)
+                    .with_context(|| format!("writing the HTML report of {}", results.display()))?;
+                println!("html: {}", page.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -291,7 +296,8 @@ fn bench(
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(results: &std::path::Path) -> Result<()> {
+/// Writes the report; (cells done, cells failed).
+fn report(results: &std::path::Path) -> Result<(usize, usize)> {
     let files = reusebench_report::write_report(results)
         .with_context(|| format!("writing the report of {}", results.display()))?;
     println!(
@@ -307,7 +313,7 @@ fn report(results: &std::path::Path) -> Result<()> {
     if let Some(why) = files.png_skipped {
         println!("note: {why}; the SVG plots are complete");
     }
-    Ok(())
+    Ok((files.cells_done, files.cells_failed))
 }
 
 /// Writes and submits (or, dry, prints) the grid's array jobs.

@@ -14,6 +14,8 @@ pub enum ReportError {
     Polars(#[from] polars::error::PolarsError),
     #[error("plot {path}: {message}")]
     Plot { path: PathBuf, message: String },
+    #[error("the HTML report's template: {0}")]
+    Template(String),
 }
 
 impl ReportError {

@@ -13,6 +13,7 @@
 
 mod aggregate;
 mod error;
+mod html;
 mod plot;
 mod rows;
 pub mod stats;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use aggregate::{Benchmark, Summary, SummaryRow};
 pub use error::ReportError;
+pub use html::write_html;
 pub use reusebench_results::StoredRow;
 pub use rows::{FailedCell, TunedCell, load_results};
 

@@ -7,6 +7,7 @@ mod cli_smoke;
 mod cluster;
 mod common;
 mod debias;
+mod html_report;
 mod performative;
 mod resque;
 mod snapshots;
