@@ -122,7 +122,7 @@ pub enum Command {
     /// Write a small generated dataset in an official layout (for smoke runs
     /// and for trying a loader without the real files).
     MakeFixture {
-        /// cifar10, tiny-imagenet or fmow.
+        /// cifar10, tiny-imagenet, fmow or image-folder.
         dataset: String,
         /// The folder to write (the dataset's root).
         dir: PathBuf,

@@ -262,7 +262,12 @@ fn make_fixture(dataset: &str, dir: &Path) -> Result<ExitCode> {
         "fmow" => {
             reusebench_data::fmow::write_fmow_fixture(dir, 700)?;
         }
-        other => anyhow::bail!("unknown fixture `{other}`; use cifar10, tiny-imagenet or fmow"),
+        "image-folder" => {
+            reusebench_data::image_folder::write_image_folder_fixture(dir, 4, 12, true)?
+        }
+        other => anyhow::bail!(
+            "unknown fixture `{other}`; use cifar10, tiny-imagenet, fmow or image-folder"
+        ),
     }
     println!("wrote a generated {dataset} fixture to {}", dir.display());
     Ok(ExitCode::SUCCESS)

@@ -72,6 +72,13 @@ impl Checks<'_> {
         }
     }
 
+    /// What a dataset spec allows checking without decoding images (an
+    /// image folder's tree), as an error at `key`.
+    pub fn data(&self, spec: &DatasetSpec, key: &str) -> Result<(), CoreError> {
+        spec.check()
+            .map_err(|e| CoreError::config(key, e.to_string()))
+    }
+
     /// The backbone's settings and, for a harness checkpoint on disk now
     /// that no earlier cell overwrites, its header against the architecture.
     pub fn backbone(&self, config: &BackboneConfig, key: &str) -> Result<(), CoreError> {

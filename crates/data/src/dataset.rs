@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::DataError;
 use crate::fmow::FmowSplit;
 use crate::image_set::TrainTest;
-use crate::{cifar, fmow, synthetic, tiny_imagenet};
+use crate::transform::Normalization;
+use crate::{cifar, fmow, image_folder, synthetic, tiny_imagenet};
 
 /// Which dataset a grid cell uses. `root` paths are the folder that holds the
 /// official files (e.g. `cifar-10-batches-bin`).
@@ -71,6 +72,45 @@ pub enum DatasetSpec {
         #[serde(default)]
         test_per_class: Option<usize>,
     },
+    /// A researcher's own images, one folder per class (torchvision's
+    /// ImageFolder): `root/<train>/<class>/*.{jpg,png}`, the same classes
+    /// under `<test>` and, if given, `<val>` (the dataset's own validation
+    /// split then).
+    ImageFolder {
+        root: PathBuf,
+        #[serde(default = "default_train_dir")]
+        train: PathBuf,
+        #[serde(default = "default_test_dir")]
+        test: PathBuf,
+        #[serde(default)]
+        val: Option<PathBuf>,
+        /// Resized to this many pixels a side.
+        #[serde(default = "default_folder_size")]
+        image_size: usize,
+        /// Per-channel statistics in [0, 1] units (both or neither;
+        /// ImageNet's when absent).
+        #[serde(default)]
+        mean: Option<[f32; 3]>,
+        #[serde(default)]
+        std: Option<[f32; 3]>,
+        #[serde(default)]
+        train_per_class: Option<usize>,
+        #[serde(default)]
+        test_per_class: Option<usize>,
+        /// Where the decoded cache goes; `<root>/.reusebench-cache` when absent.
+        #[serde(default)]
+        cache_dir: Option<PathBuf>,
+    },
+}
+
+fn default_train_dir() -> PathBuf {
+    PathBuf::from("train")
+}
+fn default_test_dir() -> PathBuf {
+    PathBuf::from("test")
+}
+fn default_folder_size() -> usize {
+    64
 }
 
 fn default_fmow_size() -> usize {
@@ -93,6 +133,7 @@ impl DatasetSpec {
                 root.join("rgb_metadata.csv"),
                 root.join("country_code_mapping.csv"),
             ],
+            DatasetSpec::ImageFolder { root, train, .. } => vec![root.join(train)],
         }
     }
 
@@ -110,6 +151,15 @@ impl DatasetSpec {
                     .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
             }
             DatasetSpec::Fmow { .. } => Some(fmow::CATEGORIES.len()),
+            DatasetSpec::ImageFolder {
+                root,
+                train,
+                test,
+                val,
+                ..
+            } => image_folder::list(root, train, test, val.as_deref())
+                .ok()
+                .map(|l| l.classes.len()),
         }
     }
 
@@ -175,7 +225,10 @@ impl DatasetSpec {
     /// whose reference (WILDS' ERM) trains without augmentation.
     pub fn default_augment(&self) -> crate::transform::Augment {
         match self {
-            DatasetSpec::Fmow { .. } => crate::transform::Augment::NONE,
+            // A researcher's own images: no assumption about what they allow.
+            DatasetSpec::Fmow { .. } | DatasetSpec::ImageFolder { .. } => {
+                crate::transform::Augment::NONE
+            }
             _ => crate::transform::Augment::STANDARD,
         }
     }
@@ -185,9 +238,9 @@ impl DatasetSpec {
         match self {
             DatasetSpec::Synthetic { .. } => crate::synthetic::SIZE,
             DatasetSpec::Cifar10 { .. } | DatasetSpec::Cifar100 { .. } => 32,
-            DatasetSpec::TinyImagenet { image_size, .. } | DatasetSpec::Fmow { image_size, .. } => {
-                *image_size
-            }
+            DatasetSpec::TinyImagenet { image_size, .. }
+            | DatasetSpec::Fmow { image_size, .. }
+            | DatasetSpec::ImageFolder { image_size, .. } => *image_size,
         }
     }
 
@@ -198,6 +251,7 @@ impl DatasetSpec {
             DatasetSpec::Cifar100 { .. } => "cifar100",
             DatasetSpec::TinyImagenet { .. } => "tiny-imagenet",
             DatasetSpec::Fmow { .. } => "fmow",
+            DatasetSpec::ImageFolder { .. } => "image-folder",
         }
     }
 }
@@ -261,6 +315,69 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             train_per_class,
             test_per_class,
         )),
+        DatasetSpec::ImageFolder {
+            root,
+            train,
+            test,
+            val,
+            image_size,
+            mean,
+            std,
+            train_per_class,
+            test_per_class,
+            cache_dir,
+        } => {
+            let normalization = match (mean, std) {
+                (Some(mean), Some(std)) => Normalization {
+                    mean: *mean,
+                    std: *std,
+                },
+                _ => Normalization::IMAGENET,
+            };
+            let data = image_folder::load_image_folder(
+                root,
+                (train, test, val.as_deref()),
+                *image_size,
+                normalization,
+                cache_dir.as_deref(),
+            )?;
+            Ok(cap(data, train_per_class, test_per_class))
+        }
+    }
+}
+
+impl DatasetSpec {
+    /// What can be checked without decoding images: an image folder's tree
+    /// (every split has the training split's classes, every class folder
+    /// holds image files only) and its statistics. The message names the
+    /// path or the key.
+    pub fn check(&self) -> Result<(), DataError> {
+        match self {
+            DatasetSpec::ImageFolder {
+                root,
+                train,
+                test,
+                val,
+                mean,
+                std,
+                ..
+            } => {
+                if mean.is_some() != std.is_some() {
+                    return Err(DataError::Config(
+                        "image-folder: give `mean` and `std` together".into(),
+                    ));
+                }
+                if let Some(std) = std
+                    && std.iter().any(|s| s.is_nan() || *s <= 0.0)
+                {
+                    return Err(DataError::Config(format!(
+                        "image-folder: every `std` must be > 0, got {std:?}"
+                    )));
+                }
+                image_folder::list(root, train, test, val.as_deref()).map(|_| ())
+            }
+            _ => Ok(()),
+        }
     }
 }
 

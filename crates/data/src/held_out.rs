@@ -298,6 +298,21 @@ mod tests {
             cache_dir: Some(tmp.path().join("cache")),
         };
         assert_disjoint("tiny-imagenet", load_dataset(&spec).unwrap());
+        let folder = tmp.path().join("folder");
+        crate::image_folder::write_image_folder_fixture(&folder, 3, 10, false).unwrap();
+        let spec = DatasetSpec::ImageFolder {
+            root: folder.clone(),
+            train: "train".into(),
+            test: "test".into(),
+            val: None,
+            image_size: 8,
+            mean: None,
+            std: None,
+            train_per_class: None,
+            test_per_class: None,
+            cache_dir: Some(tmp.path().join("folder-cache")),
+        };
+        assert_disjoint("image-folder", load_dataset(&spec).unwrap());
         let fmow = tmp.path().join("fmow");
         crate::fmow::write_fmow_fixture(&fmow, 400).unwrap();
         let random = DatasetSpec::Fmow {

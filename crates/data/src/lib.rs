@@ -12,6 +12,7 @@ pub mod error;
 pub mod fmow;
 pub mod held_out;
 pub mod image_file;
+pub mod image_folder;
 pub mod image_set;
 pub mod shift;
 pub mod shortcut;

@@ -148,7 +148,7 @@ fn fingerprint(root: &Path, listing: &Listing, size: usize) -> Result<u64, DataE
     Ok(h.finish())
 }
 
-fn write_set(w: &mut impl Write, set: &ImageSet) -> std::io::Result<()> {
+pub(crate) fn write_set(w: &mut impl Write, set: &ImageSet) -> std::io::Result<()> {
     w.write_all(&(set.len() as u64).to_le_bytes())?;
     for l in &set.labels {
         w.write_all(&l.to_le_bytes())?;
@@ -156,7 +156,7 @@ fn write_set(w: &mut impl Write, set: &ImageSet) -> std::io::Result<()> {
     w.write_all(&set.pixels)
 }
 
-fn read_set(r: &mut impl Read, size: usize) -> std::io::Result<ImageSet> {
+pub(crate) fn read_set(r: &mut impl Read, size: usize) -> std::io::Result<ImageSet> {
     let mut n = [0u8; 8];
     r.read_exact(&mut n)?;
     let n = u64::from_le_bytes(n) as usize;

@@ -338,8 +338,11 @@ pub fn to_frame(
             "seed".into(),
             rows.iter().map(|r| r.seed).collect::<Vec<u64>>(),
         ),
-        Column::new("split".into(), text(&|r| r.split.clone())),
     ];
+    // A grid with a `split` axis has the column already (the same values).
+    if !axis_columns.iter().any(|a| a == "split") {
+        columns.push(Column::new("split".into(), text(&|r| r.split.clone())));
+    }
     for key in axis_columns {
         columns.push(typed_column(
             key,

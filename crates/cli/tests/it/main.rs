@@ -8,6 +8,7 @@ mod cluster;
 mod common;
 mod debias;
 mod html_report;
+mod image_folder;
 mod performative;
 mod resque;
 mod snapshots;

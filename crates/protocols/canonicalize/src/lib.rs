@@ -167,6 +167,7 @@ impl Protocol for Canonicalize {
     const OBJECTIVE: &'static str = names::ACC_C8_AVG;
 
     fn validate(config: &CanonicalizeConfig, checks: &Checks) -> Result<(), CoreError> {
+        checks.data(&config.data, "data")?;
         checks.backbone(&config.backbone, "backbone")?;
         config.check()?;
         if let (Some(classes), Some(n)) = (&config.classes, config.data.num_classes()) {

@@ -88,6 +88,7 @@ impl Protocol for Continual {
     const OBJECTIVE: &'static str = names::AVG_ACC_CLASS_IL;
 
     fn validate(config: &ContinualConfig, checks: &Checks) -> Result<(), CoreError> {
+        checks.data(&config.data, "data")?;
         config.method.validate()?;
         checks.backbone(&config.backbone, "backbone")?;
         if config.batch_size < 2 {

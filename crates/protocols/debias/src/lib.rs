@@ -109,6 +109,7 @@ impl Protocol for Debias {
     const OBJECTIVE: &'static str = names::ACC_CONFLICTING;
 
     fn validate(config: &DebiasConfig, checks: &Checks) -> Result<(), CoreError> {
+        checks.data(&config.data, "data")?;
         checks.backbone(&config.backbone, "backbone")?;
         config
             .shortcut

@@ -209,6 +209,7 @@ impl Protocol for Performative {
     const OBJECTIVE: &'static str = names::MEAN_ROUND_ACC;
 
     fn validate(config: &PerformativeConfig, checks: &Checks) -> Result<(), CoreError> {
+        checks.data(&config.data, "data")?;
         checks.backbone(&config.backbone, "backbone")?;
         config.method.validate().map_err(method_key)?;
         if config.sign != 1.0 && config.sign != -1.0 {

@@ -68,6 +68,7 @@ impl Protocol for Pretrain {
     const OBJECTIVE: &'static str = names::TEST_ACC;
 
     fn validate(config: &PretrainConfig, checks: &Checks) -> Result<(), CoreError> {
+        checks.data(&config.data, "data")?;
         checks.backbone(&config.backbone, "backbone")?;
         if config.batch_size < 2 {
             return Err(CoreError::config("batch_size", "must be >= 2"));

@@ -154,6 +154,7 @@ impl Protocol for Resque {
     const OBJECTIVE: &'static str = names::ACC_AFTER_RETRAIN;
 
     fn validate(config: &ResqueConfig, checks: &Checks) -> Result<(), CoreError> {
+        checks.data(&config.data, "data")?;
         checks.backbone(&config.backbone, "backbone")?;
         config.cost.validate("cost")?;
         match (config.retrain.target_acc, config.retrain.target_of_clean) {
