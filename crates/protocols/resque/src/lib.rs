@@ -68,8 +68,9 @@ pub enum ShiftConfig {
     /// renumbered 0..n in this order.
     Task {
         classes: Vec<u32>,
+        // Boxed: a dataset spec is far larger than the other variants.
         #[serde(default)]
-        data: Option<DatasetSpec>,
+        data: Option<Box<DatasetSpec>>,
     },
 }
 
@@ -208,7 +209,7 @@ impl Protocol for Resque {
         }
         match &config.shift {
             ShiftConfig::Task { classes, data } => {
-                let data = data.as_ref().unwrap_or(&config.data);
+                let data = data.as_deref().unwrap_or(&config.data);
                 if classes.len() < 2 {
                     return Err(CoreError::config(
                         "shift.classes",
