@@ -35,6 +35,11 @@ pub enum DatasetSpec {
         train_per_class: Option<usize>,
         #[serde(default)]
         test_per_class: Option<usize>,
+        /// Train on the official test split and take the official training
+        /// split as the test split: a model that never saw the larger split
+        /// (performative rounds drawn from it, as a pool).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        swap_splits: bool,
     },
     /// CIFAR-100, official binary version (fine labels).
     Cifar100 {
@@ -192,7 +197,8 @@ impl DatasetSpec {
                 root,
                 train_per_class,
                 test_per_class,
-            } => cifar::label_counts(root, false, test).map(|c| {
+                swap_splits,
+            } => cifar::label_counts(root, false, test != *swap_splits).map(|c| {
                 capped(
                     c,
                     if test {
@@ -279,11 +285,14 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             root,
             train_per_class,
             test_per_class,
-        } => Ok(cap(
-            cifar::load_cifar10(root)?,
-            train_per_class,
-            test_per_class,
-        )),
+            swap_splits,
+        } => {
+            let mut data = cifar::load_cifar10(root)?;
+            if *swap_splits {
+                std::mem::swap(&mut data.train, &mut data.test);
+            }
+            Ok(cap(data, train_per_class, test_per_class))
+        }
         DatasetSpec::Cifar100 {
             root,
             train_per_class,

@@ -264,10 +264,22 @@ mod tests {
         let cifar10 = tmp.path().join("cifar10");
         crate::cifar::write_cifar10_fixture(&cifar10, 2, 0).unwrap();
         let spec = DatasetSpec::Cifar10 {
+            root: cifar10.clone(),
+            train_per_class: None,
+            test_per_class: None,
+            swap_splits: false,
+        };
+        assert_disjoint("cifar10", load_dataset(&spec).unwrap());
+        // Swapped (the test split trains): still disjoint.
+        let spec = DatasetSpec::Cifar10 {
             root: cifar10,
             train_per_class: None,
             test_per_class: None,
+            swap_splits: true,
         };
+        let swapped = load_dataset(&spec).unwrap();
+        assert_eq!((swapped.train.len(), swapped.test.len()), (20, 100), "the test split trains");
+        assert_eq!(spec.class_counts(false), Some(vec![2; 10]));
         assert_disjoint("cifar10", load_dataset(&spec).unwrap());
         let cifar100 = tmp.path().join("cifar100");
         std::fs::create_dir_all(&cifar100).unwrap();
