@@ -278,7 +278,11 @@ mod tests {
             swap_splits: true,
         };
         let swapped = load_dataset(&spec).unwrap();
-        assert_eq!((swapped.train.len(), swapped.test.len()), (20, 100), "the test split trains");
+        assert_eq!(
+            (swapped.train.len(), swapped.test.len()),
+            (20, 100),
+            "the test split trains"
+        );
         assert_eq!(spec.class_counts(false), Some(vec![2; 10]));
         assert_disjoint("cifar10", load_dataset(&spec).unwrap());
         let cifar100 = tmp.path().join("cifar100");

@@ -515,34 +515,13 @@ pub fn simulate(
         settings.rounds,
     );
     for round in 0..settings.rounds {
-        let mut draw_parts =
-            |parts: &[Vec<usize>], n: usize, min: usize| {
-                if settings.replace == Replace::Exhaust {
-                    return draw_exhaust(parts, n, &proportions, min, &mut rng)
-                        .map_err(|m| CoreError::config("n_test", format!("round {round}: {m}")));
-                }
-                let counts = allocate(n, &proportions, min);
-                let mut out = Vec::with_capacity(n);
-                for (c, &count) in counts.iter().enumerate() {
-                    out.extend(draw(&parts[c], count, settings.replace, &mut rng).map_err(
-                        |m| CoreError::config("replace", format!("round {round}, class {c}: {m}")),
-                    )?);
-                }
-                Ok::<_, CoreError>(out)
-            };
-        let test = draw_parts(&parts.test, settings.n_test, settings.min_per_class)?;
-        let train = draw_parts(&parts.train, settings.n_train, 0)?;
+        let (test, train) = draw_round(settings, parts, &proportions, round, &mut rng)?;
         let test_labels: Vec<u32> = test.iter().map(|&i| deployed.labels[i]).collect();
         let train_prior = class_proportions(train.iter().map(|&i| deployed.labels[i]), k);
         // How far the drawn sample is from the proportions (a small pool
         // drawn without replacement flattens the shift).
         let realized = class_proportions(test_labels.iter().copied(), k);
-        sum_tv += 0.5
-            * realized
-                .iter()
-                .zip(&proportions)
-                .map(|(a, b)| (a - b).abs())
-                .sum::<f64>();
+        sum_tv += total_variation(&realized, &proportions);
 
         let tick = Instant::now();
         let prediction = adapter.predict(
@@ -572,19 +551,16 @@ pub fn simulate(
         sum_seconds += seconds;
         let at = Coords::new().with(names::ROUND, round);
         let n = (round + 1) as f64;
-        rows.push(MetricRow::at(names::ROUND_ACC, acc, at.clone()));
-        rows.push(MetricRow::at(names::ROUND_CE, ce, at.clone()));
-        rows.push(MetricRow::at(
-            names::CUMULATIVE_ACC,
-            sum_acc / n,
-            at.clone(),
-        ));
-        rows.push(MetricRow::at(names::CUMULATIVE_CE, sum_ce / n, at.clone()));
-        rows.push(MetricRow::at(
-            names::ROUND_MAX_PROPORTION,
-            proportions.iter().copied().fold(0.0, f64::max),
-            at.clone(),
-        ));
+        let max_proportion = proportions.iter().copied().fold(0.0, f64::max);
+        for (metric, value) in [
+            (names::ROUND_ACC, acc),
+            (names::ROUND_CE, ce),
+            (names::CUMULATIVE_ACC, sum_acc / n),
+            (names::CUMULATIVE_CE, sum_ce / n),
+            (names::ROUND_MAX_PROPORTION, max_proportion),
+        ] {
+            rows.push(MetricRow::at(metric, value, at.clone()));
+        }
         if let Some(prior) = &prediction.prior {
             let kl = kl_divergence(&proportions, prior);
             sum_kl += kl;
@@ -597,20 +573,16 @@ pub fn simulate(
         // The reference sees the same round; its accuracy moves the shift.
         let driver = match &mut reference {
             Some(r) => {
-                let input = RoundInput {
+                let round_data = RoundData {
                     round,
                     test: &test,
-                    proportions: &proportions,
-                    previous_acc: reference_acc.as_deref(),
-                };
-                let (_, own) = accuracy_of(&r.predict(&input, deployed)?.probs, &test_labels, k);
-                let feedback = Feedback {
-                    round,
+                    test_labels: &test_labels,
                     train: &train,
                     train_prior: &train_prior,
-                    previous_acc: reference_acc.as_deref(),
+                    proportions: &proportions,
                 };
-                r.observe(&feedback, deployed)?;
+                let own =
+                    reference_round(r.as_mut(), &round_data, reference_acc.as_deref(), deployed)?;
                 reference_acc = Some(fill_missing(&own));
                 own
             }
@@ -635,6 +607,78 @@ pub fn simulate(
     ));
     rows.push(MetricRow::scalar(names::MEAN_SAMPLE_TV, sum_tv / rounds));
     Ok(rows)
+}
+
+/// A round's test sample (with the per-class minimum), then its training
+/// sample, drawn from the pool's parts by the current proportions.
+fn draw_round(
+    settings: &Settings,
+    parts: &Parts,
+    proportions: &[f64],
+    round: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Result<(Vec<usize>, Vec<usize>), CoreError> {
+    let mut draw_parts = |parts: &[Vec<usize>], n: usize, min: usize| {
+        if settings.replace == Replace::Exhaust {
+            return draw_exhaust(parts, n, proportions, min, rng)
+                .map_err(|m| CoreError::config("n_test", format!("round {round}: {m}")));
+        }
+        let counts = allocate(n, proportions, min);
+        let mut out = Vec::with_capacity(n);
+        for (c, &count) in counts.iter().enumerate() {
+            out.extend(draw(&parts[c], count, settings.replace, rng).map_err(|m| {
+                CoreError::config("replace", format!("round {round}, class {c}: {m}"))
+            })?);
+        }
+        Ok::<_, CoreError>(out)
+    };
+    let test = draw_parts(&parts.test, settings.n_test, settings.min_per_class)?;
+    let train = draw_parts(&parts.train, settings.n_train, 0)?;
+    Ok((test, train))
+}
+
+/// ½ Σ |p − q|.
+fn total_variation(p: &[f64], q: &[f64]) -> f64 {
+    0.5 * p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f64>()
+}
+
+/// One round's samples, as the methods see them.
+struct RoundData<'a> {
+    round: usize,
+    test: &'a [usize],
+    test_labels: &'a [u32],
+    train: &'a [usize],
+    train_prior: &'a [f64],
+    proportions: &'a [f64],
+}
+
+/// The reference method's round on a paired trajectory: it predicts and
+/// learns as the scored method does; its per-class accuracy is returned.
+fn reference_round(
+    r: &mut dyn methods::Adapter,
+    d: &RoundData,
+    previous_acc: Option<&[f64]>,
+    deployed: &Deployed,
+) -> Result<Vec<Option<f64>>, CoreError> {
+    let input = RoundInput {
+        round: d.round,
+        test: d.test,
+        proportions: d.proportions,
+        previous_acc,
+    };
+    let (_, own) = accuracy_of(
+        &r.predict(&input, deployed)?.probs,
+        d.test_labels,
+        deployed.classes,
+    );
+    let feedback = Feedback {
+        round: d.round,
+        train: d.train,
+        train_prior: d.train_prior,
+        previous_acc,
+    };
+    r.observe(&feedback, deployed)?;
+    Ok(own)
 }
 
 /// Accuracy (%) of the arg-max of `probs`, and each class's accuracy as a
