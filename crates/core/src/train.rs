@@ -330,6 +330,24 @@ fn check_finite(stage: &str, batch: usize, loss: f32) -> Result<(), CoreError> {
     }
 }
 
+/// Batches drop their last partial batch (batch norm needs more than one
+/// row): a set smaller than a batch would train no step at all.
+fn check_one_batch(data: &ImageSet, stage: &Stage) -> Result<(), CoreError> {
+    if stage.epochs > 0 && data.len() < stage.batch_size {
+        return Err(CoreError::config(
+            "batch_size",
+            format!(
+                "{}: {} training image(s), fewer than one batch of {}; with the last \
+                 partial batch dropped it would train no step (lower batch_size)",
+                stage.name,
+                data.len(),
+                stage.batch_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Trains every trainable parameter of `model` (on an autodiff `device`)
 /// for the stage.
 pub fn fit<M: TrainModel>(
@@ -366,20 +384,7 @@ pub fn fit_with<M: TrainModel>(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<(M, StageStats), CoreError> {
-    // Batches drop their last partial batch (batch norm needs more than
-    // one row): a set smaller than a batch would train no step at all.
-    if stage.epochs > 0 && data.len() < stage.batch_size {
-        return Err(CoreError::config(
-            "batch_size",
-            format!(
-                "{}: {} training image(s), fewer than one batch of {}; with the last \
-                 partial batch dropped it would train no step (lower batch_size)",
-                stage.name,
-                data.len(),
-                stage.batch_size
-            ),
-        ));
-    }
+    check_one_batch(data, stage)?;
     let mut optim = stage.optim.optimizer();
     let per_epoch = data.len().div_ceil(stage.batch_size.max(1));
     let total = per_epoch * stage.epochs;
