@@ -1,5 +1,6 @@
 //! Rows as cells make them: every cell's `live.jsonl` holds its curve rows
-//! before the cell ends (here: after it, compared with `rows.json`), and
+//! and its per-task rows before the cell ends (here: after it, compared with
+//! `rows.json`), and
 //! `run --tensorboard` writes event files that our reader and, where it is
 //! installed, TensorBoard's own read back.
 
@@ -68,6 +69,13 @@ fn tensorboard_files_read_back() {
             .collect();
         assert!(!curves.is_empty(), "{}", dir.display());
         assert_eq!(live, curves, "{}", dir.display());
+        // A continual cell's accuracy matrix goes live task by task.
+        let matrix = |text: &str| -> usize { text.matches("\"acc_class_il\"").count() };
+        let stored = std::fs::read_to_string(dir.join("rows.json")).unwrap();
+        let streamed = std::fs::read_to_string(dir.join("live.jsonl")).unwrap();
+        if matrix(&stored) > 0 {
+            assert_eq!(matrix(&streamed), matrix(&stored), "{}", dir.display());
+        }
     }
     // One event file per cell, under tb/<experiment>/<label> seed=<s> (<id>).
     let tb = results.join("tb");

@@ -179,7 +179,12 @@ impl Protocol for Continual {
             let models: Vec<Classifier> = (0..seq.tasks)
                 .map(|j| method.task_model(j).unwrap_or_else(|| model.clone()))
                 .collect();
+            let before = eval.rows.len();
             eval.after_task(t, &models, &seq, config, &evaluator);
+            // The task's accuracy-matrix rows go live as the task ends.
+            for row in &eval.rows[before..] {
+                env.curves.send(row);
+            }
             env.progress.note(&eval.progress_line(t, &seq));
         }
 

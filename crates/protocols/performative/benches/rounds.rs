@@ -119,7 +119,7 @@ fn rounds(c: &mut Criterion) {
                     &parts,
                     (adapter, None),
                     ChaCha8Rng::seed_from_u64(1),
-                    &NoProgress,
+                    (&NoProgress, &|_| {}),
                 )
                 .unwrap()
             })

@@ -336,13 +336,15 @@ impl Protocol for Performative {
         let rng = env.rng(config.seed, Purpose::Rounds);
         let settings = Settings::of(config);
         let mut rows = evaluator.timed("rounds", || {
+            // Each round's rows go live as the round ends.
+            let live = |row: &MetricRow| env.curves.send(row);
             simulate(
                 &settings,
                 &deployed,
                 &parts,
                 (adapter, reference),
                 rng,
-                progress,
+                (progress, &live),
             )
         })?;
         rows.push(MetricRow::scalar(names::DEPLOYED_ACC, deployed_acc));
@@ -500,7 +502,7 @@ pub fn simulate(
     parts: &Parts,
     (mut adapter, mut reference): (Box<dyn methods::Adapter>, Option<Box<dyn methods::Adapter>>),
     mut rng: rand_chacha::ChaCha8Rng,
-    progress: &dyn reusebench_core::Progress,
+    (progress, live): Watchers<'_>,
 ) -> Result<Vec<MetricRow>, CoreError> {
     let k = deployed.classes;
     let mut proportions = dirichlet(settings.dirichlet_alpha, k, &mut rng);
@@ -515,6 +517,7 @@ pub fn simulate(
         settings.rounds,
     );
     for round in 0..settings.rounds {
+        let first_row = rows.len();
         let (test, train) = draw_round(settings, parts, &proportions, round, &mut rng)?;
         let test_labels: Vec<u32> = test.iter().map(|&i| deployed.labels[i]).collect();
         let train_prior = class_proportions(train.iter().map(|&i| deployed.labels[i]), k);
@@ -568,6 +571,7 @@ pub fn simulate(
             rows.push(MetricRow::at(names::ROUND_KL_PRIOR, kl, at.clone()));
         }
         rows.push(MetricRow::at(names::ROUND_SECONDS, seconds, at));
+        rows[first_row..].iter().for_each(live);
         progress.batch(acc as f32);
 
         // The reference sees the same round; its accuracy moves the shift.
@@ -641,6 +645,10 @@ fn draw_round(
 fn total_variation(p: &[f64], q: &[f64]) -> f64 {
     0.5 * p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f64>()
 }
+
+/// Who watches the rounds: the progress display, and where each round's
+/// rows go as the round ends (a cell's live rows).
+pub type Watchers<'a> = (&'a dyn reusebench_core::Progress, &'a dyn Fn(&MetricRow));
 
 /// One round's samples, as the methods see them.
 struct RoundData<'a> {

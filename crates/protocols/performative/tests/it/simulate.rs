@@ -87,7 +87,7 @@ fn run(method: &dyn MethodSpec, name: &str) -> Vec<MetricRow> {
         &parts,
         (adapter, None),
         ChaCha8Rng::seed_from_u64(5),
-        &NoProgress,
+        (&NoProgress, &|_| {}),
     )
     .unwrap()
 }
@@ -194,4 +194,33 @@ fn pap_learns_the_prior_and_the_run_is_deterministic() {
     let early: f64 = kl[1..6].iter().sum::<f64>() / 5.0;
     let late: f64 = kl[35..].iter().sum::<f64>() / 5.0;
     assert!(late < early, "KL early {early} late {late}");
+}
+
+/// Every round's rows reach the live sink as the round ends, in order:
+/// exactly the rows with a `round` coordinate the cell returns.
+#[test]
+fn each_round_goes_live_as_it_ends() {
+    let (deployed, parts) = deployed();
+    let device = DeviceSpec::for_tests().autodiff();
+    let adapter = NoAdapt {}.build(&deployed, 0, &device).unwrap();
+    let sent = std::sync::Mutex::new(Vec::new());
+    let live = |row: &MetricRow| sent.lock().unwrap().push(row.clone());
+    let rows = simulate(
+        &settings("no-adapt"),
+        &deployed,
+        &parts,
+        (adapter, None),
+        ChaCha8Rng::seed_from_u64(5),
+        (&NoProgress, &live),
+    )
+    .unwrap();
+    let per_round: Vec<MetricRow> = rows.into_iter().filter(|r| !r.is_scalar()).collect();
+    assert_eq!(*sent.lock().unwrap(), per_round);
+    assert_eq!(
+        per_round
+            .iter()
+            .filter(|r| r.metric == names::ROUND_ACC)
+            .count(),
+        40
+    );
 }
