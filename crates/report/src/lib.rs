@@ -16,6 +16,7 @@ mod error;
 mod html;
 mod plot;
 mod rows;
+mod seeds;
 pub mod stats;
 mod tuning;
 pub mod views;
@@ -65,6 +66,7 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
     for (exp, protocol) in aggregate::experiments(&summary) {
         let view = views::view_of(&views, &protocol);
         md.push_str(&format!("\n## {exp} ({protocol})\n\n"));
+        md.push_str(&seeds::seeds_line(results, &loaded.rows, &exp));
         md.push_str(&aggregate::scalar_table(&summary, &exp));
         if let Some(baseline) = loaded.baselines.get(&exp) {
             let paired =

@@ -11,6 +11,7 @@ mod html_report;
 mod image_folder;
 mod performative;
 mod resque;
+mod seeds_vary;
 mod snapshots;
 mod toy_protocol;
 mod tracking;

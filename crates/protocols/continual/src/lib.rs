@@ -38,6 +38,17 @@ use reusebench_core::{CoreError, Evaluator};
 /// The protocol, as the runner's registry names it.
 pub struct Continual;
 
+/// Whose seed orders the classes of a class-incremental sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassOrder {
+    /// As listed (or by `class_order_seed`): one order for every seed.
+    #[default]
+    Listed,
+    /// Permuted with the cell's seed.
+    Seeded,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ContinualConfig {
@@ -55,6 +66,12 @@ pub struct ContinualConfig {
     /// Shuffle the class order with this seed; natural order when absent.
     #[serde(default)]
     pub class_order_seed: Option<u64>,
+    /// `listed` (the default: `classes` in order, or shuffled by
+    /// `class_order_seed`, the same for every seed) or `seeded` (shuffled
+    /// with the cell's own seed, so the seeds vary the class order too:
+    /// Mammoth's `--permute_classes`).
+    #[serde(default)]
+    pub class_order: ClassOrder,
     #[serde(default)]
     pub backbone: BackboneConfig,
     pub method: MethodConfig,
@@ -93,6 +110,12 @@ impl Protocol for Continual {
         checks.backbone(&config.backbone, "backbone")?;
         if config.batch_size < 2 {
             return Err(CoreError::config("batch_size", "must be >= 2"));
+        }
+        if config.class_order == ClassOrder::Seeded && config.class_order_seed.is_some() {
+            return Err(CoreError::config(
+                "class_order",
+                "`seeded` orders the classes by the cell's seed: leave class_order_seed out",
+            ));
         }
         // The class count comes from the dataset spec (or a cheap read of
         // its metadata), so a split that cannot work fails here, not after
@@ -232,7 +255,11 @@ impl Sequence {
         let (data, classes) = env.load_dataset(&config.data, &config.classes)?;
         let split = match (&config.classes_per_task, &config.domains) {
             (Some(n), _) => {
-                TaskSequence::Classes(TaskSplit::new(&classes, *n, config.class_order_seed)?)
+                let permute = match config.class_order {
+                    ClassOrder::Listed => config.class_order_seed,
+                    ClassOrder::Seeded => Some(config.seed),
+                };
+                TaskSequence::Classes(TaskSplit::new(&classes, *n, permute)?)
             }
             (None, Some(d)) => TaskSequence::Domains {
                 tasks: d.clone(),
