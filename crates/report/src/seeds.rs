@@ -1,5 +1,5 @@
 //! What an experiment's seeds varied, read from its cells' configs: the
-//! data order and fresh weights always; the class order where the grid
+//! cell's own random streams always; the class order where the grid
 //! asks for it (`class_order: seeded`); the pretrained backbone where each
 //! seed reads its own checkpoint (a `{seed}` in `backbone.checkpoint`, one
 //! pretrain cell per seed). The report says it above the tables, so that a
@@ -43,7 +43,8 @@ pub fn seeds_line(results: &Path, rows: &[StoredRow], exp: &str) -> String {
         return String::new();
     }
     let configs = configs(results, rows, exp);
-    let mut varied = vec!["the data order and freshly initialised weights".to_string()];
+    let mut varied =
+        vec!["every random stream of a cell (data order, fresh weights, sampling)".to_string()];
     let mut shared = Vec::new();
     let class_order = configs.iter().any(|c| c["class_order"] == "seeded");
     let has_classes = configs

@@ -24,7 +24,7 @@ fn the_report_says_what_the_seeds_varied() {
     let summary = std::fs::read_to_string(tmp.path().join("results/summary.md")).unwrap();
     let line = seeds_line(&summary, "continual");
     assert!(
-        line.contains("vary the data order and freshly initialised weights"),
+        line.contains("vary every random stream of a cell (data order, fresh weights, sampling)"),
         "{line}"
     );
     assert!(
