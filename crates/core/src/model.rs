@@ -52,7 +52,10 @@ impl SideNet {
     /// batch norm runs in training mode, and an identity projection of its
     /// `dim` features, so that side(x) = base(x) before the first step.
     pub fn copy_of(base: &ResNet, dim: usize, device: &Device) -> Self {
-        let net = base.clone().unfreeze();
+        // New parameter ids: the optimizer and the penalties key on them,
+        // and the copy must not share them with the frozen base it came from
+        // (an update of the copy would move the base too).
+        let net = base.clone().unfreeze().map(&mut FreshIds);
         let eye: Vec<f32> = (0..dim * dim)
             .map(|i| f32::from(u8::from(i / dim == i % dim)))
             .collect();
@@ -68,6 +71,17 @@ impl SideNet {
 
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         self.proj.forward(self.net.forward(images))
+    }
+}
+
+/// Gives every float parameter a new id (a copy of a module that trains
+/// beside its original).
+struct FreshIds;
+
+impl burn::module::ModuleMapper for FreshIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (_, tensor, mapper) = param.consume();
+        Param::from_mapped_value(burn::module::ParamId::new(), tensor, mapper)
     }
 }
 

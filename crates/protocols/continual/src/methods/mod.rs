@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use ewc::FisherKind;
 pub use replay::{ReplayBuffer, ReplayHook, ReplayLoss};
-pub use side_tuning::logits_with_base;
+pub use side_tuning::{SideInit, logits_with_base};
 
 use reusebench_core::features::cached_features;
 use reusebench_core::metrics::{Coords, names};

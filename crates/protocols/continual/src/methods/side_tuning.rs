@@ -6,7 +6,9 @@
 //! at the first task to `alpha_final` at the last. Without augmentation the
 //! base's features are computed once (feature cache) instead of every step.
 //! `lifelong: true` is the paper's lifelong variant: a side network and a
-//! head per task, each task evaluated with its own.
+//! head per task, each task evaluated with its own, each side network
+//! starting as a copy of the base (`init: copy`, the paper's; `random`
+//! gives the small network above).
 
 use reusebench_core::bounded::{PositiveInt, Probability};
 use reusebench_core::{Purpose, Seeds};
@@ -46,6 +48,20 @@ pub struct SideTuning {
     /// class-IL adaptation.
     #[serde(default)]
     pub lifelong: bool,
+    /// How a side network starts: `copy` (Zhang et al.: a copy of the
+    /// base, its batch norm training, behind an identity projection) or
+    /// `random` (a fresh CIFAR ResNet-18 of `side_width`). Absent: `copy`
+    /// for the lifelong variant, `random` otherwise (the class-IL
+    /// adaptation's setup before 2026-12-06).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<SideInit>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SideInit {
+    Copy,
+    Random,
 }
 
 fn default_side_width() -> PositiveInt {
@@ -118,7 +134,17 @@ impl ContinualMethod for SideTuning {
             let base_dim = model.head.weight.dims()[0];
             let stream = if self.lifelong { ctx.task as u64 } else { 0 };
             let mut rng = Seeds::new(ctx.seed).rng(Purpose::SideBatches { stream });
-            let side = SideNet::random(self.side_width.get(), base_dim, &mut rng, ctx.device);
+            let init = self.init.unwrap_or(if self.lifelong {
+                SideInit::Copy
+            } else {
+                SideInit::Random
+            });
+            let side = match init {
+                SideInit::Copy => SideNet::copy_of(model.backbone(), base_dim, ctx.device),
+                SideInit::Random => {
+                    SideNet::random(self.side_width.get(), base_dim, &mut rng, ctx.device)
+                }
+            };
             model = if self.learn_alpha {
                 model.with_learned_side(side, ctx.device)
             } else {

@@ -5,9 +5,11 @@
 use crate::common::task_context;
 use std::sync::Arc;
 
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use reusebench_continual::methods::{MethodConfig, SideTuning};
+use reusebench_continual::methods::{MethodConfig, SideInit, SideTuning};
 use reusebench_core::DeviceSpec;
 use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::feature_cache::FeatureCache;
@@ -31,6 +33,16 @@ fn flat(model: &Classifier) -> Vec<f32> {
 }
 
 fn run(lifelong: bool) -> (Vec<Option<Classifier>>, Vec<Vec<f32>>) {
+    run_with(lifelong, None, 0.1).0
+}
+
+/// The models per task, task 0's snapshots, and the base the run started from.
+#[allow(clippy::type_complexity)]
+fn run_with(
+    lifelong: bool,
+    init: Option<SideInit>,
+    lr: f64,
+) -> ((Vec<Option<Classifier>>, Vec<Vec<f32>>), Classifier) {
     let dev = DeviceSpec::for_tests().autodiff();
     let data = synthetic::generate(4, 6, 1, 0).unwrap();
     let tasks: Vec<Arc<ImageSet>> = (0..2)
@@ -50,14 +62,16 @@ fn run(lifelong: bool) -> (Vec<Option<Classifier>>, Vec<Vec<f32>>) {
         cfg.build(&mut rng, &dev),
         linear_head(&mut rng, cfg.feature_dim(), 4, &dev),
     );
+    let start = model.clone();
     let method = MethodConfig::SideTuning(SideTuning {
         epochs: 1,
-        optimizer: OptimConfig::sgd(0.1).with_momentum(0.0),
+        optimizer: OptimConfig::sgd(lr).with_momentum(0.0),
         side_width: reusebench_core::bounded::PositiveInt::of(2),
         alpha: reusebench_core::bounded::Probability::of(0.5),
         alpha_final: None,
         learn_alpha: false,
         lifelong,
+        init,
     });
     let mut learner = method.build();
     let (cache, curves) = (FeatureCache::default(), CurveLog::default());
@@ -70,9 +84,51 @@ fn run(lifelong: bool) -> (Vec<Option<Classifier>>, Vec<Vec<f32>>) {
         snapshots_after.push(learner.task_model(0).map(|m| flat(&m)).unwrap_or_default());
     }
     (
-        (0..2).map(|t| learner.task_model(t)).collect(),
-        snapshots_after,
+        (
+            (0..2).map(|t| learner.task_model(t)).collect(),
+            snapshots_after,
+        ),
+        start,
     )
+}
+
+/// Zhang et al.'s lifelong side-tuning starts every task's side network
+/// as a copy of the base: at a vanishing learning rate its features are
+/// the base's; a random side network's are not; the base never moves.
+#[test]
+fn lifelong_side_networks_start_as_the_base() {
+    let dev = DeviceSpec::for_tests().autodiff();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(vec![0.3f32; 2 * 3 * 32 * 32], [2, 3, 32, 32]),
+        &dev,
+    );
+    let features = |r: &reusebench_core::backbone::ResNet| -> Vec<f32> {
+        r.valid()
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let gap = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    let ((models, _), start) = run_with(true, None, 1e-12);
+    for m in models.iter().flatten() {
+        let side = &m.side_tuned().unwrap().side;
+        assert!(
+            gap(&features(&side.net), &features(start.backbone())) < 1e-3,
+            "a copy of the base"
+        );
+        assert_eq!(
+            features(m.backbone()),
+            features(start.backbone()),
+            "the base as pretrained"
+        );
+    }
+    let ((models, _), start) = run_with(true, Some(SideInit::Random), 1e-12);
+    let side = &models[0].as_ref().unwrap().side_tuned().unwrap().side;
+    assert!(
+        gap(&features(&side.net), &features(start.backbone())) > 1e-3,
+        "a random side network"
+    );
 }
 
 #[test]

@@ -211,3 +211,32 @@ fn a_larger_penalty_keeps_more_of_the_start() {
     );
     assert!(free <= mild && mild <= strong, "{free} ≤ {mild} ≤ {strong}");
 }
+
+/// Side-tuning trains its side network and head only: the base it was
+/// copied from keeps its pretrained weights (its features do not move),
+/// even though the side started as that very base.
+#[test]
+fn side_tuning_leaves_the_base_as_pretrained() {
+    let json = r#"{"name": "side-tuning", "optimizer": {"lr": 0.1, "momentum": 0.0}}"#;
+    let (start, tuned, tuning) = tune(json, 3, 3);
+    let dev = DeviceSpec::for_tests().autodiff();
+    let x = tuning_batch(&tuning, Normalization::IMAGENET, &dev);
+    let features = |r: &reusebench_core::backbone::ResNet| -> Vec<f32> {
+        r.valid()
+            .forward(x.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    let side = &tuned.model.side_tuned().unwrap().side;
+    assert_eq!(
+        features(start.backbone()),
+        features(tuned.model.backbone()),
+        "the frozen base moved"
+    );
+    assert_ne!(
+        features(start.backbone()),
+        features(&side.net),
+        "the side network trained"
+    );
+}
