@@ -25,6 +25,9 @@ pub enum Command {
         /// Override a config value: `[EXPERIMENT:]key.path=value` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Where `{data}` in the grid points (default: $REUSEBENCH_DATA, else `datasets`).
+        #[arg(long, value_name = "DIR")]
+        data_root: Option<PathBuf>,
         /// Device: cpu, cuda:N, wgpu:N, tch-cpu, tch-cuda:N (default: the grid's, else cpu).
         #[arg(long)]
         device: Option<String>,
@@ -64,6 +67,9 @@ pub enum Command {
         slurm: bool,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Where `{data}` points, for the tasks too (default: $REUSEBENCH_DATA, else `datasets`).
+        #[arg(long, value_name = "DIR")]
+        data_root: Option<PathBuf>,
         /// Device for the tasks (default: the grid's).
         #[arg(long)]
         device: Option<String>,
@@ -95,6 +101,9 @@ pub enum Command {
         grid: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+        /// Where `{data}` points (default: $REUSEBENCH_DATA, else `datasets`).
+        #[arg(long, value_name = "DIR")]
+        data_root: Option<PathBuf>,
         #[arg(long)]
         device: Option<String>,
     },

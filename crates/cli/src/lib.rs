@@ -17,7 +17,7 @@ use reusebench_core::checkpoint::convert_torchvision;
 use std::time::Duration;
 
 use reusebench_runner::slurm::SlurmOptions;
-use reusebench_runner::{Grid, Registry, RunOptions, Selection, load_grid, run_grid};
+use reusebench_runner::{Grid, Registry, RunOptions, Selection, load_grid_with_data, run_grid};
 
 use crate::cli::{Cli, Command};
 
@@ -66,6 +66,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
         Command::Run {
             grid,
             set,
+            data_root,
             device,
             force,
             keep_stale,
@@ -75,7 +76,13 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             cell,
             claim_timeout,
         } => {
-            let mut grid = load_grid(registry, &grid, &set, device.as_deref())?;
+            let mut grid = load_grid_with_data(
+                registry,
+                &grid,
+                &set,
+                device.as_deref(),
+                data_root.as_deref(),
+            )?;
             grid.tensorboard |= tensorboard;
             let select = match (shard, cell.is_empty()) {
                 (Some(shard), _) => shard,
@@ -91,9 +98,18 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             };
             run_cells(&grid, &options, !no_report)
         }
-        Command::Validate { grid, set, device } => {
-            validate(&load_grid(registry, &grid, &set, device.as_deref())?)
-        }
+        Command::Validate {
+            grid,
+            set,
+            data_root,
+            device,
+        } => validate(&load_grid_with_data(
+            registry,
+            &grid,
+            &set,
+            device.as_deref(),
+            data_root.as_deref(),
+        )?),
         Command::Convert {
             weights,
             arch,
@@ -130,12 +146,19 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
         Command::Submit {
             grid,
             set,
+            data_root,
             device,
             resources: r,
             dry_run,
             ..
         } => {
-            let grid = load_grid(registry, &grid, &set, device.as_deref())?;
+            let grid = load_grid_with_data(
+                registry,
+                &grid,
+                &set,
+                device.as_deref(),
+                data_root.as_deref(),
+            )?;
             let options = SlurmOptions {
                 partition: r.partition,
                 time: r.time,
@@ -147,6 +170,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
                 binary: std::env::current_exe().context("locating the reusebench binary")?,
                 device,
                 sets: set,
+                data_root: data_root.clone(),
             };
             submit(&grid, &options, dry_run)
         }

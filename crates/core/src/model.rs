@@ -55,7 +55,13 @@ impl SideNet {
         // New parameter ids: the optimizer and the penalties key on them,
         // and the copy must not share them with the frozen base it came from
         // (an update of the copy would move the base too).
-        let net = base.clone().unfreeze().map(&mut FreshIds);
+        let mut net = base.clone().unfreeze().map(&mut FreshIds);
+        // Batch-norm running statistics are shared between a module and its
+        // clones: the copy's, which train, get storage of their own.
+        for bn in net.batch_norms_mut() {
+            bn.running_mean = burn::module::RunningState::new(bn.running_mean.value_sync());
+            bn.running_var = burn::module::RunningState::new(bn.running_var.value_sync());
+        }
         let eye: Vec<f32> = (0..dim * dim)
             .map(|i| f32::from(u8::from(i / dim == i % dim)))
             .collect();

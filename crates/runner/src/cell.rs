@@ -56,7 +56,8 @@ pub struct Pick {
     pub rank: usize,
     /// Role, group, rung, objective and search; the values come at run time.
     pub record: TuningRecord,
-    pub results: std::path::PathBuf,
+    /// Where its placeholders point.
+    pub results: crate::grid::Places,
 }
 
 impl Cell {

@@ -25,6 +25,6 @@ pub use error::RunnerError;
 pub use execute::{
     GridObserver, RunOptions, RunSummary, Selection, error_chain, run_grid, selected,
 };
-pub use grid::{Grid, load_grid};
+pub use grid::{Grid, Places, load_grid, load_grid_with_data};
 pub use registry::{CellConfig, ProtocolEntry, Registry};
 pub use reusebench_results::{CellStatus, State, StoredRow};

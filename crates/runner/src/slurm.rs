@@ -31,6 +31,8 @@ pub struct SlurmOptions {
     pub device: Option<String>,
     /// `--set` overrides the tasks pass on.
     pub sets: Vec<String>,
+    /// Where `{data}` points for the tasks (made absolute).
+    pub data_root: Option<PathBuf>,
 }
 
 /// One experiment's array job (one per phase of a `tune:` search: the
@@ -174,6 +176,10 @@ pub fn stages(grid: &Grid, o: &SlurmOptions) -> Result<Vec<Stage>, RunnerError> 
         for set in &o.sets {
             cmd.push("--set".into());
             cmd.push(quote(set));
+        }
+        if let Some(data) = &o.data_root {
+            cmd.push("--data-root".into());
+            cmd.push(quote(&absolute(data)?.display().to_string()));
         }
         s += &format!("exec {}\n", cmd.join(" "));
         stage.script = s;

@@ -77,6 +77,24 @@ struct RawExperiment {
     tune: Option<RawTune>,
 }
 
+/// Where the grid's placeholders point: `{results}` (the results folder)
+/// and `{data}` (the datasets folder: `--data-root`, else the
+/// `REUSEBENCH_DATA` environment variable, else `datasets`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Places {
+    pub results: PathBuf,
+    pub data: PathBuf,
+}
+
+impl Places {
+    /// The datasets folder when the command line names none.
+    pub fn default_data() -> PathBuf {
+        std::env::var_os("REUSEBENCH_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("datasets"))
+    }
+}
+
 /// A parsed grid, expanded into cells in execution order.
 #[derive(Debug, Clone)]
 pub struct Grid {
@@ -91,6 +109,8 @@ pub struct Grid {
     pub baselines: Vec<(String, String)>,
     /// Write TensorBoard event files (`tracking: { tensorboard: true }`).
     pub tensorboard: bool,
+    /// Where `{data}` pointed.
+    pub data_root: PathBuf,
 }
 
 /// Reads, overrides, expands and validates a grid. `overrides` are
@@ -101,8 +121,19 @@ pub fn load_grid(
     overrides: &[String],
     device: Option<&str>,
 ) -> Result<Grid, RunnerError> {
+    load_grid_with_data(registry, path, overrides, device, None)
+}
+
+/// [`load_grid`] with `{data}` at `data_root` (default: [`Places::default_data`]).
+pub fn load_grid_with_data(
+    registry: &Registry,
+    path: &Path,
+    overrides: &[String],
+    device: Option<&str>,
+    data_root: Option<&Path>,
+) -> Result<Grid, RunnerError> {
     let text = std::fs::read_to_string(path).map_err(|e| RunnerError::io(path, e))?;
-    parse_grid(registry, path, &text, overrides, device)
+    parse_grid_in(registry, path, &text, (overrides, device), data_root)
 }
 
 fn grid_err(path: &Path, line: Option<u64>, message: impl Into<String>) -> RunnerError {
@@ -175,6 +206,17 @@ pub fn parse_grid(
     overrides: &[String],
     device: Option<&str>,
 ) -> Result<Grid, RunnerError> {
+    parse_grid_in(registry, path, text, (overrides, device), None)
+}
+
+/// [`parse_grid`] with `{data}` at `data_root` (default: [`Places::default_data`]).
+pub fn parse_grid_in(
+    registry: &Registry,
+    path: &Path,
+    text: &str,
+    (overrides, device): (&[String], Option<&str>),
+    data_root: Option<&Path>,
+) -> Result<Grid, RunnerError> {
     let src = Source { path, text };
     let mut raw: RawGrid = serde_saphyr::from_str(text).map_err(|e| {
         let line = e.location().map(|l| l.line());
@@ -185,10 +227,14 @@ pub fn parse_grid(
     for o in overrides {
         apply_override(&mut raw.experiments, o)?;
     }
+    let places = Places {
+        results: raw.results.clone(),
+        data: data_root.map_or_else(Places::default_data, Path::to_path_buf),
+    };
     let mut x = Expansion::default();
     for (ei, exp) in raw.experiments.iter().enumerate() {
         let problems_before = x.problems.0.len();
-        expand_experiment(&src, registry, &raw.results, ei, exp, &mut x)?;
+        expand_experiment(&src, registry, &places, ei, exp, &mut x)?;
         x.broken_before |= x.problems.0.len() > problems_before;
     }
     let mut seen_ids = HashSet::new();
@@ -216,6 +262,7 @@ pub fn parse_grid(
         axes: x.axes,
         baselines: x.baselines,
         tensorboard: raw.tracking.tensorboard,
+        data_root: places.data,
     })
 }
 
@@ -277,7 +324,7 @@ fn check_experiments(src: &Source, registry: &Registry, raw: &RawGrid) -> Result
 fn expand_experiment(
     src: &Source,
     registry: &Registry,
-    results: &Path,
+    results: &Places,
     ei: usize,
     exp: &RawExperiment,
     x: &mut Expansion,
@@ -426,7 +473,7 @@ impl CellSite<'_> {
     fn check(
         &self,
         protocol: &dyn ProtocolEntry,
-        results: &Path,
+        results: &Places,
         config: &Value,
         x: &mut Expansion,
     ) -> Option<(Box<dyn CellConfig>, HeldOut)> {
@@ -437,7 +484,7 @@ impl CellSite<'_> {
     fn check_located(
         &self,
         protocol: &dyn ProtocolEntry,
-        results: &Path,
+        results: &Places,
         config: &Value,
         x: &mut Expansion,
         locate: &dyn Fn(&str) -> String,
@@ -491,7 +538,7 @@ pub(crate) type ParseConfig<'a> =
 pub(crate) fn prepare(
     parse: &ParseConfig<'_>,
     config: &Value,
-    results: &Path,
+    results: &Places,
     experiment: &str,
 ) -> Result<(Box<dyn CellConfig>, HeldOut), (String, String)> {
     let seed_label = config
@@ -793,10 +840,12 @@ fn apply_override(experiments: &mut [RawExperiment], o: &str) -> Result<(), Runn
     Ok(())
 }
 
-fn fill_placeholders(v: &Value, results: &Path, seed: &str, experiment: &str) -> Value {
+fn fill_placeholders(v: &Value, places: &Places, seed: &str, experiment: &str) -> Value {
+    let results = places;
     match v {
         Value::String(s) => Value::String(
-            s.replace("{results}", &results.to_string_lossy())
+            s.replace("{results}", &places.results.to_string_lossy())
+                .replace("{data}", &places.data.to_string_lossy())
                 .replace("{seed}", seed)
                 .replace("{experiment}", experiment),
         ),

@@ -3,12 +3,11 @@
 //! successive halving, and the final cells that rerun the selected
 //! configuration on the final seeds and are scored on test.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::{CellSite, Expansion, RawExperiment, Source, cartesian, cell_label, set_path};
+use super::{CellSite, Expansion, Places, RawExperiment, Source, cartesian, cell_label, set_path};
 use crate::cell::{Cell, CellTuning, Pick, cell_id};
 use crate::locate::line_of;
 use crate::registry::ProtocolEntry;
@@ -20,7 +19,7 @@ pub(super) struct Site<'a> {
     pub exp: &'a RawExperiment,
     pub exp_line: usize,
     pub protocol: &'a dyn ProtocolEntry,
-    pub results: &'a Path,
+    pub results: &'a Places,
 }
 
 impl Site<'_> {
@@ -438,7 +437,7 @@ impl<'a> Group<'a> {
                 from: from.to_vec(),
                 rank,
                 record: self.record(role, 0, rung_of_record, Map::new(), confs.len(), &described),
-                results: self.site.results.to_path_buf(),
+                results: self.site.results.clone(),
             };
             let (label, extra_axes) = match is_final {
                 true => (self.labelled("selected".into()), vec![]),

@@ -239,4 +239,28 @@ fn side_tuning_leaves_the_base_as_pretrained() {
         features(&side.net),
         "the side network trained"
     );
+    // Its batch-norm statistics too: the copy's train on storage of their own.
+    let stats = |r: &reusebench_core::backbone::ResNet| -> Vec<f32> {
+        let mut r = r.clone();
+        r.batch_norms_mut()
+            .iter()
+            .flat_map(|bn| {
+                bn.running_mean
+                    .value_sync()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(
+        stats(start.backbone()),
+        stats(tuned.model.backbone()),
+        "the base's statistics moved"
+    );
+    assert_ne!(
+        stats(start.backbone()),
+        stats(&side.net),
+        "the copy's statistics train"
+    );
 }
