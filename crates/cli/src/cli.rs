@@ -20,17 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run every cell of a grid that is not done yet, then write the report.
     Run {
-        /// The grid file (YAML).
-        grid: PathBuf,
-        /// Override a config value: `[EXPERIMENT:]key.path=value` (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Where `{data}` in the grid points (default: $REUSEBENCH_DATA, else `datasets`).
-        #[arg(long, value_name = "DIR")]
-        data_root: Option<PathBuf>,
-        /// Device: cpu, cuda:N, wgpu:N, tch-cpu, tch-cuda:N (default: the grid's, else cpu).
-        #[arg(long)]
-        device: Option<String>,
+        #[command(flatten)]
+        grid: GridArgs,
         /// Rerun cells that are already done.
         #[arg(long)]
         force: bool,
@@ -61,18 +52,12 @@ pub enum Command {
     /// Submit a grid's cells not done yet as Slurm array jobs: one per
     /// experiment, chained with afterok, then a report job (afterany).
     Submit {
-        grid: PathBuf,
+        /// The grid, its overrides, `{data}` and the device, for the tasks too.
+        #[command(flatten)]
+        grid: GridArgs,
         /// Submit to Slurm (sbatch), the scheduler this build knows.
         #[arg(long, required = true)]
         slurm: bool,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Where `{data}` points, for the tasks too (default: $REUSEBENCH_DATA, else `datasets`).
-        #[arg(long, value_name = "DIR")]
-        data_root: Option<PathBuf>,
-        /// Device for the tasks (default: the grid's).
-        #[arg(long)]
-        device: Option<String>,
         #[command(flatten)]
         resources: SlurmResources,
         /// Print the scripts and the sbatch calls; submit nothing.
@@ -98,14 +83,8 @@ pub enum Command {
     },
     /// Check a grid (keys, types, files, devices) without running anything.
     Validate {
-        grid: PathBuf,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        /// Where `{data}` points (default: $REUSEBENCH_DATA, else `datasets`).
-        #[arg(long, value_name = "DIR")]
-        data_root: Option<PathBuf>,
-        #[arg(long)]
-        device: Option<String>,
+        #[command(flatten)]
+        grid: GridArgs,
     },
     /// Import torchvision-layout ResNet weights (.pth, .pt, .safetensors)
     /// and write them in the harness's checkpoint format (`backbone.checkpoint`).
@@ -172,6 +151,23 @@ pub enum Command {
         #[arg(long)]
         html: bool,
     },
+}
+
+/// Which grid a command reads, and how: what `run`, `validate` and
+/// `submit` share.
+#[derive(Debug, clap::Args)]
+pub struct GridArgs {
+    /// The grid file (YAML).
+    pub grid: PathBuf,
+    /// Override a config value: `[EXPERIMENT:]key.path=value` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Where `{data}` in the grid points (default: $REUSEBENCH_DATA, else `datasets`).
+    #[arg(long, value_name = "DIR")]
+    pub data_root: Option<PathBuf>,
+    /// Device: cpu, cuda:N, wgpu:N, tch-cpu, tch-cuda:N (default: the grid's, else cpu).
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 /// What each Slurm task asks for.

@@ -65,9 +65,6 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run {
             grid,
-            set,
-            data_root,
-            device,
             force,
             keep_stale,
             no_report,
@@ -76,13 +73,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             cell,
             claim_timeout,
         } => {
-            let mut grid = load_grid_with_data(
-                registry,
-                &grid,
-                &set,
-                device.as_deref(),
-                data_root.as_deref(),
-            )?;
+            let mut grid = load(registry, &grid)?;
             grid.tensorboard |= tensorboard;
             let select = match (shard, cell.is_empty()) {
                 (Some(shard), _) => shard,
@@ -98,18 +89,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             };
             run_cells(&grid, &options, !no_report)
         }
-        Command::Validate {
-            grid,
-            set,
-            data_root,
-            device,
-        } => validate(&load_grid_with_data(
-            registry,
-            &grid,
-            &set,
-            device.as_deref(),
-            data_root.as_deref(),
-        )?),
+        Command::Validate { grid } => validate(&load(registry, &grid)?),
         Command::Convert {
             weights,
             arch,
@@ -144,21 +124,12 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             device,
         } => bench(inference, width, batch, warmup, steps, &device),
         Command::Submit {
-            grid,
-            set,
-            data_root,
-            device,
+            grid: args,
             resources: r,
             dry_run,
             ..
         } => {
-            let grid = load_grid_with_data(
-                registry,
-                &grid,
-                &set,
-                device.as_deref(),
-                data_root.as_deref(),
-            )?;
+            let grid = load(registry, &args)?;
             let options = SlurmOptions {
                 partition: r.partition,
                 time: r.time,
@@ -168,9 +139,9 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
                 parallelism: r.parallelism,
                 sbatch: r.sbatch,
                 binary: std::env::current_exe().context("locating the reusebench binary")?,
-                device,
-                sets: set,
-                data_root: data_root.clone(),
+                device: args.device,
+                sets: args.set,
+                data_root: args.data_root,
             };
             submit(&grid, &options, dry_run)
         }
@@ -323,6 +294,17 @@ fn bench(
         "{{\"workload\":\"{workload}\",\"device\":\"{spec}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The grid `args` names, with its overrides, `{data}` and device applied.
+fn load(registry: &Registry, args: &crate::cli::GridArgs) -> Result<Grid> {
+    Ok(load_grid_with_data(
+        registry,
+        &args.grid,
+        &args.set,
+        args.device.as_deref(),
+        args.data_root.as_deref(),
+    )?)
 }
 
 /// Writes the report; (cells done, cells failed).

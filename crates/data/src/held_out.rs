@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
-use crate::image_set::{ImageSet, TrainTest};
+use crate::image_set::TrainTest;
 
 /// Share of every class held out when a grid says nothing.
 pub const DEFAULT_FRACTION: f64 = 0.1;
@@ -129,17 +129,12 @@ pub fn hold_out(
     let held = match data.validation.take() {
         Some(official_set) if official => official_set,
         _ => {
-            let (train, held) = stratified_indices(&data.train.labels, validation);
-            let keep = |indices: &[usize]| {
-                let mut out =
-                    ImageSet::empty(data.train.channels, data.train.height, data.train.width);
-                for &i in indices {
-                    out.push_from(&data.train, i, data.train.labels[i]);
-                }
-                out
-            };
-            let (t, h) = (keep(&train), keep(&held));
-            data.train = t;
+            let (_, held) = stratified_indices(&data.train.labels, validation);
+            let mut is_held = vec![false; data.train.len()];
+            held.iter().for_each(|&i| is_held[i] = true);
+            let labels = &data.train.labels;
+            let h = data.train.select(&|i| is_held[i].then_some(labels[i]));
+            data.train = data.train.select(&|i| (!is_held[i]).then_some(labels[i]));
             h
         }
     };
@@ -160,6 +155,7 @@ pub fn hold_out(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image_set::ImageSet;
 
     #[test]
     fn stratified_counts_and_seed() {

@@ -14,6 +14,20 @@ fn format_err(path: &Path, message: impl Into<String>) -> DataError {
     }
 }
 
+/// A file's size and modification time (ns since the epoch, 0 where the
+/// file system keeps none): what a decoded-image cache's key covers, so
+/// that a changed file rebuilds the cache.
+pub(crate) fn file_stamp(path: &Path) -> Result<(u64, u128), DataError> {
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok((meta.len(), mtime))
+}
+
 /// One image file as `size`x`size` RGB, CHW.
 pub fn decode_rgb(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
     let img =

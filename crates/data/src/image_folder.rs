@@ -146,14 +146,7 @@ fn fingerprint(listing: &Listing, size: usize) -> Result<u64, DataError> {
         .chain(&listing.test)
         .chain(listing.val.iter().flatten());
     for (path, label) in all {
-        let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        (path, label, meta.len(), mtime).hash(&mut h);
+        (path, label, crate::image_file::file_stamp(path)?).hash(&mut h);
     }
     Ok(h.finish())
 }

@@ -136,14 +136,8 @@ fn fingerprint(root: &Path, listing: &Listing, size: usize) -> Result<u64, DataE
     ];
     let images = listing.train.iter().chain(&listing.test).map(|(p, _)| p);
     for path in meta_files.iter().chain(images) {
-        let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        (path.strip_prefix(root).unwrap_or(path), meta.len(), mtime).hash(&mut h);
+        let (len, mtime) = crate::image_file::file_stamp(path)?;
+        (path.strip_prefix(root).unwrap_or(path), len, mtime).hash(&mut h);
     }
     Ok(h.finish())
 }

@@ -27,6 +27,12 @@ pub fn run(args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// `reusebench make-fixture KIND DIR`, which must succeed.
+pub fn make_fixture(kind: &str, dir: &Path) {
+    let (code, out) = run(&["make-fixture", kind, dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+}
+
 /// `experiments/smoke/{name}.yaml` with its results folder moved into `dir`.
 pub fn smoke_grid_text(name: &str, dir: &Path) -> String {
     std::fs::read_to_string(repo().join(format!("experiments/smoke/{name}.yaml")))
@@ -191,16 +197,25 @@ pub struct SmokeRun {
 
 impl SmokeRun {
     pub fn new(name: &str, cells: usize) -> Self {
+        let smoke = Self::any(name);
+        assert!(
+            smoke
+                .out
+                .contains(&format!("{cells} cell(s) run, 0 skipped")),
+            "{}",
+            smoke.out
+        );
+        smoke
+    }
+
+    /// The smoke grid `name` run in a temporary folder, whatever its cells.
+    pub fn any(name: &str) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let grid = tmp.path().join("grid.yaml");
         std::fs::write(&grid, smoke_grid_text(name, tmp.path())).unwrap();
         let results = tmp.path().join("results");
         let (code, out) = run(&["run", grid.to_str().unwrap()]);
         assert_eq!(code, 0, "{out}");
-        assert!(
-            out.contains(&format!("{cells} cell(s) run, 0 skipped")),
-            "{out}"
-        );
         Self {
             tmp,
             grid,

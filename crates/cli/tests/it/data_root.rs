@@ -1,18 +1,13 @@
 //! `{data}` in a grid: `--data-root`, else `$REUSEBENCH_DATA`, else
 //! `datasets`; `validate` names the file it looked for where none is there.
 
-use crate::common::{bin, run};
+use crate::common::{bin, make_fixture, run};
 
 #[test]
 fn data_root_comes_from_the_flag_then_the_environment_then_datasets() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("my-data");
-    let (code, out) = run(&[
-        "make-fixture",
-        "cifar10",
-        data.join("cifar-10-batches-bin").to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{out}");
+    make_fixture("cifar10", &data.join("cifar-10-batches-bin"));
     let grid = tmp.path().join("grid.yaml");
     std::fs::write(
         &grid,

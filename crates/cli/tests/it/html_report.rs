@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use crate::common::{run, smoke_grid_text};
+use crate::common::{SmokeRun, run};
 
 fn chromium() -> Option<&'static str> {
     ["chromium", "chromium-browser", "google-chrome"]
@@ -20,12 +20,8 @@ fn chromium() -> Option<&'static str> {
 
 #[test]
 fn html_report_renders_in_a_browser() {
-    let tmp = tempfile::tempdir().unwrap();
-    let grid = tmp.path().join("tune.yaml");
-    std::fs::write(&grid, smoke_grid_text("tune", tmp.path())).unwrap();
-    let (code, out) = run(&["run", grid.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
-    let results = tmp.path().join("results");
+    let smoke = SmokeRun::any("tune");
+    let results = smoke.results.clone();
     let (code, out) = run(&["report", results.to_str().unwrap(), "--html"]);
     assert_eq!(code, 0, "{out}");
     let page_path = results.join("report.html");

@@ -2,14 +2,13 @@
 //! classifier end to end (its `val/` folder as the validation split), and
 //! `validate` refuses a broken tree with the file, line, key and path.
 
-use crate::common::run;
+use crate::common::{make_fixture, run};
 
 #[test]
 fn an_image_folder_trains_and_a_broken_one_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("my-images");
-    let (code, out) = run(&["make-fixture", "image-folder", data.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
+    make_fixture("image-folder", &data);
     let grid = tmp.path().join("grid.yaml");
     std::fs::write(
         &grid,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{run, smoke_grid_text};
+use crate::common::{SmokeRun, make_fixture, run};
 
 /// (role, group, values, validation score, trial index) of every tuned
 /// cell, and the objective each cell's own rows give, by folder name.
@@ -50,12 +50,8 @@ fn tuning_of(results: &Path) -> Vec<(String, serde_json::Value, Option<f64>)> {
 
 #[test]
 fn smoke_tune_grid_selects_per_method_and_reports_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let grid = tmp.path().join("tune.yaml");
-    std::fs::write(&grid, smoke_grid_text("tune", tmp.path())).unwrap();
-    let (code, out) = run(&["run", grid.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
-    let results = tmp.path().join("results");
+    let smoke = SmokeRun::any("tune");
+    let results = smoke.results.clone();
     let tuned = tuning_of(&results);
     let finals: Vec<_> = tuned.iter().filter(|t| t.1["role"] == "final").collect();
     assert_eq!(finals.len(), 4, "two methods × two final seeds");
@@ -120,8 +116,7 @@ fn smoke_tune_grid_selects_per_method_and_reports_it() {
 fn selection_never_reads_the_test_split() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("cifar-10-batches-bin");
-    let (code, out) = run(&["make-fixture", "cifar10", data.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}");
+    make_fixture("cifar10", &data);
     let grid = tmp.path().join("grid.yaml");
     std::fs::write(
         &grid,

@@ -405,54 +405,40 @@ fn check_pool(config: &PerformativeConfig, parts: &[(usize, usize)]) -> Result<(
             "a class has fewer than 2 pool images: both parts of the pool need one",
         ));
     }
-    if config.replace == Replace::Exhaust {
-        let total = |f: fn(&(usize, usize)) -> usize| parts.iter().map(f).sum::<usize>();
-        for (key, n, held, what) in [
-            ("n_train", config.n_train.get(), total(|p| p.0), "training"),
-            ("n_test", config.n_test.get(), total(|p| p.1), "test"),
-        ] {
-            if n > held {
-                return Err(CoreError::config(
-                    key,
-                    format!(
-                        "{n} images per round, drawn without replacement, but the pool's {what} part holds {held}"
-                    ),
-                ));
-            }
-        }
-        if config.min_per_class > smallest_test {
-            return Err(CoreError::config(
-                "min_per_class",
-                format!(
-                    "{} per class, but the smallest class's test part holds {smallest_test}",
-                    config.min_per_class
-                ),
-            ));
+    // What a round may ask of a part: all of it drawn without replacement
+    // (exhaust), or all of it from one class (never); `auto` and `always`
+    // resample.
+    let total = |f: fn(&(usize, usize)) -> usize| parts.iter().map(f).sum::<usize>();
+    for (key, n, train, what) in [
+        ("n_train", config.n_train.get(), true, "training"),
+        ("n_test", config.n_test.get(), false, "test"),
+    ] {
+        let (held, smallest) = match train {
+            true => (total(|p| p.0), smallest_train),
+            false => (total(|p| p.1), smallest_test),
+        };
+        let refusal = match config.replace {
+            Replace::Exhaust if n > held => Some(format!(
+                "{n} images per round, drawn without replacement, but the pool's {what} part holds {held}"
+            )),
+            Replace::Never if n > smallest => Some(format!(
+                "{n} images per round, but the smallest class's {what} part of the pool holds {smallest}; with replace: never a round may ask one class for all {n} (use replace: auto to resample)"
+            )),
+            _ => None,
+        };
+        if let Some(message) = refusal {
+            return Err(CoreError::config(key, message));
         }
     }
-    if config.replace == Replace::Never {
-        for (key, n, part, what) in [
-            ("n_train", config.n_train.get(), smallest_train, "training"),
-            ("n_test", config.n_test.get(), smallest_test, "test"),
-        ] {
-            if n > part {
-                return Err(CoreError::config(
-                    key,
-                    format!(
-                        "{n} images per round, but the smallest class's {what} part of the pool holds {part}; with replace: never a round may ask one class for all {n} (use replace: auto to resample)"
-                    ),
-                ));
-            }
-        }
-        if config.min_per_class > smallest_test {
-            return Err(CoreError::config(
-                "min_per_class",
-                format!(
-                    "{} per class, but the smallest class's test part holds {smallest_test}",
-                    config.min_per_class
-                ),
-            ));
-        }
+    let without_replacement = matches!(config.replace, Replace::Exhaust | Replace::Never);
+    if without_replacement && config.min_per_class > smallest_test {
+        return Err(CoreError::config(
+            "min_per_class",
+            format!(
+                "{} per class, but the smallest class's test part holds {smallest_test}",
+                config.min_per_class
+            ),
+        ));
     }
     Ok(())
 }

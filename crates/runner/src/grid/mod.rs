@@ -841,7 +841,6 @@ fn apply_override(experiments: &mut [RawExperiment], o: &str) -> Result<(), Runn
 }
 
 fn fill_placeholders(v: &Value, places: &Places, seed: &str, experiment: &str) -> Value {
-    let results = places;
     match v {
         Value::String(s) => Value::String(
             s.replace("{results}", &places.results.to_string_lossy())
@@ -851,12 +850,12 @@ fn fill_placeholders(v: &Value, places: &Places, seed: &str, experiment: &str) -
         ),
         Value::Array(a) => Value::Array(
             a.iter()
-                .map(|x| fill_placeholders(x, results, seed, experiment))
+                .map(|x| fill_placeholders(x, places, seed, experiment))
                 .collect(),
         ),
         Value::Object(m) => Value::Object(
             m.iter()
-                .map(|(k, x)| (k.clone(), fill_placeholders(x, results, seed, experiment)))
+                .map(|(k, x)| (k.clone(), fill_placeholders(x, places, seed, experiment)))
                 .collect(),
         ),
         other => other.clone(),
