@@ -17,18 +17,11 @@ use super::{Built, Deployed, MethodSpec};
 #[serde(deny_unknown_fields)]
 pub struct Finetune {
     /// Epochs over each round's training sample.
-    #[serde(default = "default_epochs")]
+    #[serde(default = "super::retrain::default_epochs")]
     pub epochs: PositiveInt,
-    #[serde(default = "default_batch_size")]
+    #[serde(default = "super::retrain::default_batch_size")]
     pub batch_size: PositiveInt,
     pub optimizer: OptimConfig,
-}
-
-fn default_epochs() -> PositiveInt {
-    PositiveInt::of(1)
-}
-fn default_batch_size() -> PositiveInt {
-    PositiveInt::of(32)
 }
 
 impl Method for Finetune {}

@@ -37,10 +37,11 @@ pub struct RetrainHead {
     pub backbone: bool,
 }
 
-fn default_epochs() -> PositiveInt {
+// Shared with `finetune`, whose defaults are the same.
+pub(super) fn default_epochs() -> PositiveInt {
     PositiveInt::of(1)
 }
-fn default_batch_size() -> PositiveInt {
+pub(super) fn default_batch_size() -> PositiveInt {
     PositiveInt::of(32)
 }
 
