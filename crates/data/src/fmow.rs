@@ -27,8 +27,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use reusebench_seeds::{Purpose, Seeds};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
@@ -368,7 +367,7 @@ pub fn assign(rows: &[FmowRow], split: FmowSplit) -> Vec<Option<Part>> {
                 groups.entry((row.year, row.region)).or_default().push(i);
             }
             let mut out = vec![Some(Part::Train); rows.len()];
-            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut rng = Seeds::new(seed).rng(Purpose::FmowRandomSplit);
             for members in groups.values_mut() {
                 members.shuffle(&mut rng);
                 let n_test = (test_fraction * members.len() as f64).round() as usize;

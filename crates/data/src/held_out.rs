@@ -8,9 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
+use reusebench_seeds::{Purpose, Seeds};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
@@ -104,7 +103,7 @@ pub fn stratified_indices(labels: &[u32], validation: &Validation) -> (Vec<usize
     for (class, mut members) in by_class {
         let n = validation.count(members.len());
         // One stream per class: adding a class leaves the others' draws as they were.
-        let mut rng = ChaCha8Rng::seed_from_u64(validation.seed ^ (u64::from(class) << 32));
+        let mut rng = Seeds::new(validation.seed).rng(Purpose::HoldOut { class });
         members.shuffle(&mut rng);
         for &i in &members[..n] {
             held[i] = true;

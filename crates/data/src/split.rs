@@ -1,8 +1,7 @@
 //! Class-incremental task splits.
 
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
+use reusebench_seeds::{Purpose, Seeds};
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +41,7 @@ impl TaskSplit {
             return Err(DataError::Config("a class is listed twice".into()));
         }
         if let Some(seed) = permute_seed {
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+            order.shuffle(&mut Seeds::new(seed).rng(Purpose::ClassOrder));
         }
         Ok(Self {
             tasks: order

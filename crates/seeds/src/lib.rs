@@ -2,12 +2,12 @@
 //! seed, the stream's purpose and, where a purpose has many streams, an
 //! index (a task, an epoch, an image).
 //!
-//! Each purpose keeps the derivation the code used before this type
-//! existed, so that results stay identical bit for bit; those derivations
-//! are written out once, in [`Seeds::of`], and nowhere else. Some of them
-//! collide (`Importance { task: 1 }` of seed 0 is `Importance { task: 0 }`
-//! of seed 1); replacing them by one hash changes every result and is the
-//! continual round's work, not this type's.
+//! One hash serves every purpose: the seed, the purpose's tag and its two
+//! indices go through SplitMix64's finaliser in turn. The XOR and
+//! multiply-add derivations this replaced collided (`seed ^ task` made
+//! seed 1, task 0 the stream of seed 0, task 1); the tests below check
+//! that distinct (seed, purpose, index) triples stay apart on the small
+//! ranges grids use.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -68,6 +68,59 @@ pub enum Purpose {
     ShiftTrain,
     /// Resque: the shifted test images.
     ShiftTest,
+    /// The validation hold-out of class `class` (seeded by the
+    /// `validation.seed`, not the cell's seed).
+    HoldOut { class: u32 },
+    /// A continual class order (`class_order: seeded` or
+    /// `class_order_seed`).
+    ClassOrder,
+    /// FMoW's random (in-distribution) split.
+    FmowRandomSplit,
+}
+
+impl Purpose {
+    /// A tag per purpose, then up to two indices.
+    fn key(self) -> (u64, u64, u64) {
+        use Purpose::*;
+        match self {
+            Backbone => (1, 0, 0),
+            Head => (2, 0, 0),
+            Epoch { epoch } => (3, epoch as u64, 0),
+            Stage { task, salt } => (4, task as u64, salt),
+            ReplayBuffer => (5, 0, 0),
+            SideInit { task } => (6, task as u64, 0),
+            SideBatches { stream } => (7, stream, 0),
+            Importance { task } => (8, task as u64, 0),
+            Adaptation => (9, 0, 0),
+            SyntheticTrain => (10, 0, 0),
+            SyntheticTest => (11, 0, 0),
+            CorruptImage { image } => (12, image as u64, 0),
+            Shortcut => (13, 0, 0),
+            Counterexamples => (14, 0, 0),
+            DebiasTest => (15, 0, 0),
+            DebiasSide => (16, 0, 0),
+            Pool => (17, 0, 0),
+            Rounds => (18, 0, 0),
+            Pap => (19, 0, 0),
+            RetrainRound { round } => (20, round as u64, 0),
+            Canonicalizer => (21, 0, 0),
+            Rotation => (22, 0, 0),
+            ResqueSplit => (23, 0, 0),
+            ShiftTrain => (24, 0, 0),
+            ShiftTest => (25, 0, 0),
+            HoldOut { class } => (26, u64::from(class), 0),
+            ClassOrder => (27, 0, 0),
+            FmowRandomSplit => (28, 0, 0),
+        }
+    }
+}
+
+/// SplitMix64's finaliser: a bijection on u64 that spreads every input bit
+/// over the output.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// The seeds of one cell's random streams.
@@ -84,40 +137,17 @@ impl Seeds {
         self.0
     }
 
-    /// The seed of the stream for `purpose`.
+    /// The seed of the stream for `purpose`: the one derivation.
     pub fn of(self, purpose: Purpose) -> u64 {
-        let s = self.0;
-        match purpose {
-            Purpose::Backbone => s,
-            Purpose::Head => s ^ 0x005E_ED0F_4EAD,
-            Purpose::Epoch { epoch } => s
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(epoch as u64),
-            Purpose::Stage { task, salt } => s
-                .wrapping_mul(1_000_003)
-                .wrapping_add(task as u64 * 101 + salt),
-            Purpose::ReplayBuffer => s ^ 0xB0FF_E400,
-            Purpose::SideInit { task } => s ^ 0x11FE_10B6 ^ task as u64,
-            Purpose::SideBatches { stream } => s ^ 0x051D_E000 ^ (stream << 32),
-            Purpose::Importance { task } => s ^ task as u64,
-            Purpose::Adaptation => s ^ 0xADA9_7000,
-            Purpose::SyntheticTrain => s.wrapping_mul(2).wrapping_add(1),
-            Purpose::SyntheticTest => s.wrapping_mul(2).wrapping_add(2),
-            Purpose::CorruptImage { image } => s ^ (image as u64).wrapping_mul(0x9E37_79B9),
-            Purpose::Shortcut => s ^ 0x0000_5407_C047,
-            Purpose::Counterexamples => s ^ 0x0000_C0DE_7E45,
-            Purpose::DebiasTest => s ^ 0x0000_7E57_B1A5,
-            Purpose::DebiasSide => s ^ 0x0000_051D_E0DE,
-            Purpose::Pool => s ^ 0x0000_9001_5911,
-            Purpose::Rounds => s ^ 0x0000_4D0C_0A7D,
-            Purpose::Pap => s ^ 0x0000_7A70_ADA7,
-            Purpose::RetrainRound { round } => s.wrapping_add(round as u64),
-            Purpose::Canonicalizer => s ^ 0x0000_CA11_0111,
-            Purpose::Rotation => s ^ 0x0000_0207_A7E5,
-            Purpose::ResqueSplit => s ^ 0x0000_5E50_0502,
-            Purpose::ShiftTrain => s ^ 0x0000_5E50_7A17,
-            Purpose::ShiftTest => s ^ 0x0000_5E50_7E57,
-        }
+        // Each step adds the golden-ratio increment before mixing, as
+        // SplitMix64 does, so that zero inputs do not stay zero.
+        const STEP: u64 = 0x9E37_79B9_7F4A_7C15;
+        let (tag, i, j) = purpose.key();
+        [tag, i, j]
+            .into_iter()
+            .fold(mix(self.0.wrapping_add(STEP)), |h, x| {
+                mix(h ^ x.wrapping_add(STEP))
+            })
     }
 
     /// The generator of the stream for `purpose`.
@@ -129,41 +159,18 @@ impl Seeds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
-    /// The derivations are the ones results were written with: a change
-    /// here changes every row, so it must be deliberate.
-    #[test]
-    fn derivations_are_pinned() {
-        let s = Seeds::new(3);
-        assert_eq!(s.of(Purpose::Backbone), 3);
-        assert_eq!(s.of(Purpose::Head), 3 ^ 0x005E_ED0F_4EAD);
-        assert_eq!(s.of(Purpose::Importance { task: 2 }), 1);
-        assert_eq!(s.of(Purpose::SyntheticTrain), 7);
-        assert_eq!(s.of(Purpose::SyntheticTest), 8);
-        assert_eq!(
-            s.of(Purpose::Stage { task: 1, salt: 2 }),
-            3 * 1_000_003 + 103
-        );
-        assert_eq!(
-            s.of(Purpose::Epoch { epoch: 4 }),
-            3u64.wrapping_mul(0x9E37_79B9_7F4A_7C15) + 4
-        );
-        assert_eq!(
-            s.of(Purpose::SideBatches { stream: 1 }),
-            3 ^ 0x051D_E000 ^ (1 << 32)
-        );
-    }
-
-    /// Purposes without an index are apart from one another for the same
-    /// seed (the XOR constants differ).
-    #[test]
-    fn plain_purposes_differ() {
+    /// Every purpose, with its indices over `0..n`.
+    fn all_purposes(n: usize) -> Vec<Purpose> {
         use Purpose::*;
-        let plain = [
+        let mut v = vec![
             Backbone,
             Head,
             ReplayBuffer,
             Adaptation,
+            SyntheticTrain,
+            SyntheticTest,
             Shortcut,
             Counterexamples,
             DebiasTest,
@@ -176,15 +183,64 @@ mod tests {
             ResqueSplit,
             ShiftTrain,
             ShiftTest,
-            SyntheticTrain,
-            SyntheticTest,
+            ClassOrder,
+            FmowRandomSplit,
         ];
-        for seed in 0..16 {
-            let s = Seeds::new(seed);
-            let mut v: Vec<u64> = plain.iter().map(|&p| s.of(p)).collect();
-            v.sort_unstable();
-            v.dedup();
-            assert_eq!(v.len(), plain.len(), "seed {seed}");
+        for i in 0..n {
+            v.extend([
+                Epoch { epoch: i },
+                SideInit { task: i },
+                SideBatches { stream: i as u64 },
+                Importance { task: i },
+                CorruptImage { image: i },
+                RetrainRound { round: i },
+                HoldOut { class: i as u32 },
+            ]);
+            for salt in 0..n as u64 {
+                v.push(Stage { task: i, salt });
+            }
         }
+        v
+    }
+
+    /// No two (seed, purpose, index) triples share a stream on the ranges
+    /// grids use: 32 seeds, every purpose, indices 0..32.
+    #[test]
+    fn distinct_purposes_seeds_and_indices_never_collide() {
+        let purposes = all_purposes(32);
+        let mut seen: HashMap<u64, (u64, Purpose)> = HashMap::new();
+        for seed in 0..32 {
+            let s = Seeds::new(seed);
+            for &p in &purposes {
+                if let Some(other) = seen.insert(s.of(p), (seed, p)) {
+                    panic!("seed {seed} {p:?} collides with {other:?}");
+                }
+            }
+        }
+        assert_eq!(seen.len(), 32 * purposes.len());
+    }
+
+    /// The collision the old `seed ^ task` had is gone.
+    #[test]
+    fn seed_one_task_zero_is_not_seed_zero_task_one() {
+        let a = Seeds::new(1).of(Purpose::Importance { task: 0 });
+        let b = Seeds::new(0).of(Purpose::Importance { task: 1 });
+        assert_ne!(a, b);
+        // Nor does a purpose equal the bare seed (the old Backbone stream).
+        assert_ne!(Seeds::new(5).of(Purpose::Backbone), 5);
+    }
+
+    /// The derivation is pinned: a change here changes every row, so it
+    /// must be deliberate (and the code version changes with it).
+    #[test]
+    fn derivation_is_pinned() {
+        let s = Seeds::new(3);
+        let mut h = mix(3u64.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        for x in [8u64, 2, 0] {
+            h = mix(h ^ x.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        }
+        assert_eq!(s.of(Purpose::Importance { task: 2 }), h);
+        // SplitMix64's published first output for state 0.
+        assert_eq!(mix(0x9E37_79B9_7F4A_7C15), 0xE220_A839_7B1D_CDAF);
     }
 }

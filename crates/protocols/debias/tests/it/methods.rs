@@ -146,11 +146,11 @@ fn side_tuning_copy_starts_from_the_base_outputs() {
 
 #[test]
 fn finetune_plain_runs_every_step_and_a_solved_batch_is_not_tuned() {
-    let plain = r#"{"name": "finetune-plain", "optimizer": {"lr": 0.05, "momentum": 0.0}}"#;
+    let plain = r#"{"name": "finetune-plain", "optimizer": {"lr": 0.02, "momentum": 0.0}}"#;
     let (_, tuned, _) = tune(plain, 60, 0);
     assert_eq!((tuned.steps, tuned.stopped_early), (60, false));
     // finetune with the same lr solves the 4 images before that and stops.
-    let early = r#"{"name": "finetune", "optimizer": {"lr": 0.05, "momentum": 0.0}}"#;
+    let early = r#"{"name": "finetune", "optimizer": {"lr": 0.02, "momentum": 0.0}}"#;
     let (_, tuned, _) = tune(early, 60, 0);
     assert!(
         tuned.stopped_early && tuned.steps < 60,
