@@ -107,6 +107,11 @@ pub enum Command {
         #[arg(long, short)]
         output: PathBuf,
     },
+    /// Get an official dataset (checksummed, resumable) or check a copy.
+    Data {
+        #[command(subcommand)]
+        action: DataCommand,
+    },
     /// Write a small generated dataset in an official layout (for smoke runs
     /// and for trying a loader without the real files).
     MakeFixture {
@@ -150,6 +155,41 @@ pub enum Command {
         /// tables, plots inlined, the grid, the environment).
         #[arg(long)]
         html: bool,
+    },
+}
+
+/// `reusebench data …`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Download a dataset from its official source into DIR, check the
+    /// archive's size and SHA-256 against the repository's manifest,
+    /// unpack it and verify the files. An interrupted download resumes.
+    Fetch {
+        /// cifar10, cifar100, tiny-imagenet or fmow.
+        name: String,
+        /// Where to put it (the folder `{data}` names: `datasets` by default).
+        #[arg(long, value_name = "DIR", default_value = "datasets")]
+        to: PathBuf,
+        /// Another manifest (a mirror's URLs), same format as datasets/manifest.json.
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Check a copy on disk: file counts, record sizes and checksums (a
+    /// sampled decode for trees of images). Exit 0 for the official files,
+    /// 1 otherwise.
+    Verify {
+        /// cifar10, cifar100, tiny-imagenet or fmow.
+        name: String,
+        /// The dataset's folder, or the folder that holds it.
+        dir: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Exit 0 for a well-formed subset too (such as the CPU grids' cut-down copies).
+        #[arg(long)]
+        subset_ok: bool,
     },
 }
 

@@ -6,7 +6,7 @@ mod cli;
 mod ui;
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -19,7 +19,7 @@ use std::time::Duration;
 use reusebench_runner::slurm::SlurmOptions;
 use reusebench_runner::{Grid, Registry, RunOptions, Selection, load_grid_with_data, run_grid};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DataCommand};
 
 /// What the binary runs after each grid cell to hand back memory the cell
 /// no longer needs (its allocator's collection); set once by `main`.
@@ -109,6 +109,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             convert(&config, &weights, &output)
         }
         Command::MakeFixture { dataset, dir } => make_fixture(&dataset, &dir),
+        Command::Data { action } => data(action),
         Command::Compare { results, output } => {
             reusebench_report::write_comparison(&results, &output)
                 .with_context(|| format!("comparing {} results folder(s)", results.len()))?;
@@ -248,6 +249,55 @@ fn convert(config: &BackboneConfig, weights: &Path, output: &Path) -> Result<Exi
 }
 
 /// `make-fixture`: a generated dataset in its official format.
+/// `data fetch` and `data verify`.
+fn data(action: DataCommand) -> Result<ExitCode> {
+    use reusebench_fetch::{Manifest, Verdict};
+    let manifest = |file: &Option<PathBuf>| match file {
+        Some(f) => Manifest::from_file(f),
+        None => Ok(Manifest::built_in()),
+    };
+    match action {
+        DataCommand::Fetch {
+            name,
+            to,
+            manifest: file,
+            quiet,
+        } => {
+            let manifest = manifest(&file)?;
+            let entry = manifest.get(&name)?;
+            println!("fetching {name} from {} into {}", entry.url, to.display());
+            let (folder, report) = reusebench_fetch::fetch(entry, &to, !quiet)
+                .with_context(|| format!("fetching {name}"))?;
+            println!("{report}");
+            if report.verdict == Verdict::Broken {
+                return Ok(ExitCode::from(1));
+            }
+            println!("ready: a grid's `root` for {name} is {}", folder.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        DataCommand::Verify {
+            name,
+            dir,
+            manifest: file,
+            subset_ok,
+        } => {
+            let manifest = manifest(&file)?;
+            let report = reusebench_fetch::verify::verify(manifest.get(&name)?, &dir)
+                .with_context(|| format!("verifying {name} at {}", dir.display()))?;
+            println!("{report}");
+            Ok(match report.verdict {
+                Verdict::Official => ExitCode::SUCCESS,
+                Verdict::Subset if subset_ok => ExitCode::SUCCESS,
+                Verdict::Subset => {
+                    println!("(--subset-ok accepts a subset)");
+                    ExitCode::from(1)
+                }
+                Verdict::Broken => ExitCode::from(1),
+            })
+        }
+    }
+}
+
 fn make_fixture(dataset: &str, dir: &Path) -> Result<ExitCode> {
     match dataset {
         "cifar10" => reusebench_data::cifar::write_cifar10_fixture(dir, 10, 0)?,

@@ -6,6 +6,7 @@ mod cell_identity;
 mod cli_smoke;
 mod cluster;
 mod common;
+mod data_fetch;
 mod data_root;
 mod debias;
 mod html_report;
