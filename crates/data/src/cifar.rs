@@ -65,6 +65,7 @@ fn read_records(
     label_bytes: usize,
     label_index: usize,
     num_classes: usize,
+    records_per_file: Option<usize>,
     into: &mut ImageSet,
 ) -> Result<(), DataError> {
     let record = label_bytes + PIXELS;
@@ -76,7 +77,15 @@ fn read_records(
             record,
         });
     }
-    for (i, rec) in bytes.chunks_exact(record).enumerate() {
+    let held = bytes.len() / record;
+    let take = records_per_file.unwrap_or(held);
+    if take > held {
+        return Err(DataError::Format {
+            path: path.to_path_buf(),
+            message: format!("holds {held} records; records_per_file asks for the first {take}"),
+        });
+    }
+    for (i, rec) in bytes.chunks_exact(record).take(take).enumerate() {
         let label = rec[label_index] as usize;
         if label >= num_classes {
             return Err(DataError::Format {
@@ -116,16 +125,33 @@ fn check_root(root: &Path, expected: &str) -> Result<(), DataError> {
 
 /// Loads CIFAR-10 from the folder holding `data_batch_*.bin` and `test_batch.bin`.
 pub fn load_cifar10(root: &Path) -> Result<TrainTest, DataError> {
+    load_cifar10_first(root, None)
+}
+
+/// CIFAR-10 with only the first `records_per_file` records of each file
+/// (every file, when `None`): the cut `../shared/datasets` is, so that the
+/// official files give exactly its images.
+pub fn load_cifar10_first(
+    root: &Path,
+    records_per_file: Option<usize>,
+) -> Result<TrainTest, DataError> {
     check_root(
         root,
         "data_batch_1.bin .. data_batch_5.bin and test_batch.bin",
     )?;
     let mut train = ImageSet::empty(3, 32, 32);
     for f in CIFAR10_TRAIN_FILES {
-        read_records(&root.join(f), 1, 0, 10, &mut train)?;
+        read_records(&root.join(f), 1, 0, 10, records_per_file, &mut train)?;
     }
     let mut test = ImageSet::empty(3, 32, 32);
-    read_records(&root.join(CIFAR10_TEST_FILE), 1, 0, 10, &mut test)?;
+    read_records(
+        &root.join(CIFAR10_TEST_FILE),
+        1,
+        0,
+        10,
+        records_per_file,
+        &mut test,
+    )?;
     Ok(TrainTest {
         name: "cifar10".into(),
         num_classes: 10,
@@ -140,7 +166,12 @@ pub fn load_cifar10(root: &Path) -> Result<TrainTest, DataError> {
 /// Images per class of the test file (`test`) or the training files, read
 /// from the label bytes alone (no pixels decoded): for validation before a
 /// grid runs. `None` when a file cannot be read or holds a label out of range.
-pub fn label_counts(root: &Path, cifar100: bool, test: bool) -> Option<Vec<usize>> {
+pub fn label_counts(
+    root: &Path,
+    cifar100: bool,
+    test: bool,
+    records_per_file: Option<usize>,
+) -> Option<Vec<usize>> {
     let (files, label_bytes, label_index, classes) = match (cifar100, test) {
         (false, true) => (vec![root.join(CIFAR10_TEST_FILE)], 1, 0, 10),
         (false, false) => (
@@ -155,7 +186,8 @@ pub fn label_counts(root: &Path, cifar100: bool, test: bool) -> Option<Vec<usize
     let mut counts = vec![0usize; classes];
     for file in files {
         let bytes = std::fs::read(file).ok()?;
-        for rec in bytes.chunks_exact(label_bytes + PIXELS) {
+        let records = bytes.chunks_exact(label_bytes + PIXELS);
+        for rec in records.take(records_per_file.unwrap_or(usize::MAX)) {
             *counts.get_mut(rec[label_index] as usize)? += 1;
         }
     }
@@ -164,11 +196,33 @@ pub fn label_counts(root: &Path, cifar100: bool, test: bool) -> Option<Vec<usize
 
 /// Loads CIFAR-100 (fine labels) from the folder holding `train.bin` and `test.bin`.
 pub fn load_cifar100(root: &Path) -> Result<TrainTest, DataError> {
+    load_cifar100_first(root, None)
+}
+
+/// CIFAR-100 with only the first `records_per_file` records of each file.
+pub fn load_cifar100_first(
+    root: &Path,
+    records_per_file: Option<usize>,
+) -> Result<TrainTest, DataError> {
     check_root(root, "train.bin and test.bin")?;
     let mut train = ImageSet::empty(3, 32, 32);
-    read_records(&root.join("train.bin"), 2, 1, 100, &mut train)?;
+    read_records(
+        &root.join("train.bin"),
+        2,
+        1,
+        100,
+        records_per_file,
+        &mut train,
+    )?;
     let mut test = ImageSet::empty(3, 32, 32);
-    read_records(&root.join("test.bin"), 2, 1, 100, &mut test)?;
+    read_records(
+        &root.join("test.bin"),
+        2,
+        1,
+        100,
+        records_per_file,
+        &mut test,
+    )?;
     let mut names = read_names(&root.join("fine_label_names.txt"), &[]);
     if names.len() != 100 {
         names = (0..100).map(|i| format!("class{i}")).collect();

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
 use crate::fmow::FmowSplit;
-use crate::image_set::TrainTest;
+use crate::image_set::{ImageSet, TrainTest};
 use crate::transform::Normalization;
 use crate::{cifar, fmow, image_folder, synthetic, tiny_imagenet};
 
@@ -30,11 +30,21 @@ pub enum DatasetSpec {
     /// CIFAR-10, official binary version.
     Cifar10 {
         root: PathBuf,
-        /// Use at most this many training images per class (the first ones).
+        /// Read only the first N records of each file (the way
+        /// `../shared/datasets` cuts the official files), before the
+        /// per-class caps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        records_per_file: Option<usize>,
+        /// Use at most this many training images per class (the first
+        /// ones, or a seeded choice with `subset_seed`).
         #[serde(default)]
         train_per_class: Option<usize>,
         #[serde(default)]
         test_per_class: Option<usize>,
+        /// Choose the per-class subsets at random with this seed, instead
+        /// of the first images of each class.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subset_seed: Option<u64>,
         /// Train on the official test split and take the official training
         /// split as the test split: a model that never saw the larger split
         /// (performative rounds drawn from it, as a pool).
@@ -44,10 +54,14 @@ pub enum DatasetSpec {
     /// CIFAR-100, official binary version (fine labels).
     Cifar100 {
         root: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        records_per_file: Option<usize>,
         #[serde(default)]
         train_per_class: Option<usize>,
         #[serde(default)]
         test_per_class: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subset_seed: Option<u64>,
     },
     /// Tiny ImageNet-200, official layout (`root` = the `tiny-imagenet-200`
     /// folder); the official val split is the test set.
@@ -60,6 +74,8 @@ pub enum DatasetSpec {
         train_per_class: Option<usize>,
         #[serde(default)]
         test_per_class: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subset_seed: Option<u64>,
         /// Where the decoded cache goes; `<root>/.reusebench-cache` when absent.
         #[serde(default)]
         cache_dir: Option<PathBuf>,
@@ -76,6 +92,8 @@ pub enum DatasetSpec {
         train_per_class: Option<usize>,
         #[serde(default)]
         test_per_class: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subset_seed: Option<u64>,
     },
     /// A researcher's own images, one folder per class (torchvision's
     /// ImageFolder): `root/<train>/<class>/*.{jpg,png}`, the same classes
@@ -102,6 +120,8 @@ pub enum DatasetSpec {
         train_per_class: Option<usize>,
         #[serde(default)]
         test_per_class: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subset_seed: Option<u64>,
         /// Where the decoded cache goes; `<root>/.reusebench-cache` when absent.
         #[serde(default)]
         cache_dir: Option<PathBuf>,
@@ -195,24 +215,30 @@ impl DatasetSpec {
             ]),
             DatasetSpec::Cifar10 {
                 root,
+                records_per_file,
                 train_per_class,
                 test_per_class,
                 swap_splits,
-            } => cifar::label_counts(root, false, test != *swap_splits).map(|c| {
-                capped(
-                    c,
-                    if test {
-                        test_per_class
-                    } else {
-                        train_per_class
-                    },
-                )
-            }),
+                ..
+            } => {
+                cifar::label_counts(root, false, test != *swap_splits, *records_per_file).map(|c| {
+                    capped(
+                        c,
+                        if test {
+                            test_per_class
+                        } else {
+                            train_per_class
+                        },
+                    )
+                })
+            }
             DatasetSpec::Cifar100 {
                 root,
+                records_per_file,
                 train_per_class,
                 test_per_class,
-            } => cifar::label_counts(root, true, test).map(|c| {
+                ..
+            } => cifar::label_counts(root, true, test, *records_per_file).map(|c| {
                 capped(
                     c,
                     if test {
@@ -264,16 +290,21 @@ impl DatasetSpec {
 
 /// Loads (or generates) the dataset a spec names.
 pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
-    let cap = |mut set: TrainTest, train: &Option<usize>, test: &Option<usize>| {
-        if let Some(n) = train {
-            set.train = set.train.cap_per_class(*n);
-        }
-        if let Some(n) = test {
-            set.test = set.test.cap_per_class(*n);
-            set.validation = set.validation.map(|v| v.cap_per_class(*n));
-        }
-        set
-    };
+    let cap =
+        |mut set: TrainTest, train: &Option<usize>, test: &Option<usize>, seed: &Option<u64>| {
+            let keep = |s: &ImageSet, n: usize| match seed {
+                Some(seed) => s.sample_per_class(n, *seed),
+                None => s.cap_per_class(n),
+            };
+            if let Some(n) = train {
+                set.train = keep(&set.train, *n);
+            }
+            if let Some(n) = test {
+                set.test = keep(&set.test, *n);
+                set.validation = set.validation.map(|v| keep(&v, *n));
+            }
+            set
+        };
     match spec {
         DatasetSpec::Synthetic {
             classes,
@@ -283,35 +314,41 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
         } => synthetic::generate(*classes, *train_per_class, *test_per_class, *seed),
         DatasetSpec::Cifar10 {
             root,
+            records_per_file,
             train_per_class,
             test_per_class,
+            subset_seed,
             swap_splits,
         } => {
-            let mut data = cifar::load_cifar10(root)?;
+            let mut data = cifar::load_cifar10_first(root, *records_per_file)?;
             if *swap_splits {
                 std::mem::swap(&mut data.train, &mut data.test);
             }
-            Ok(cap(data, train_per_class, test_per_class))
+            Ok(cap(data, train_per_class, test_per_class, subset_seed))
         }
         DatasetSpec::Cifar100 {
             root,
+            records_per_file,
             train_per_class,
             test_per_class,
+            subset_seed,
         } => Ok(cap(
-            cifar::load_cifar100(root)?,
+            cifar::load_cifar100_first(root, *records_per_file)?,
             train_per_class,
             test_per_class,
+            subset_seed,
         )),
         DatasetSpec::TinyImagenet {
             root,
             image_size,
             train_per_class,
             test_per_class,
+            subset_seed,
             cache_dir,
         } => {
             let (data, _) =
                 tiny_imagenet::load_tiny_imagenet(root, *image_size, cache_dir.as_deref())?;
-            Ok(cap(data, train_per_class, test_per_class))
+            Ok(cap(data, train_per_class, test_per_class, subset_seed))
         }
         DatasetSpec::Fmow {
             root,
@@ -319,10 +356,12 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             split,
             train_per_class,
             test_per_class,
+            subset_seed,
         } => Ok(cap(
             fmow::load_fmow(root, *image_size, *split)?,
             train_per_class,
             test_per_class,
+            subset_seed,
         )),
         DatasetSpec::ImageFolder {
             root,
@@ -334,6 +373,7 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             std,
             train_per_class,
             test_per_class,
+            subset_seed,
             cache_dir,
         } => {
             let normalization = match (mean, std) {
@@ -350,7 +390,7 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
                 normalization,
                 cache_dir.as_deref(),
             )?;
-            Ok(cap(data, train_per_class, test_per_class))
+            Ok(cap(data, train_per_class, test_per_class, subset_seed))
         }
     }
 }
@@ -403,5 +443,121 @@ mod tests {
             serde_json::from_str(r#"{"name": "cifar10", "root": "x"}"#).unwrap();
         assert_eq!(cifar.default_augment(), Augment::STANDARD);
         assert_eq!(fmow.num_classes(), Some(62));
+    }
+
+    fn spec(json: &str) -> DatasetSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn same(a: &ImageSet, b: &ImageSet) -> bool {
+        a.labels == b.labels && (0..a.len()).all(|i| a.image(i) == b.image(i))
+    }
+
+    /// `records_per_file: N` on the full files gives exactly the images of
+    /// a copy cut as `../shared/datasets` is (the first N records of each
+    /// file), and counts what validation counts; more than a file holds is
+    /// an error naming the file.
+    #[test]
+    fn records_per_file_on_full_files_equals_the_cut_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = dir.path().join("full");
+        let cut = dir.path().join("cut");
+        cifar::write_cifar10_fixture(&full, 6, 2).unwrap();
+        std::fs::create_dir_all(&cut).unwrap();
+        for f in cifar::CIFAR10_TRAIN_FILES
+            .iter()
+            .chain([&cifar::CIFAR10_TEST_FILE])
+        {
+            let bytes = std::fs::read(full.join(f)).unwrap();
+            std::fs::write(cut.join(f), &bytes[..17 * 3073]).unwrap();
+        }
+        let root = |p: &std::path::Path| p.display().to_string();
+        let a = load_dataset(&spec(&format!(
+            r#"{{"name": "cifar10", "root": "{}", "records_per_file": 17}}"#,
+            root(&full)
+        )))
+        .unwrap();
+        let b = load_dataset(&spec(&format!(
+            r#"{{"name": "cifar10", "root": "{}"}}"#,
+            root(&cut)
+        )))
+        .unwrap();
+        assert_eq!(a.train.len(), 5 * 17);
+        assert!(same(&a.train, &b.train) && same(&a.test, &b.test));
+        let with_n = spec(&format!(
+            r#"{{"name": "cifar10", "root": "{}", "records_per_file": 17}}"#,
+            root(&full)
+        ));
+        let counted: usize = with_n.class_counts(false).unwrap().iter().sum();
+        assert_eq!(counted, 5 * 17);
+        let err = load_dataset(&spec(&format!(
+            r#"{{"name": "cifar10", "root": "{}", "records_per_file": 18}}"#,
+            root(&cut)
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("data_batch_1.bin") && err.contains("holds 17 records"),
+            "{err}"
+        );
+    }
+
+    /// `train_per_class` on Tiny ImageNet takes images by their number, so
+    /// the full set capped at N is the subset that kept images 0..N-1.
+    #[test]
+    fn tiny_imagenet_cap_takes_the_first_numbered_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = dir.path().join("full");
+        let cut = dir.path().join("cut");
+        crate::tiny_imagenet::write_tiny_imagenet_fixture(&full, 3, 12, 2).unwrap();
+        crate::tiny_imagenet::write_tiny_imagenet_fixture(&cut, 3, 12, 2).unwrap();
+        for w in std::fs::read_to_string(cut.join("wnids.txt"))
+            .unwrap()
+            .lines()
+        {
+            for k in 5..12 {
+                std::fs::remove_file(cut.join(format!("train/{w}/images/{w}_{k}.JPEG"))).unwrap();
+            }
+        }
+        let load = |root: &std::path::Path, cap: &str| {
+            load_dataset(&spec(&format!(
+                r#"{{"name": "tiny-imagenet", "root": "{}", "cache_dir": "{}"{cap}}}"#,
+                root.display(),
+                root.join("cache").display()
+            )))
+            .unwrap()
+        };
+        let a = load(&full, r#", "train_per_class": 5"#);
+        let b = load(&cut, "");
+        assert_eq!(a.train.len(), 15);
+        assert!(same(&a.train, &b.train));
+    }
+
+    /// A seeded per-class choice: N of each class, in the original order,
+    /// the same for the same seed, another for another seed.
+    #[test]
+    fn subset_seed_chooses_per_class_at_random_and_reproducibly() {
+        let data = crate::synthetic::generate(4, 20, 2, 0).unwrap();
+        let a = data.train.sample_per_class(5, 1);
+        let again = data.train.sample_per_class(5, 1);
+        let other = data.train.sample_per_class(5, 2);
+        let first = data.train.cap_per_class(5);
+        for c in 0..4 {
+            assert_eq!(a.labels.iter().filter(|&&l| l == c).count(), 5);
+        }
+        assert!(same(&a, &again));
+        assert!(!same(&a, &other) && !same(&a, &first));
+        // Original order: each kept image appears in the order it had.
+        let pos = |s: &ImageSet, i: usize| {
+            (0..data.train.len())
+                .find(|&j| data.train.image(j) == s.image(i))
+                .unwrap()
+        };
+        assert!((1..a.len()).all(|i| pos(&a, i - 1) < pos(&a, i)));
+        // A class's choice does not depend on the others being there.
+        let only_class_2 = data.train.select_classes(&|l| (l == 2).then_some(2));
+        let alone = only_class_2.sample_per_class(5, 1);
+        let in_a = a.select_classes(&|l| (l == 2).then_some(2));
+        assert!(same(&alone, &in_a));
     }
 }

@@ -262,6 +262,8 @@ mod tests {
             root: cifar10.clone(),
             train_per_class: None,
             test_per_class: None,
+            records_per_file: None,
+            subset_seed: None,
             swap_splits: false,
         };
         assert_disjoint("cifar10", load_dataset(&spec).unwrap());
@@ -270,6 +272,8 @@ mod tests {
             root: cifar10,
             train_per_class: None,
             test_per_class: None,
+            records_per_file: None,
+            subset_seed: None,
             swap_splits: true,
         };
         let swapped = load_dataset(&spec).unwrap();
@@ -297,6 +301,8 @@ mod tests {
             root: cifar100,
             train_per_class: None,
             test_per_class: None,
+            records_per_file: None,
+            subset_seed: None,
         };
         assert_disjoint("cifar100", load_dataset(&spec).unwrap());
         let tiny = tmp.path().join("tiny-imagenet-200");
@@ -306,6 +312,7 @@ mod tests {
             image_size: 16,
             train_per_class: None,
             test_per_class: None,
+            subset_seed: None,
             cache_dir: Some(tmp.path().join("cache")),
         };
         assert_disjoint("tiny-imagenet", load_dataset(&spec).unwrap());
@@ -321,6 +328,7 @@ mod tests {
             std: None,
             train_per_class: None,
             test_per_class: None,
+            subset_seed: None,
             cache_dir: Some(tmp.path().join("folder-cache")),
         };
         assert_disjoint("image-folder", load_dataset(&spec).unwrap());
@@ -335,6 +343,7 @@ mod tests {
             },
             train_per_class: None,
             test_per_class: None,
+            subset_seed: None,
         };
         assert_disjoint("fmow (random split)", load_dataset(&random).unwrap());
     }

@@ -84,6 +84,26 @@ impl ImageSet {
         self.select(&|i| map(self.labels[i]))
     }
 
+    /// Keeps `per_class` images of each label chosen at random with
+    /// `seed` (all of a label that has fewer), in their original order.
+    /// One stream per class: a class's choice does not depend on the others.
+    pub fn sample_per_class(&self, per_class: usize, seed: u64) -> ImageSet {
+        use rand::seq::SliceRandom;
+        use reusebench_seeds::{Purpose, Seeds};
+        let mut by_class = std::collections::BTreeMap::<u32, Vec<usize>>::new();
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class.entry(l).or_default().push(i);
+        }
+        let mut keep = vec![false; self.len()];
+        for (class, mut members) in by_class {
+            members.shuffle(&mut Seeds::new(seed).rng(Purpose::Subset { class }));
+            for &i in members.iter().take(per_class) {
+                keep[i] = true;
+            }
+        }
+        self.select(&|i| keep[i].then_some(self.labels[i]))
+    }
+
     /// Keeps at most `per_class` images of each label (the first ones).
     pub fn cap_per_class(&self, per_class: usize) -> ImageSet {
         let mut counts = std::collections::HashMap::<u32, usize>::new();

@@ -76,6 +76,8 @@ pub enum Purpose {
     ClassOrder,
     /// FMoW's random (in-distribution) split.
     FmowRandomSplit,
+    /// A seeded per-class subset of a dataset (`subset_seed`), class `class`.
+    Subset { class: u32 },
 }
 
 impl Purpose {
@@ -111,6 +113,7 @@ impl Purpose {
             HoldOut { class } => (26, u64::from(class), 0),
             ClassOrder => (27, 0, 0),
             FmowRandomSplit => (28, 0, 0),
+            Subset { class } => (29, u64::from(class), 0),
         }
     }
 }
@@ -195,6 +198,7 @@ mod tests {
                 CorruptImage { image: i },
                 RetrainRound { round: i },
                 HoldOut { class: i as u32 },
+                Subset { class: i as u32 },
             ]);
             for salt in 0..n as u64 {
                 v.push(Stage { task: i, salt });

@@ -684,6 +684,45 @@ fn every_shipped_grid_is_well_formed() {
     }
 }
 
+/// The CPU real-data grids read the official layout under `{data}` (where
+/// `data fetch` puts the files) and validate with `--data-root` at the
+/// shared subsets, which are the same cut of those files.
+#[test]
+fn cpu_grids_read_the_official_layout_that_the_shared_subsets_have() {
+    let shared = repo().join("../shared/datasets");
+    if !shared.is_dir() {
+        eprintln!("skipped: ../shared/datasets is absent");
+        return;
+    }
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("experiments")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with("-cpu.yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("-subset/"),
+            "{name} names a subset folder under {{data}}"
+        );
+        let root = if name.starts_with("tiny-imagenet") {
+            shared.join("tiny-imagenet-200-subset")
+        } else {
+            shared.join("cifar-10-subset")
+        };
+        let (code, out) = run(&[
+            "validate",
+            path.to_str().unwrap(),
+            "--data-root",
+            root.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{name}: {out}");
+        checked += 1;
+    }
+    assert!(checked >= 7, "{checked} CPU grids");
+}
+
 /// A grid that changed since its last run reports its own cells only; the
 /// folders of the old version stay on disk but are not averaged in.
 #[test]
