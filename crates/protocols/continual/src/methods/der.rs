@@ -1,17 +1,20 @@
 //! `der++`: Dark Experience Replay++ (Buzzega et al. 2020): a reservoir
 //! buffer that also keeps the logits the model gave each example when it
 //! was stored; every batch adds α·MSE(logits, stored logits) on one
-//! replayed minibatch and β·cross-entropy on another. Both minibatches go
-//! through one forward pass with the current batch (Mammoth runs three; one
-//! pass keeps batch norm's statistics from task-pure batches, which broke
-//! evaluation here). Defaults α = 0.1, β = 0.5.
+//! replayed minibatch and β·cross-entropy on another. Each minibatch goes
+//! through a forward pass of its own after the batch's, in training mode,
+//! as Mammoth's `derpp.py` runs them (`passes: separate`, the default);
+//! `passes: joint` appends both to the batch's pass instead, so batch norm
+//! normalises one mixed batch (this project's earlier behaviour, kept
+//! reachable: it was chosen when task-pure batch statistics seemed to hurt
+//! evaluation). Defaults α = 0.1, β = 0.5.
 
 use reusebench_core::bounded::{NonNegative, PositiveInt};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::er::learn_with_replay;
-use super::replay::ReplayLoss;
+use super::replay::{DerPasses, ReplayLoss};
 use super::{ContinualMethod, Learned, LpStage, ReplayBuffer, TaskContext};
 use reusebench_core::model::Classifier;
 use reusebench_core::train::OptimConfig;
@@ -30,6 +33,9 @@ pub struct DerPlusPlus {
     /// Weight of the replayed cross-entropy.
     #[serde(default = "default_beta")]
     pub beta: NonNegative,
+    /// How the replayed minibatches reach the model.
+    #[serde(default)]
+    pub passes: DerPasses,
     #[serde(default)]
     pub lp: Option<LpStage>,
 }
@@ -53,6 +59,7 @@ impl ContinualMethod for DerPlusPlus {
             ReplayLoss::DerPlusPlus {
                 alpha: self.alpha.get(),
                 beta: self.beta.get(),
+                passes: self.passes,
             },
             self.training(),
             model,

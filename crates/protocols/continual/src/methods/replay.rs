@@ -194,8 +194,28 @@ pub enum ReplayLoss {
     /// over both (Mammoth's `er.py`).
     Er,
     /// DER++: α·MSE between the model's logits and the stored ones on one
-    /// replayed minibatch, plus β·cross-entropy on another.
-    DerPlusPlus { alpha: f64, beta: f64 },
+    /// replayed minibatch, plus β·cross-entropy on another; each minibatch
+    /// through a forward pass of its own (`separate`, Mammoth's `derpp.py`)
+    /// or appended to the batch's pass (`joint`).
+    DerPlusPlus {
+        alpha: f64,
+        beta: f64,
+        passes: DerPasses,
+    },
+}
+
+/// How DER++'s two replayed minibatches reach the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DerPasses {
+    /// Three forward passes per step (batch, logit minibatch, label
+    /// minibatch), each normalised by its own batch statistics and each
+    /// updating batch norm's running statistics, as Mammoth runs them.
+    #[default]
+    Separate,
+    /// One pass over the batch with both minibatches appended (this
+    /// project's behaviour before it followed Mammoth).
+    Joint,
 }
 
 /// What was replayed this step, kept until its logits come back.
@@ -204,6 +224,9 @@ struct Pending {
     first: usize,
     labels: Vec<u32>,
     stored_logits: Option<Tensor<2>>,
+    /// DER++ with separate passes: the two minibatches' images, which the
+    /// loss passes through the model itself.
+    separate: Option<(Tensor<4>, Tensor<4>)>,
 }
 
 /// Replays from and fills `buffer` during one task's training. The
@@ -249,7 +272,9 @@ impl<'a> ReplayHook<'a> {
     }
 }
 
-impl<M> reusebench_core::train::TrainHooks<M> for ReplayHook<'_> {
+impl<M: reusebench_core::model::TrainModel> reusebench_core::train::TrainHooks<M>
+    for ReplayHook<'_>
+{
     /// ER's replayed rows join the batch's cross-entropy (one mean over
     /// current + replayed, as Mammoth's `er.py`); DER++ adds its own terms.
     fn extra_labels(&self) -> Option<&[u32]> {
@@ -276,28 +301,46 @@ impl<M> reusebench_core::train::TrainHooks<M> for ReplayHook<'_> {
                     first: rows,
                     labels: first.labels,
                     stored_logits: None,
+                    separate: None,
                 });
                 Some(first.images)
             }
-            ReplayLoss::DerPlusPlus { .. } => {
+            ReplayLoss::DerPlusPlus { passes, .. } => {
                 let second = self.replay(stage, device);
+                let (appended, separate) = match passes {
+                    DerPasses::Joint => (
+                        Some(Tensor::cat(vec![first.images, second.images], 0)),
+                        None,
+                    ),
+                    DerPasses::Separate => (None, Some((first.images, second.images))),
+                };
                 self.pending = Some(Pending {
                     first: rows,
                     labels: second.labels,
                     stored_logits: first.logits,
+                    separate,
                 });
-                Some(Tensor::cat(vec![first.images, second.images], 0))
+                appended
             }
         }
     }
 
     fn extra_loss(
         &mut self,
-        _model: &M,
+        model: &M,
         step: &reusebench_core::train::Step,
     ) -> Result<Option<Tensor<1>>, reusebench_core::CoreError> {
         use burn::tensor::loss::cross_entropy_with_logits;
-        let (Some(pending), Some(logits)) = (&self.pending, step.extra_logits) else {
+        let Some(pending) = &self.pending else {
+            return Ok(None);
+        };
+        // Separate passes: the two minibatches go through the model now,
+        // after the batch's own pass, in Mammoth's order.
+        let separate = pending
+            .separate
+            .clone()
+            .map(|(a, b)| Tensor::cat(vec![model.forward(a), model.forward(b)], 0));
+        let Some(logits) = separate.as_ref().or(step.extra_logits) else {
             return Ok(None);
         };
         let classes = step.stage.num_classes;
@@ -312,7 +355,7 @@ impl<M> reusebench_core::train::TrainHooks<M> for ReplayHook<'_> {
         Ok(Some(match self.loss {
             // In the batch's own loss already (extra_labels).
             ReplayLoss::Er => return Ok(None),
-            ReplayLoss::DerPlusPlus { alpha, beta } => {
+            ReplayLoss::DerPlusPlus { alpha, beta, .. } => {
                 let stored = pending
                     .stored_logits
                     .clone()

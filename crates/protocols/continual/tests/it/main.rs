@@ -2,6 +2,7 @@
 //! not one per file), with a module per area.
 
 mod common;
+mod der_loss;
 mod er_loss;
 mod head_columns;
 mod replay_learns;
