@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::er::learn_with_replay;
-use super::replay::{DerPasses, ReplayLoss};
+use super::replay::{BufferUpdate, DerPasses, ReplayLoss};
 use super::{ContinualMethod, Learned, LpStage, ReplayBuffer, TaskContext};
 use reusebench_core::model::Classifier;
 use reusebench_core::train::OptimConfig;
@@ -61,6 +61,8 @@ impl ContinualMethod for DerPlusPlus {
                 beta: self.beta.get(),
                 passes: self.passes,
             },
+            // DER stores the logits an example had when it was seen.
+            BufferUpdate::Reservoir,
             self.training(),
             model,
             ctx,

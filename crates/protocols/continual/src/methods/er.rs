@@ -4,13 +4,17 @@
 //! cross-entropy over the concatenated batch; the buffer is filled by
 //! reservoir sampling over every batch seen. (Before this followed Mammoth,
 //! the two means were summed, which doubled the gradient.)
+//! `buffer_update: experience-balanced` fills the buffer after each task
+//! instead, split equally among the tasks (Avalanche's `Replay`): the
+//! difference that made our ER forget more than Avalanche's in
+//! `scripts/compare_avalanche.py` (see docs/continual.md).
 
 use reusebench_core::bounded::PositiveInt;
 use reusebench_core::{Purpose, Seeds};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::replay::{ReplayHook, ReplayLoss};
+use super::replay::{BufferUpdate, ReplayHook, ReplayLoss};
 use super::{ContinualMethod, Learned, LpStage, ReplayBuffer, TaskContext, Training};
 use reusebench_core::model::Classifier;
 use reusebench_core::train::OptimConfig;
@@ -25,6 +29,10 @@ pub struct Er {
     /// Replayed examples per batch; the training batch size when absent.
     #[serde(default)]
     pub replay_batch_size: Option<PositiveInt>,
+    /// Reservoir sampling during training (Mammoth, the default) or an
+    /// experience-balanced update after each task (Avalanche).
+    #[serde(default)]
+    pub buffer_update: BufferUpdate,
     #[serde(default)]
     pub lp: Option<LpStage>,
 }
@@ -35,6 +43,7 @@ pub(crate) fn learn_with_replay(
     buffer_size: PositiveInt,
     replay_batch_size: Option<PositiveInt>,
     loss: ReplayLoss,
+    update: BufferUpdate,
     training: Training,
     model: Classifier,
     ctx: &TaskContext,
@@ -53,7 +62,12 @@ pub(crate) fn learn_with_replay(
         replay_batch_size.map_or(ctx.batch_size, PositiveInt::get),
         loss,
     );
-    training.run(model, ctx, &mut hook)
+    hook.fill_during_training = update == BufferUpdate::Reservoir;
+    let model = training.run(model, ctx, &mut hook)?;
+    if update == BufferUpdate::ExperienceBalanced {
+        buffer.add_task_balanced(rng, set);
+    }
+    Ok(model)
 }
 
 super::probe_then_fine_tune!(Er);
@@ -66,6 +80,7 @@ impl ContinualMethod for Er {
             self.buffer_size,
             self.replay_batch_size,
             ReplayLoss::Er,
+            self.buffer_update,
             self.training(),
             model,
             ctx,

@@ -15,7 +15,7 @@ use reusebench_data::{Augment, ImageSet, Normalization};
 use serde::{Deserialize, Serialize};
 
 pub use ewc::FisherKind;
-pub use replay::{DerPasses, ReplayBuffer, ReplayHook, ReplayLoss};
+pub use replay::{BufferUpdate, DerPasses, ReplayBuffer, ReplayHook, ReplayLoss};
 pub use side_tuning::{SideInit, logits_with_base};
 
 use reusebench_core::features::cached_features;

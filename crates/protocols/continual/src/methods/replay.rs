@@ -19,6 +19,28 @@ pub struct ReplayBuffer {
     pub logits: Vec<Vec<f32>>,
     /// CHW shape of the stored images.
     pub shape: [usize; 3],
+    /// With the experience-balanced update: how many entries each task
+    /// holds, in task order (entries are stored task by task, each task's
+    /// in a random order, so that shrinking a task keeps a random subset).
+    pub groups: Vec<usize>,
+}
+
+/// When and how the buffer takes examples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BufferUpdate {
+    /// Reservoir sampling over every training example as it is seen,
+    /// during training (Mammoth's ER and DER): while task t trains, its own
+    /// examples enter the buffer and are replayed with the old ones.
+    #[default]
+    Reservoir,
+    /// After each task, the buffer is split equally among the tasks so far
+    /// (the first ones get the remainder): a random subset of the new
+    /// task's examples fills its share, the older tasks keep a random
+    /// subset of theirs (Avalanche's `Replay`, `ExperienceBalancedBuffer`
+    /// with `adaptive_size`). While a task trains, only earlier tasks are
+    /// replayed.
+    ExperienceBalanced,
 }
 
 /// A replayed minibatch on the training device.
@@ -38,7 +60,42 @@ impl ReplayBuffer {
             labels: Vec::new(),
             logits: Vec::new(),
             shape,
+            groups: Vec::new(),
         }
+    }
+
+    /// The experience-balanced update after a task (see
+    /// [`BufferUpdate::ExperienceBalanced`]): `capacity / tasks` entries per
+    /// task, the remainder to the first tasks; the new task's share is a
+    /// random subset of `task_set` (without logits: ER keeps none).
+    pub fn add_task_balanced(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        task_set: &reusebench_data::ImageSet,
+    ) {
+        let tasks = self.groups.len() + 1;
+        let shares: Vec<usize> = (0..tasks)
+            .map(|g| self.capacity / tasks + usize::from(g < self.capacity % tasks))
+            .collect();
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        for g in 0..self.groups.len() {
+            let held = self.groups[g];
+            let keep = held.min(shares[g]);
+            images.extend_from_slice(&self.images[start..start + keep]);
+            labels.extend_from_slice(&self.labels[start..start + keep]);
+            start += held;
+            self.groups[g] = keep;
+        }
+        let new = shares[tasks - 1].min(task_set.len());
+        for i in sample(rng, task_set.len(), new) {
+            images.push(task_set.image(i).to_vec());
+            labels.push(task_set.labels[i]);
+        }
+        self.groups.push(new);
+        self.seen += task_set.len() as u64;
+        self.images = images;
+        self.labels = labels;
     }
 
     pub fn len(&self) -> usize {
@@ -164,6 +221,44 @@ mod tests {
         assert!(diff < 0.03, "early {early} vs late {late}");
     }
 
+    /// The experience-balanced update: after task t the buffer holds
+    /// capacity / t entries of every task so far (the remainder to the
+    /// first), each a subset of that task's examples, and an older task's
+    /// entries are a subset of what it held before.
+    #[test]
+    fn experience_balanced_update_splits_the_buffer_among_tasks() {
+        use reusebench_data::ImageSet;
+        let task = |t: u32, n: usize| {
+            let mut s = ImageSet::empty(1, 1, 1);
+            for i in 0..n {
+                s.push(&[(t * 50) as u8 + i as u8], t);
+            }
+            s
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut buf = ReplayBuffer::new(10, [1, 1, 1]);
+        buf.add_task_balanced(&mut rng, &task(0, 30));
+        assert_eq!((buf.len(), buf.groups.clone()), (10, vec![10]));
+        assert!(buf.labels.iter().all(|&l| l == 0));
+        let first: Vec<Vec<u8>> = buf.images.clone();
+        buf.add_task_balanced(&mut rng, &task(1, 30));
+        buf.add_task_balanced(&mut rng, &task(2, 30));
+        // 10 over 3 tasks: 4, 3, 3.
+        assert_eq!(buf.groups, vec![4, 3, 3]);
+        let count = |t| buf.labels.iter().filter(|&&l| l == t).count();
+        assert_eq!((count(0), count(1), count(2)), (4, 3, 3));
+        // Task 0 kept a subset of its first 10; no entry twice.
+        assert!(buf.images[..4].iter().all(|im| first.contains(im)));
+        let mut all = buf.images.clone();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 10);
+        // A task smaller than its share gives all it has.
+        let mut small = ReplayBuffer::new(10, [1, 1, 1]);
+        small.add_task_balanced(&mut rng, &task(0, 3));
+        assert_eq!(small.groups, vec![3]);
+    }
+
     #[test]
     fn samples_are_distinct_and_carry_logits() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -239,6 +334,10 @@ pub struct ReplayHook<'a> {
     pub rng: &'a mut ChaCha8Rng,
     pub batch_size: usize,
     pub loss: ReplayLoss,
+    /// Offer every training example to the reservoir after its step
+    /// (`false` with the experience-balanced update, which fills the buffer
+    /// after the task).
+    pub fill_during_training: bool,
     pending: Option<Pending>,
 }
 
@@ -256,6 +355,7 @@ impl<'a> ReplayHook<'a> {
             rng,
             batch_size,
             loss,
+            fill_during_training: true,
             pending: None,
         }
     }
@@ -371,6 +471,9 @@ impl<M: reusebench_core::model::TrainModel> reusebench_core::train::TrainHooks<M
     }
 
     fn after_step(&mut self, step: &reusebench_core::train::Step) {
+        if !self.fill_during_training {
+            return;
+        }
         let logits = match self.loss {
             ReplayLoss::Er => None,
             ReplayLoss::DerPlusPlus { .. } => Some(

@@ -59,3 +59,41 @@ fn er_takes_one_mean_over_current_and_replayed_rows() {
         "fit's ER loss {got} vs one mean over the concatenated batch {want}"
     );
 }
+
+/// Reservoir ER offers every trained example to the buffer during the
+/// task; with the experience-balanced update (Avalanche) training leaves
+/// the buffer as it was, so only earlier tasks are replayed.
+#[test]
+fn only_the_reservoir_update_fills_the_buffer_during_training() {
+    let dev = DeviceSpec::for_tests().autodiff();
+    let data = synthetic::generate(4, 2, 1, 0).unwrap();
+    let task = Arc::new(data.train.select_classes(&|l| (l >= 2).then_some(l)));
+    let old = data.train.select_classes(&|l| (l < 2).then_some(l));
+    let optim = OptimConfig::sgd(0.1).with_momentum(0.0);
+    let stage = reusebench_core::testing::plain_stage(&optim, 4, data.normalization, 4);
+    for fill in [true, false] {
+        let mut buffer = ReplayBuffer::new(8, [old.channels, old.height, old.width]);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        buffer.add_task_balanced(&mut rng, &old);
+        let before = (buffer.seen, buffer.labels.clone());
+        let mut hook = ReplayHook::new(&mut buffer, &task, &mut rng, 4, ReplayLoss::Er);
+        hook.fill_during_training = fill;
+        let model = tiny_classifier(2, 4, 1, &dev);
+        fit(model, &task, &stage, &mut hook, &dev, &NoProgress).unwrap();
+        if fill {
+            assert_eq!(buffer.seen, before.0 + task.len() as u64);
+            assert!(
+                buffer.labels.iter().any(|&l| l >= 2),
+                "current task entered"
+            );
+        } else {
+            assert_eq!((buffer.seen, buffer.labels.clone()), before);
+        }
+    }
+    // The grid key.
+    let er: reusebench_continual::methods::MethodConfig = serde_json::from_str(
+        r#"{"name": "er", "epochs": 1, "optimizer": {"lr": 0.1}, "buffer_size": 8, "buffer_update": "experience-balanced"}"#,
+    )
+    .unwrap();
+    assert!(format!("{er:?}").contains("ExperienceBalanced"), "{er:?}");
+}
