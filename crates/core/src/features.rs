@@ -78,12 +78,13 @@ pub fn features(
     infer(set, batch_size, normalization, device, net.feature_pass())
 }
 
-/// Activations after stage `layer` of `backbone` (see
-/// [`ResNet::LAYERS`]), averaged over space (evaluation mode). `None` for a
+/// Activations of stage `layer` of `backbone` (see [`ResNet::LAYERS`]),
+/// read at `tap` and averaged over space (evaluation mode). `None` for a
 /// stage the backbone does not have.
 pub fn pooled_activations(
     backbone: &ResNet,
     layer: &str,
+    tap: Tap,
     set: &Arc<ImageSet>,
     batch_size: usize,
     normalization: Normalization,
@@ -94,8 +95,24 @@ pub fn pooled_activations(
     }
     let backbone = backbone.valid();
     Some(infer(set, batch_size, normalization, device, |x| {
-        backbone.pooled_at(x, layer).expect("a known layer")
+        match tap {
+            Tap::Block => backbone.pooled_at(x, layer),
+            Tap::Conv => backbone.pooled_conv_at(x, layer),
+        }
+        .expect("a known layer")
     }))
+}
+
+/// Where in a stage [`pooled_activations`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tap {
+    /// The stage's last convolution's raw output, before batch norm and
+    /// ReLU (a forward hook on that convolution, as RESQUE's authors read).
+    #[default]
+    Conv,
+    /// The stage's output, after its last ReLU (non-negative).
+    Block,
 }
 
 /// Logits of `head` on features already computed (evaluation mode): lets an

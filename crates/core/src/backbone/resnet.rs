@@ -119,6 +119,20 @@ impl Block {
         }
     }
 
+    /// The raw output of the block's last convolution (`conv2`, or
+    /// `conv3` in a bottleneck): before its batch norm, the residual sum
+    /// and the ReLU, so it takes negative values too.
+    pub fn last_conv_output(&self, x: Tensor<4>) -> Tensor<4> {
+        let out = conv_bn_forward(&self.conv1, &self.bn1, x, Epilogue::Relu);
+        match &self.conv3 {
+            Some(conv3) => {
+                let out = conv_bn_forward(&self.conv2, &self.bn2, out, Epilogue::Relu);
+                conv3.forward(out)
+            }
+            None => self.conv2.forward(out),
+        }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
             Some(d) => conv_bn_forward(&d.conv, &d.bn, x.clone(), Epilogue::None),
@@ -232,6 +246,36 @@ impl ResNet {
 
     /// The stages whose output [`ResNet::pooled_at`] can return, in order.
     pub const LAYERS: [&'static str; 5] = ["stem", "layer1", "layer2", "layer3", "layer4"];
+
+    /// The raw output of stage `layer`'s last convolution (the stem's
+    /// `conv1`, else the last block's last convolution), before batch norm
+    /// and ReLU, averaged over space: `[batch, channels]`. What a forward
+    /// hook on that `Conv2d` sees (RESQUE's authors read there).
+    pub fn pooled_conv_at(&self, x: Tensor<4>, layer: &str) -> Option<Tensor<2>> {
+        let last = Self::LAYERS.iter().position(|l| *l == layer)?;
+        let out = if last == 0 {
+            self.conv1.forward(x)
+        } else {
+            let mut x = conv_bn_forward(&self.conv1, &self.bn1, x, Epilogue::Relu);
+            if let Some(pool) = &self.maxpool {
+                x = pool.forward(x);
+            }
+            let stages = [&self.layer1, &self.layer2, &self.layer3, &self.layer4];
+            for stage in &stages[..last - 1] {
+                for block in stage.iter() {
+                    x = block.forward(x);
+                }
+            }
+            let stage = stages[last - 1];
+            let (tail, head) = stage.split_last().expect("a stage has blocks");
+            for block in head {
+                x = block.forward(x);
+            }
+            tail.last_conv_output(x)
+        };
+        let [n, c, _, _] = out.dims();
+        Some(adaptive_avg_pool2d(out, [1, 1]).reshape([n, c]))
+    }
 
     /// The activations after stage `layer` (one of [`ResNet::LAYERS`]),
     /// averaged over space: `[batch, channels]`. `None` for another name.

@@ -4,6 +4,7 @@
 mod batch_norm_recompute;
 mod change_penalty;
 mod checkpoint;
+mod conv_tap;
 mod feature_cache;
 mod penalties;
 mod small_task;

@@ -30,7 +30,7 @@ use reusebench_core::CoreError;
 use reusebench_core::backbone::{BackboneConfig, ResNet};
 use reusebench_core::checkpoint::load_head;
 use reusebench_core::cost::{CostConfig, CostHooks, CostReport, CostTracker};
-use reusebench_core::features::{features, pooled_activations};
+use reusebench_core::features::{Tap, pooled_activations};
 use reusebench_core::metrics::{Coords, MetricRow, names};
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::protocol::{
@@ -139,6 +139,13 @@ pub struct ResqueConfig {
     /// compares (`stem`, `layer1` .. `layer4`).
     #[serde(default = "default_layer")]
     pub layer: String,
+    /// Where in that stage both scores read: `conv`, the raw output of its
+    /// last convolution before batch norm and ReLU (a forward hook on that
+    /// `Conv2d`, as the authors' `extractactivations.py`; the default), or
+    /// `block`, the stage's output after its ReLU (this project's reading
+    /// before 2026-12-06, non-negative, which narrows the angles).
+    #[serde(default)]
+    pub representation: Tap,
     pub shift: ShiftConfig,
     pub retrain: RetrainConfig,
     #[serde(default)]
@@ -320,13 +327,16 @@ impl Shifted {
                 let k = task_classes.len();
                 let source =
                     env.build_classifier(&config.backbone, classes.len(), config.seed, device)?;
-                let feats = features(
+                let feats = pooled_activations(
                     source.backbone(),
+                    &config.layer,
+                    config.representation,
                     &train,
                     config.eval_batch_size,
                     normalization,
                     device,
-                );
+                )
+                .ok_or_else(|| CoreError::config("layer", format!("no layer `{}`", config.layer)))?;
                 rows.push(MetricRow::scalar(
                     names::RESQUE_TASK,
                     score::resque_task(&feats.values, feats.dim, &train.labels, k),
@@ -568,6 +578,7 @@ fn resque_dist_of(
         pooled_activations(
             model.backbone(),
             &config.layer,
+            config.representation,
             set,
             config.eval_batch_size,
             normalization,
