@@ -78,6 +78,8 @@ pub enum Purpose {
     FmowRandomSplit,
     /// A seeded per-class subset of a dataset (`subset_seed`), class `class`.
     Subset { class: u32 },
+    /// Canonicalize: the prior-only warm-up's shuffles.
+    PriorWarmUp,
 }
 
 impl Purpose {
@@ -114,6 +116,7 @@ impl Purpose {
             ClassOrder => (27, 0, 0),
             FmowRandomSplit => (28, 0, 0),
             Subset { class } => (29, u64::from(class), 0),
+            PriorWarmUp => (30, 0, 0),
         }
     }
 }
@@ -188,6 +191,7 @@ mod tests {
             ShiftTest,
             ClassOrder,
             FmowRandomSplit,
+            PriorWarmUp,
         ];
         for i in 0..n {
             v.extend([

@@ -82,8 +82,8 @@ fn validate_rejects_impossible_canonicalize_settings_with_file_line_and_key() {
                 message: "48 pixels, larger than the 32-pixel images of synthetic",
             },
             Rejection {
-                from: "- { name: canon-prior, prior_weight: 100 }",
-                to: "- { name: canon-prior, prior_weight: -1 }",
+                from: "- { name: canon-prior, prior_weight: 100, prior_epochs: 1 }",
+                to: "- { name: canon-prior, prior_weight: -1, prior_epochs: 1 }",
                 line_of: "prior_weight: -1",
                 key: "method.prior_weight",
                 message: "must be >= 0",

@@ -25,9 +25,13 @@ fn the_conv_tap_is_what_the_block_output_is_built_from_and_goes_negative() {
         width: 4,
         ..Default::default()
     };
-    let net = config.build(&mut ChaCha8Rng::seed_from_u64(2), &dev).valid();
+    let net = config
+        .build(&mut ChaCha8Rng::seed_from_u64(2), &dev)
+        .valid();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let x: Vec<f32> = (0..2 * 3 * 32 * 32).map(|_| rng.random::<f32>() - 0.5).collect();
+    let x: Vec<f32> = (0..2 * 3 * 32 * 32)
+        .map(|_| rng.random::<f32>() - 0.5)
+        .collect();
     let x = Tensor::<4>::from_data(TensorData::new(x, [2, 3, 32, 32]), &dev);
 
     // The last block of layer4, fed what the blocks before it give.
@@ -58,7 +62,10 @@ fn the_conv_tap_is_what_the_block_output_is_built_from_and_goes_negative() {
         .zip(&rebuilt)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    assert!(worst < 1e-4, "ReLU(bn2(conv tap) + shortcut) is the block output: {worst}");
+    assert!(
+        worst < 1e-4,
+        "ReLU(bn2(conv tap) + shortcut) is the block output: {worst}"
+    );
 
     // Pooled over space, through the protocol's reader.
     let [_, c, hh, ww] = conv.dims();
@@ -79,7 +86,10 @@ fn the_conv_tap_is_what_the_block_output_is_built_from_and_goes_negative() {
     assert_eq!((conv_rows.dim, block_rows.dim), (c, c));
     let negatives = conv_rows.values.iter().filter(|v| **v < 0.0).count();
     assert!(negatives > 0, "the conv tap must see negative values");
-    assert!(block_rows.values.iter().all(|v| *v >= 0.0), "after the ReLU: none");
+    assert!(
+        block_rows.values.iter().all(|v| *v >= 0.0),
+        "after the ReLU: none"
+    );
     assert_eq!(pooled_by_hand.len(), 2 * c);
     assert!(pooled_by_hand.iter().any(|v| *v < 0.0));
 }

@@ -32,3 +32,23 @@ impl TrainModel for Canonicalized {
         self.forward_parts(images).0
     }
 }
+
+/// The canonicalizer alone, with its group scores as the logits: the
+/// prior-only warm-up trains it with prior_weight · CE(scores, identity)
+/// on upright images (every label the identity, index 0), the weight the
+/// joint training gives the prior, predictor untouched.
+#[derive(Module, Debug)]
+pub struct PriorOnly {
+    pub canonicalizer: Canonicalizer,
+    #[module(skip)]
+    pub weight: f64,
+}
+
+impl TrainModel for PriorOnly {
+    fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        self.canonicalizer.scores(images)
+    }
+    fn loss(&self, logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
+        burn::tensor::loss::cross_entropy_with_logits(logits, targets).mul_scalar(self.weight)
+    }
+}

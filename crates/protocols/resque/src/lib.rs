@@ -336,7 +336,9 @@ impl Shifted {
                     normalization,
                     device,
                 )
-                .ok_or_else(|| CoreError::config("layer", format!("no layer `{}`", config.layer)))?;
+                .ok_or_else(|| {
+                    CoreError::config("layer", format!("no layer `{}`", config.layer))
+                })?;
                 rows.push(MetricRow::scalar(
                     names::RESQUE_TASK,
                     score::resque_task(&feats.values, feats.dim, &train.labels, k),

@@ -14,10 +14,18 @@ pub struct CanonPrior {
     /// equiadapt's default: 100 (task weight 1).
     #[serde(default = "default_prior_weight")]
     pub prior_weight: NonNegative,
+    /// Epochs of the prior alone (canonicalizer only, upright images,
+    /// CE(scores, identity)) before the joint training: equiadapt's
+    /// research code trains `prior_train_epochs` = 20 first.
+    #[serde(default = "default_prior_epochs")]
+    pub prior_epochs: usize,
 }
 
 fn default_prior_weight() -> NonNegative {
     NonNegative::of(100.0)
+}
+fn default_prior_epochs() -> usize {
+    20
 }
 
 impl Method for CanonPrior {}
@@ -28,5 +36,8 @@ impl CanonMethodSpec for CanonPrior {
     }
     fn prior_weight(&self) -> f64 {
         self.prior_weight.get()
+    }
+    fn prior_epochs(&self) -> usize {
+        self.prior_epochs
     }
 }

@@ -14,6 +14,11 @@ pub trait CanonMethodSpec: Method {
     fn canonicalizes(&self) -> bool;
     /// Weight of the canonicalization prior, CE(scores, identity), in the
     /// loss.
+    /// Epochs of prior-only training of the canonicalizer before the joint
+    /// training (equiadapt's research code: `prior_train_epochs`).
+    fn prior_epochs(&self) -> usize {
+        0
+    }
     fn prior_weight(&self) -> f64 {
         0.0
     }
