@@ -229,6 +229,11 @@ pub struct SlurmResources {
     /// At most this many tasks of an array at once (`%N`).
     #[arg(long, value_name = "N")]
     pub parallelism: Option<usize>,
+    /// Seconds before preemption or the time limit at which Slurm warns a
+    /// task (SIGUSR1): its worker releases the running cell and the task
+    /// requeues itself; the cell starts again from its beginning.
+    #[arg(long, value_name = "SECS", default_value_t = reusebench_runner::slurm::DEFAULT_GRACE_SECS)]
+    pub grace: u32,
     /// A further `#SBATCH` argument, e.g. `--sbatch=--account=abc` (repeatable).
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub sbatch: Vec<String>,

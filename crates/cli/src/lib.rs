@@ -21,6 +21,34 @@ use reusebench_runner::{Grid, Registry, RunOptions, Selection, load_grid_with_da
 
 use crate::cli::{Cli, Command, DataCommand};
 
+/// Set by the binary's SIGUSR1 handler (the signal Slurm sends before it
+/// preempts a job or its time runs out, with `submit`'s `--signal`): a
+/// `run` then releases its claims and exits with [`EXIT_LEFT`], and the
+/// job script requeues it.
+pub static LEAVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The exit status of a `run` that left on SIGUSR1: the running cell is not
+/// done (it starts again from its beginning when the job is requeued; the
+/// cells done before are kept).
+pub const EXIT_LEFT: u8 = 3;
+
+/// Watches [`LEAVE`]; once set, releases this process's claims and exits.
+fn leave_on_signal() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if LEAVE.load(std::sync::atomic::Ordering::SeqCst) {
+                let released = reusebench_runner::claim::release_all_held();
+                eprintln!(
+                    "SIGUSR1: leaving; {released} running cell(s) released, to start again \
+                     from their beginning when the job is requeued (cells done are kept)"
+                );
+                std::process::exit(i32::from(EXIT_LEFT));
+            }
+        }
+    });
+}
+
 /// What the binary runs after each grid cell to hand back memory the cell
 /// no longer needs (its allocator's collection); set once by `main`.
 static AFTER_CELL: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
@@ -43,7 +71,8 @@ pub(crate) fn after_cell() {
 
 /// Parses `args` (the program name first) and runs the command with the
 /// protocols of `registry`. Exit codes: 0 done, 1 some cells failed, 2 an
-/// error before or outside the cells (printed to stderr).
+/// error before or outside the cells (printed to stderr), 3 a `run` left on
+/// SIGUSR1 ([`EXIT_LEFT`]).
 pub fn main_with(registry: &Registry, args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
@@ -75,6 +104,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
         } => {
             let mut grid = load(registry, &grid)?;
             grid.tensorboard |= tensorboard;
+            leave_on_signal();
             let select = match (shard, cell.is_empty()) {
                 (Some(shard), _) => shard,
                 (None, false) => Selection::Cells(cell),
@@ -139,6 +169,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
                 mem: r.mem,
                 parallelism: r.parallelism,
                 sbatch: r.sbatch,
+                grace: r.grace,
                 binary: std::env::current_exe().context("locating the reusebench binary")?,
                 device: args.device,
                 sets: args.set,

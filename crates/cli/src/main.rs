@@ -14,7 +14,21 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // SIGUSR1 (Slurm's warning before preemption or the time limit): the
+    // handler only sets a flag, the one thing a handler may safely do; a
+    // `run` watches it.
+    #[cfg(unix)]
+    #[allow(unsafe_code)]
+    // SAFETY: the handler stores to an atomic and nothing else.
+    unsafe {
+        libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
+    }
     allocator::configure();
     reusebench::set_after_cell(allocator::return_freed_memory);
     reusebench::main_with(&reusebench_runner::Registry::builtin(), std::env::args_os())
+}
+
+#[cfg(unix)]
+extern "C" fn on_usr1(_: libc::c_int) {
+    reusebench::LEAVE.store(true, std::sync::atomic::Ordering::SeqCst);
 }

@@ -152,6 +152,30 @@ pub enum Attempt {
     Held(Found),
 }
 
+/// The claims this process holds (path and holder), for
+/// [`release_all_held`]: a worker told to leave (Slurm's preemption
+/// signal) exits without unwinding, so no `Drop` runs.
+static HELD: std::sync::Mutex<Vec<(PathBuf, Holder)>> = std::sync::Mutex::new(Vec::new());
+
+/// Removes every claim this process holds that is still its own, so that
+/// another worker (the requeued job, perhaps on another node, where this
+/// pid means nothing) takes the cells over at once instead of waiting for
+/// the heartbeat to go stale. For a process about to exit.
+pub fn release_all_held() -> usize {
+    let held = HELD.lock().map(|h| h.clone()).unwrap_or_default();
+    held.iter()
+        .filter(|(path, me)| remove_if_ours(path, me))
+        .count()
+}
+
+fn remove_if_ours(path: &Path, me: &Holder) -> bool {
+    let ours = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
+        .is_some_and(|h| &h == me);
+    ours && std::fs::remove_file(path).is_ok()
+}
+
 /// A held claim: released (the file removed) when dropped; a heartbeat
 /// thread touches the file meanwhile.
 pub struct Claim {
@@ -169,12 +193,9 @@ impl Drop for Claim {
         }
         // Remove it only while it is still ours (a worker that took it over
         // after a missed heartbeat owns it now).
-        let ours = std::fs::read_to_string(&self.path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Holder>(&t).ok())
-            .is_some_and(|h| h == self.me);
-        if ours {
-            let _ = std::fs::remove_file(&self.path);
+        remove_if_ours(&self.path, &self.me);
+        if let Ok(mut held) = HELD.lock() {
+            held.retain(|(p, _)| p != &self.path);
         }
     }
 }
@@ -249,6 +270,9 @@ impl Claim {
                 }
             }
         });
+        if let Ok(mut held) = HELD.lock() {
+            held.push((path.clone(), me.clone()));
+        }
         Self {
             path,
             me,
@@ -261,6 +285,32 @@ impl Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A process leaving on a signal removes the claims it holds (and only
+    /// its own): the next worker claims at once.
+    #[test]
+    fn release_all_held_frees_this_process_claims() {
+        let tmp = tempfile::tempdir().unwrap();
+        let timeout = Duration::from_secs(60);
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        let Attempt::Claimed(held, None) = try_claim(&a, timeout).unwrap() else {
+            panic!("claimed")
+        };
+        // b's claim belongs to another worker now: left alone.
+        let Attempt::Claimed(other, None) = try_claim(&b, timeout).unwrap() else {
+            panic!("claimed")
+        };
+        let mut theirs = Holder::me();
+        theirs.host = "elsewhere".into();
+        std::fs::write(b.join(CLAIM_FILE), serde_json::to_vec(&theirs).unwrap()).unwrap();
+        assert!(release_all_held() >= 1);
+        assert!(!a.join(CLAIM_FILE).exists(), "ours: released");
+        assert!(b.join(CLAIM_FILE).exists(), "another worker's: kept");
+        let Attempt::Claimed(again, None) = try_claim(&a, timeout).unwrap() else {
+            panic!("a released cell is claimed at once")
+        };
+        drop((held, other, again));
+    }
 
     #[test]
     fn one_claim_wins_and_a_dead_holder_is_taken_over() {

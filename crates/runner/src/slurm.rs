@@ -33,7 +33,14 @@ pub struct SlurmOptions {
     pub sets: Vec<String>,
     /// Where `{data}` points for the tasks (made absolute).
     pub data_root: Option<PathBuf>,
+    /// Seconds before preemption or the time limit at which Slurm sends
+    /// SIGUSR1 (`--signal=B:USR1@N`): the worker leaves, releasing its
+    /// claim, and the task requeues itself.
+    pub grace: u32,
 }
+
+/// The default of [`SlurmOptions::grace`].
+pub const DEFAULT_GRACE_SECS: u32 = 120;
 
 /// One experiment's array job (one per phase of a `tune:` search: the
 /// trials, each rung, the final runs).
@@ -151,6 +158,10 @@ pub fn stages(grid: &Grid, o: &SlurmOptions) -> Result<Vec<Stage>, RunnerError> 
             )
         );
         s += "#SBATCH --kill-on-invalid-dep=yes\n";
+        // Preemption and the time limit: a warning signal to this script,
+        // which passes it to the worker, and a task that can be requeued.
+        s += &format!("#SBATCH --signal=B:USR1@{}\n", o.grace);
+        s += "#SBATCH --requeue\n";
         for line in resource_lines(o, true) {
             s += &format!("#SBATCH {line}\n");
         }
@@ -162,7 +173,9 @@ pub fn stages(grid: &Grid, o: &SlurmOptions) -> Result<Vec<Stage>, RunnerError> 
             quote(&results.display().to_string())
         );
         s += "mkdir -p \"$OUT\"\n";
-        s += "exec >\"$OUT/slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out\" 2>&1\n";
+        // Appended: a requeued task adds its attempt to the same file.
+        s += "exec >>\"$OUT/slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}.out\" 2>&1\n";
+        s += "echo \"== attempt $(( ${SLURM_RESTART_COUNT:-0} + 1 )) on $(hostname)\"\n";
         let mut cmd = vec![
             quote(&o.binary.display().to_string()),
             "run".into(),
@@ -181,7 +194,21 @@ pub fn stages(grid: &Grid, o: &SlurmOptions) -> Result<Vec<Stage>, RunnerError> 
             cmd.push("--data-root".into());
             cmd.push(quote(&absolute(data)?.display().to_string()));
         }
-        s += &format!("exec {}\n", cmd.join(" "));
+        // The worker runs in the background so that this shell can take
+        // Slurm's SIGUSR1 and pass it on; a worker that left (exit 3)
+        // requeues the task, which runs the cell again from its beginning.
+        s += &format!("{} &\n", cmd.join(" "));
+        s += "WORKER=$!\n";
+        s += "trap 'kill -USR1 \"$WORKER\" 2>/dev/null' USR1\n";
+        s += "set +e\n";
+        s += "while :; do\n";
+        s += "  wait \"$WORKER\"; RC=$?\n";
+        s += "  kill -0 \"$WORKER\" 2>/dev/null || break  # woken by the trap: wait on\n";
+        s += "done\n";
+        s += "if [ \"$RC\" -eq 3 ]; then\n";
+        s += "  scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"\n";
+        s += "fi\n";
+        s += "exit \"$RC\"\n";
         stage.script = s;
     }
     Ok(out)

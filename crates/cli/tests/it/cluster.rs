@@ -426,3 +426,112 @@ fn a_real_slurm_runs_the_grid_and_a_cancelled_array_resubmits() {
         "no row lost or duplicated after cancel and resubmit"
     );
 }
+
+/// Preemption: Slurm's warning signal (SIGUSR1, `--signal=B:USR1@grace`)
+/// reaches a task mid-cell; its worker releases the cell and leaves, the
+/// task requeues itself, and the second attempt runs the cell from its
+/// beginning: the rows equal an uninterrupted local run's.
+#[test]
+fn a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows() {
+    if let Err(why) = slurm_up() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows: skipped: {why}"
+        );
+        return;
+    }
+    // One pretrain cell, long enough (seconds) to be signalled mid-way.
+    let grid_text = |dir: &Path| {
+        let path = dir.join("grid.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "name: preempt\nresults: {}\nexperiments:\n  - name: pretrain\n    protocol: pretrain\n    base:\n      seed: 0\n      data: {{ name: synthetic, classes: 4, train_per_class: 150, test_per_class: 10 }}\n      backbone: {{ width: 8 }}\n      epochs: 8\n      batch_size: 16\n      optimizer: {{ lr: 0.05 }}\n      output: \"{{results}}/backbone.safetensors\"\n",
+                dir.join("results").display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let local = tempfile::tempdir().unwrap();
+    let (code, out) = run(&[
+        "run",
+        grid_text(local.path()).to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let reference = reproducible(&cell_rows(&local.path().join("results"), "pretrain"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = grid_text(tmp.path());
+    let (code, out) = run(&[
+        "submit",
+        grid.to_str().unwrap(),
+        "--slurm",
+        "--cpus-per-task",
+        "1",
+        "--grace",
+        "30",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let jobs = submitted(&out);
+    let cells = tmp.path().join("results/cells");
+    let cell = || {
+        std::fs::read_dir(&cells)
+            .ok()?
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("pretrain-")
+            })
+    };
+    // Wait for the cell to run (claimed, not done), then signal the task.
+    let start = Instant::now();
+    let dir = loop {
+        if let Some(d) = cell()
+            && d.join("claim.json").exists()
+        {
+            break d;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the task never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !dir.join("rows.json").exists(),
+        "the cell finished before the signal: lengthen it"
+    );
+    let status = Command::new("scancel")
+        .args(["--signal=USR1", "--batch", &jobs[0]])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for(&jobs, Duration::from_secs(300));
+    assert_eq!(
+        reproducible(&cell_rows(&tmp.path().join("results"), "pretrain")),
+        reference,
+        "the requeued cell's rows equal an uninterrupted run's"
+    );
+    let log: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("slurm-")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        log.contains("SIGUSR1: leaving; 1 running cell(s) released"),
+        "{log}"
+    );
+    assert!(log.contains("== attempt 2"), "requeued: {log}");
+}
