@@ -202,6 +202,10 @@ pub const GRAD_NORM: &str = "grad_norm";
 pub const MEAN_GRAD_NORM: &str = "mean_grad_norm";
 /// ‖θ − θ₀‖₂ / √n over every trainable parameter.
 pub const PARAM_CHANGE: &str = "param_change";
+/// ‖θ − θ₀‖₂ / ‖θ₀‖₂ over every trainable parameter.
+pub const PARAM_CHANGE_RELATIVE: &str = "param_change_relative";
+/// `grad_norm` summed over the epochs run: grows with the epochs.
+pub const GRAD_NORM_SUM: &str = "grad_norm_sum";
 /// The same per layer (coordinate `layer`).
 pub const PARAM_CHANGE_BY_LAYER: &str = "param_change_by_layer";
 /// Wall seconds of retraining (with its per-epoch evaluations). Timing.

@@ -166,6 +166,10 @@ pub struct CostReport {
     pub grad_norm_per_epoch: Vec<f64>,
     /// ‖θ − θ₀‖₂ / √n over every trainable parameter.
     pub param_change: f64,
+    /// ‖θ − θ₀‖₂ / ‖θ₀‖₂ over every trainable parameter: the change
+    /// relative to where the weights started (readable where the RMS
+    /// change per parameter rounds to 0.00).
+    pub param_change_relative: f64,
     /// The same per layer (see [`layer_of`]), in the model's order.
     pub param_change_by_layer: Vec<(String, f64)>,
     pub seconds: f64,
@@ -212,9 +216,11 @@ impl CostTracker {
             .collect();
         // (layer, Σ squared change, n) in the model's order.
         let mut layers: Vec<(String, f64, usize)> = Vec::new();
+        let mut start_sq = 0.0;
         for (id, layer, before) in &self.start {
             let Some(after) = now.get(id) else { continue };
             let n = before.shape().num_elements();
+            start_sq += before.clone().powi_scalar(2).sum().into_scalar::<f32>() as f64;
             let sq = (after.clone() - before.clone())
                 .powi_scalar(2)
                 .sum()
@@ -233,6 +239,11 @@ impl CostTracker {
         CostReport {
             grad_norm_per_epoch: self.epoch_norms,
             param_change: (sq / n.max(1) as f64).sqrt(),
+            param_change_relative: if start_sq > 0.0 {
+                (sq / start_sq).sqrt()
+            } else {
+                0.0
+            },
             param_change_by_layer: layers
                 .into_iter()
                 .map(|(l, sq, n)| (l, (sq / n.max(1) as f64).sqrt()))

@@ -17,10 +17,12 @@ use crate::stats::{bootstrap_ci, fit_line, pearson, spearman};
 pub struct ResqueView;
 
 /// The costs RESQUE is set against, with how they read in a table.
-const COSTS: [(&str, &str); 6] = [
+const COSTS: [(&str, &str); 8] = [
     (names::RETRAIN_EPOCHS, "epochs to target"),
     (names::MEAN_GRAD_NORM, "gradient norm"),
+    (names::GRAD_NORM_SUM, "gradient norm, summed over epochs"),
     (names::PARAM_CHANGE, "parameter change"),
+    (names::PARAM_CHANGE_RELATIVE, "parameter change, relative"),
     (names::RETRAIN_SECONDS, "wall time (s)"),
     (names::ENERGY_JOULES, "energy (J)"),
     (names::CARBON_GRAMS, "carbon (g)"),
@@ -34,6 +36,20 @@ struct Cell {
     task: bool,
     resque: f64,
     scalars: BTreeMap<String, f64>,
+}
+
+impl Cell {
+    /// At the target before any training: its cost is not measured (0
+    /// epochs says only "at most 0"), so it is reported apart and left out
+    /// of the correlations instead of counting as a zero.
+    fn censored(&self) -> bool {
+        self.scalars.get(names::RETRAIN_EPOCHS) == Some(&0.0)
+    }
+    /// Stopped by the epoch cap without reaching the target: its cost is a
+    /// lower bound. Counted, kept in the correlations.
+    fn capped(&self) -> bool {
+        self.scalars.get(names::TARGET_REACHED) == Some(&0.0)
+    }
 }
 
 fn cells(rows: &[&StoredRow]) -> Vec<Cell> {
@@ -93,41 +109,48 @@ fn interval((v, lo, hi): (f64, f64, f64)) -> String {
     }
 }
 
+/// The correlations of RESQUE with each cost, per family and over all
+/// corruptions, censored cells apart.
+fn correlation_table(cells: &[Cell]) -> String {
+    if cells.is_empty() {
+        return String::new();
+    }
+    let rapl = cells
+        .iter()
+        .filter(|c| c.scalars.get(names::ENERGY_FROM_RAPL) == Some(&1.0))
+        .count();
+    let mut md = format!(
+        "\n### RESQUE against the cost of retraining\n\nEvery cell is a point (each level and seed); groups of fewer than 3 points are left out. Cells already at the target before any training (0 epochs) are censored: counted apart and left out of r and ρ, not taken as zero cost. Cells the epoch cap stopped short of the target are counted (their cost is a lower bound) and kept. Pearson's r and Spearman's ρ with 95% percentile-bootstrap intervals ({RESAMPLES} resamples). Energy from RAPL in {rapl} of {} cells, from the CPU power model in the others.\n\n| shifts | cost | n | censored (0 epochs) | cap hit | Pearson r [95% CI] | Spearman ρ [95% CI] |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+        cells.len()
+    );
+    for (scope, points) in scopes(cells) {
+        let censored = points.iter().filter(|c| c.censored()).count();
+        let capped = points.iter().filter(|c| c.capped()).count();
+        for (k, (metric, label)) in COSTS.iter().enumerate() {
+            let (x, y): (Vec<f64>, Vec<f64>) = points
+                .iter()
+                .filter(|c| !c.censored())
+                .filter_map(|c| c.scalars.get(*metric).map(|&v| (c.resque, v)))
+                .unzip();
+            // Fewer than three points say nothing about a correlation.
+            if x.len() < 3 {
+                continue;
+            }
+            let seed = 17 + k as u64;
+            md.push_str(&format!(
+                "| {scope} | {label} | {} | {censored} | {capped} | {} | {} |\n",
+                x.len(),
+                interval(bootstrap_ci(&x, &y, pearson, RESAMPLES, seed)),
+                interval(bootstrap_ci(&x, &y, spearman, RESAMPLES, seed)),
+            ));
+        }
+    }
+    md
+}
+
 impl View for ResqueView {
     fn markdown(&self, e: &Experiment) -> String {
-        let rows = e.rows;
-        let cells = cells(rows);
-        if cells.is_empty() {
-            return String::new();
-        }
-        let rapl = cells
-            .iter()
-            .filter(|c| c.scalars.get(names::ENERGY_FROM_RAPL) == Some(&1.0))
-            .count();
-        let mut md = format!(
-            "\n### RESQUE against the cost of retraining\n\nEvery cell is a point (each level and seed); groups of fewer than 3 points are left out. Pearson's r and Spearman's ρ with 95% percentile-bootstrap intervals ({RESAMPLES} resamples). Energy from RAPL in {rapl} of {} cells, from the CPU power model in the others.\n\n| shifts | cost | n | Pearson r [95% CI] | Spearman ρ [95% CI] |\n| --- | --- | --- | --- | --- |\n",
-            cells.len()
-        );
-        for (scope, points) in scopes(&cells) {
-            for (k, (metric, label)) in COSTS.iter().enumerate() {
-                let (x, y): (Vec<f64>, Vec<f64>) = points
-                    .iter()
-                    .filter_map(|c| c.scalars.get(*metric).map(|&v| (c.resque, v)))
-                    .unzip();
-                // Fewer than three points say nothing about a correlation.
-                if x.len() < 3 {
-                    continue;
-                }
-                let seed = 17 + k as u64;
-                md.push_str(&format!(
-                    "| {scope} | {label} | {} | {} | {} |\n",
-                    x.len(),
-                    interval(bootstrap_ci(&x, &y, pearson, RESAMPLES, seed)),
-                    interval(bootstrap_ci(&x, &y, spearman, RESAMPLES, seed)),
-                ));
-            }
-        }
-        md
+        correlation_table(&cells(e.rows))
     }
 
     fn figures(&self, e: &Experiment, figures: &mut Figures) -> Drawn {
@@ -146,7 +169,8 @@ impl View for ResqueView {
                 (names::ENERGY_JOULES, "energy (J)", "energy"),
             ] {
                 let mut groups: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-                for c in &of_kind {
+                // Censored cells (0 epochs) stay out of the plot and its line.
+                for c in of_kind.iter().filter(|c| !c.censored()) {
                     if let Some(&v) = c.scalars.get(metric) {
                         groups
                             .entry(c.family.clone())
@@ -188,5 +212,58 @@ impl View for ResqueView {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(name: &str, resque: f64, epochs: f64, reached: f64) -> Vec<StoredRow> {
+        [
+            (names::RESQUE_DIST, resque),
+            (names::RETRAIN_EPOCHS, epochs),
+            (names::TARGET_REACHED, reached),
+        ]
+        .iter()
+        .map(|&(metric, value)| StoredRow {
+            cell: name.into(),
+            experiment: "resque".into(),
+            protocol: "resque".into(),
+            method: "gaussian-noise".into(),
+            seed: 0,
+            axes: Default::default(),
+            split: "test".into(),
+            metric: metric.into(),
+            value,
+            coords: Default::default(),
+        })
+        .collect()
+    }
+
+    /// A cell at the target before training (0 epochs) is counted apart
+    /// and left out of r; taken as a zero it would drag r from +1 to
+    /// negative here. A capped cell is counted and kept.
+    #[test]
+    fn censored_cells_are_counted_apart_and_left_out_of_r() {
+        let rows: Vec<StoredRow> = [
+            cell("a", 0.1, 1.0, 1.0),
+            cell("b", 0.2, 2.0, 1.0),
+            cell("c", 0.3, 3.0, 1.0),
+            cell("d", 0.4, 4.0, 0.0),
+            cell("e", 0.9, 0.0, 1.0),
+        ]
+        .concat();
+        let refs: Vec<&StoredRow> = rows.iter().collect();
+        let md = correlation_table(&cells(&refs));
+        let line = md
+            .lines()
+            .find(|l| l.starts_with("| gaussian-noise | epochs to target |"))
+            .unwrap_or_else(|| panic!("{md}"));
+        // n = 4 used, 1 censored, 1 capped; r = 1 on the four.
+        assert!(
+            line.starts_with("| gaussian-noise | epochs to target | 4 | 1 | 1 | 1.00"),
+            "{line}"
+        );
     }
 }
