@@ -1,6 +1,7 @@
 //! The integration tests of this crate, as one test binary (one link,
 //! not one per file), with a module per area.
 
+mod adaptation;
 mod canonicalize;
 mod cell_identity;
 mod cli_smoke;

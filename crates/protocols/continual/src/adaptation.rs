@@ -19,24 +19,107 @@ use crate::methods::TaskContext;
 use reusebench_core::CoreError;
 use reusebench_core::bounded::PositiveInt;
 use reusebench_core::features::{ModelKey, cached_features_keyed, features, head_logits};
-use reusebench_core::metrics::{Coords, accuracy};
+use reusebench_core::metrics::{Coords, accuracy, names};
 use reusebench_core::model::{Classifier, linear_head};
 use reusebench_core::train::{CurveSink, NoHooks, OptimConfig, Stage, fit, fit_linear};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdaptationConfig {
-    /// Linear-probe epochs (on features computed once).
+    /// Linear-probe epochs (on features computed once), or fine-tuning
+    /// epochs with `mode: finetune`.
     pub epochs: PositiveInt,
     pub optimizer: OptimConfig,
-    /// Fine-tune a copy of the whole model instead of probing.
+    /// How the representation adapts: `linear-probe` (the default), `finetune`
+    /// (a copy of the whole model), or `lp-ft` (the probe, then fine-tuning
+    /// from its head for `ft_epochs` with `ft_optimizer`: Kumar et al.'s
+    /// recipe, as Sun et al. adapt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AdaptMode>,
+    /// The same as `mode: finetune` (the key before `mode` existed).
     #[serde(default)]
     pub fine_tune: bool,
+    /// `lp-ft`: fine-tuning epochs after the probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ft_epochs: Option<PositiveInt>,
+    /// `lp-ft`: the fine-tuning optimizer (`optimizer` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ft_optimizer: Option<OptimConfig>,
     /// Adapt on this many training images per class (the first ones of
-    /// each class): the paper adapts "on a small amount of data from each
-    /// task". Every training image when absent.
-    #[serde(default)]
+    /// each class; `shots` is the same key): the paper adapts "on a small
+    /// amount of data from each task". Every training image when absent.
+    #[serde(default, alias = "shots")]
     pub samples_per_class: Option<PositiveInt>,
+}
+
+/// How [`adapt`] adapts a representation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdaptMode {
+    LinearProbe,
+    Finetune,
+    LpFt,
+}
+
+impl AdaptationConfig {
+    /// The mode, with `fine_tune: true` read as `finetune`.
+    pub fn mode(&self) -> AdaptMode {
+        match (self.mode, self.fine_tune) {
+            (Some(m), _) => m,
+            (None, true) => AdaptMode::Finetune,
+            (None, false) => AdaptMode::LinearProbe,
+        }
+    }
+
+    /// The grid's mistakes, by key: `fine_tune` with another `mode`, `lp-ft`
+    /// without `ft_epochs`, `ft_*` keys without `lp-ft`.
+    pub fn check(&self) -> Result<(), CoreError> {
+        if self.fine_tune && self.mode.is_some_and(|m| m != AdaptMode::Finetune) {
+            return Err(CoreError::config(
+                "adaptation.fine_tune",
+                "conflicts with `mode`: give `mode` alone",
+            ));
+        }
+        let lp_ft = self.mode() == AdaptMode::LpFt;
+        if lp_ft && self.ft_epochs.is_none() {
+            return Err(CoreError::config(
+                "adaptation.ft_epochs",
+                "`mode: lp-ft` fine-tunes after the probe: give ft_epochs",
+            ));
+        }
+        if !lp_ft && (self.ft_epochs.is_some() || self.ft_optimizer.is_some()) {
+            return Err(CoreError::config(
+                "adaptation.ft_epochs",
+                "ft_epochs and ft_optimizer belong to `mode: lp-ft`",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One stage of an adaptation, recorded under `coords`.
+fn adaptation_stage<'a>(
+    name: String,
+    epochs: usize,
+    optim: &'a OptimConfig,
+    augment: Augment,
+    coords: &Coords,
+    ctx: &'a TaskContext,
+) -> Stage<'a> {
+    Stage {
+        name,
+        epochs,
+        batch_size: ctx.batch_size,
+        optim,
+        augment,
+        normalization: ctx.normalization,
+        num_classes: ctx.num_classes,
+        seed: ctx.seed,
+        curve: Some(CurveSink {
+            log: ctx.curves,
+            coords: coords.clone(),
+        }),
+    }
 }
 
 /// Test accuracy on `test` after adapting `model` to the task `ctx`
@@ -54,44 +137,9 @@ pub fn adapt(
     let mut rng = Seeds::new(ctx.seed).rng(Purpose::Adaptation);
     let dim = model.head.weight.dims()[0];
     let head = linear_head(&mut rng, dim, ctx.num_classes, ctx.device);
-    let stage = Stage {
-        name: format!("adaptation · {label}"),
-        epochs: config.epochs.get(),
-        batch_size: ctx.batch_size,
-        optim: &config.optimizer,
-        augment: if config.fine_tune {
-            ctx.augment
-        } else {
-            Augment::NONE
-        },
-        normalization: ctx.normalization,
-        num_classes: ctx.num_classes,
-        seed: ctx.seed,
-        curve: Some(CurveSink {
-            log: ctx.curves,
-            coords,
-        }),
-    };
-    let test_features = if config.fine_tune {
-        let mut copy = model.clone();
-        copy.head = head;
-        let (tuned, _) = fit(
-            copy,
-            &ctx.train,
-            &stage,
-            &mut NoHooks,
-            ctx.device,
-            ctx.progress,
-        )?;
-        let feats = features(
-            &tuned,
-            test,
-            ctx.eval_batch_size,
-            ctx.normalization,
-            ctx.device,
-        );
-        head_logits(&tuned.head, &feats, ctx.device)
-    } else {
+    let mode = config.mode();
+    // The probe: a head on features computed once (linear-probe, lp-ft).
+    let probe = |head| -> Result<_, CoreError> {
         let train = cached_features_keyed(
             ctx.features,
             model,
@@ -101,25 +149,81 @@ pub fn adapt(
             ctx.normalization,
             ctx.device,
         );
+        let probe_stage = adaptation_stage(
+            format!("adaptation · {label}"),
+            config.epochs.get(),
+            &config.optimizer,
+            Augment::NONE,
+            &coords,
+            ctx,
+        );
         let (head, _) = fit_linear(
             head,
             &train.values,
             &ctx.train.labels,
             train.dim,
-            &stage,
+            &probe_stage,
             ctx.device,
             ctx.progress,
         )?;
-        let feats = cached_features_keyed(
-            ctx.features,
-            model,
-            key,
-            test,
-            ctx.eval_batch_size,
-            ctx.normalization,
-            ctx.device,
-        );
-        head_logits(&head, &feats, ctx.device)
+        Ok(head)
+    };
+    // Fine-tuning a copy of the whole model from `head`.
+    let fine_tune =
+        |head, epochs: usize, optim: &OptimConfig, coords: &Coords| -> Result<_, CoreError> {
+            let mut copy = model.clone();
+            copy.head = head;
+            let ft_stage = adaptation_stage(
+                format!("adaptation (fine-tune) · {label}"),
+                epochs,
+                optim,
+                ctx.augment,
+                coords,
+                ctx,
+            );
+            let (tuned, _) = fit(
+                copy,
+                &ctx.train,
+                &ft_stage,
+                &mut NoHooks,
+                ctx.device,
+                ctx.progress,
+            )?;
+            let feats = features(
+                &tuned,
+                test,
+                ctx.eval_batch_size,
+                ctx.normalization,
+                ctx.device,
+            );
+            Ok(head_logits(&tuned.head, &feats, ctx.device))
+        };
+    let test_features = match mode {
+        AdaptMode::Finetune => fine_tune(head, config.epochs.get(), &config.optimizer, &coords)?,
+        AdaptMode::LpFt => {
+            let probed = probe(head)?;
+            let epochs = config
+                .ft_epochs
+                .expect("checked: lp-ft has ft_epochs")
+                .get();
+            let optim = config.ft_optimizer.as_ref().unwrap_or(&config.optimizer);
+            // Its curve apart from the probe's (same epochs, same task).
+            let ft_coords = coords.clone().with(names::STAGE, "adaptation-ft");
+            fine_tune(probed, epochs, optim, &ft_coords)?
+        }
+        AdaptMode::LinearProbe => {
+            let head = probe(head)?;
+            let feats = cached_features_keyed(
+                ctx.features,
+                model,
+                key,
+                test,
+                ctx.eval_batch_size,
+                ctx.normalization,
+                ctx.device,
+            );
+            head_logits(&head, &feats, ctx.device)
+        }
     };
     Ok(accuracy(
         &test_features.values,

@@ -111,6 +111,9 @@ impl Protocol for Continual {
         if config.batch_size < 2 {
             return Err(CoreError::config("batch_size", "must be >= 2"));
         }
+        if let Some(adaptation) = &config.adaptation {
+            adaptation.check()?;
+        }
         if config.class_order == ClassOrder::Seeded && config.class_order_seed.is_some() {
             return Err(CoreError::config(
                 "class_order",
