@@ -96,7 +96,7 @@ pub enum DatasetSpec {
         subset_seed: Option<u64>,
     },
     /// A researcher's own images, one folder per class (torchvision's
-    /// ImageFolder): `root/<train>/<class>/*.{jpg,png}`, the same classes
+    /// ImageFolder): `root/<train>/<class>/*.{jpg,png,webp}`, the same classes
     /// under `<test>` and, if given, `<val>` (the dataset's own validation
     /// split then).
     ImageFolder {

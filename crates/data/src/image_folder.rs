@@ -19,7 +19,7 @@ use crate::transform::Normalization;
 const CACHE_MAGIC: &[u8; 8] = b"RBFOLD01";
 
 /// The file extensions read as images (case-insensitive).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["jpg", "jpeg", "png"];
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 
 fn format_err(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Format {
@@ -253,9 +253,11 @@ pub fn write_image_folder_fixture(
             for k in 0..per_class {
                 let img =
                     image::RgbImage::from_pixel(20, 20, image::Rgb([v, 255 - v, (k * 17) as u8]));
-                let (name, format) = match k % 2 {
+                let (name, format) = match k % 3 {
                     0 => (format!("{k}.png"), image::ImageFormat::Png),
-                    _ => (format!("{k}.jpg"), image::ImageFormat::Jpeg),
+                    1 => (format!("{k}.jpg"), image::ImageFormat::Jpeg),
+                    // Lossless, as the image crate encodes WebP.
+                    _ => (format!("{k}.webp"), image::ImageFormat::WebP),
                 };
                 let path = dir.join(name);
                 image::DynamicImage::ImageRgb8(img)
@@ -289,7 +291,18 @@ mod tests {
         assert_eq!(data.class_names, ["class_0", "class_1", "class_2"]);
         assert_eq!((data.train.len(), data.test.len()), (12, 12));
         assert_eq!(data.validation.as_ref().map(ImageSet::len), Some(12));
-        // The red channel encodes the class, PNG and JPEG alike.
+        // The red channel encodes the class, PNG, JPEG and WebP alike.
+        let webp = std::fs::read_dir(tmp.path().join("train/class_1"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "webp")
+            })
+            .count();
+        assert_eq!(webp, 1, "the fixture holds a WebP image per class");
         for i in 0..data.train.len() {
             let red = data.train.image(i)[0] as i32;
             let want = (data.train.labels[i] as usize * 255 / 3) as i32;
