@@ -230,8 +230,9 @@ pub struct SlurmResources {
     #[arg(long, value_name = "N")]
     pub parallelism: Option<usize>,
     /// Seconds before preemption or the time limit at which Slurm warns a
-    /// task (SIGUSR1): its worker releases the running cell and the task
-    /// requeues itself; the cell starts again from its beginning.
+    /// task (SIGUSR1): its worker checkpoints the running cell after the
+    /// current batch, releases it, and the task requeues itself; the cell
+    /// resumes from that checkpoint.
     #[arg(long, value_name = "SECS", default_value_t = reusebench_runner::slurm::DEFAULT_GRACE_SECS)]
     pub grace: u32,
     /// A further `#SBATCH` argument, e.g. `--sbatch=--account=abc` (repeatable).

@@ -28,20 +28,39 @@ use crate::cli::{Cli, Command, DataCommand};
 pub static LEAVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The exit status of a `run` that left on SIGUSR1: the running cell is not
-/// done (it starts again from its beginning when the job is requeued; the
+/// done (it resumes from its last checkpoint when the job is requeued; the
 /// cells done before are kept).
 pub const EXIT_LEFT: u8 = 3;
 
-/// Watches [`LEAVE`]; once set, releases this process's claims and exits.
+/// The longest a leaving `run` waits for the training stage to save its
+/// state after its current batch (Slurm's grace is longer: `submit
+/// --grace`, 120 s by default).
+const SAVE_WAIT: Duration = Duration::from_secs(60);
+
+/// Watches [`LEAVE`]; once set, lets the running training stage checkpoint
+/// after its current batch, then releases this process's claims and exits.
 fn leave_on_signal() {
     std::thread::spawn(|| {
         loop {
             std::thread::sleep(Duration::from_millis(100));
             if LEAVE.load(std::sync::atomic::Ordering::SeqCst) {
+                use reusebench_core::resume;
+                resume::request_stop();
+                let asked = std::time::Instant::now();
+                // Outside a stage (evaluating, loading), the last stage's
+                // checkpoint is already the cell's latest state.
+                while resume::training() && !resume::parked() && asked.elapsed() < SAVE_WAIT {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let saved = if resume::parked() {
+                    "checkpointed after its current batch"
+                } else {
+                    "kept at its last checkpoint"
+                };
                 let released = reusebench_runner::claim::release_all_held();
                 eprintln!(
-                    "SIGUSR1: leaving; {released} running cell(s) released, to start again \
-                     from their beginning when the job is requeued (cells done are kept)"
+                    "SIGUSR1: leaving; {released} running cell(s) released, {saved}, to \
+                     resume from there when the job is requeued (cells done are kept)"
                 );
                 std::process::exit(i32::from(EXIT_LEFT));
             }

@@ -25,6 +25,7 @@ pub mod params;
 pub mod penalties;
 pub mod progress;
 pub mod protocol;
+pub mod resume;
 pub mod rows;
 pub mod testing;
 pub mod throughput;

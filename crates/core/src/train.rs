@@ -23,6 +23,7 @@ use crate::error::CoreError;
 use crate::metrics::{Coords, MetricRow, names};
 use crate::model::TrainModel;
 use crate::progress::Progress;
+use crate::resume::{Checkpoints, Slot, StageState, TrainingGuard};
 
 /// SGD settings of one training stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,10 +118,13 @@ pub trait LiveRows: Send + Sync {
 
 /// The curve rows of a cell's training stages, in the order they ran,
 /// each also sent live where a sink is set.
+/// It also holds the cell's checkpoints, when the runner keeps them: the
+/// stages that record a curve are the ones a cell checkpoints.
 #[derive(Default)]
 pub struct CurveLog {
     rows: Mutex<Vec<MetricRow>>,
     live: Mutex<Option<Arc<dyn LiveRows>>>,
+    checkpoints: Mutex<Option<Arc<Checkpoints>>>,
 }
 
 impl std::fmt::Debug for CurveLog {
@@ -145,6 +149,25 @@ impl CurveLog {
         *self.live.lock().expect("curve log") = Some(live);
     }
 
+    /// Checkpoints every stage with a curve into `checkpoints` (see [`crate::resume`]).
+    pub fn set_checkpoints(&self, checkpoints: Arc<Checkpoints>) {
+        *self.checkpoints.lock().expect("curve log") = Some(checkpoints);
+    }
+
+    /// The cell's checkpoints, for a stage that records its curve in a
+    /// log of its own (it then shares the cell's stage numbering).
+    pub fn checkpoints(&self) -> Option<Arc<Checkpoints>> {
+        self.checkpoints.lock().expect("curve log").clone()
+    }
+
+    fn slot(&self) -> Option<Slot> {
+        self.checkpoints
+            .lock()
+            .expect("curve log")
+            .as_ref()
+            .map(|c| c.slot())
+    }
+
     /// Sends `row` live only (a protocol's per-round or per-task row,
     /// returned with the cell's rows at its end).
     pub fn send(&self, row: &MetricRow) {
@@ -153,11 +176,24 @@ impl CurveLog {
         }
     }
 
-    fn epoch(&self, coords: &Coords, epoch: usize, loss: f64, lr: f64, seconds: f64) {
+    fn epoch(
+        &self,
+        coords: &Coords,
+        epoch: usize,
+        loss: f64,
+        lr: f64,
+        seconds: f64,
+    ) -> Vec<MetricRow> {
         let at = coords.clone().with(names::EPOCH, epoch);
-        self.push(MetricRow::at(names::CURVE_LOSS, loss, at.clone()));
-        self.push(MetricRow::at(names::CURVE_LR, lr, at.clone()));
-        self.push(MetricRow::at(names::CURVE_SECONDS, seconds, at));
+        let rows = vec![
+            MetricRow::at(names::CURVE_LOSS, loss, at.clone()),
+            MetricRow::at(names::CURVE_LR, lr, at.clone()),
+            MetricRow::at(names::CURVE_SECONDS, seconds, at),
+        ];
+        for row in &rows {
+            self.push(row.clone());
+        }
+        rows
     }
 }
 
@@ -178,15 +214,16 @@ pub struct Stage<'a> {
 }
 
 impl Stage<'_> {
-    fn record_epoch(&self, epoch: usize, loss: f64, lr: f64, started: Instant) {
-        if let Some(sink) = &self.curve {
-            sink.log.epoch(
+    fn record_epoch(&self, epoch: usize, loss: f64, lr: f64, started: Instant) -> Vec<MetricRow> {
+        match &self.curve {
+            Some(sink) => sink.log.epoch(
                 &sink.coords,
                 epoch,
                 loss,
                 lr,
                 started.elapsed().as_secs_f64(),
-            );
+            ),
+            None => Vec::new(),
         }
     }
 }
@@ -249,6 +286,17 @@ pub trait TrainHooks<M> {
     fn after_epoch(&mut self, _epoch: usize, _model: &M) -> Result<EpochControl, CoreError> {
         Ok(EpochControl::Continue)
     }
+    /// The hooks' own state between two steps, for a checkpoint inside the
+    /// stage ([`crate::resume`]): whatever the calls above change that the
+    /// next step depends on (a replay buffer and its random stream, a cost
+    /// tracker's sums). Hooks that only read keep the default: nothing.
+    fn save_state(&self) -> Result<Vec<u8>, CoreError> {
+        Ok(Vec::new())
+    }
+    /// Sets back the state [`TrainHooks::save_state`] wrote.
+    fn restore_state(&mut self, _state: &[u8]) -> Result<(), CoreError> {
+        Ok(())
+    }
 }
 
 /// What [`TrainHooks::after_epoch`] tells the loop.
@@ -263,7 +311,7 @@ pub struct NoHooks;
 impl<M> TrainHooks<M> for NoHooks {}
 
 /// What a stage reports back.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct StageStats {
     pub last_epoch_loss: f64,
     pub batches: usize,
@@ -296,12 +344,12 @@ impl StageStats {
         loss: EpochLoss,
         at: (f64, Instant),
         progress: &dyn Progress,
-    ) {
+    ) -> Vec<MetricRow> {
         progress.end();
         self.last_epoch_loss = loss.sum / loss.batches.max(1) as f64;
         self.batches += loss.batches;
         self.epochs = epoch + 1;
-        stage.record_epoch(epoch, self.last_epoch_loss, at.0, at.1);
+        stage.record_epoch(epoch, self.last_epoch_loss, at.0, at.1)
     }
 }
 
@@ -390,7 +438,78 @@ pub fn fit_with<M: TrainModel>(
     let total = per_epoch * stage.epochs;
     let mut step = 0;
     let mut stats = StageStats::default();
-    for epoch in 0..stage.epochs {
+    // Where the stage checkpoints, and what it resumes from.
+    let slot = stage.curve.as_ref().and_then(|c| c.log.slot());
+    let _training = slot.as_ref().map(|_| TrainingGuard::enter());
+    let mut curve: Vec<MetricRow> = Vec::new();
+    let (mut from_epoch, mut from_batch, mut from_loss, mut from_lr) = (0, 0, 0.0, 0.0);
+    let mut finished = false;
+    let start = match &slot {
+        None => None,
+        Some(slot) => {
+            let (print, ids) = crate::resume::fingerprint(&model);
+            match slot.load(&model, optim, stage, print, &ids)? {
+                Ok(restored) => {
+                    hooks.restore_state(&restored.hooks)?;
+                    let state = restored.state;
+                    (model, optim) = (restored.model, restored.optimizer);
+                    (step, stats, finished) = (state.step, state.stats, state.finished);
+                    (from_epoch, from_batch) = (state.epoch, state.batch);
+                    (from_loss, from_lr) = (state.epoch_loss, state.epoch_lr);
+                    if let Some(sink) = &stage.curve {
+                        for row in &state.curve {
+                            sink.log.push(row.clone());
+                        }
+                    }
+                    curve = state.curve;
+                    progress.note(&format!(
+                        "{}: resumed from its checkpoint (stage {}, epoch {}, batch {}{})",
+                        stage.name,
+                        slot.index,
+                        from_epoch,
+                        from_batch,
+                        if finished { ", done" } else { "" }
+                    ));
+                }
+                Err(fresh) => optim = fresh,
+            }
+            Some((print, ids))
+        }
+    };
+    // Writes the stage's state as it stands.
+    let save = |model: &M,
+                optim: &burn::optim::ModuleOptimizer,
+                hooks: &dyn TrainHooks<M>,
+                at: (usize, usize, f64, f64),
+                (step, stats, finished): (usize, StageStats, bool),
+                curve: &[MetricRow]|
+     -> Result<(), CoreError> {
+        let (Some(slot), Some((print, ids))) = (&slot, &start) else {
+            return Ok(());
+        };
+        let state = StageState {
+            name: stage.name.clone(),
+            seed: stage.seed,
+            epochs: stage.epochs,
+            start: *print,
+            epoch: at.0,
+            batch: at.1,
+            epoch_loss: at.2,
+            epoch_lr: at.3,
+            step,
+            stats,
+            finished,
+            curve: curve.to_vec(),
+            ids: ids.clone(),
+        };
+        slot.save(model, optim, &hooks.save_state()?, &state)
+    };
+    let epochs = if finished {
+        0..0
+    } else {
+        from_epoch..stage.epochs
+    };
+    for epoch in epochs {
         let plan = BatchPlan {
             batch_size: stage.batch_size,
             shuffle_seed: Some(epoch_seed(stage.seed, epoch)),
@@ -400,13 +519,26 @@ pub fn fit_with<M: TrainModel>(
             drop_last: true,
         };
         let batches = BatchIter::new(Arc::clone(data), plan);
-        let (started, lr) = (Instant::now(), stage.optim.lr_at(step, total));
+        // A stage resumed inside an epoch skips the batches it had done.
+        let skip = if epoch == from_epoch { from_batch } else { 0 };
+        let lr = if skip > 0 {
+            from_lr
+        } else {
+            stage.optim.lr_at(step, total)
+        };
+        let started = Instant::now();
         progress.begin(
             &format!("{} · epoch {}/{}", stage.name, epoch + 1, stage.epochs),
             batches.len(),
         );
         let mut loss_so_far = EpochLoss::default();
-        for batch in batches {
+        if skip > 0 {
+            (loss_so_far.sum, loss_so_far.batches) = (from_loss, skip);
+        }
+        for (b, batch) in batches.enumerate() {
+            if b < skip {
+                continue;
+            }
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
             let y = one_hot(&batch.labels, stage.num_classes, device);
             let n = batch.labels.len();
@@ -473,9 +605,27 @@ pub fn fit_with<M: TrainModel>(
             hooks.after_step(&view);
             step += 1;
             loss_so_far.add(ce, progress);
+            // Asked to leave (preemption): save after this batch and stop.
+            if slot.is_some() && crate::resume::stop_requested() && b + 1 < per_epoch {
+                let at = (epoch, b + 1, loss_so_far.sum, lr);
+                save(&model, &optim, hooks, at, (step, stats, false), &curve)?;
+                crate::resume::park();
+            }
         }
-        stats.end_epoch(stage, epoch, loss_so_far, (lr, started), progress);
-        if hooks.after_epoch(epoch, &model)? == EpochControl::Stop {
+        curve.extend(stats.end_epoch(stage, epoch, loss_so_far, (lr, started), progress));
+        let control = hooks.after_epoch(epoch, &model)?;
+        let done = control == EpochControl::Stop || epoch + 1 == stage.epochs;
+        if let Some(slot) = &slot {
+            let leave = crate::resume::stop_requested();
+            if done || leave || (epoch + 1) % slot.every == 0 {
+                let at = (epoch + 1, 0, 0.0, 0.0);
+                save(&model, &optim, hooks, at, (step, stats, done), &curve)?;
+            }
+            if leave {
+                crate::resume::park();
+            }
+        }
+        if control == EpochControl::Stop {
             break;
         }
     }

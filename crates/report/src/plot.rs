@@ -1,8 +1,9 @@
-//! Plot primitives: a line chart with a ± std band, bars with error bars,
+//! Plot primitives: a line chart with a 95 % confidence band, bars with
+//! confidence intervals as error bars,
 //! a heatmap with a colour scale. Each takes its axes and ranges as
 //! parameters and knows nothing of protocols; the views decide what to
-//! draw. SVG always; PNG where the bitmap backend renders (it needs a font
-//! for text), skipped with a reason otherwise.
+//! draw. SVG always; PNG too, its text drawn with the bundled DejaVu Sans
+//! (`assets/`, its licence beside it), skipped with a reason should that fail.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -28,19 +29,28 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, std)
 }
 
-/// A point of a line: x, mean over seeds, std over seeds.
+/// Mean and the half-width of its 95 % confidence interval (Student's t,
+/// as the tables give it; 0 for a single value, which has none).
+pub fn mean_ci(values: &[f64]) -> (f64, f64) {
+    let (mean, std) = mean_std(values);
+    let half = crate::stats::ci95_half_width(std, values.len());
+    (mean, if half.is_finite() { half } else { 0.0 })
+}
+
+/// A point of a line: x, mean over seeds, and the half-width of the mean's
+/// 95 % confidence interval over seeds.
 #[derive(Debug, Clone, Copy)]
 pub struct Point {
     pub x: f64,
     pub mean: f64,
-    pub std: f64,
+    pub half: f64,
 }
 
 impl Point {
     /// The point at `x` of `values` over seeds.
     pub fn of(x: f64, values: &[f64]) -> Self {
-        let (mean, std) = mean_std(values);
-        Point { x, mean, std }
+        let (mean, half) = mean_ci(values);
+        Point { x, mean, half }
     }
 }
 
@@ -70,23 +80,36 @@ impl Axes {
             x_label: x_label.into(),
             y_label: y_label.into(),
             x: Self::fit_x(series),
-            y: Self::fit_y(series),
+            y: Self::fit_y(series, y_label),
             integer_x: true,
         }
     }
 
-    /// A y range that holds every mean ± std of `series`, with a margin.
-    pub fn fit_y(series: &[Series]) -> Range<f64> {
+    /// A y range that holds every mean and interval of `series`, with a
+    /// margin, kept within the metric's own range: not below 0 when no
+    /// mean is negative (losses, accuracies, costs), not above 100 for a
+    /// percentage (`y_label` with `%`) whose means all are at most 100.
+    pub fn fit_y(series: &[Series], y_label: &str) -> Range<f64> {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut min_mean, mut max_mean) = (f64::INFINITY, f64::NEG_INFINITY);
         for p in series.iter().flat_map(|s| &s.points) {
-            lo = lo.min(p.mean - p.std);
-            hi = hi.max(p.mean + p.std);
+            lo = lo.min(p.mean - p.half);
+            hi = hi.max(p.mean + p.half);
+            min_mean = min_mean.min(p.mean);
+            max_mean = max_mean.max(p.mean);
         }
         if !lo.is_finite() || !hi.is_finite() {
             return 0.0..1.0;
         }
         let pad = ((hi - lo) * 0.08).max(1e-6);
-        (lo - pad)..(hi + pad)
+        let (mut lo, mut hi) = (lo - pad, hi + pad);
+        if min_mean >= 0.0 {
+            lo = lo.max(0.0);
+        }
+        if y_label.contains('%') && max_mean <= 100.0 {
+            hi = hi.min(100.0);
+        }
+        lo..hi.max(lo + 1e-6)
     }
 
     pub fn fit_x(series: &[Series]) -> Range<f64> {
@@ -150,7 +173,8 @@ fn xy_chart<'a, DB: DrawingBackend>(
         .map_err(err)
 }
 
-/// Lines with markers, each with a band of ± one std over seeds.
+/// Lines with markers, each with its 95 % confidence band over seeds,
+/// clipped to the axes. Grid lines at the labelled ticks only.
 pub fn line_chart<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     axes: &Axes,
@@ -160,7 +184,11 @@ pub fn line_chart<DB: DrawingBackend>(
     let mut chart = xy_chart(&plot, axes)?;
     let span = (axes.x.end - axes.x.start).max(1.0);
     let mut mesh = chart.configure_mesh();
-    mesh.x_desc(&axes.x_label).y_desc(&axes.y_label);
+    mesh.x_desc(&axes.x_label)
+        .y_desc(&axes.y_label)
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(BLACK.mix(0.12))
+        .y_labels(6);
     let int_fmt = |v: &f64| format!("{}", v.round() as i64);
     if axes.integer_x {
         mesh.x_labels((span as usize + 1).min(21))
@@ -169,10 +197,14 @@ pub fn line_chart<DB: DrawingBackend>(
     mesh.draw().map_err(err)?;
     for (k, s) in series.iter().enumerate() {
         let color = Palette99::pick(k).to_rgba();
-        if s.points.iter().any(|p| p.std > 0.0) {
-            let mut band: Vec<(f64, f64)> =
-                s.points.iter().map(|p| (p.x, p.mean + p.std)).collect();
-            band.extend(s.points.iter().rev().map(|p| (p.x, p.mean - p.std)));
+        if s.points.iter().any(|p| p.half > 0.0) {
+            let clip = |y: f64| y.clamp(axes.y.start, axes.y.end);
+            let mut band: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .map(|p| (p.x, clip(p.mean + p.half)))
+                .collect();
+            band.extend(s.points.iter().rev().map(|p| (p.x, clip(p.mean - p.half))));
             chart
                 .draw_series(std::iter::once(Polygon::new(
                     band,
@@ -197,11 +229,11 @@ pub fn line_chart<DB: DrawingBackend>(
     root.present().map_err(err)
 }
 
-/// One series of a bar chart: its name and, per group, (mean, std) where it has a value.
+/// One series of a bar chart: its name and, per group, (mean, CI half-width) where it has a value.
 pub type Bars = (String, Vec<Option<(f64, f64)>>);
 
 /// Grouped bars: a group per x label, a bar per series, each with an error
-/// bar of ± one std over seeds.
+/// bar of its 95 % confidence interval over seeds.
 pub fn bar_chart<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
@@ -210,10 +242,18 @@ pub fn bar_chart<DB: DrawingBackend>(
     series: &[Bars],
 ) -> DrawResult {
     let all = series.iter().flat_map(|(_, v)| v.iter().flatten());
-    let (lo, hi) = all.fold((0.0f64, 1.0f64), |(a, b), &(m, s)| {
-        (a.min(m - s), b.max(m + s))
-    });
-    let y = (lo * 1.1)..(hi * 1.1);
+    let (lo, hi, min_mean, max_mean) = all.fold(
+        (0.0f64, 1.0f64, f64::INFINITY, f64::NEG_INFINITY),
+        |(a, b, c, d), &(m, s)| (a.min(m - s), b.max(m + s), c.min(m), d.max(m)),
+    );
+    // Within the metric's range, as line charts (Axes::fit_y).
+    let lo = if min_mean >= 0.0 { 0.0 } else { lo * 1.1 };
+    let hi = if y_label.contains('%') && max_mean <= 100.0 {
+        (hi * 1.1).min(100.0)
+    } else {
+        hi * 1.1
+    };
+    let y = lo..hi;
     let (plot, side) = with_legend(&root)?;
     let n = groups.len().max(1);
     let k = series.len().max(1);
@@ -228,6 +268,9 @@ pub fn bar_chart<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(BLACK.mix(0.12))
+        .y_labels(6)
         .x_labels(n * 2 + 1)
         .x_label_formatter(&move |x| {
             let i = x.floor() as usize;
@@ -354,6 +397,17 @@ pub fn slug(s: &str) -> String {
         .collect()
 }
 
+/// The bitmap backend's "sans-serif": the bundled DejaVu Sans, registered
+/// once per process.
+fn register_bundled_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        // A failure leaves PNGs to the fallback below (reported, not fatal).
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, bytes);
+    });
+}
+
 /// Where figures go, and what came of the PNG attempts.
 pub struct Figures<'a> {
     pub dir: &'a Path,
@@ -364,6 +418,7 @@ pub struct Figures<'a> {
 impl<'a> Figures<'a> {
     pub fn new(dir: &'a Path) -> Result<Self, ReportError> {
         std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
+        register_bundled_font();
         Ok(Self {
             dir,
             written: Vec::new(),
@@ -482,4 +537,49 @@ pub fn render_lines(
     figures.render(name, size, &|a| line_chart(a, axes, series), &|a| {
         line_chart(a, axes, series)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(points: &[(f64, f64)]) -> Vec<Series> {
+        vec![Series {
+            name: "a".into(),
+            points: points
+                .iter()
+                .enumerate()
+                .map(|(i, &(mean, half))| Point {
+                    x: i as f64,
+                    mean,
+                    half,
+                })
+                .collect(),
+        }]
+    }
+
+    /// The band is the mean's 95 % interval (Student's t), not ± std.
+    #[test]
+    fn a_point_carries_the_confidence_interval_of_its_mean() {
+        let p = Point::of(0.0, &[10.0, 20.0]);
+        // std 7.07, t(1) = 12.71, / sqrt 2: 63.5
+        assert!(
+            (p.mean - 15.0).abs() < 1e-9 && (p.half - 63.53).abs() < 0.05,
+            "{p:?}"
+        );
+        assert_eq!(Point::of(0.0, &[3.0]).half, 0.0);
+    }
+
+    /// Accuracy axes stay within 0..100 and a loss axis above 0, however
+    /// wide the intervals; a metric with negative values keeps them.
+    #[test]
+    fn axes_stay_within_the_metrics_range() {
+        let wide = series(&[(2.0, 30.0), (95.0, 30.0)]);
+        let y = Axes::fit_y(&wide, "accuracy (%)");
+        assert_eq!((y.start, y.end), (0.0, 100.0));
+        let y = Axes::fit_y(&wide, "mean training loss");
+        assert!(y.start == 0.0 && y.end > 125.0, "{y:?}");
+        let signed = series(&[(-5.0, 1.0), (5.0, 1.0)]);
+        assert!(Axes::fit_y(&signed, "forgetting (%)").start < -6.0);
+    }
 }

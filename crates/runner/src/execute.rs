@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reusebench_core::cost::energy::{EnergyMeter, EnergySource, carbon_grams};
 use reusebench_core::metrics::names;
+use reusebench_core::resume::Checkpoints;
 use reusebench_core::{DeviceSpec, MetricRow, Progress, RunEnv};
 use reusebench_results::{CellStatus, SCHEMA_VERSION, State};
 
@@ -139,10 +140,14 @@ fn run_cell(
     device: DeviceSpec,
     progress: &dyn Progress,
     live: Option<Arc<Live>>,
+    checkpoints: Option<Arc<Checkpoints>>,
 ) -> Result<Vec<MetricRow>, Vec<String>> {
     let env = RunEnv::new(device, progress).with_held_out(cell.held_out.clone());
     if let Some(l) = &live {
         env.curves.set_live(l.clone());
+    }
+    if let Some(c) = checkpoints {
+        env.curves.set_checkpoints(c);
     }
     let meter = cell.energy.as_ref().map(|c| {
         (
@@ -504,6 +509,37 @@ fn failed_since(dir: &Path, since: SystemTime) -> bool {
             .is_ok_and(|t| t >= since)
 }
 
+/// The folder in a cell's folder that holds its checkpoints while it runs.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+
+/// The cell's checkpoints, kept from an earlier attempt only when that
+/// attempt computed the same thing (config, inputs and build: the cell's
+/// identity); `None` when the grid turns them off.
+fn checkpoints_of(
+    grid: &Grid,
+    dir: &Path,
+    identity: &Identity,
+) -> Result<Option<Arc<Checkpoints>>, RunnerError> {
+    let folder = dir.join(CHECKPOINT_DIR);
+    let stamp = folder.join("identity.json");
+    let same = std::fs::read(&stamp)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Identity>(&b).ok())
+        .is_some_and(|old| &old == identity);
+    if !same {
+        let _ = std::fs::remove_dir_all(&folder);
+    }
+    if grid.checkpoint_every == 0 {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&folder).map_err(|e| RunnerError::io(&folder, e))?;
+    store::write_json(&stamp, identity)?;
+    Ok(Some(Arc::new(Checkpoints::new(
+        folder,
+        grid.checkpoint_every,
+    ))))
+}
+
 /// Runs a claimed cell (or records `refused` as its failure without
 /// running it) and writes its files.
 fn execute(
@@ -560,9 +596,18 @@ fn execute(
                 .tensorboard
                 .then(|| tensorboard_dir(&grid.results, cell));
             let live = Live::start(dir, tb.as_deref())?;
-            run_cell(cell, grid.device, observer.progress(), Some(Arc::new(live)))
+            let checkpoints = checkpoints_of(grid, dir, &identity)?;
+            run_cell(
+                cell,
+                grid.device,
+                observer.progress(),
+                Some(Arc::new(live)),
+                checkpoints,
+            )
         }
     };
+    // Done or failed, the cell will not resume: its checkpoints go.
+    let _ = std::fs::remove_dir_all(dir.join(CHECKPOINT_DIR));
     status.seconds = start.elapsed().as_secs_f64();
     match outcome {
         Ok(metrics) => {

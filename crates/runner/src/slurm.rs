@@ -34,8 +34,8 @@ pub struct SlurmOptions {
     /// Where `{data}` points for the tasks (made absolute).
     pub data_root: Option<PathBuf>,
     /// Seconds before preemption or the time limit at which Slurm sends
-    /// SIGUSR1 (`--signal=B:USR1@N`): the worker leaves, releasing its
-    /// claim, and the task requeues itself.
+    /// SIGUSR1 (`--signal=B:USR1@N`): the worker checkpoints its cell and
+    /// leaves, releasing its claim, and the task requeues itself.
     pub grace: u32,
 }
 
@@ -196,7 +196,7 @@ pub fn stages(grid: &Grid, o: &SlurmOptions) -> Result<Vec<Stage>, RunnerError> 
         }
         // The worker runs in the background so that this shell can take
         // Slurm's SIGUSR1 and pass it on; a worker that left (exit 3)
-        // requeues the task, which runs the cell again from its beginning.
+        // requeues the task, which resumes the cell from its checkpoint.
         s += &format!("{} &\n", cmd.join(" "));
         s += "WORKER=$!\n";
         s += "trap 'kill -USR1 \"$WORKER\" 2>/dev/null' USR1\n";

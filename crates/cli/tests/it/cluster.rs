@@ -428,9 +428,10 @@ fn a_real_slurm_runs_the_grid_and_a_cancelled_array_resubmits() {
 }
 
 /// Preemption: Slurm's warning signal (SIGUSR1, `--signal=B:USR1@grace`)
-/// reaches a task mid-cell; its worker releases the cell and leaves, the
-/// task requeues itself, and the second attempt runs the cell from its
-/// beginning: the rows equal an uninterrupted local run's.
+/// reaches a task mid-cell; its worker checkpoints the cell after its
+/// current batch, releases it and leaves, the task requeues itself, and the
+/// second attempt resumes the cell from that checkpoint: the rows equal an
+/// uninterrupted local run's.
 #[test]
 fn a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows() {
     if let Err(why) = slurm_up() {
@@ -530,8 +531,13 @@ fn a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows() {
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
     assert!(
-        log.contains("SIGUSR1: leaving; 1 running cell(s) released"),
+        log.contains(
+            "SIGUSR1: leaving; 1 running cell(s) released, checkpointed after its current batch"
+        ),
         "{log}"
     );
     assert!(log.contains("== attempt 2"), "requeued: {log}");
+    // Not asserted yet: the requeued pretrain stage does not find its
+    // checkpoint usable (it trains from epoch 1 again; continual, resque
+    // and canonicalize stages do resume). Rows are identical either way.
 }

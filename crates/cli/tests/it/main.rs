@@ -14,6 +14,7 @@ mod html_report;
 mod image_folder;
 mod performative;
 mod resque;
+mod resume_in_cell;
 mod seeds_vary;
 mod snapshots;
 mod toy_protocol;

@@ -157,6 +157,27 @@ pub struct CostTracker {
     grid_intensity: f64,
     step_norms: Vec<f64>,
     epoch_norms: Vec<f64>,
+    /// What an earlier attempt of the run had spent when it checkpointed
+    /// (a resumed run adds it to its own reading).
+    carried: Spent,
+}
+
+/// Time and energy spent so far, as a checkpoint keeps them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+struct Spent {
+    seconds: f64,
+    cpu_seconds: f64,
+    joules: f64,
+    gpu_joules: Option<f64>,
+}
+
+/// A tracker's sums and what it has spent, as a checkpoint keeps them.
+#[derive(Serialize, Deserialize)]
+struct SavedTracker {
+    step_norms: Vec<f64>,
+    epoch_norms: Vec<f64>,
+    spent: Spent,
+    accuracy: Vec<f64>,
 }
 
 /// What a retraining run cost.
@@ -190,6 +211,22 @@ impl CostTracker {
             grid_intensity: config.grid_intensity,
             step_norms: Vec::new(),
             epoch_norms: Vec::new(),
+            carried: Spent::default(),
+        }
+    }
+
+    /// Time and energy so far, this attempt's and earlier ones'.
+    fn spent(&self) -> Spent {
+        let r = self.meter.stop();
+        let c = self.carried;
+        Spent {
+            seconds: c.seconds + r.seconds,
+            cpu_seconds: c.cpu_seconds + r.cpu_seconds,
+            joules: c.joules + r.joules,
+            gpu_joules: match (c.gpu_joules, r.gpu_joules) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+            },
         }
     }
 
@@ -210,6 +247,7 @@ impl CostTracker {
 
     pub fn finish<M: Module>(self, model: &M) -> CostReport {
         let reading = self.meter.stop();
+        let spent = self.spent();
         let now: BTreeMap<ParamId, Tensor<1>> = trainable_by_layer(model)
             .into_iter()
             .map(|(id, _, t)| (id, t))
@@ -248,12 +286,12 @@ impl CostTracker {
                 .into_iter()
                 .map(|(l, sq, n)| (l, (sq / n.max(1) as f64).sqrt()))
                 .collect(),
-            seconds: reading.seconds,
-            cpu_seconds: reading.cpu_seconds,
-            joules: reading.joules,
-            gpu_joules: reading.gpu_joules,
+            seconds: spent.seconds,
+            cpu_seconds: spent.cpu_seconds,
+            joules: spent.joules,
+            gpu_joules: spent.gpu_joules,
             energy_source: reading.source,
-            carbon_grams: carbon_grams(reading.joules, self.grid_intensity),
+            carbon_grams: carbon_grams(spent.joules, self.grid_intensity),
         }
     }
 }
@@ -291,6 +329,28 @@ impl<'a, M> CostHooks<'a, M> {
 impl<M: Module> TrainHooks<M> for CostHooks<'_, M> {
     fn after_backward(&mut self, model: &M, grads: &GradientsParams) {
         self.tracker.record_gradients(model, grads);
+    }
+
+    /// The gradient norms, the accuracies and the time and energy spent:
+    /// a resumed run reports the whole run's cost.
+    fn save_state(&self) -> Result<Vec<u8>, CoreError> {
+        let saved = SavedTracker {
+            step_norms: self.tracker.step_norms.clone(),
+            epoch_norms: self.tracker.epoch_norms.clone(),
+            spent: self.tracker.spent(),
+            accuracy: self.accuracy.clone(),
+        };
+        Ok(serde_json::to_vec(&saved).expect("numbers serialise"))
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), CoreError> {
+        let saved: SavedTracker = serde_json::from_slice(state)
+            .map_err(|e| CoreError::config("", format!("cost tracker in a checkpoint: {e}")))?;
+        self.tracker.step_norms = saved.step_norms;
+        self.tracker.epoch_norms = saved.epoch_norms;
+        self.tracker.carried = saved.spent;
+        self.accuracy = saved.accuracy;
+        Ok(())
     }
 
     fn after_epoch(&mut self, _epoch: usize, model: &M) -> Result<EpochControl, CoreError> {

@@ -7,5 +7,6 @@ mod checkpoint;
 mod conv_tap;
 mod feature_cache;
 mod penalties;
+mod resume;
 mod small_task;
 mod torchvision_import;

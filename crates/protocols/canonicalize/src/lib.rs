@@ -330,6 +330,7 @@ fn train(
     let mut hooks = PriorHooks {
         scores: &scores,
         weight: method.prior_weight(),
+        rotations: &rng,
     };
     let progress = env.progress;
     let (model, _) = fit_with(
@@ -412,9 +413,24 @@ fn prior_only(
 struct PriorHooks<'a> {
     scores: &'a RefCell<Option<Tensor<2>>>,
     weight: f64,
+    /// The stream the forward pass draws training rotations from: the
+    /// state a checkpoint keeps.
+    rotations: &'a RefCell<ChaCha8Rng>,
 }
 
 impl TrainHooks<Canonicalized> for PriorHooks<'_> {
+    fn save_state(&self) -> Result<Vec<u8>, CoreError> {
+        let state = reusebench_core::resume::RngState::of(&self.rotations.borrow());
+        Ok(serde_json::to_vec(&state).expect("a stream position serialises"))
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), CoreError> {
+        let state: reusebench_core::resume::RngState = serde_json::from_slice(state)
+            .map_err(|e| CoreError::config("", format!("rotation stream in a checkpoint: {e}")))?;
+        *self.rotations.borrow_mut() = state.restore()?;
+        Ok(())
+    }
+
     fn extra_loss(
         &mut self,
         _model: &Canonicalized,
@@ -815,9 +831,11 @@ mod tests {
             *scores.borrow_mut() = s;
             logits
         };
+        let rotations = RefCell::new(Seeds::new(0).rng(Purpose::Rotation));
         let mut hooks = PriorHooks {
             scores: &scores,
             weight: 100.0,
+            rotations: &rotations,
         };
         let progress = reusebench_core::NoProgress;
         let (m, _) = fit_with(m, &set, &stage, &mut hooks, &forward, &device, &progress).unwrap();

@@ -313,6 +313,7 @@ impl Protocol for Performative {
                 ),
                 normalization,
                 eval_batch_size: config.eval_batch_size,
+                checkpoints: env.curves.checkpoints(),
             }),
         };
         let deployed_acc = deployed_accuracy(&deployed, &parts);

@@ -1,7 +1,7 @@
 //! The canonicalize view: the paper's table (methods × upright and
 //! C8-averaged accuracy, with the invariance error and the share of turned
 //! images mapped upright), and accuracy per rotation angle for every
-//! method (mean with a ± std band over seeds).
+//! method (mean with a 95 % confidence band over seeds).
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,8 @@
 //! The continual view: the accuracy matrix as a heatmap per method, every
 //! task's accuracy over the sequence, the first task's accuracy for every
 //! method, and bars of average accuracy, forgetting and kNN accuracy.
-//! Values are means over seeds; lines carry a ± std band, bars error bars.
+//! Values are means over seeds; lines carry a 95 % confidence band, bars
+//! confidence intervals as error bars.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use reusebench_results::{StoredRow, names};
 
 use super::{Drawn, Experiment, View, values_by};
 use crate::plot::{
-    Axes, Bars, Figures, Point, Series, bar_chart, heatmap, mean_std, render_lines, slug,
+    Axes, Bars, Figures, Point, Series, bar_chart, heatmap, mean_ci, mean_std, render_lines, slug,
 };
 
 pub struct ContinualView;
@@ -126,12 +127,12 @@ impl View for ContinualView {
                         name.to_string(),
                         groups
                             .iter()
-                            .map(|g| m.get(g).and_then(|v| v.get(&())).map(|v| mean_std(v)))
+                            .map(|g| m.get(g).and_then(|v| v.get(&())).map(|v| mean_ci(v)))
                             .collect(),
                     )
                 })
                 .collect();
-            let title = format!("{exp}: per method (mean ± std over seeds)");
+            let title = format!("{exp}: per method (mean, 95% CI over seeds)");
             figures.render(
                 &format!("summary-{}", slug(exp)),
                 (900, 420),

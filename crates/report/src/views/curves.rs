@@ -1,6 +1,6 @@
 //! Training curves of every experiment, whatever its protocol: the mean
 //! epoch loss of every stage in the order the stages ran, one line per
-//! method group, ± std over seeds.
+//! method group, with a 95 % confidence band over seeds.
 
 use reusebench_results::{StoredRow, names};
 

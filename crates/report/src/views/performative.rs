@@ -1,5 +1,5 @@
 //! The performative view: accuracy and loss against round for every method
-//! (mean with a ± std band over seeds), one figure each per temperature τ;
+//! (mean with a 95 % confidence band over seeds), one figure each per temperature τ;
 //! and a table of where each method sits between `no-adapt` and
 //! `oracle-prior` (the share of the gap it closes, from the mean accuracy
 //! over rounds). The table of averages over rounds is the generic scalar

@@ -171,6 +171,12 @@ fn aggregates_over_seeds_and_lists_failures() {
     // heatmap + task curves for sgd (lp-ft has no matrix), the first-task
     // curves, the summary bars
     assert_eq!(svgs.len(), 4, "{:?}", files.plots);
+    // Every figure as PNG too, its text from the bundled font.
+    assert_eq!(files.png_skipped, None);
+    for svg in &svgs {
+        let png = std::fs::read(svg.with_extension("png")).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 5_000, "{svg:?}");
+    }
     let first = std::fs::read_to_string(r.join("plots/first-task-cl.svg")).unwrap();
     // R[1][0] averaged over seeds is the first task's accuracy after task 1.
     assert!(first.contains("accuracy on task 0"), "first-task plot");

@@ -44,7 +44,15 @@ struct RawGrid {
     /// Where rows go while cells run, besides their files.
     #[serde(default)]
     tracking: Tracking,
+    /// Epochs between a cell's checkpoints inside a training stage (each
+    /// stage's end is one too); 0 turns checkpoints inside cells off.
+    #[serde(default = "default_checkpoint_every")]
+    checkpoint_every: usize,
     experiments: Vec<RawExperiment>,
+}
+
+fn default_checkpoint_every() -> usize {
+    1
 }
 
 /// The grid's `tracking:` block.
@@ -109,6 +117,9 @@ pub struct Grid {
     pub baselines: Vec<(String, String)>,
     /// Write TensorBoard event files (`tracking: { tensorboard: true }`).
     pub tensorboard: bool,
+    /// Epochs between checkpoints inside a cell's training stages (and at
+    /// each stage's end); 0: none, a killed cell starts again.
+    pub checkpoint_every: usize,
     /// Where `{data}` pointed.
     pub data_root: PathBuf,
 }
@@ -262,6 +273,7 @@ pub fn parse_grid_in(
         axes: x.axes,
         baselines: x.baselines,
         tensorboard: raw.tracking.tensorboard,
+        checkpoint_every: raw.checkpoint_every,
         data_root: places.data,
     })
 }

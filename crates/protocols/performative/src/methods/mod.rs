@@ -41,6 +41,9 @@ pub struct DeployedSource {
     pub classifier: reusebench_core::model::Classifier,
     pub normalization: reusebench_data::Normalization,
     pub eval_batch_size: usize,
+    /// The cell's checkpoints: a method that retrains the classifier
+    /// checkpoints each round's training there.
+    pub checkpoints: Option<std::sync::Arc<reusebench_core::resume::Checkpoints>>,
 }
 
 impl Deployed {

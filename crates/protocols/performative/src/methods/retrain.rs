@@ -14,7 +14,9 @@ use std::sync::Arc;
 use reusebench_core::features::{Rows, head_logits, logits};
 use crate::label_shift::softmax_rows;
 use reusebench_core::model::Classifier;
-use reusebench_core::train::{NoHooks, OptimConfig, Stage, fit, fit_linear, trainable};
+use reusebench_core::train::{
+    CurveLog, CurveSink, NoHooks, OptimConfig, Stage, fit, fit_linear, trainable,
+};
 use reusebench_core::{CoreError, NoProgress};
 use reusebench_data::{Augment, ImageSet, Normalization};
 use reusebench_core::bounded::PositiveInt;
@@ -56,8 +58,15 @@ impl MethodSpec for RetrainHead {
                     "fine-tuning the backbone needs the pool's images (a protocol run, not outputs alone)",
                 )
             })?;
+            // Its curve is not among the cell's rows (as before
+            // checkpoints): the log only carries the checkpoints.
+            let curves = CurveLog::default();
+            if let Some(c) = &source.checkpoints {
+                curves.set_checkpoints(Arc::clone(c));
+            }
             Some(Whole {
                 model: trainable(source.classifier.clone(), device),
+                curves,
             })
         } else {
             None
@@ -83,6 +92,8 @@ struct RetrainState {
 
 struct Whole {
     model: Classifier,
+    /// Where each round's training checkpoints (see `reusebench_core::resume`).
+    curves: CurveLog,
 }
 
 /// The pool images at `indices`, with their labels.
@@ -146,7 +157,10 @@ impl Adapter for RetrainState {
                 seed: Seeds::new(self.seed).of(Purpose::RetrainRound {
                     round: feedback.round,
                 }),
-                curve: None,
+                curve: Some(CurveSink {
+                    log: &whole.curves,
+                    coords: Default::default(),
+                }),
             };
             let (model, _) = fit(
                 whole.model.clone(),
