@@ -405,6 +405,22 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    /// A checkpoint's fingerprint is compared exactly after JSON: without
+    /// serde_json's `float_roundtrip` this value came back 1 ulp off and no
+    /// pretrain stage ever resumed.
+    #[test]
+    fn a_fingerprint_survives_json_bit_for_bit() {
+        let print = Fingerprint {
+            sum: 1252.8705846816301,
+            abs: 10942.71785505116,
+            count: 102,
+        };
+        let back: Fingerprint =
+            serde_json::from_str(&serde_json::to_string(&print).unwrap()).unwrap();
+        assert_eq!(back.sum.to_bits(), print.sum.to_bits());
+        assert_eq!(back, print);
+    }
+
     #[test]
     fn a_restored_stream_continues_where_it_was() {
         let mut rng = ChaCha8Rng::seed_from_u64(7);

@@ -537,7 +537,8 @@ fn a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows() {
         "{log}"
     );
     assert!(log.contains("== attempt 2"), "requeued: {log}");
-    // Not asserted yet: the requeued pretrain stage does not find its
-    // checkpoint usable (it trains from epoch 1 again; continual, resque
-    // and canonicalize stages do resume). Rows are identical either way.
+    assert!(
+        log.contains("resumed from its checkpoint (stage 0, epoch"),
+        "the requeued attempt resumed the stage: {log}"
+    );
 }
