@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{ModuleOptimizer, OptimizerRecord};
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Tensor;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -227,13 +226,7 @@ impl Slot {
             .with_extension(format!("tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| err(&tmp, e))?;
-        // `valid()`: burn-store reads batch-norm running statistics as
-        // they are synced for validation (see checkpoint::save_module).
-        let mut store = SafetensorsStore::from_file(tmp.join(MODEL));
-        model
-            .valid()
-            .save_into(&mut store)
-            .map_err(|e| err(&tmp.join(MODEL), e))?;
+        crate::checkpoint::save_module(model, &[], &tmp.join(MODEL))?;
         let bytes = optimizer
             .into_bytes()
             .map_err(|e| err(&tmp.join(OPTIMIZER), e))?;
@@ -281,20 +274,8 @@ impl Slot {
         {
             return Ok(Err(optimizer));
         }
-        let mut loaded = model.clone();
-        let model_path = dir.join(MODEL);
-        let result = loaded
-            .load_from(&mut SafetensorsStore::from_file(&model_path))
-            .map_err(|e| err(&model_path, e))?;
-        if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
-            return Err(err(
-                &model_path,
-                format!(
-                    "does not match the stage's model (errors {:?}, missing {:?}, unused {:?})",
-                    result.errors, result.missing, result.unused
-                ),
-            ));
-        }
+        let loaded =
+            crate::checkpoint::load_module(model.clone(), &dir.join(MODEL), "the stage's model")?;
         let opt_path = dir.join(OPTIMIZER);
         let bytes = std::fs::read(&opt_path).map_err(|e| err(&opt_path, e))?;
         let renamed: HashMap<u64, u64> =

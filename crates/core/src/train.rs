@@ -353,6 +353,20 @@ impl StageStats {
     }
 }
 
+/// Where a stage stands when it writes a checkpoint: the epoch to
+/// continue and the batches of it done (with their summed loss and the
+/// epoch's rate), the steps, the stats, whether it is finished, its curve.
+struct Reached<'c> {
+    epoch: usize,
+    batch: usize,
+    epoch_loss: f64,
+    epoch_lr: f64,
+    step: usize,
+    stats: StageStats,
+    finished: bool,
+    curve: &'c [MetricRow],
+}
+
 /// One-hot targets `[labels.len(), classes]` on `device`.
 pub fn one_hot(labels: &[u32], classes: usize, device: &Device) -> Tensor<2> {
     let mut v = vec![0f32; labels.len() * classes];
@@ -480,9 +494,7 @@ pub fn fit_with<M: TrainModel>(
     let save = |model: &M,
                 optim: &burn::optim::ModuleOptimizer,
                 hooks: &dyn TrainHooks<M>,
-                at: (usize, usize, f64, f64),
-                (step, stats, finished): (usize, StageStats, bool),
-                curve: &[MetricRow]|
+                at: Reached|
      -> Result<(), CoreError> {
         let (Some(slot), Some((print, ids))) = (&slot, &start) else {
             return Ok(());
@@ -492,14 +504,14 @@ pub fn fit_with<M: TrainModel>(
             seed: stage.seed,
             epochs: stage.epochs,
             start: *print,
-            epoch: at.0,
-            batch: at.1,
-            epoch_loss: at.2,
-            epoch_lr: at.3,
-            step,
-            stats,
-            finished,
-            curve: curve.to_vec(),
+            epoch: at.epoch,
+            batch: at.batch,
+            epoch_loss: at.epoch_loss,
+            epoch_lr: at.epoch_lr,
+            step: at.step,
+            stats: at.stats,
+            finished: at.finished,
+            curve: at.curve.to_vec(),
             ids: ids.clone(),
         };
         slot.save(model, optim, &hooks.save_state()?, &state)
@@ -607,8 +619,17 @@ pub fn fit_with<M: TrainModel>(
             loss_so_far.add(ce, progress);
             // Asked to leave (preemption): save after this batch and stop.
             if slot.is_some() && crate::resume::stop_requested() && b + 1 < per_epoch {
-                let at = (epoch, b + 1, loss_so_far.sum, lr);
-                save(&model, &optim, hooks, at, (step, stats, false), &curve)?;
+                let at = Reached {
+                    epoch,
+                    batch: b + 1,
+                    epoch_loss: loss_so_far.sum,
+                    epoch_lr: lr,
+                    step,
+                    stats,
+                    finished: false,
+                    curve: &curve,
+                };
+                save(&model, &optim, hooks, at)?;
                 crate::resume::park();
             }
         }
@@ -618,8 +639,17 @@ pub fn fit_with<M: TrainModel>(
         if let Some(slot) = &slot {
             let leave = crate::resume::stop_requested();
             if done || leave || (epoch + 1) % slot.every == 0 {
-                let at = (epoch + 1, 0, 0.0, 0.0);
-                save(&model, &optim, hooks, at, (step, stats, done), &curve)?;
+                let at = Reached {
+                    epoch: epoch + 1,
+                    batch: 0,
+                    epoch_loss: 0.0,
+                    epoch_lr: 0.0,
+                    step,
+                    stats,
+                    finished: done,
+                    curve: &curve,
+                };
+                save(&model, &optim, hooks, at)?;
             }
             if leave {
                 crate::resume::park();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{bin, cell_rows, repo, reproducible, run};
+use crate::common::{bin, cell_dirs, cell_rows, repo, reproducible, run};
 
 /// The continual smoke grid (a pretrain cell and four continual cells that
 /// read its checkpoint) with its results folder in `dir`.
@@ -322,16 +322,21 @@ fn slurm_up() -> Result<(), String> {
     }
 }
 
+/// Whether Slurm is down, which skips `test`: said straight to the
+/// stream, past the test harness's capture, since a skip must be seen in
+/// CI's log.
+fn skipped_without_slurm(test: &str) -> bool {
+    let Err(why) = slurm_up() else {
+        return false;
+    };
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{test}: skipped: {why}");
+    true
+}
+
 #[test]
 fn a_real_slurm_runs_the_grid_and_a_cancelled_array_resubmits() {
-    if let Err(why) = slurm_up() {
-        // Straight to the stream, past the test harness's capture: a skip
-        // must be seen in CI's log.
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "a_real_slurm_runs_the_grid_and_a_cancelled_array_resubmits: skipped: {why}"
-        );
+    if skipped_without_slurm("a_real_slurm_runs_the_grid_and_a_cancelled_array_resubmits") {
         return;
     }
     // The reference: a local run.
@@ -434,12 +439,7 @@ fn a_real_slurm_runs_the_grid_and_a_cancelled_array_resubmits() {
 /// uninterrupted local run's.
 #[test]
 fn a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows() {
-    if let Err(why) = slurm_up() {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows: skipped: {why}"
-        );
+    if skipped_without_slurm("a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows") {
         return;
     }
     // One pretrain cell, long enough (seconds) to be signalled mid-way.
@@ -477,18 +477,8 @@ fn a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows() {
     ]);
     assert_eq!(code, 0, "{out}");
     let jobs = submitted(&out);
-    let cells = tmp.path().join("results/cells");
-    let cell = || {
-        std::fs::read_dir(&cells)
-            .ok()?
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                p.file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with("pretrain-")
-            })
-    };
+    let results = tmp.path().join("results");
+    let cell = || cell_dirs(&results, "pretrain").into_iter().next();
     // Wait for the cell to run (claimed, not done), then signal the task.
     let start = Instant::now();
     let dir = loop {
@@ -515,7 +505,7 @@ fn a_signalled_task_leaves_its_cell_and_requeues_with_identical_rows() {
     assert!(status.success());
     wait_for(&jobs, Duration::from_secs(300));
     assert_eq!(
-        reproducible(&cell_rows(&tmp.path().join("results"), "pretrain")),
+        reproducible(&cell_rows(&results, "pretrain")),
         reference,
         "the requeued cell's rows equal an uninterrupted run's"
     );

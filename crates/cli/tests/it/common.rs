@@ -43,11 +43,13 @@ pub fn smoke_grid_text(name: &str, dir: &Path) -> String {
         )
 }
 
-/// Every cell of `experiment` in `results`, in folder order: its method
-/// and its stored rows.
-pub fn cell_rows(results: &Path, experiment: &str) -> Vec<(String, Vec<serde_json::Value>)> {
-    let mut dirs: Vec<_> = std::fs::read_dir(results.join("cells"))
-        .unwrap()
+/// The folders of `results` whose names start with `experiment-`, sorted
+/// (none while the results folder does not exist yet).
+pub fn cell_dirs(results: &Path, experiment: &str) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(results.join("cells")) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<_> = entries
         .map(|e| e.unwrap().path())
         .filter(|p| {
             p.file_name()
@@ -57,7 +59,14 @@ pub fn cell_rows(results: &Path, experiment: &str) -> Vec<(String, Vec<serde_jso
         })
         .collect();
     dirs.sort();
-    dirs.iter()
+    dirs
+}
+
+/// Every cell of `experiment` in `results`, in folder order: its method
+/// and its stored rows.
+pub fn cell_rows(results: &Path, experiment: &str) -> Vec<(String, Vec<serde_json::Value>)> {
+    cell_dirs(results, experiment)
+        .iter()
         .map(|d| {
             let rows: Vec<serde_json::Value> =
                 serde_json::from_str(&std::fs::read_to_string(d.join("rows.json")).unwrap())

@@ -121,6 +121,14 @@ fn manifest(path: &Path, port: u16, archive_sha: &str, files: &[(String, String)
     std::fs::write(path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
 }
 
+/// `reusebench data verify NAME DIR ARGS...`: exit code and output.
+fn verify(name: &str, dir: &Path, args: &[&str]) -> (i32, String) {
+    let dir = dir.to_str().unwrap();
+    let mut all = vec!["data", "verify", name, dir];
+    all.extend_from_slice(args);
+    run(&all)
+}
+
 #[test]
 fn fetch_resumes_a_broken_download_checks_it_and_verify_catches_a_corrupt_file() {
     let tmp = tempfile::tempdir().unwrap();
@@ -248,43 +256,25 @@ fn verify_reads_the_fixtures_of_each_layout() {
     // official files and without SHA256SUMS, so a subset.
     let cifar = tmp.path().join("c");
     make_fixture("cifar10", &cifar);
-    let (code, out) = run(&["data", "verify", "cifar10", cifar.to_str().unwrap()]);
+    let (code, out) = verify("cifar10", &cifar, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("100 of the official 10000 records") && out.contains("subset"),
         "{out}"
     );
-    let (code, out) = run(&[
-        "data",
-        "verify",
-        "cifar10",
-        cifar.to_str().unwrap(),
-        "--subset-ok",
-    ]);
+    let (code, out) = verify("cifar10", &cifar, &["--subset-ok"]);
     assert_eq!(code, 0, "{out}");
 
     let tiny = tmp.path().join("t");
     make_fixture("tiny-imagenet", &tiny);
-    let (code, out) = run(&[
-        "data",
-        "verify",
-        "tiny-imagenet",
-        tiny.to_str().unwrap(),
-        "--subset-ok",
-    ]);
+    let (code, out) = verify("tiny-imagenet", &tiny, &["--subset-ok"]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("wnids.txt: 20 classes") && out.contains("decodes"),
         "{out}"
     );
     std::fs::remove_dir_all(tiny.join("train/n00001007/images")).unwrap();
-    let (code, out) = run(&[
-        "data",
-        "verify",
-        "tiny-imagenet",
-        tiny.to_str().unwrap(),
-        "--subset-ok",
-    ]);
+    let (code, out) = verify("tiny-imagenet", &tiny, &["--subset-ok"]);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("n00001007") && out.contains("no training images"),
@@ -294,11 +284,11 @@ fn verify_reads_the_fixtures_of_each_layout() {
     // FMoW has no published checksums: complete counts and decodes pass.
     let fmow = tmp.path().join("f");
     make_fixture("fmow", &fmow);
-    let (code, out) = run(&["data", "verify", "fmow", fmow.to_str().unwrap()]);
+    let (code, out) = verify("fmow", &fmow, &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("700 metadata rows, one image each"), "{out}");
     std::fs::remove_file(fmow.join("images/rgb_img_5.png")).unwrap();
-    let (code, out) = run(&["data", "verify", "fmow", fmow.to_str().unwrap()]);
+    let (code, out) = verify("fmow", &fmow, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("rgb_img_5.png"), "{out}");
 }
@@ -311,26 +301,14 @@ fn verify_knows_the_real_subsets_for_what_they_are() {
         return;
     }
     let cifar = shared.join("cifar-10-subset");
-    let (code, out) = run(&["data", "verify", "cifar10", cifar.to_str().unwrap()]);
+    let (code, out) = verify("cifar10", &cifar, &[]);
     assert_eq!(code, 1, "a subset is not the official files: {out}");
     assert!(out.contains("1017 of the official 10000 records"), "{out}");
     assert!(out.contains("matches the folder's SHA256SUMS"), "{out}");
-    let (code, out) = run(&[
-        "data",
-        "verify",
-        "cifar10",
-        cifar.to_str().unwrap(),
-        "--subset-ok",
-    ]);
+    let (code, out) = verify("cifar10", &cifar, &["--subset-ok"]);
     assert_eq!(code, 0, "{out}");
     let tiny = shared.join("tiny-imagenet-200-subset");
-    let (code, out) = run(&[
-        "data",
-        "verify",
-        "tiny-imagenet",
-        tiny.to_str().unwrap(),
-        "--subset-ok",
-    ]);
+    let (code, out) = verify("tiny-imagenet", &tiny, &["--subset-ok"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("wnids.txt: 200 classes"), "{out}");
     assert!(

@@ -59,7 +59,7 @@ pub fn load_head(head: Linear, path: &Path) -> Result<Linear, CoreError> {
     load_module(head, path, "the configured head (check classes and width)")
 }
 
-fn save_module<M: Module>(
+pub(crate) fn save_module<M: Module>(
     module: &M,
     metadata: &[(&str, String)],
     path: &Path,
@@ -136,7 +136,11 @@ pub fn load_backbone(backbone: ResNet, path: &Path) -> Result<ResNet, CoreError>
     )
 }
 
-fn load_module<M: Module>(mut module: M, path: &Path, what: &str) -> Result<M, CoreError> {
+pub(crate) fn load_module<M: Module>(
+    mut module: M,
+    path: &Path,
+    what: &str,
+) -> Result<M, CoreError> {
     if !path.is_file() {
         return Err(err(path, "file not found"));
     }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
 use crate::train::{EpochControl, TrainHooks};
-use energy::{EnergyChoice, EnergyMeter, EnergySource, carbon_grams};
+use energy::{EnergyChoice, EnergyMeter, EnergyReading, EnergySource, carbon_grams};
 
 /// How a cell measures energy and carbon.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,7 +217,11 @@ impl CostTracker {
 
     /// Time and energy so far, this attempt's and earlier ones'.
     fn spent(&self) -> Spent {
-        let r = self.meter.stop();
+        self.spent_with(&self.meter.stop())
+    }
+
+    /// `reading` (this attempt's) with what earlier attempts spent.
+    fn spent_with(&self, r: &EnergyReading) -> Spent {
         let c = self.carried;
         Spent {
             seconds: c.seconds + r.seconds,
@@ -247,7 +251,7 @@ impl CostTracker {
 
     pub fn finish<M: Module>(self, model: &M) -> CostReport {
         let reading = self.meter.stop();
-        let spent = self.spent();
+        let spent = self.spent_with(&reading);
         let now: BTreeMap<ParamId, Tensor<1>> = trainable_by_layer(model)
             .into_iter()
             .map(|(id, _, t)| (id, t))

@@ -7,9 +7,12 @@
 use std::sync::Arc;
 
 use burn::tensor::{Device, Tensor};
+use reusebench_core::model::Classifier;
 use reusebench_core::resume::Checkpoints;
 use reusebench_core::testing::{logged_stage, tiny_classifier};
-use reusebench_core::train::{CurveLog, OptimConfig, Stage, Step, TrainHooks, fit};
+use reusebench_core::train::{
+    CurveLog, NoHooks, OptimConfig, Stage, StageStats, Step, TrainHooks, fit,
+};
 use reusebench_core::{CoreError, DeviceSpec, NoProgress};
 use reusebench_data::synthetic;
 
@@ -31,7 +34,7 @@ impl<M> TrainHooks<M> for FailAt {
     }
 }
 
-fn weights(model: &reusebench_core::model::Classifier) -> Vec<f32> {
+fn weights(model: &Classifier) -> Vec<f32> {
     let mut v: Vec<_> = reusebench_core::params::snapshot(model)
         .into_values()
         .map(|t| t.into_data().try_to_vec::<f32>().unwrap())
@@ -40,34 +43,33 @@ fn weights(model: &reusebench_core::model::Classifier) -> Vec<f32> {
     v.concat()
 }
 
-fn stage<'a>(
-    log: &'a CurveLog,
-    optim: &'a OptimConfig,
-    n: reusebench_data::Normalization,
-) -> Stage<'a> {
-    Stage {
+/// Three epochs of SGD with momentum on a fresh tiny classifier (built
+/// anew each call, so with parameter ids of its own), its curve in `log`.
+fn train_three_epochs(
+    log: &CurveLog,
+    hooks: &mut dyn TrainHooks<Classifier>,
+) -> Result<(Classifier, StageStats), CoreError> {
+    let dev: Device = DeviceSpec::for_tests().autodiff();
+    let data = synthetic::generate(3, 8, 1, 0).unwrap();
+    let optim = OptimConfig::sgd(0.05).with_momentum(0.9);
+    let stage = Stage {
         epochs: 3,
-        ..logged_stage("resume", log, optim, n, 3)
-    }
+        ..logged_stage("resume", log, &optim, data.normalization, 3)
+    };
+    fit(
+        tiny_classifier(4, 3, 0, &dev),
+        &Arc::new(data.train),
+        &stage,
+        hooks,
+        &dev,
+        &NoProgress,
+    )
 }
 
 #[test]
 fn a_stage_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does() {
-    let dev: Device = DeviceSpec::for_tests().autodiff();
-    let data = synthetic::generate(3, 8, 1, 0).unwrap();
-    let set = Arc::new(data.train);
-    let optim = OptimConfig::sgd(0.05).with_momentum(0.9);
-
     let log = CurveLog::default();
-    let (through, _) = fit(
-        tiny_classifier(4, 3, 0, &dev),
-        &set,
-        &stage(&log, &optim, data.normalization),
-        &mut reusebench_core::train::NoHooks,
-        &dev,
-        &NoProgress,
-    )
-    .unwrap();
+    let (through, _) = train_three_epochs(&log, &mut NoHooks).unwrap();
     let curve = log.take();
 
     let dir = tempfile::tempdir().unwrap();
@@ -78,29 +80,14 @@ fn a_stage_resumed_from_its_checkpoint_ends_where_an_uninterrupted_one_does() {
         batches: 0,
         per_epoch: 24 / 4,
     };
-    let err = fit(
-        tiny_classifier(4, 3, 0, &dev),
-        &set,
-        &stage(&crashed, &optim, data.normalization),
-        &mut fail,
-        &dev,
-        &NoProgress,
-    );
+    let err = train_three_epochs(&crashed, &mut fail);
     assert!(err.is_err(), "the stage should have crashed at epoch 3");
     assert!(dir.path().join("stage-0000/state.json").is_file());
 
     // A new process: the model is built again (new parameter ids).
     let resumed = CurveLog::default();
     resumed.set_checkpoints(Arc::new(Checkpoints::new(dir.path(), 1)));
-    let (back, stats) = fit(
-        tiny_classifier(4, 3, 0, &dev),
-        &set,
-        &stage(&resumed, &optim, data.normalization),
-        &mut reusebench_core::train::NoHooks,
-        &dev,
-        &NoProgress,
-    )
-    .unwrap();
+    let (back, stats) = train_three_epochs(&resumed, &mut NoHooks).unwrap();
     assert_eq!(stats.epochs, 3);
     assert_eq!(
         weights(&back),

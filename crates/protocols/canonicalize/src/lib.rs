@@ -756,6 +756,31 @@ mod tests {
         std: [0.25; 3],
     };
 
+    /// The share (%) of `set`'s C4-turned copies that `m` maps upright.
+    fn upright_share(m: &Canonicalized, set: &Arc<ImageSet>, device: &Device) -> f64 {
+        let eval = evaluate(m, set, 32, SKY_NORMALIZATION, device);
+        let rows = eval.rows(&set.labels, 4);
+        rows.iter()
+            .find(|r| r.metric == names::UPRIGHT_FRACTION)
+            .unwrap()
+            .value
+    }
+
+    /// The tests' prior stage: 15 epochs over the sky images in batches of 16.
+    fn prior_stage(optim: &OptimConfig, num_classes: usize) -> Stage<'_> {
+        Stage {
+            name: "prior".into(),
+            epochs: 15,
+            batch_size: 16,
+            optim,
+            augment: Augment::NONE,
+            normalization: SKY_NORMALIZATION,
+            num_classes,
+            seed: 0,
+            curve: None,
+        }
+    }
+
     /// The prior-only warm-up (the canonicalizer alone, every image
     /// labelled with the identity) maps quarter-turned copies upright.
     #[test]
@@ -763,27 +788,10 @@ mod tests {
         let device = DeviceSpec::for_tests().autodiff();
         let m = model(4, &device);
         let set = sky_images();
-        let upright_share = |m: &Canonicalized| {
-            let eval = evaluate(m, &set, 32, SKY_NORMALIZATION, &device);
-            let rows = eval.rows(&set.labels, 4);
-            rows.iter()
-                .find(|r| r.metric == names::UPRIGHT_FRACTION)
-                .unwrap()
-                .value
-        };
+        let upright_share = |m: &Canonicalized| upright_share(m, &set, &device);
         let before = upright_share(&m);
         let optim = OptimConfig::sgd(0.01);
-        let stage = Stage {
-            name: "prior".into(),
-            epochs: 15,
-            batch_size: 16,
-            optim: &optim,
-            augment: Augment::NONE,
-            normalization: SKY_NORMALIZATION,
-            num_classes: 4,
-            seed: 0,
-            curve: None,
-        };
+        let stage = prior_stage(&optim, 4);
         let canonicalizer = m.canonicalizer.clone().unwrap();
         let progress = reusebench_core::NoProgress;
         let warm = prior_only(canonicalizer, 100.0, &set, &stage, &device, &progress).unwrap();
@@ -803,28 +811,10 @@ mod tests {
         let mut m = model(4, &device);
         m.predictor = m.predictor.freeze();
         let set = sky_images();
-        let normalization = SKY_NORMALIZATION;
-        let upright_share = |m: &Canonicalized| {
-            let eval = evaluate(m, &set, 32, normalization, &device);
-            let rows = eval.rows(&set.labels, 4);
-            rows.iter()
-                .find(|r| r.metric == names::UPRIGHT_FRACTION)
-                .unwrap()
-                .value
-        };
+        let upright_share = |m: &Canonicalized| upright_share(m, &set, &device);
         let before = upright_share(&m);
         let optim = OptimConfig::sgd(0.01);
-        let stage = Stage {
-            name: "prior".into(),
-            epochs: 15,
-            batch_size: 16,
-            optim: &optim,
-            augment: Augment::NONE,
-            normalization,
-            num_classes: 5,
-            seed: 0,
-            curve: None,
-        };
+        let stage = prior_stage(&optim, 5);
         let scores = RefCell::new(None);
         let forward = |m: &Canonicalized, x: Tensor<4>, _: &[usize]| {
             let (logits, s) = m.forward_parts(x);
