@@ -14,6 +14,7 @@ pub mod held_out;
 pub mod image_file;
 pub mod image_folder;
 pub mod image_set;
+pub mod parts;
 pub mod shift;
 pub mod shortcut;
 pub mod split;

@@ -182,6 +182,17 @@ pub const RESQUE_DIST: &str = "resque_dist";
 /// RESQUE_task: 1 − ARI of k-means (seeded at the class centroids) on the
 /// new task's features.
 pub const RESQUE_TASK: &str = "resque_task";
+/// The corruption's parameter the cell used (σ, a share, an offset, a
+/// factor): the level's, the one given, or the calibrated one.
+pub const SHIFT_SEVERITY: &str = "shift_severity";
+/// Calibration (`drop:`): the pretrained classifier's accuracy (%) on the
+/// calibration images clean, and at the chosen severity.
+pub const CALIBRATION_ACC_CLEAN: &str = "calibration_acc_clean";
+pub const CALIBRATION_ACC_SHIFTED: &str = "calibration_acc_shifted";
+/// Calibration: the fraction of the accuracy removed at the chosen
+/// severity (what `drop` asked for, to the bisection's resolution, or
+/// less where the strongest parameter removes less).
+pub const CALIBRATION_DROP: &str = "calibration_drop";
 
 // ---- retraining cost (any protocol that tracks it) ----
 /// The pretrained classifier's accuracy (%) on the clean test set.

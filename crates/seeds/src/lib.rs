@@ -80,6 +80,11 @@ pub enum Purpose {
     Subset { class: u32 },
     /// Canonicalize: the prior-only warm-up's shuffles.
     PriorWarmUp,
+    /// A per-class partition into parts (`ClassParts`), class `class`;
+    /// seeded by the partition's own seed, not the cell's.
+    ClassParts { class: u32 },
+    /// RESQUE: the corruption of the calibration images.
+    Calibration,
 }
 
 impl Purpose {
@@ -117,6 +122,8 @@ impl Purpose {
             FmowRandomSplit => (28, 0, 0),
             Subset { class } => (29, u64::from(class), 0),
             PriorWarmUp => (30, 0, 0),
+            ClassParts { class } => (31, u64::from(class), 0),
+            Calibration => (32, 0, 0),
         }
     }
 }
@@ -192,6 +199,7 @@ mod tests {
             ClassOrder,
             FmowRandomSplit,
             PriorWarmUp,
+            Calibration,
         ];
         for i in 0..n {
             v.extend([
@@ -203,6 +211,7 @@ mod tests {
                 RetrainRound { round: i },
                 HoldOut { class: i as u32 },
                 Subset { class: i as u32 },
+                ClassParts { class: i as u32 },
             ]);
             for salt in 0..n as u64 {
                 v.push(Stage { task: i, salt });

@@ -7,7 +7,7 @@ use reusebench_results::names;
 
 #[test]
 fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
-    let smoke = SmokeRun::new("resque", 15);
+    let smoke = SmokeRun::new("resque", 20);
     let results = &smoke.results;
 
     let first_rows = cell_rows(results, "resque");
@@ -77,6 +77,44 @@ fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
         ],
     );
 
+    // Every corruption row says the parameter it used: level 1 of
+    // Gaussian noise is CIFAR-10-C's σ 0.04.
+    let noise_1 = first
+        .iter()
+        .find(|(f, v)| f == "gaussian-noise" && get(v, names::SHIFT_SEVERITY) == Some(0.04));
+    assert!(noise_1.is_some(), "level 1 is σ 0.04");
+
+    // Calibrated levels (the authors' split): each removes at least what
+    // it asked of the accuracy on part 2, and more drop takes a stronger
+    // corruption. A given severity is used as given and not calibrated.
+    let calibrated = scalars_by_cell(&cell_rows(results, "calibrated"));
+    assert_eq!(calibrated.len(), 4);
+    let mut noise: Vec<(f64, f64)> = calibrated
+        .iter()
+        .filter(|(f, _)| f == "gaussian-noise")
+        .map(|(_, v)| {
+            (
+                get(v, names::CALIBRATION_DROP).unwrap(),
+                get(v, names::SHIFT_SEVERITY).unwrap(),
+            )
+        })
+        .collect();
+    noise.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(noise.len(), 2);
+    assert!(noise[0].0 >= 0.1 && noise[1].0 >= 0.3, "drops {noise:?}");
+    assert!(noise[0].1 < noise[1].1, "σ grows with the drop: {noise:?}");
+    for (family, v) in &calibrated {
+        let before = get(v, names::ACC_BEFORE_RETRAIN).unwrap();
+        let clean = get(v, names::CLEAN_ACC).unwrap();
+        if family == "salt-pepper" {
+            assert_eq!(get(v, names::SHIFT_SEVERITY), Some(0.1));
+            assert!(get(v, names::CALIBRATION_DROP).is_none());
+        } else {
+            // Calibrated on part 2, the drop shows on the test set too.
+            assert!(before < clean, "{family}: {before} vs clean {clean}");
+        }
+    }
+
     // Again from scratch: every measured result the same, timing aside.
     smoke.assert_rerun_identical("resque", &first_rows);
 }
@@ -99,6 +137,34 @@ fn validate_rejects_impossible_resque_settings_with_file_line_and_key() {
                 line_of: "family: fog",
                 key: "shift.family",
                 message: "unknown variant `fog`",
+            },
+            Rejection {
+                from: "- { family: contrast, drop: 0.4 }",
+                to: "- { family: contrast, drop: 0.4, level: 2 }",
+                line_of: "family: contrast, drop: 0.4, level: 2",
+                key: "shift",
+                message: "give exactly one of level, severity and drop",
+            },
+            Rejection {
+                from: "- { family: salt-pepper, severity: 0.1 }",
+                to: "- { family: salt-pepper, severity: 1.5 }",
+                line_of: "family: salt-pepper, severity: 1.5",
+                key: "shift.severity",
+                message: "takes a parameter from 0 to 1",
+            },
+            Rejection {
+                from: "      source_parts: { shares: [50, 30, 20], seed: 1 }\n",
+                to: "",
+                line_of: "- { family: gaussian-noise, drop: 0.1 }",
+                key: "shift.drop",
+                message: "give `source_parts`",
+            },
+            Rejection {
+                from: "keep: [0, 2] }",
+                to: "keep: [0, 3] }",
+                line_of: "keep: [0, 3]",
+                key: "train_parts",
+                message: "keep must name parts 0..2",
             },
             Rejection {
                 from: "layer: layer3",

@@ -7,6 +7,7 @@ use reusebench_core::{Evaluator, Purpose, Seeds};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use reusebench_data::parts::PartSelection;
 use reusebench_data::shortcut::Shortcut;
 use reusebench_data::{Augment, DatasetSpec, NormalizationChoice};
 use serde::{Deserialize, Serialize};
@@ -54,6 +55,12 @@ pub struct PretrainConfig {
     #[serde(default)]
     pub shortcut: Option<Shortcut>,
     /// Where the backbone checkpoint (safetensors) is written.
+    /// Train on these parts of each class only (seeded, per class): the
+    /// RESQUE authors pretrain on parts 1 + 3 of a 50/30/20 cut and shift
+    /// part 2 + 3 (`{ shares: [50, 30, 20], seed: 1, keep: [0, 2] }`, with
+    /// the same cut as the resque cells' `split`). The test split is whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_parts: Option<PartSelection>,
     pub output: PathBuf,
     /// Where the trained head is written too (safetensors), for protocols
     /// that deploy the whole classifier (performative); not written when
@@ -75,6 +82,11 @@ impl Protocol for Pretrain {
         }
         if let (Some(classes), Some(n)) = (&config.classes, config.data.num_classes()) {
             check_classes(classes, n, config.data.short_name())?;
+        }
+        if let Some(parts) = &config.train_parts {
+            parts
+                .check()
+                .map_err(|m| CoreError::config("train_parts", m))?;
         }
         if let Some(shortcut) = &config.shortcut {
             shortcut
@@ -101,6 +113,10 @@ impl Protocol for Pretrain {
         let normalization = config.normalization.resolve(data.normalization);
         let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
         let train = data.train.select_classes(&relabel);
+        let train = match &config.train_parts {
+            Some(parts) => parts.select(&train),
+            None => train,
+        };
         let k = classes.len() as u32;
         let train = Arc::new(match &config.shortcut {
             Some(s) => {

@@ -38,6 +38,7 @@ use reusebench_core::protocol::{
     model_inputs,
 };
 use reusebench_core::train::{CurveSink, OptimConfig, Stage, fit_with};
+use reusebench_data::parts::ClassParts;
 use reusebench_data::shift::Corruption;
 use reusebench_data::{Augment, DatasetSpec, ImageSet, Normalization, NormalizationChoice};
 use serde::{Deserialize, Serialize};
@@ -45,25 +46,34 @@ use serde::{Deserialize, Serialize};
 /// The protocol, as the runner's registry names it.
 pub struct Resque;
 
+/// How strong a corruption is: exactly one of the three keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strength {
+    /// One of CIFAR-10-C's five severities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<usize>,
+    /// The family's parameter itself (σ, a share, an offset, a factor), as
+    /// the authors' `noise.py` takes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<f64>,
+    /// Calibrated: the parameter that removes this fraction of the
+    /// pretrained classifier's accuracy on images it never saw (part 2 of
+    /// `source_parts`), found by bisection before anything else runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<f64>,
+}
+
 /// The shift a cell measures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum ShiftConfig {
-    GaussianNoise {
-        level: usize,
-    },
-    SaltPepper {
-        level: usize,
-    },
-    GaussianBlur {
-        level: usize,
-    },
-    Brightness {
-        level: usize,
-    },
-    Contrast {
-        level: usize,
-    },
+    GaussianNoise(Strength),
+    SaltPepper(Strength),
+    SaltPepperPerValue(Strength),
+    GaussianBlur(Strength),
+    Brightness(Strength),
+    Contrast(Strength),
     /// A new task: `classes` of `data` (the cell's dataset when absent),
     /// renumbered 0..n in this order.
     Task {
@@ -75,13 +85,14 @@ pub enum ShiftConfig {
 }
 
 impl ShiftConfig {
-    fn corruption(&self) -> Option<(Corruption, usize)> {
-        match *self {
-            ShiftConfig::GaussianNoise { level } => Some((Corruption::GaussianNoise, level)),
-            ShiftConfig::SaltPepper { level } => Some((Corruption::SaltPepper, level)),
-            ShiftConfig::GaussianBlur { level } => Some((Corruption::GaussianBlur, level)),
-            ShiftConfig::Brightness { level } => Some((Corruption::Brightness, level)),
-            ShiftConfig::Contrast { level } => Some((Corruption::Contrast, level)),
+    fn corruption(&self) -> Option<(Corruption, &Strength)> {
+        match self {
+            ShiftConfig::GaussianNoise(s) => Some((Corruption::GaussianNoise, s)),
+            ShiftConfig::SaltPepper(s) => Some((Corruption::SaltPepper, s)),
+            ShiftConfig::SaltPepperPerValue(s) => Some((Corruption::SaltPepperPerValue, s)),
+            ShiftConfig::GaussianBlur(s) => Some((Corruption::GaussianBlur, s)),
+            ShiftConfig::Brightness(s) => Some((Corruption::Brightness, s)),
+            ShiftConfig::Contrast(s) => Some((Corruption::Contrast, s)),
             ShiftConfig::Task { .. } => None,
         }
     }
@@ -152,10 +163,69 @@ pub struct ResqueConfig {
     /// before 2026-12-06, non-negative, which narrows the angles).
     #[serde(default)]
     pub representation: Tap,
+    /// The authors' partition of the source training set (their
+    /// `SplitData/split.py`: each class cut 50/30/20 with a seed). With it,
+    /// RESQUE_dist compares parts 1 + 3 clean with parts 2 + 3 shifted, a
+    /// distribution shift retrains on parts 2 + 3 shifted, and `drop`
+    /// calibrates on part 2; the pretraining should keep parts 1 + 3
+    /// (pretrain's `train_parts`, keep [0, 2]). Without it, RESQUE_dist
+    /// splits by the cell's seed and retraining uses the whole training
+    /// set (this project's setup before 2026-12-06).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_parts: Option<ClassParts>,
     pub shift: ShiftConfig,
     pub retrain: RetrainConfig,
     #[serde(default)]
     pub cost: CostConfig,
+}
+
+/// Exactly one of level, severity and drop, each in its range.
+fn check_strength(c: Corruption, s: &Strength, split: bool) -> Result<(), CoreError> {
+    match (s.level, s.severity, s.drop) {
+        (Some(level), None, None) => {
+            if c.parameter(level).is_none() {
+                return Err(CoreError::config(
+                    "shift.level",
+                    format!(
+                        "{} has levels 1 to {}, got {level}",
+                        c.name(),
+                        reusebench_data::shift::LEVELS
+                    ),
+                ));
+            }
+        }
+        (None, Some(p), None) => {
+            if !c.accepts(p) {
+                let (a, b) = c.parameter_range();
+                return Err(CoreError::config(
+                    "shift.severity",
+                    format!("{} takes a parameter from {a} to {b}, got {p}", c.name()),
+                ));
+            }
+        }
+        (None, None, Some(d)) => {
+            if !(d.is_finite() && d > 0.0 && d < 1.0) {
+                return Err(CoreError::config(
+                    "shift.drop",
+                    format!("must be in (0, 1) (a fraction of the accuracy to remove), got {d}"),
+                ));
+            }
+            if !split {
+                return Err(CoreError::config(
+                    "shift.drop",
+                    "calibration needs images the pretrained classifier never saw: give `source_parts` \
+                     (and pretrain with `train_parts`)",
+                ));
+            }
+        }
+        _ => {
+            return Err(CoreError::config(
+                "shift",
+                format!("{}: give exactly one of level, severity and drop", c.name()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn default_layer() -> String {
@@ -171,6 +241,17 @@ impl Protocol for Resque {
         checks.data(&config.data, "data")?;
         checks.backbone(&config.backbone, "backbone")?;
         config.cost.validate("cost")?;
+        if let Some(split) = &config.source_parts {
+            split
+                .check()
+                .map_err(|m| CoreError::config("source_parts.shares", m))?;
+            if split.shares.len() != 3 {
+                return Err(CoreError::config(
+                    "source_parts.shares",
+                    "three parts: clean, shift, common (the authors' 50/30/20)",
+                ));
+            }
+        }
         match (config.retrain.target_acc, config.retrain.target_of_clean) {
             (Some(target), None) => {
                 if !(target.is_finite() && target > 0.0 && target <= 100.0) {
@@ -243,17 +324,8 @@ impl Protocol for Resque {
                 }
             }
             shift => {
-                let (corruption, level) = shift.corruption().expect("a corruption");
-                if corruption.parameter(level).is_none() {
-                    return Err(CoreError::config(
-                        "shift.level",
-                        format!(
-                            "{} has levels 1 to {}, got {level}",
-                            corruption.name(),
-                            reusebench_data::shift::LEVELS
-                        ),
-                    ));
-                }
+                let (corruption, strength) = shift.corruption().expect("a corruption");
+                check_strength(corruption, strength, config.source_parts.is_some())?;
                 if config.head.is_none() {
                     return Err(CoreError::config(
                         "head",
@@ -370,21 +442,52 @@ impl Shifted {
                 )
             }
             shift => {
-                let (corruption, level) = shift.corruption().expect("a corruption");
+                let (corruption, strength) = shift.corruption().expect("a corruption");
                 let k = classes.len();
                 let source_train = relabelled(&data.train, &classes);
                 let source_test = relabelled(&data.test, &classes);
                 let mut model = env.build_classifier(&config.backbone, k, config.seed, device)?;
                 let head_path = config.head.as_ref().expect("validated");
                 model.head = load_head(model.head.clone(), head_path)?;
+                let parts = SourceParts::of(config, env, &source_train);
+                let severity = match (strength.level, strength.severity, strength.drop) {
+                    (Some(level), _, _) => corruption.parameter(level).expect("validated level"),
+                    (_, Some(p), _) => p,
+                    (_, _, Some(drop)) => {
+                        let images = Arc::new(subset(&source_train, &parts.calibration));
+                        let seed = Seeds::new(config.seed).of(Purpose::Calibration);
+                        let found = calibrate(corruption, drop, &images, seed, &|set| {
+                            evaluator.accuracy(&model, set)
+                        });
+                        rows.extend(found.rows());
+                        found.severity
+                    }
+                    _ => unreachable!("validated: one of level, severity, drop"),
+                };
+                rows.push(MetricRow::scalar(names::SHIFT_SEVERITY, severity));
+                let shifted = |set: &ImageSet, stream: Purpose| {
+                    corruption.apply_parameter(severity, set, Seeds::new(config.seed).of(stream))
+                };
+                let clean_part = Arc::new(subset(&source_train, &parts.clean));
+                let shift_part = subset(&source_train, &parts.shifted);
+                // With the authors' split, RESQUE reads the very images
+                // retraining then trains on; without it, its own draw.
+                let (score_shifted, train) = if config.source_parts.is_some() {
+                    let t = Arc::new(shifted(&shift_part, Purpose::ShiftTrain));
+                    (t.clone(), t)
+                } else {
+                    (
+                        Arc::new(shifted(&shift_part, Purpose::ResqueSplit)),
+                        Arc::new(shifted(&source_train, Purpose::ShiftTrain)),
+                    )
+                };
                 rows.push(MetricRow::scalar(
                     names::RESQUE_DIST,
                     resque_dist_of(
                         config,
-                        env,
                         &model,
-                        &source_train,
-                        (corruption, level),
+                        &clean_part,
+                        &score_shifted,
                         normalization,
                         device,
                     )?,
@@ -392,14 +495,9 @@ impl Shifted {
                 let clean_acc = evaluator.accuracy(&model, &Arc::new(source_test.clone()));
                 rows.push(MetricRow::scalar(names::CLEAN_ACC, clean_acc));
                 clean = Some(clean_acc);
-                let shifted = |set: &ImageSet, stream: Purpose| {
-                    corruption
-                        .apply(level, set, Seeds::new(config.seed).of(stream))
-                        .expect("validated level")
-                };
                 (
                     model,
-                    Arc::new(shifted(&source_train, Purpose::ShiftTrain)),
+                    train,
                     Arc::new(shifted(&source_test, Purpose::ShiftTest)),
                 )
             }
@@ -559,46 +657,142 @@ fn cost_rows(report: &CostReport) -> Vec<MetricRow> {
     rows
 }
 
-/// RESQUE_dist of `model`'s backbone for `corruption` at `level`: each
-/// class's training images split 50/30/20 (seeded); clean = parts 1 and 3,
-/// shifted = parts 2 and 3 corrupted.
+/// The source training set cut per class into three parts (50/30/20):
+/// indices of the clean images RESQUE_dist reads (parts 1 + 3), of the
+/// shifted ones (parts 2 + 3, before the corruption), and of the images
+/// calibration reads (part 2).
+struct SourceParts {
+    clean: Vec<usize>,
+    shifted: Vec<usize>,
+    calibration: Vec<usize>,
+}
+
+impl SourceParts {
+    /// The authors' partition (`source_parts`), or one drawn by the cell's seed.
+    fn of(config: &ResqueConfig, env: &RunEnv, train: &ImageSet) -> Self {
+        if let Some(split) = &config.source_parts {
+            let p = split.indices(train);
+            let joined = |a: &[usize], b: &[usize]| {
+                let mut v = [a, b].concat();
+                v.sort_unstable();
+                v
+            };
+            return Self {
+                clean: joined(&p[0], &p[2]),
+                shifted: joined(&p[1], &p[2]),
+                calibration: p[1].clone(),
+            };
+        }
+        // The order (class by class, as shuffled) is the one results
+        // before `source_parts` were computed with: the corruption's stream is
+        // keyed by an image's position.
+        let mut rng = env.rng(config.seed, Purpose::ResqueSplit);
+        let (mut clean, mut shifted, mut calibration) = (Vec::new(), Vec::new(), Vec::new());
+        let k = train.labels.iter().max().map_or(0, |&m| m + 1);
+        for c in 0..k {
+            let mut idx: Vec<usize> = (0..train.len()).filter(|&i| train.labels[i] == c).collect();
+            idx.shuffle(&mut rng);
+            let (a, b) = (idx.len() / 2, idx.len() * 8 / 10);
+            clean.extend(&idx[..a]);
+            clean.extend(&idx[b..]);
+            shifted.extend(&idx[a..]);
+            calibration.extend(&idx[a..b]);
+        }
+        Self {
+            clean,
+            shifted,
+            calibration,
+        }
+    }
+}
+
+/// The images of `set` at `idx`, in that order.
+fn subset(set: &ImageSet, idx: &[usize]) -> ImageSet {
+    let mut s = ImageSet::empty(set.channels, set.height, set.width);
+    for &i in idx {
+        s.push_from(set, i, set.labels[i]);
+    }
+    s
+}
+
+/// Halvings of the parameter range in [`calibrate`]: a resolution of
+/// 1/1024 of the range (σ to 0.001 for noise, 0.008 px for blur).
+const CALIBRATION_STEPS: usize = 10;
+
+/// What calibration found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Calibrated {
+    severity: f64,
+    clean: f64,
+    shifted: f64,
+}
+
+impl Calibrated {
+    fn drop(&self) -> f64 {
+        if self.clean > 0.0 {
+            1.0 - self.shifted / self.clean
+        } else {
+            0.0
+        }
+    }
+
+    fn rows(&self) -> Vec<MetricRow> {
+        vec![
+            MetricRow::scalar(names::CALIBRATION_ACC_CLEAN, self.clean),
+            MetricRow::scalar(names::CALIBRATION_ACC_SHIFTED, self.shifted),
+            MetricRow::scalar(names::CALIBRATION_DROP, self.drop()),
+        ]
+    }
+}
+
+/// The weakest parameter of `corruption` (to 1/2^CALIBRATION_STEPS of its
+/// range) at which `accuracy` on `images` is at most (1 − drop) × its clean
+/// value: bisection, taking accuracy to fall as the parameter grows. Where
+/// even the strongest parameter removes less, the strongest, and the rows
+/// say how much it removed.
+fn calibrate(
+    corruption: Corruption,
+    drop: f64,
+    images: &Arc<ImageSet>,
+    seed: u64,
+    accuracy: &dyn Fn(&Arc<ImageSet>) -> f64,
+) -> Calibrated {
+    let clean = accuracy(images);
+    let goal = clean * (1.0 - drop);
+    let (rest, strongest) = corruption.parameter_range();
+    let at = |t: f64| rest + t * (strongest - rest);
+    let acc = |t: f64| accuracy(&Arc::new(corruption.apply_parameter(at(t), images, seed)));
+    let (mut lo, mut hi) = (0.0, 1.0);
+    let mut shifted = acc(hi);
+    if shifted <= goal {
+        for _ in 0..CALIBRATION_STEPS {
+            let mid = (lo + hi) / 2.0;
+            let a = acc(mid);
+            if a <= goal {
+                (hi, shifted) = (mid, a);
+            } else {
+                lo = mid;
+            }
+        }
+    }
+    Calibrated {
+        severity: at(hi),
+        clean,
+        shifted,
+    }
+}
+
+/// RESQUE_dist of `model`'s backbone between `clean` and `shifted` (the
+/// same classes): per class, the angle between the summed activations.
 fn resque_dist_of(
     config: &ResqueConfig,
-    env: &RunEnv,
     model: &Classifier,
-    train: &ImageSet,
-    (corruption, level): (Corruption, usize),
+    clean: &Arc<ImageSet>,
+    shifted: &Arc<ImageSet>,
     normalization: Normalization,
     device: &Device,
 ) -> Result<f64, CoreError> {
     let k = model.head.weight.dims()[1];
-    let mut rng = env.rng(config.seed, Purpose::ResqueSplit);
-    let (mut clean_idx, mut shifted_idx) = (Vec::new(), Vec::new());
-    for c in 0..k as u32 {
-        let mut idx: Vec<usize> = (0..train.len()).filter(|&i| train.labels[i] == c).collect();
-        idx.shuffle(&mut rng);
-        let (a, b) = (idx.len() / 2, idx.len() * 8 / 10);
-        clean_idx.extend(&idx[..a]);
-        clean_idx.extend(&idx[b..]);
-        shifted_idx.extend(&idx[a..]);
-    }
-    let subset = |idx: &[usize]| {
-        let mut s = ImageSet::empty(train.channels, train.height, train.width);
-        for &i in idx {
-            s.push_from(train, i, train.labels[i]);
-        }
-        s
-    };
-    let clean = Arc::new(subset(&clean_idx));
-    let shifted = Arc::new(
-        corruption
-            .apply(
-                level,
-                &subset(&shifted_idx),
-                Seeds::new(config.seed).of(Purpose::ResqueSplit),
-            )
-            .expect("validated level"),
-    );
     let act = |set: &Arc<ImageSet>| {
         pooled_activations(
             model.backbone(),
@@ -611,7 +805,7 @@ fn resque_dist_of(
         )
         .ok_or_else(|| CoreError::config("layer", format!("no layer `{}`", config.layer)))
     };
-    let (a, b) = (act(&clean)?, act(&shifted)?);
+    let (a, b) = (act(clean)?, act(shifted)?);
     Ok(score::resque_dist(
         &a.values,
         &clean.labels,
@@ -620,4 +814,125 @@ fn resque_dist_of(
         a.dim,
         k,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two classes of 8x8 images with spread-out values (no 0 or 255).
+    fn images(per_class: usize) -> ImageSet {
+        let mut s = ImageSet::empty(3, 8, 8);
+        for i in 0..2 * per_class {
+            let img: Vec<u8> = (0..3 * 64)
+                .map(|p| ((p * 13 + i * 29) % 180 + 40) as u8)
+                .collect();
+            s.push(&img, (i % 2) as u32);
+        }
+        s
+    }
+
+    /// The mean absolute deviation from each image's mean, as a stand-in
+    /// accuracy that contrast scales exactly: factor c keeps c of it.
+    fn spread(set: &Arc<ImageSet>) -> f64 {
+        let n = set.image_len();
+        set.pixels
+            .chunks(n)
+            .map(|img| {
+                let m = img.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+                img.iter().map(|&v| (v as f64 - m).abs()).sum::<f64>() / n as f64
+            })
+            .sum::<f64>()
+    }
+
+    #[test]
+    fn calibration_finds_the_parameter_that_removes_the_asked_share() {
+        let set = Arc::new(images(4));
+        for drop in [0.05, 0.3, 0.6] {
+            let found = calibrate(Corruption::Contrast, drop, &set, 0, &spread);
+            // Contrast c keeps c of the spread: the answer is c = 1 − drop,
+            // to the bisection's 1/1024 and the pixels' rounding.
+            assert!(
+                (found.severity - (1.0 - drop)).abs() < 0.01,
+                "drop {drop}: c = {}",
+                found.severity
+            );
+            assert!(found.drop() >= drop - 1e-9 && found.drop() < drop + 0.01);
+            assert_eq!(found.rows().len(), 3);
+        }
+        // More drop, a stronger corruption (noise: a larger σ). Noise adds
+        // spread, so the stand-in accuracy falls as it grows.
+        let falls = |s: &Arc<ImageSet>| 1e4 / (1.0 + spread(s));
+        let (a, b) = (
+            calibrate(Corruption::GaussianNoise, 0.1, &set, 3, &falls).severity,
+            calibrate(Corruption::GaussianNoise, 0.5, &set, 3, &falls).severity,
+        );
+        assert!(0.0 < a && a < b, "σ {a} then {b}");
+    }
+
+    #[test]
+    fn an_unreachable_drop_takes_the_strongest_parameter_and_says_what_it_removed() {
+        let set = Arc::new(images(4));
+        let floor = |s: &Arc<ImageSet>| 50.0 + spread(s) / spread(&Arc::new(images(4))) * 50.0;
+        let found = calibrate(Corruption::Contrast, 0.8, &set, 0, &floor);
+        assert_eq!(found.severity, 0.0, "contrast's strongest factor");
+        assert!(
+            (found.drop() - 0.5).abs() < 0.01,
+            "removed {}",
+            found.drop()
+        );
+    }
+
+    #[test]
+    fn strength_takes_exactly_one_of_level_severity_and_drop() {
+        let s = |level, severity, drop| Strength {
+            level,
+            severity,
+            drop,
+        };
+        let c = Corruption::GaussianNoise;
+        assert!(check_strength(c, &s(Some(3), None, None), false).is_ok());
+        assert!(check_strength(c, &s(None, Some(0.2), None), false).is_ok());
+        assert!(check_strength(c, &s(None, None, Some(0.2)), true).is_ok());
+        let err = |st: &Strength, split| check_strength(c, st, split).unwrap_err().to_string();
+        assert!(err(&s(None, None, Some(0.2)), false).contains("give `source_parts`"));
+        assert!(err(&s(Some(1), Some(0.1), None), true).contains("exactly one"));
+        assert!(err(&s(None, None, None), true).contains("exactly one"));
+        assert!(err(&s(None, Some(1.5), None), true).contains("from 0 to 1"));
+        assert!(err(&s(None, None, Some(1.0)), true).contains("(0, 1)"));
+    }
+
+    #[test]
+    fn the_authors_split_scores_and_calibrates_on_parts_the_pretraining_left_out() {
+        let train = images(20);
+        let cut = ClassParts {
+            shares: reusebench_data::parts::authors_shares(),
+            seed: 1,
+        };
+        let p = cut.indices(&train);
+        let split = SourceParts {
+            clean: [p[0].clone(), p[2].clone()].concat(),
+            shifted: [p[1].clone(), p[2].clone()].concat(),
+            calibration: p[1].clone(),
+        };
+        // What pretrain keeps with keep [0, 2] is exactly RESQUE's clean set.
+        let pretrained = reusebench_data::parts::PartSelection {
+            shares: cut.shares.clone(),
+            seed: 1,
+            keep: vec![0, 2],
+        }
+        .select(&train);
+        let mut clean = split.clean.clone();
+        clean.sort_unstable();
+        assert_eq!(subset(&train, &clean).pixels, pretrained.pixels);
+        assert!(split.calibration.iter().all(|i| !clean.contains(i)));
+        assert_eq!(
+            (
+                split.clean.len(),
+                split.shifted.len(),
+                split.calibration.len()
+            ),
+            (28, 20, 12)
+        );
+    }
 }
