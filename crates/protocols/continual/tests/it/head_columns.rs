@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use burn::tensor::Tensor;
 use burn::tensor::loss::cross_entropy_with_logits;
-use reusebench_continual::methods::LpStage;
+use reusebench_continual::methods::{LpStage, MethodConfig};
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::model::Classifier;
 use reusebench_core::testing::{logged_stage, tiny_classifier};
@@ -91,5 +91,51 @@ fn the_loss_can_be_restricted_to_the_classes_seen_so_far() {
     assert!(
         (got - want).abs() < 1e-4 * want.abs().max(1.0),
         "loss over seen columns {got} vs {want}"
+    );
+}
+
+/// LP-FT's probe in class-IL, with fine-tuning off so that only the probe
+/// acts: by default only the new classes' columns move; with
+/// `new_classes_only: false` (the old behaviour) the old ones move too.
+#[test]
+fn lp_ft_probes_only_the_new_classes_columns_unless_told_otherwise() {
+    let dev = DeviceSpec::for_tests().autodiff();
+    let data = synthetic::generate(6, 4, 1, 0).unwrap();
+    let train = Arc::new(
+        data.train
+            .select_classes(&|l| (2..4).contains(&l).then_some(l)),
+    );
+    let history: Vec<Arc<ImageSet>> = vec![Arc::clone(&train)];
+    let (cache, curves) = (FeatureCache::default(), CurveLog::default());
+    let ctx = task_context(
+        (1, 3),
+        &history,
+        [2, 4, 6],
+        data.normalization,
+        &dev,
+        &cache,
+        &curves,
+    );
+    let moved = |json: &str| -> Vec<bool> {
+        let method: MethodConfig = serde_json::from_str(json).unwrap();
+        let before = model(6, &dev);
+        let (w0, b0) = head_values(&before);
+        let after = method.build().learn_task(before, &ctx).unwrap();
+        let (w1, b1) = head_values(&after);
+        (0..6)
+            .map(|c| w0.iter().zip(&w1).any(|(r0, r1)| r0[c] != r1[c]) || b0[c] != b1[c])
+            .collect()
+    };
+    let base = r#"{"name": "lp-ft", "lp_epochs": 3, "ft_epochs": 0,
+        "lp_optimizer": {"lr": 0.5, "momentum": 0}, "ft_optimizer": {"lr": 0.5}"#;
+    assert_eq!(
+        moved(&format!("{base} }}")),
+        vec![false, false, true, true, false, false],
+        "default: the new classes' columns only"
+    );
+    let whole = moved(&format!(r#"{base}, "new_classes_only": false }}"#));
+    assert!(
+        whole[0] && whole[1] && whole[2] && whole[3],
+        "whole head: {whole:?}"
     );
 }
