@@ -115,6 +115,15 @@ pub const KNN_FORGETTING_CHAUDHRY: &str = "knn_forgetting_chaudhry";
 /// Adaptation gain: mean over tasks of (adapted from the final model −
 /// adapted from a random start). Not GEM's forward transfer.
 pub const ADAPT_GAIN: &str = "adapt_gain";
+/// `adaptation.every_task`: mean over tasks but the last of (best
+/// `adapt_acc` the task had after any task − its final `adapt_acc`).
+pub const ADAPT_FORGETTING: &str = "adapt_forgetting";
+/// `adaptation.downstream`: accuracy (%) after adapting to the downstream
+/// task (coordinate `after_task`; the scalar is after the last task).
+pub const ADAPT_DOWNSTREAM_ACC: &str = "adapt_downstream_acc";
+/// The same from a randomly initialised backbone (batch-norm statistics
+/// from the downstream training set).
+pub const ADAPT_DOWNSTREAM_ACC_SCRATCH: &str = "adapt_downstream_acc_scratch";
 /// R[i][i+1]: accuracy on the next task before learning it (`after_task` i, `task` i+1).
 pub const ACC_CLASS_IL_BEFORE: &str = "acc_class_il_before";
 pub const ACC_TASK_IL_BEFORE: &str = "acc_task_il_before";

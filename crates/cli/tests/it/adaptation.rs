@@ -75,6 +75,10 @@ fn validate_names_the_adaptation_keys_that_conflict() {
             "{ epochs: 2, ft_epochs: 1, optimizer: { lr: 0.05 } }",
             "adaptation.ft_epochs",
         ),
+        (
+            "{ epochs: 2, optimizer: { lr: 0.05 }, downstream: { data: { name: synthetic, classes: 6 }, classes: [0, 9] } }",
+            "adaptation.downstream.classes",
+        ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let g = grid(tmp.path(), spec);
@@ -85,4 +89,78 @@ fn validate_names_the_adaptation_keys_that_conflict() {
             "{spec}: {out}"
         );
     }
+}
+
+/// The scalar value of `metric`, or the value at `coords` (a JSON object).
+fn value_at(rows: &[serde_json::Value], metric: &str, coords: serde_json::Value) -> Option<f64> {
+    rows.iter()
+        .find(|r| {
+            r["metric"] == metric
+                && (r["coords"] == coords
+                    || (coords.as_object().is_some_and(|o| o.is_empty()) && r["coords"].is_null()))
+        })
+        .map(|r| r["value"].as_f64().unwrap())
+}
+
+/// `every_task` adapts after the first task too and reads forgetting from
+/// it; `downstream` adapts to classes the sequence never trains on. Neither
+/// changes training: the accuracy matrix and the final adaptation are the
+/// same bit for bit as without them.
+#[test]
+fn adaptation_after_every_task_and_on_a_downstream_task() {
+    let base = "shots: 4, epochs: 2, optimizer: { lr: 0.05 }";
+    let downstream = "downstream: { data: { name: synthetic, classes: 6, train_per_class: 12, test_per_class: 4 }, classes: [0, 1] }";
+    let mut runs = Vec::new();
+    for spec in [
+        format!("{{ {base} }}"),
+        format!("{{ {base}, every_task: true, {downstream} }}"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let g = grid(tmp.path(), &spec);
+        let (code, out) = run(&["run", g.to_str().unwrap(), "--no-report"]);
+        assert_eq!(code, 0, "{out}");
+        // Seed 0's cell (folders are named by digest, not by seed).
+        let cells = cell_rows(&tmp.path().join("results"), "continual");
+        let (_, rows) = cells.into_iter().find(|(_, r)| r[0]["seed"] == 0).unwrap();
+        runs.push(rows);
+    }
+    let (plain, every) = (&runs[0], &runs[1]);
+    let entry = |rows: &[serde_json::Value], after: usize, task: usize| {
+        value_at(
+            rows,
+            "adapt_acc",
+            serde_json::json!({ "after_task": after, "task": task }),
+        )
+    };
+    // Two tasks: after task 0, task 0; after task 1 (the end), both.
+    assert!(entry(plain, 0, 0).is_none());
+    let during = entry(every, 0, 0).expect("adapted after the first task");
+    let (last0, last1) = (entry(every, 1, 0).unwrap(), entry(every, 1, 1).unwrap());
+    assert_eq!(entry(plain, 1, 0), Some(last0));
+    assert_eq!(entry(plain, 1, 1), Some(last1));
+    let forgetting = value_at(every, "adapt_forgetting", serde_json::json!({})).unwrap();
+    assert_eq!(forgetting, during.max(last0) - last0);
+    assert!(value_at(plain, "adapt_forgetting", serde_json::json!({})).is_none());
+    // The downstream task after each task, and from scratch.
+    for after in [0, 1] {
+        let acc = value_at(
+            every,
+            "adapt_downstream_acc",
+            serde_json::json!({ "after_task": after }),
+        );
+        assert!(
+            acc.is_some_and(|a| (0.0..=100.0).contains(&a)),
+            "after {after}: {acc:?}"
+        );
+    }
+    assert!(value_at(every, "adapt_downstream_acc_scratch", serde_json::json!({})).is_some());
+    // Training is untouched: every accuracy-matrix entry is the same.
+    let matrix = |rows: &[serde_json::Value]| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r["metric"] == "acc_class_il" || r["metric"] == "acc_task_il")
+            .map(|r| format!("{} {}", r["coords"], r["value"]))
+            .collect()
+    };
+    assert!(!matrix(plain).is_empty());
+    assert_eq!(matrix(plain), matrix(every));
 }

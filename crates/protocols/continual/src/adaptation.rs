@@ -12,7 +12,7 @@
 use reusebench_core::{Purpose, Seeds};
 use std::sync::Arc;
 
-use reusebench_data::{Augment, ImageSet};
+use reusebench_data::{Augment, DatasetSpec, ImageSet};
 use serde::{Deserialize, Serialize};
 
 use crate::methods::TaskContext;
@@ -50,6 +50,29 @@ pub struct AdaptationConfig {
     /// amount of data from each task". Every training image when absent.
     #[serde(default, alias = "shots")]
     pub samples_per_class: Option<PositiveInt>,
+    /// Adapt after every task, not only after the last: the current model
+    /// to each task seen so far (rows `adapt_acc` at (after_task, task),
+    /// and `adapt_forgetting`, the best adaptation accuracy a task ever had
+    /// minus its final one, as Sun et al. read forgetting through
+    /// adaptation), and to `downstream` if given.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub every_task: bool,
+    /// A downstream task the sequence never trains on (other classes or
+    /// another dataset), adapted to with the same mode and shots: rows
+    /// `adapt_downstream_acc` (coordinate `after_task`) and its from-scratch
+    /// reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downstream: Option<Downstream>,
+}
+
+/// A downstream task: `classes` of `data`, renumbered 0..n in this order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Downstream {
+    // Boxed: a dataset spec is large.
+    pub data: Box<DatasetSpec>,
+    #[serde(default)]
+    pub classes: Option<Vec<u32>>,
 }
 
 /// How [`adapt`] adapts a representation.

@@ -113,6 +113,14 @@ impl Protocol for Continual {
         }
         if let Some(adaptation) = &config.adaptation {
             adaptation.check()?;
+            if let Some(down) = &adaptation.downstream {
+                checks.data(&down.data, "adaptation.downstream.data")?;
+                if let (Some(classes), Some(n)) = (&down.classes, down.data.num_classes()) {
+                    check_classes(classes, n, down.data.short_name()).map_err(|e| {
+                        reusebench_core::protocol::prefix_key(e, "adaptation.downstream")
+                    })?;
+                }
+            }
         }
         if config.class_order == ClassOrder::Seeded && config.class_order_seed.is_some() {
             return Err(CoreError::config(
@@ -166,7 +174,15 @@ impl Protocol for Continual {
     }
 
     fn inputs(config: &ContinualConfig) -> Vec<PathBuf> {
-        model_inputs(&config.data, &config.backbone, None)
+        let mut v = model_inputs(&config.data, &config.backbone, None);
+        if let Some(down) = config
+            .adaptation
+            .as_ref()
+            .and_then(|a| a.downstream.as_ref())
+        {
+            v.extend(down.data.required_paths());
+        }
+        v
     }
 
     /// One cell: prepare the task sequence, then per task learn and evaluate,
@@ -189,6 +205,17 @@ impl Protocol for Continual {
         evaluator.add_since("data and model", started);
 
         let shared = seq.context(config, env, &device, &cache);
+        let downstream = match config.adaptation.as_ref() {
+            Some(a) => a
+                .downstream
+                .as_ref()
+                .map(|d| DownstreamTask::load(d, a, env))
+                .transpose()?,
+            None => None,
+        };
+        // Adaptation after the tasks before the last (`every_task`); the
+        // last one's comes with the sequence's summaries.
+        let mut adapted_during = AdaptedDuring::default();
         for t in 0..seq.tasks {
             let ctx = TaskContext {
                 task: t,
@@ -212,6 +239,13 @@ impl Protocol for Continual {
                 env.curves.send(row);
             }
             env.progress.note(&eval.progress_line(t, &seq));
+            if let Some(a) = config.adaptation.as_ref().filter(|a| a.every_task)
+                && t + 1 < seq.tasks
+            {
+                evaluator.timed("adaptation", || {
+                    adapted_during.after_task(a, &model, t, &seq, &shared, downstream.as_ref())
+                })?;
+            }
         }
 
         let mut rows = eval.summary_rows(&seq);
@@ -225,7 +259,15 @@ impl Protocol for Continual {
         }
         if let Some(adaptation) = &config.adaptation {
             rows.extend(evaluator.timed("adaptation", || {
-                adaptation_rows(adaptation, &model, &random, &seq, &shared)
+                adaptation_rows(
+                    adaptation,
+                    &model,
+                    &random,
+                    &seq,
+                    &shared,
+                    downstream.as_ref(),
+                    adapted_during,
+                )
             })?);
         }
         let stats = cache.stats();
@@ -558,9 +600,14 @@ impl RandomReference {
     /// recompute (forward transfer, then again for the adaptation's
     /// reference: the recompute runs twice per task, a cheap pass).
     fn on_task(&self, j: usize, seq: &Sequence, device: &Device) -> Classifier {
+        self.on_set(&seq.train[j], seq, device)
+    }
+
+    /// The reference with its batch-norm statistics from `set`.
+    fn on_set(&self, set: &Arc<ImageSet>, seq: &Sequence, device: &Device) -> Classifier {
         let backbone = recompute_batch_norm(
             self.model.backbone().clone(),
-            &seq.train[j],
+            set,
             self.batch_size,
             seq.normalization,
             device,
@@ -616,28 +663,151 @@ impl RandomReference {
     }
 }
 
+/// A task alone, as adaptation trains and tests on it: labels from 0,
+/// training images capped at the shots.
+fn task_alone(
+    adaptation: &AdaptationConfig,
+    seq: &Sequence,
+    j: usize,
+) -> (Arc<ImageSet>, Arc<ImageSet>) {
+    let start = seq.split.label_range(j).start as u32;
+    let renumber = |set: &ImageSet| set.select_classes(&|l| l.checked_sub(start));
+    let train = renumber(&seq.train[j]);
+    let train = match adaptation.samples_per_class {
+        Some(n) => train.cap_per_class(n.get()),
+        None => train,
+    };
+    (Arc::new(train), Arc::new(renumber(&seq.test[j])))
+}
+
+/// The downstream task: its training images (capped at the shots) and
+/// test images, classes renumbered from 0.
+struct DownstreamTask {
+    train: Arc<ImageSet>,
+    test: Arc<ImageSet>,
+    classes: usize,
+}
+
+impl DownstreamTask {
+    fn load(
+        down: &adaptation::Downstream,
+        adaptation: &AdaptationConfig,
+        env: &RunEnv,
+    ) -> Result<Self, CoreError> {
+        let (data, classes) = env.load_dataset(&down.data, &down.classes)?;
+        let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
+        let train = data.train.select_classes(&relabel);
+        let train = match adaptation.samples_per_class {
+            Some(n) => train.cap_per_class(n.get()),
+            None => train,
+        };
+        Ok(Self {
+            train: Arc::new(train),
+            test: Arc::new(data.test.select_classes(&relabel)),
+            classes: classes.len(),
+        })
+    }
+
+    /// `model` adapted to this task: its test accuracy.
+    fn adapt(
+        &self,
+        adaptation: &AdaptationConfig,
+        model: &Classifier,
+        shared: &TaskContext,
+        label: &str,
+        coords: Coords,
+    ) -> Result<f64, CoreError> {
+        let ctx = TaskContext {
+            task: 0,
+            train: Arc::clone(&self.train),
+            history: &[],
+            old_classes: 0,
+            seen_classes: self.classes,
+            num_classes: self.classes,
+            ..*shared
+        };
+        let key = ModelKey::of(model);
+        adapt(adaptation, model, &key, &self.test, label, coords, &ctx)
+    }
+}
+
+/// Adaptation accuracies gathered after the tasks before the last.
+#[derive(Default)]
+struct AdaptedDuring {
+    /// (after_task, task, accuracy).
+    seen: Vec<(usize, usize, f64)>,
+    /// (after_task, accuracy).
+    downstream: Vec<(usize, f64)>,
+}
+
+impl AdaptedDuring {
+    /// The current model, after task `after`, adapted to every task so far
+    /// and to the downstream task.
+    fn after_task(
+        &mut self,
+        adaptation: &AdaptationConfig,
+        model: &Classifier,
+        after: usize,
+        seq: &Sequence,
+        shared: &TaskContext,
+        downstream: Option<&DownstreamTask>,
+    ) -> Result<(), CoreError> {
+        let key = ModelKey::of(model);
+        let start = format!("after task {after}");
+        for j in 0..=after {
+            let (train, test) = task_alone(adaptation, seq, j);
+            let ctx = TaskContext {
+                task: j,
+                train,
+                history: &[],
+                old_classes: 0,
+                seen_classes: seq.split.label_range(j).len(),
+                num_classes: seq.split.label_range(j).len(),
+                ..*shared
+            };
+            let coords = Coords::new()
+                .with(names::TASK, j)
+                .with(names::START, start.as_str())
+                .with(names::STAGE, "adaptation");
+            let label = format!("task {}/{} after task {}", j + 1, seq.tasks, after + 1);
+            let acc = adapt(adaptation, model, &key, &test, &label, coords, &ctx)?;
+            self.seen.push((after, j, acc));
+        }
+        if let Some(down) = downstream {
+            let coords = Coords::new()
+                .with(names::TASK, "downstream")
+                .with(names::START, start.as_str())
+                .with(names::STAGE, "adaptation");
+            let label = format!("downstream after task {}", after + 1);
+            let acc = down.adapt(adaptation, model, shared, &label, coords)?;
+            self.downstream.push((after, acc));
+        }
+        Ok(())
+    }
+}
+
 /// Adaptation of the final model to each task alone, against the random
-/// reference adapted the same way.
+/// reference adapted the same way; with `every_task`, the accuracies after
+/// the earlier tasks and the forgetting they show; and the downstream task.
 fn adaptation_rows(
     adaptation: &AdaptationConfig,
     model: &Classifier,
     random: &RandomReference,
     seq: &Sequence,
     shared: &TaskContext,
+    downstream: Option<&DownstreamTask>,
+    during: AdaptedDuring,
 ) -> Result<Vec<MetricRow>, CoreError> {
     let tasks = seq.tasks;
     let final_key = ModelKey::of(model);
     let (mut rows, mut adapted, mut gain) = (Vec::new(), 0.0, 0.0);
+    for &(after, j, acc) in &during.seen {
+        rows.push(MetricRow::entry(names::ADAPT_ACC, after, j, acc));
+    }
+    let mut final_acc = Vec::new();
     for j in 0..tasks {
         let labels = seq.split.label_range(j);
-        let start = labels.start as u32;
-        let renumber = |set: &ImageSet| set.select_classes(&|l| l.checked_sub(start));
-        let task_test = Arc::new(renumber(&seq.test[j]));
-        let task_train = renumber(&seq.train[j]);
-        let task_train = Arc::new(match adaptation.samples_per_class {
-            Some(n) => task_train.cap_per_class(n.get()),
-            None => task_train,
-        });
+        let (task_train, task_test) = task_alone(adaptation, seq, j);
         rows.push(MetricRow::at(
             names::ADAPT_TRAIN_IMAGES,
             task_train.len() as f64,
@@ -689,12 +859,89 @@ fn adaptation_rows(
             j,
             reference,
         ));
+        final_acc.push(acc);
         adapted += acc / tasks as f64;
         gain += (acc - reference) / tasks as f64;
     }
     rows.push(MetricRow::scalar(names::ADAPT_ACC, adapted));
     rows.push(MetricRow::scalar(names::ADAPT_GAIN, gain));
+    if adaptation.every_task && tasks > 1 {
+        rows.push(MetricRow::scalar(
+            names::ADAPT_FORGETTING,
+            adapt_forgetting(&during.seen, &final_acc),
+        ));
+    }
+    if let Some(down) = downstream {
+        for &(after, acc) in &during.downstream {
+            rows.push(MetricRow::at(
+                names::ADAPT_DOWNSTREAM_ACC,
+                acc,
+                Coords::new().with(names::AFTER_TASK, after),
+            ));
+        }
+        let at = |start: &str| {
+            Coords::new()
+                .with(names::TASK, "downstream")
+                .with(names::START, start)
+                .with(names::STAGE, "adaptation")
+        };
+        let acc = down.adapt(adaptation, model, shared, "downstream", at("final"))?;
+        rows.push(MetricRow::at(
+            names::ADAPT_DOWNSTREAM_ACC,
+            acc,
+            Coords::new().with(names::AFTER_TASK, tasks - 1),
+        ));
+        rows.push(MetricRow::scalar(names::ADAPT_DOWNSTREAM_ACC, acc));
+        let scratch = random.on_set(&down.train, seq, shared.device);
+        let reference = down.adapt(
+            adaptation,
+            &scratch,
+            shared,
+            "downstream, from scratch",
+            at("scratch"),
+        )?;
+        rows.push(MetricRow::scalar(
+            names::ADAPT_DOWNSTREAM_ACC_SCRATCH,
+            reference,
+        ));
+    }
     Ok(rows)
+}
+
+/// Mean over tasks but the last of (best adaptation accuracy the task had,
+/// after any task from its own on, − its final one): `during` holds
+/// (after_task, task, accuracy) before the last task, `last` the final
+/// accuracies.
+fn adapt_forgetting(during: &[(usize, usize, f64)], last: &[f64]) -> f64 {
+    let old = last.len().saturating_sub(1);
+    if old == 0 {
+        return 0.0;
+    }
+    (0..old)
+        .map(|j| {
+            let best = during
+                .iter()
+                .filter(|&&(_, task, _)| task == j)
+                .map(|&(_, _, a)| a)
+                .fold(last[j], f64::max);
+            best - last[j]
+        })
+        .sum::<f64>()
+        / old as f64
+}
+
+#[cfg(test)]
+mod adapt_forgetting_tests {
+    use super::adapt_forgetting;
+
+    #[test]
+    fn forgetting_is_the_best_earlier_adaptation_minus_the_final_one() {
+        // Task 0: 80 after task 0, 70 after task 1, 60 at the end: 20.
+        // Task 1: 50 after task 1, 55 at the end: 0 (it improved).
+        let during = [(0, 0, 80.0), (1, 0, 70.0), (1, 1, 50.0)];
+        assert_eq!(adapt_forgetting(&during, &[60.0, 55.0, 90.0]), 10.0);
+        assert_eq!(adapt_forgetting(&[], &[60.0]), 0.0);
+    }
 }
 
 /// Argmax over the columns in `allowed`, row by row.
