@@ -118,6 +118,9 @@ pub const ADAPT_GAIN: &str = "adapt_gain";
 /// `adaptation.every_task`: mean over tasks but the last of (best
 /// `adapt_acc` the task had after any task − its final `adapt_acc`).
 pub const ADAPT_FORGETTING: &str = "adapt_forgetting";
+/// Coordinate: training images per class an adaptation used, on every
+/// adaptation row when `adaptation.shots` is a list.
+pub const SHOTS: &str = "shots";
 /// `adaptation.downstream`: accuracy (%) after adapting to the downstream
 /// task (coordinate `after_task`; the scalar is after the last task).
 pub const ADAPT_DOWNSTREAM_ACC: &str = "adapt_downstream_acc";

@@ -79,6 +79,10 @@ fn validate_names_the_adaptation_keys_that_conflict() {
             "{ epochs: 2, optimizer: { lr: 0.05 }, downstream: { data: { name: synthetic, classes: 6 }, classes: [0, 9] } }",
             "adaptation.downstream.classes",
         ),
+        (
+            "{ epochs: 2, optimizer: { lr: 0.05 }, shots: [5, 5] }",
+            "adaptation.shots",
+        ),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let g = grid(tmp.path(), spec);
@@ -163,4 +167,69 @@ fn adaptation_after_every_task_and_on_a_downstream_task() {
     };
     assert!(!matrix(plain).is_empty());
     assert_eq!(matrix(plain), matrix(every));
+}
+
+/// Seed 0's rows of a run of the continual smoke grid with `spec`.
+fn seed0_rows(spec: &str) -> Vec<serde_json::Value> {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = grid(tmp.path(), spec);
+    let (code, out) = run(&["run", g.to_str().unwrap(), "--no-report"]);
+    assert_eq!(code, 0, "{out}");
+    let cells = cell_rows(&tmp.path().join("results"), "continual");
+    cells
+        .into_iter()
+        .find(|(_, r)| r[0]["seed"] == 0)
+        .unwrap()
+        .1
+}
+
+/// A list of shots adapts once per value after one training: every
+/// adaptation row carries `shots`, and each value's rows are the ones a
+/// run with that value alone gives.
+#[test]
+fn a_list_of_shots_adapts_once_per_value() {
+    let many = seed0_rows("{ shots: [2, 4], epochs: 2, optimizer: { lr: 0.05 } }");
+    let one = seed0_rows("{ shots: 4, epochs: 2, optimizer: { lr: 0.05 } }");
+    let images = |rows: &[serde_json::Value]| -> Vec<(String, f64)> {
+        rows.iter()
+            .filter(|r| r["metric"] == "adapt_train_images")
+            .map(|r| {
+                (
+                    r["coords"]["shots"].to_string(),
+                    r["value"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // Two tasks of 2 classes: 2 and 4 shots a class.
+    assert_eq!(
+        images(&many),
+        vec![
+            ("2".into(), 4.0),
+            ("2".into(), 4.0),
+            ("4".into(), 8.0),
+            ("4".into(), 8.0)
+        ]
+    );
+    let adapted = |rows: &[serde_json::Value], with_shots: bool| -> Vec<String> {
+        rows.iter()
+            .filter(|r| r["metric"].as_str().unwrap().starts_with("adapt_"))
+            .filter(|r| !with_shots || r["coords"]["shots"] == 4)
+            .map(|r| {
+                let mut c = r["coords"].clone();
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("shots");
+                }
+                format!("{} {} {}", r["metric"], c, r["value"])
+            })
+            .collect()
+    };
+    let (a, b) = (adapted(&many, true), adapted(&one, false));
+    assert!(a.len() > 4, "{a:?}");
+    assert_eq!(
+        a,
+        b.iter()
+            .map(|s| s.replace(" null ", " {} "))
+            .collect::<Vec<_>>()
+    );
 }

@@ -48,8 +48,10 @@ pub struct AdaptationConfig {
     /// Adapt on this many training images per class (the first ones of
     /// each class; `shots` is the same key): the paper adapts "on a small
     /// amount of data from each task". Every training image when absent.
+    /// A list (`shots: [5, 20, 100]`) adapts once per value after the same
+    /// training, every adaptation row then carrying the coordinate `shots`.
     #[serde(default, alias = "shots")]
-    pub samples_per_class: Option<PositiveInt>,
+    pub samples_per_class: Option<Shots>,
     /// Adapt after every task, not only after the last: the current model
     /// to each task seen so far (rows `adapt_acc` at (after_task, task),
     /// and `adapt_forgetting`, the best adaptation accuracy a task ever had
@@ -75,6 +77,14 @@ pub struct Downstream {
     pub classes: Option<Vec<u32>>,
 }
 
+/// Shots per class: one value, or several adapted to one after another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Shots {
+    One(PositiveInt),
+    Many(Vec<PositiveInt>),
+}
+
 /// How [`adapt`] adapts a representation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -85,6 +95,32 @@ pub enum AdaptMode {
 }
 
 impl AdaptationConfig {
+    /// The adaptations to run after the same training: this config alone,
+    /// or one per value of a `shots` list, each with its value (the rows'
+    /// `shots` coordinate).
+    pub fn variants(&self) -> Vec<(Option<usize>, AdaptationConfig)> {
+        match &self.samples_per_class {
+            Some(Shots::Many(list)) => list
+                .iter()
+                .map(|&n| {
+                    let mut one = self.clone();
+                    one.samples_per_class = Some(Shots::One(n));
+                    (Some(n.get()), one)
+                })
+                .collect(),
+            _ => vec![(None, self.clone())],
+        }
+    }
+
+    /// Training images per class to adapt on; every one when `None`.
+    pub fn shots(&self) -> Option<usize> {
+        match &self.samples_per_class {
+            Some(Shots::One(n)) => Some(n.get()),
+            Some(Shots::Many(_)) => unreachable!("run through variants()"),
+            None => None,
+        }
+    }
+
     /// The mode, with `fine_tune: true` read as `finetune`.
     pub fn mode(&self) -> AdaptMode {
         match (self.mode, self.fine_tune) {
@@ -102,6 +138,17 @@ impl AdaptationConfig {
                 "adaptation.fine_tune",
                 "conflicts with `mode`: give `mode` alone",
             ));
+        }
+        if let Some(Shots::Many(list)) = &self.samples_per_class {
+            let mut sorted: Vec<usize> = list.iter().map(|n| n.get()).collect();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if list.is_empty() || sorted.len() != list.len() {
+                return Err(CoreError::config(
+                    "adaptation.shots",
+                    "a list of shots must hold distinct values",
+                ));
+            }
         }
         let lp_ft = self.mode() == AdaptMode::LpFt;
         if lp_ft && self.ft_epochs.is_none() {

@@ -205,17 +205,22 @@ impl Protocol for Continual {
         evaluator.add_since("data and model", started);
 
         let shared = seq.context(config, env, &device, &cache);
-        let downstream = match config.adaptation.as_ref() {
-            Some(a) => a
-                .downstream
-                .as_ref()
-                .map(|d| DownstreamTask::load(d, a, env))
-                .transpose()?,
-            None => None,
-        };
+        let downstream = config
+            .adaptation
+            .as_ref()
+            .and_then(|a| a.downstream.as_ref())
+            .map(|d| DownstreamTask::load(d, env))
+            .transpose()?;
+        // One adaptation per value of a `shots` list, after the same training.
+        let variants = config
+            .adaptation
+            .as_ref()
+            .map(AdaptationConfig::variants)
+            .unwrap_or_default();
         // Adaptation after the tasks before the last (`every_task`); the
         // last one's comes with the sequence's summaries.
-        let mut adapted_during = AdaptedDuring::default();
+        let mut adapted_during: Vec<AdaptedDuring> =
+            variants.iter().map(|_| AdaptedDuring::default()).collect();
         for t in 0..seq.tasks {
             let ctx = TaskContext {
                 task: t,
@@ -239,12 +244,12 @@ impl Protocol for Continual {
                 env.curves.send(row);
             }
             env.progress.note(&eval.progress_line(t, &seq));
-            if let Some(a) = config.adaptation.as_ref().filter(|a| a.every_task)
-                && t + 1 < seq.tasks
-            {
-                evaluator.timed("adaptation", || {
-                    adapted_during.after_task(a, &model, t, &seq, &shared, downstream.as_ref())
-                })?;
+            for ((shots, a), during) in variants.iter().zip(&mut adapted_during) {
+                if a.every_task && t + 1 < seq.tasks {
+                    evaluator.timed("adaptation", || {
+                        during.after_task(a, &model, t, &seq, &shared, downstream.as_ref(), *shots)
+                    })?;
+                }
             }
         }
 
@@ -257,7 +262,7 @@ impl Protocol for Continual {
         if config.knn.is_some() {
             rows.extend(eval.knn_summary_rows());
         }
-        if let Some(adaptation) = &config.adaptation {
+        for ((shots, adaptation), during) in variants.iter().zip(adapted_during) {
             rows.extend(evaluator.timed("adaptation", || {
                 adaptation_rows(
                     adaptation,
@@ -266,7 +271,8 @@ impl Protocol for Continual {
                     &seq,
                     &shared,
                     downstream.as_ref(),
-                    adapted_during,
+                    during,
+                    *shots,
                 )
             })?);
         }
@@ -673,15 +679,15 @@ fn task_alone(
     let start = seq.split.label_range(j).start as u32;
     let renumber = |set: &ImageSet| set.select_classes(&|l| l.checked_sub(start));
     let train = renumber(&seq.train[j]);
-    let train = match adaptation.samples_per_class {
-        Some(n) => train.cap_per_class(n.get()),
+    let train = match adaptation.shots() {
+        Some(n) => train.cap_per_class(n),
         None => train,
     };
     (Arc::new(train), Arc::new(renumber(&seq.test[j])))
 }
 
-/// The downstream task: its training images (capped at the shots) and
-/// test images, classes renumbered from 0.
+/// The downstream task: its training and test images, classes renumbered
+/// from 0 (the shots are taken when adapting).
 struct DownstreamTask {
     train: Arc<ImageSet>,
     test: Arc<ImageSet>,
@@ -689,20 +695,11 @@ struct DownstreamTask {
 }
 
 impl DownstreamTask {
-    fn load(
-        down: &adaptation::Downstream,
-        adaptation: &AdaptationConfig,
-        env: &RunEnv,
-    ) -> Result<Self, CoreError> {
+    fn load(down: &adaptation::Downstream, env: &RunEnv) -> Result<Self, CoreError> {
         let (data, classes) = env.load_dataset(&down.data, &down.classes)?;
         let relabel = |l: u32| classes.iter().position(|&c| c == l).map(|p| p as u32);
-        let train = data.train.select_classes(&relabel);
-        let train = match adaptation.samples_per_class {
-            Some(n) => train.cap_per_class(n.get()),
-            None => train,
-        };
         Ok(Self {
-            train: Arc::new(train),
+            train: Arc::new(data.train.select_classes(&relabel)),
             test: Arc::new(data.test.select_classes(&relabel)),
             classes: classes.len(),
         })
@@ -717,9 +714,13 @@ impl DownstreamTask {
         label: &str,
         coords: Coords,
     ) -> Result<f64, CoreError> {
+        let train = match adaptation.shots() {
+            Some(n) => Arc::new(self.train.cap_per_class(n)),
+            None => Arc::clone(&self.train),
+        };
         let ctx = TaskContext {
             task: 0,
-            train: Arc::clone(&self.train),
+            train,
             history: &[],
             old_classes: 0,
             seen_classes: self.classes,
@@ -751,6 +752,7 @@ impl AdaptedDuring {
         seq: &Sequence,
         shared: &TaskContext,
         downstream: Option<&DownstreamTask>,
+        shots: Option<usize>,
     ) -> Result<(), CoreError> {
         let key = ModelKey::of(model);
         let start = format!("after task {after}");
@@ -769,6 +771,7 @@ impl AdaptedDuring {
                 .with(names::TASK, j)
                 .with(names::START, start.as_str())
                 .with(names::STAGE, "adaptation");
+            let coords = with_shots(coords, shots);
             let label = format!("task {}/{} after task {}", j + 1, seq.tasks, after + 1);
             let acc = adapt(adaptation, model, &key, &test, &label, coords, &ctx)?;
             self.seen.push((after, j, acc));
@@ -778,6 +781,7 @@ impl AdaptedDuring {
                 .with(names::TASK, "downstream")
                 .with(names::START, start.as_str())
                 .with(names::STAGE, "adaptation");
+            let coords = with_shots(coords, shots);
             let label = format!("downstream after task {}", after + 1);
             let acc = down.adapt(adaptation, model, shared, &label, coords)?;
             self.downstream.push((after, acc));
@@ -797,6 +801,7 @@ fn adaptation_rows(
     shared: &TaskContext,
     downstream: Option<&DownstreamTask>,
     during: AdaptedDuring,
+    shots: Option<usize>,
 ) -> Result<Vec<MetricRow>, CoreError> {
     let tasks = seq.tasks;
     let final_key = ModelKey::of(model);
@@ -824,10 +829,11 @@ fn adaptation_rows(
             ..*shared
         };
         let at = |start: &str| {
-            Coords::new()
+            let c = Coords::new()
                 .with(names::TASK, j)
                 .with(names::START, start)
-                .with(names::STAGE, "adaptation")
+                .with(names::STAGE, "adaptation");
+            with_shots(c, shots)
         };
         let label = format!("task {}/{tasks}", j + 1);
         let acc = adapt(
@@ -880,10 +886,11 @@ fn adaptation_rows(
             ));
         }
         let at = |start: &str| {
-            Coords::new()
+            let c = Coords::new()
                 .with(names::TASK, "downstream")
                 .with(names::START, start)
-                .with(names::STAGE, "adaptation")
+                .with(names::STAGE, "adaptation");
+            with_shots(c, shots)
         };
         let acc = down.adapt(adaptation, model, shared, "downstream", at("final"))?;
         rows.push(MetricRow::at(
@@ -892,7 +899,11 @@ fn adaptation_rows(
             Coords::new().with(names::AFTER_TASK, tasks - 1),
         ));
         rows.push(MetricRow::scalar(names::ADAPT_DOWNSTREAM_ACC, acc));
-        let scratch = random.on_set(&down.train, seq, shared.device);
+        // Batch-norm statistics from the images the adaptation trains on.
+        let scratch = match adaptation.shots() {
+            Some(n) => random.on_set(&Arc::new(down.train.cap_per_class(n)), seq, shared.device),
+            None => random.on_set(&down.train, seq, shared.device),
+        };
         let reference = down.adapt(
             adaptation,
             &scratch,
@@ -905,7 +916,19 @@ fn adaptation_rows(
             reference,
         ));
     }
+    // A `shots` list: every row says which value it belongs to.
+    if let Some(n) = shots {
+        rows.iter_mut().for_each(|r| r.coords.set(names::SHOTS, n));
+    }
     Ok(rows)
+}
+
+/// `coords` with the `shots` coordinate when adapting to a list of shots.
+fn with_shots(coords: Coords, shots: Option<usize>) -> Coords {
+    match shots {
+        Some(n) => coords.with(names::SHOTS, n),
+        None => coords,
+    }
 }
 
 /// Mean over tasks but the last of (best adaptation accuracy the task had,
