@@ -36,6 +36,13 @@ pub trait Protocol: 'static {
     /// `direction: min`).
     const OBJECTIVE: &'static str;
 
+    /// Evaluation-only keys a `tune:` trial turns off (sets to null), with
+    /// the prefix of the metrics each produces: a trial is scored on its
+    /// objective alone, so evaluation that cannot feed it is skipped
+    /// (continual's kNN and adaptation). A key stays on when the objective
+    /// is one of its metrics.
+    const TRIAL_SKIPS: &'static [(&'static str, &'static str)] = &[];
+
     /// Everything that can be checked without training: ranges, consistency,
     /// the class count of the dataset, checkpoint headers. Errors carry the
     /// key (`CoreError::Config { key, .. }`) so that the grid names its line.

@@ -59,6 +59,8 @@ pub trait ProtocolEntry: Send + Sync {
     fn name(&self) -> &'static str;
     /// The metric `tune:` selects on by default.
     fn objective(&self) -> &'static str;
+    /// [`reusebench_core::protocol::Protocol::TRIAL_SKIPS`].
+    fn trial_skips(&self) -> &'static [(&'static str, &'static str)];
     /// Deserialises a cell's config; on error, the dotted key path at fault
     /// ("" for the whole config) and the message.
     fn parse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)>;
@@ -89,6 +91,9 @@ impl<P: Protocol> ProtocolEntry for Entry<P> {
     }
     fn objective(&self) -> &'static str {
         P::OBJECTIVE
+    }
+    fn trial_skips(&self) -> &'static [(&'static str, &'static str)] {
+        P::TRIAL_SKIPS
     }
 
     fn parse(&self, config: &Value) -> Result<Box<dyn CellConfig>, (String, String)> {

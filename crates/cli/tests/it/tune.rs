@@ -242,3 +242,44 @@ fn scored(results: &Path, cell: &str) -> Vec<(String, f64)> {
         })
         .collect()
 }
+
+/// A continual trial is scored on class-IL accuracy alone, so its kNN and
+/// adaptation evaluation are off; the final cells run both.
+#[test]
+fn trials_skip_the_evaluation_their_objective_does_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = crate::common::smoke_grid_text("continual", tmp.path())
+        .replace(
+            "      knn: { k: 5, temperature: 0.1 }\n",
+            "      knn: { k: 5, temperature: 0.1 }\n      adaptation: { shots: 2, epochs: 1, optimizer: { lr: 0.05 } }\n      validation: { per_class: 2 }\n",
+        )
+        .replace(
+            "      seed: [0, 1]",
+            "    tune:\n      methods:\n        sgd: { method.optimizer.lr: { loguniform: [0.01, 0.1] } }\n        lp-ft: { method.ft_optimizer.lr: { loguniform: [0.01, 0.1] } }\n      trials: 2\n      seeds: [0]",
+        );
+    assert!(
+        text.contains("tune:") && text.contains("adaptation:"),
+        "{text}"
+    );
+    let grid = tmp.path().join("grid.yaml");
+    std::fs::write(&grid, text).unwrap();
+    let (code, out) = run(&["run", grid.to_str().unwrap(), "--no-report"]);
+    assert_eq!(code, 0, "{out}");
+    let tuned = tuning_of(&tmp.path().join("results"));
+    assert!(tuned.len() >= 6, "4 trials and 2 finals: {}", tuned.len());
+    for (dir, record, objective) in &tuned {
+        assert!(objective.is_some(), "{dir}: scored");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(
+            &std::fs::read_to_string(tmp.path().join("results/cells").join(dir).join("rows.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        let has = |prefix: &str| {
+            rows.iter()
+                .any(|r| r["metric"].as_str().unwrap().starts_with(prefix))
+        };
+        let is_final = record["role"] == "final";
+        assert_eq!(has("adapt_"), is_final, "{dir}: adaptation");
+        assert_eq!(has("knn_"), is_final, "{dir}: kNN");
+    }
+}

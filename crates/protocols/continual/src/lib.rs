@@ -103,6 +103,8 @@ impl Protocol for Continual {
     const NAME: &'static str = "continual";
     type Config = ContinualConfig;
     const OBJECTIVE: &'static str = names::AVG_ACC_CLASS_IL;
+    const TRIAL_SKIPS: &'static [(&'static str, &'static str)] =
+        &[("knn", "knn_"), ("adaptation", "adapt_")];
 
     fn validate(config: &ContinualConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.data(&config.data, "data")?;

@@ -294,6 +294,20 @@ impl<'a> Group<'a> {
         }
         set_path(&mut c, "seed", Value::from(seed));
         set_path(&mut c, "split", Value::from(split));
+        if split == "validation" {
+            // A trial is scored on its objective alone: evaluation that
+            // cannot feed it is off.
+            let objective = self
+                .tune
+                .objective
+                .as_deref()
+                .unwrap_or(self.site.protocol.objective());
+            for (key, prefix) in self.site.protocol.trial_skips() {
+                if !objective.starts_with(prefix) {
+                    set_path(&mut c, key, Value::Null);
+                }
+            }
+        }
         if let (Some(h), Some(b)) = (&self.tune.halving, budget) {
             set_path(&mut c, &h.key, Value::from(b));
         }
