@@ -160,6 +160,7 @@ pub fn load_cifar10_first(
         test,
         validation: None,
         normalization: CIFAR10_NORMALIZATION,
+        group_names: Vec::new(),
     })
 }
 
@@ -235,6 +236,7 @@ pub fn load_cifar100_first(
         test,
         validation: None,
         normalization: CIFAR100_NORMALIZATION,
+        group_names: Vec::new(),
     })
 }
 

@@ -125,6 +125,11 @@ pub enum DatasetSpec {
         /// Where the decoded cache goes; `<root>/.reusebench-cache` when absent.
         #[serde(default)]
         cache_dir: Option<PathBuf>,
+        /// A CSV of `file,group` lines (files relative to `root`) giving
+        /// every image a group: the rows then add accuracy per group and
+        /// the worst group's (Waterbirds' or CelebA's groups).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        groups: Option<PathBuf>,
     },
 }
 
@@ -158,7 +163,14 @@ impl DatasetSpec {
                 root.join("rgb_metadata.csv"),
                 root.join("country_code_mapping.csv"),
             ],
-            DatasetSpec::ImageFolder { root, train, .. } => vec![root.join(train)],
+            DatasetSpec::ImageFolder {
+                root,
+                train,
+                groups,
+                ..
+            } => std::iter::once(root.join(train))
+                .chain(groups.as_ref().map(|g| root.join(g)))
+                .collect(),
         }
     }
 
@@ -375,6 +387,7 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             test_per_class,
             subset_seed,
             cache_dir,
+            groups,
         } => {
             let normalization = match (mean, std) {
                 (Some(mean), Some(std)) => Normalization {
@@ -389,6 +402,7 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
                 *image_size,
                 normalization,
                 cache_dir.as_deref(),
+                groups.as_deref(),
             )?;
             Ok(cap(data, train_per_class, test_per_class, subset_seed))
         }
@@ -409,6 +423,7 @@ impl DatasetSpec {
                 val,
                 mean,
                 std,
+                groups,
                 ..
             } => {
                 if mean.is_some() != std.is_some() {
@@ -423,7 +438,11 @@ impl DatasetSpec {
                         "image-folder: every `std` must be > 0, got {std:?}"
                     )));
                 }
-                image_folder::list(root, train, test, val.as_deref()).map(|_| ())
+                let listing = image_folder::list(root, train, test, val.as_deref())?;
+                if let Some(g) = groups {
+                    image_folder::read_groups(root, g, &listing)?;
+                }
+                Ok(())
             }
             _ => Ok(()),
         }

@@ -431,6 +431,7 @@ pub fn load_fmow(root: &Path, size: usize, split: FmowSplit) -> Result<TrainTest
         test,
         validation: has_validation.then_some(validation),
         normalization: NORMALIZATION,
+        group_names: Vec::new(),
     })
 }
 

@@ -330,8 +330,15 @@ mod tests {
             test_per_class: None,
             subset_seed: None,
             cache_dir: Some(tmp.path().join("folder-cache")),
+            groups: Some(crate::image_folder::FIXTURE_GROUPS.into()),
         };
-        assert_disjoint("image-folder", load_dataset(&spec).unwrap());
+        let data = load_dataset(&spec).unwrap();
+        // The hold-out carries every image's group along with it.
+        let out = hold_out(data.clone(), &Validation::default(), Split::Validation).unwrap();
+        for set in [&out.train, &out.test] {
+            assert_eq!(set.groups.len(), set.len(), "groups follow the images");
+        }
+        assert_disjoint("image-folder", data);
         let fmow = tmp.path().join("fmow");
         crate::fmow::write_fmow_fixture(&fmow, 400).unwrap();
         let random = DatasetSpec::Fmow {

@@ -2,8 +2,11 @@
 //! ImageFolder layout): `root/train/<class>/*.jpg`, `root/test/<class>/…`
 //! and, optionally, `root/val/<class>/…` (then the dataset's own
 //! validation split). Classes are the training folder's subfolders in name
-//! order; JPEG and PNG are read. Decoded images are cached as Tiny
-//! ImageNet's are (rebuilt when a file's size or mtime changes).
+//! order; JPEG, PNG and WebP are read. Decoded images are cached as Tiny
+//! ImageNet's are (rebuilt when a file's size or mtime changes). An
+//! optional groups file (`file,group` lines, files relative to the root,
+//! as Waterbirds' or CelebA's metadata give them) assigns every image a
+//! group, for worst-group metrics.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -151,14 +154,92 @@ fn fingerprint(listing: &Listing, size: usize) -> Result<u64, DataError> {
     Ok(h.finish())
 }
 
+/// Every listed image's group, read from `groups` (a CSV of `file,group`
+/// lines, an optional `file,group` header, files relative to `root`):
+/// the group names in order of first appearance, and per split the group
+/// index of each image in listing order. A file that does not exist, a
+/// line without two fields, or an image the file leaves out is an error
+/// naming the groups file and the line or the image.
+pub fn read_groups(
+    root: &Path,
+    groups: &Path,
+    listing: &Listing,
+) -> Result<(Vec<String>, [Vec<u16>; 3]), DataError> {
+    let path = root.join(groups);
+    let text = std::fs::read_to_string(&path).map_err(|e| format_err(&path, e.to_string()))?;
+    let mut names: Vec<String> = Vec::new();
+    let mut of_file = std::collections::HashMap::<PathBuf, u16>::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || (n == 0 && line.eq_ignore_ascii_case("file,group")) {
+            continue;
+        }
+        let Some((file, group)) = line.split_once(',') else {
+            return Err(format_err(
+                &path,
+                format!("line {}: expected `file,group`, got `{line}`", n + 1),
+            ));
+        };
+        let (file, group) = (file.trim(), group.trim());
+        if file.is_empty() || group.is_empty() {
+            return Err(format_err(
+                &path,
+                format!("line {}: expected `file,group`, got `{line}`", n + 1),
+            ));
+        }
+        let index = match names.iter().position(|g| g == group) {
+            Some(i) => i,
+            None => {
+                names.push(group.to_string());
+                names.len() - 1
+            }
+        };
+        let index = u16::try_from(index)
+            .map_err(|_| format_err(&path, format!("line {}: more than 65536 groups", n + 1)))?;
+        of_file.insert(root.join(file), index);
+    }
+    // A line for a file that does not exist is a typo; lines for images
+    // of splits the grid does not read (metadata covering a whole dataset)
+    // are fine.
+    if let Some((n, file)) = text.lines().enumerate().find_map(|(n, l)| {
+        let file = l.split_once(',')?.0.trim();
+        (n > 0 || !l.trim().eq_ignore_ascii_case("file,group"))
+            .then(|| (n, root.join(file)))
+            .filter(|(_, f)| !f.is_file())
+    }) {
+        return Err(format_err(
+            &path,
+            format!("line {}: {} does not exist", n + 1, file.display()),
+        ));
+    }
+    let split = |files: &[(PathBuf, u32)]| -> Result<Vec<u16>, DataError> {
+        files
+            .iter()
+            .map(|(f, _)| {
+                of_file
+                    .get(f)
+                    .copied()
+                    .ok_or_else(|| format_err(&path, format!("has no group for {}", f.display())))
+            })
+            .collect()
+    };
+    let val = match &listing.val {
+        Some(v) => split(v)?,
+        None => Vec::new(),
+    };
+    Ok((names, [split(&listing.train)?, split(&listing.test)?, val]))
+}
+
 /// The folder's images at `size`x`size`, through the cache in `cache_dir`
-/// (`<root>/.reusebench-cache` when absent).
+/// (`<root>/.reusebench-cache` when absent), with their groups when
+/// `groups` names a groups file.
 pub fn load_image_folder(
     root: &Path,
     (train, test, val): (&Path, &Path, Option<&Path>),
     size: usize,
     normalization: Normalization,
     cache_dir: Option<&Path>,
+    groups: Option<&Path>,
 ) -> Result<TrainTest, DataError> {
     if size == 0 || size > 1024 {
         return Err(DataError::Config(format!(
@@ -166,6 +247,7 @@ pub fn load_image_folder(
         )));
     }
     let listing = list(root, train, test, val)?;
+    let grouped = groups.map(|g| read_groups(root, g, &listing)).transpose()?;
     let folder = crate::tiny_imagenet::cache_folder(root, cache_dir);
     let cache = folder.join(format!(
         "image-folder-{size}px-{:016x}.bin",
@@ -185,14 +267,25 @@ pub fn load_image_folder(
             parts
         }
     };
+    let (mut train, mut test, mut validation) = parts;
+    let mut group_names = Vec::new();
+    if let Some((names, [tr, te, va])) = grouped {
+        group_names = names;
+        train.groups = tr;
+        test.groups = te;
+        if let Some(v) = validation.as_mut() {
+            v.groups = va;
+        }
+    }
     Ok(TrainTest {
         name: "image-folder".into(),
         num_classes: listing.classes.len(),
         class_names: listing.classes,
-        train: parts.0,
-        test: parts.1,
-        validation: parts.2,
+        train,
+        test,
+        validation,
         normalization,
+        group_names,
     })
 }
 
@@ -231,9 +324,15 @@ fn write_cache(path: &Path, (train, test, val): &Parts) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// The groups file [`write_image_folder_fixture`] writes.
+pub const FIXTURE_GROUPS: &str = "groups.csv";
+
 /// Writes a small image folder: `classes` folders per split, `per_class`
-/// images in each (PNG and JPEG alternating), every image a flat colour
-/// that encodes its class; `with_val` adds a `val/` split.
+/// images in each (PNG, JPEG and WebP in turn), every image a flat colour
+/// that encodes its class; `with_val` adds a `val/` split. Also a groups
+/// file, [`FIXTURE_GROUPS`]: image k of class c is in group `class_c-a`
+/// for even k and `class_c-b` for odd k (a class × attribute split, as
+/// Waterbirds' groups).
 pub fn write_image_folder_fixture(
     root: &Path,
     classes: usize,
@@ -245,6 +344,7 @@ pub fn write_image_folder_fixture(
     } else {
         &["train", "test"]
     };
+    let mut groups = String::from("file,group\n");
     for split in splits {
         for c in 0..classes {
             let dir = root.join(split).join(format!("class_{c}"));
@@ -259,14 +359,17 @@ pub fn write_image_folder_fixture(
                     // Lossless, as the image crate encodes WebP.
                     _ => (format!("{k}.webp"), image::ImageFormat::WebP),
                 };
-                let path = dir.join(name);
+                let path = dir.join(&name);
                 image::DynamicImage::ImageRgb8(img)
                     .save_with_format(&path, format)
                     .map_err(|e| format_err(&path, e.to_string()))?;
+                let attribute = if k % 2 == 0 { "a" } else { "b" };
+                groups.push_str(&format!("{split}/class_{c}/{name},class_{c}-{attribute}\n"));
             }
         }
     }
-    Ok(())
+    let path = root.join(FIXTURE_GROUPS);
+    std::fs::write(&path, groups).map_err(|e| DataError::io(&path, e))
 }
 
 #[cfg(test)]
@@ -280,7 +383,53 @@ mod tests {
             16,
             Normalization::IMAGENET,
             Some(&root.join("cache")),
+            None,
         )
+    }
+
+    #[test]
+    fn groups_come_from_the_groups_file_and_its_mistakes_name_the_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write_image_folder_fixture(root, 2, 4, false).unwrap();
+        let load_groups = || {
+            load_image_folder(
+                root,
+                (Path::new("train"), Path::new("test"), None),
+                8,
+                Normalization::IMAGENET,
+                Some(&root.join("cache")),
+                Some(Path::new(FIXTURE_GROUPS)),
+            )
+        };
+        let data = load_groups().unwrap();
+        assert_eq!(
+            data.group_names,
+            ["class_0-a", "class_0-b", "class_1-a", "class_1-b"]
+        );
+        // Images 0 and 2 of each class are `a`, 1 and 3 `b`; the listing
+        // is in file-name order, so the groups follow the class.
+        assert_eq!(data.test.groups, [0, 1, 0, 1, 2, 3, 2, 3]);
+        let groups = root.join(FIXTURE_GROUPS);
+        let text = std::fs::read_to_string(&groups).unwrap();
+        std::fs::write(&groups, text.replace("test/class_1/3.png,class_1-b\n", "")).unwrap();
+        let err = load_groups().unwrap_err().to_string();
+        assert!(
+            err.contains("groups.csv") && err.contains("no group for") && err.contains("3.png"),
+            "{err}"
+        );
+        std::fs::write(&groups, format!("{text}test/class_1/9.png,class_1-a\n")).unwrap();
+        let err = load_groups().unwrap_err().to_string();
+        assert!(
+            err.contains("line 18") && err.contains("9.png") && err.contains("does not exist"),
+            "{err}"
+        );
+        std::fs::write(&groups, format!("{text}just-a-file\n")).unwrap();
+        let err = load_groups().unwrap_err().to_string();
+        assert!(
+            err.contains("line 18") && err.contains("expected `file,group`"),
+            "{err}"
+        );
     }
 
     #[test]

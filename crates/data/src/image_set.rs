@@ -14,6 +14,9 @@ pub struct ImageSet {
     /// Per-image domain (year, region) for datasets that have one (FMoW);
     /// empty otherwise.
     pub domains: Vec<Domain>,
+    /// Per-image group index into [`TrainTest::group_names`] for datasets
+    /// that give one (an image folder's `groups` file); empty otherwise.
+    pub groups: Vec<u16>,
 }
 
 /// Where and when an image was taken (FMoW's metadata).
@@ -33,6 +36,7 @@ impl ImageSet {
             pixels: Vec::new(),
             labels: Vec::new(),
             domains: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -59,11 +63,14 @@ impl ImageSet {
         self.labels.push(label);
     }
 
-    /// Appends image `i` of `other` (with its domain, if any).
+    /// Appends image `i` of `other` (with its domain and group, if any).
     pub fn push_from(&mut self, other: &ImageSet, i: usize, label: u32) {
         self.push(other.image(i), label);
         if let Some(d) = other.domains.get(i) {
             self.domains.push(*d);
+        }
+        if let Some(g) = other.groups.get(i) {
+            self.groups.push(*g);
         }
     }
 
@@ -131,4 +138,7 @@ pub struct TrainTest {
     /// returns it (FMoW), or the hold-out [`crate::held_out::hold_out`] made.
     pub validation: Option<ImageSet>,
     pub normalization: Normalization,
+    /// The names of the images' groups (`ImageSet::groups` indexes them);
+    /// empty for datasets without groups.
+    pub group_names: Vec<String>,
 }

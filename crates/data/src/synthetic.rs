@@ -122,6 +122,7 @@ pub fn generate(
             mean: [0.42, 0.42, 0.42],
             std: [0.17, 0.17, 0.17],
         },
+        group_names: Vec::new(),
     })
 }
 

@@ -207,6 +207,7 @@ pub fn load_tiny_imagenet(
         test,
         validation: None,
         normalization: NORMALIZATION,
+        group_names: Vec::new(),
     };
     if let Ok(file) = std::fs::File::open(&cache) {
         let mut r = std::io::BufReader::new(file);

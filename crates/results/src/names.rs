@@ -17,6 +17,8 @@ pub const ANGLE: &str = "angle";
 pub const LEVEL: &str = "level";
 pub const REGION: &str = "region";
 pub const YEAR: &str = "year";
+/// Coordinate: a data group's name (an image folder's groups file).
+pub const GROUP: &str = "group";
 /// Which model an adaptation run started from (`final`, `scratch`).
 pub const START: &str = "start";
 /// A named part of a cell's work (`train`, `evaluation`, `knn`, ...).
@@ -67,9 +69,15 @@ pub const ACC_UNBIASED: &str = "acc_unbiased";
 /// original task).
 pub const ACC_ORIGINAL: &str = "acc_original";
 
-/// The lowest accuracy (%) over the (class, shortcut agrees / disagrees)
-/// groups of the test images: the group the model fails most.
+/// The lowest accuracy (%) over the test images' groups: the group the
+/// model fails most. Debias: the (class, shortcut agrees / disagrees)
+/// groups; a dataset with its own groups (an image folder's groups file):
+/// those.
 pub const WORST_GROUP_ACC: &str = "worst_group_acc";
+/// Accuracy (%) on the test images of one data group (coordinate `group`).
+pub const ACC_BY_GROUP: &str = "acc_by_group";
+/// The mean over data groups of their accuracy (each group weighs the same).
+pub const MEAN_GROUP_ACC: &str = "mean_group_acc";
 
 /// Suffix of the same accuracies measured before tuning (`acc_conflicting_before`).
 pub const BEFORE_SUFFIX: &str = "_before";

@@ -301,6 +301,8 @@ struct Sequence {
     /// `class_il` or `domain_il`.
     setting: &'static str,
     names: SettingNames,
+    /// The dataset's group names (an image folder's groups file), if any.
+    group_names: Vec<String>,
 }
 
 impl Sequence {
@@ -340,6 +342,7 @@ impl Sequence {
             setting,
             names: names::setting(setting).expect("every setting has names"),
             split,
+            group_names: data.group_names.clone(),
         })
     }
 
@@ -552,6 +555,18 @@ impl Evaluation {
             }
         }
         rows.extend(group_accuracy(&seq.test, &self.final_predictions));
+        // A dataset's own groups (an image folder's groups file): over every
+        // task's test images together.
+        if seq.test.iter().all(|s| s.groups.len() == s.len()) && !seq.group_names.is_empty() {
+            let labels: Vec<u32> = seq.test.iter().flat_map(|s| s.labels.clone()).collect();
+            let groups: Vec<u16> = seq.test.iter().flat_map(|s| s.groups.clone()).collect();
+            rows.extend(reusebench_core::metrics::group_rows_of(
+                &self.final_predictions.concat(),
+                &labels,
+                &groups,
+                &seq.group_names,
+            ));
+        }
         rows
     }
 

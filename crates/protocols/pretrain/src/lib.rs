@@ -164,6 +164,14 @@ impl Protocol for Pretrain {
                 ));
             }
         }
+        if !test.groups.is_empty() {
+            let predictions = evaluator.cached_predictions(&model, &test);
+            rows.extend(reusebench_core::metrics::group_rows(
+                &predictions,
+                &test,
+                &data.group_names,
+            ));
+        }
         save_backbone(model.backbone(), &config.backbone, &config.output)?;
         if let Some(path) = &config.head_output {
             save_head(&model.head, path)?;
