@@ -2,14 +2,15 @@
 //! classifier end to end (its `val/` folder as the validation split), and
 //! `validate` refuses a broken tree with the file, line, key and path.
 
+use std::path::{Path, PathBuf};
+
 use crate::common::{make_fixture, run};
 
-#[test]
-fn an_image_folder_trains_and_a_broken_one_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("my-images");
-    make_fixture("image-folder", &data);
-    let grid = tmp.path().join("grid.yaml");
+/// A grid that pretrains on the image folder at `data` (with `data_keys`
+/// added to its data spec), then `more` (further YAML of the experiment
+/// list); its path.
+fn folder_grid(dir: &Path, data: &Path, data_keys: &str, more: &str) -> PathBuf {
+    let grid = dir.join("grid.yaml");
     std::fs::write(
         &grid,
         format!(
@@ -20,20 +21,28 @@ experiments:
     protocol: pretrain
     base:
       seed: 0
-      data: {{ name: image-folder, root: {data}, val: val, image_size: 16 }}
+      data: {{ name: image-folder, root: {data}, image_size: 16{data_keys} }}
       backbone: {{ width: 4 }}
       epochs: 2
       batch_size: 8
       optimizer: {{ lr: 0.05 }}
       output: "{{results}}/backbone.safetensors"
-    axes:
-      split: [validation, test]
-"#,
-            results = tmp.path().join("results").display(),
+{more}"#,
+            results = dir.join("results").display(),
             data = data.display()
         ),
     )
     .unwrap();
+    grid
+}
+
+#[test]
+fn an_image_folder_trains_and_a_broken_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("my-images");
+    make_fixture("image-folder", &data);
+    let more = "    axes:\n      split: [validation, test]\n";
+    let grid = folder_grid(tmp.path(), &data, ", val: val", more);
     let (code, out) = run(&["run", grid.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     let summary = std::fs::read_to_string(tmp.path().join("results/summary.md")).unwrap();
@@ -65,39 +74,21 @@ fn an_image_folder_with_groups_reports_the_worst_group() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("birds");
     make_fixture("image-folder", &data);
-    let grid = tmp.path().join("grid.yaml");
-    std::fs::write(
-        &grid,
-        format!(
-            r#"name: groups
-results: {results}
-experiments:
-  - name: pretrain
-    protocol: pretrain
-    base:
-      seed: 0
-      data: {{ name: image-folder, root: {data}, image_size: 16, groups: groups.csv }}
-      backbone: {{ width: 4 }}
-      epochs: 2
-      batch_size: 8
-      optimizer: {{ lr: 0.05 }}
-      output: "{{results}}/backbone.safetensors"
-  - name: continual
+    let continual = format!(
+        r#"  - name: continual
     protocol: continual
     base:
       seed: 0
-      data: {{ name: image-folder, root: {data}, image_size: 16, groups: groups.csv }}
+      data: {{ name: image-folder, root: {}, image_size: 16, groups: groups.csv }}
       classes_per_task: 2
       backbone: {{ width: 4 }}
       batch_size: 8
       knn: null
       method: {{ name: sgd, epochs: 1, optimizer: {{ lr: 0.05 }} }}
 "#,
-            results = tmp.path().join("results").display(),
-            data = data.display()
-        ),
-    )
-    .unwrap();
+        data.display()
+    );
+    let grid = folder_grid(tmp.path(), &data, ", groups: groups.csv", &continual);
     let (code, out) = run(&["run", grid.to_str().unwrap(), "--no-report"]);
     assert_eq!(code, 0, "{out}");
     // The continual cell reports its final model's groups over every task.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use burn::tensor::Tensor;
 use burn::tensor::loss::cross_entropy_with_logits;
-use reusebench_continual::methods::{LpStage, MethodConfig};
+use reusebench_continual::methods::{LpStage, MethodConfig, TaskContext};
 use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::model::Classifier;
 use reusebench_core::testing::{logged_stage, tiny_classifier};
@@ -38,32 +38,36 @@ fn head_values(model: &Classifier) -> (Vec<Vec<f32>>, Vec<f32>) {
     (values(model.head.weight.val()), bias)
 }
 
-#[test]
-fn the_probe_on_new_classes_leaves_every_other_column_alone() {
+/// Which of a 6-class head's columns (weights or bias) `learn` moves on
+/// task 1 of a sequence: classes 2 and 3 are new, 0-1 old, 4-5 future.
+fn columns_moved(learn: &dyn Fn(Classifier, &TaskContext) -> Classifier) -> Vec<bool> {
     let dev = DeviceSpec::for_tests().autodiff();
     let data = synthetic::generate(6, 4, 1, 0).unwrap();
-    // Task 1 of a 6-class head: classes 2 and 3 are new, 0-1 old, 4-5 future.
     let train = Arc::new(
         data.train
             .select_classes(&|l| (2..4).contains(&l).then_some(l)),
     );
     let history: Vec<Arc<ImageSet>> = vec![Arc::clone(&train)];
-    let (cache, curves, optim) = (FeatureCache::default(), CurveLog::default(), optim());
+    let (cache, curves) = (FeatureCache::default(), CurveLog::default());
     let norm = data.normalization;
     let ctx = task_context((1, 3), &history, [2, 4, 6], norm, &dev, &cache, &curves);
     let before = model(6, &dev);
     let (w0, b0) = head_values(&before);
+    let (w1, b1) = head_values(&learn(before, &ctx));
+    (0..6)
+        .map(|c| w0.iter().zip(&w1).any(|(r0, r1)| r0[c] != r1[c]) || b0[c] != b1[c])
+        .collect()
+}
+
+#[test]
+fn the_probe_on_new_classes_leaves_every_other_column_alone() {
     let lp = Some(LpStage {
         epochs: 3,
-        optimizer: optim.clone(),
+        optimizer: optim(),
         new_classes_only: true,
     });
-    let after = LpStage::run(&lp, before, &ctx).unwrap();
-    let (w1, b1) = head_values(&after);
-    for c in 0..6 {
-        let column_moved = w0.iter().zip(&w1).any(|(r0, r1)| r0[c] != r1[c]) || b0[c] != b1[c];
-        assert_eq!(column_moved, (2..4).contains(&c), "column {c}");
-    }
+    let moved = columns_moved(&|m, ctx| LpStage::run(&lp, m, ctx).unwrap());
+    assert_eq!(moved, [false, false, true, true, false, false]);
 }
 
 /// Asks the loop for the cross-entropy over the first two columns only.
@@ -99,32 +103,9 @@ fn the_loss_can_be_restricted_to_the_classes_seen_so_far() {
 /// `new_classes_only: false` (the old behaviour) the old ones move too.
 #[test]
 fn lp_ft_probes_only_the_new_classes_columns_unless_told_otherwise() {
-    let dev = DeviceSpec::for_tests().autodiff();
-    let data = synthetic::generate(6, 4, 1, 0).unwrap();
-    let train = Arc::new(
-        data.train
-            .select_classes(&|l| (2..4).contains(&l).then_some(l)),
-    );
-    let history: Vec<Arc<ImageSet>> = vec![Arc::clone(&train)];
-    let (cache, curves) = (FeatureCache::default(), CurveLog::default());
-    let ctx = task_context(
-        (1, 3),
-        &history,
-        [2, 4, 6],
-        data.normalization,
-        &dev,
-        &cache,
-        &curves,
-    );
-    let moved = |json: &str| -> Vec<bool> {
+    let moved = |json: &str| {
         let method: MethodConfig = serde_json::from_str(json).unwrap();
-        let before = model(6, &dev);
-        let (w0, b0) = head_values(&before);
-        let after = method.build().learn_task(before, &ctx).unwrap();
-        let (w1, b1) = head_values(&after);
-        (0..6)
-            .map(|c| w0.iter().zip(&w1).any(|(r0, r1)| r0[c] != r1[c]) || b0[c] != b1[c])
-            .collect()
+        columns_moved(&|m, ctx| method.build().learn_task(m, ctx).unwrap())
     };
     let base = r#"{"name": "lp-ft", "lp_epochs": 3, "ft_epochs": 0,
         "lp_optimizer": {"lr": 0.5, "momentum": 0}, "ft_optimizer": {"lr": 0.5}"#;
