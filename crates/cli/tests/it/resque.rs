@@ -69,6 +69,9 @@ fn resque_smoke_grid_predicts_retrains_and_reports_correlations() {
             "### RESQUE against the cost of retraining",
             "| all corruptions | energy (J) | 12 |",
             "| gaussian-noise | energy (J) | 4 |",
+            "### Calibrated levels",
+            "| gaussian-noise | drop=0.1 |",
+            "| contrast | drop=0.4 |",
         ],
         &[
             "resque-dist-vs-epochs-resque.svg",

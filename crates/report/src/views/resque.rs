@@ -33,6 +33,8 @@ const RESAMPLES: usize = 2000;
 /// One cell's numbers: its family, which RESQUE, its value, its scalars.
 struct Cell {
     family: String,
+    /// The `shift` axis as the grid names the cell (`family=… drop=0.05`).
+    shift: String,
     task: bool,
     resque: f64,
     scalars: BTreeMap<String, f64>,
@@ -70,8 +72,14 @@ fn cells(rows: &[&StoredRow]) -> Vec<Cell> {
                 (None, Some(&v)) => (true, v),
                 _ => return None,
             };
+            let shift = rows[0]
+                .axes
+                .get("shift")
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
+                .unwrap_or_default();
             Some(Cell {
                 family: rows[0].method.clone(),
+                shift,
                 task,
                 resque,
                 scalars,
@@ -148,9 +156,72 @@ fn correlation_table(cells: &[Cell]) -> String {
     md
 }
 
+/// Calibrated levels (`drop:`): per family and level, over seeds, the
+/// parameter calibration chose, the share of accuracy it removed on the
+/// calibration images and on the shifted test set, and what retraining
+/// took. Nothing when no cell was calibrated.
+fn levels_table(cells: &[Cell]) -> String {
+    let mut levels: BTreeMap<(String, String), Vec<&Cell>> = BTreeMap::new();
+    for c in cells
+        .iter()
+        .filter(|c| c.scalars.contains_key(names::CALIBRATION_DROP))
+    {
+        levels
+            .entry((c.family.clone(), c.shift.clone()))
+            .or_default()
+            .push(c);
+    }
+    if levels.is_empty() {
+        return String::new();
+    }
+    let mean = |cs: &[&Cell], f: &dyn Fn(&Cell) -> Option<f64>| {
+        let v: Vec<f64> = cs.iter().filter_map(|c| f(c)).collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
+    let mut rows: Vec<(String, String, f64, String)> = levels
+        .into_iter()
+        .map(|((family, shift), cs)| {
+            let get = |m: &'static str| move |c: &Cell| c.scalars.get(m).copied();
+            let calibrated = mean(&cs, &get(names::CALIBRATION_DROP));
+            let test_drop = mean(&cs, &|c: &Cell| {
+                let (before, clean) = (
+                    c.scalars.get(names::ACC_BEFORE_RETRAIN)?,
+                    c.scalars.get(names::CLEAN_ACC)?,
+                );
+                (*clean > 0.0).then(|| 1.0 - before / clean)
+            });
+            let reached = cs.iter().filter(|c| !c.capped()).count();
+            let line = format!(
+                "| {family} | {} | {:.4} | {:.3} | {:.3} | {:.1} | {reached}/{} | {:.4} |\n",
+                shift
+                    .split_whitespace()
+                    .filter(|p| !p.starts_with("family="))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                mean(&cs, &get(names::SHIFT_SEVERITY)),
+                calibrated,
+                test_drop,
+                mean(&cs, &get(names::RETRAIN_EPOCHS)),
+                cs.len(),
+                mean(&cs, &|c: &Cell| Some(c.resque)),
+            );
+            (family, shift, calibrated, line)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
+    let mut md = String::from(
+        "\n### Calibrated levels\n\nPer family and level, means over seeds: the parameter calibration chose, the share of the pretrained classifier's accuracy it removed on the calibration images (part 2 of the split, never trained on) and on the shifted test set, the retraining epochs, how many cells reached the target, and RESQUE_dist.\n\n| family | level | parameter | drop (calibration) | drop (test) | epochs | reached | RESQUE_dist |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for (_, _, _, line) in rows {
+        md.push_str(&line);
+    }
+    md
+}
+
 impl View for ResqueView {
     fn markdown(&self, e: &Experiment) -> String {
-        correlation_table(&cells(e.rows))
+        let cells = cells(e.rows);
+        correlation_table(&cells) + &levels_table(&cells)
     }
 
     fn figures(&self, e: &Experiment, figures: &mut Figures) -> Drawn {
@@ -265,5 +336,62 @@ mod tests {
             line.starts_with("| gaussian-noise | epochs to target | 4 | 1 | 1 | 1.00"),
             "{line}"
         );
+    }
+
+    /// The calibrated levels' table: one line per level, seeds averaged,
+    /// sorted by the drop calibration reached; the drop on test is
+    /// 1 − acc_before / clean.
+    #[test]
+    fn calibrated_levels_are_tabled_per_level_over_seeds() {
+        let level = |name: &str, drop: &str, seed: u64, severity: f64, reached: f64| {
+            [
+                (names::RESQUE_DIST, 0.1 * severity),
+                (names::SHIFT_SEVERITY, severity),
+                (names::CALIBRATION_DROP, severity / 2.0),
+                (names::CLEAN_ACC, 60.0),
+                (names::ACC_BEFORE_RETRAIN, 45.0),
+                (names::RETRAIN_EPOCHS, 2.0 + seed as f64),
+                (names::TARGET_REACHED, reached),
+            ]
+            .iter()
+            .map(|&(metric, value)| {
+                let mut axes = serde_json::Map::new();
+                axes.insert(
+                    "shift".into(),
+                    format!("family=contrast drop={drop}").into(),
+                );
+                StoredRow {
+                    cell: name.into(),
+                    experiment: "resque".into(),
+                    protocol: "resque".into(),
+                    method: "contrast".into(),
+                    seed,
+                    axes,
+                    split: "test".into(),
+                    metric: metric.into(),
+                    value,
+                    coords: Default::default(),
+                }
+            })
+            .collect::<Vec<_>>()
+        };
+        let rows: Vec<StoredRow> = [
+            level("a", "0.6", 0, 0.8, 0.0),
+            level("b", "0.6", 1, 0.6, 1.0),
+            level("c", "0.1", 0, 0.2, 1.0),
+        ]
+        .concat();
+        let refs: Vec<&StoredRow> = rows.iter().collect();
+        let md = levels_table(&cells(&refs));
+        let lines: Vec<&str> = md.lines().filter(|l| l.starts_with("| contrast")).collect();
+        assert_eq!(
+            lines,
+            [
+                "| contrast | drop=0.1 | 0.2000 | 0.100 | 0.250 | 2.0 | 1/1 | 0.0200 |",
+                "| contrast | drop=0.6 | 0.7000 | 0.350 | 0.250 | 2.5 | 1/2 | 0.0700 |",
+            ],
+            "{md}"
+        );
+        assert!(levels_table(&cells(&refs[..0])).is_empty());
     }
 }
