@@ -174,17 +174,25 @@ pub fn read_groups(
         if line.is_empty() || (n == 0 && line.eq_ignore_ascii_case("file,group")) {
             continue;
         }
-        let Some((file, group)) = line.split_once(',') else {
-            return Err(format_err(
+        let malformed = || {
+            format_err(
                 &path,
                 format!("line {}: expected `file,group`, got `{line}`", n + 1),
-            ));
+            )
         };
+        let (file, group) = line.split_once(',').ok_or_else(malformed)?;
         let (file, group) = (file.trim(), group.trim());
         if file.is_empty() || group.is_empty() {
+            return Err(malformed());
+        }
+        let file = root.join(file);
+        // A line for a file that does not exist is a typo; lines for images
+        // of splits the grid does not read (metadata covering a whole
+        // dataset) are fine.
+        if !file.is_file() {
             return Err(format_err(
                 &path,
-                format!("line {}: expected `file,group`, got `{line}`", n + 1),
+                format!("line {}: {} does not exist", n + 1, file.display()),
             ));
         }
         let index = match names.iter().position(|g| g == group) {
@@ -196,21 +204,7 @@ pub fn read_groups(
         };
         let index = u16::try_from(index)
             .map_err(|_| format_err(&path, format!("line {}: more than 65536 groups", n + 1)))?;
-        of_file.insert(root.join(file), index);
-    }
-    // A line for a file that does not exist is a typo; lines for images
-    // of splits the grid does not read (metadata covering a whole dataset)
-    // are fine.
-    if let Some((n, file)) = text.lines().enumerate().find_map(|(n, l)| {
-        let file = l.split_once(',')?.0.trim();
-        (n > 0 || !l.trim().eq_ignore_ascii_case("file,group"))
-            .then(|| (n, root.join(file)))
-            .filter(|(_, f)| !f.is_file())
-    }) {
-        return Err(format_err(
-            &path,
-            format!("line {}: {} does not exist", n + 1, file.display()),
-        ));
+        of_file.insert(file, index);
     }
     let split = |files: &[(PathBuf, u32)]| -> Result<Vec<u16>, DataError> {
         files

@@ -74,6 +74,16 @@ impl ImageSet {
         }
     }
 
+    /// The images at `indices`, in that order, with their labels (and
+    /// domains and groups).
+    pub fn subset(&self, indices: &[usize]) -> ImageSet {
+        let mut out = ImageSet::empty(self.channels, self.height, self.width);
+        for &i in indices {
+            out.push_from(self, i, self.labels[i]);
+        }
+        out
+    }
+
     /// The images `keep` returns a label for (index -> new label); order is kept.
     pub fn select(&self, keep: &dyn Fn(usize) -> Option<u32>) -> ImageSet {
         let mut out = ImageSet::empty(self.channels, self.height, self.width);

@@ -73,11 +73,7 @@ impl ClassParts {
             .flat_map(|&k| parts[k].iter().copied())
             .collect();
         idx.sort_unstable();
-        let mut out = ImageSet::empty(set.channels, set.height, set.width);
-        for i in idx {
-            out.push_from(set, i, set.labels[i]);
-        }
-        out
+        set.subset(&idx)
     }
 }
 

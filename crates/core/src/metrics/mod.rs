@@ -11,4 +11,4 @@ pub use accuracy::{
 };
 pub use groups::{group_rows, group_rows_of};
 pub use knn::{KnnConfig, knn_accuracy};
-pub use reusebench_results::{Coords, MetricRow, names};
+pub use reusebench_results::{Coord, Coords, MetricRow, names};

@@ -25,8 +25,8 @@ use reusebench_core::feature_cache::FeatureCache;
 use reusebench_core::features::{ModelKey, Rows, head_logits, logits, recompute_batch_norm};
 use reusebench_core::metrics::names::SettingNames;
 use reusebench_core::metrics::{
-    AccuracyMatrix, Coords, KnnConfig, MetricRow, forgetting_over_all_rows, gem_forward_transfer,
-    masked_accuracy, names,
+    AccuracyMatrix, Coord, Coords, KnnConfig, MetricRow, forgetting_over_all_rows,
+    gem_forward_transfer, masked_accuracy, names,
 };
 use reusebench_core::model::Classifier;
 use reusebench_core::protocol::{
@@ -246,11 +246,16 @@ impl Protocol for Continual {
                 env.curves.send(row);
             }
             env.progress.note(&eval.progress_line(t, &seq));
-            for ((shots, a), during) in variants.iter().zip(&mut adapted_during) {
-                if a.every_task && t + 1 < seq.tasks {
-                    evaluator.timed("adaptation", || {
-                        during.after_task(a, &model, t, &seq, &shared, downstream.as_ref(), *shots)
-                    })?;
+            if t + 1 < seq.tasks && variants.iter().any(|(_, a)| a.every_task) {
+                // One fingerprint of the weights for every shots value.
+                let key = ModelKey::of(&model);
+                for ((shots, a), during) in variants.iter().zip(&mut adapted_during) {
+                    if a.every_task {
+                        evaluator.timed("adaptation", || {
+                            let at = (t, &key, *shots);
+                            during.after_task(a, &model, at, &seq, &shared, downstream.as_ref())
+                        })?;
+                    }
                 }
             }
         }
@@ -558,8 +563,16 @@ impl Evaluation {
         // A dataset's own groups (an image folder's groups file): over every
         // task's test images together.
         if seq.test.iter().all(|s| s.groups.len() == s.len()) && !seq.group_names.is_empty() {
-            let labels: Vec<u32> = seq.test.iter().flat_map(|s| s.labels.clone()).collect();
-            let groups: Vec<u16> = seq.test.iter().flat_map(|s| s.groups.clone()).collect();
+            let labels: Vec<u32> = seq
+                .test
+                .iter()
+                .flat_map(|s| s.labels.iter().copied())
+                .collect();
+            let groups: Vec<u16> = seq
+                .test
+                .iter()
+                .flat_map(|s| s.groups.iter().copied())
+                .collect();
             rows.extend(reusebench_core::metrics::group_rows_of(
                 &self.final_predictions.concat(),
                 &labels,
@@ -722,30 +735,58 @@ impl DownstreamTask {
         })
     }
 
-    /// `model` adapted to this task: its test accuracy.
+    /// The training images adaptation uses: the first `shots` a class.
+    fn train(&self, adaptation: &AdaptationConfig) -> Arc<ImageSet> {
+        match adaptation.shots() {
+            Some(n) => Arc::new(self.train.cap_per_class(n)),
+            None => Arc::clone(&self.train),
+        }
+    }
+
+    /// `model` (whose fingerprint is `key`) adapted to this task: its test
+    /// accuracy.
     fn adapt(
         &self,
         adaptation: &AdaptationConfig,
-        model: &Classifier,
+        (model, key): (&Classifier, &ModelKey),
         shared: &TaskContext,
         label: &str,
         coords: Coords,
     ) -> Result<f64, CoreError> {
-        let train = match adaptation.shots() {
-            Some(n) => Arc::new(self.train.cap_per_class(n)),
-            None => Arc::clone(&self.train),
-        };
-        let ctx = TaskContext {
-            task: 0,
-            train,
-            history: &[],
-            old_classes: 0,
-            seen_classes: self.classes,
-            num_classes: self.classes,
-            ..*shared
-        };
-        let key = ModelKey::of(model);
-        adapt(adaptation, model, &key, &self.test, label, coords, &ctx)
+        let ctx = alone(shared, 0, self.train(adaptation), self.classes);
+        adapt(adaptation, model, key, &self.test, label, coords, &ctx)
+    }
+}
+
+/// `shared` narrowed to one task learned alone: `train`, labels from 0 over
+/// `classes` classes, no history.
+fn alone<'a>(
+    shared: &TaskContext<'a>,
+    task: usize,
+    train: Arc<ImageSet>,
+    classes: usize,
+) -> TaskContext<'a> {
+    TaskContext {
+        task,
+        train,
+        history: &[],
+        old_classes: 0,
+        seen_classes: classes,
+        num_classes: classes,
+        ..*shared
+    }
+}
+
+/// An adaptation's curve coordinates: the task adapted to, where the
+/// model came from (`start`), and the `shots` value of a list.
+fn adapt_coords(task: impl Into<Coord>, start: &str, shots: Option<usize>) -> Coords {
+    let coords = Coords::new()
+        .with(names::TASK, task)
+        .with(names::START, start)
+        .with(names::STAGE, "adaptation");
+    match shots {
+        Some(n) => coords.with(names::SHOTS, n),
+        None => coords,
     }
 }
 
@@ -759,48 +800,30 @@ struct AdaptedDuring {
 }
 
 impl AdaptedDuring {
-    /// The current model, after task `after`, adapted to every task so far
-    /// and to the downstream task.
+    /// The current model (fingerprint `key`), after task `after`, adapted
+    /// to every task so far and to the downstream task.
     fn after_task(
         &mut self,
         adaptation: &AdaptationConfig,
         model: &Classifier,
-        after: usize,
+        (after, key, shots): (usize, &ModelKey, Option<usize>),
         seq: &Sequence,
         shared: &TaskContext,
         downstream: Option<&DownstreamTask>,
-        shots: Option<usize>,
     ) -> Result<(), CoreError> {
-        let key = ModelKey::of(model);
         let start = format!("after task {after}");
         for j in 0..=after {
             let (train, test) = task_alone(adaptation, seq, j);
-            let ctx = TaskContext {
-                task: j,
-                train,
-                history: &[],
-                old_classes: 0,
-                seen_classes: seq.split.label_range(j).len(),
-                num_classes: seq.split.label_range(j).len(),
-                ..*shared
-            };
-            let coords = Coords::new()
-                .with(names::TASK, j)
-                .with(names::START, start.as_str())
-                .with(names::STAGE, "adaptation");
-            let coords = with_shots(coords, shots);
+            let ctx = alone(shared, j, train, seq.split.label_range(j).len());
+            let coords = adapt_coords(j, &start, shots);
             let label = format!("task {}/{} after task {}", j + 1, seq.tasks, after + 1);
-            let acc = adapt(adaptation, model, &key, &test, &label, coords, &ctx)?;
+            let acc = adapt(adaptation, model, key, &test, &label, coords, &ctx)?;
             self.seen.push((after, j, acc));
         }
         if let Some(down) = downstream {
-            let coords = Coords::new()
-                .with(names::TASK, "downstream")
-                .with(names::START, start.as_str())
-                .with(names::STAGE, "adaptation");
-            let coords = with_shots(coords, shots);
+            let coords = adapt_coords("downstream", &start, shots);
             let label = format!("downstream after task {}", after + 1);
-            let acc = down.adapt(adaptation, model, shared, &label, coords)?;
+            let acc = down.adapt(adaptation, (model, key), shared, &label, coords)?;
             self.downstream.push((after, acc));
         }
         Ok(())
@@ -836,22 +859,8 @@ fn adaptation_rows(
             Coords::new().with(names::TASK, j),
         ));
         // The task alone, labels from 0: what adaptation trains on.
-        let ctx = TaskContext {
-            task: j,
-            train: task_train,
-            history: &[],
-            old_classes: 0,
-            seen_classes: labels.len(),
-            num_classes: labels.len(),
-            ..*shared
-        };
-        let at = |start: &str| {
-            let c = Coords::new()
-                .with(names::TASK, j)
-                .with(names::START, start)
-                .with(names::STAGE, "adaptation");
-            with_shots(c, shots)
-        };
+        let ctx = alone(shared, j, task_train, labels.len());
+        let at = |start: &str| adapt_coords(j, start, shots);
         let label = format!("task {}/{tasks}", j + 1);
         let acc = adapt(
             adaptation,
@@ -902,14 +911,9 @@ fn adaptation_rows(
                 Coords::new().with(names::AFTER_TASK, after),
             ));
         }
-        let at = |start: &str| {
-            let c = Coords::new()
-                .with(names::TASK, "downstream")
-                .with(names::START, start)
-                .with(names::STAGE, "adaptation");
-            with_shots(c, shots)
-        };
-        let acc = down.adapt(adaptation, model, shared, "downstream", at("final"))?;
+        let at = |start: &str| adapt_coords("downstream", start, shots);
+        let final_model = (model, &final_key);
+        let acc = down.adapt(adaptation, final_model, shared, "downstream", at("final"))?;
         rows.push(MetricRow::at(
             names::ADAPT_DOWNSTREAM_ACC,
             acc,
@@ -917,13 +921,11 @@ fn adaptation_rows(
         ));
         rows.push(MetricRow::scalar(names::ADAPT_DOWNSTREAM_ACC, acc));
         // Batch-norm statistics from the images the adaptation trains on.
-        let scratch = match adaptation.shots() {
-            Some(n) => random.on_set(&Arc::new(down.train.cap_per_class(n)), seq, shared.device),
-            None => random.on_set(&down.train, seq, shared.device),
-        };
+        let scratch = random.on_set(&down.train(adaptation), seq, shared.device);
+        let scratch_key = ModelKey::of(&scratch);
         let reference = down.adapt(
             adaptation,
-            &scratch,
+            (&scratch, &scratch_key),
             shared,
             "downstream, from scratch",
             at("scratch"),
@@ -938,14 +940,6 @@ fn adaptation_rows(
         rows.iter_mut().for_each(|r| r.coords.set(names::SHOTS, n));
     }
     Ok(rows)
-}
-
-/// `coords` with the `shots` coordinate when adapting to a list of shots.
-fn with_shots(coords: Coords, shots: Option<usize>) -> Coords {
-    match shots {
-        Some(n) => coords.with(names::SHOTS, n),
-        None => coords,
-    }
 }
 
 /// Mean over tasks but the last of (best adaptation accuracy the task had,

@@ -321,10 +321,7 @@ fn counterexamples(
             ),
         ));
     }
-    let mut picked = ImageSet::empty(train.channels, train.height, train.width);
-    for &i in &order[..config.k.get()] {
-        picked.push_from(train, i, train.labels[i]);
-    }
+    let picked = train.subset(&order[..config.k.get()]);
     Ok(config.shortcut.conflicting(
         &picked,
         k_classes,

@@ -58,7 +58,8 @@ pub struct PretrainConfig {
     /// Train on these parts of each class only (seeded, per class): the
     /// RESQUE authors pretrain on parts 1 + 3 of a 50/30/20 cut and shift
     /// part 2 + 3 (`{ shares: [50, 30, 20], seed: 1, keep: [0, 2] }`, with
-    /// the same cut as the resque cells' `split`). The test split is whole.
+    /// the same cut as the resque cells' `source_parts`). The test split is
+    /// whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_parts: Option<PartSelection>,
     pub output: PathBuf,

@@ -454,7 +454,7 @@ impl Shifted {
                     (Some(level), _, _) => corruption.parameter(level).expect("validated level"),
                     (_, Some(p), _) => p,
                     (_, _, Some(drop)) => {
-                        let images = Arc::new(subset(&source_train, &parts.calibration));
+                        let images = Arc::new(source_train.subset(&parts.calibration));
                         let seed = Seeds::new(config.seed).of(Purpose::Calibration);
                         let found = calibrate(corruption, drop, &images, seed, &|set| {
                             evaluator.accuracy(&model, set)
@@ -468,8 +468,8 @@ impl Shifted {
                 let shifted = |set: &ImageSet, stream: Purpose| {
                     corruption.apply_parameter(severity, set, Seeds::new(config.seed).of(stream))
                 };
-                let clean_part = Arc::new(subset(&source_train, &parts.clean));
-                let shift_part = subset(&source_train, &parts.shifted);
+                let clean_part = Arc::new(source_train.subset(&parts.clean));
+                let shift_part = source_train.subset(&parts.shifted);
                 // With the authors' split, RESQUE reads the very images
                 // retraining then trains on; without it, its own draw.
                 let (score_shifted, train) = if config.source_parts.is_some() {
@@ -706,15 +706,6 @@ impl SourceParts {
     }
 }
 
-/// The images of `set` at `idx`, in that order.
-fn subset(set: &ImageSet, idx: &[usize]) -> ImageSet {
-    let mut s = ImageSet::empty(set.channels, set.height, set.width);
-    for &i in idx {
-        s.push_from(set, i, set.labels[i]);
-    }
-    s
-}
-
 /// Halvings of the parameter range in [`calibrate`]: a resolution of
 /// 1/1024 of the range (σ to 0.001 for noise, 0.008 px for blur).
 const CALIBRATION_STEPS: usize = 10;
@@ -924,7 +915,7 @@ mod tests {
         .select(&train);
         let mut clean = split.clean.clone();
         clean.sort_unstable();
-        assert_eq!(subset(&train, &clean).pixels, pretrained.pixels);
+        assert_eq!(train.subset(&clean).pixels, pretrained.pixels);
         assert!(split.calibration.iter().all(|i| !clean.contains(i)));
         assert_eq!(
             (

@@ -174,45 +174,41 @@ fn levels_table(cells: &[Cell]) -> String {
     if levels.is_empty() {
         return String::new();
     }
-    let mean = |cs: &[&Cell], f: &dyn Fn(&Cell) -> Option<f64>| {
-        let v: Vec<f64> = cs.iter().filter_map(|c| f(c)).collect();
-        v.iter().sum::<f64>() / v.len().max(1) as f64
-    };
-    let mut rows: Vec<(String, String, f64, String)> = levels
+    let mut rows: Vec<(String, f64, String)> = levels
         .into_iter()
         .map(|((family, shift), cs)| {
-            let get = |m: &'static str| move |c: &Cell| c.scalars.get(m).copied();
-            let calibrated = mean(&cs, &get(names::CALIBRATION_DROP));
-            let test_drop = mean(&cs, &|c: &Cell| {
-                let (before, clean) = (
-                    c.scalars.get(names::ACC_BEFORE_RETRAIN)?,
-                    c.scalars.get(names::CLEAN_ACC)?,
-                );
+            let mean = |f: &dyn Fn(&Cell) -> Option<f64>| {
+                let v: Vec<f64> = cs.iter().filter_map(|c| f(c)).collect();
+                v.iter().sum::<f64>() / v.len().max(1) as f64
+            };
+            let of = |m: &'static str| mean(&|c: &Cell| c.scalars.get(m).copied());
+            let calibrated = of(names::CALIBRATION_DROP);
+            let test_drop = mean(&|c: &Cell| {
+                let before = c.scalars.get(names::ACC_BEFORE_RETRAIN)?;
+                let clean = c.scalars.get(names::CLEAN_ACC)?;
                 (*clean > 0.0).then(|| 1.0 - before / clean)
             });
+            let level: Vec<&str> = shift
+                .split_whitespace()
+                .filter(|p| !p.starts_with("family="))
+                .collect();
             let reached = cs.iter().filter(|c| !c.capped()).count();
             let line = format!(
-                "| {family} | {} | {:.4} | {:.3} | {:.3} | {:.1} | {reached}/{} | {:.4} |\n",
-                shift
-                    .split_whitespace()
-                    .filter(|p| !p.starts_with("family="))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                mean(&cs, &get(names::SHIFT_SEVERITY)),
-                calibrated,
-                test_drop,
-                mean(&cs, &get(names::RETRAIN_EPOCHS)),
+                "| {family} | {} | {:.4} | {calibrated:.3} | {test_drop:.3} | {:.1} | {reached}/{} | {:.4} |\n",
+                level.join(" "),
+                of(names::SHIFT_SEVERITY),
+                of(names::RETRAIN_EPOCHS),
                 cs.len(),
-                mean(&cs, &|c: &Cell| Some(c.resque)),
+                mean(&|c: &Cell| Some(c.resque)),
             );
-            (family, shift, calibrated, line)
+            (family, calibrated, line)
         })
         .collect();
-    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
     let mut md = String::from(
         "\n### Calibrated levels\n\nPer family and level, means over seeds: the parameter calibration chose, the share of the pretrained classifier's accuracy it removed on the calibration images (part 2 of the split, never trained on) and on the shifted test set, the retraining epochs, how many cells reached the target, and RESQUE_dist.\n\n| family | level | parameter | drop (calibration) | drop (test) | epochs | reached | RESQUE_dist |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
-    for (_, _, _, line) in rows {
+    for (_, _, line) in rows {
         md.push_str(&line);
     }
     md

@@ -18,7 +18,7 @@ use reusebench_core::train::{
     CurveLog, CurveSink, NoHooks, OptimConfig, Stage, fit, fit_linear, trainable,
 };
 use reusebench_core::{CoreError, NoProgress};
-use reusebench_data::{Augment, ImageSet, Normalization};
+use reusebench_data::{Augment, Normalization};
 use reusebench_core::bounded::PositiveInt;
 use serde::{Deserialize, Serialize};
 
@@ -96,15 +96,6 @@ struct Whole {
     curves: CurveLog,
 }
 
-/// The pool images at `indices`, with their labels.
-fn images_of(pool: &ImageSet, indices: &[usize]) -> ImageSet {
-    let mut set = ImageSet::empty(pool.channels, pool.height, pool.width);
-    for &i in indices {
-        set.push_from(pool, i, pool.labels[i]);
-    }
-    set
-}
-
 fn rows_of(features: &Rows, indices: &[usize]) -> Rows {
     Rows {
         values: indices
@@ -119,7 +110,7 @@ impl Adapter for RetrainState {
     fn predict(&mut self, input: &RoundInput, deployed: &Deployed) -> Predicted {
         if let (Some(whole), Some(source)) = (&self.whole, &deployed.source) {
             // The fine-tuned classifier on the round's test images.
-            let set = Arc::new(images_of(&source.pool, input.test));
+            let set = Arc::new(source.pool.subset(input.test));
             let out = logits(
                 &whole.model,
                 &set,
@@ -145,7 +136,7 @@ impl Adapter for RetrainState {
 
     fn observe(&mut self, feedback: &Feedback, deployed: &Deployed) -> Result<(), CoreError> {
         if let (Some(whole), Some(source)) = (&mut self.whole, &deployed.source) {
-            let set = images_of(&source.pool, feedback.train);
+            let set = source.pool.subset(feedback.train);
             let stage = Stage {
                 name: format!("retrain round {}", feedback.round),
                 epochs: self.config.epochs.get(),
