@@ -11,6 +11,7 @@ import kornia as K
 import numpy as np
 import torch
 from equiadapt.images.canonicalization.discrete_group import GroupEquivariantImageCanonicalization
+from equiadapt.images.canonicalization_networks import ESCNNEquivariantNetwork
 from equiadapt.images.canonicalization_networks.custom_equivariant_networks import CustomEquivariantNetwork
 from omegaconf import OmegaConf
 from torch import nn
@@ -32,22 +33,33 @@ def normalise(x_u8):
 
 
 predictor = load_reusebench(ResNet18Cifar(a["width"], 10), a["backbone"], a["head"])
-hyper = OmegaConf.create({"beta": 1.0, "input_crop_ratio": 0.8, "resize_shape": math.ceil(32 * 0.8)})
-network = CustomEquivariantNetwork(
-    in_shape=(3, 32, 32), out_channels=a["channels"], kernel_size=5,
-    group_type="rotation", num_rotations=8, num_layers=3, device="cpu",
-)
-# equiadapt 0.1.2's CustomEquivariantNetwork does not keep these two, which
-# GroupEquivariantImageCanonicalization reads from it.
-network.group_type, network.num_rotations = "rotation", 8
+N = a["group_order"]
+crop = a["crop_ratio"]
+hyper = OmegaConf.create({"beta": 1.0, "input_crop_ratio": crop, "resize_shape": math.ceil(32 * crop)})
+if a["network"] == "escnn":
+    # e2cnn steerable convolutions (trivial -> regular representation of C_N),
+    # inner batch norm, ReLU and dropout 0.5 between layers, group pooling at the end.
+    network = ESCNNEquivariantNetwork(
+        in_shape=(3, 32, 32), out_channels=a["channels"], kernel_size=a["kernel"],
+        group_type="rotation", num_rotations=N, num_layers=a["layers"],
+    )
+else:
+    network = CustomEquivariantNetwork(
+        in_shape=(3, 32, 32), out_channels=a["channels"], kernel_size=a["kernel"],
+        group_type="rotation", num_rotations=N, num_layers=a["layers"], device="cpu",
+    )
+    # equiadapt 0.1.2's CustomEquivariantNetwork does not keep these two, which
+    # GroupEquivariantImageCanonicalization reads from it.
+    network.group_type, network.num_rotations = "rotation", N
 canon = GroupEquivariantImageCanonicalization(network, hyper, (3, 32, 32))
+canon.device = torch.device("cpu")  # set by canonicalize(); the warm-up calls get_groupelement first
 
 lr = a["lr"]
 opt = torch.optim.SGD(
     [{"params": predictor.parameters(), "lr": lr}, {"params": canon.parameters(), "lr": lr * a["lr_scale"]}],
     lr=lr, momentum=0.9, weight_decay=5e-4,
 )
-batch = 32
+batch = a["batch_size"]
 steps_per_epoch = len(train_y) // batch  # the last partial batch dropped, as reusebench
 if a.get("max_steps"):  # a quick check of the script itself
     steps_per_epoch = min(steps_per_epoch, a["max_steps"])
@@ -65,6 +77,28 @@ def augment(x_u8):
         out[i] = img.flip(-1) if rng.random() < 0.5 else img
     return out
 
+
+# The prior-only warm-up, as reusebench's canon-prior: the canonicalizer alone
+# on prior_weight x CE(group activations, identity) over the upright training
+# images, at lr_scale x lr (cosine over the warm-up), predictor untouched.
+prior_opt = torch.optim.SGD(canon.parameters(), lr=lr * a["lr_scale"], momentum=0.9, weight_decay=5e-4)
+prior_total = steps_per_epoch * a["prior_epochs"]
+prior_seconds = []
+step = 0
+for epoch in range(a["prior_epochs"]):
+    canon.train()
+    order = torch.from_numpy(rng.permutation(len(train_y)))
+    started = time.perf_counter()
+    for b in range(steps_per_epoch):
+        idx = order[b * batch:(b + 1) * batch]
+        prior_opt.param_groups[0]["lr"] = lr * a["lr_scale"] * 0.5 * (1 + math.cos(math.pi * step / prior_total))
+        canon.get_groupelement(normalise(augment(train_x[idx])))
+        loss = a["prior_weight"] * canon.get_prior_regularization_loss()
+        prior_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        prior_opt.step()
+        step += 1
+    prior_seconds.append(time.perf_counter() - started)
 
 step = 0
 epoch_seconds = []
@@ -88,7 +122,7 @@ for epoch in range(a["epochs"]):
 
 predictor.eval(); canon.eval()
 pad = math.ceil(32 * 0.5)
-correct = []
+correct, mapped = [], 0
 with torch.no_grad():
     x = normalise(test_x)
     for k in range(8):
@@ -98,10 +132,17 @@ with torch.no_grad():
         hits = 0
         for s in range(0, len(x), 256):
             hits += (predictor(canon(turned[s:s + 256])).argmax(1) == test_y[s:s + 256]).sum().item()
+            if (k * N) % 8 == 0:
+                # Turned by element k N / 8 of C_N: mapped upright when the canonicalizer
+                # picks that element (it turns the image back by its inverse).
+                picked = canon.canonicalization_info_dict["group_activations"].argmax(-1)
+                mapped += (picked == k * N // 8).sum().item()
         correct.append(100.0 * hits / len(x))
 
+mean = lambda v: sum(v) / max(len(v), 1)
 print(json.dumps({
     "upright": correct[0], "c8_avg": sum(correct) / 8, "per_angle": correct,
-    "seconds_per_epoch": sum(epoch_seconds) / len(epoch_seconds),
+    "mapped_upright": 100.0 * mapped / (len(x) * N),
+    "seconds_per_epoch": mean(epoch_seconds), "prior_seconds_per_epoch": mean(prior_seconds),
     "equiadapt": getattr(equiadapt, "__version__", "0.1.2"), "torch": torch.__version__, "threads": a["threads"],
 }))
