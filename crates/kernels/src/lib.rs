@@ -15,6 +15,7 @@ mod flex;
 mod gemm;
 #[cfg(feature = "flex")]
 mod layout;
+pub mod similarity;
 #[cfg(feature = "flex")]
 mod winograd;
 
