@@ -35,3 +35,31 @@ pub fn uniform_fan_in<const D: usize>(
         .collect();
     Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
 }
+
+/// Normal(0, std²) values of the given shape.
+pub fn normal_param<const D: usize>(
+    rng: &mut ChaCha8Rng,
+    shape: [usize; D],
+    std: f32,
+    device: &Device,
+) -> Param<Tensor<D>> {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| normal(rng) * std).collect();
+    Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
+}
+
+/// Xavier (Glorot) uniform: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
+pub fn xavier_uniform<const D: usize>(
+    rng: &mut ChaCha8Rng,
+    shape: [usize; D],
+    fan_in: usize,
+    fan_out: usize,
+    device: &Device,
+) -> Param<Tensor<D>> {
+    let bound = (6.0 / (fan_in + fan_out) as f32).sqrt();
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * bound)
+        .collect();
+    Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
+}

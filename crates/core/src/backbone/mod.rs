@@ -1,6 +1,7 @@
 //! Backbones: feature extractors that heads and methods build on.
 
 mod resnet;
+pub mod vit;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,9 @@
 
 pub mod torchvision;
 
-pub use torchvision::{ImportOptions, LoadReport, convert_torchvision, import_torchvision};
+pub use torchvision::{
+    ImportOptions, LoadReport, convert_torchvision, import_torchvision, import_torchvision_vit,
+};
 
 use std::path::Path;
 

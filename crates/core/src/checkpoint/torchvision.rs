@@ -21,6 +21,7 @@ use burn::store::{
 use rand_chacha::ChaCha8Rng;
 
 use super::save_backbone;
+use crate::backbone::vit::Vit;
 use crate::backbone::{BackboneConfig, ResNet};
 use crate::error::CoreError;
 
@@ -162,17 +163,40 @@ pub fn read_tensors(
     Ok(tensors)
 }
 
-/// torchvision name -> this harness's name.
-fn harness_name(name: &str) -> String {
-    name.replace(".downsample.0.", ".downsample.conv.")
-        .replace(".downsample.1.", ".downsample.bn.")
+/// How torchvision's names for one architecture map onto the harness's.
+struct Layout {
+    /// The classifier's prefix in torchvision's state dict.
+    head_prefix: &'static str,
+    /// torchvision name -> this harness's module path.
+    to_harness: fn(&str) -> String,
+    /// Module path -> torchvision name (batch/layer norms' gamma and beta
+    /// are mapped back after it), for reports.
+    to_torchvision: fn(&str) -> String,
 }
 
+/// ResNets: torchvision keeps the shortcut in an `nn.Sequential`.
+const RESNET: Layout = Layout {
+    head_prefix: "fc.",
+    to_harness: |name| {
+        name.replace(".downsample.0.", ".downsample.conv.")
+            .replace(".downsample.1.", ".downsample.bn.")
+    },
+    to_torchvision: |path| {
+        path.replace(".downsample.conv.", ".downsample.0.")
+            .replace(".downsample.bn.", ".downsample.1.")
+    },
+};
+
+/// Vision transformers: block list and MLP indices (see `backbone::vit`).
+const VIT: Layout = Layout {
+    head_prefix: "heads.head.",
+    to_harness: crate::backbone::vit::harness_name,
+    to_torchvision: crate::backbone::vit::torchvision_name,
+};
+
 /// Model path (burn names) -> torchvision name, for reports.
-fn torchvision_name(path: &str) -> String {
-    let name = path
-        .replace(".downsample.conv.", ".downsample.0.")
-        .replace(".downsample.bn.", ".downsample.1.");
+fn torchvision_name(path: &str, layout: &Layout) -> String {
+    let name = (layout.to_torchvision)(path);
     match name.rsplit_once('.') {
         Some((m, "gamma")) => format!("{m}.weight"),
         Some((m, "beta")) => format!("{m}.bias"),
@@ -180,25 +204,20 @@ fn torchvision_name(path: &str) -> String {
     }
 }
 
-fn record(report: &mut LoadReport, result: burn::store::ApplyResult, prefix: &str) {
-    report.applied.extend(
-        result
-            .applied
-            .iter()
-            .map(|p| format!("{prefix}{}", torchvision_name(p))),
-    );
-    report.missing.extend(
-        result
-            .missing
-            .iter()
-            .map(|(p, _)| format!("{prefix}{}", torchvision_name(p))),
-    );
-    report.unused.extend(
-        result
-            .unused
-            .iter()
-            .map(|p| format!("{prefix}{}", torchvision_name(p))),
-    );
+fn record(
+    report: &mut LoadReport,
+    result: burn::store::ApplyResult,
+    prefix: &str,
+    layout: &Layout,
+) {
+    let name = |p: &str| format!("{prefix}{}", torchvision_name(p, layout));
+    report
+        .applied
+        .extend(result.applied.iter().map(|p| name(p)));
+    report
+        .missing
+        .extend(result.missing.iter().map(|(p, _)| name(p)));
+    report.unused.extend(result.unused.iter().map(|p| name(p)));
     for e in &result.errors {
         report.mismatched.push(match e {
             ApplyError::ShapeMismatch {
@@ -206,8 +225,8 @@ fn record(report: &mut LoadReport, result: burn::store::ApplyResult, prefix: &st
                 expected,
                 found,
             } => format!(
-                "{prefix}{}: model {:?}, checkpoint {:?}",
-                torchvision_name(path),
+                "{}: model {:?}, checkpoint {:?}",
+                name(path),
                 expected.as_slice(),
                 found.as_slice()
             ),
@@ -220,11 +239,33 @@ fn record(report: &mut LoadReport, result: burn::store::ApplyResult, prefix: &st
 /// `head` when `options.keep_head`). Anything short of a complete load is an
 /// error naming the keys unless `options.allow_partial`.
 pub fn import_torchvision(
-    mut backbone: ResNet,
-    mut head: Option<Linear>,
+    backbone: ResNet,
+    head: Option<Linear>,
     path: &Path,
     options: &ImportOptions,
 ) -> Result<(ResNet, Option<Linear>, LoadReport), CoreError> {
+    import_with(backbone, head, path, options, &RESNET)
+}
+
+/// [`import_torchvision`] for torchvision's `VisionTransformer` (`vit_b_16`
+/// and smaller ones): its head is `heads.head`. The position embeddings must
+/// be the model's size; resample them afterwards with `Vit::with_image_size`.
+pub fn import_torchvision_vit(
+    vit: Vit,
+    head: Option<Linear>,
+    path: &Path,
+    options: &ImportOptions,
+) -> Result<(Vit, Option<Linear>, LoadReport), CoreError> {
+    import_with(vit, head, path, options, &VIT)
+}
+
+fn import_with<M: ModuleSnapshot>(
+    mut backbone: M,
+    mut head: Option<Linear>,
+    path: &Path,
+    options: &ImportOptions,
+    layout: &Layout,
+) -> Result<(M, Option<Linear>, LoadReport), CoreError> {
     let mut tensors = read_tensors(path, options.top_level_key.as_deref())?;
     let mut report = LoadReport::default();
     if tensors.iter().all(|t| t.name.starts_with("module.")) {
@@ -238,7 +279,7 @@ pub fn import_torchvision(
     for mut t in tensors {
         if t.name.ends_with("num_batches_tracked") {
             report.ignored.push(t.name);
-        } else if let Some(param) = t.name.strip_prefix("fc.") {
+        } else if let Some(param) = t.name.strip_prefix(layout.head_prefix) {
             if options.keep_head {
                 t.name = param.to_string();
                 fc.push(t);
@@ -246,23 +287,26 @@ pub fn import_torchvision(
                 report.dropped_head.push(t.name);
             }
         } else {
-            t.name = harness_name(&t.name);
+            t.name = (layout.to_harness)(&t.name);
             body.push(t);
         }
     }
 
     let adapter = || Some(Box::new(PyTorchToBurnAdapter) as Box<dyn burn::store::ModuleAdapter>);
     let result = backbone.apply(body, None, adapter(), true);
-    record(&mut report, result, "");
+    record(&mut report, result, "", layout);
     if options.keep_head {
         let Some(linear) = head.as_mut() else {
             return Err(err(
                 path,
-                "keep_head: this protocol has no classifier head to load `fc` into",
+                format!(
+                    "keep_head: this protocol has no classifier head to load `{}` into",
+                    layout.head_prefix.trim_end_matches('.')
+                ),
             ));
         };
         let result = linear.apply(fc, None, adapter(), true);
-        record(&mut report, result, "fc.");
+        record(&mut report, result, layout.head_prefix, &RESNET);
     }
 
     if !options.allow_partial && !report.is_complete() {

@@ -10,3 +10,4 @@ mod penalties;
 mod resume;
 mod small_task;
 mod torchvision_import;
+mod vit_parity;

@@ -1,0 +1,326 @@
+//! A vision transformer with torchvision's `VisionTransformer` structure and
+//! parameter names (less the `encoder_layer_` prefix of its block list and
+//! the indices of its MLP's `Sequential`, see [`torchvision_name`]), so that
+//! torchvision checkpoints map onto it one to one:
+//!
+//! - a `patch`×`patch` stride-`patch` convolution (`conv_proj`) into `dim`
+//!   channels, flattened to one token per patch;
+//! - a learned class token in front, learned position embeddings added;
+//! - `depth` pre-norm blocks: x + attention(ln_1(x)), then x + mlp(ln_2(x)),
+//!   the MLP Linear → GELU (exact, erf) → Linear;
+//! - a final LayerNorm; the features are the class token's, `[batch, dim]`.
+//!
+//! Every LayerNorm uses torchvision's eps, 1e-6. Attention is PyTorch's
+//! `nn.MultiheadAttention` with packed input projections (`in_proj_weight`,
+//! `[3·dim, dim]`, in PyTorch's layout) and an output projection. Dropout is
+//! 0 (torchvision's default), so there is none.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+
+use crate::init::{normal_param, uniform_fan_in, xavier_uniform};
+
+/// torchvision's LayerNorm eps in `VisionTransformer`.
+const LAYER_NORM_EPS: f64 = 1e-6;
+
+/// The shape of a ViT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VitSpec {
+    pub image_size: usize,
+    pub patch: usize,
+    pub dim: usize,
+    pub depth: usize,
+    pub heads: usize,
+    pub mlp_dim: usize,
+}
+
+impl VitSpec {
+    /// Patches along one side.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch
+    }
+
+    /// Tokens: one per patch and the class token.
+    pub fn tokens(&self) -> usize {
+        self.grid() * self.grid() + 1
+    }
+
+    /// What is wrong with this shape, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        if self.patch == 0 || !self.image_size.is_multiple_of(self.patch) {
+            return Err(format!(
+                "image_size {} is not a multiple of patch {}",
+                self.image_size, self.patch
+            ));
+        }
+        if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
+            return Err(format!(
+                "dim {} is not a multiple of heads {}",
+                self.dim, self.heads
+            ));
+        }
+        if self.depth == 0 || self.mlp_dim == 0 {
+            return Err("depth and mlp_dim must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// `nn.MultiheadAttention` as torchvision's encoder block holds it.
+#[derive(Module, Debug)]
+pub struct SelfAttention {
+    /// `[3·dim, dim]`: the query, key and value projections stacked (PyTorch's layout).
+    pub in_proj_weight: Param<Tensor<2>>,
+    pub in_proj_bias: Param<Tensor<1>>,
+    pub out_proj: Linear,
+    heads: usize,
+}
+
+impl SelfAttention {
+    fn new(dim: usize, heads: usize, rng: &mut ChaCha8Rng, device: &Device) -> Self {
+        let mut out_proj = LinearConfig::new(dim, dim)
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        out_proj.weight = uniform_fan_in(rng, [dim, dim], dim, device);
+        Self {
+            // PyTorch: xavier-uniform over the packed matrix, zero biases.
+            in_proj_weight: xavier_uniform(rng, [3 * dim, dim], dim, 3 * dim, device),
+            in_proj_bias: Param::from_tensor(Tensor::zeros([3 * dim], device)),
+            out_proj,
+            heads,
+        }
+    }
+
+    /// `x`: `[batch, tokens, dim]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [batch, tokens, dim] = x.dims();
+        let head_dim = dim / self.heads;
+        let w = self.in_proj_weight.val().transpose().unsqueeze::<3>();
+        let qkv = x.matmul(w) + self.in_proj_bias.val().unsqueeze::<3>();
+        // [batch, tokens, 3, heads, head_dim] -> three [batch, heads, tokens, head_dim]
+        let qkv = qkv
+            .reshape([batch, tokens, 3, self.heads, head_dim])
+            .permute([2, 0, 3, 1, 4]);
+        let part = |i: usize| {
+            qkv.clone()
+                .narrow(0, i, 1)
+                .reshape([batch, self.heads, tokens, head_dim])
+        };
+        let (q, k, v) = (part(0), part(1), part(2));
+        let scores = q.matmul(k.transpose()) / (head_dim as f64).sqrt();
+        let out = softmax(scores, 3).matmul(v);
+        let out = out.swap_dims(1, 2).reshape([batch, tokens, dim]);
+        self.out_proj.forward(out)
+    }
+}
+
+/// torchvision's `MLPBlock`: Linear (`mlp.0`) → GELU → Linear (`mlp.3`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl Mlp {
+    fn new(dim: usize, hidden: usize, rng: &mut ChaCha8Rng, device: &Device) -> Self {
+        let mut linear = |cin: usize, cout: usize| {
+            let mut l = LinearConfig::new(cin, cout)
+                .with_initializer(Initializer::Zeros)
+                .init(device);
+            // torchvision: xavier-uniform weights, normal(std 1e-6) biases.
+            l.weight = xavier_uniform(rng, [cin, cout], cin, cout, device);
+            l.bias = Some(normal_param(rng, [cout], 1e-6, device));
+            l
+        };
+        let fc1 = linear(dim, hidden);
+        let fc2 = linear(hidden, dim);
+        Self { fc1, fc2 }
+    }
+
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(gelu(self.fc1.forward(x)))
+    }
+}
+
+/// torchvision's `EncoderBlock`.
+#[derive(Module, Debug)]
+pub struct EncoderBlock {
+    pub ln_1: LayerNorm,
+    pub self_attention: SelfAttention,
+    pub ln_2: LayerNorm,
+    pub mlp: Mlp,
+}
+
+impl EncoderBlock {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let y = self.self_attention.forward(self.ln_1.forward(x.clone())) + x;
+        self.mlp.forward(self.ln_2.forward(y.clone())) + y
+    }
+}
+
+/// torchvision's `Encoder`: position embeddings, blocks, final LayerNorm.
+#[derive(Module, Debug)]
+pub struct VitEncoder {
+    /// `[1, tokens, dim]`, the class token's first.
+    pub pos_embedding: Param<Tensor<3>>,
+    pub layers: Vec<EncoderBlock>,
+    pub ln: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+pub struct Vit {
+    pub conv_proj: Conv2d,
+    /// `[1, 1, dim]`.
+    pub class_token: Param<Tensor<3>>,
+    pub encoder: VitEncoder,
+}
+
+fn layer_norm(dim: usize, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(dim)
+        .with_epsilon(LAYER_NORM_EPS)
+        .init(device)
+}
+
+impl Vit {
+    /// Random weights drawn as torchvision initialises them (the patch
+    /// convolution's fan-in normal, position embeddings at std 0.02, a zero
+    /// class token), from `rng` alone.
+    pub fn new(spec: VitSpec, rng: &mut ChaCha8Rng, device: &Device) -> Self {
+        let (p, dim) = (spec.patch, spec.dim);
+        let mut conv_proj = Conv2dConfig::new([3, dim], [p, p])
+            .with_stride([p, p])
+            .with_padding(PaddingConfig2d::Valid)
+            .with_initializer(Initializer::Zeros)
+            .init(device);
+        let fan_in = 3 * p * p;
+        conv_proj.weight = normal_param(rng, [dim, 3, p, p], (1.0 / fan_in as f32).sqrt(), device);
+        let pos_embedding = normal_param(rng, [1, spec.tokens(), dim], 0.02, device);
+        let layers = (0..spec.depth)
+            .map(|_| EncoderBlock {
+                ln_1: layer_norm(dim, device),
+                self_attention: SelfAttention::new(dim, spec.heads, rng, device),
+                ln_2: layer_norm(dim, device),
+                mlp: Mlp::new(dim, spec.mlp_dim, rng, device),
+            })
+            .collect();
+        Self {
+            conv_proj,
+            class_token: Param::from_tensor(Tensor::zeros([1, 1, dim], device)),
+            encoder: VitEncoder {
+                pos_embedding,
+                layers,
+                ln: layer_norm(dim, device),
+            },
+        }
+    }
+
+    pub fn feature_dim(&self) -> usize {
+        self.class_token.dims()[2]
+    }
+
+    /// Every token after the final LayerNorm, `[batch, tokens, dim]`.
+    pub fn tokens(&self, x: Tensor<4>) -> Tensor<3> {
+        let patches = self.conv_proj.forward(x);
+        let [batch, dim, h, w] = patches.dims();
+        let patches = patches.reshape([batch, dim, h * w]).swap_dims(1, 2);
+        let class = self.class_token.val().expand([batch, 1, dim]);
+        let mut x = Tensor::cat(vec![class, patches], 1);
+        let pos = self.encoder.pos_embedding.val();
+        assert_eq!(
+            pos.dims()[1],
+            x.dims()[1],
+            "position embeddings for {} tokens, the image gives {}: \
+             interpolate them to the image size (Vit::with_image_size)",
+            pos.dims()[1],
+            x.dims()[1]
+        );
+        x = x + pos;
+        for block in &self.encoder.layers {
+            x = block.forward(x);
+        }
+        self.encoder.ln.forward(x)
+    }
+
+    /// The class token's features, `[batch, dim]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let tokens = self.tokens(x);
+        let [batch, _, dim] = tokens.dims();
+        tokens.narrow(1, 0, 1).reshape([batch, dim])
+    }
+
+    /// This model for images of `image_size` (a multiple of `patch`): the
+    /// patch position embeddings resampled to the new grid as torchvision's
+    /// `interpolate_embeddings` does (bicubic, corners aligned), the class
+    /// token's kept.
+    pub fn with_image_size(mut self, image_size: usize, patch: usize) -> Self {
+        let pos = self.encoder.pos_embedding.val();
+        let [_, tokens, dim] = pos.dims();
+        let old = ((tokens - 1) as f64).sqrt() as usize;
+        let new = image_size / patch;
+        if old == new {
+            return self;
+        }
+        let class = pos.clone().narrow(1, 0, 1);
+        let grid = pos
+            .narrow(1, 1, tokens - 1)
+            .swap_dims(1, 2)
+            .reshape([1, dim, old, old]);
+        let resized = interpolate(
+            grid,
+            InterpolateOptions::new(InterpolateMode::Bicubic)
+                .with_output_size([new, new])
+                .with_align_corners(true),
+        );
+        let resized = resized.reshape([1, dim, new * new]).swap_dims(1, 2);
+        self.encoder.pos_embedding = Param::from_tensor(Tensor::cat(vec![class, resized], 1));
+        self
+    }
+}
+
+/// This module's parameter path → torchvision's name (`layers.3.` →
+/// `layers.encoder_layer_3.`, `mlp.fc1.` → `mlp.0.`, `mlp.fc2.` → `mlp.3.`);
+/// LayerNorm's gamma and beta are mapped by burn's PyTorch adapter.
+pub fn torchvision_name(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 16);
+    let mut parts = path.split('.').peekable();
+    let mut previous = "";
+    while let Some(part) = parts.next() {
+        let renamed = match (previous, part) {
+            ("layers", i) if i.chars().all(|c| c.is_ascii_digit()) => format!("encoder_layer_{i}"),
+            ("mlp", "fc1") => "0".to_string(),
+            ("mlp", "fc2") => "3".to_string(),
+            _ => part.to_string(),
+        };
+        out.push_str(&renamed);
+        if parts.peek().is_some() {
+            out.push('.');
+        }
+        previous = part;
+    }
+    out
+}
+
+/// torchvision's name → this module's parameter path (the inverse of [`torchvision_name`]).
+pub fn harness_name(name: &str) -> String {
+    let mut out = Vec::new();
+    let mut previous = "";
+    for part in name.split('.') {
+        let renamed = match (previous, part) {
+            ("layers", p) if p.starts_with("encoder_layer_") => {
+                p["encoder_layer_".len()..].to_string()
+            }
+            ("mlp", "0") => "fc1".to_string(),
+            ("mlp", "3") => "fc2".to_string(),
+            _ => part.to_string(),
+        };
+        out.push(renamed);
+        previous = part;
+    }
+    out.join(".")
+}
