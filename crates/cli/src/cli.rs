@@ -91,12 +91,15 @@ pub enum Command {
     Convert {
         /// The torchvision checkpoint.
         weights: PathBuf,
-        /// resnet18, resnet50 or resnet18-cifar.
+        /// resnet18, resnet50, resnet18-cifar, vit-b-16, vit-tiny or vit.
         #[arg(long)]
         arch: String,
-        /// Base width (torchvision's models: 64).
+        /// Base width of a ResNet (torchvision's models: 64).
         #[arg(long, default_value_t = 64)]
         width: usize,
+        /// A ViT's shape (`arch vit`, or overriding a preset's value).
+        #[command(flatten)]
+        vit: VitShape,
         /// The dictionary inside a .pth file that holds the state dict (e.g. `state_dict`).
         #[arg(long)]
         weights_key: Option<String>,
@@ -238,4 +241,22 @@ pub struct SlurmResources {
     /// A further `#SBATCH` argument, e.g. `--sbatch=--account=abc` (repeatable).
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub sbatch: Vec<String>,
+}
+
+/// A ViT's shape on the command line; `--image-size` other than the
+/// checkpoint's resamples its position embeddings (as torchvision does).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct VitShape {
+    #[arg(long)]
+    pub patch: Option<usize>,
+    #[arg(long)]
+    pub dim: Option<usize>,
+    #[arg(long)]
+    pub depth: Option<usize>,
+    #[arg(long)]
+    pub heads: Option<usize>,
+    #[arg(long)]
+    pub mlp_ratio: Option<usize>,
+    #[arg(long)]
+    pub image_size: Option<usize>,
 }

@@ -143,6 +143,7 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             weights,
             arch,
             width,
+            vit,
             weights_key,
             allow_partial,
             output,
@@ -153,6 +154,12 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
                 weights: Some(weights.clone()),
                 weights_key,
                 allow_partial,
+                patch: vit.patch,
+                dim: vit.dim,
+                depth: vit.depth,
+                heads: vit.heads,
+                mlp_ratio: vit.mlp_ratio,
+                image_size: vit.image_size,
                 ..Default::default()
             };
             convert(&config, &weights, &output)
@@ -289,11 +296,17 @@ fn convert(config: &BackboneConfig, weights: &Path, output: &Path) -> Result<Exi
     let report = convert_torchvision(config, output, &device.device()?)
         .with_context(|| format!("converting {}", weights.display()))?;
     println!("{}: {report}", weights.display());
+    let shape = match config.vit_spec()? {
+        Some(v) => format!(
+            "patch {}, dim {}, depth {}, heads {}, mlp {}, image size {}",
+            v.patch, v.dim, v.depth, v.heads, v.mlp_dim, v.image_size
+        ),
+        None => format!("width {}", config.width),
+    };
     println!(
-        "wrote {} (arch {}, width {}); use it as `backbone.checkpoint`",
+        "wrote {} (arch {}, {shape}); use it as `backbone.checkpoint`",
         output.display(),
         config.arch.name(),
-        config.width
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use reusebench_data::{BatchIter, BatchPlan, ImageSet, Normalization};
 
 use burn::nn::Linear;
 
-use crate::backbone::ResNet;
+use crate::backbone::{Backbone, ResNet};
 use crate::model::Classifier;
 
 pub use crate::rows::Rows;
@@ -53,7 +53,7 @@ pub trait FeatureNet {
     fn feature_pass(&self) -> impl Fn(Tensor<4>) -> Tensor<2>;
 }
 
-impl FeatureNet for ResNet {
+impl FeatureNet for Backbone {
     fn feature_pass(&self) -> impl Fn(Tensor<4>) -> Tensor<2> {
         let backbone = self.valid();
         move |x| backbone.forward(x)
@@ -80,9 +80,9 @@ pub fn features(
 
 /// Activations of stage `layer` of `backbone` (see [`ResNet::LAYERS`]),
 /// read at `tap` and averaged over space (evaluation mode). `None` for a
-/// stage the backbone does not have.
+/// stage the backbone does not have (a ViT has no ResNet stages).
 pub fn pooled_activations(
-    backbone: &ResNet,
+    backbone: &Backbone,
     layer: &str,
     tap: Tap,
     set: &Arc<ImageSet>,
@@ -90,6 +90,7 @@ pub fn pooled_activations(
     normalization: Normalization,
     device: &Device,
 ) -> Option<Rows> {
+    let backbone = backbone.as_resnet()?;
     if !ResNet::LAYERS.contains(&layer) {
         return None;
     }
@@ -209,12 +210,15 @@ pub fn cached_features_keyed(
 /// keeps statistics of 0 and 1 otherwise, and its evaluation-mode features
 /// explode layer by layer.
 pub fn recompute_batch_norm(
-    backbone: ResNet,
+    mut backbone: Backbone,
     set: &Arc<ImageSet>,
     batch_size: usize,
     normalization: Normalization,
     device: &Device,
-) -> ResNet {
+) -> Backbone {
+    if backbone.batch_norms_mut().is_empty() {
+        return backbone; // a ViT: nothing to recompute
+    }
     // Untracked parameters: the training-mode passes build no autodiff
     // graph (with tracked ones, every pass's graph stayed alive: 1.6 GB on
     // the quickstart). Batch norm keeps its training behaviour.

@@ -10,7 +10,7 @@ use burn::tensor::loss::cross_entropy_with_logits;
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backbone::{BackboneConfig, ResNet};
+use crate::backbone::{Backbone, BackboneConfig};
 use crate::init::uniform_fan_in;
 
 /// A model the shared training loop can train: it says how it computes
@@ -29,7 +29,7 @@ pub trait TrainModel: Module + Clone {
 /// base's feature size.
 #[derive(Module, Debug)]
 pub struct SideNet {
-    pub net: ResNet,
+    pub net: Backbone,
     pub proj: Linear,
 }
 
@@ -51,7 +51,7 @@ impl SideNet {
     /// initialisation): a copy of `base` whose parameters train and whose
     /// batch norm runs in training mode, and an identity projection of its
     /// `dim` features, so that side(x) = base(x) before the first step.
-    pub fn copy_of(base: &ResNet, dim: usize, device: &Device) -> Self {
+    pub fn copy_of(base: &Backbone, dim: usize, device: &Device) -> Self {
         // New parameter ids: the optimizer and the penalties key on them,
         // and the copy must not share them with the frozen base it came from
         // (an update of the copy would move the base too).
@@ -97,7 +97,7 @@ impl burn::module::ModuleMapper for FreshIds {
 /// parameter.
 #[derive(Module, Debug)]
 pub struct SideTuned {
-    pub base: ResNet,
+    pub base: Backbone,
     pub side: SideNet,
     /// Weight of the (frozen) base features in the blend, when not learned.
     pub alpha: f64,
@@ -137,7 +137,7 @@ impl SideTuned {
 #[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Encoder {
-    Backbone(ResNet),
+    Backbone(Backbone),
     SideTuned(SideTuned),
 }
 
@@ -151,7 +151,7 @@ impl Encoder {
 
     /// The pretrained network at the bottom: the backbone itself, or the
     /// frozen base a wrapper holds.
-    pub fn base(&self) -> &ResNet {
+    pub fn base(&self) -> &Backbone {
         match self {
             Encoder::Backbone(b) => b,
             Encoder::SideTuned(s) => &s.base,
@@ -181,12 +181,12 @@ pub fn linear_head(
 }
 
 /// A randomly initialised backbone of the given config (checkpoint not applied).
-pub fn build_backbone(config: &BackboneConfig, rng: &mut ChaCha8Rng, device: &Device) -> ResNet {
+pub fn build_backbone(config: &BackboneConfig, rng: &mut ChaCha8Rng, device: &Device) -> Backbone {
     config.build(rng, device)
 }
 
 impl Classifier {
-    pub fn new(backbone: ResNet, head: Linear) -> Self {
+    pub fn new(backbone: Backbone, head: Linear) -> Self {
         Self {
             encoder: Encoder::Backbone(backbone),
             head,
@@ -194,11 +194,11 @@ impl Classifier {
     }
 
     /// The pretrained network under everything (see [`Encoder::base`]).
-    pub fn backbone(&self) -> &ResNet {
+    pub fn backbone(&self) -> &Backbone {
         self.encoder.base()
     }
 
-    pub fn backbone_mut(&mut self) -> &mut ResNet {
+    pub fn backbone_mut(&mut self) -> &mut Backbone {
         match &mut self.encoder {
             Encoder::Backbone(b) => b,
             Encoder::SideTuned(s) => &mut s.base,

@@ -88,8 +88,26 @@ impl Checks<'_> {
 
     /// The backbone's settings and, for a harness checkpoint on disk now
     /// that no earlier cell overwrites, its header against the architecture.
-    pub fn backbone(&self, config: &BackboneConfig, key: &str) -> Result<(), CoreError> {
+    /// `image_size`: the side of the images the backbone will see.
+    pub fn backbone(
+        &self,
+        config: &BackboneConfig,
+        key: &str,
+        image_size: usize,
+    ) -> Result<(), CoreError> {
         config.validate().map_err(|e| prefix_key(e, key))?;
+        if let Some(vit) = config.vit_spec()?
+            && vit.image_size != image_size
+        {
+            return Err(CoreError::config(
+                &format!("{key}.image_size"),
+                format!(
+                    "the ViT's position embeddings are for {} px images, the data gives {image_size} px: \
+                     set image_size: {image_size} (torchvision `weights` for another size are resampled on import)",
+                    vit.image_size
+                ),
+            ));
+        }
         if let Some(path) = &config.checkpoint
             && path.is_file()
             && !(self.produced)(path)

@@ -20,3 +20,4 @@ mod snapshots;
 mod toy_protocol;
 mod tracking;
 mod tune;
+mod vit;

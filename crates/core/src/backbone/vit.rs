@@ -51,22 +51,28 @@ impl VitSpec {
         self.grid() * self.grid() + 1
     }
 
-    /// What is wrong with this shape, if anything.
-    pub fn check(&self) -> Result<(), String> {
+    /// What is wrong with this shape, if anything: the key at fault and why.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
         if self.patch == 0 || !self.image_size.is_multiple_of(self.patch) {
-            return Err(format!(
-                "image_size {} is not a multiple of patch {}",
-                self.image_size, self.patch
+            return Err((
+                "patch",
+                format!(
+                    "image_size {} is not a multiple of patch {}",
+                    self.image_size, self.patch
+                ),
             ));
         }
         if self.heads == 0 || !self.dim.is_multiple_of(self.heads) {
-            return Err(format!(
-                "dim {} is not a multiple of heads {}",
-                self.dim, self.heads
+            return Err((
+                "heads",
+                format!("dim {} is not a multiple of heads {}", self.dim, self.heads),
             ));
         }
-        if self.depth == 0 || self.mlp_dim == 0 {
-            return Err("depth and mlp_dim must be at least 1".into());
+        if self.depth == 0 {
+            return Err(("depth", "must be at least 1".into()));
+        }
+        if self.mlp_dim == 0 {
+            return Err(("mlp_ratio", "must be at least 1".into()));
         }
         Ok(())
     }

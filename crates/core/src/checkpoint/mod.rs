@@ -5,7 +5,7 @@
 pub mod torchvision;
 
 pub use torchvision::{
-    ImportOptions, LoadReport, convert_torchvision, import_torchvision, import_torchvision_vit,
+    ImportOptions, LoadReport, convert_torchvision, import_torchvision, import_vit,
 };
 
 use std::path::Path;
@@ -14,7 +14,7 @@ use burn::module::Module;
 use burn::nn::Linear;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 
-use crate::backbone::{BackboneConfig, ResNet};
+use crate::backbone::{Backbone, BackboneConfig};
 use crate::error::CoreError;
 
 fn err(path: &Path, message: impl Into<String>) -> CoreError {
@@ -25,19 +25,33 @@ fn err(path: &Path, message: impl Into<String>) -> CoreError {
 }
 
 /// Writes `backbone` to `path` (atomically: a temporary file, then a rename).
+/// The tensors keep their module's own names (a ResNet's are torchvision's
+/// but for the shortcut), so checkpoints from before the ViT stay readable.
 pub fn save_backbone(
-    backbone: &ResNet,
+    backbone: &Backbone,
     config: &BackboneConfig,
     path: &Path,
 ) -> Result<(), CoreError> {
-    save_module(
-        backbone,
-        &[
-            ("reusebench.arch", format!("{:?}", config.arch)),
-            ("reusebench.width", config.width.to_string()),
-        ],
-        path,
-    )
+    let arch = ("reusebench.arch", format!("{:?}", config.arch));
+    match backbone {
+        Backbone::ResNet(r) => save_module(
+            r,
+            &[arch, ("reusebench.width", config.width.to_string())],
+            path,
+        ),
+        Backbone::Vit(v) => save_module(v, &[arch, ("reusebench.vit", vit_shape(config))], path),
+    }
+}
+
+/// A ViT config's shape as the checkpoint metadata records it.
+fn vit_shape(config: &BackboneConfig) -> String {
+    match config.vit_spec() {
+        Ok(Some(s)) => format!(
+            "patch {} dim {} depth {} heads {} mlp {} image {}",
+            s.patch, s.dim, s.depth, s.heads, s.mlp_dim, s.image_size
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Writes a classifier's linear head to `path` (its own safetensors file,
@@ -104,6 +118,22 @@ pub fn check_header(config: &BackboneConfig, path: &Path) -> Result<(), String> 
     let meta = header.get("__metadata__");
     let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(|v| v.as_str());
     let (arch, width) = (format!("{:?}", config.arch), config.width.to_string());
+    if config.arch.is_vit() {
+        let shape = vit_shape(config);
+        return match (field("reusebench.arch"), field("reusebench.vit")) {
+            (Some(saved_arch), Some(saved)) if saved_arch != arch || saved != shape => {
+                Err(format!(
+                    "{} holds a {saved_arch} ({saved}), the config asks for a {arch} ({shape})",
+                    path.display()
+                ))
+            }
+            (Some(saved_arch), None) if saved_arch != arch => Err(format!(
+                "{} holds a {saved_arch}, the config asks for a {arch}",
+                path.display()
+            )),
+            _ => Ok(()),
+        };
+    }
     if let (Some(saved_arch), Some(saved_width)) =
         (field("reusebench.arch"), field("reusebench.width"))
         && (saved_arch != arch || saved_width != width)
@@ -130,12 +160,19 @@ pub fn check_header(config: &BackboneConfig, path: &Path) -> Result<(), String> 
 
 /// Loads weights from `path` into `backbone`. Every tensor must be present
 /// with the right shape: a partial load is an error that names the keys.
-pub fn load_backbone(backbone: ResNet, path: &Path) -> Result<ResNet, CoreError> {
-    load_module(
-        backbone,
-        path,
-        "the configured backbone (check arch and width)",
-    )
+pub fn load_backbone(backbone: Backbone, path: &Path) -> Result<Backbone, CoreError> {
+    Ok(match backbone {
+        Backbone::ResNet(r) => Backbone::ResNet(load_module(
+            r,
+            path,
+            "the configured backbone (check arch and width)",
+        )?),
+        Backbone::Vit(v) => Backbone::Vit(load_module(
+            v,
+            path,
+            "the configured ViT (check its patch, dim, depth, heads, mlp_ratio and image_size)",
+        )?),
+    })
 }
 
 pub(crate) fn load_module<M: Module>(

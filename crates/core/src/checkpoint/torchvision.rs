@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::save_backbone;
 use crate::backbone::vit::Vit;
-use crate::backbone::{BackboneConfig, ResNet};
+use crate::backbone::{Backbone, BackboneConfig};
 use crate::error::CoreError;
 
 /// How to read a checkpoint.
@@ -237,36 +237,87 @@ fn record(
 
 /// Loads torchvision-layout weights from `path` into `backbone` (and into
 /// `head` when `options.keep_head`). Anything short of a complete load is an
-/// error naming the keys unless `options.allow_partial`.
+/// error naming the keys unless `options.allow_partial`. A ViT's position
+/// embeddings for another image size are resampled to the model's, as
+/// torchvision's `interpolate_embeddings` does.
 pub fn import_torchvision(
-    backbone: ResNet,
+    backbone: Backbone,
     head: Option<Linear>,
     path: &Path,
     options: &ImportOptions,
-) -> Result<(ResNet, Option<Linear>, LoadReport), CoreError> {
-    import_with(backbone, head, path, options, &RESNET)
+) -> Result<(Backbone, Option<Linear>, LoadReport), CoreError> {
+    match backbone {
+        Backbone::ResNet(r) => {
+            let tensors = read_tensors(path, options.top_level_key.as_deref())?;
+            let (r, head, report) = import_with(r, head, tensors, path, options, &RESNET)?;
+            Ok((Backbone::ResNet(r), head, report))
+        }
+        Backbone::Vit(v) => {
+            let (v, head, report) = import_vit(v, head, path, options)?;
+            Ok((Backbone::Vit(v), head, report))
+        }
+    }
 }
 
 /// [`import_torchvision`] for torchvision's `VisionTransformer` (`vit_b_16`
-/// and smaller ones): its head is `heads.head`. The position embeddings must
-/// be the model's size; resample them afterwards with `Vit::with_image_size`.
-pub fn import_torchvision_vit(
+/// and smaller ones): its head is `heads.head`.
+pub fn import_vit(
     vit: Vit,
     head: Option<Linear>,
     path: &Path,
     options: &ImportOptions,
 ) -> Result<(Vit, Option<Linear>, LoadReport), CoreError> {
-    import_with(vit, head, path, options, &VIT)
+    let mut tensors = read_tensors(path, options.top_level_key.as_deref())?;
+    let tokens = vit.encoder.pos_embedding.dims()[1];
+    let position = |t: &PackTensor| t.name.trim_start_matches("module.") == "encoder.pos_embedding";
+    // Position embeddings for another number of patches: loaded apart and
+    // resampled, then set (the rest must match as usual).
+    let other_size = tensors
+        .iter()
+        .position(|t| position(t) && t.shape.as_slice().get(1) != Some(&tokens));
+    if let Some(i) = other_size {
+        let t = tensors.remove(i);
+        let shape = t.shape.as_slice().to_vec();
+        let side = ((shape[1].max(1) - 1) as f64).sqrt() as usize;
+        if shape.len() != 3 || side * side + 1 != shape[1] || shape[2] != vit.feature_dim() {
+            return Err(err(
+                path,
+                format!(
+                    "encoder.pos_embedding has shape {shape:?}: not [1, 1 + n², {}]",
+                    vit.feature_dim()
+                ),
+            ));
+        }
+        let data = burn::store::bridge::to_data(&t)
+            .map_err(|e| err(path, format!("encoder.pos_embedding: {e}")))?;
+        // Resampled on a copy at the checkpoint's grid, then loaded as if
+        // the file held it at the model's.
+        let device = vit.encoder.pos_embedding.device();
+        let patch = vit.conv_proj.weight.dims()[2];
+        let model_side = ((tokens - 1) as f64).sqrt() as usize;
+        let mut at_checkpoint = vit.clone();
+        at_checkpoint.encoder.pos_embedding =
+            burn::module::Param::from_tensor(burn::tensor::Tensor::from_data(data, &device));
+        let resized = at_checkpoint
+            .with_image_size(model_side * patch, patch)
+            .encoder
+            .pos_embedding
+            .val()
+            .into_data();
+        tensors.push(burn::store::bridge::from_data(resized, t.name, None));
+    }
+    let (vit, head, report) = import_with(vit, head, tensors, path, options, &VIT)?;
+    Ok((vit, head, report))
 }
 
 fn import_with<M: ModuleSnapshot>(
     mut backbone: M,
     mut head: Option<Linear>,
+    mut tensors: Vec<PackTensor>,
     path: &Path,
     options: &ImportOptions,
     layout: &Layout,
 ) -> Result<(M, Option<Linear>, LoadReport), CoreError> {
-    let mut tensors = read_tensors(path, options.top_level_key.as_deref())?;
     let mut report = LoadReport::default();
     if tensors.iter().all(|t| t.name.starts_with("module.")) {
         report.stripped_prefix = true;

@@ -87,10 +87,15 @@ impl CostConfig {
 /// backbone stage named on the path (`stem` for the first convolution and
 /// its batch norm), otherwise the path's first module (`head`).
 pub fn layer_of(path: &[String]) -> String {
-    for part in path {
+    for (i, part) in path.iter().enumerate() {
         match part.as_str() {
             "layer1" | "layer2" | "layer3" | "layer4" => return part.clone(),
             "conv1" | "bn1" => return "stem".into(),
+            // A ViT: its blocks, and the patch and position embeddings.
+            "layers" if path.get(i + 1).is_some_and(|n| n.parse::<usize>().is_ok()) => {
+                return format!("block{}", path[i + 1]);
+            }
+            "conv_proj" | "class_token" | "pos_embedding" => return "embedding".into(),
             _ => {}
         }
     }
@@ -378,6 +383,12 @@ mod tests {
         assert_eq!(layer_of(&p("encoder.Backbone.layer3.1.conv2")), "layer3");
         assert_eq!(layer_of(&p("encoder.Backbone.conv1")), "stem");
         assert_eq!(layer_of(&p("encoder.Backbone.bn1")), "stem");
+        let vit = "encoder.Backbone.Vit.encoder.layers.3.mlp.fc1.weight";
+        assert_eq!(layer_of(&p(vit)), "block3");
+        assert_eq!(
+            layer_of(&p("encoder.Backbone.Vit.conv_proj.weight")),
+            "embedding"
+        );
         assert_eq!(layer_of(&p("head")), "head");
     }
 }

@@ -12,8 +12,8 @@ use reusebench_core::features::recompute_batch_norm;
 use reusebench_data::synthetic;
 
 /// The running mean of the stem's batch norm.
-fn stem_running_mean(backbone: &reusebench_core::backbone::ResNet) -> Vec<f32> {
-    let mean = backbone.bn1.running_mean.value_sync();
+fn stem_running_mean(backbone: &reusebench_core::backbone::Backbone) -> Vec<f32> {
+    let mean = backbone.as_resnet().unwrap().bn1.running_mean.value_sync();
     mean.into_data().try_to_vec::<f32>().unwrap()
 }
 
@@ -32,7 +32,7 @@ fn running_statistics_are_the_mean_over_the_set() {
 
     // Every image at once through the stem convolution: the per-channel mean.
     let (x, _) = reusebench_core::testing::first_batch(&set, set.len(), data.normalization, &dev);
-    let y = backbone.conv1.forward(x);
+    let y = backbone.as_resnet().unwrap().conv1.forward(x);
     let [n, c, h, w] = y.dims();
     let want: Vec<f32> = y
         .swap_dims(0, 1)
@@ -52,7 +52,8 @@ fn running_statistics_are_the_mean_over_the_set() {
         );
     }
     assert_eq!(
-        backbone.bn1.momentum, 0.1,
+        backbone.as_resnet().unwrap().bn1.momentum,
+        0.1,
         "the layer's momentum is put back"
     );
 }

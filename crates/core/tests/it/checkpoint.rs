@@ -26,7 +26,7 @@ fn input(device: &Device) -> Tensor<4> {
     Tensor::from_data(TensorData::new(values, [2, 3, 8, 8]), device)
 }
 
-fn out(b: &reusebench_core::backbone::ResNet, device: &Device) -> Vec<f32> {
+fn out(b: &reusebench_core::backbone::Backbone, device: &Device) -> Vec<f32> {
     use burn::module::Module;
     b.valid()
         .forward(input(device))

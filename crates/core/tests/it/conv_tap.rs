@@ -25,9 +25,10 @@ fn the_conv_tap_is_what_the_block_output_is_built_from_and_goes_negative() {
         width: 4,
         ..Default::default()
     };
-    let net = config
+    let backbone = config
         .build(&mut ChaCha8Rng::seed_from_u64(2), &dev)
         .valid();
+    let net = backbone.as_resnet().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let x: Vec<f32> = (0..2 * 3 * 32 * 32)
         .map(|_| rng.random::<f32>() - 0.5)
@@ -81,8 +82,10 @@ fn the_conv_tap_is_what_the_block_output_is_built_from_and_goes_negative() {
     }
     let set = Arc::new(set);
     let norm = Normalization::IMAGENET;
-    let conv_rows = pooled_activations(&net, "layer4", Tap::Conv, &set, 4, norm, &dev).unwrap();
-    let block_rows = pooled_activations(&net, "layer4", Tap::Block, &set, 4, norm, &dev).unwrap();
+    let conv_rows =
+        pooled_activations(&backbone, "layer4", Tap::Conv, &set, 4, norm, &dev).unwrap();
+    let block_rows =
+        pooled_activations(&backbone, "layer4", Tap::Block, &set, 4, norm, &dev).unwrap();
     assert_eq!((conv_rows.dim, block_rows.dim), (c, c));
     let negatives = conv_rows.values.iter().filter(|v| **v < 0.0).count();
     assert!(negatives > 0, "the conv tap must see negative values");

@@ -97,7 +97,11 @@ fn mas_importance_matches_finite_differences() {
             / set.len() as f64
     };
     let head_w = table_values(&omega, &model.head.weight.id).unwrap();
-    let conv_w = table_values(&omega, &model.backbone().conv1.weight.id).unwrap();
+    let conv_w = table_values(
+        &omega,
+        &model.backbone().as_resnet().unwrap().conv1.weight.id,
+    )
+    .unwrap();
     let mut checked = 0;
     for k in [0usize, 5, 11, 20] {
         let want = fd(&|m, d| {
@@ -115,7 +119,10 @@ fn mas_importance_matches_finite_differences() {
     for k in [0usize, 7, 30, 53] {
         let want = fd(&|m, d| {
             let mut m = m.clone();
-            m.backbone_mut().conv1.weight = with_value(&m.backbone().conv1.weight.val(), k, d);
+            {
+                let value = with_value(&m.backbone().as_resnet().unwrap().conv1.weight.val(), k, d);
+                m.backbone_mut().as_resnet_mut().unwrap().conv1.weight = value;
+            }
             m
         });
         let got = conv_w[k] as f64;

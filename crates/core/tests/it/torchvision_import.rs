@@ -17,7 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::DeviceSpec;
-use reusebench_core::backbone::{Arch, BackboneConfig, ResNet};
+use reusebench_core::backbone::{Arch, Backbone, BackboneConfig};
 use reusebench_core::checkpoint::{
     ImportOptions, LoadReport, import_torchvision, load_backbone, save_backbone,
 };
@@ -65,7 +65,7 @@ fn config(arch: Arch, maxpool: Option<bool>) -> BackboneConfig {
     }
 }
 
-fn fresh(cfg: &BackboneConfig, device: &Device) -> ResNet {
+fn fresh(cfg: &BackboneConfig, device: &Device) -> Backbone {
     cfg.build(&mut ChaCha8Rng::seed_from_u64(5), device)
 }
 
@@ -86,7 +86,7 @@ fn import(
     cfg: &BackboneConfig,
     file: &str,
     options: ImportOptions,
-) -> (ResNet, Option<burn::nn::Linear>, LoadReport) {
+) -> (Backbone, Option<burn::nn::Linear>, LoadReport) {
     let dev = DeviceSpec::for_tests();
     let head = linear_head(
         &mut ChaCha8Rng::seed_from_u64(6),

@@ -16,7 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::DeviceSpec;
 use reusebench_core::backbone::vit::{Vit, VitSpec, harness_name, torchvision_name};
-use reusebench_core::checkpoint::{ImportOptions, import_torchvision_vit};
+use reusebench_core::checkpoint::{ImportOptions, import_vit};
 use reusebench_core::model::linear_head;
 
 const TOLERANCE: f32 = 1e-4;
@@ -69,7 +69,7 @@ fn imported() -> (Vit, burn::nn::Linear) {
         keep_head: true,
         ..ImportOptions::default()
     };
-    let (vit, head, report) = import_torchvision_vit(
+    let (vit, head, report) = import_vit(
         vit,
         Some(head),
         &fixture("vit_p8_d32.safetensors"),
@@ -140,6 +140,33 @@ fn position_embeddings_resampled_as_torchvision() {
 }
 
 #[test]
+fn a_checkpoint_for_another_image_size_is_resampled_on_import() {
+    // The 32 px file straight into a 48 px model: the import resamples the
+    // position embeddings and gives torchvision's 48 px logits.
+    let expected = tensors("vit_expected.safetensors");
+    let device = device();
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let vit = Vit::new(spec(48), &mut rng, &device);
+    let head = linear_head(&mut rng, 32, 10, &device);
+    let options = ImportOptions {
+        keep_head: true,
+        ..ImportOptions::default()
+    };
+    let (vit, head, report) = import_vit(
+        vit,
+        Some(head),
+        &fixture("vit_p8_d32.safetensors"),
+        &options,
+    )
+    .unwrap();
+    assert!(report.is_complete(), "{report}");
+    let logits = head
+        .unwrap()
+        .forward(vit.forward(input(&expected, "input_48")));
+    assert_close(logits, &expected["logits_48"], "logits of the 48 px import");
+}
+
+#[test]
 fn vit_b_16_layout_is_torchvisions_key_for_key() {
     // The full-size model's parameter paths, mapped to torchvision's names,
     // are vit_b_16's state dict less its head, shape for shape.
@@ -179,12 +206,14 @@ fn vit_b_16_layout_is_torchvisions_key_for_key() {
 #[test]
 fn a_spec_that_does_not_divide_is_named() {
     let mut bad = spec(30);
-    assert!(bad.check().unwrap_err().contains("image_size 30"));
+    assert_eq!(bad.check().unwrap_err().0, "patch");
+    assert!(bad.check().unwrap_err().1.contains("image_size 30"));
     bad = VitSpec {
         heads: 5,
         ..spec(32)
     };
-    assert!(bad.check().unwrap_err().contains("heads 5"));
+    assert_eq!(bad.check().unwrap_err().0, "heads");
+    assert!(bad.check().unwrap_err().1.contains("heads 5"));
     assert!(spec(32).check().is_ok());
     assert_eq!(spec(32).tokens(), 17);
 }

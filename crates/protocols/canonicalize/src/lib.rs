@@ -168,7 +168,7 @@ impl Protocol for Canonicalize {
 
     fn validate(config: &CanonicalizeConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.data(&config.data, "data")?;
-        checks.backbone(&config.backbone, "backbone")?;
+        checks.backbone(&config.backbone, "backbone", config.data.image_size())?;
         config.check()?;
         if let (Some(classes), Some(n)) = (&config.classes, config.data.num_classes()) {
             check_classes(classes, n, config.data.short_name())?;

@@ -109,7 +109,7 @@ impl Protocol for Continual {
     fn validate(config: &ContinualConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.data(&config.data, "data")?;
         config.method.validate()?;
-        checks.backbone(&config.backbone, "backbone")?;
+        checks.backbone(&config.backbone, "backbone", config.data.image_size())?;
         if config.batch_size < 2 {
             return Err(CoreError::config("batch_size", "must be >= 2"));
         }

@@ -110,7 +110,7 @@ impl Protocol for Debias {
 
     fn validate(config: &DebiasConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.data(&config.data, "data")?;
-        checks.backbone(&config.backbone, "backbone")?;
+        checks.backbone(&config.backbone, "backbone", config.data.image_size())?;
         config
             .shortcut
             .validate()

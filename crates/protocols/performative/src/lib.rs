@@ -210,7 +210,7 @@ impl Protocol for Performative {
 
     fn validate(config: &PerformativeConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.data(&config.data, "data")?;
-        checks.backbone(&config.backbone, "backbone")?;
+        checks.backbone(&config.backbone, "backbone", config.data.image_size())?;
         config.method.validate().map_err(method_key)?;
         if config.sign != 1.0 && config.sign != -1.0 {
             return Err(CoreError::config(

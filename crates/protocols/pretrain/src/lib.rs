@@ -77,7 +77,7 @@ impl Protocol for Pretrain {
 
     fn validate(config: &PretrainConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.data(&config.data, "data")?;
-        checks.backbone(&config.backbone, "backbone")?;
+        checks.backbone(&config.backbone, "backbone", config.data.image_size())?;
         if config.batch_size < 2 {
             return Err(CoreError::config("batch_size", "must be >= 2"));
         }

@@ -239,7 +239,7 @@ impl Protocol for Resque {
 
     fn validate(config: &ResqueConfig, checks: &Checks) -> Result<(), CoreError> {
         checks.data(&config.data, "data")?;
-        checks.backbone(&config.backbone, "backbone")?;
+        checks.backbone(&config.backbone, "backbone", config.data.image_size())?;
         config.cost.validate("cost")?;
         if let Some(split) = &config.source_parts {
             split
@@ -295,6 +295,15 @@ impl Protocol for Resque {
         }
         if config.retrain.batch_size < 2 {
             return Err(CoreError::config("retrain.batch_size", "must be >= 2"));
+        }
+        if config.backbone.arch.is_vit() {
+            return Err(CoreError::config(
+                "backbone.arch",
+                format!(
+                    "resque reads a ResNet stage (`layer`); `{}` is a ViT, which has none yet",
+                    config.backbone.arch.name()
+                ),
+            ));
         }
         if !ResNet::LAYERS.contains(&config.layer.as_str()) {
             return Err(CoreError::config(

@@ -103,15 +103,17 @@ fn lifelong_side_networks_start_as_the_base() {
         TensorData::new(vec![0.3f32; 2 * 3 * 32 * 32], [2, 3, 32, 32]),
         &dev,
     );
-    let features = |r: &reusebench_core::backbone::ResNet| -> Vec<f32> {
+    let features = |r: &reusebench_core::backbone::Backbone| -> Vec<f32> {
         r.valid()
             .forward(x.clone())
             .into_data()
             .try_to_vec::<f32>()
             .unwrap()
     };
-    let stem = |r: &reusebench_core::backbone::ResNet| -> Vec<f32> {
-        r.conv1
+    let stem = |r: &reusebench_core::backbone::Backbone| -> Vec<f32> {
+        r.as_resnet()
+            .unwrap()
+            .conv1
             .weight
             .val()
             .into_data()
@@ -186,7 +188,7 @@ fn flat_side(side: &reusebench_core::model::SideNet) -> Vec<f32> {
         .unwrap()
 }
 
-fn flat_resnet(r: &reusebench_core::backbone::ResNet) -> Vec<f32> {
+fn flat_resnet(r: &reusebench_core::backbone::Backbone) -> Vec<f32> {
     let c = Classifier::new(
         r.clone(),
         linear_head(

@@ -28,7 +28,7 @@ pub struct ChangePenalty {
     pub lambda: NonNegative,
     #[serde(default)]
     pub norm: ChangeNorm,
-    /// Module paths whose parameters get a θ′ (`head`, `encoder.Backbone.layer4`);
+    /// Module paths whose parameters get a θ′ (`head`, `encoder.Backbone.ResNet.layer4`);
     /// every parameter when empty.
     #[serde(default)]
     pub params: Vec<String>,

@@ -221,7 +221,7 @@ fn side_tuning_leaves_the_base_as_pretrained() {
     let (start, tuned, tuning) = tune(json, 3, 3);
     let dev = DeviceSpec::for_tests().autodiff();
     let x = tuning_batch(&tuning, Normalization::IMAGENET, &dev);
-    let features = |r: &reusebench_core::backbone::ResNet| -> Vec<f32> {
+    let features = |r: &reusebench_core::backbone::Backbone| -> Vec<f32> {
         r.valid()
             .forward(x.clone())
             .into_data()
@@ -240,7 +240,7 @@ fn side_tuning_leaves_the_base_as_pretrained() {
         "the side network trained"
     );
     // Its batch-norm statistics too: the copy's train on storage of their own.
-    let stats = |r: &reusebench_core::backbone::ResNet| -> Vec<f32> {
+    let stats = |r: &reusebench_core::backbone::Backbone| -> Vec<f32> {
         let mut r = r.clone();
         r.batch_norms_mut()
             .iter()
