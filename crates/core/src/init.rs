@@ -15,10 +15,7 @@ fn normal(rng: &mut ChaCha8Rng) -> f32 {
 /// Kaiming-normal, fan-out mode, for ReLU networks (what torchvision's ResNet uses).
 pub fn kaiming_conv(rng: &mut ChaCha8Rng, shape: [usize; 4], device: &Device) -> Param<Tensor<4>> {
     let fan_out = shape[0] * shape[2] * shape[3];
-    let std = (2.0 / fan_out as f32).sqrt();
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|_| normal(rng) * std).collect();
-    Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
+    normal_param(rng, shape, (2.0 / fan_out as f32).sqrt(), device)
 }
 
 /// Uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default for linear layers.
@@ -28,12 +25,7 @@ pub fn uniform_fan_in<const D: usize>(
     fan_in: usize,
     device: &Device,
 ) -> Param<Tensor<D>> {
-    let bound = 1.0 / (fan_in as f32).sqrt();
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n)
-        .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * bound)
-        .collect();
-    Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), device))
+    uniform(rng, shape, 1.0 / (fan_in as f32).sqrt(), device)
 }
 
 /// Normal(0, std²) values of the given shape.
@@ -56,7 +48,16 @@ pub fn xavier_uniform<const D: usize>(
     fan_out: usize,
     device: &Device,
 ) -> Param<Tensor<D>> {
-    let bound = (6.0 / (fan_in + fan_out) as f32).sqrt();
+    uniform(rng, shape, (6.0 / (fan_in + fan_out) as f32).sqrt(), device)
+}
+
+/// U(-bound, bound) values of the given shape.
+fn uniform<const D: usize>(
+    rng: &mut ChaCha8Rng,
+    shape: [usize; D],
+    bound: f32,
+    device: &Device,
+) -> Param<Tensor<D>> {
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n)
         .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * bound)

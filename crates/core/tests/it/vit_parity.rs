@@ -60,10 +60,11 @@ fn device() -> Device {
     DeviceSpec::Cpu.device().unwrap()
 }
 
-fn imported() -> (Vit, burn::nn::Linear) {
+/// The fixture's weights imported into a model for `image_size` images.
+fn imported_at(image_size: usize) -> (Vit, burn::nn::Linear) {
     let device = device();
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let vit = Vit::new(spec(32), &mut rng, &device);
+    let vit = Vit::new(spec(image_size), &mut rng, &device);
     let head = linear_head(&mut rng, 32, 10, &device);
     let options = ImportOptions {
         keep_head: true,
@@ -107,7 +108,7 @@ fn input(expected: &BTreeMap<String, (Vec<usize>, Vec<f32>)>, name: &str) -> Ten
 #[test]
 fn features_and_logits_match_torchvision() {
     let expected = tensors("vit_expected.safetensors");
-    let (vit, head) = imported();
+    let (vit, head) = imported_at(32);
     let features = vit.forward(input(&expected, "input_32"));
     assert_close(
         features.clone(),
@@ -126,7 +127,7 @@ fn position_embeddings_resampled_as_torchvision() {
     // torchvision's interpolate_embeddings: bicubic, corners aligned, the
     // class token's embedding kept; 4x4 patches become 6x6.
     let expected = tensors("vit_expected.safetensors");
-    let (vit, head) = imported();
+    let (vit, head) = imported_at(32);
     let vit = vit.with_image_size(48, 8);
     let pos = vit.encoder.pos_embedding.val();
     assert_eq!(pos.dims(), [1, 37, 32]);
@@ -144,25 +145,8 @@ fn a_checkpoint_for_another_image_size_is_resampled_on_import() {
     // The 32 px file straight into a 48 px model: the import resamples the
     // position embeddings and gives torchvision's 48 px logits.
     let expected = tensors("vit_expected.safetensors");
-    let device = device();
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let vit = Vit::new(spec(48), &mut rng, &device);
-    let head = linear_head(&mut rng, 32, 10, &device);
-    let options = ImportOptions {
-        keep_head: true,
-        ..ImportOptions::default()
-    };
-    let (vit, head, report) = import_vit(
-        vit,
-        Some(head),
-        &fixture("vit_p8_d32.safetensors"),
-        &options,
-    )
-    .unwrap();
-    assert!(report.is_complete(), "{report}");
-    let logits = head
-        .unwrap()
-        .forward(vit.forward(input(&expected, "input_48")));
+    let (vit, head) = imported_at(48);
+    let logits = head.forward(vit.forward(input(&expected, "input_48")));
     assert_close(logits, &expected["logits_48"], "logits of the 48 px import");
 }
 
