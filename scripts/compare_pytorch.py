@@ -19,6 +19,7 @@ Usage (from the repository root):
     scripts/compare_pytorch.py --device tch-cpu --reusebench target/release/reusebench
     scripts/compare_pytorch.py --compile            # adds torch.compile and its compile time
     scripts/compare_pytorch.py --inference          # evaluation-mode forward passes
+    scripts/compare_pytorch.py --arch vit-tiny      # torchvision's ViT at vit-tiny's shape (batches only)
     scripts/compare_pytorch.py --device cuda:0 --reusebench BIN   # on a GPU machine (a `cuda` build)
 
 It creates a virtual environment with PyTorch 2.9.0 in target/bench-venv the
@@ -37,6 +38,7 @@ import venv
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 VENV = os.path.join(ROOT, "target", "bench-venv")
 TORCH_VERSION = "2.9.0"
+TORCHVISION_VERSION = "0.24.0"  # the one built against torch 2.9.0
 
 # The PyTorch side, run in the venv's interpreter as a separate process.
 TORCH_BENCH = r"""
@@ -44,6 +46,7 @@ import json, sys, time, torch
 from torch import nn
 width, batch, warmup, steps, threads, compiled, inference = map(int, sys.argv[1:8])
 dev = torch.device(sys.argv[8])
+arch = sys.argv[9]
 torch.set_num_threads(threads)
 torch.manual_seed(0)
 sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
@@ -75,7 +78,14 @@ class ResNet18Cifar(nn.Module):
         x = self.layers(torch.relu(self.bn1(self.conv1(x))))
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
-model = ResNet18Cifar(width).to(dev).train(not inference)
+if arch == "vit-tiny":
+    # torchvision's own ViT at reusebench's vit-tiny shape.
+    from torchvision.models.vision_transformer import VisionTransformer
+    model = VisionTransformer(image_size=32, patch_size=4, num_layers=6, num_heads=3,
+                              hidden_dim=192, mlp_dim=768, num_classes=10)
+else:
+    model = ResNet18Cifar(width)
+model = model.to(dev).train(not inference)
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 # torch.compile compiles on the first call: the warm-up pays for it.
 net = torch.compile(model) if compiled else model
@@ -105,7 +115,18 @@ print(json.dumps({"images_per_second": batch * steps / seconds, "warmup_seconds"
 """
 
 
-def venv_python():
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def venv_python(vit=False):
     py = os.path.join(VENV, "bin", "python")
     if not os.path.exists(py):
         print(f"creating {VENV} ...", file=sys.stderr)
@@ -114,6 +135,9 @@ def venv_python():
     if probe.returncode != 0 or not probe.stdout.startswith(TORCH_VERSION):
         print(f"installing torch=={TORCH_VERSION} into {VENV} ...", file=sys.stderr)
         subprocess.run([py, "-m", "pip", "install", "-q", f"torch=={TORCH_VERSION}"], check=True)
+    if vit and subprocess.run([py, "-c", "import torchvision"], capture_output=True).returncode != 0:
+        print(f"installing torchvision=={TORCHVISION_VERSION} into {VENV} ...", file=sys.stderr)
+        subprocess.run([py, "-m", "pip", "install", "-q", f"torchvision=={TORCHVISION_VERSION}"], check=True)
     return py
 
 
@@ -138,6 +162,8 @@ def run_json(cmd, env=None):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", choices=["resnet18-cifar", "vit-tiny"], default="resnet18-cifar",
+                   help="the model on both sides; vit-tiny ignores --widths (patch 4, dim 192, depth 6, 3 heads)")
     p.add_argument("--widths", type=int, nargs="+", default=[20, 64])
     p.add_argument("--batches", type=int, nargs="+", default=[32, 128])
     p.add_argument("--rounds", type=int, default=3)
@@ -155,7 +181,10 @@ def main():
                    help="also time torch.compile (default mode), and report its compile time")
     args = p.parse_args()
 
-    py = args.python or venv_python()
+    vit = args.arch == "vit-tiny"
+    if vit:
+        args.widths = [192]  # the ViT's dim, as a label
+    py = args.python or venv_python(vit)
     torch_version = subprocess.run([py, "-c", "import torch; print(torch.__version__)"], capture_output=True,
                                    text=True, check=True).stdout.strip()
     binary = reusebench_binary(args)
@@ -173,13 +202,14 @@ def main():
             for _ in range(args.rounds):
                 bench = [py, "-c", TORCH_BENCH, str(width), str(batch), str(args.warmup), str(args.steps),
                          str(args.threads)]
-                tail = [str(int(args.inference)), torch_device]
+                tail = [str(int(args.inference)), torch_device, args.arch]
                 torch_rates.append(run_json(bench + ["0"] + tail)["images_per_second"])
                 if args.compile:
                     c = run_json(bench + ["1"] + tail)
                     compiled.append(c["images_per_second"])
                     compile_secs.append(c["warmup_seconds"])
-                ours.append(run_json([binary, "bench", "--width", str(width), "--batch", str(batch), "--warmup",
+                ours.append(run_json([binary, "bench", "--arch", args.arch, "--width", str(width),
+                                      "--batch", str(batch), "--warmup",
                                       str(args.warmup), "--steps", str(args.steps), "--device", args.device]
                                      + (["--inference"] if args.inference else []),
                                      env=env)["images_per_second"])
@@ -191,7 +221,7 @@ def main():
             print(f"width {width:3d} batch {batch:4d}: PyTorch {t:8.1f} img/s{extra}, reusebench ({args.device}) "
                   f"{r:8.1f} img/s, ratio {r / t:.2f}x", file=sys.stderr, flush=True)
     what = "inference passes (eval, no autograd)" if args.inference else "train steps"
-    print(f"\n{os.cpu_count()} CPU threads; median of {args.rounds} alternating rounds of {args.steps} {what} "
+    print(f"\n{args.arch} on {cpu_model()}, {os.cpu_count()} CPU threads; median of {args.rounds} alternating rounds of {args.steps} {what} "
           f"after {args.warmup} warm-up ones; PyTorch {torch_version} on {torch_device}, eager"
           f"{' and torch.compile (default mode; its warm-up, which compiles, timed apart)' if args.compile else ''}, "
           f"reusebench device {args.device}\n")

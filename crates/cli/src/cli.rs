@@ -139,6 +139,9 @@ pub enum Command {
         /// evaluation and feature extraction run.
         #[arg(long)]
         inference: bool,
+        /// resnet18-cifar (at `--width`) or vit-tiny.
+        #[arg(long, default_value = "resnet18-cifar")]
+        arch: String,
         #[arg(long, default_value_t = 20)]
         width: usize,
         #[arg(long, default_value_t = 32)]

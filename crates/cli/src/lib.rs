@@ -174,12 +174,26 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench {
             inference,
+            arch,
             width,
             batch,
             warmup,
             steps,
             device,
-        } => bench(inference, width, batch, warmup, steps, &device),
+        } => {
+            let backbone = BackboneConfig {
+                arch: arch.parse()?,
+                width,
+                ..Default::default()
+            };
+            backbone.validate()?;
+            if let Some(vit) = backbone.vit_spec()?
+                && vit.image_size != 32
+            {
+                anyhow::bail!("bench runs 32 px images; {arch} is for {} px", vit.image_size);
+            }
+            bench(inference, &backbone, batch, warmup, steps, &device)
+        }
         Command::Submit {
             grid: args,
             resources: r,
@@ -384,7 +398,7 @@ fn make_fixture(dataset: &str, dir: &Path) -> Result<ExitCode> {
 /// `bench`: images per second of a train step or of inference, as JSON.
 fn bench(
     inference: bool,
-    width: usize,
+    backbone: &BackboneConfig,
     batch: usize,
     warmup: usize,
     steps: usize,
@@ -396,15 +410,16 @@ fn bench(
     let (workload, rate) = match inference {
         false => (
             "train_step",
-            train_step_rate(width, batch, warmup, steps, &device.autodiff()),
+            train_step_rate(backbone, batch, warmup, steps, &device.autodiff()),
         ),
         true => (
             "inference",
-            inference_rate(width, batch, warmup, steps, &device),
+            inference_rate(backbone, batch, warmup, steps, &device),
         ),
     };
+    let (arch, width) = (backbone.arch.name(), backbone.width);
     println!(
-        "{{\"workload\":\"{workload}\",\"device\":\"{spec}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
+        "{{\"workload\":\"{workload}\",\"device\":\"{spec}\",\"arch\":\"{arch}\",\"width\":{width},\"batch\":{batch},\"steps\":{steps},\"images_per_second\":{rate:.2}}}"
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -25,6 +25,15 @@ pub fn workload(width: usize, batch: usize, device: &Device) -> (Classifier, Ten
         width,
         ..Default::default()
     };
+    workload_of(&cfg, batch, device)
+}
+
+/// [`workload`] with the backbone `cfg` gives (a ViT for 32 px images, say).
+pub fn workload_of(
+    cfg: &BackboneConfig,
+    batch: usize,
+    device: &Device,
+) -> (Classifier, Tensor<4>, Tensor<2>) {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let backbone = cfg.build(&mut rng, device);
     let head = linear_head(&mut rng, cfg.feature_dim(), 10, device);
@@ -113,13 +122,13 @@ pub fn train_steps_with(
 
 /// Images per second of the train step after `warmup` untimed steps.
 pub fn train_step_rate(
-    width: usize,
+    cfg: &BackboneConfig,
     batch: usize,
     warmup: usize,
     steps: usize,
     device: &Device,
 ) -> f64 {
-    let (model, x, y) = workload(width, batch, device);
+    let (model, x, y) = workload_of(cfg, batch, device);
     let (model, _) = train_steps(model, &x, &y, warmup);
     let (_, seconds) = train_steps(model, &x, &y, steps);
     (batch * steps) as f64 / seconds
@@ -129,14 +138,14 @@ pub fn train_step_rate(
 /// logits copied to the host as `features::logits` does) after `warmup`
 /// untimed passes.
 pub fn inference_rate(
-    width: usize,
+    cfg: &BackboneConfig,
     batch: usize,
     warmup: usize,
     passes: usize,
     device: &Device,
 ) -> f64 {
     let device = device.clone().without_autodiff();
-    let (model, x, _) = workload(width, batch, &device);
+    let (model, x, _) = workload_of(cfg, batch, &device);
     let pass = || {
         model
             .forward(x.clone())
