@@ -407,7 +407,11 @@ fn full_size_layouts_equal_torchvision() {
             ..Default::default()
         };
         let model = fresh(&cfg, &dev);
+        // The ResNet itself (what checkpoints hold), not the Backbone enum
+        // around it, whose variant would prefix every path.
         let mut ours: Vec<(String, Vec<usize>)> = model
+            .as_resnet()
+            .unwrap()
             .collect(None, None, false)
             .iter()
             .map(|s| {
