@@ -190,7 +190,10 @@ fn run(registry: &Registry, cli: Cli) -> Result<ExitCode> {
             if let Some(vit) = backbone.vit_spec()?
                 && vit.image_size != 32
             {
-                anyhow::bail!("bench runs 32 px images; {arch} is for {} px", vit.image_size);
+                anyhow::bail!(
+                    "bench runs 32 px images; {arch} is for {} px",
+                    vit.image_size
+                );
             }
             bench(inference, &backbone, batch, warmup, steps, &device)
         }
