@@ -350,13 +350,6 @@ impl Backbone {
             Backbone::Vit(_) => None,
         }
     }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Backbone::ResNet(_) => "ResNet",
-            Backbone::Vit(_) => "ViT",
-        }
-    }
 }
 
 #[cfg(test)]
