@@ -230,6 +230,11 @@ impl Vit {
         self.class_token.dims()[2]
     }
 
+    /// The side of a patch (the patch convolution's kernel).
+    pub fn patch(&self) -> usize {
+        self.conv_proj.weight.dims()[2]
+    }
+
     /// Every token after the final LayerNorm, `[batch, tokens, dim]`.
     pub fn tokens(&self, x: Tensor<4>) -> Tensor<3> {
         let patches = self.conv_proj.forward(x);
@@ -264,7 +269,8 @@ impl Vit {
     /// patch position embeddings resampled to the new grid as torchvision's
     /// `interpolate_embeddings` does (bicubic, corners aligned), the class
     /// token's kept.
-    pub fn with_image_size(mut self, image_size: usize, patch: usize) -> Self {
+    pub fn with_image_size(mut self, image_size: usize) -> Self {
+        let patch = self.patch();
         let pos = self.encoder.pos_embedding.val();
         let [_, tokens, dim] = pos.dims();
         let old = ((tokens - 1) as f64).sqrt() as usize;

@@ -293,13 +293,12 @@ pub fn import_vit(
         // Resampled on a copy at the checkpoint's grid, then loaded as if
         // the file held it at the model's.
         let device = vit.encoder.pos_embedding.device();
-        let patch = vit.conv_proj.weight.dims()[2];
         let model_side = ((tokens - 1) as f64).sqrt() as usize;
         let mut at_checkpoint = vit.clone();
         at_checkpoint.encoder.pos_embedding =
             burn::module::Param::from_tensor(burn::tensor::Tensor::from_data(data, &device));
         let resized = at_checkpoint
-            .with_image_size(model_side * patch, patch)
+            .with_image_size(model_side * vit.patch())
             .encoder
             .pos_embedding
             .val()

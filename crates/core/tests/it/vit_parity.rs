@@ -128,7 +128,7 @@ fn position_embeddings_resampled_as_torchvision() {
     // class token's embedding kept; 4x4 patches become 6x6.
     let expected = tensors("vit_expected.safetensors");
     let (vit, head) = imported_at(32);
-    let vit = vit.with_image_size(48, 8);
+    let vit = vit.with_image_size(48);
     let pos = vit.encoder.pos_embedding.val();
     assert_eq!(pos.dims(), [1, 37, 32]);
     assert_close(
