@@ -17,11 +17,13 @@ mod gemm;
 mod layout;
 pub mod similarity;
 #[cfg(feature = "flex")]
+pub mod transformer;
+#[cfg(feature = "flex")]
 mod winograd;
 
-use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
-use burn::tensor::activation::relu;
+use burn::nn::{BatchNorm, LayerNorm};
+use burn::tensor::activation::{gelu as burn_gelu, relu, softmax as burn_softmax};
 use burn::tensor::{Device, Tensor};
 
 /// Whether tensors on `device` live on the flex backend (with or without autodiff).
@@ -50,6 +52,54 @@ pub fn is_flex(device: &Device) -> bool {
 pub fn release_buffers() {
     #[cfg(feature = "flex")]
     winograd::release_buffers();
+}
+
+/// Exact (erf) GELU: through [`transformer::TransformerOps`] on the flex
+/// backend (one parallel pass each way), burn's `gelu` elsewhere.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if is_flex(&x.device()) {
+        use burn::backend::Dispatch;
+        use transformer::TransformerOps;
+        return Tensor::from_dispatch(<Dispatch as TransformerOps>::gelu_exact(x.into_dispatch()));
+    }
+    burn_gelu(x)
+}
+
+/// `ln.forward(x)` for a LayerNorm with a bias and `epsilon` (burn's layer
+/// keeps its own private): through [`transformer::TransformerOps`] on the
+/// flex backend, the layer itself elsewhere.
+pub fn layer_norm_forward<const D: usize>(ln: &LayerNorm, x: Tensor<D>, epsilon: f64) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if let Some(beta) = &ln.beta
+        && is_flex(&x.device())
+    {
+        use burn::backend::Dispatch;
+        use transformer::TransformerOps;
+        return Tensor::from_dispatch(<Dispatch as TransformerOps>::layer_norm_last(
+            x.into_dispatch(),
+            ln.gamma.val().into_dispatch(),
+            beta.val().into_dispatch(),
+            epsilon,
+        ));
+    }
+    let _ = epsilon;
+    ln.forward(x)
+}
+
+/// `softmax(scale · x)` over the last axis: one pass each way on the flex
+/// backend, burn's `softmax` elsewhere.
+pub fn softmax_last<const D: usize>(x: Tensor<D>, scale: f64) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if is_flex(&x.device()) {
+        use burn::backend::Dispatch;
+        use transformer::TransformerOps;
+        return Tensor::from_dispatch(<Dispatch as TransformerOps>::softmax_last(
+            x.into_dispatch(),
+            scale,
+        ));
+    }
+    burn_softmax(x.mul_scalar(scale), D - 1)
 }
 
 /// Symmetric padding of a convolution our kernel handles, if it does.

@@ -4,3 +4,4 @@
 mod batch_norm;
 mod conv_bn_inference;
 mod gemm_conv;
+mod transformer;

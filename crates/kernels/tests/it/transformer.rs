@@ -1,0 +1,151 @@
+//! The flex transformer kernels (`kernels::transformer`: GELU, LayerNorm,
+//! softmax) against burn's own operations: output and every gradient, on
+//! the flex backend with autodiff, and without autodiff.
+#![cfg(feature = "flex")]
+
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::tensor::activation::{gelu as burn_gelu, softmax};
+use burn::tensor::{Device, Distribution, Tensor};
+use reusebench_kernels::{gelu, layer_norm_forward, softmax_last};
+
+fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b).abs().max().into_scalar::<f32>()
+}
+
+fn input(shape: [usize; 3], std: f64, dev: &Device) -> Tensor<3> {
+    Tensor::<3>::random(shape, Distribution::Normal(0.0, std), dev)
+}
+
+/// Output and input gradient of `ours` and `burns` on the same input, with
+/// a random upstream gradient.
+fn compare(
+    x: Tensor<3>,
+    ours: impl Fn(Tensor<3>) -> Tensor<3>,
+    burns: impl Fn(Tensor<3>) -> Tensor<3>,
+) -> (f32, f32) {
+    let dev = x.device();
+    let r = input(x.dims(), 1.0, &dev);
+    let run = |f: &dyn Fn(Tensor<3>) -> Tensor<3>| {
+        let x = x.clone().require_grad();
+        let y = f(x.clone());
+        let grads = (y.clone() * r.clone()).sum().backward();
+        (y.inner(), x.grad(&grads).unwrap())
+    };
+    let (y0, dx0) = run(&burns);
+    let (y1, dx1) = run(&ours);
+    (max_abs_diff(y0, y1), max_abs_diff(dx0, dx1))
+}
+
+#[test]
+fn gelu_matches_burn() {
+    let dev = Device::flex().autodiff();
+    // Wide enough to reach both tails, where erf saturates.
+    let x = input([3, 17, 40], 3.0, &dev);
+    let (dy, dx) = compare(x, gelu, burn_gelu);
+    assert!(dy < 1e-6, "output differs by {dy}");
+    assert!(dx < 1e-6, "gradient differs by {dx}");
+}
+
+#[test]
+fn softmax_matches_burn() {
+    let dev = Device::flex().autodiff();
+    for (scale, std) in [(0.125, 4.0), (1.0, 1.0), (1.0, 30.0)] {
+        let x = input([2, 9, 65], std, &dev);
+        let (dy, dx) = compare(
+            x,
+            |t| softmax_last(t, scale),
+            |t| softmax(t.mul_scalar(scale), 2),
+        );
+        assert!(dy < 1e-6, "scale {scale} std {std}: output differs by {dy}");
+        assert!(
+            dx < 1e-5,
+            "scale {scale} std {std}: gradient differs by {dx}"
+        );
+    }
+}
+
+/// A layer with non-trivial γ and β.
+fn layer(d: usize, eps: f64, dev: &Device) -> LayerNorm {
+    let mut ln = LayerNormConfig::new(d).with_epsilon(eps).init(dev);
+    let ramp: Vec<f32> = (0..d).map(|c| (c as f32 / d as f32) - 0.3).collect();
+    let ramp = Tensor::<1>::from_floats(ramp.as_slice(), dev);
+    ln.gamma = ln.gamma.map(|g| (g + ramp.clone()).detach().require_grad());
+    ln.beta = ln
+        .beta
+        .map(|beta| beta.map(|b| (b - ramp.clone().mul_scalar(0.5)).detach().require_grad()));
+    ln
+}
+
+#[test]
+fn layer_norm_matches_burn() {
+    let dev = Device::flex().autodiff();
+    for (shape, offset, eps) in [
+        ([2, 65, 48], 0.0, 1e-6),
+        ([3, 5, 7], 50.0, 1e-5), // a large mean: the centred variance must stay accurate
+        ([1, 70, 1], 0.0, 1e-6), // one value per row: only ε keeps it finite
+    ] {
+        let x = input(shape, 2.0, &dev).add_scalar(offset);
+        let r = input(shape, 1.0, &dev);
+        let run = |fused: bool| {
+            let ln = layer(shape[2], eps, &dev);
+            let x = x.clone().require_grad();
+            let y = match fused {
+                true => layer_norm_forward(&ln, x.clone(), eps),
+                false => ln.forward(x.clone()),
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            let dx = x.grad(&grads).unwrap();
+            let dg = ln.gamma.grad(&grads).unwrap();
+            let db = ln.beta.as_ref().unwrap().grad(&grads).unwrap();
+            (y.inner(), dx, dg, db)
+        };
+        let (y0, dx0, dg0, db0) = run(false);
+        let (y1, dx1, dg1, db1) = run(true);
+        let case = format!("shape {shape:?} offset {offset}");
+        let d = max_abs_diff(y0, y1);
+        assert!(d < 2e-5, "{case}: output differs by {d}");
+        let d = max_abs_diff(dx0, dx1);
+        assert!(d < 2e-4, "{case}: dx differs by {d}");
+        let d = max_abs_diff(dg0, dg1);
+        assert!(d < 1e-4, "{case}: dγ differs by {d}");
+        let d = max_abs_diff(db0, db1);
+        assert!(d < 1e-4, "{case}: dβ differs by {d}");
+    }
+}
+
+#[test]
+fn inference_matches_burn_too() {
+    let dev = Device::flex();
+    let x = input([2, 10, 32], 2.0, &dev);
+    let ln = LayerNormConfig::new(32).with_epsilon(1e-6).init(&dev);
+    assert!(max_abs_diff(gelu(x.clone()), burn_gelu(x.clone())) < 1e-6);
+    assert!(
+        max_abs_diff(
+            softmax_last(x.clone(), 0.5),
+            softmax(x.clone().mul_scalar(0.5), 2)
+        ) < 1e-6
+    );
+    assert!(max_abs_diff(layer_norm_forward(&ln, x.clone(), 1e-6), ln.forward(x)) < 2e-5);
+}
+
+/// Same input, one thread or several: the row reductions (dγ, dβ) add in a
+/// fixed order, so the bits agree.
+#[test]
+fn gradients_do_not_depend_on_the_thread_count() {
+    let dev = Device::flex().autodiff();
+    let x = input([4, 65, 32], 1.0, &dev);
+    let grads_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let ln = layer(32, 1e-6, &dev);
+            let y = layer_norm_forward(&ln, x.clone().require_grad(), 1e-6);
+            let grads = gelu(softmax_last(y, 0.3)).sum().backward();
+            ln.gamma.grad(&grads).unwrap().into_data()
+        })
+    };
+    assert_eq!(grads_with(1), grads_with(3));
+}
