@@ -11,7 +11,9 @@ use crate::error::DataError;
 use crate::image_set::{ImageSet, TrainTest};
 use crate::transform::Normalization;
 
-const PIXELS: usize = 3 * 32 * 32;
+/// Pixels a side of a CIFAR image.
+pub const SIZE: usize = 32;
+const PIXELS: usize = 3 * SIZE * SIZE;
 
 pub const CIFAR10_TRAIN_FILES: [&str; 5] = [
     "data_batch_1.bin",

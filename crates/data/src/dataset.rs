@@ -50,6 +50,11 @@ pub enum DatasetSpec {
         /// (performative rounds drawn from it, as a pool).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         swap_splits: bool,
+        /// Resize to this many pixels a side after reading (bilinear; 32 =
+        /// native): what models pretrained on ImageNet at 224 expect (the
+        /// papers upsample CIFAR for them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_size: Option<usize>,
     },
     /// CIFAR-100, official binary version (fine labels).
     Cifar100 {
@@ -62,6 +67,11 @@ pub enum DatasetSpec {
         test_per_class: Option<usize>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         subset_seed: Option<u64>,
+        /// Resize to this many pixels a side after reading (bilinear; 32 =
+        /// native): what models pretrained on ImageNet at 224 expect (the
+        /// papers upsample CIFAR for them).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image_size: Option<usize>,
     },
     /// Tiny ImageNet-200, official layout (`root` = the `tiny-imagenet-200`
     /// folder); the official val split is the test set.
@@ -145,6 +155,18 @@ fn default_folder_size() -> usize {
 
 fn default_fmow_size() -> usize {
     fmow::NATIVE_SIZE
+}
+
+/// A CIFAR spec's `image_size` (native when absent), checked before any
+/// file is read.
+fn cifar_size(image_size: Option<usize>) -> Result<usize, DataError> {
+    match image_size {
+        None => Ok(cifar::SIZE),
+        Some(size) if (1..=1024).contains(&size) => Ok(size),
+        Some(size) => Err(DataError::Config(format!(
+            "cifar image_size must be in 1..=1024, got {size}"
+        ))),
+    }
 }
 
 fn default_tiny_size() -> usize {
@@ -281,7 +303,9 @@ impl DatasetSpec {
     pub fn image_size(&self) -> usize {
         match self {
             DatasetSpec::Synthetic { .. } => crate::synthetic::SIZE,
-            DatasetSpec::Cifar10 { .. } | DatasetSpec::Cifar100 { .. } => 32,
+            DatasetSpec::Cifar10 { image_size, .. } | DatasetSpec::Cifar100 { image_size, .. } => {
+                image_size.unwrap_or(cifar::SIZE)
+            }
             DatasetSpec::TinyImagenet { image_size, .. }
             | DatasetSpec::Fmow { image_size, .. }
             | DatasetSpec::ImageFolder { image_size, .. } => *image_size,
@@ -331,12 +355,14 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             test_per_class,
             subset_seed,
             swap_splits,
+            image_size,
         } => {
+            let size = cifar_size(*image_size)?;
             let mut data = cifar::load_cifar10_first(root, *records_per_file)?;
             if *swap_splits {
                 std::mem::swap(&mut data.train, &mut data.test);
             }
-            Ok(cap(data, train_per_class, test_per_class, subset_seed))
+            Ok(cap(data, train_per_class, test_per_class, subset_seed).resized(size))
         }
         DatasetSpec::Cifar100 {
             root,
@@ -344,12 +370,12 @@ pub fn load_dataset(spec: &DatasetSpec) -> Result<TrainTest, DataError> {
             train_per_class,
             test_per_class,
             subset_seed,
-        } => Ok(cap(
-            cifar::load_cifar100_first(root, *records_per_file)?,
-            train_per_class,
-            test_per_class,
-            subset_seed,
-        )),
+            image_size,
+        } => {
+            let size = cifar_size(*image_size)?;
+            let data = cifar::load_cifar100_first(root, *records_per_file)?;
+            Ok(cap(data, train_per_class, test_per_class, subset_seed).resized(size))
+        }
         DatasetSpec::TinyImagenet {
             root,
             image_size,
@@ -519,6 +545,48 @@ mod tests {
             err.contains("data_batch_1.bin") && err.contains("holds 17 records"),
             "{err}"
         );
+    }
+
+    /// `image_size` on CIFAR resizes every split (bilinear): the labels stay,
+    /// a flat image stays flat, an edge stays where it was (scaled); the
+    /// spec reports the new size; an impossible size is refused before any
+    /// file is read.
+    #[test]
+    fn cifar_image_size_resizes_every_split() {
+        let dir = tempfile::tempdir().unwrap();
+        cifar::write_cifar10_fixture(dir.path(), 6, 2).unwrap();
+        let root = dir.path().display();
+        let native = load_dataset(&spec(&format!(
+            r#"{{"name": "cifar10", "root": "{root}"}}"#
+        )))
+        .unwrap();
+        let big = spec(&format!(
+            r#"{{"name": "cifar10", "root": "{root}", "image_size": 96}}"#
+        ));
+        assert_eq!(big.image_size(), 96);
+        let big = load_dataset(&big).unwrap();
+        assert_eq!((big.train.height, big.train.width), (96, 96));
+        assert_eq!((big.test.height, big.test.width), (96, 96));
+        assert_eq!(big.train.labels, native.train.labels);
+        assert_eq!(big.train.image(0).len(), 3 * 96 * 96);
+        // A flat 32x32 image resizes to the same flat value; a left/right
+        // split at column 16 lands at column 48.
+        let mut set = ImageSet::empty(3, 32, 32);
+        let mut image = vec![0u8; 3 * 32 * 32];
+        for (i, px) in image.iter_mut().enumerate() {
+            *px = if i % 32 < 16 { 10 } else { 200 };
+        }
+        set.push(&image, 0);
+        let up = set.resized(96);
+        let row = &up.image(0)[..96];
+        assert!(row[..40].iter().all(|&v| v == 10), "{:?}", &row[..48]);
+        assert!(row[56..].iter().all(|&v| v == 200), "{:?}", &row[48..]);
+        let err = load_dataset(&spec(&format!(
+            r#"{{"name": "cifar100", "root": "{root}/missing", "image_size": 0}}"#
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("image_size") && err.contains("got 0"), "{err}");
     }
 
     /// `train_per_class` on Tiny ImageNet takes images by their number, so

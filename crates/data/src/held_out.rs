@@ -265,6 +265,7 @@ mod tests {
             records_per_file: None,
             subset_seed: None,
             swap_splits: false,
+            image_size: None,
         };
         assert_disjoint("cifar10", load_dataset(&spec).unwrap());
         // Swapped (the test split trains): still disjoint.
@@ -275,6 +276,7 @@ mod tests {
             records_per_file: None,
             subset_seed: None,
             swap_splits: true,
+            image_size: None,
         };
         let swapped = load_dataset(&spec).unwrap();
         assert_eq!(
@@ -303,6 +305,7 @@ mod tests {
             test_per_class: None,
             records_per_file: None,
             subset_seed: None,
+            image_size: None,
         };
         assert_disjoint("cifar100", load_dataset(&spec).unwrap());
         let tiny = tmp.path().join("tiny-imagenet-200");

@@ -28,6 +28,35 @@ pub(crate) fn file_stamp(path: &Path) -> Result<(u64, u128), DataError> {
     Ok((meta.len(), mtime))
 }
 
+/// A CHW `u8` image of `channels` (1 or 3) resized to `size`x`size`
+/// (bilinear, as [`decode_rgb`] resizes), CHW.
+pub fn resize_chw(
+    src: &[u8],
+    channels: usize,
+    (height, width): (usize, usize),
+    size: usize,
+) -> Vec<u8> {
+    let plane = height * width;
+    let mut out = vec![0u8; channels * size * size];
+    // Channel by channel as grey images: bilinear filtering is per channel.
+    for c in 0..channels {
+        let grey = image::GrayImage::from_raw(
+            width as u32,
+            height as u32,
+            src[c * plane..(c + 1) * plane].to_vec(),
+        )
+        .expect("a CHW plane of height x width bytes");
+        let resized = image::imageops::resize(
+            &grey,
+            size as u32,
+            size as u32,
+            image::imageops::FilterType::Triangle,
+        );
+        out[c * size * size..(c + 1) * size * size].copy_from_slice(resized.as_raw());
+    }
+    out
+}
+
 /// One image file as `size`x`size` RGB, CHW.
 pub fn decode_rgb(path: &Path, size: usize) -> Result<Vec<u8>, DataError> {
     let img =

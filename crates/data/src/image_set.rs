@@ -40,6 +40,29 @@ impl ImageSet {
         }
     }
 
+    /// Every image resized (bilinear, as the file loaders resize) to
+    /// `size`x`size`; itself when already that size.
+    pub fn resized(self, size: usize) -> ImageSet {
+        if self.height == size && self.width == size {
+            return self;
+        }
+        let mut pixels = Vec::with_capacity(self.len() * self.channels * size * size);
+        for i in 0..self.len() {
+            pixels.extend(crate::image_file::resize_chw(
+                self.image(i),
+                self.channels,
+                (self.height, self.width),
+                size,
+            ));
+        }
+        ImageSet {
+            height: size,
+            width: size,
+            pixels,
+            ..self
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -151,4 +174,16 @@ pub struct TrainTest {
     /// The names of the images' groups (`ImageSet::groups` indexes them);
     /// empty for datasets without groups.
     pub group_names: Vec<String>,
+}
+
+impl TrainTest {
+    /// Every split's images resized to `size`x`size` ([`ImageSet::resized`]).
+    pub fn resized(self, size: usize) -> TrainTest {
+        TrainTest {
+            train: self.train.resized(size),
+            test: self.test.resized(size),
+            validation: self.validation.map(|v| v.resized(size)),
+            ..self
+        }
+    }
 }

@@ -132,3 +132,34 @@ fn convert_imports_torchvision_vit_weights_and_resamples_positions() {
         "{out}"
     );
 }
+
+/// CIFAR-10 upsampled for a patch-16 ViT (`data.image_size`, what the
+/// paper-scale grid does at 224 px), end to end at 48 px: validation
+/// accepts the ViT's image size only with the upsampled data, and the
+/// model trains on it.
+#[test]
+fn a_patch_16_vit_trains_on_upsampled_cifar() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    crate::common::make_fixture("cifar10", &data);
+    let grid = |image_size: &str| {
+        format!(
+            "name: upsampled\nresults: {results}\nexperiments:\n  - name: pretrain\n    protocol: pretrain\n    base:\n      seed: 0\n      data: {{ name: cifar10, root: {data}{image_size} }}\n      backbone: {{ arch: vit, patch: 16, dim: 32, depth: 1, heads: 2, mlp_ratio: 2, image_size: 48 }}\n      epochs: 1\n      batch_size: 25\n      optimizer: {{ lr: 0.01 }}\n      output: \"{{results}}/vit.safetensors\"\n",
+            results = dir.path().join("results").display(),
+            data = data.display(),
+        )
+    };
+    let native = dir.path().join("native.yaml");
+    std::fs::write(&native, grid("")).unwrap();
+    let (code, out) = crate::common::run(&["validate", native.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(out.contains("the data gives 32 px"), "{out}");
+    let upsampled = dir.path().join("upsampled.yaml");
+    std::fs::write(&upsampled, grid(", image_size: 48")).unwrap();
+    let (code, out) = crate::common::run(&["run", upsampled.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let rows = cell_rows(&dir.path().join("results"), "pretrain");
+    let acc = get(&scalars(&rows[0].1), "test_acc").unwrap();
+    assert!((0.0..=100.0).contains(&acc), "{acc}");
+    assert!(dir.path().join("results/vit.safetensors").is_file());
+}
