@@ -87,19 +87,44 @@ pub fn layer_norm_forward<const D: usize>(ln: &LayerNorm, x: Tensor<D>, epsilon:
     ln.forward(x)
 }
 
-/// `softmax(scale · x)` over the last axis: one pass each way on the flex
-/// backend, burn's `softmax` elsewhere.
-pub fn softmax_last<const D: usize>(x: Tensor<D>, scale: f64) -> Tensor<D> {
+/// Multi-head self-attention from packed projections `qkv` `[B, T, 3·D]`
+/// (PyTorch's `in_proj` output: queries, keys, values) to `[B, T, D]` with
+/// the heads side by side, before the output projection. One operation
+/// each way on the flex backend ([`transformer::TransformerOps`]); burn's
+/// operations elsewhere.
+pub fn self_attention(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
     #[cfg(feature = "flex")]
-    if is_flex(&x.device()) {
+    if is_flex(&qkv.device()) {
         use burn::backend::Dispatch;
         use transformer::TransformerOps;
-        return Tensor::from_dispatch(<Dispatch as TransformerOps>::softmax_last(
-            x.into_dispatch(),
-            scale,
+        return Tensor::from_dispatch(<Dispatch as TransformerOps>::attention_packed(
+            qkv.into_dispatch(),
+            heads,
         ));
     }
-    burn_softmax(x.mul_scalar(scale), D - 1)
+    self_attention_composed(qkv, heads)
+}
+
+/// [`self_attention`] from burn's tensor operations.
+pub fn self_attention_composed(qkv: Tensor<3>, heads: usize) -> Tensor<3> {
+    let [batch, tokens, three_dim] = qkv.dims();
+    let dim = three_dim / 3;
+    let head_dim = dim / heads;
+    // [batch, tokens, 3, heads, head_dim] -> three [batch, heads, tokens, head_dim]
+    let qkv = qkv
+        .reshape([batch, tokens, 3, heads, head_dim])
+        .permute([2, 0, 3, 1, 4]);
+    let part = |i: usize| {
+        qkv.clone()
+            .narrow(0, i, 1)
+            .reshape([batch, heads, tokens, head_dim])
+    };
+    let (q, k, v) = (part(0), part(1), part(2));
+    let scores = q
+        .matmul(k.transpose())
+        .mul_scalar(1.0 / (head_dim as f64).sqrt());
+    let out = burn_softmax(scores, 3).matmul(v);
+    out.swap_dims(1, 2).reshape([batch, tokens, dim])
 }
 
 /// Symmetric padding of a convolution our kernel handles, if it does.

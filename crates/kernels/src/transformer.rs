@@ -1,7 +1,8 @@
 //! The element-wise and row-wise layers of a transformer block on the flex
 //! (CPU) backend, forward and backward, each in one parallel pass over its
-//! input: exact (erf) GELU, LayerNorm over the last axis, and a scaled
-//! softmax over the last axis.
+//! input: exact (erf) GELU, LayerNorm over the last axis, and multi-head
+//! self-attention from packed q, k, v (its products read the heads in place
+//! through strides; the softmax is computed in place between them).
 //!
 //! burn's autodiff builds LayerNorm and softmax from about ten tracked
 //! operations each (a pass over the activation apiece, forward and
@@ -22,6 +23,7 @@ use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use rayon::prelude::*;
 
 use crate::flex::{dense_f32, f32_tensor};
+use crate::gemm::{MatRef, matmul};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait TransformerOps: Backend {
@@ -37,8 +39,10 @@ pub trait TransformerOps: Backend {
         epsilon: f64,
     ) -> FloatTensor<Self>;
 
-    /// `softmax(scale · x)` over the last axis.
-    fn softmax_last(x: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
+    /// Multi-head self-attention from packed projections: `qkv` `[B, T,
+    /// 3·D]` (queries, keys, values, each `heads` blocks of D/heads) to
+    /// `[B, T, D]`, heads side by side: softmax(q·kᵀ/√(D/heads))·v per head.
+    fn attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self>;
 }
 
 /// Rows per parallel task: small enough to balance two to sixteen threads
@@ -186,29 +190,133 @@ fn layer_norm_forward(
     (xhat, rstd, f32_tensor(y, shape))
 }
 
-fn softmax_forward(x: FlexTensor, scale: f64) -> FlexTensor {
-    let x = dense_f32(x, "softmax");
-    let shape = x.layout().shape().to_vec();
-    let d = last_dim(&x);
-    let xs = x.storage::<f32>();
-    let scale = scale as f32;
-    let mut y = vec![0.0f32; xs.len()];
-    let block = ROWS_PER_TASK * d;
-    y.par_chunks_mut(block)
-        .zip(xs.par_chunks(block))
-        .for_each(|(out, src)| {
-            for (o, s) in out.chunks_mut(d).zip(src.chunks(d)) {
-                let max = s.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
-                let mut sum = 0.0f32;
-                for (o, &v) in o.iter_mut().zip(s) {
-                    *o = exp_nonpositive(v * scale - max);
-                    sum += *o;
-                }
-                let inv = 1.0 / sum;
-                o.iter_mut().for_each(|v| *v *= inv);
+/// `[B, T, 3·D]` → (B, T, D, heads, head size).
+fn attention_geometry(qkv: &FlexTensor, heads: usize) -> (usize, usize, usize, usize, usize) {
+    let shape = qkv.layout().shape();
+    assert_eq!(
+        shape.num_dims(),
+        3,
+        "attention: qkv must be [batch, tokens, 3·dim]"
+    );
+    let (b, t, three_d) = (shape[0], shape[1], shape[2]);
+    assert!(
+        three_d % 3 == 0 && heads > 0 && (three_d / 3) % heads == 0,
+        "attention: {three_d} packed features for {heads} heads"
+    );
+    let d = three_d / 3;
+    (b, t, d, heads, d / heads)
+}
+
+/// Rows of `s` (`[T, T]`) to softmax(scale · s), in place.
+fn softmax_rows(s: &mut [f32], t: usize, scale: f32) {
+    for row in s.chunks_mut(t) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+        let mut sum = 0.0f32;
+        for v in row.iter_mut() {
+            *v = exp_nonpositive(*v * scale - max);
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// The output `[B, T, D]` and the attention weights `[B, heads, T, T]`
+/// (kept for the backward pass). One task per image; the products read q,
+/// k and v in place through strides (no head split, no transposes).
+fn attention_forward(qkv: &FlexTensor, heads: usize) -> (FlexTensor, Vec<f32>) {
+    let (b, t, d, heads, hd) = attention_geometry(qkv, heads);
+    let x = qkv.storage::<f32>();
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut out = vec![0.0f32; b * t * d];
+    let mut weights = vec![0.0f32; b * heads * t * t];
+    out.par_chunks_mut(t * d)
+        .zip(weights.par_chunks_mut(heads * t * t))
+        .zip(x.par_chunks(t * 3 * d))
+        .for_each(|((out, p), x)| {
+            for (h, p) in p.chunks_mut(t * t).enumerate() {
+                let q = MatRef {
+                    data: &x[h * hd..],
+                    rs: 3 * d,
+                    cs: 1,
+                };
+                let k = MatRef {
+                    data: &x[d + h * hd..],
+                    rs: 3 * d,
+                    cs: 1,
+                };
+                let v = MatRef {
+                    data: &x[2 * d + h * hd..],
+                    rs: 3 * d,
+                    cs: 1,
+                };
+                matmul(p, t, false, q, k.transposed(), [t, t, hd]);
+                softmax_rows(p, t, scale);
+                let p = MatRef::row_major(p, t);
+                matmul(&mut out[h * hd..], d, false, p, v, [t, hd, t]);
             }
         });
-    f32_tensor(y, shape)
+    (f32_tensor(out, vec![b, t, d]), weights)
+}
+
+/// d(qkv) from d(out), per image and head: dV = Pᵀ·dO, dP = dO·Vᵀ,
+/// dS = scale · P ⊙ (dP − rowsum(dP ⊙ P)), dQ = dS·K, dK = dSᵀ·Q.
+fn attention_backward(
+    qkv: &FlexTensor,
+    weights: &[f32],
+    heads: usize,
+    dy: &FlexTensor,
+) -> FlexTensor {
+    let (b, t, d, heads, hd) = attention_geometry(qkv, heads);
+    let (x, dy) = (qkv.storage::<f32>(), dy.storage::<f32>());
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut dx = vec![0.0f32; b * t * 3 * d];
+    dx.par_chunks_mut(t * 3 * d)
+        .zip(x.par_chunks(t * 3 * d))
+        .zip(weights.par_chunks(heads * t * t).zip(dy.par_chunks(t * d)))
+        .for_each(|((dx, x), (p, dy))| {
+            let mut ds = vec![0.0f32; t * t];
+            for (h, p) in p.chunks(t * t).enumerate() {
+                let at = |base: usize| MatRef {
+                    data: &x[base + h * hd..],
+                    rs: 3 * d,
+                    cs: 1,
+                };
+                let (q, k, v) = (at(0), at(d), at(2 * d));
+                let pm = MatRef::row_major(p, t);
+                let d_out = MatRef {
+                    data: &dy[h * hd..],
+                    rs: d,
+                    cs: 1,
+                };
+                matmul(
+                    &mut dx[2 * d + h * hd..],
+                    3 * d,
+                    false,
+                    pm.transposed(),
+                    d_out,
+                    [t, hd, t],
+                );
+                matmul(&mut ds, t, false, d_out, v.transposed(), [t, t, hd]);
+                for (dsr, pr) in ds.chunks_mut(t).zip(p.chunks(t)) {
+                    let dot: f32 = dsr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                    for (g, &pv) in dsr.iter_mut().zip(pr) {
+                        *g = scale * pv * (*g - dot);
+                    }
+                }
+                let dsm = MatRef::row_major(&ds, t);
+                matmul(&mut dx[h * hd..], 3 * d, false, dsm, k, [t, hd, t]);
+                matmul(
+                    &mut dx[d + h * hd..],
+                    3 * d,
+                    false,
+                    dsm.transposed(),
+                    q,
+                    [t, hd, t],
+                );
+            }
+        });
+    f32_tensor(dx, vec![b, t, 3 * d])
 }
 
 impl TransformerOps for Flex {
@@ -229,8 +337,8 @@ impl TransformerOps for Flex {
         layer_norm_forward(x, gamma.storage(), beta.storage(), epsilon).2
     }
 
-    fn softmax_last(x: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
-        softmax_forward(x, scale)
+    fn attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        attention_forward(&dense_f32(qkv, "attention"), heads).0
     }
 }
 
@@ -325,36 +433,21 @@ impl Backward<Flex, 3> for LayerNormBackward {
 }
 
 #[derive(Debug)]
-struct SoftmaxBackward {
-    scale: f32,
+struct AttentionBackward {
+    heads: usize,
 }
 
-/// dx = scale·y·(dy − Σ dy·y), per row.
-impl Backward<Flex, 1> for SoftmaxBackward {
-    /// The output.
-    type State = FlexTensor;
+impl Backward<Flex, 1> for AttentionBackward {
+    /// The packed input and the attention weights.
+    type State = (FlexTensor, Vec<f32>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node] = ops.parents;
-        let dy = dense_f32(grads.consume::<Flex>(&ops.node), "softmax backward");
-        let Some(node) = node else { return };
-        let y = ops.state;
-        let d = last_dim(&y);
-        let (ys, ds) = (y.storage::<f32>(), dy.storage::<f32>());
-        let mut dx = vec![0.0f32; ys.len()];
-        let block = ROWS_PER_TASK * d;
-        let scale = self.scale;
-        dx.par_chunks_mut(block)
-            .zip(ys.par_chunks(block).zip(ds.par_chunks(block)))
-            .for_each(|(out, (yv, dv))| {
-                for ((o, y), dv) in out.chunks_mut(d).zip(yv.chunks(d)).zip(dv.chunks(d)) {
-                    let dot: f32 = y.iter().zip(dv).map(|(a, b)| a * b).sum();
-                    for ((o, &y), &g) in o.iter_mut().zip(y).zip(dv) {
-                        *o = scale * y * (g - dot);
-                    }
-                }
-            });
-        grads.register::<Flex>(node.id, f32_tensor(dx, y.layout().shape().to_vec()));
+        let dy = dense_f32(grads.consume::<Flex>(&ops.node), "attention backward");
+        if let Some(node) = node {
+            let (qkv, weights) = &ops.state;
+            grads.register::<Flex>(node.id, attention_backward(qkv, weights, self.heads, &dy));
+        }
     }
 }
 
@@ -399,16 +492,22 @@ impl<C: CheckpointStrategy> TransformerOps for Autodiff<Flex, C> {
         }
     }
 
-    fn softmax_last(x: FloatTensor<Self>, scale: f64) -> FloatTensor<Self> {
-        let backward = SoftmaxBackward {
-            scale: scale as f32,
-        };
-        match backward.prepare::<C>([x.node()]).compute_bound().stateful() {
+    fn attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        let backward = AttentionBackward { heads };
+        match backward
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => {
-                let y = softmax_forward(x.into_primitive(), scale);
-                prep.finish(y.clone(), y)
+                let x = dense_f32(qkv.into_primitive(), "attention");
+                let (y, weights) = attention_forward(&x, heads);
+                prep.finish((x, weights), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(softmax_forward(x.into_primitive(), scale)),
+            OpsKind::UnTracked(prep) => {
+                let x = dense_f32(qkv.into_primitive(), "attention");
+                prep.finish(attention_forward(&x, heads).0)
+            }
         }
     }
 }

@@ -27,7 +27,7 @@ use burn::tensor::module::linear;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
-use reusebench_kernels::{gelu, layer_norm_forward, softmax_last};
+use reusebench_kernels::{gelu, layer_norm_forward, self_attention};
 
 use crate::init::{normal_param, uniform_fan_in, xavier_uniform};
 
@@ -110,8 +110,6 @@ impl SelfAttention {
 
     /// `x`: `[batch, tokens, dim]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let [batch, tokens, dim] = x.dims();
-        let head_dim = dim / self.heads;
         // One [batch·tokens, dim] × [dim, 3·dim] product (burn's `linear`
         // folds the batch into the rows), not a product per image. (Three
         // products from the weight's thirds measured slower.)
@@ -120,19 +118,7 @@ impl SelfAttention {
             self.in_proj_weight.val().transpose(),
             Some(self.in_proj_bias.val()),
         );
-        // [batch, tokens, 3, heads, head_dim] -> three [batch, heads, tokens, head_dim]
-        let qkv = qkv
-            .reshape([batch, tokens, 3, self.heads, head_dim])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| {
-            qkv.clone()
-                .narrow(0, i, 1)
-                .reshape([batch, self.heads, tokens, head_dim])
-        };
-        let (q, k, v) = (part(0), part(1), part(2));
-        let scores = q.matmul(k.transpose());
-        let out = softmax_last(scores, 1.0 / (head_dim as f64).sqrt()).matmul(v);
-        let out = out.swap_dims(1, 2).reshape([batch, tokens, dim]);
+        let out = self_attention(qkv, self.heads);
         self.out_proj.forward(out)
     }
 }
