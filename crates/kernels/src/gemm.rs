@@ -39,7 +39,49 @@ pub(crate) fn matmul(
     accumulate: bool,
     lhs: MatRef<'_>,
     rhs: MatRef<'_>,
+    mnk: [usize; 3],
+) {
+    matmul_with(
+        dst,
+        dst_rs,
+        accumulate,
+        lhs,
+        rhs,
+        mnk,
+        gemm::Parallelism::None,
+    );
+}
+
+/// [`matmul`] on the rayon pool's threads (the product split by blocks of
+/// the output, each element summed by one thread in one order, so results
+/// do not depend on the thread count).
+pub(crate) fn matmul_parallel(
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
+    mnk: [usize; 3],
+) {
+    matmul_with(
+        dst,
+        dst_rs,
+        accumulate,
+        lhs,
+        rhs,
+        mnk,
+        gemm::Parallelism::Rayon(0),
+    );
+}
+
+fn matmul_with(
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: MatRef<'_>,
+    rhs: MatRef<'_>,
     [m, n, k]: [usize; 3],
+    parallelism: gemm::Parallelism,
 ) {
     assert!(
         m == 0 || n == 0 || (m - 1) * dst_rs + n <= dst.len(),
@@ -84,7 +126,7 @@ pub(crate) fn matmul(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }

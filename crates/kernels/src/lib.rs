@@ -22,7 +22,7 @@ pub mod transformer;
 mod winograd;
 
 use burn::nn::conv::Conv2d;
-use burn::nn::{BatchNorm, LayerNorm};
+use burn::nn::{BatchNorm, LayerNorm, Linear};
 use burn::tensor::activation::{gelu as burn_gelu, relu, softmax as burn_softmax};
 use burn::tensor::{Device, Tensor};
 
@@ -54,18 +54,6 @@ pub fn release_buffers() {
     winograd::release_buffers();
 }
 
-/// Exact (erf) GELU: through [`transformer::TransformerOps`] on the flex
-/// backend (one parallel pass each way), burn's `gelu` elsewhere.
-pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    #[cfg(feature = "flex")]
-    if is_flex(&x.device()) {
-        use burn::backend::Dispatch;
-        use transformer::TransformerOps;
-        return Tensor::from_dispatch(<Dispatch as TransformerOps>::gelu_exact(x.into_dispatch()));
-    }
-    burn_gelu(x)
-}
-
 /// `ln.forward(x)` for a LayerNorm with a bias and `epsilon` (burn's layer
 /// keeps its own private): through [`transformer::TransformerOps`] on the
 /// flex backend, the layer itself elsewhere.
@@ -85,6 +73,41 @@ pub fn layer_norm_forward<const D: usize>(ln: &LayerNorm, x: Tensor<D>, epsilon:
     }
     let _ = epsilon;
     ln.forward(x)
+}
+
+/// `x · w + b` over the last axis (`w` `[d_in, d_out]`, burn's layout),
+/// then exact GELU if `gelu`: on the flex backend one product and one pass
+/// for bias and activation each way ([`transformer::TransformerOps`]);
+/// burn's `linear` (and `gelu`) elsewhere.
+pub fn linear_bias<const D: usize>(
+    x: Tensor<D>,
+    w: Tensor<2>,
+    b: Tensor<1>,
+    gelu: bool,
+) -> Tensor<D> {
+    #[cfg(feature = "flex")]
+    if is_flex(&x.device()) {
+        use burn::backend::Dispatch;
+        use transformer::TransformerOps;
+        return Tensor::from_dispatch(<Dispatch as TransformerOps>::linear_fused(
+            x.into_dispatch(),
+            w.into_dispatch(),
+            b.into_dispatch(),
+            gelu,
+        ));
+    }
+    let y = burn::tensor::module::linear(x, w, Some(b));
+    if gelu { burn_gelu(y) } else { y }
+}
+
+/// `layer.forward(x)`, then exact GELU if `gelu`, through [`linear_bias`]
+/// when the layer has a bias.
+pub fn linear_forward<const D: usize>(layer: &Linear, x: Tensor<D>, gelu: bool) -> Tensor<D> {
+    match &layer.bias {
+        Some(b) => linear_bias(x, layer.weight.val(), b.val(), gelu),
+        None if gelu => burn_gelu(layer.forward(x)),
+        None => layer.forward(x),
+    }
 }
 
 /// Multi-head self-attention from packed projections `qkv` `[B, T, 3·D]`

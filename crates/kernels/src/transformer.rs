@@ -1,13 +1,15 @@
-//! The element-wise and row-wise layers of a transformer block on the flex
-//! (CPU) backend, forward and backward, each in one parallel pass over its
-//! input: exact (erf) GELU, LayerNorm over the last axis, and multi-head
-//! self-attention from packed q, k, v (its products read the heads in place
-//! through strides; the softmax is computed in place between them).
+//! The layers of a transformer block on the flex (CPU) backend, forward and
+//! backward: a linear layer with its bias (and an exact, erf, GELU) applied
+//! in one pass over the product, LayerNorm over the last axis in one pass,
+//! and multi-head self-attention from packed q, k, v (its products read the
+//! heads in place through strides; the softmax is computed in place
+//! between them).
 //!
 //! burn's autodiff builds LayerNorm and softmax from about ten tracked
 //! operations each (a pass over the activation apiece, forward and
-//! backward), and its flex element-wise operations, GELU included, run on
-//! one thread with a scalar `erf`. In a vit-tiny train step those passes
+//! backward), its flex element-wise operations, bias and GELU included,
+//! run on one thread (GELU with a scalar `erf`), and splitting heads copies
+//! the activations several times. In a vit-tiny train step those passes
 //! took more time than the matrix products.
 //!
 //! Reductions over rows (dγ, dβ) add fixed blocks of rows in a fixed order,
@@ -23,13 +25,10 @@ use burn::backend::{Autodiff, Backend, Flex, backend_extension};
 use rayon::prelude::*;
 
 use crate::flex::{dense_f32, f32_tensor};
-use crate::gemm::{MatRef, matmul};
+use crate::gemm::{MatRef, matmul, matmul_parallel};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait TransformerOps: Backend {
-    /// `x·Φ(x)`, Φ the standard normal CDF (PyTorch's default GELU).
-    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self>;
-
     /// `(x − mean) / sqrt(var + ε) · γ + β` over the last axis (biased
     /// variance); differentiable in `x`, `γ` and `β`.
     fn layer_norm_last(
@@ -43,6 +42,16 @@ pub trait TransformerOps: Backend {
     /// 3·D]` (queries, keys, values, each `heads` blocks of D/heads) to
     /// `[B, T, D]`, heads side by side: softmax(q·kᵀ/√(D/heads))·v per head.
     fn attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self>;
+
+    /// `x · w + b` over the last axis of `x` (`w` `[d_in, d_out]`, burn's
+    /// layout), with `gelu` applied after when asked: one product into a
+    /// fresh buffer, the bias (and GELU) in the same pass over it.
+    fn linear_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gelu: bool,
+    ) -> FloatTensor<Self>;
 }
 
 /// Rows per parallel task: small enough to balance two to sixteen threads
@@ -97,38 +106,6 @@ pub(crate) fn exp_nonpositive(x: f32) -> f32 {
 const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/sqrt(2π).
 const INV_SQRT_2PI: f32 = 0.398_942_3;
-
-fn gelu_forward(x: FlexTensor) -> FlexTensor {
-    let x = dense_f32(x, "gelu");
-    let shape = x.layout().shape().to_vec();
-    let xs = x.storage::<f32>();
-    let mut y = vec![0.0f32; xs.len()];
-    y.par_chunks_mut(1 << 14)
-        .zip(xs.par_chunks(1 << 14))
-        .for_each(|(o, i)| {
-            for (o, &v) in o.iter_mut().zip(i) {
-                *o = 0.5 * v * (1.0 + erf(v * FRAC_1_SQRT_2));
-            }
-        });
-    f32_tensor(y, shape)
-}
-
-/// d/dx x·Φ(x) = Φ(x) + x·φ(x).
-fn gelu_backward(x: &FlexTensor, dy: FlexTensor) -> FlexTensor {
-    let dy = dense_f32(dy, "gelu backward");
-    let (xs, ds) = (x.storage::<f32>(), dy.storage::<f32>());
-    let mut dx = vec![0.0f32; xs.len()];
-    dx.par_chunks_mut(1 << 14)
-        .zip(xs.par_chunks(1 << 14).zip(ds.par_chunks(1 << 14)))
-        .for_each(|(o, (xv, dv))| {
-            for ((o, &v), &g) in o.iter_mut().zip(xv).zip(dv) {
-                let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
-                let pdf = INV_SQRT_2PI * exp_nonpositive(-0.5 * v * v);
-                *o = g * (cdf + v * pdf);
-            }
-        });
-    f32_tensor(dx, x.layout().shape().to_vec())
-}
 
 fn last_dim(t: &FlexTensor) -> usize {
     *t.layout()
@@ -319,11 +296,70 @@ fn attention_backward(
     f32_tensor(dx, vec![b, t, 3 * d])
 }
 
-impl TransformerOps for Flex {
-    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        gelu_forward(x)
-    }
+/// (rows, d_in, d_out) of `x · w`, checked.
+fn linear_geometry(x: &FlexTensor, w: &FlexTensor, b: &FlexTensor) -> (usize, usize, usize) {
+    let ws = w.layout().shape();
+    assert_eq!(ws.num_dims(), 2, "linear: the weight must be [d_in, d_out]");
+    let (d_in, d_out) = (ws[0], ws[1]);
+    assert_eq!(
+        last_dim(x),
+        d_in,
+        "linear: input rows of {} for a [{d_in}, {d_out}] weight",
+        last_dim(x)
+    );
+    assert_eq!(
+        b.layout().shape().num_elements(),
+        d_out,
+        "linear: bias size"
+    );
+    (x.layout().shape().num_elements() / d_in.max(1), d_in, d_out)
+}
 
+/// `x·w + b` (pre-activation) and, with `gelu`, GELU of it as the output.
+fn linear_forward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: &FlexTensor,
+    gelu: bool,
+) -> (Vec<f32>, FlexTensor) {
+    let (m, k, n) = linear_geometry(x, w, b);
+    let mut shape = x.layout().shape().to_vec();
+    *shape.last_mut().expect("an axis") = n;
+    let mut z = vec![0.0f32; m * n];
+    matmul_parallel(
+        &mut z,
+        n,
+        false,
+        MatRef::row_major(x.storage::<f32>(), k),
+        MatRef::row_major(w.storage::<f32>(), n),
+        [m, n, k],
+    );
+    let bias = b.storage::<f32>();
+    let rows = (ROWS_PER_TASK * 4).max(1);
+    if gelu {
+        let mut y = vec![0.0f32; m * n];
+        y.par_chunks_mut(rows * n)
+            .zip(z.par_chunks_mut(rows * n))
+            .for_each(|(y, z)| {
+                for (y, z) in y.chunks_mut(n).zip(z.chunks_mut(n)) {
+                    for ((y, z), &b) in y.iter_mut().zip(z.iter_mut()).zip(bias) {
+                        *z += b;
+                        *y = 0.5 * *z * (1.0 + erf(*z * FRAC_1_SQRT_2));
+                    }
+                }
+            });
+        (z, f32_tensor(y, shape))
+    } else {
+        z.par_chunks_mut(rows * n).for_each(|z| {
+            for z in z.chunks_mut(n) {
+                z.iter_mut().zip(bias).for_each(|(z, &b)| *z += b);
+            }
+        });
+        (Vec::new(), f32_tensor(z, shape))
+    }
+}
+
+impl TransformerOps for Flex {
     fn layer_norm_last(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -340,21 +376,19 @@ impl TransformerOps for Flex {
     fn attention_packed(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
         attention_forward(&dense_f32(qkv, "attention"), heads).0
     }
-}
 
-#[derive(Debug)]
-struct GeluBackward;
-
-impl Backward<Flex, 1> for GeluBackward {
-    /// The input.
-    type State = FlexTensor;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = node {
-            grads.register::<Flex>(node.id, gelu_backward(&ops.state, dy));
-        }
+    fn linear_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gelu: bool,
+    ) -> FloatTensor<Self> {
+        let (x, w, b) = (
+            dense_f32(x, "linear"),
+            dense_f32(w, "linear"),
+            dense_f32(b, "linear"),
+        );
+        linear_forward(&x, &w, &b, gelu).1
     }
 }
 
@@ -451,22 +485,79 @@ impl Backward<Flex, 1> for AttentionBackward {
     }
 }
 
-impl<C: CheckpointStrategy> TransformerOps for Autodiff<Flex, C> {
-    fn gelu_exact(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        match GeluBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let xp = dense_f32(x.into_primitive(), "gelu");
-                let y = gelu_forward(xp.clone());
-                prep.finish(xp, y)
+#[derive(Debug)]
+struct LinearBackward {
+    gelu: bool,
+}
+
+/// With z = x·w + b and g = dy (times GELU's derivative at z when fused):
+/// dx = g·wᵀ, dw = xᵀ·g, db = Σ_rows g (blocks of rows in a fixed order).
+impl Backward<Flex, 3> for LinearBackward {
+    /// x, w, and z when GELU follows (empty otherwise).
+    type State = (FlexTensor, FlexTensor, Vec<f32>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = dense_f32(grads.consume::<Flex>(&ops.node), "linear backward");
+        let (x, w, z) = ops.state;
+        let ws = w.layout().shape();
+        let (k, n) = (ws[0], ws[1]);
+        let m = x.layout().shape().num_elements() / k.max(1);
+        let rows = ROWS_PER_TASK * 4;
+        let through_gelu: Vec<f32>;
+        let g: &[f32] = if self.gelu {
+            let mut g = vec![0.0f32; m * n];
+            g.par_chunks_mut(rows * n)
+                .zip(
+                    z.par_chunks(rows * n)
+                        .zip(dy.storage::<f32>().par_chunks(rows * n)),
+                )
+                .for_each(|(g, (z, dy))| {
+                    for ((g, &v), &d) in g.iter_mut().zip(z).zip(dy) {
+                        let cdf = 0.5 * (1.0 + erf(v * FRAC_1_SQRT_2));
+                        let pdf = INV_SQRT_2PI * exp_nonpositive(-0.5 * v * v);
+                        *g = d * (cdf + v * pdf);
+                    }
+                });
+            through_gelu = g;
+            &through_gelu
+        } else {
+            dy.storage::<f32>()
+        };
+        let gm = MatRef::row_major(g, n);
+        if let Some(node) = node_x {
+            let mut dx = vec![0.0f32; m * k];
+            let wt = MatRef::row_major(w.storage::<f32>(), n).transposed();
+            matmul_parallel(&mut dx, k, false, gm, wt, [m, k, n]);
+            grads.register::<Flex>(node.id, f32_tensor(dx, x.layout().shape().to_vec()));
+        }
+        if let Some(node) = node_w {
+            let mut dw = vec![0.0f32; k * n];
+            let xt = MatRef::row_major(x.storage::<f32>(), k).transposed();
+            matmul_parallel(&mut dw, n, false, xt, gm, [k, n, m]);
+            grads.register::<Flex>(node.id, f32_tensor(dw, vec![k, n]));
+        }
+        if let Some(node) = node_b {
+            let partial: Vec<Vec<f32>> = g
+                .par_chunks(rows * n)
+                .map(|block| {
+                    let mut s = vec![0.0f32; n];
+                    for row in block.chunks(n) {
+                        s.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+                    }
+                    s
+                })
+                .collect();
+            let mut db = vec![0.0f32; n];
+            for p in &partial {
+                db.iter_mut().zip(p).for_each(|(a, b)| *a += b);
             }
-            OpsKind::UnTracked(prep) => prep.finish(gelu_forward(x.into_primitive())),
+            grads.register::<Flex>(node.id, f32_tensor(db, vec![n]));
         }
     }
+}
 
+impl<C: CheckpointStrategy> TransformerOps for Autodiff<Flex, C> {
     fn layer_norm_last(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -507,6 +598,32 @@ impl<C: CheckpointStrategy> TransformerOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 let x = dense_f32(qkv.into_primitive(), "attention");
                 prep.finish(attention_forward(&x, heads).0)
+            }
+        }
+    }
+
+    fn linear_fused(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        gelu: bool,
+    ) -> FloatTensor<Self> {
+        let wp = dense_f32(w.primitive().clone(), "linear");
+        let bp = dense_f32(b.primitive().clone(), "linear");
+        let backward = LinearBackward { gelu };
+        match backward
+            .prepare::<C>([x.node(), w.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let xp = dense_f32(x.into_primitive(), "linear");
+                let (z, y) = linear_forward(&xp, &wp, &bp, gelu);
+                prep.finish((xp, wp, z), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let xp = dense_f32(x.into_primitive(), "linear");
+                prep.finish(linear_forward(&xp, &wp, &bp, gelu).1)
             }
         }
     }

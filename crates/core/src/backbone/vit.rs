@@ -23,11 +23,10 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::module::interpolate;
-use burn::tensor::module::linear;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
-use reusebench_kernels::{gelu, layer_norm_forward, self_attention};
+use reusebench_kernels::{layer_norm_forward, linear_bias, linear_forward, self_attention};
 
 use crate::init::{normal_param, uniform_fan_in, xavier_uniform};
 
@@ -110,16 +109,17 @@ impl SelfAttention {
 
     /// `x`: `[batch, tokens, dim]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        // One [batch·tokens, dim] × [dim, 3·dim] product (burn's `linear`
-        // folds the batch into the rows), not a product per image. (Three
-        // products from the weight's thirds measured slower.)
-        let qkv = linear(
+        // One [batch·tokens, dim] × [dim, 3·dim] product (the batch folded
+        // into the rows), not a product per image. (Three products from the
+        // weight's thirds measured slower.)
+        let qkv = linear_bias(
             x,
             self.in_proj_weight.val().transpose(),
-            Some(self.in_proj_bias.val()),
+            self.in_proj_bias.val(),
+            false,
         );
         let out = self_attention(qkv, self.heads);
-        self.out_proj.forward(out)
+        linear_forward(&self.out_proj, out, false)
     }
 }
 
@@ -147,7 +147,7 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(gelu(self.fc1.forward(x)))
+        linear_forward(&self.fc2, linear_forward(&self.fc1, x, true), false)
     }
 }
 

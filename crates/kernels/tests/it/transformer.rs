@@ -1,12 +1,15 @@
-//! The flex transformer kernels (`kernels::transformer`: GELU, LayerNorm,
-//! attention) against burn's own operations: output and every gradient, on
+//! The flex transformer kernels (`kernels::transformer`: linear with GELU,
+//! LayerNorm, attention) against burn's own operations: output and every gradient, on
 //! the flex backend with autodiff, and without autodiff.
 #![cfg(feature = "flex")]
 
 use burn::nn::{LayerNorm, LayerNormConfig};
 use burn::tensor::activation::gelu as burn_gelu;
+use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
-use reusebench_kernels::{gelu, layer_norm_forward, self_attention, self_attention_composed};
+use reusebench_kernels::{
+    layer_norm_forward, linear_bias, self_attention, self_attention_composed,
+};
 
 fn max_abs_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     assert_eq!(a.dims(), b.dims());
@@ -37,15 +40,52 @@ fn compare(
     (max_abs_diff(y0, y1), max_abs_diff(dx0, dx1))
 }
 
+/// The fused linear layer (bias, and GELU when asked) against burn's
+/// `linear` and `gelu`: output and the gradients of input, weight and bias.
 #[test]
-fn gelu_matches_burn() {
+fn linear_matches_burn_with_and_without_gelu() {
     let dev = Device::flex().autodiff();
-    // Wide enough to reach both tails, where erf saturates.
-    let x = input([3, 17, 40], 3.0, &dev);
-    let (dy, dx) = compare(x, gelu, burn_gelu);
-    // A few ulp of outputs up to about 12 (erf within 5e-7, times x/2).
-    assert!(dy < 4e-6, "output differs by {dy}");
-    assert!(dx < 4e-6, "gradient differs by {dx}");
+    for gelu in [false, true] {
+        // Wide inputs so that GELU sees both tails, where erf saturates.
+        let x = input([3, 17, 40], 1.0, &dev);
+        let w = Tensor::<2>::random([40, 24], Distribution::Normal(0.0, 0.5), &dev);
+        let b = Tensor::<1>::random([24], Distribution::Normal(0.0, 1.0), &dev);
+        let r = input([3, 17, 24], 1.0, &dev);
+        let run = |fused: bool| {
+            let (x, w, b) = (
+                x.clone().require_grad(),
+                w.clone().require_grad(),
+                b.clone().require_grad(),
+            );
+            let y = match fused {
+                true => linear_bias(x.clone(), w.clone(), b.clone(), gelu),
+                false => {
+                    let y = linear(x.clone(), w.clone(), Some(b.clone()));
+                    if gelu { burn_gelu(y) } else { y }
+                }
+            };
+            let grads = (y.clone() * r.clone()).sum().backward();
+            let g = |t: &Tensor<3>| t.grad(&grads).unwrap();
+            (
+                y.inner(),
+                g(&x),
+                w.grad(&grads).unwrap(),
+                b.grad(&grads).unwrap(),
+            )
+        };
+        let (y0, dx0, dw0, db0) = run(false);
+        let (y1, dx1, dw1, db1) = run(true);
+        // A few ulp of values up to about 20 (erf within 5e-7, times z/2).
+        let case = format!("gelu {gelu}");
+        let d = max_abs_diff(y0, y1);
+        assert!(d < 1e-5, "{case}: output differs by {d}");
+        let d = max_abs_diff(dx0, dx1);
+        assert!(d < 1e-5, "{case}: dx differs by {d}");
+        let d = max_abs_diff(dw0, dw1);
+        assert!(d < 2e-5, "{case}: dw differs by {d}");
+        let d = max_abs_diff(db0, db1);
+        assert!(d < 2e-5, "{case}: db differs by {d}");
+    }
 }
 
 /// A layer with non-trivial γ and β.
@@ -102,16 +142,23 @@ fn inference_matches_burn_too() {
     let dev = Device::flex();
     let x = input([2, 10, 32], 2.0, &dev);
     let ln = LayerNormConfig::new(32).with_epsilon(1e-6).init(&dev);
-    assert!(max_abs_diff(gelu(x.clone()), burn_gelu(x.clone())) < 1e-6);
+    let (w, b) = (
+        Tensor::<2>::random([32, 8], Distribution::Normal(0.0, 0.5), &dev),
+        Tensor::<1>::random([8], Distribution::Normal(0.0, 1.0), &dev),
+    );
+    let burns = burn_gelu(linear(x.clone(), w.clone(), Some(b.clone())));
+    assert!(max_abs_diff(linear_bias(x.clone(), w, b, true), burns) < 1e-5);
     assert!(max_abs_diff(layer_norm_forward(&ln, x.clone(), 1e-6), ln.forward(x)) < 2e-5);
 }
 
-/// Same input, one thread or several: the row reductions (dγ, dβ) add in a
-/// fixed order and attention's products run per image, so the bits agree.
+/// Same input, one thread or several: the row reductions (dγ, dβ, the
+/// bias's) add in a fixed order, attention's products run per image and the
+/// linear layer's split by output blocks, so the bits agree.
 #[test]
 fn gradients_do_not_depend_on_the_thread_count() {
     let dev = Device::flex().autodiff();
     let x = input([4, 65, 48], 1.0, &dev);
+    let w = Tensor::<2>::random([16, 40], Distribution::Normal(0.0, 0.2), &dev);
     let grads_with = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -120,8 +167,13 @@ fn gradients_do_not_depend_on_the_thread_count() {
         pool.install(|| {
             let ln = layer(48, 1e-6, &dev);
             let y = layer_norm_forward(&ln, x.clone().require_grad(), 1e-6);
-            let grads = gelu(self_attention(y, 2).mul_scalar(3.0)).sum().backward();
-            ln.gamma.grad(&grads).unwrap().into_data()
+            let w = w.clone().require_grad();
+            let b = Tensor::<1>::zeros([40], &dev).require_grad();
+            let y = linear_bias(self_attention(y, 2), w.clone(), b.clone(), true);
+            let grads = y.sum().backward();
+            let dw = w.grad(&grads).unwrap().into_data();
+            let db = b.grad(&grads).unwrap().into_data();
+            (ln.gamma.grad(&grads).unwrap().into_data(), dw, db)
         })
     };
     assert_eq!(grads_with(1), grads_with(3));
