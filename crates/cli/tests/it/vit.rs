@@ -73,6 +73,20 @@ fn validate_rejects_vit_shapes_with_file_line_and_key() {
                 message: "position embeddings are for 64 px images, the data gives 32 px",
             },
             Rejection {
+                from: "network: escnn, layers: 2,",
+                to: "network: escnn, layers: 7,",
+                line_of: "layers: 7",
+                key: "canonicalizer.input_size",
+                message: "sees 26x26 pixels, fewer than the 29x29 its 7 layer(s) of 5x5 kernels need",
+            },
+            Rejection {
+                from: "network: escnn",
+                to: "network: e2cnn",
+                line_of: "network: e2cnn",
+                key: "canonicalizer.network",
+                message: "unknown variant `e2cnn`, expected `custom` or `escnn`",
+            },
+            Rejection {
                 from: "backbone: { arch: vit-tiny, depth: 2 }",
                 to: "backbone: { arch: vit, depth: 2 }",
                 line_of: "arch: vit,",

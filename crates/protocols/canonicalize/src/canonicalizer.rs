@@ -9,13 +9,15 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_core::bounded::{Positive, PositiveInt, Share};
 use serde::{Deserialize, Serialize};
 
-use crate::equivariant::EquivariantNet;
+use crate::equivariant::{EquivariantNet, Network};
 use crate::group::{Border, Rotator, Sampler};
 
 /// The canonicalizer's settings (equiadapt's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CanonicalizerConfig {
+    /// equiadapt's `custom` network or its `escnn` one's structure.
+    pub network: Network,
     /// Equivariant layers: the lifting layer and layers − 1 group layers.
     pub layers: PositiveInt,
     pub channels: PositiveInt,
@@ -39,6 +41,7 @@ pub struct CanonicalizerConfig {
 impl Default for CanonicalizerConfig {
     fn default() -> Self {
         Self {
+            network: Network::Custom,
             layers: PositiveInt::of(3),
             channels: PositiveInt::of(32),
             kernel: 5,
@@ -103,6 +106,7 @@ impl Canonicalizer {
         Self {
             net: EquivariantNet::new(
                 rng,
+                config.network,
                 channels_in,
                 config.channels.get(),
                 config.kernel,

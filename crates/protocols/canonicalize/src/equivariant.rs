@@ -11,22 +11,28 @@
 //! forward pass (one per batch), then one convolution serves every image.
 
 use burn::module::{Module, Param};
+use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::init::uniform_fan_in;
-use reusebench_kernels::conv2d_with_weight;
+use reusebench_kernels::{batch_norm_forward, conv2d_with_weight};
+use serde::{Deserialize, Serialize};
 
 use crate::group::Rotator;
+use crate::steerable::SteerableBasis;
 
 /// The lifting layer: image → functions on C_N.
 #[derive(Module, Debug)]
 pub struct LiftingConv {
-    /// `[O, C, k, k]`.
+    /// `[O, C, k, k]` pixels, or with a steerable basis `[O, C, 1, len]`
+    /// coefficients.
     pub weight: Param<Tensor<4>>,
     /// `[O]`, shared across the group (so it commutes with rotations).
     pub bias: Param<Tensor<1>>,
     pub order: usize,
+    #[module(skip)]
+    basis: Option<SteerableBasis>,
 }
 
 impl LiftingConv {
@@ -48,11 +54,45 @@ impl LiftingConv {
             ),
             bias: Param::from_tensor(Tensor::zeros([cout], device)),
             order,
+            basis: None,
+        }
+    }
+
+    /// With filters from a steerable basis: the coefficients drawn with
+    /// the pixel filters' fan-in.
+    pub fn steerable(
+        rng: &mut ChaCha8Rng,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        order: usize,
+        device: &Device,
+    ) -> Self {
+        let basis = SteerableBasis::new(order, kernel);
+        Self {
+            weight: uniform_fan_in(
+                rng,
+                [cout, cin, 1, basis.len],
+                cin * kernel * kernel,
+                device,
+            ),
+            bias: Param::from_tensor(Tensor::zeros([cout], device)),
+            order,
+            basis: Some(basis),
         }
     }
 
     /// The stacked bank `[O·N, C, k, k]`: row o·N + g is filter o rotated by g.
     pub fn bank(&self) -> Tensor<4> {
+        if let Some(basis) = &self.basis {
+            let [o, c, _, len] = self.weight.dims();
+            let k = basis.size;
+            let coefficients = self.weight.val().reshape([o * c, len]);
+            let copies = (0..self.order)
+                .map(|g| basis.filters(coefficients.clone(), g).reshape([o, c, k, k]))
+                .collect();
+            return Tensor::<4>::stack::<5>(copies, 1).reshape([o * self.order, c, k, k]);
+        }
         let w = self.weight.val();
         let [o, c, k, _] = w.dims();
         let w = w * disc(k, &self.weight.device()).0.reshape([1, 1, k, k]);
@@ -73,10 +113,13 @@ impl LiftingConv {
 /// A group convolution on the regular representation of C_N.
 #[derive(Module, Debug)]
 pub struct GroupConv {
-    /// `[O, C, N, k, k]`.
+    /// `[O, C, N, k, k]` pixels, or with a steerable basis `[O, C, N, 1,
+    /// len]` coefficients.
     pub weight: Param<Tensor<5>>,
     pub bias: Param<Tensor<1>>,
     pub order: usize,
+    #[module(skip)]
+    basis: Option<SteerableBasis>,
 }
 
 impl GroupConv {
@@ -93,6 +136,26 @@ impl GroupConv {
             weight: uniform_fan_in(rng, [cout, cin, order, kernel, kernel], fan_in, device),
             bias: Param::from_tensor(Tensor::zeros([cout], device)),
             order,
+            basis: None,
+        }
+    }
+
+    /// With filters from a steerable basis (see [`LiftingConv::steerable`]).
+    pub fn steerable(
+        rng: &mut ChaCha8Rng,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        order: usize,
+        device: &Device,
+    ) -> Self {
+        let basis = SteerableBasis::new(order, kernel);
+        let fan_in = cin * order * kernel * kernel;
+        Self {
+            weight: uniform_fan_in(rng, [cout, cin, order, 1, basis.len], fan_in, device),
+            bias: Param::from_tensor(Tensor::zeros([cout], device)),
+            order,
+            basis: Some(basis),
         }
     }
 
@@ -100,8 +163,21 @@ impl GroupConv {
     /// (c, h) is `W[o, c, (h − g) mod N]` rotated by g.
     pub fn bank(&self) -> Tensor<4> {
         let w = self.weight.val();
-        let [o, c, n, k, _] = w.dims();
         let device = w.device();
+        if let Some(basis) = &self.basis {
+            let [o, c, n, _, len] = w.dims();
+            let k = basis.size;
+            let copies = (0..n)
+                .map(|g| {
+                    let shift: Vec<i64> = (0..n).map(|h| ((h + n - g) % n) as i64).collect();
+                    let shift = Tensor::<1, Int>::from_data(TensorData::new(shift, [n]), &device);
+                    let shifted = w.clone().select(2, shift).reshape([o * c * n, len]);
+                    basis.filters(shifted, g).reshape([o, c, n, k, k])
+                })
+                .collect();
+            return Tensor::<5>::stack::<6>(copies, 1).reshape([o * n, c * n, k, k]);
+        }
+        let [o, c, n, k, _] = w.dims();
         let w = w * disc(k, &device).0.reshape([1, 1, 1, k, k]);
         let rot = Rotator::for_filters(self.order, k);
         let copies = (0..n)
@@ -130,18 +206,39 @@ impl GroupConv {
     }
 }
 
-/// equiadapt's custom equivariant network: a lifting layer, then
-/// (layers − 1) × (ReLU, 1x1 group convolution), averaged over channels
-/// and space into one score per group element.
+/// Which of equiadapt's canonicalization networks to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Network {
+    /// `CustomEquivariantNetwork`: the lifting layer (kernel k), then
+    /// layers − 1 × (ReLU, 1x1 group convolution).
+    #[default]
+    Custom,
+    /// `ESCNNEquivariantNetwork`: the lifting layer, then layers − 1 group
+    /// convolutions with k×k kernels, each after a batch norm per field
+    /// (statistics shared by a channel's N group elements, e2cnn's
+    /// `InnerBatchNorm`, momentum 0.9) and a ReLU; every filter from a
+    /// steerable basis ([`SteerableBasis`], as e2cnn's `R2Conv`), so that
+    /// eighth turns of filters are exact. Its dropout (0.5 after each ReLU)
+    /// is left out.
+    Escnn,
+}
+
+/// equiadapt's canonicalization network ([`Network`]), averaged over
+/// channels and space into one score per group element.
 #[derive(Module, Debug)]
 pub struct EquivariantNet {
     pub lift: LiftingConv,
     pub layers: Vec<GroupConv>,
+    /// Before each of `layers` (escnn), or none (custom).
+    pub norms: Vec<BatchNorm>,
 }
 
 impl EquivariantNet {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         rng: &mut ChaCha8Rng,
+        network: Network,
         channels_in: usize,
         channels: usize,
         kernel: usize,
@@ -149,17 +246,45 @@ impl EquivariantNet {
         order: usize,
         device: &Device,
     ) -> Self {
-        let lift = LiftingConv::new(rng, channels_in, channels, kernel, order, device);
-        let layers = (1..layers)
-            .map(|_| GroupConv::new(rng, channels, channels, 1, order, device))
-            .collect();
-        Self { lift, layers }
+        let (lift, layers): (_, Vec<GroupConv>) = match network {
+            Network::Custom => (
+                LiftingConv::new(rng, channels_in, channels, kernel, order, device),
+                (1..layers)
+                    .map(|_| GroupConv::new(rng, channels, channels, 1, order, device))
+                    .collect(),
+            ),
+            Network::Escnn => (
+                LiftingConv::steerable(rng, channels_in, channels, kernel, order, device),
+                (1..layers)
+                    .map(|_| GroupConv::steerable(rng, channels, channels, kernel, order, device))
+                    .collect(),
+            ),
+        };
+        let norms = match network {
+            Network::Custom => Vec::new(),
+            Network::Escnn => layers
+                .iter()
+                .map(|_| {
+                    BatchNormConfig::new(channels)
+                        .with_momentum(0.9)
+                        .init(device)
+                })
+                .collect(),
+        };
+        Self {
+            lift,
+            layers,
+            norms,
+        }
     }
 
     /// Scores `[B, N]` of a batch `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
         let mut f = self.lift.forward(x);
-        for layer in &self.layers {
+        for (i, layer) in self.layers.iter().enumerate() {
+            if let Some(bn) = self.norms.get(i) {
+                f = inner_batch_norm(bn, f);
+            }
             f = layer.forward(relu(f));
         }
         let [b, o, n, h, w] = f.dims();
@@ -169,6 +294,14 @@ impl EquivariantNet {
             .reshape([b, n])
             .div_scalar((o * count) as f64)
     }
+}
+
+/// A batch norm over `[B, O, N, H, W]` with one set of statistics per
+/// channel o, shared by its N group elements (so that it commutes with
+/// rotations, which permute them).
+fn inner_batch_norm(bn: &BatchNorm, f: Tensor<5>) -> Tensor<5> {
+    let [b, o, n, h, w] = f.dims();
+    batch_norm_forward(bn, f.reshape([b, o, n * h, w])).reshape([b, o, n, h, w])
 }
 
 /// The inscribed disc of an `s`² grid as a 0/1 mask, and its pixel count.
@@ -218,7 +351,7 @@ mod tests {
     fn c4_scores_permute_exactly_under_quarter_turns() {
         let device = DeviceSpec::for_tests();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let net = EquivariantNet::new(&mut rng, 3, 6, 5, 3, 4, &device);
+        let net = EquivariantNet::new(&mut rng, Network::Custom, 3, 6, 5, 3, 4, &device);
         let x = image(2, 13, &device);
         let base = values(net.forward(x.clone()));
         for r in 1..4 {
@@ -238,7 +371,7 @@ mod tests {
         // The quarter turn is in C8's exact C4 subgroup.
         let device = DeviceSpec::for_tests();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let net = EquivariantNet::new(&mut rng, 3, 4, 5, 2, 8, &device);
+        let net = EquivariantNet::new(&mut rng, Network::Custom, 3, 4, 5, 2, 8, &device);
         let x = image(4, 11, &device);
         let base = values(net.forward(x.clone()));
         let got = values(net.forward(rot90(x, 1)));
@@ -246,5 +379,84 @@ mod tests {
         for (a, b) in got.iter().zip(&want) {
             assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
         }
+    }
+
+    /// equiadapt's escnn structure: k×k group layers after a per-field batch
+    /// norm and a ReLU. Its scores still permute exactly under quarter
+    /// turns, with batch statistics (training) and with running ones.
+    #[test]
+    fn escnn_network_is_exactly_c4_equivariant_with_batch_norm() {
+        let device = DeviceSpec::for_tests();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let net = EquivariantNet::new(&mut rng, Network::Escnn, 3, 4, 3, 3, 4, &device);
+        assert_eq!(net.layers.len(), 2);
+        assert_eq!(net.norms.len(), 2);
+        assert_eq!(net.layers[0].weight.dims(), [4, 4, 4, 1, 6]);
+        let x = image(6, 13, &device);
+        let check = |net: &EquivariantNet, x: Tensor<4>, what: &str| {
+            let base = values(net.forward(x.clone()));
+            for r in 1..4 {
+                let got = values(net.forward(rot90(x.clone(), r)));
+                for (a, b) in got.iter().zip(&shifted(&base, 4, r)) {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                        "{what} r={r}: {a} vs {b}"
+                    );
+                }
+            }
+        };
+        // Running statistics (evaluation), moved off their initial values
+        // by training passes so that the norm is not the identity.
+        let train_device = device.clone().autodiff();
+        let trained = net.clone().fork(&train_device);
+        for seed in 0..3 {
+            let _ = trained.forward(image(10 + seed, 13, &train_device));
+        }
+        let trained = trained.fork(&device);
+        let mean = values(trained.norms[0].running_mean.value().reshape([1, 4]));
+        assert!(
+            mean.iter().any(|m| m.abs() > 1e-4),
+            "running mean unchanged: {mean:?}"
+        );
+        check(&trained, x.clone(), "running statistics");
+        // Batch statistics: the turned batch has the same per-channel ones.
+        let x = image(6, 13, &train_device);
+        let base = values(net.clone().fork(&train_device).forward(x.clone()));
+        let got = values(net.fork(&train_device).forward(rot90(x, 1)));
+        for (a, b) in got.iter().zip(&shifted(&base, 4, 1)) {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "batch statistics: {a} vs {b}"
+            );
+        }
+    }
+
+    /// Training reaches the escnn network's steerable coefficients in both
+    /// layers and the batch norm's γ and β. (The last layer's bias moves
+    /// every score alike: its gradient is the sum of the scores' own.)
+    #[test]
+    fn escnn_gradients_reach_coefficients_and_batch_norm() {
+        let device = DeviceSpec::for_tests().autodiff();
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let net = EquivariantNet::new(&mut rng, Network::Escnn, 3, 4, 5, 2, 8, &device);
+        let scores = net.forward(image(12, 17, &device));
+        let target = Tensor::<2>::from_data(
+            TensorData::new(
+                (0..16).map(|v| v as f32 - 7.5).collect::<Vec<f32>>(),
+                [2, 8],
+            ),
+            &device,
+        );
+        let grads = (scores * target).sum().backward();
+        let norm = |t: Tensor<1>| values(t.abs().sum().reshape([1, 1]))[0];
+        let flat = |g: Option<Tensor<4>>| g.map(|g| g.reshape([-1])).unwrap();
+        assert!(
+            norm(flat(net.lift.weight.grad(&grads))) > 0.0,
+            "lifting coefficients"
+        );
+        let group = net.layers[0].weight.grad(&grads).unwrap().reshape([-1]);
+        assert!(norm(group) > 0.0, "group coefficients");
+        assert!(norm(net.norms[0].gamma.grad(&grads).unwrap()) > 0.0, "γ");
+        assert!(norm(net.norms[0].beta.grad(&grads).unwrap()) > 0.0, "β");
     }
 }
