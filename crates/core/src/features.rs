@@ -9,7 +9,7 @@ use reusebench_data::{BatchIter, BatchPlan, ImageSet, Normalization};
 
 use burn::nn::Linear;
 
-use crate::backbone::{Backbone, ResNet};
+use crate::backbone::Backbone;
 use crate::model::Classifier;
 
 pub use crate::rows::Rows;
@@ -78,9 +78,10 @@ pub fn features(
     infer(set, batch_size, normalization, device, net.feature_pass())
 }
 
-/// Activations of stage `layer` of `backbone` (see [`ResNet::LAYERS`]),
-/// read at `tap` and averaged over space (evaluation mode). `None` for a
-/// stage the backbone does not have (a ViT has no ResNet stages).
+/// Activations of stage `layer` of `backbone` (one of
+/// [`Backbone::layer_names`]: a ResNet's stem and layers, a ViT's blocks), read at `tap`
+/// and averaged over space or tokens (evaluation mode). `None` for a stage
+/// the backbone does not have.
 pub fn pooled_activations(
     backbone: &Backbone,
     layer: &str,
@@ -90,15 +91,15 @@ pub fn pooled_activations(
     normalization: Normalization,
     device: &Device,
 ) -> Option<Rows> {
-    let backbone = backbone.as_resnet()?;
-    if !ResNet::LAYERS.contains(&layer) {
+    if !backbone.layer_names().iter().any(|l| l == layer) {
         return None;
     }
     let backbone = backbone.valid();
     Some(infer(set, batch_size, normalization, device, |x| {
-        match tap {
-            Tap::Block => backbone.pooled_at(x, layer),
-            Tap::Conv => backbone.pooled_conv_at(x, layer),
+        match (&backbone, tap) {
+            (Backbone::ResNet(r), Tap::Block) => r.pooled_at(x, layer),
+            (Backbone::ResNet(r), Tap::Conv) => r.pooled_conv_at(x, layer),
+            (Backbone::Vit(v), tap) => v.pooled_at(x, layer, tap == Tap::Conv),
         }
         .expect("a known layer")
     }))
@@ -109,10 +110,13 @@ pub fn pooled_activations(
 #[serde(rename_all = "kebab-case")]
 pub enum Tap {
     /// The stage's last convolution's raw output, before batch norm and
-    /// ReLU (a forward hook on that convolution, as RESQUE's authors read).
+    /// ReLU (a forward hook on that convolution, as RESQUE's authors read);
+    /// in a ViT block, its last linear layer's (the MLP's), before the
+    /// residual sum.
     #[default]
     Conv,
-    /// The stage's output, after its last ReLU (non-negative).
+    /// The stage's output, after its last ReLU (non-negative); a ViT
+    /// block's output.
     Block,
 }
 

@@ -1,5 +1,6 @@
 //! End to end: the ViT smoke grid through the `reusebench` binary (vit-tiny
-//! pretrained, then continual learning and canonicalization on top of it),
+//! pretrained, then continual learning, canonicalization and RESQUE on top
+//! of it),
 //! its determinism, and the ViT shapes validation must refuse.
 
 use crate::common::{Rejection, SmokeRun, assert_smoke_rejects, cell_rows, get, scalars};
@@ -7,7 +8,7 @@ use reusebench_results::names;
 
 #[test]
 fn vit_smoke_grid_pretrains_learns_continually_and_canonicalizes() {
-    let smoke = SmokeRun::new("vit", 7);
+    let smoke = SmokeRun::new("vit", 9);
     let results = &smoke.results;
 
     // The ViT learns: above chance (4 classes) on the held-out images.
@@ -50,6 +51,23 @@ fn vit_smoke_grid_pretrains_learns_continually_and_canonicalizes() {
         }
     }
 
+    // RESQUE on a ViT (read at its last block, the default layer): a score
+    // for the corruption and for the new task, and the retraining's
+    // parameter change reported per block.
+    let resque = cell_rows(results, "resque");
+    assert_eq!(resque.len(), 2);
+    for (_, rows) in &resque {
+        let v = scalars(rows);
+        let score = get(&v, names::RESQUE_DIST).or_else(|| get(&v, names::RESQUE_TASK));
+        assert!(score.is_some_and(f64::is_finite), "{v:?}");
+    }
+    let layers: Vec<&str> = resque
+        .iter()
+        .flat_map(|(_, rows)| rows.iter())
+        .filter_map(|r| r["coords"][names::LAYER].as_str())
+        .collect();
+    assert!(layers.contains(&"block1"), "{layers:?}");
+
     smoke.assert_rerun_identical("continual", &continual);
 }
 
@@ -71,6 +89,13 @@ fn validate_rejects_vit_shapes_with_file_line_and_key() {
                 line_of: "image_size: 64",
                 key: "backbone.image_size",
                 message: "position embeddings are for 64 px images, the data gives 32 px",
+            },
+            Rejection {
+                from: "      retrain: { target_acc: 90, max_epochs: 1,",
+                to: "      layer: layer4\n      retrain: { target_acc: 90, max_epochs: 1,",
+                line_of: "layer: layer4",
+                key: "layer",
+                message: "the backbone has no layer `layer4` (it has block0, block1)",
             },
             Rejection {
                 from: "network: escnn, layers: 2,",

@@ -337,6 +337,15 @@ impl Backbone {
         }
     }
 
+    /// The stages activations can be read at (`pooled_activations`): a
+    /// ResNet's stem and layers, a ViT's blocks.
+    pub fn layer_names(&self) -> Vec<String> {
+        match self {
+            Backbone::ResNet(_) => ResNet::LAYERS.iter().map(|l| l.to_string()).collect(),
+            Backbone::Vit(v) => v.layer_names(),
+        }
+    }
+
     pub fn as_resnet(&self) -> Option<&ResNet> {
         match self {
             Backbone::ResNet(r) => Some(r),

@@ -162,8 +162,17 @@ pub struct EncoderBlock {
 
 impl EncoderBlock {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let (y, mlp) = self.forward_parts(x);
+        mlp + y
+    }
+
+    /// The block's residual stream after attention, and its MLP's raw
+    /// output (the last linear layer's, before the residual sum): the
+    /// block's output is their sum.
+    fn forward_parts(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
         let y = self.self_attention.forward(norm(&self.ln_1, x.clone())) + x;
-        self.mlp.forward(norm(&self.ln_2, y.clone())) + y
+        let mlp = self.mlp.forward(norm(&self.ln_2, y.clone()));
+        (y, mlp)
     }
 }
 
@@ -240,11 +249,21 @@ impl Vit {
 
     /// Every token after the final LayerNorm, `[batch, tokens, dim]`.
     pub fn tokens(&self, x: Tensor<4>) -> Tensor<3> {
+        let mut x = self.embed(x);
+        for block in &self.encoder.layers {
+            x = block.forward(x);
+        }
+        norm(&self.encoder.ln, x)
+    }
+
+    /// The tokens entering the first block (patches, class token,
+    /// position embeddings).
+    fn embed(&self, x: Tensor<4>) -> Tensor<3> {
         let patches = self.conv_proj.forward(x);
         let [batch, dim, h, w] = patches.dims();
         let patches = patches.reshape([batch, dim, h * w]).swap_dims(1, 2);
         let class = self.class_token.val().expand([batch, 1, dim]);
-        let mut x = Tensor::cat(vec![class, patches], 1);
+        let x = Tensor::cat(vec![class, patches], 1);
         let pos = self.encoder.pos_embedding.val();
         assert_eq!(
             pos.dims()[1],
@@ -254,11 +273,32 @@ impl Vit {
             pos.dims()[1],
             x.dims()[1]
         );
-        x = x + pos;
-        for block in &self.encoder.layers {
+        x + pos
+    }
+
+    /// The names of the blocks, `block0`.. (the names parameter changes are
+    /// reported under), for reading activations with [`Vit::pooled_at`].
+    pub fn layer_names(&self) -> Vec<String> {
+        (0..self.encoder.layers.len())
+            .map(|i| format!("block{i}"))
+            .collect()
+    }
+
+    /// Block `layer`'s activations averaged over tokens, `[batch, dim]`:
+    /// its output, or with `pre_residual` its MLP's raw output (the
+    /// block's last linear layer, before the residual sum: what a forward
+    /// hook on that layer sees, the counterpart of a ResNet stage's last
+    /// convolution). `None` for a name that is not a block.
+    pub fn pooled_at(&self, x: Tensor<4>, layer: &str, pre_residual: bool) -> Option<Tensor<2>> {
+        let last = self.layer_names().iter().position(|l| l == layer)?;
+        let mut x = self.embed(x);
+        for block in &self.encoder.layers[..last] {
             x = block.forward(x);
         }
-        norm(&self.encoder.ln, x)
+        let (y, mlp) = self.encoder.layers[last].forward_parts(x);
+        let out = if pre_residual { mlp } else { mlp + y };
+        let [batch, _, dim] = out.dims();
+        Some(out.mean_dim(1).reshape([batch, dim]))
     }
 
     /// The class token's features, `[batch, dim]`.

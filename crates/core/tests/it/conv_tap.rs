@@ -96,3 +96,60 @@ fn the_conv_tap_is_what_the_block_output_is_built_from_and_goes_negative() {
     assert_eq!(pooled_by_hand.len(), 2 * c);
     assert!(pooled_by_hand.iter().any(|v| *v < 0.0));
 }
+
+/// A ViT's taps: a block's MLP raw output (`Tap::Conv`, the block's last
+/// linear layer, before the residual sum) and its output (`Tap::Block`),
+/// both `[n, dim]`, both with negative values, and different (the residual
+/// stream is added); each block reads its own depth; the output is read
+/// before the final LayerNorm; names other than `block0`.. are not stages.
+#[test]
+fn vit_taps_read_a_block_and_its_last_linear_layer() {
+    use reusebench_core::backbone::Arch;
+    let dev = DeviceSpec::for_tests();
+    let config = BackboneConfig {
+        arch: Arch::VitTiny,
+        depth: Some(2),
+        ..Default::default()
+    };
+    let backbone = config
+        .build(&mut ChaCha8Rng::seed_from_u64(5), &dev)
+        .valid();
+    assert_eq!(backbone.layer_names(), ["block0", "block1"]);
+    let mut set = ImageSet::empty(3, 32, 32);
+    let mut r = ChaCha8Rng::seed_from_u64(6);
+    for i in 0..5 {
+        let img: Vec<u8> = (0..3 * 32 * 32).map(|_| r.random()).collect();
+        set.push(&img, i % 2);
+    }
+    let set = Arc::new(set);
+    let norm = Normalization::IMAGENET;
+    let read = |layer: &str, tap| pooled_activations(&backbone, layer, tap, &set, 2, norm, &dev);
+    let (conv, block) = (
+        read("block1", Tap::Conv).unwrap(),
+        read("block1", Tap::Block).unwrap(),
+    );
+    assert_eq!(
+        (conv.dim, block.dim, conv.values.len()),
+        (192, 192, 5 * 192)
+    );
+    assert!(conv.values.iter().any(|v| *v < 0.0) && block.values.iter().any(|v| *v < 0.0));
+    assert_ne!(conv.values, block.values, "the residual stream is added");
+    assert!(read("layer4", Tap::Conv).is_none() && read("block2", Tap::Block).is_none());
+
+    let vit = match &backbone {
+        reusebench_core::backbone::Backbone::Vit(v) => v,
+        _ => unreachable!(),
+    };
+    let x: Vec<f32> = (0..3 * 32 * 32).map(|_| r.random::<f32>() - 0.5).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(x, [1, 3, 32, 32]), &dev);
+    let last = host(vit.pooled_at(x.clone(), "block1", false).unwrap());
+    let first = host(vit.pooled_at(x.clone(), "block0", false).unwrap());
+    assert_ne!(last, first);
+    let tokens = vit.tokens(x); // after the final LayerNorm: mean 0 per token
+    let per_token_mean: Vec<f32> = host(tokens.mean_dim(2));
+    assert!(per_token_mean.iter().all(|m| m.abs() < 1e-4));
+    assert!(
+        last.iter().sum::<f32>().abs() > 1e-3,
+        "the block output is not normalised"
+    );
+}

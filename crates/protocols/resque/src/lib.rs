@@ -152,10 +152,11 @@ pub struct ResqueConfig {
     pub normalization: NormalizationChoice,
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
-    /// The backbone stage whose spatially averaged activations RESQUE_dist
-    /// compares (`stem`, `layer1` .. `layer4`).
-    #[serde(default = "default_layer")]
-    pub layer: String,
+    /// The backbone stage whose averaged activations RESQUE_dist compares:
+    /// a ResNet's `stem`, `layer1` .. `layer4` (default `layer4`), a ViT's
+    /// `block0` .. (default its last block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
     /// Where in that stage both scores read: `conv`, the raw output of its
     /// last convolution before batch norm and ReLU (a forward hook on that
     /// `Conv2d`, as the authors' `extractactivations.py`; the default), or
@@ -228,8 +229,27 @@ fn check_strength(c: Corruption, s: &Strength, split: bool) -> Result<(), CoreEr
     Ok(())
 }
 
-fn default_layer() -> String {
-    "layer4".into()
+impl ResqueConfig {
+    /// The stages this config's backbone has, and the one read (`layer`,
+    /// else the last stage).
+    fn layers(&self) -> Result<(Vec<String>, String), CoreError> {
+        let names: Vec<String> = match self.backbone.vit_spec()? {
+            Some(spec) => (0..spec.depth).map(|i| format!("block{i}")).collect(),
+            None => ResNet::LAYERS.iter().map(|l| l.to_string()).collect(),
+        };
+        let chosen = match &self.layer {
+            Some(layer) => layer.clone(),
+            None => names.last().cloned().expect("a backbone has stages"),
+        };
+        Ok((names, chosen))
+    }
+
+    /// The stage read (`layer`, else the backbone's last).
+    pub fn layer_name(&self) -> String {
+        self.layers()
+            .map(|(_, chosen)| chosen)
+            .unwrap_or_else(|_| "layer4".into())
+    }
 }
 
 impl Protocol for Resque {
@@ -296,22 +316,13 @@ impl Protocol for Resque {
         if config.retrain.batch_size < 2 {
             return Err(CoreError::config("retrain.batch_size", "must be >= 2"));
         }
-        if config.backbone.arch.is_vit() {
-            return Err(CoreError::config(
-                "backbone.arch",
-                format!(
-                    "resque reads a ResNet stage (`layer`); `{}` is a ViT, which has none yet",
-                    config.backbone.arch.name()
-                ),
-            ));
-        }
-        if !ResNet::LAYERS.contains(&config.layer.as_str()) {
+        let (layers, chosen) = config.layers()?;
+        if !layers.contains(&chosen) {
             return Err(CoreError::config(
                 "layer",
                 format!(
-                    "the backbone has no layer `{}` (it has {})",
-                    config.layer,
-                    ResNet::LAYERS.join(", ")
+                    "the backbone has no layer `{chosen}` (it has {})",
+                    layers.join(", ")
                 ),
             ));
         }
@@ -424,7 +435,7 @@ impl Shifted {
                     env.build_classifier(&config.backbone, classes.len(), config.seed, device)?;
                 let feats = pooled_activations(
                     source.backbone(),
-                    &config.layer,
+                    &config.layer_name(),
                     config.representation,
                     &train,
                     config.eval_batch_size,
@@ -432,7 +443,7 @@ impl Shifted {
                     device,
                 )
                 .ok_or_else(|| {
-                    CoreError::config("layer", format!("no layer `{}`", config.layer))
+                    CoreError::config("layer", format!("no layer `{}`", config.layer_name()))
                 })?;
                 rows.push(MetricRow::scalar(
                     names::RESQUE_TASK,
@@ -796,14 +807,14 @@ fn resque_dist_of(
     let act = |set: &Arc<ImageSet>| {
         pooled_activations(
             model.backbone(),
-            &config.layer,
+            &config.layer_name(),
             config.representation,
             set,
             config.eval_batch_size,
             normalization,
             device,
         )
-        .ok_or_else(|| CoreError::config("layer", format!("no layer `{}`", config.layer)))
+        .ok_or_else(|| CoreError::config("layer", format!("no layer `{}`", config.layer_name())))
     };
     let (a, b) = (act(clean)?, act(shifted)?);
     Ok(score::resque_dist(
@@ -819,6 +830,27 @@ fn resque_dist_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without `layer`, RESQUE reads the backbone's last stage: a ResNet's
+    /// `layer4`, a ViT's last block; a given layer is kept.
+    #[test]
+    fn the_default_layer_is_the_backbones_last_stage() {
+        let config = |backbone: &str, layer: &str| -> ResqueConfig {
+            serde_json::from_str(&format!(
+                r#"{{"seed": 0, "data": {{"name": "synthetic"}}, "backbone": {backbone}{layer},
+                    "shift": {{"family": "gaussian-noise", "level": 1}},
+                    "retrain": {{"max_epochs": 1, "optimizer": {{"lr": 0.1}}}}}}"#
+            ))
+            .unwrap()
+        };
+        assert_eq!(config("{}", "").layer_name(), "layer4");
+        assert_eq!(config(r#"{"arch": "vit-tiny"}"#, "").layer_name(), "block5");
+        let two = config(r#"{"arch": "vit-tiny", "depth": 2}"#, "");
+        assert_eq!(two.layer_name(), "block1");
+        assert_eq!(two.layers().unwrap().0, ["block0", "block1"]);
+        let given = config(r#"{"arch": "vit-tiny"}"#, r#", "layer": "block2""#);
+        assert_eq!(given.layer_name(), "block2");
+    }
 
     /// Two classes of 8x8 images with spread-out values (no 0 or 255).
     fn images(per_class: usize) -> ImageSet {
