@@ -36,49 +36,27 @@ pub struct LiftingConv {
 }
 
 impl LiftingConv {
+    /// Filters of k×k pixels, or with `steerable` sums of a
+    /// [`SteerableBasis`]'s functions; either way drawn as PyTorch's
+    /// default (kaiming uniform, a = √5): U(±1/√fan_in) with the pixel
+    /// filters' fan-in.
     pub fn new(
         rng: &mut ChaCha8Rng,
-        cin: usize,
-        cout: usize,
-        kernel: usize,
+        [cin, cout, kernel]: [usize; 3],
         order: usize,
+        steerable: bool,
         device: &Device,
     ) -> Self {
+        let basis = steerable.then(|| SteerableBasis::new(order, kernel));
+        let shape = match &basis {
+            Some(b) => [cout, cin, 1, b.len],
+            None => [cout, cin, kernel, kernel],
+        };
         Self {
-            // PyTorch's default (kaiming uniform, a = √5): U(±1/√fan_in).
-            weight: uniform_fan_in(
-                rng,
-                [cout, cin, kernel, kernel],
-                cin * kernel * kernel,
-                device,
-            ),
+            weight: uniform_fan_in(rng, shape, cin * kernel * kernel, device),
             bias: Param::from_tensor(Tensor::zeros([cout], device)),
             order,
-            basis: None,
-        }
-    }
-
-    /// With filters from a steerable basis: the coefficients drawn with
-    /// the pixel filters' fan-in.
-    pub fn steerable(
-        rng: &mut ChaCha8Rng,
-        cin: usize,
-        cout: usize,
-        kernel: usize,
-        order: usize,
-        device: &Device,
-    ) -> Self {
-        let basis = SteerableBasis::new(order, kernel);
-        Self {
-            weight: uniform_fan_in(
-                rng,
-                [cout, cin, 1, basis.len],
-                cin * kernel * kernel,
-                device,
-            ),
-            bias: Param::from_tensor(Tensor::zeros([cout], device)),
-            order,
-            basis: Some(basis),
+            basis,
         }
     }
 
@@ -123,39 +101,24 @@ pub struct GroupConv {
 }
 
 impl GroupConv {
+    /// Filters as [`LiftingConv::new`]'s, over C·N input maps.
     pub fn new(
         rng: &mut ChaCha8Rng,
-        cin: usize,
-        cout: usize,
-        kernel: usize,
+        [cin, cout, kernel]: [usize; 3],
         order: usize,
+        steerable: bool,
         device: &Device,
     ) -> Self {
-        let fan_in = cin * order * kernel * kernel;
+        let basis = steerable.then(|| SteerableBasis::new(order, kernel));
+        let shape = match &basis {
+            Some(b) => [cout, cin, order, 1, b.len],
+            None => [cout, cin, order, kernel, kernel],
+        };
         Self {
-            weight: uniform_fan_in(rng, [cout, cin, order, kernel, kernel], fan_in, device),
+            weight: uniform_fan_in(rng, shape, cin * order * kernel * kernel, device),
             bias: Param::from_tensor(Tensor::zeros([cout], device)),
             order,
-            basis: None,
-        }
-    }
-
-    /// With filters from a steerable basis (see [`LiftingConv::steerable`]).
-    pub fn steerable(
-        rng: &mut ChaCha8Rng,
-        cin: usize,
-        cout: usize,
-        kernel: usize,
-        order: usize,
-        device: &Device,
-    ) -> Self {
-        let basis = SteerableBasis::new(order, kernel);
-        let fan_in = cin * order * kernel * kernel;
-        Self {
-            weight: uniform_fan_in(rng, [cout, cin, order, 1, basis.len], fan_in, device),
-            bias: Param::from_tensor(Tensor::zeros([cout], device)),
-            order,
-            basis: Some(basis),
+            basis,
         }
     }
 
@@ -246,20 +209,22 @@ impl EquivariantNet {
         order: usize,
         device: &Device,
     ) -> Self {
-        let (lift, layers): (_, Vec<GroupConv>) = match network {
-            Network::Custom => (
-                LiftingConv::new(rng, channels_in, channels, kernel, order, device),
-                (1..layers)
-                    .map(|_| GroupConv::new(rng, channels, channels, 1, order, device))
-                    .collect(),
-            ),
-            Network::Escnn => (
-                LiftingConv::steerable(rng, channels_in, channels, kernel, order, device),
-                (1..layers)
-                    .map(|_| GroupConv::steerable(rng, channels, channels, kernel, order, device))
-                    .collect(),
-            ),
-        };
+        let steerable = network == Network::Escnn;
+        let lift = LiftingConv::new(
+            rng,
+            [channels_in, channels, kernel],
+            order,
+            steerable,
+            device,
+        );
+        // The custom network's group layers are 1x1; escnn's k×k.
+        let group_kernel = if steerable { kernel } else { 1 };
+        let layers: Vec<GroupConv> = (1..layers)
+            .map(|_| {
+                let shape = [channels, channels, group_kernel];
+                GroupConv::new(rng, shape, order, steerable, device)
+            })
+            .collect();
         let norms = match network {
             Network::Custom => Vec::new(),
             Network::Escnn => layers

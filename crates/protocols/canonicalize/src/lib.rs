@@ -730,7 +730,7 @@ mod tests {
     fn c8_lifting_maps_permute_under_an_eighth_turn_within_tolerance() {
         let device = DeviceSpec::for_tests();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let lift = equivariant::LiftingConv::new(&mut rng, 3, 4, 5, 8, &device);
+        let lift = equivariant::LiftingConv::new(&mut rng, [3, 4, 5], 8, false, &device);
         let x = smooth(9, 4, 21, &device);
         let maps = lift.forward(x.clone());
         let turned = lift.forward(Rotator::new(8, 21, Border::Zero).rotate(x, 1));
