@@ -1,8 +1,10 @@
-//! Train-step and inference throughput per method family, feature
-//! extraction, the LP stage with and without the feature cache, and kNN.
+//! Train-step and inference throughput per method family, vit-tiny's train
+//! step, feature extraction, the LP stage with and without the feature
+//! cache, and kNN.
 //!
 //!   cargo bench -p reusebench-continual --bench train            # widths 20, 64 x batches 32, 128
-//!   REUSEBENCH_BENCH_QUICK=1 cargo bench -p reusebench-core  # width 20, batch 32 only
+//!   cargo bench -p reusebench-continual --bench train -- vit     # vit-tiny only
+//!   REUSEBENCH_BENCH_QUICK=1 cargo bench -p reusebench-continual --bench train  # width 20, batch 32 only
 //!
 //! Throughput is reported in images per second (criterion's "elem/s").
 
@@ -95,6 +97,35 @@ fn train_step(c: &mut Criterion) {
             );
         }
     }
+    group.finish();
+}
+
+/// vit-tiny's train step (patch 4 at 32 px, dim 192, depth 6, 3 heads),
+/// the workload `scripts/compare_pytorch.py --arch vit-tiny` sets against
+/// PyTorch eager.
+fn vit_train_step(c: &mut Criterion) {
+    use reusebench_core::backbone::{Arch, BackboneConfig};
+    use reusebench_core::throughput::{train_steps, workload_of};
+    let mut group = c.benchmark_group("train_step_vit");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10));
+    let batch = 32;
+    group.throughput(Throughput::Elements(batch as u64));
+    let cfg = BackboneConfig {
+        arch: Arch::VitTiny,
+        ..Default::default()
+    };
+    let (model, x, y) = workload_of(&cfg, batch, &device());
+    let mut model = Some(model);
+    group.bench_function(BenchmarkId::new("vit-tiny", format!("b{batch}")), |b| {
+        b.iter_custom(|iters| {
+            let (m, seconds) = train_steps(model.take().unwrap(), &x, &y, iters as usize);
+            model = Some(m);
+            Duration::from_secs_f64(seconds)
+        })
+    });
     group.finish();
 }
 
@@ -295,6 +326,7 @@ fn knn(c: &mut Criterion) {
 criterion_group!(
     benches,
     train_step,
+    vit_train_step,
     inference_and_lp,
     side_tuning_epochs,
     knn
