@@ -231,6 +231,15 @@ impl BackboneConfig {
         Ok(Some(spec))
     }
 
+    /// The stages the backbone this config builds has (see
+    /// [`Backbone::layer_names`]), without building it.
+    pub fn layer_names(&self) -> Result<Vec<String>, CoreError> {
+        Ok(match self.vit_spec()? {
+            Some(spec) => (0..spec.depth).map(vit::block_name).collect(),
+            None => ResNet::LAYERS.iter().map(|l| l.to_string()).collect(),
+        })
+    }
+
     pub fn spec(&self) -> ResNetSpec {
         let imagenet_stem = self.arch != Arch::ResNet18Cifar;
         ResNetSpec {

@@ -151,6 +151,12 @@ impl Mlp {
     }
 }
 
+/// The name of block `i` (`block0`..): in RESQUE's `layer` and in the
+/// parameter changes reported per layer.
+pub fn block_name(i: usize) -> String {
+    format!("block{i}")
+}
+
 /// torchvision's `EncoderBlock`.
 #[derive(Module, Debug)]
 pub struct EncoderBlock {
@@ -279,9 +285,7 @@ impl Vit {
     /// The names of the blocks, `block0`.. (the names parameter changes are
     /// reported under), for reading activations with [`Vit::pooled_at`].
     pub fn layer_names(&self) -> Vec<String> {
-        (0..self.encoder.layers.len())
-            .map(|i| format!("block{i}"))
-            .collect()
+        (0..self.encoder.layers.len()).map(block_name).collect()
     }
 
     /// Block `layer`'s activations averaged over tokens, `[batch, dim]`:

@@ -93,7 +93,7 @@ pub fn layer_of(path: &[String]) -> String {
             "conv1" | "bn1" => return "stem".into(),
             // A ViT: its blocks, and the patch and position embeddings.
             "layers" if path.get(i + 1).is_some_and(|n| n.parse::<usize>().is_ok()) => {
-                return format!("block{}", path[i + 1]);
+                return crate::backbone::vit::block_name(path[i + 1].parse().expect("checked"));
             }
             "conv_proj" | "class_token" | "pos_embedding" => return "embedding".into(),
             _ => {}

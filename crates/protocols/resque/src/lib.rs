@@ -27,7 +27,7 @@ use std::time::Instant;
 use burn::tensor::Device;
 use rand::seq::SliceRandom;
 use reusebench_core::CoreError;
-use reusebench_core::backbone::{BackboneConfig, ResNet};
+use reusebench_core::backbone::BackboneConfig;
 use reusebench_core::checkpoint::load_head;
 use reusebench_core::cost::{CostConfig, CostHooks, CostReport, CostTracker};
 use reusebench_core::features::{Tap, pooled_activations};
@@ -233,10 +233,7 @@ impl ResqueConfig {
     /// The stages this config's backbone has, and the one read (`layer`,
     /// else the last stage).
     fn layers(&self) -> Result<(Vec<String>, String), CoreError> {
-        let names: Vec<String> = match self.backbone.vit_spec()? {
-            Some(spec) => (0..spec.depth).map(|i| format!("block{i}")).collect(),
-            None => ResNet::LAYERS.iter().map(|l| l.to_string()).collect(),
-        };
+        let names = self.backbone.layer_names()?;
         let chosen = match &self.layer {
             Some(layer) => layer.clone(),
             None => names.last().cloned().expect("a backbone has stages"),
