@@ -27,6 +27,7 @@ pub mod progress;
 pub mod protocol;
 pub mod resume;
 pub mod rows;
+pub mod shared;
 pub mod testing;
 pub mod throughput;
 pub mod train;

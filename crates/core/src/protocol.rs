@@ -20,6 +20,7 @@ use crate::error::CoreError;
 use crate::metrics::MetricRow;
 use crate::model::{Classifier, build_backbone, linear_head};
 use crate::progress::Progress;
+use crate::shared::SharedResults;
 use crate::train::CurveLog;
 
 /// One research protocol (pretrain, continual, ...).
@@ -170,6 +171,9 @@ pub struct RunEnv<'a> {
     pub curves: CurveLog,
     /// The validation split and the split the cell is scored on.
     pub held_out: HeldOut,
+    /// Where the grid keeps values its cells share (none outside a grid:
+    /// everything is computed).
+    pub shared: Option<SharedResults>,
 }
 
 impl<'a> RunEnv<'a> {
@@ -179,12 +183,19 @@ impl<'a> RunEnv<'a> {
             progress,
             curves: CurveLog::default(),
             held_out: HeldOut::default(),
+            shared: None,
         }
     }
 
     /// This environment scoring on `held_out`'s split.
     pub fn with_held_out(mut self, held_out: HeldOut) -> Self {
         self.held_out = held_out;
+        self
+    }
+
+    /// This environment sharing method-independent values through `shared`.
+    pub fn with_shared(mut self, shared: SharedResults) -> Self {
+        self.shared = Some(shared);
         self
     }
 

@@ -139,6 +139,24 @@ impl CurveLog {
         self.rows.lock().expect("curve log").push(row);
     }
 
+    /// How many rows the log holds.
+    pub fn len(&self) -> usize {
+        self.rows.lock().expect("curve log").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Copies of the rows from position `start` on (what a part of a
+    /// cell added, to be stored and replayed with [`CurveLog::push`]).
+    pub fn since(&self, start: usize) -> Vec<MetricRow> {
+        let rows = self.rows.lock().expect("curve log");
+        rows.get(start..)
+            .map(<[MetricRow]>::to_vec)
+            .unwrap_or_default()
+    }
+
     /// Every row so far, leaving the log empty.
     pub fn take(&self) -> Vec<MetricRow> {
         std::mem::take(&mut *self.rows.lock().expect("curve log"))

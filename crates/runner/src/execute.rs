@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use reusebench_core::cost::energy::{EnergyMeter, EnergySource, carbon_grams};
 use reusebench_core::metrics::names;
 use reusebench_core::resume::Checkpoints;
+use reusebench_core::shared::SharedResults;
 use reusebench_core::{DeviceSpec, MetricRow, Progress, RunEnv};
 use reusebench_results::{CellStatus, SCHEMA_VERSION, State};
 
@@ -141,8 +142,11 @@ fn run_cell(
     progress: &dyn Progress,
     live: Option<Arc<Live>>,
     checkpoints: Option<Arc<Checkpoints>>,
+    shared: SharedResults,
 ) -> Result<Vec<MetricRow>, Vec<String>> {
-    let env = RunEnv::new(device, progress).with_held_out(cell.held_out.clone());
+    let env = RunEnv::new(device, progress)
+        .with_held_out(cell.held_out.clone())
+        .with_shared(shared);
     if let Some(l) = &live {
         env.curves.set_live(l.clone());
     }
@@ -512,6 +516,9 @@ fn failed_since(dir: &Path, since: SystemTime) -> bool {
 /// The folder in a cell's folder that holds its checkpoints while it runs.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 
+/// The grid's values that cells share (`RESULTS/shared`).
+pub const SHARED_DIR: &str = "shared";
+
 /// The cell's checkpoints, kept from an earlier attempt only when that
 /// attempt computed the same thing (config, inputs and build: the cell's
 /// identity); `None` when the grid turns them off.
@@ -603,6 +610,7 @@ fn execute(
                 observer.progress(),
                 Some(Arc::new(live)),
                 checkpoints,
+                SharedResults::new(grid.results.join(SHARED_DIR), identity.shared_context(cell)),
             )
         }
     };

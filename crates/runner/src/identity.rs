@@ -97,6 +97,24 @@ impl Identity {
         }
     }
 
+    /// What a value shared between cells depends on beyond the key its
+    /// protocol gives (see `reusebench_core::shared`): the schema, the
+    /// build, every input's content and the held-out split.
+    pub fn shared_context(&self, cell: &Cell) -> String {
+        let mut h = Sha256::new();
+        h.update(self.schema.to_le_bytes());
+        h.update(self.build.as_bytes());
+        for input in &self.inputs {
+            h.update([0]);
+            h.update(input.path.to_string_lossy().as_bytes());
+            h.update([0]);
+            h.update(input.digest.as_bytes());
+        }
+        let held = serde_json::to_value(&cell.held_out).expect("serialises");
+        h.update(canonical_json(&held).as_bytes());
+        hex(&h.finalize())
+    }
+
     /// Why a result computed under `stored` does not hold under `self`, in
     /// words; empty when it still holds.
     pub fn changes_since(&self, stored: &Identity) -> Vec<String> {

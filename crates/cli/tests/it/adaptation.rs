@@ -2,7 +2,7 @@
 //! training images per class, `lp-ft` (probe, then fine-tune from the
 //! probed head) against the plain probe, and the keys `validate` refuses.
 
-use crate::common::{cell_rows, run, smoke_grid_text};
+use crate::common::{cell_rows, reproducible, run, smoke_grid_text};
 
 /// The continual smoke grid, sgd only, with `adaptation` set to `spec`.
 fn grid(dir: &std::path::Path, spec: &str) -> std::path::PathBuf {
@@ -232,4 +232,121 @@ fn a_list_of_shots_adapts_once_per_value() {
             .map(|s| s.replace(" null ", " {} "))
             .collect::<Vec<_>>()
     );
+}
+
+/// The random reference does not depend on the method, so a grid computes
+/// it once per seed (stored under `RESULTS/shared`) and the other cells of
+/// that seed read it: their rows, the reference's replayed curves
+/// included, are those of the same cell run alone, where it computes the
+/// reference itself.
+#[test]
+fn the_random_reference_is_computed_once_per_seed_and_read_bit_for_bit() {
+    let spec =
+        "{ mode: finetune, shots: [4, 6], epochs: 1, optimizer: { lr: 0.05 }, every_task: true }";
+    let grid_with = |dir: &std::path::Path, drop_sgd: bool| {
+        let mut text = smoke_grid_text("continual", dir).replace(
+            "      knn: { k: 5, temperature: 0.1 }\n",
+            &format!("      knn: {{ k: 5, temperature: 0.1 }}\n      adaptation: {spec}\n"),
+        );
+        if drop_sgd {
+            text = text.replace(
+                "        - { name: sgd, epochs: 1, optimizer: { lr: 0.05 } }\n",
+                "",
+            );
+            text = text.replace(
+                "    baseline: sgd           # paired tests in the report compare every method with it\n",
+                "",
+            );
+        }
+        let path = dir.join("grid.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let both = tempfile::tempdir().unwrap();
+    let (code, out) = run(&[
+        "run",
+        grid_with(both.path(), false).to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let results = both.path().join("results");
+    let shared: Vec<_> = std::fs::read_dir(results.join("shared"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(shared.len(), 2, "one reference per seed: {shared:?}");
+    assert!(
+        shared.iter().all(|f| f.starts_with("random-reference-")),
+        "{shared:?}"
+    );
+    let read = out
+        .matches("random reference: read from the grid's shared results")
+        .count();
+    assert_eq!(read, 2, "the second method of each seed reads it: {out}");
+    let cells = cell_rows(&results, "continual");
+    assert_eq!(cells.len(), 4);
+    // Both methods of a seed carry the same reference rows.
+    let scratch = |rows: &[serde_json::Value]| -> Vec<String> {
+        rows.iter()
+            .filter(|r| {
+                [
+                    "adapt_acc_scratch",
+                    "acc_class_il_random",
+                    "acc_task_il_random",
+                ]
+                .contains(&r["metric"].as_str().unwrap())
+            })
+            .map(|r| format!("{} {} {}", r["metric"], r["coords"], r["value"]))
+            .collect()
+    };
+    for (m, rows) in &cells {
+        assert_eq!(
+            scratch(rows).len(),
+            2 * 2 + 2,
+            "{m}: 2 tasks x 2 shots, 2 random"
+        );
+    }
+    let seed_of = |rows: &[serde_json::Value]| rows[0]["seed"].as_u64().unwrap();
+    for seed in [0, 1] {
+        let of_seed: Vec<_> = cells.iter().filter(|(_, r)| seed_of(r) == seed).collect();
+        assert_eq!(
+            scratch(&of_seed[0].1),
+            scratch(&of_seed[1].1),
+            "seed {seed}"
+        );
+    }
+
+    let alone = tempfile::tempdir().unwrap();
+    let (code, out) = run(&[
+        "run",
+        grid_with(alone.path(), true).to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        !out.contains("read from the grid's shared results"),
+        "{out}"
+    );
+    let alone_cells = cell_rows(&alone.path().join("results"), "continual");
+    let lp_ft: Vec<_> = cells.into_iter().filter(|(m, _)| m == "lp-ft").collect();
+    assert_eq!(lp_ft.len(), 2);
+    let (read_rows, computed_rows) = (reproducible(&lp_ft), reproducible(&alone_cells));
+    let sorted = |cells: Vec<(String, Vec<String>)>| {
+        let mut v: Vec<Vec<String>> = cells
+            .into_iter()
+            .map(|(_, mut rows)| {
+                rows.sort();
+                rows
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (read_rows, computed_rows) = (sorted(read_rows), sorted(computed_rows));
+    assert!(
+        read_rows[0]
+            .iter()
+            .any(|r| r.contains("curve_loss") && r.contains("scratch"))
+    );
+    assert_eq!(read_rows, computed_rows);
 }

@@ -261,27 +261,33 @@ impl Protocol for Continual {
         }
 
         let mut rows = eval.summary_rows(&seq);
-        let random = evaluator.timed("random reference", || -> Result<_, CoreError> {
-            let random = RandomReference::build(config, env, &seq, &device)?;
-            rows.extend(random.forward_transfer_rows(&seq, &eval, &device));
-            Ok(random)
+        // The final model's adaptations before the reference's, so that a
+        // cell resumed after the reference was stored keeps its stages'
+        // checkpoint slots.
+        let finals = variants
+            .iter()
+            .map(|(shots, a)| {
+                evaluator.timed("adaptation", || {
+                    final_adaptation(a, &model, &seq, &shared, downstream.as_ref(), *shots)
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let reference = evaluator.timed("random reference", || {
+            ReferenceScores::of(config, env, (&seq, &shared), &variants, downstream.as_ref())
         })?;
+        rows.extend(reference.forward_transfer_rows(&seq, &eval));
         if config.knn.is_some() {
             rows.extend(eval.knn_summary_rows());
         }
-        for ((shots, adaptation), during) in variants.iter().zip(adapted_during) {
-            rows.extend(evaluator.timed("adaptation", || {
-                adaptation_rows(
-                    adaptation,
-                    &model,
-                    &random,
-                    &seq,
-                    &shared,
-                    downstream.as_ref(),
-                    during,
-                    *shots,
-                )
-            })?);
+        for ((((shots, adaptation), during), adapted), scratch) in variants
+            .iter()
+            .zip(adapted_during)
+            .zip(finals)
+            .zip(&reference.adapted)
+        {
+            rows.extend(adaptation_rows(
+                adaptation, &seq, during, *shots, &adapted, scratch,
+            ));
         }
         let stats = cache.stats();
         env.progress.note(&format!(
@@ -651,20 +657,11 @@ impl RandomReference {
         Classifier::new(backbone, self.model.head.clone())
     }
 
-    /// The reference's accuracy on every task after the first, and GEM's
-    /// forward transfer against the accuracies before each task.
-    fn forward_transfer_rows(
-        &self,
-        seq: &Sequence,
-        eval: &Evaluation,
-        device: &Device,
-    ) -> Vec<MetricRow> {
-        let mut rows = Vec::new();
-        if seq.tasks <= 1 {
-            return rows;
-        }
+    /// Its class-IL and task-IL accuracy on every task after the first
+    /// (task-IL empty outside class-IL).
+    fn accuracies(&self, seq: &Sequence, device: &Device) -> (Vec<f64>, Vec<f64>) {
         let split = &seq.split;
-        let (mut random_cil, mut random_til) = (Vec::new(), Vec::new());
+        let (mut cil, mut til) = (Vec::new(), Vec::new());
         for j in 1..seq.tasks {
             let model = self.on_task(j, seq, device);
             let out = logits(
@@ -675,24 +672,148 @@ impl RandomReference {
                 device,
             );
             let labels = &seq.test[j].labels;
-            let cil = masked_accuracy(&out.values, out.dim, labels, 0..split.label_range(j).end);
+            cil.push(masked_accuracy(
+                &out.values,
+                out.dim,
+                labels,
+                0..split.label_range(j).end,
+            ));
+            if seq.class_il() {
+                til.push(masked_accuracy(
+                    &out.values,
+                    out.dim,
+                    labels,
+                    split.label_range(j),
+                ));
+            }
+        }
+        (cil, til)
+    }
+
+    /// Its accuracy adapted as `adaptation` says to each task alone (its
+    /// batch-norm statistics from that task) and to the downstream task.
+    fn adapted(
+        &self,
+        adaptation: &AdaptationConfig,
+        (seq, shared): (&Sequence, &TaskContext),
+        downstream: Option<&DownstreamTask>,
+        shots: Option<usize>,
+    ) -> Result<Adapted, CoreError> {
+        let tasks = seq.tasks;
+        let mut adapted = Adapted::default();
+        for j in 0..tasks {
+            let (task_train, task_test) = task_alone(adaptation, seq, j);
+            let ctx = alone(shared, j, task_train, seq.split.label_range(j).len());
+            let scratch = self.on_task(j, seq, shared.device);
+            let key = ModelKey::of(&scratch);
+            let label = format!("task {}/{tasks}, from scratch", j + 1);
+            let coords = adapt_coords(j, "scratch", shots);
+            adapted.tasks.push(adapt(
+                adaptation, &scratch, &key, &task_test, &label, coords, &ctx,
+            )?);
+        }
+        if let Some(down) = downstream {
+            // Batch-norm statistics from the images the adaptation trains on.
+            let scratch = self.on_set(&down.train(adaptation), seq, shared.device);
+            let key = ModelKey::of(&scratch);
+            let coords = adapt_coords("downstream", "scratch", shots);
+            let label = "downstream, from scratch";
+            adapted.downstream =
+                Some(down.adapt(adaptation, (&scratch, &key), shared, label, coords)?);
+        }
+        Ok(adapted)
+    }
+}
+
+/// What the random reference scores. It depends on the config less the
+/// method, so a grid computes it once per seed and setting: the first
+/// cell that needs it stores it under `RESULTS/shared` (keyed by that
+/// config, the build, the inputs and the held-out split), the others read
+/// it, and their rows are the same as if they had computed it.
+#[derive(Serialize, Deserialize)]
+struct ReferenceScores {
+    /// Class-IL accuracy on each task after the first.
+    cil: Vec<f64>,
+    /// Task-IL accuracy on each task after the first (class-IL only).
+    til: Vec<f64>,
+    /// Per adaptation variant (`shots` value), in the config's order.
+    adapted: Vec<Adapted>,
+    /// The curves of its adaptation stages, replayed into a cell that reads it.
+    curves: Vec<MetricRow>,
+}
+
+/// Accuracies after adapting a model to each task alone and to the
+/// downstream task.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Adapted {
+    tasks: Vec<f64>,
+    downstream: Option<f64>,
+}
+
+impl ReferenceScores {
+    fn of(
+        config: &ContinualConfig,
+        env: &RunEnv,
+        (seq, shared): (&Sequence, &TaskContext),
+        variants: &[(Option<usize>, AdaptationConfig)],
+        downstream: Option<&DownstreamTask>,
+    ) -> Result<Self, CoreError> {
+        let compute = || -> Result<Self, CoreError> {
+            let start = env.curves.len();
+            let random = RandomReference::build(config, env, seq, shared.device)?;
+            let (cil, til) = random.accuracies(seq, shared.device);
+            let adapted = variants
+                .iter()
+                .map(|(shots, a)| random.adapted(a, (seq, shared), downstream, *shots))
+                .collect::<Result<_, _>>()?;
+            let curves = env.curves.since(start);
+            Ok(Self {
+                cil,
+                til,
+                adapted,
+                curves,
+            })
+        };
+        let Some(store) = &env.shared else {
+            return compute();
+        };
+        let mut key = serde_json::to_value(config).expect("a config serialises");
+        if let Some(map) = key.as_object_mut() {
+            map.remove("method");
+        }
+        let (scores, read) = store.get_or_compute("random-reference", &key, compute)?;
+        if read {
+            for row in &scores.curves {
+                env.curves.push(row.clone());
+            }
+            env.progress
+                .note("random reference: read from the grid's shared results");
+        }
+        Ok(scores)
+    }
+
+    /// The reference's accuracy on every task after the first, and GEM's
+    /// forward transfer against the accuracies before each task.
+    fn forward_transfer_rows(&self, seq: &Sequence, eval: &Evaluation) -> Vec<MetricRow> {
+        let mut rows = Vec::new();
+        if seq.tasks <= 1 {
+            return rows;
+        }
+        for (j, &cil) in (1..seq.tasks).zip(&self.cil) {
             let at = Coords::new().with(names::TASK, j);
             rows.push(MetricRow::at(seq.names.random, cil, at.clone()));
-            random_cil.push(cil);
-            if seq.class_il() {
-                let til = masked_accuracy(&out.values, out.dim, labels, split.label_range(j));
+            if let Some(&til) = self.til.get(j - 1) {
                 rows.push(MetricRow::at(names::ACC_TASK_IL_RANDOM, til, at));
-                random_til.push(til);
             }
         }
         rows.push(MetricRow::scalar(
             seq.names.fwt,
-            gem_forward_transfer(&eval.before.0, &random_cil),
+            gem_forward_transfer(&eval.before.0, &self.cil),
         ));
         if seq.class_il() {
             rows.push(MetricRow::scalar(
                 names::FWT_TASK_IL,
-                gem_forward_transfer(&eval.before.1, &random_til),
+                gem_forward_transfer(&eval.before.1, &self.til),
             ));
         }
         rows
@@ -830,60 +951,61 @@ impl AdaptedDuring {
     }
 }
 
-/// Adaptation of the final model to each task alone, against the random
-/// reference adapted the same way; with `every_task`, the accuracies after
-/// the earlier tasks and the forgetting they show; and the downstream task.
-fn adaptation_rows(
+/// The final model adapted to each task alone and to the downstream task.
+fn final_adaptation(
     adaptation: &AdaptationConfig,
     model: &Classifier,
-    random: &RandomReference,
     seq: &Sequence,
     shared: &TaskContext,
     downstream: Option<&DownstreamTask>,
+    shots: Option<usize>,
+) -> Result<Adapted, CoreError> {
+    let tasks = seq.tasks;
+    let key = ModelKey::of(model);
+    let mut adapted = Adapted::default();
+    for j in 0..tasks {
+        let (task_train, task_test) = task_alone(adaptation, seq, j);
+        // The task alone, labels from 0: what adaptation trains on.
+        let ctx = alone(shared, j, task_train, seq.split.label_range(j).len());
+        let label = format!("task {}/{tasks}", j + 1);
+        let coords = adapt_coords(j, "final", shots);
+        adapted.tasks.push(adapt(
+            adaptation, model, &key, &task_test, &label, coords, &ctx,
+        )?);
+    }
+    if let Some(down) = downstream {
+        let coords = adapt_coords("downstream", "final", shots);
+        adapted.downstream =
+            Some(down.adapt(adaptation, (model, &key), shared, "downstream", coords)?);
+    }
+    Ok(adapted)
+}
+
+/// The adaptation's rows: the final model's accuracy on each task alone
+/// against the random reference adapted the same way (`scratch`); with
+/// `every_task`, the accuracies after the earlier tasks and the forgetting
+/// they show; and the downstream task.
+fn adaptation_rows(
+    adaptation: &AdaptationConfig,
+    seq: &Sequence,
     during: AdaptedDuring,
     shots: Option<usize>,
-) -> Result<Vec<MetricRow>, CoreError> {
+    adapted: &Adapted,
+    scratch: &Adapted,
+) -> Vec<MetricRow> {
     let tasks = seq.tasks;
-    let final_key = ModelKey::of(model);
-    let (mut rows, mut adapted, mut gain) = (Vec::new(), 0.0, 0.0);
+    let (mut rows, mut mean, mut gain) = (Vec::new(), 0.0, 0.0);
     for &(after, j, acc) in &during.seen {
         rows.push(MetricRow::entry(names::ADAPT_ACC, after, j, acc));
     }
-    let mut final_acc = Vec::new();
     for j in 0..tasks {
-        let labels = seq.split.label_range(j);
-        let (task_train, task_test) = task_alone(adaptation, seq, j);
+        let (task_train, _) = task_alone(adaptation, seq, j);
         rows.push(MetricRow::at(
             names::ADAPT_TRAIN_IMAGES,
             task_train.len() as f64,
             Coords::new().with(names::TASK, j),
         ));
-        // The task alone, labels from 0: what adaptation trains on.
-        let ctx = alone(shared, j, task_train, labels.len());
-        let at = |start: &str| adapt_coords(j, start, shots);
-        let label = format!("task {}/{tasks}", j + 1);
-        let acc = adapt(
-            adaptation,
-            model,
-            &final_key,
-            &task_test,
-            &label,
-            at("final"),
-            &ctx,
-        )?;
-        // The random reference with its batch-norm statistics from this task.
-        let scratch = random.on_task(j, seq, shared.device);
-        let scratch_key = ModelKey::of(&scratch);
-        let label = format!("task {}/{tasks}, from scratch", j + 1);
-        let reference = adapt(
-            adaptation,
-            &scratch,
-            &scratch_key,
-            &task_test,
-            &label,
-            at("scratch"),
-            &ctx,
-        )?;
+        let (acc, reference) = (adapted.tasks[j], scratch.tasks[j]);
         rows.push(MetricRow::entry(names::ADAPT_ACC, tasks - 1, j, acc));
         rows.push(MetricRow::entry(
             names::ADAPT_ACC_SCRATCH,
@@ -891,19 +1013,18 @@ fn adaptation_rows(
             j,
             reference,
         ));
-        final_acc.push(acc);
-        adapted += acc / tasks as f64;
+        mean += acc / tasks as f64;
         gain += (acc - reference) / tasks as f64;
     }
-    rows.push(MetricRow::scalar(names::ADAPT_ACC, adapted));
+    rows.push(MetricRow::scalar(names::ADAPT_ACC, mean));
     rows.push(MetricRow::scalar(names::ADAPT_GAIN, gain));
     if adaptation.every_task && tasks > 1 {
         rows.push(MetricRow::scalar(
             names::ADAPT_FORGETTING,
-            adapt_forgetting(&during.seen, &final_acc),
+            adapt_forgetting(&during.seen, &adapted.tasks),
         ));
     }
-    if let Some(down) = downstream {
+    if let (Some(acc), Some(reference)) = (adapted.downstream, scratch.downstream) {
         for &(after, acc) in &during.downstream {
             rows.push(MetricRow::at(
                 names::ADAPT_DOWNSTREAM_ACC,
@@ -911,25 +1032,12 @@ fn adaptation_rows(
                 Coords::new().with(names::AFTER_TASK, after),
             ));
         }
-        let at = |start: &str| adapt_coords("downstream", start, shots);
-        let final_model = (model, &final_key);
-        let acc = down.adapt(adaptation, final_model, shared, "downstream", at("final"))?;
         rows.push(MetricRow::at(
             names::ADAPT_DOWNSTREAM_ACC,
             acc,
             Coords::new().with(names::AFTER_TASK, tasks - 1),
         ));
         rows.push(MetricRow::scalar(names::ADAPT_DOWNSTREAM_ACC, acc));
-        // Batch-norm statistics from the images the adaptation trains on.
-        let scratch = random.on_set(&down.train(adaptation), seq, shared.device);
-        let scratch_key = ModelKey::of(&scratch);
-        let reference = down.adapt(
-            adaptation,
-            (&scratch, &scratch_key),
-            shared,
-            "downstream, from scratch",
-            at("scratch"),
-        )?;
         rows.push(MetricRow::scalar(
             names::ADAPT_DOWNSTREAM_ACC_SCRATCH,
             reference,
@@ -939,7 +1047,7 @@ fn adaptation_rows(
     if let Some(n) = shots {
         rows.iter_mut().for_each(|r| r.coords.set(names::SHOTS, n));
     }
-    Ok(rows)
+    rows
 }
 
 /// Mean over tasks but the last of (best adaptation accuracy the task had,
