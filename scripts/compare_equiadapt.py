@@ -5,10 +5,11 @@ predictor, on the same data, against a reusebench `canon-prior` cell.
 The predictor is the one a reusebench canonicalize grid pretrained (the
 ResNet-18, CIFAR variant, its backbone and head safetensors). This script
 loads it into an equivalent PyTorch module and puts equiadapt's canonicalizer
-in front: by default its `ESCNNEquivariantNetwork` (e2cnn's steerable
-`R2Conv` layers on the regular representation of C_N: the E(2)-equivariant
-network of the paper), or with `--network custom` its rotated-filter
-`CustomEquivariantNetwork`, wrapped in `GroupEquivariantImageCanonicalization`
+in front: the network the cell used (`canonicalizer.network`), its
+`ESCNNEquivariantNetwork` for `escnn` (e2cnn's steerable `R2Conv` layers on
+the regular representation of C_N: the E(2)-equivariant network of the
+paper) or its rotated-filter `CustomEquivariantNetwork` for `custom`
+(`--network` picks another), wrapped in `GroupEquivariantImageCanonicalization`
 (beta 1). Everything else comes from the grid cell's config (the tuned
 learning rate, lr_scale, prior weight and prior-only epochs, canonicalizer
 channels, layers, kernel and crop, epochs, batch size): the canonicalizer
@@ -22,7 +23,7 @@ mapped upright, and seconds per epoch beside the cell's rows.
 
 Usage (from the repository root, after the grid has run):
 
-    scripts/compare_equiadapt.py                      # seed 0, C8, e2cnn network
+    scripts/compare_equiadapt.py                      # seed 0, C8, the cell's network
     scripts/compare_equiadapt.py --seed 1 --group-order 4 --network custom
 
 It creates target/equiadapt-venv the first time and installs equiadapt
@@ -58,7 +59,10 @@ def reusebench_side(results, seed, order):
     its config and its upright and C8-averaged accuracy, mapped-upright share
     and mean seconds per joint and per prior-only epoch."""
     cells = os.path.join(results, "cells")
-    for cell in sorted(os.listdir(cells)):
+    # The cells of the grid as last run (grid.json): a results folder keeps
+    # the cells of earlier setups beside them.
+    current = json.load(open(os.path.join(results, "grid.json")))["cells"]
+    for cell in current:
         path = os.path.join(cells, cell, "rows.json")
         if not os.path.exists(path):
             continue
@@ -86,15 +90,19 @@ def main():
     p.add_argument("--cifar", default=os.path.join(ROOT, "..", "shared", "datasets", "cifar-10-subset", "cifar-10-batches-bin"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--group-order", type=int, default=8)
-    p.add_argument("--network", choices=["escnn", "custom"], default="escnn",
+    p.add_argument("--network", choices=["escnn", "custom"], default=None,
                    help="equiadapt's canonicalizer network: `escnn` (e2cnn steerable R2Conv, regular "
-                        "representation of C_N) or `custom` (its rotated-filter group convolution)")
+                        "representation of C_N) or `custom` (its rotated-filter group convolution); "
+                        "default: the cell's canonicalizer.network")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--max-steps", type=int, default=0, help="cap every epoch (a quick check of the script)")
     args = p.parse_args()
 
     config, ours = reusebench_side(args.results, args.seed, args.group_order)
     canon = config["canonicalizer"]
+    # The cell's network unless told otherwise (grids before `network` existed used custom).
+    ours_network = canon.get("network", "custom")
+    args.network = args.network or ours_network
     backbone = config["backbone"]["checkpoint"].replace("{results}", args.results)
     side_config = {
         "seed": args.seed, "threads": args.threads, "cifar": args.cifar, "network": args.network,
@@ -114,7 +122,8 @@ def main():
     theirs = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"C{args.group_order} canon-prior, seed {args.seed}, {config['epochs']} epochs after "
           f"{side_config['prior_epochs']} prior-only epochs, lr {side_config['lr']:.4g} "
-          f"(the grid's tuned value), CIFAR-10 subset; equiadapt network: {args.network}")
+          f"(the grid's tuned value), CIFAR-10 subset; networks: reusebench {ours_network}, "
+          f"equiadapt {args.network}")
     print(f"{'':12} {'upright':>8} {'C8-avg':>8} {'mapped':>8} {'s/epoch':>8} {'s/prior':>8}")
     for name, r in (("reusebench", ours), ("equiadapt", theirs)):
         print(f"{name:12} {r['upright']:8.2f} {r['c8_avg']:8.2f} {r['mapped_upright']:8.2f} "
