@@ -100,7 +100,7 @@ impl ImageSet {
     /// The images at `indices`, in that order, with their labels (and
     /// domains and groups).
     pub fn subset(&self, indices: &[usize]) -> ImageSet {
-        let mut out = ImageSet::empty(self.channels, self.height, self.width);
+        let mut out = self.empty_for(indices.len());
         for &i in indices {
             out.push_from(self, i, self.labels[i]);
         }
@@ -109,11 +109,29 @@ impl ImageSet {
 
     /// The images `keep` returns a label for (index -> new label); order is kept.
     pub fn select(&self, keep: &dyn Fn(usize) -> Option<u32>) -> ImageSet {
+        let kept: Vec<(usize, u32)> = (0..self.len())
+            .filter_map(|i| keep(i).map(|label| (i, label)))
+            .collect();
+        let mut out = self.empty_for(kept.len());
+        for (i, label) in kept {
+            out.push_from(self, i, label);
+        }
+        out
+    }
+
+    /// An empty set of this one's shape with room for `n` of its images:
+    /// a copy of a dataset is allocated once at its size, not grown by
+    /// doubling (which left up to half of it unused and, while growing,
+    /// held the old and the new buffer at once).
+    fn empty_for(&self, n: usize) -> ImageSet {
         let mut out = ImageSet::empty(self.channels, self.height, self.width);
-        for i in 0..self.len() {
-            if let Some(label) = keep(i) {
-                out.push_from(self, i, label);
-            }
+        out.pixels.reserve_exact(n * self.image_len());
+        out.labels.reserve_exact(n);
+        if !self.domains.is_empty() {
+            out.domains.reserve_exact(n);
+        }
+        if !self.groups.is_empty() {
+            out.groups.reserve_exact(n);
         }
         out
     }
