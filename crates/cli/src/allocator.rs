@@ -1,6 +1,14 @@
-//! The binary's allocator: mimalloc, told to keep freed memory within a
+//! mimalloc as the binary's allocator, with `--features mimalloc` (the
+//! default is the system allocator): told to keep freed memory within a
 //! grid cell, to return it between cells, and not to ask for transparent
 //! huge pages.
+//!
+//! Why it is no longer the default (2026-12-06, AMD EPYC, 2 threads, dev
+//! build, alternating A/B): since the kernels keep their own buffers between
+//! steps, it buys 2-3 % of train-step throughput at three of four
+//! `compare_pytorch` shapes (none at width 20, batch 128) and nothing on the
+//! quickstart, at 25-45 % more peak memory (quickstart 324-349 MB against
+//! 195 MB with glibc).
 //!
 //! A training step allocates and frees the same large activation and
 //! gradient buffers every step. With mimalloc's default (freed memory given

@@ -1,5 +1,6 @@
 //! The `reusebench` binary: the command with the built-in protocols.
 
+#[cfg(feature = "mimalloc")]
 mod allocator;
 
 use std::process::ExitCode;
@@ -23,8 +24,22 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGUSR1, on_usr1 as *const () as libc::sighandler_t);
     }
-    allocator::configure();
-    reusebench::set_after_cell(allocator::return_freed_memory);
+    #[cfg(feature = "mimalloc")]
+    {
+        allocator::configure();
+        reusebench::set_after_cell(allocator::return_freed_memory);
+    }
+    // The system allocator keeps what a cell freed in its arenas; between
+    // cells, whose shapes differ, it goes back to the OS.
+    #[cfg(all(not(feature = "mimalloc"), target_os = "linux", target_env = "gnu"))]
+    reusebench::set_after_cell(|| {
+        // SAFETY: malloc_trim only releases free memory at the top of
+        // glibc's arenas and in their free pages; it touches no live block.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::malloc_trim(0);
+        }
+    });
     reusebench::main_with(&reusebench_runner::Registry::builtin(), std::env::args_os())
 }
 
