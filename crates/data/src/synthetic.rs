@@ -84,7 +84,8 @@ fn draw(class: usize, classes: usize, rng: &mut ChaCha8Rng, out: &mut [u8]) {
 
 fn split(classes: usize, per_class: usize, rng: &mut ChaCha8Rng) -> ImageSet {
     let mut set = ImageSet::empty(3, SIZE, SIZE);
-    set.pixels.reserve_exact(classes * per_class * 3 * SIZE * SIZE);
+    set.pixels
+        .reserve_exact(classes * per_class * 3 * SIZE * SIZE);
     set.labels.reserve_exact(classes * per_class);
     let mut buf = vec![0u8; 3 * SIZE * SIZE];
     // Interleave classes, like real datasets, so a prefix is balanced.
