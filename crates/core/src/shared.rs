@@ -79,7 +79,7 @@ impl SharedResults {
 
     fn path(&self, name: &str, key: &serde_json::Value) -> PathBuf {
         let mut h = Sha256::new();
-        for part in [name, &self.context, &canonical(key)] {
+        for part in [name, &self.context, &canonical_json(key)] {
             h.update(part.as_bytes());
             h.update([0]);
         }
@@ -118,24 +118,33 @@ fn write_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// JSON with object keys sorted, so that key order does not change a path.
-fn canonical(v: &serde_json::Value) -> String {
-    fn sorted(v: &serde_json::Value) -> serde_json::Value {
-        match v {
-            serde_json::Value::Object(m) => {
-                let mut keys: Vec<_> = m.keys().collect();
-                keys.sort();
-                let map = keys
-                    .into_iter()
-                    .map(|k| (k.clone(), sorted(&m[k])))
-                    .collect();
-                serde_json::Value::Object(map)
-            }
-            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
+/// JSON with object keys sorted, so that key order does not change what
+/// is derived from it: the runner's cell ids and the paths of shared values.
+pub fn canonical_json(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let inner: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::to_string(k).expect("a string serialises"),
+                        canonical_json(&m[*k])
+                    )
+                })
+                .collect();
+            format!("{{{}}}", inner.join(","))
         }
+        serde_json::Value::Array(a) => {
+            format!(
+                "[{}]",
+                a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
+            )
+        }
+        other => other.to_string(),
     }
-    sorted(v).to_string()
 }
 
 #[cfg(test)]

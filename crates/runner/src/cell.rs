@@ -119,33 +119,7 @@ pub fn cell_id(experiment: &str, protocol: &str, config: &serde_json::Value) -> 
         .collect()
 }
 
-/// JSON with object keys sorted, so that key order in YAML does not change ids.
-pub(crate) fn canonical_json(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            let inner: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    format!(
-                        "{}:{}",
-                        serde_json::to_string(k).unwrap(),
-                        canonical_json(&m[*k])
-                    )
-                })
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        serde_json::Value::Array(a) => {
-            format!(
-                "[{}]",
-                a.iter().map(canonical_json).collect::<Vec<_>>().join(",")
-            )
-        }
-        other => other.to_string(),
-    }
-}
+pub(crate) use reusebench_core::shared::canonical_json;
 
 #[cfg(test)]
 mod tests {
