@@ -6,6 +6,7 @@
 pub mod adaptation;
 pub mod methods;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -268,7 +269,8 @@ impl Protocol for Continual {
             .iter()
             .map(|(shots, a)| {
                 evaluator.timed("adaptation", || {
-                    final_adaptation(a, &model, &seq, &shared, downstream.as_ref(), *shots)
+                    let start = Start::Final(&model, ModelKey::of(&model));
+                    adapt_to_each(a, start, (&seq, &shared), downstream.as_ref(), *shots)
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -689,40 +691,6 @@ impl RandomReference {
         }
         (cil, til)
     }
-
-    /// Its accuracy adapted as `adaptation` says to each task alone (its
-    /// batch-norm statistics from that task) and to the downstream task.
-    fn adapted(
-        &self,
-        adaptation: &AdaptationConfig,
-        (seq, shared): (&Sequence, &TaskContext),
-        downstream: Option<&DownstreamTask>,
-        shots: Option<usize>,
-    ) -> Result<Adapted, CoreError> {
-        let tasks = seq.tasks;
-        let mut adapted = Adapted::default();
-        for j in 0..tasks {
-            let (task_train, task_test) = task_alone(adaptation, seq, j);
-            let ctx = alone(shared, j, task_train, seq.split.label_range(j).len());
-            let scratch = self.on_task(j, seq, shared.device);
-            let key = ModelKey::of(&scratch);
-            let label = format!("task {}/{tasks}, from scratch", j + 1);
-            let coords = adapt_coords(j, "scratch", shots);
-            adapted.tasks.push(adapt(
-                adaptation, &scratch, &key, &task_test, &label, coords, &ctx,
-            )?);
-        }
-        if let Some(down) = downstream {
-            // Batch-norm statistics from the images the adaptation trains on.
-            let scratch = self.on_set(&down.train(adaptation), seq, shared.device);
-            let key = ModelKey::of(&scratch);
-            let coords = adapt_coords("downstream", "scratch", shots);
-            let label = "downstream, from scratch";
-            adapted.downstream =
-                Some(down.adapt(adaptation, (&scratch, &key), shared, label, coords)?);
-        }
-        Ok(adapted)
-    }
 }
 
 /// What the random reference scores. It depends on the config less the
@@ -764,7 +732,15 @@ impl ReferenceScores {
             let (cil, til) = random.accuracies(seq, shared.device);
             let adapted = variants
                 .iter()
-                .map(|(shots, a)| random.adapted(a, (seq, shared), downstream, *shots))
+                .map(|(shots, a)| {
+                    adapt_to_each(
+                        a,
+                        Start::Scratch(&random),
+                        (seq, shared),
+                        downstream,
+                        *shots,
+                    )
+                })
                 .collect::<Result<_, _>>()?;
             let curves = env.curves.since(start);
             Ok(Self {
@@ -951,32 +927,66 @@ impl AdaptedDuring {
     }
 }
 
-/// The final model adapted to each task alone and to the downstream task.
-fn final_adaptation(
+/// Where an adaptation starts: the final model (with its fingerprint), or
+/// the random reference with its batch-norm statistics from the images of
+/// the task it adapts to.
+enum Start<'a> {
+    Final(&'a Classifier, ModelKey),
+    Scratch(&'a RandomReference),
+}
+
+impl Start<'_> {
+    /// The model that adapts to the task whose training images are `set`.
+    fn model_on(
+        &self,
+        set: &Arc<ImageSet>,
+        seq: &Sequence,
+        device: &Device,
+    ) -> (Cow<'_, Classifier>, ModelKey) {
+        match self {
+            Start::Final(model, key) => (Cow::Borrowed(*model), *key),
+            Start::Scratch(random) => {
+                let model = random.on_set(set, seq, device);
+                let key = ModelKey::of(&model);
+                (Cow::Owned(model), key)
+            }
+        }
+    }
+}
+
+/// A model adapted as `adaptation` says to each task alone and to the
+/// downstream task, from `start`.
+fn adapt_to_each(
     adaptation: &AdaptationConfig,
-    model: &Classifier,
-    seq: &Sequence,
-    shared: &TaskContext,
+    start: Start,
+    (seq, shared): (&Sequence, &TaskContext),
     downstream: Option<&DownstreamTask>,
     shots: Option<usize>,
 ) -> Result<Adapted, CoreError> {
+    let (name, suffix) = match start {
+        Start::Final(..) => ("final", ""),
+        Start::Scratch(_) => ("scratch", ", from scratch"),
+    };
     let tasks = seq.tasks;
-    let key = ModelKey::of(model);
     let mut adapted = Adapted::default();
     for j in 0..tasks {
         let (task_train, task_test) = task_alone(adaptation, seq, j);
+        let (model, key) = start.model_on(&seq.train[j], seq, shared.device);
         // The task alone, labels from 0: what adaptation trains on.
         let ctx = alone(shared, j, task_train, seq.split.label_range(j).len());
-        let label = format!("task {}/{tasks}", j + 1);
-        let coords = adapt_coords(j, "final", shots);
+        let label = format!("task {}/{tasks}{suffix}", j + 1);
+        let coords = adapt_coords(j, name, shots);
         adapted.tasks.push(adapt(
-            adaptation, model, &key, &task_test, &label, coords, &ctx,
+            adaptation, &model, &key, &task_test, &label, coords, &ctx,
         )?);
     }
     if let Some(down) = downstream {
-        let coords = adapt_coords("downstream", "final", shots);
+        // The reference's statistics from the images the adaptation trains on.
+        let (model, key) = start.model_on(&down.train(adaptation), seq, shared.device);
+        let coords = adapt_coords("downstream", name, shots);
+        let label = format!("downstream{suffix}");
         adapted.downstream =
-            Some(down.adapt(adaptation, (model, &key), shared, "downstream", coords)?);
+            Some(down.adapt(adaptation, (&model, &key), shared, &label, coords)?);
     }
     Ok(adapted)
 }
