@@ -83,11 +83,8 @@ impl SharedResults {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        let hex: String = h.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        self.dir.join(format!("{name}-{hex}.json"))
+        let digest = hex(&h.finalize()[..8]);
+        self.dir.join(format!("{name}-{digest}.json"))
     }
 
     fn read<T: DeserializeOwned>(
@@ -116,6 +113,11 @@ fn write_atomic<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let text = serde_json::to_string(value).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Lower-case hexadecimal of `bytes` (digests in ids and file names).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// JSON with object keys sorted, so that key order does not change what

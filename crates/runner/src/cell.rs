@@ -113,13 +113,10 @@ pub fn cell_id(experiment: &str, protocol: &str, config: &serde_json::Value) -> 
     h.update(protocol.as_bytes());
     h.update([0]);
     h.update(canonical.as_bytes());
-    h.finalize()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&h.finalize()[..6])
 }
 
-pub(crate) use reusebench_core::shared::canonical_json;
+pub(crate) use reusebench_core::shared::{canonical_json, hex};
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::cell::{Cell, canonical_json};
+use crate::cell::{Cell, canonical_json, hex};
 
 /// Bumped when a config type changes meaning without changing its fields'
 /// values (a renamed unit, a reinterpreted key): every cell becomes stale.
@@ -151,10 +151,6 @@ pub fn stale_reasons(dir: &Path, now: &Identity) -> Vec<String> {
 pub fn read(dir: &Path) -> Option<Identity> {
     let text = std::fs::read_to_string(dir.join("identity.json")).ok()?;
     serde_json::from_str(&text).ok()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A file: SHA-256 of its bytes (small files, and every checkpoint or head
