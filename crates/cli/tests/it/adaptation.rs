@@ -60,6 +60,39 @@ fn lp_ft_adaptation_fine_tunes_after_the_probe_on_shots() {
     assert_eq!(ft_rows, vec![0, 8]);
 }
 
+/// Fine-tuning on fewer shots than one batch (2 shots of 2 classes
+/// against the grid's batch of 8) trains on the whole set as one batch:
+/// every epoch of every adaptation has a loss, none is skipped or fails.
+#[test]
+fn a_few_shot_set_smaller_than_a_batch_is_one_batch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let g = grid(
+        tmp.path(),
+        "{ mode: finetune, shots: 2, epochs: 2, optimizer: { lr: 0.05 } }",
+    );
+    let (code, out) = run(&["run", g.to_str().unwrap(), "--no-report"]);
+    assert_eq!(code, 0, "{out}");
+    let cells = cell_rows(&tmp.path().join("results"), "continual");
+    let (_, rows) = &cells[0];
+    let images: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["metric"] == "adapt_train_images")
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(images, vec![4.0, 4.0], "fewer than the batch of 8");
+    let losses: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["metric"] == "curve_loss" && r["coords"]["stage"] == "adaptation")
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    // 2 epochs x 2 tasks x (the final model, the random reference).
+    assert_eq!(losses.len(), 8, "{losses:?}");
+    assert!(
+        losses.iter().all(|l| l.is_finite() && *l > 0.0),
+        "{losses:?}"
+    );
+}
+
 #[test]
 fn validate_names_the_adaptation_keys_that_conflict() {
     for (spec, key) in [

@@ -167,7 +167,10 @@ impl AdaptationConfig {
     }
 }
 
-/// One stage of an adaptation, recorded under `coords`.
+/// One stage of an adaptation, recorded under `coords`. A few-shot set
+/// smaller than `batch_size` (5 shots of 2 classes against 32) is one batch
+/// of all its images: training drops a last partial batch, so the cell's
+/// batch size would train no step at all.
 fn adaptation_stage<'a>(
     name: String,
     epochs: usize,
@@ -179,7 +182,8 @@ fn adaptation_stage<'a>(
     Stage {
         name,
         epochs,
-        batch_size: ctx.batch_size,
+        // At least 2: batch norm needs two rows (a 1-image set stays an error).
+        batch_size: ctx.batch_size.min(ctx.train.len().max(2)),
         optim,
         augment,
         normalization: ctx.normalization,
