@@ -527,7 +527,7 @@ pub fn paired_markdown(summary: &Summary, exp: &str, paired: &PairedResults) -> 
     out
 }
 
-fn paired_cell(p: &Paired) -> String {
+pub(crate) fn paired_cell(p: &Paired) -> String {
     if p.n < 2 {
         return format!("{:+.2}", p.mean);
     }

@@ -82,6 +82,7 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
             name: &exp,
             rows: &exp_rows,
             summary: &summary,
+            baseline: loaded.baselines.get(&exp).map(String::as_str),
         };
         if let Some(v) = view {
             md.push_str(&v.view.markdown(&experiment));

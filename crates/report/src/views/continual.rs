@@ -34,6 +34,10 @@ fn accuracy_axes(title: String, y_label: &str, tasks: usize) -> Axes {
 }
 
 impl View for ContinualView {
+    fn markdown(&self, e: &Experiment) -> String {
+        super::adaptation::markdown(e)
+    }
+
     fn figures(&self, e: &Experiment, figures: &mut Figures) -> Drawn {
         let (exp, rows, axis_columns) = (e.name, e.rows, &e.summary.axis_columns[..]);
         let (setting, label) = if rows.iter().any(|r| r.metric == names::ACC_DOMAIN_IL) {

@@ -2,6 +2,7 @@
 //! beyond the generic ones every experiment gets (scalar table,
 //! coordinate tables, training curves). One line per view in [`builtin`].
 
+mod adaptation;
 mod canonicalize;
 mod continual;
 mod curves;
@@ -32,6 +33,8 @@ pub struct Experiment<'a> {
     pub name: &'a str,
     pub rows: &'a [&'a StoredRow],
     pub summary: &'a Summary,
+    /// The method the grid compares every other with (`baseline:`).
+    pub baseline: Option<&'a str>,
 }
 
 /// What drawing a view's figures gives back.

@@ -185,3 +185,86 @@ fn aggregates_over_seeds_and_lists_failures() {
     // mean of R[1][0] over seeds: (80 + 70) / 2 = 75.0
     assert!(heat.contains("75.0"), "heatmap lacks the averaged entry");
 }
+
+/// Adaptation rows at several shots (coordinate `shots`) get their own
+/// tables: the adapted accuracy after the last task (mean over tasks; the
+/// rows after earlier tasks do not count), the gain, and the paired
+/// difference from the baseline per shots.
+#[test]
+fn adaptation_at_several_shots_is_tabulated_and_paired_per_shots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    for seed in 0..3u64 {
+        let s = seed as f64;
+        for (method, task0, task1) in [
+            ("sgd", 50.0 + s, 60.0 + s),
+            ("lp-ft", 54.0 + s, 62.0 + 2.0 * s),
+        ] {
+            let name = format!("cl-{method}-{seed}");
+            let mut rows = Vec::new();
+            for shots in [5, 20] {
+                // At 20 shots lp-ft equals sgd.
+                let (t0, t1) = if shots == 20 {
+                    (50.0 + s, 60.0 + s)
+                } else {
+                    (task0, task1)
+                };
+                for (after, task, value) in [(0, 0, 0.0), (1, 0, t0), (1, 1, t1)] {
+                    rows.push(json!({"metric": "adapt_acc", "value": value,
+                        "coords": {"after_task": after, "task": task, "shots": shots}}));
+                }
+                rows.push(
+                    json!({"metric": "adapt_gain", "value": 10.0 + s, "coords": {"shots": shots}}),
+                );
+            }
+            let rows: Vec<_> = rows
+                .into_iter()
+                .map(|mut row| {
+                    row["cell"] = json!(name);
+                    row["experiment"] = json!("cl");
+                    row["protocol"] = json!("continual");
+                    row["method"] = json!(method);
+                    row["seed"] = json!(seed);
+                    row["axes"] = json!({"method": method, "seed": seed.to_string()});
+                    row
+                })
+                .collect();
+            let dir = r.join("cells").join(&name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let status = json!({"state": "done", "experiment": "cl", "protocol": "continual",
+                "method": method, "seed": seed, "seconds": 1.0, "device": "cpu", "reason": null});
+            std::fs::write(dir.join("status.json"), status.to_string()).unwrap();
+            std::fs::write(dir.join("rows.json"), serde_json::to_string(&rows).unwrap()).unwrap();
+        }
+    }
+    std::fs::write(
+        r.join("grid.json"),
+        r#"{"name": "t", "baselines": {"cl": "sgd"}}"#,
+    )
+    .unwrap();
+    let files = reusebench_report::write_report(r).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    assert!(
+        md.contains("### Adaptation (Sun et al.): per shots per class"),
+        "{md}"
+    );
+    // sgd at 5 shots: (50 + s + 60 + s) / 2 = 55, 56, 57.
+    assert!(
+        md.contains("| sgd | 5 | 56.00 ± 1.00 [53.52, 58.48] | 11.00 ± 1.00 [8.52, 13.48] | 3 |"),
+        "{md}"
+    );
+    // lp-ft − sgd at 5 shots: 3 + 0.5 s = 3, 3.5, 4 (std 0.5, half-width
+    // 4.303 · 0.5 / √3 = 1.24); at 20 shots the two are equal.
+    assert!(
+        md.contains("| lp-ft | 5 | +3.50 [+2.26, +4.74] * | +0.00 [+0.00, +0.00] | 3 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| lp-ft | 20 | +0.00 [+0.00, +0.00] | +0.00 [+0.00, +0.00] | 3 |"),
+        "{md}"
+    );
+    // Shots in numeric order: 5 before 20.
+    let five = md.find("| sgd | 5 |").unwrap();
+    let twenty = md.find("| sgd | 20 |").unwrap();
+    assert!(five < twenty, "{md}");
+}
