@@ -40,6 +40,9 @@ type Key = ((String, Vec<String>), String);
 /// Per key and column: seed → value.
 type BySeed = BTreeMap<Key, [BTreeMap<u64, f64>; 4]>;
 
+/// One row's place and value: `after_task`, whether it has a `task`.
+type Point = (Option<usize>, bool, f64);
+
 fn shots_of(r: &StoredRow) -> String {
     r.coords
         .index(names::SHOTS)
@@ -60,8 +63,7 @@ fn values(e: &Experiment) -> BySeed {
             .copied()
             .filter(|r| r.metric == *metric && r.value.is_finite() && r.split != "validation")
             .collect();
-        // (key, seed) → [(after_task, value)]
-        let mut points: BTreeMap<(Key, u64), Vec<(Option<usize>, bool, f64)>> = BTreeMap::new();
+        let mut points: BTreeMap<(Key, u64), Vec<Point>> = BTreeMap::new();
         for r in rows {
             let task = r.coords.get(names::TASK).is_some();
             points.entry((key(r), r.seed)).or_default().push((
