@@ -20,6 +20,14 @@ fn grid(dir: &std::path::Path, spec: &str) -> std::path::PathBuf {
     path
 }
 
+/// The values of `metric`'s rows, in order.
+fn values(rows: &[serde_json::Value], metric: &str) -> Vec<f64> {
+    rows.iter()
+        .filter(|r| r["metric"] == metric)
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect()
+}
+
 /// Rows of `metric` whose `stage` coordinate is `stage`.
 fn at_stage(rows: &[serde_json::Value], metric: &str, stage: &str) -> usize {
     rows.iter()
@@ -44,12 +52,7 @@ fn lp_ft_adaptation_fine_tunes_after_the_probe_on_shots() {
         let cells = cell_rows(&tmp.path().join("results"), "continual");
         let (_, rows) = &cells[0];
         // 4 shots of each of a task's 2 classes.
-        let images: Vec<f64> = rows
-            .iter()
-            .filter(|r| r["metric"] == "adapt_train_images")
-            .map(|r| r["value"].as_f64().unwrap())
-            .collect();
-        assert_eq!(images, vec![8.0, 8.0], "{spec}");
+        assert_eq!(values(rows, "adapt_train_images"), vec![8.0, 8.0], "{spec}");
         assert_eq!(
             at_stage(rows, "curve_loss", "adaptation"),
             8,
@@ -74,12 +77,11 @@ fn a_few_shot_set_smaller_than_a_batch_is_one_batch() {
     assert_eq!(code, 0, "{out}");
     let cells = cell_rows(&tmp.path().join("results"), "continual");
     let (_, rows) = &cells[0];
-    let images: Vec<f64> = rows
-        .iter()
-        .filter(|r| r["metric"] == "adapt_train_images")
-        .map(|r| r["value"].as_f64().unwrap())
-        .collect();
-    assert_eq!(images, vec![4.0, 4.0], "fewer than the batch of 8");
+    assert_eq!(
+        values(rows, "adapt_train_images"),
+        vec![4.0, 4.0],
+        "fewer than the batch of 8"
+    );
     let losses: Vec<f64> = rows
         .iter()
         .filter(|r| r["metric"] == "curve_loss" && r["coords"]["stage"] == "adaptation")
