@@ -6,8 +6,13 @@
 //!
 //! Split in two operations so the layer can update its running statistics:
 //! `batch_stats` (no gradient; the backward formula below accounts for the
-//! statistics' dependence on the input) and `batch_norm_apply`.
+//! statistics' dependence on the input) and `batch_norm_apply`, or
+//! `batch_norm_relu` / `batch_norm_add_relu`, which also take the ReLU (and
+//! a residual block's shortcut) in the same pass and keep only batch norm's
+//! own inputs for backward: ReLU's mask is recomputed from them, where the
+//! operations apart would also keep the pre-activation (and the sum).
 
+use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
@@ -34,6 +39,29 @@ pub trait FusedBatchNorm: Backend {
         stats: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `relu(batch_norm_apply(..))` in one pass. Backward keeps what batch
+    /// norm keeps (`x`, statistics, γ, β) and recomputes ReLU's mask from
+    /// them, where the two operations apart would also keep the
+    /// pre-activation for ReLU: one activation-sized tensor less per layer.
+    fn batch_norm_relu(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self>;
+
+    /// `relu(batch_norm_apply(..) + residual)` in one pass (a residual
+    /// block's end), keeping neither the sum nor the normalised values.
+    fn batch_norm_add_relu(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self>;
 }
@@ -124,13 +152,97 @@ fn apply(
     f32_tensor(y, x.layout().shape().to_vec())
 }
 
+/// `max(x·scale + shift (+ residual), 0)` per plane: the same roundings as
+/// [`apply`], then the addition, then ReLU, so the values are those of the
+/// three operations apart.
+fn apply_relu(
+    x: FlexTensor,
+    stats: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    residual: Option<FlexTensor>,
+    epsilon: f64,
+) -> FlexTensor {
+    let (x, stats) = (contiguous(x), contiguous(stats));
+    let (gamma, beta) = (contiguous(gamma), contiguous(beta));
+    let residual = residual.map(contiguous);
+    let (_, c, hw) = geometry(&x);
+    let (scale, shift) = affine(floats(&stats), floats(&gamma), floats(&beta), epsilon);
+    let data = floats(&x);
+    let r = residual.as_ref().map(|r| {
+        assert_eq!(
+            r.layout().shape(),
+            x.layout().shape(),
+            "batch norm: residual shape"
+        );
+        floats(r)
+    });
+    let mut y = vec![0.0f32; data.len()];
+    y.par_chunks_mut(hw)
+        .zip(data.par_chunks(hw))
+        .enumerate()
+        .for_each(|(plane, (out, src))| {
+            let ch = plane % c;
+            let (a, b) = (scale[ch], shift[ch]);
+            match r {
+                Some(r) => {
+                    let rp = &r[plane * hw..][..hw];
+                    for ((o, &v), &rv) in out.iter_mut().zip(src).zip(rp) {
+                        *o = (v * a + b + rv).max(0.0);
+                    }
+                }
+                None => {
+                    for (o, &v) in out.iter_mut().zip(src) {
+                        *o = (v * a + b).max(0.0);
+                    }
+                }
+            }
+        });
+    f32_tensor(y, x.layout().shape().to_vec())
+}
+
+/// `dy` where the pre-activation `x·scale + shift (+ residual)` is positive,
+/// 0 elsewhere: ReLU's backward, its mask recomputed (bit for bit the
+/// forward's values, so the same mask).
+fn relu_mask(
+    dy: &FlexTensor,
+    (x, stats, gamma, beta): (&FlexTensor, &FlexTensor, &FlexTensor, &FlexTensor),
+    residual: Option<&FlexTensor>,
+    epsilon: f64,
+) -> FlexTensor {
+    let (_, c, hw) = geometry(x);
+    let (scale, shift) = affine(floats(stats), floats(gamma), floats(beta), epsilon);
+    let (xs, d) = (floats(x), floats(dy));
+    let r = residual.map(floats);
+    let mut dz = vec![0.0f32; xs.len()];
+    dz.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
+        let ch = plane % c;
+        let (a, b) = (scale[ch], shift[ch]);
+        let at = plane * hw;
+        let (xp, dp) = (&xs[at..at + hw], &d[at..at + hw]);
+        match r {
+            Some(r) => {
+                let rp = &r[at..at + hw];
+                for (((o, &xv), &dv), &rv) in out.iter_mut().zip(xp).zip(dp).zip(rp) {
+                    *o = if xv * a + b + rv > 0.0 { dv } else { 0.0 };
+                }
+            }
+            None => {
+                for ((o, &xv), &dv) in out.iter_mut().zip(xp).zip(dp) {
+                    *o = if xv * a + b > 0.0 { dv } else { 0.0 };
+                }
+            }
+        }
+    });
+    f32_tensor(dz, x.layout().shape().to_vec())
+}
+
 #[derive(Debug)]
 struct BatchNormBackward {
     epsilon: f64,
 }
 
-/// Gradients for `x`, `γ`, `β`. With x̂ = (x − mean)·inv_std and M values
-/// per channel: dβ = Σ dy, dγ = Σ dy·x̂, dx = γ·inv_std·(dy − dβ/M − x̂·dγ/M).
+/// Batch norm's backward (the same for every kind above).
 impl Backward<Flex, 3> for BatchNormBackward {
     /// x, stats, γ.
     type State = (FlexTensor, FlexTensor, FlexTensor);
@@ -141,55 +253,112 @@ impl Backward<Flex, 3> for BatchNormBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_gamma, node_beta] = ops.parents;
+        let nodes = ops.parents.map(|p| p.map(|n| n.id));
         let dy = contiguous(grads.consume::<Flex>(&ops.node));
         let (x, stats, gamma) = ops.state;
-        let (n, c, hw) = geometry(&x);
-        let count = (n * hw) as f64;
-        let (xs, st, g, d) = (floats(&x), floats(&stats), floats(&gamma), floats(&dy));
-        let inv_std = inv_std(st, self.epsilon);
-        // Pass 1: per-channel Σ dy and Σ dy·x̂.
-        let sums: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mean, inv) = (st[ch], inv_std[ch]);
-                (0..n).fold((0.0f64, 0.0f64), |(s, sx), img| {
-                    let at = (img * c + ch) * hw;
-                    let (xp, dp) = (&xs[at..at + hw], &d[at..at + hw]);
-                    let (ps, psx) = xp
-                        .iter()
-                        .zip(dp)
-                        .fold((0.0f32, 0.0f32), |(a, b), (&xv, &dv)| {
-                            (a + dv, b + dv * (xv - mean) * inv)
-                        });
-                    (s + ps as f64, sx + psx as f64)
-                })
+        gradients(&x, &stats, &gamma, &dy, self.epsilon, nodes, grads);
+    }
+}
+
+/// [`FusedBatchNorm::batch_norm_relu`] (N = 3: x, γ, β) and
+/// [`FusedBatchNorm::batch_norm_add_relu`] (N = 4: and the residual).
+#[derive(Debug)]
+struct BatchNormReluBackward {
+    epsilon: f64,
+}
+
+impl<const N: usize> Backward<Flex, N> for BatchNormReluBackward {
+    /// x, stats, γ, β, and the residual for N = 4.
+    type State = (
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        FlexTensor,
+        Option<FlexTensor>,
+    );
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let nodes = ops.parents.map(|p| p.map(|n| n.id));
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let (x, stats, gamma, beta, residual) = ops.state;
+        let dz = relu_mask(
+            &dy,
+            (&x, &stats, &gamma, &beta),
+            residual.as_ref(),
+            self.epsilon,
+        );
+        drop(dy);
+        if let Some(Some(node)) = nodes.get(3) {
+            grads.register::<Flex>(*node, dz.clone());
+        }
+        let bn_nodes = [nodes[0], nodes[1], nodes[2]];
+        gradients(&x, &stats, &gamma, &dz, self.epsilon, bn_nodes, grads);
+    }
+}
+
+/// Gradients for `x`, `γ`, `β` (the nodes, where tracked) from the
+/// gradient `dy` of the normalised output. With x̂ = (x − mean)·inv_std and
+/// M values per channel: dβ = Σ dy, dγ = Σ dy·x̂, dx = γ·inv_std·(dy −
+/// dβ/M − x̂·dγ/M).
+fn gradients(
+    x: &FlexTensor,
+    stats: &FlexTensor,
+    gamma: &FlexTensor,
+    dy: &FlexTensor,
+    epsilon: f64,
+    [node_x, node_gamma, node_beta]: [Option<NodeId>; 3],
+    grads: &mut Gradients,
+) {
+    let (n, c, hw) = geometry(x);
+    let count = (n * hw) as f64;
+    let (xs, st, g, d) = (floats(x), floats(stats), floats(gamma), floats(dy));
+    let inv_std = inv_std(st, epsilon);
+    // Pass 1: per-channel Σ dy and Σ dy·x̂.
+    let sums: Vec<(f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let (mean, inv) = (st[ch], inv_std[ch]);
+            (0..n).fold((0.0f64, 0.0f64), |(s, sx), img| {
+                let at = (img * c + ch) * hw;
+                let (xp, dp) = (&xs[at..at + hw], &d[at..at + hw]);
+                let (ps, psx) = xp
+                    .iter()
+                    .zip(dp)
+                    .fold((0.0f32, 0.0f32), |(a, b), (&xv, &dv)| {
+                        (a + dv, b + dv * (xv - mean) * inv)
+                    });
+                (s + ps as f64, sx + psx as f64)
             })
-            .collect();
-        if let Some(node) = node_x {
-            // Pass 2: dx.
-            let mut dx = vec![0.0f32; xs.len()];
-            dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
-                let ch = plane % c;
-                let (mean, inv) = (st[ch], inv_std[ch]);
-                let k = g[ch] * inv;
-                let mean_dy = (sums[ch].0 / count) as f32;
-                let mean_dy_xhat = (sums[ch].1 / count) as f32;
-                let at = plane * hw;
-                for ((o, &xv), &dv) in out.iter_mut().zip(&xs[at..at + hw]).zip(&d[at..at + hw]) {
-                    *o = k * (dv - mean_dy - (xv - mean) * inv * mean_dy_xhat);
-                }
-            });
-            grads.register::<Flex>(node.id, f32_tensor(dx, x.layout().shape().to_vec()));
-        }
-        if let Some(node) = node_gamma {
-            let dg = sums.iter().map(|s| s.1 as f32).collect();
-            grads.register::<Flex>(node.id, f32_tensor(dg, vec![c]));
-        }
-        if let Some(node) = node_beta {
-            let db = sums.iter().map(|s| s.0 as f32).collect();
-            grads.register::<Flex>(node.id, f32_tensor(db, vec![c]));
-        }
+        })
+        .collect();
+    if let Some(node) = node_x {
+        // Pass 2: dx.
+        let mut dx = vec![0.0f32; xs.len()];
+        dx.par_chunks_mut(hw).enumerate().for_each(|(plane, out)| {
+            let ch = plane % c;
+            let (mean, inv) = (st[ch], inv_std[ch]);
+            let k = g[ch] * inv;
+            let mean_dy = (sums[ch].0 / count) as f32;
+            let mean_dy_xhat = (sums[ch].1 / count) as f32;
+            let at = plane * hw;
+            for ((o, &xv), &dv) in out.iter_mut().zip(&xs[at..at + hw]).zip(&d[at..at + hw]) {
+                *o = k * (dv - mean_dy - (xv - mean) * inv * mean_dy_xhat);
+            }
+        });
+        grads.register::<Flex>(node, f32_tensor(dx, x.layout().shape().to_vec()));
+    }
+    if let Some(node) = node_gamma {
+        let dg = sums.iter().map(|s| s.1 as f32).collect();
+        grads.register::<Flex>(node, f32_tensor(dg, vec![c]));
+    }
+    if let Some(node) = node_beta {
+        let db = sums.iter().map(|s| s.0 as f32).collect();
+        grads.register::<Flex>(node, f32_tensor(db, vec![c]));
     }
 }
 
@@ -206,6 +375,27 @@ impl FusedBatchNorm for Flex {
         epsilon: f64,
     ) -> FloatTensor<Self> {
         apply(x, stats, gamma, beta, epsilon)
+    }
+
+    fn batch_norm_relu(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        apply_relu(x, stats, gamma, beta, None, epsilon)
+    }
+
+    fn batch_norm_add_relu(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        apply_relu(x, stats, gamma, beta, Some(residual), epsilon)
     }
 }
 
@@ -247,6 +437,94 @@ impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
                 stats.into_primitive(),
                 gamma.into_primitive(),
                 beta.into_primitive(),
+                epsilon,
+            )),
+        }
+    }
+
+    fn batch_norm_relu(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let backward = BatchNormReluBackward { epsilon };
+        match backward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, sp) = (
+                    contiguous(x.primitive().clone()),
+                    contiguous(stats.into_primitive()),
+                );
+                let (gp, bp) = (
+                    contiguous(gamma.primitive().clone()),
+                    contiguous(beta.primitive().clone()),
+                );
+                let y = apply_relu(
+                    xp.clone(),
+                    sp.clone(),
+                    gp.clone(),
+                    bp.clone(),
+                    None,
+                    epsilon,
+                );
+                prep.finish((xp, sp, gp, bp, None), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(apply_relu(
+                x.into_primitive(),
+                stats.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                None,
+                epsilon,
+            )),
+        }
+    }
+
+    fn batch_norm_add_relu(
+        x: FloatTensor<Self>,
+        stats: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        residual: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        let backward = BatchNormReluBackward { epsilon };
+        match backward
+            .prepare::<C>([x.node(), gamma.node(), beta.node(), residual.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (xp, sp) = (
+                    contiguous(x.primitive().clone()),
+                    contiguous(stats.into_primitive()),
+                );
+                let (gp, bp) = (
+                    contiguous(gamma.primitive().clone()),
+                    contiguous(beta.primitive().clone()),
+                );
+                let rp = contiguous(residual.primitive().clone());
+                let y = apply_relu(
+                    xp.clone(),
+                    sp.clone(),
+                    gp.clone(),
+                    bp.clone(),
+                    Some(rp.clone()),
+                    epsilon,
+                );
+                prep.finish((xp, sp, gp, bp, Some(rp)), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(apply_relu(
+                x.into_primitive(),
+                stats.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                Some(residual.into_primitive()),
                 epsilon,
             )),
         }

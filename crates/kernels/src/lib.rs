@@ -210,6 +210,15 @@ pub fn conv2d_with_weight(
 /// [`batch_norm::FusedBatchNorm`], updating the running statistics exactly
 /// as burn's layer does (momentum-weighted, biased batch variance).
 pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    batch_norm_then(bn, x, Epilogue::None)
+}
+
+/// `bn(x)` then the epilogue. In training on the flex backend, batch norm,
+/// the shortcut and ReLU are one operation
+/// ([`batch_norm::FusedBatchNorm::batch_norm_relu`], `batch_norm_add_relu`)
+/// that keeps one activation-sized tensor less for backward (two with the
+/// shortcut); the values are those of the operations apart, bit for bit.
+fn batch_norm_then(bn: &BatchNorm, x: Tensor<4>, then: Epilogue) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if x.device().is_autodiff() && bn.training.is_enabled() && is_flex(&x.device()) {
         use batch_norm::FusedBatchNorm;
@@ -218,13 +227,25 @@ pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         let stats: Tensor<2> = Tensor::from_dispatch(<Dispatch as FusedBatchNorm>::batch_stats(
             x.clone().into_dispatch(),
         ));
-        let y = Tensor::from_dispatch(<Dispatch as FusedBatchNorm>::batch_norm_apply(
-            x.into_dispatch(),
-            stats.clone().into_dispatch(),
+        let (x, s) = (x.into_dispatch(), stats.clone().into_dispatch());
+        let (g, b) = (
             bn.gamma.val().into_dispatch(),
             bn.beta.val().into_dispatch(),
-            bn.epsilon,
-        ));
+        );
+        let y = Tensor::from_dispatch(match then {
+            Epilogue::None => {
+                <Dispatch as FusedBatchNorm>::batch_norm_apply(x, s, g, b, bn.epsilon)
+            }
+            Epilogue::Relu => <Dispatch as FusedBatchNorm>::batch_norm_relu(x, s, g, b, bn.epsilon),
+            Epilogue::AddRelu(r) => <Dispatch as FusedBatchNorm>::batch_norm_add_relu(
+                x,
+                s,
+                g,
+                b,
+                r.into_dispatch(),
+                bn.epsilon,
+            ),
+        });
         let device = y.device();
         let mean = stats.clone().slice([0..1, 0..channels]).reshape([channels]);
         let var = stats.slice([1..2, 0..channels]).reshape([channels]);
@@ -241,7 +262,12 @@ pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
         bn.running_var.update(running_var.detach());
         return y;
     }
-    bn.forward(x)
+    let y = bn.forward(x);
+    match then {
+        Epilogue::None => y,
+        Epilogue::Relu => relu(y),
+        Epilogue::AddRelu(r) => relu(y + r),
+    }
 }
 
 /// What follows a convolution and its batch norm in a ResNet. (Built once
@@ -262,7 +288,10 @@ pub enum Epilogue {
 /// the convolution — weights scaled by γ/√(var + ε) per output channel, bias
 /// β − mean·γ/√(var + ε) — and bias, shortcut and ReLU take one pass
 /// ([`epilogue::ConvEpilogue`]). Results differ from the unfolded layers by
-/// rounding only. Everywhere else: the layers as they are.
+/// rounding only. In training on the flex backend, the convolution, then
+/// batch norm, shortcut and ReLU as one operation (values bit for bit those
+/// of the layers apart, one or two activations fewer kept for backward).
+/// Everywhere else: the layers as they are.
 pub fn conv_bn_forward(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, then: Epilogue) -> Tensor<4> {
     #[cfg(feature = "flex")]
     if !x.device().is_autodiff()
@@ -288,10 +317,5 @@ pub fn conv_bn_forward(conv: &Conv2d, bn: &BatchNorm, x: Tensor<4>, then: Epilog
             }
         });
     }
-    let y = batch_norm_forward(bn, conv2d_forward(conv, x));
-    match then {
-        Epilogue::None => y,
-        Epilogue::Relu => relu(y),
-        Epilogue::AddRelu(r) => relu(y + r),
-    }
+    batch_norm_then(bn, conv2d_forward(conv, x), then)
 }
