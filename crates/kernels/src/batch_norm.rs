@@ -242,7 +242,7 @@ struct BatchNormBackward {
     epsilon: f64,
 }
 
-/// Batch norm's backward (the same for every kind above).
+/// `batch_norm_apply`'s backward: [`gradients`].
 impl Backward<Flex, 3> for BatchNormBackward {
     /// x, stats, γ.
     type State = (FlexTensor, FlexTensor, FlexTensor);
