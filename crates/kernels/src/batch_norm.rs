@@ -268,14 +268,8 @@ struct BatchNormReluBackward {
 }
 
 impl<const N: usize> Backward<Flex, N> for BatchNormReluBackward {
-    /// x, stats, γ, β, and the residual for N = 4.
-    type State = (
-        FlexTensor,
-        FlexTensor,
-        FlexTensor,
-        FlexTensor,
-        Option<FlexTensor>,
-    );
+    /// The residual for N = 4 only.
+    type State = ReluState;
 
     fn backward(
         self,
@@ -449,40 +443,12 @@ impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
         beta: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        let backward = BatchNormReluBackward { epsilon };
-        match backward
+        let kind = BatchNormReluBackward { epsilon }
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (xp, sp) = (
-                    contiguous(x.primitive().clone()),
-                    contiguous(stats.into_primitive()),
-                );
-                let (gp, bp) = (
-                    contiguous(gamma.primitive().clone()),
-                    contiguous(beta.primitive().clone()),
-                );
-                let y = apply_relu(
-                    xp.clone(),
-                    sp.clone(),
-                    gp.clone(),
-                    bp.clone(),
-                    None,
-                    epsilon,
-                );
-                prep.finish((xp, sp, gp, bp, None), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(apply_relu(
-                x.into_primitive(),
-                stats.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                None,
-                epsilon,
-            )),
-        }
+            .stateful();
+        let inputs = [&x, &stats, &gamma, &beta].map(|t| t.primitive().clone());
+        relu_op(kind, inputs, None, epsilon)
     }
 
     fn batch_norm_add_relu(
@@ -493,40 +459,48 @@ impl<C: CheckpointStrategy> FusedBatchNorm for Autodiff<Flex, C> {
         residual: FloatTensor<Self>,
         epsilon: f64,
     ) -> FloatTensor<Self> {
-        let backward = BatchNormReluBackward { epsilon };
-        match backward
+        let kind = BatchNormReluBackward { epsilon }
             .prepare::<C>([x.node(), gamma.node(), beta.node(), residual.node()])
             .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let (xp, sp) = (
-                    contiguous(x.primitive().clone()),
-                    contiguous(stats.into_primitive()),
-                );
-                let (gp, bp) = (
-                    contiguous(gamma.primitive().clone()),
-                    contiguous(beta.primitive().clone()),
-                );
-                let rp = contiguous(residual.primitive().clone());
-                let y = apply_relu(
-                    xp.clone(),
-                    sp.clone(),
-                    gp.clone(),
-                    bp.clone(),
-                    Some(rp.clone()),
-                    epsilon,
-                );
-                prep.finish((xp, sp, gp, bp, Some(rp)), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(apply_relu(
-                x.into_primitive(),
-                stats.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                Some(residual.into_primitive()),
+            .stateful();
+        let inputs = [&x, &stats, &gamma, &beta].map(|t| t.primitive().clone());
+        relu_op(kind, inputs, Some(residual.primitive().clone()), epsilon)
+    }
+}
+
+/// What [`BatchNormReluBackward`] keeps: x, stats, γ, β, the residual.
+type ReluState = (
+    FlexTensor,
+    FlexTensor,
+    FlexTensor,
+    FlexTensor,
+    Option<FlexTensor>,
+);
+
+/// [`apply_relu`] as the autodiff operation `kind` (N = 3 tracked inputs,
+/// or 4 with the residual), keeping its inputs where it is tracked.
+fn relu_op<C: CheckpointStrategy, const N: usize>(
+    kind: OpsKind<BatchNormReluBackward, Flex, ReluState, C, N>,
+    inputs: [FlexTensor; 4],
+    residual: Option<FlexTensor>,
+    epsilon: f64,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let [x, stats, gamma, beta] = inputs.map(contiguous);
+    let residual = residual.map(contiguous);
+    match kind {
+        OpsKind::Tracked(prep) => {
+            let y = apply_relu(
+                x.clone(),
+                stats.clone(),
+                gamma.clone(),
+                beta.clone(),
+                residual.clone(),
                 epsilon,
-            )),
+            );
+            prep.finish((x, stats, gamma, beta, residual), y)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(apply_relu(x, stats, gamma, beta, residual, epsilon))
         }
     }
 }
