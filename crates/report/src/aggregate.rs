@@ -206,18 +206,22 @@ fn metric_order(metrics: &mut [String]) {
 /// `mean ± std [lo, hi]`: the spread over seeds and the 95% confidence
 /// interval of the mean; the mean alone for one seed.
 fn cell(r: &SummaryRow) -> String {
-    if r.mean.is_nan() {
+    spread_cell(r.mean, r.std, r.ci95, r.n as usize)
+}
+
+/// [`cell`]'s text from the numbers: `mean ± std [mean − half, mean +
+/// half]`, the mean alone below two values, "–" without one.
+pub(crate) fn spread_cell(mean: f64, std: f64, half: f64, n: usize) -> String {
+    if mean.is_nan() {
         return "–".into();
     }
-    if r.n < 2 || r.std.is_nan() {
-        format!("{:.2}", r.mean)
+    if n < 2 || std.is_nan() {
+        format!("{mean:.2}")
     } else {
         format!(
-            "{:.2} ± {:.2} [{:.2}, {:.2}]",
-            r.mean,
-            r.std,
-            r.mean - r.ci95,
-            r.mean + r.ci95
+            "{mean:.2} ± {std:.2} [{:.2}, {:.2}]",
+            mean - half,
+            mean + half
         )
     }
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use reusebench_results::{StoredRow, names};
 
 use super::Experiment;
-use crate::aggregate::paired_cell;
+use crate::aggregate::{paired_cell, spread_cell};
 use crate::plot::mean_std;
 use crate::stats::{Paired, ci95_half_width};
 
@@ -93,19 +93,11 @@ fn values(e: &Experiment) -> BySeed {
 
 fn mean_cell(seeds: &BTreeMap<u64, f64>) -> String {
     let v: Vec<f64> = seeds.values().copied().collect();
-    match v.len() {
-        0 => "–".into(),
-        1 => format!("{:.2}", v[0]),
-        n => {
-            let (mean, std) = mean_std(&v);
-            let half = ci95_half_width(std, n);
-            format!(
-                "{mean:.2} ± {std:.2} [{:.2}, {:.2}]",
-                mean - half,
-                mean + half
-            )
-        }
+    if v.is_empty() {
+        return "–".into();
     }
+    let (mean, std) = mean_std(&v);
+    spread_cell(mean, std, ci95_half_width(std, v.len()), v.len())
 }
 
 fn group_name((method, axes): &(String, Vec<String>), axis_columns: &[String]) -> String {
