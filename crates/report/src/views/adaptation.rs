@@ -61,7 +61,7 @@ fn values(e: &Experiment) -> BySeed {
             .rows
             .iter()
             .copied()
-            .filter(|r| r.metric == *metric && r.value.is_finite() && r.split != "validation")
+            .filter(|r| r.metric == *metric && r.value.is_finite())
             .collect();
         let mut points: BTreeMap<(Key, u64), Vec<Point>> = BTreeMap::new();
         for r in rows {
