@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use reusebench_results::{StoredRow, names};
 
-use super::Experiment;
+use super::{Experiment, group_label};
 use crate::aggregate::{paired_cell, spread_cell};
 use crate::plot::mean_std;
 use crate::stats::{Paired, ci95_half_width};
@@ -101,13 +101,7 @@ fn mean_cell(seeds: &BTreeMap<u64, f64>) -> String {
 }
 
 fn group_name((method, axes): &(String, Vec<String>), axis_columns: &[String]) -> String {
-    let mut parts = vec![method.clone()];
-    for (a, v) in axis_columns.iter().zip(axes) {
-        if !v.is_empty() {
-            parts.push(format!("{a}={v}"));
-        }
-    }
-    parts.join(" ")
+    group_label(method, axis_columns, axes)
 }
 
 /// Shots in numeric order ("all" last).

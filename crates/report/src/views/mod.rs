@@ -97,9 +97,15 @@ pub fn view_of<'a>(views: &'a [Registered], protocol: &str) -> Option<&'a Regist
 pub type Group = String;
 
 pub fn group_of(r: &StoredRow, axis_columns: &[String]) -> Group {
-    let mut parts = vec![r.method.clone()];
-    for a in axis_columns {
-        let v = r.axis(a);
+    let values: Vec<String> = axis_columns.iter().map(|a| r.axis(a)).collect();
+    group_label(&r.method, axis_columns, &values)
+}
+
+/// `method a=v ...` for the axes with a value (`values` in `axis_columns`
+/// order).
+pub fn group_label(method: &str, axis_columns: &[String], values: &[String]) -> Group {
+    let mut parts = vec![method.to_string()];
+    for (a, v) in axis_columns.iter().zip(values) {
         if !v.is_empty() {
             parts.push(format!("{a}={v}"));
         }
