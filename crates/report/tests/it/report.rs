@@ -2,19 +2,36 @@
 //! The rows are written as the first results schema wrote them (top-level
 //! `after_task` / `task`), which must still load.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 /// (metric, value, optional (after_task, task)).
 type Row<'a> = (&'a str, f64, Option<(usize, usize)>);
 
-fn write_cell(results: &Path, name: &str, state: &str, method: &str, seed: u64, rows: &[Row]) {
+/// A cell folder of experiment `cl` with its `status.json`; the folder.
+fn write_status(results: &Path, name: &str, state: &str, method: &str, seed: u64) -> PathBuf {
     let dir = results.join("cells").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let status = json!({"state": state, "experiment": "cl", "protocol": "continual", "method": method,
         "seed": seed, "seconds": 1.0, "device": "cpu", "reason": if state == "failed" { json!("non-finite loss") } else { json!(null) }});
     std::fs::write(dir.join("status.json"), status.to_string()).unwrap();
+    dir
+}
+
+/// The report of `results` with `sgd` as experiment `cl`'s baseline: its `summary.md`.
+fn report_with_sgd_baseline(results: &Path) -> String {
+    std::fs::write(
+        results.join("grid.json"),
+        r#"{"name": "t", "baselines": {"cl": "sgd"}}"#,
+    )
+    .unwrap();
+    let files = reusebench_report::write_report(results).unwrap();
+    std::fs::read_to_string(&files.markdown).unwrap()
+}
+
+fn write_cell(results: &Path, name: &str, state: &str, method: &str, seed: u64, rows: &[Row]) {
+    let dir = write_status(results, name, state, method, seed);
     if state != "done" {
         return;
     }
@@ -70,13 +87,7 @@ fn methods_are_compared_with_the_baseline_on_the_same_seeds() {
             ],
         );
     }
-    std::fs::write(
-        r.join("grid.json"),
-        r#"{"name": "t", "baselines": {"cl": "sgd"}}"#,
-    )
-    .unwrap();
-    let files = reusebench_report::write_report(r).unwrap();
-    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    let md = report_with_sgd_baseline(r);
     // Δ avg acc = 10, 11, 12: mean 11, std 1, half-width 4.303 / sqrt(3) = 2.48.
     assert!(
         md.contains("### cl: paired against `sgd` (same seeds)"),
@@ -229,21 +240,11 @@ fn adaptation_at_several_shots_is_tabulated_and_paired_per_shots() {
                     row
                 })
                 .collect();
-            let dir = r.join("cells").join(&name);
-            std::fs::create_dir_all(&dir).unwrap();
-            let status = json!({"state": "done", "experiment": "cl", "protocol": "continual",
-                "method": method, "seed": seed, "seconds": 1.0, "device": "cpu", "reason": null});
-            std::fs::write(dir.join("status.json"), status.to_string()).unwrap();
+            let dir = write_status(r, &name, "done", method, seed);
             std::fs::write(dir.join("rows.json"), serde_json::to_string(&rows).unwrap()).unwrap();
         }
     }
-    std::fs::write(
-        r.join("grid.json"),
-        r#"{"name": "t", "baselines": {"cl": "sgd"}}"#,
-    )
-    .unwrap();
-    let files = reusebench_report::write_report(r).unwrap();
-    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    let md = report_with_sgd_baseline(r);
     assert!(
         md.contains("### Adaptation (Sun et al.): per shots per class"),
         "{md}"
