@@ -133,28 +133,11 @@ fn apply(
     beta: FlexTensor,
     epsilon: f64,
 ) -> FlexTensor {
-    let (x, stats) = (contiguous(x), contiguous(stats));
-    let (gamma, beta) = (contiguous(gamma), contiguous(beta));
-    let (_, c, hw) = geometry(&x);
-    let (scale, shift) = affine(floats(&stats), floats(&gamma), floats(&beta), epsilon);
-    let data = floats(&x);
-    let mut y = vec![0.0f32; data.len()];
-    y.par_chunks_mut(hw)
-        .zip(data.par_chunks(hw))
-        .enumerate()
-        .for_each(|(plane, (out, src))| {
-            let ch = plane % c;
-            let (a, b) = (scale[ch], shift[ch]);
-            for (o, &v) in out.iter_mut().zip(src) {
-                *o = v * a + b;
-            }
-        });
-    f32_tensor(y, x.layout().shape().to_vec())
+    normalise(x, stats, gamma, beta, Then::Nothing, epsilon)
 }
 
-/// `max(x·scale + shift (+ residual), 0)` per plane: the same roundings as
-/// [`apply`], then the addition, then ReLU, so the values are those of the
-/// three operations apart.
+/// `max(x·scale + shift (+ residual), 0)`: [`apply`], then the residual,
+/// then ReLU, in the same pass.
 fn apply_relu(
     x: FlexTensor,
     stats: FlexTensor,
@@ -163,20 +146,39 @@ fn apply_relu(
     residual: Option<FlexTensor>,
     epsilon: f64,
 ) -> FlexTensor {
+    let then = residual.map_or(Then::Relu, |r| Then::AddRelu(contiguous(r)));
+    normalise(x, stats, gamma, beta, then, epsilon)
+}
+
+/// What follows the normalisation inside its pass.
+enum Then {
+    Nothing,
+    Relu,
+    AddRelu(FlexTensor),
+}
+
+/// `x·scale + shift` per plane, then `then`: the same roundings as the
+/// operations apart (normalise, add, clamp), so the same values.
+fn normalise(
+    x: FlexTensor,
+    stats: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    then: Then,
+    epsilon: f64,
+) -> FlexTensor {
     let (x, stats) = (contiguous(x), contiguous(stats));
     let (gamma, beta) = (contiguous(gamma), contiguous(beta));
-    let residual = residual.map(contiguous);
     let (_, c, hw) = geometry(&x);
     let (scale, shift) = affine(floats(&stats), floats(&gamma), floats(&beta), epsilon);
     let data = floats(&x);
-    let r = residual.as_ref().map(|r| {
+    if let Then::AddRelu(r) = &then {
         assert_eq!(
             r.layout().shape(),
             x.layout().shape(),
             "batch norm: residual shape"
         );
-        floats(r)
-    });
+    }
     let mut y = vec![0.0f32; data.len()];
     y.par_chunks_mut(hw)
         .zip(data.par_chunks(hw))
@@ -184,16 +186,21 @@ fn apply_relu(
         .for_each(|(plane, (out, src))| {
             let ch = plane % c;
             let (a, b) = (scale[ch], shift[ch]);
-            match r {
-                Some(r) => {
-                    let rp = &r[plane * hw..][..hw];
-                    for ((o, &v), &rv) in out.iter_mut().zip(src).zip(rp) {
-                        *o = (v * a + b + rv).max(0.0);
+            match &then {
+                Then::Nothing => {
+                    for (o, &v) in out.iter_mut().zip(src) {
+                        *o = v * a + b;
                     }
                 }
-                None => {
+                Then::Relu => {
                     for (o, &v) in out.iter_mut().zip(src) {
                         *o = (v * a + b).max(0.0);
+                    }
+                }
+                Then::AddRelu(r) => {
+                    let rp = &floats(r)[plane * hw..][..hw];
+                    for ((o, &v), &rv) in out.iter_mut().zip(src).zip(rp) {
+                        *o = (v * a + b + rv).max(0.0);
                     }
                 }
             }
