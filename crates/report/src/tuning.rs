@@ -8,15 +8,7 @@ use std::collections::BTreeMap;
 use crate::error::ReportError;
 use crate::plot::{Axes, Figures, Scatter, render_scatter, slug};
 use crate::rows::TunedCell;
-
-/// `lr=0.01 lambda=3`: a configuration's values, keys by their last part.
-fn values_text(values: &serde_json::Map<String, serde_json::Value>) -> String {
-    values
-        .iter()
-        .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use reusebench_results::tuning::values_label;
 
 /// The tuning section of experiment `exp`; empty when it has no search.
 pub fn markdown(tuned: &[TunedCell], exp: &str) -> String {
@@ -64,7 +56,7 @@ pub fn markdown(tuned: &[TunedCell], exp: &str) -> String {
             reusebench_results::tuning::Direction::Max => "max",
             reusebench_results::tuning::Direction::Min => "min",
         };
-        let selected = match values_text(&r.values) {
+        let selected = match values_label(&r.values) {
             v if v.is_empty() => "(nothing tuned)".to_string(),
             v => v,
         };

@@ -23,6 +23,33 @@ impl Direction {
     }
 }
 
+/// `lr=0.01 lambda=3`: tuned values for a label, each key by its last part
+/// (`method.optimizer.lr` → `lr`), or by as many of its last parts as tell
+/// it apart from the other keys (LP-FT's `lp_optimizer.lr` and
+/// `ft_optimizer.lr`).
+pub fn values_label(values: &Map<String, Value>) -> String {
+    let parts: Vec<Vec<&str>> = values.keys().map(|k| k.split('.').collect()).collect();
+    let suffix = |p: &[&str], n: usize| p[p.len().saturating_sub(n)..].join(".");
+    parts
+        .iter()
+        .zip(values.values())
+        .map(|(p, v)| {
+            let mut n = 1;
+            while n < p.len()
+                && parts
+                    .iter()
+                    .filter(|q| suffix(q, n) == suffix(p, n))
+                    .count()
+                    > 1
+            {
+                n += 1;
+            }
+            format!("{}={v}", suffix(p, n))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// What a tuned cell is, as its `tuning.json` records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TuningRecord {
@@ -52,3 +79,23 @@ pub struct TuningRecord {
 
 /// The file in a tuned cell's folder that says what it is.
 pub const TUNING_FILE: &str = "tuning.json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_names_keys_by_as_many_last_parts_as_tell_them_apart() {
+        let values: Map<String, Value> = serde_json::from_str(
+            r#"{"method.ft_optimizer.lr": 0.01, "method.lp_optimizer.lr": 0.1, "method.lambda": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            values_label(&values),
+            "ft_optimizer.lr=0.01 lp_optimizer.lr=0.1 lambda=3"
+        );
+        let one: Map<String, Value> =
+            serde_json::from_str(r#"{"method.optimizer.lr": 0.5}"#).unwrap();
+        assert_eq!(values_label(&one), "lr=0.5");
+    }
+}

@@ -12,6 +12,7 @@ use crate::cell::{Cell, CellTuning, Pick, cell_id};
 use crate::locate::line_of;
 use crate::registry::ProtocolEntry;
 use crate::tune::{Dist, RawTune, Search, TuningRecord, configurations};
+use reusebench_results::tuning::values_label;
 
 /// The experiment being expanded.
 pub(super) struct Site<'a> {
@@ -416,10 +417,6 @@ impl<'a> Group<'a> {
         for (ti, values) in confs.iter().enumerate() {
             for &seed in self.trial_seeds {
                 let config = self.config(values, seed, "validation", budget(0));
-                let shown: Vec<String> = values
-                    .iter()
-                    .map(|(k, v)| format!("{}={v}", short_key(k)))
-                    .collect();
                 let record = self.record("trial", ti, 0, values.clone(), confs.len(), &described);
                 previous.push(self.push(
                     x,
@@ -427,7 +424,7 @@ impl<'a> Group<'a> {
                         id_json: config.clone(),
                         config,
                         tuning: CellTuning::Trial(Box::new(record)),
-                        label: self.labelled(format!("trial {ti}: {}", shown.join(" "))),
+                        label: self.labelled(format!("trial {ti}: {}", values_label(values))),
                         extra_axes: vec![("trial".to_string(), Value::from(ti))],
                     },
                 )?);
@@ -515,11 +512,6 @@ impl<'a> Group<'a> {
         }
         Some(())
     }
-}
-
-/// `method.optimizer.lr` -> `lr`: labels stay short.
-fn short_key(key: &str) -> &str {
-    key.rsplit('.').next().unwrap_or(key)
 }
 
 /// The search in words, for tuning.json and the report.
