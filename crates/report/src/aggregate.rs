@@ -551,6 +551,21 @@ pub struct Benchmark<'a> {
     pub experiment: String,
     /// Paired tests against the grid's baseline, where it names one.
     pub paired: Option<PairedResults>,
+    /// The baseline's name (the paired tests' and the adaptation columns').
+    pub baseline: Option<String>,
+    /// Adapted accuracy per shots per class, when the grid adapts at
+    /// several shots (those rows are not scalars).
+    pub adaptation: Vec<(String, SeedValues)>,
+}
+
+/// Per (method, extra axis values): seed → value.
+pub type SeedValues = BTreeMap<(String, Vec<String>), BTreeMap<u64, f64>>;
+
+/// A column of the comparison: a scalar metric, or the adapted accuracy at
+/// one shots entry of a benchmark's `adaptation`.
+enum ComparisonColumn {
+    Metric(String),
+    Adapted(usize),
 }
 
 /// The table continual-learning papers print: methods as rows; for every
@@ -560,7 +575,7 @@ pub struct Benchmark<'a> {
 pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
     let mut methods: Vec<String> = Vec::new();
     let mut header = vec!["method".to_string()];
-    let mut columns: Vec<(usize, String)> = Vec::new();
+    let mut columns: Vec<(usize, ComparisonColumn)> = Vec::new();
     for (b, bench) in benchmarks.iter().enumerate() {
         let rows: Vec<&SummaryRow> = bench
             .summary
@@ -581,7 +596,17 @@ pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
         ] {
             if rows.iter().any(|r| r.metric == metric) {
                 header.push(format!("{}: {title}", bench.label));
-                columns.push((b, metric));
+                columns.push((b, ComparisonColumn::Metric(metric)));
+            }
+        }
+        for (i, (shots, groups)) in bench.adaptation.iter().enumerate() {
+            header.push(format!("{}: adapt acc, {shots} shots", bench.label));
+            columns.push((b, ComparisonColumn::Adapted(i)));
+            for (method, axes) in groups.keys() {
+                let label = group_text(method, axes);
+                if !methods.contains(&label) {
+                    methods.push(label);
+                }
             }
         }
         for r in rows {
@@ -601,8 +626,15 @@ pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
     out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
     for method in &methods {
         let mut line = vec![method.clone()];
-        for (b, metric) in &columns {
+        for (b, column) in &columns {
             let bench = &benchmarks[*b];
+            let metric = match column {
+                ComparisonColumn::Metric(metric) => metric,
+                ComparisonColumn::Adapted(i) => {
+                    line.push(adapted_cell(bench, &bench.adaptation[*i].1, method));
+                    continue;
+                }
+            };
             let hit = bench.summary.rows.iter().find(|r| {
                 r.experiment == bench.experiment
                     && r.is_scalar()
@@ -628,16 +660,55 @@ pub fn comparison_markdown(benchmarks: &[Benchmark]) -> String {
     out
 }
 
+/// A method's adapted accuracy over seeds, marked as the scalar columns
+/// are: `(baseline)`, or `(n.s.)` where its paired difference from the
+/// baseline (same axes, same seeds) is not significant.
+fn adapted_cell(bench: &Benchmark, groups: &SeedValues, method: &str) -> String {
+    let Some((group, seeds)) = groups
+        .iter()
+        .find(|(g, _)| group_text(&g.0, &g.1) == method)
+    else {
+        return "–".into();
+    };
+    let v: Vec<f64> = seeds.values().copied().collect();
+    let (mean, std) = crate::plot::mean_std(&v);
+    let mut text = spread_cell(
+        mean,
+        std,
+        crate::stats::ci95_half_width(std, v.len()),
+        v.len(),
+    );
+    let Some(baseline) = &bench.baseline else {
+        return text;
+    };
+    if &group.0 == baseline {
+        text.push_str(" (baseline)");
+    } else if let Some(base) = groups.get(&(baseline.clone(), group.1.clone())) {
+        let diffs: Vec<f64> = seeds
+            .iter()
+            .filter_map(|(s, v)| base.get(s).map(|b| v - b))
+            .collect();
+        if !diffs.is_empty() && !Paired::of(&diffs).significant() {
+            text.push_str(" (n.s.)");
+        }
+    }
+    text
+}
+
 fn method_label(r: &SummaryRow) -> String {
-    let axes: Vec<&str> = r
-        .axes
+    group_text(&r.method, &r.axes)
+}
+
+/// `method (axis values)`, or the method alone without extra axes.
+fn group_text(method: &str, axes: &[String]) -> String {
+    let axes: Vec<&str> = axes
         .iter()
         .filter(|a| !a.is_empty())
         .map(String::as_str)
         .collect();
     if axes.is_empty() {
-        r.method.clone()
+        method.to_string()
     } else {
-        format!("{} ({})", r.method, axes.join(", "))
+        format!("{method} ({})", axes.join(", "))
     }
 }

@@ -21,6 +21,7 @@ pub mod stats;
 mod tuning;
 pub mod views;
 
+use crate::rows::Loaded;
 use std::path::{Path, PathBuf};
 
 pub use aggregate::{Benchmark, Summary, SummaryRow};
@@ -102,15 +103,7 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
     if !continual.is_empty() {
         let benchmarks: Vec<Benchmark> = continual
             .iter()
-            .map(|e| Benchmark {
-                label: e.clone(),
-                summary: &summary,
-                experiment: e.clone(),
-                paired: loaded
-                    .baselines
-                    .get(e)
-                    .map(|b| aggregate::paired_results(&loaded.rows, e, b, &loaded.axis_columns)),
-            })
+            .map(|e| benchmark(e.clone(), &summary, &loaded, e))
             .collect();
         let path = results.join("comparison.md");
         let text = aggregate::comparison_markdown(&benchmarks);
@@ -125,6 +118,28 @@ pub fn write_report(results: &Path) -> Result<ReportFiles, ReportError> {
         cells_done: loaded.cells_done,
         cells_failed: loaded.failed.len(),
     })
+}
+
+/// Continual experiment `e` of one results folder as a column group of
+/// the comparison table.
+fn benchmark<'a>(label: String, summary: &'a Summary, loaded: &Loaded, e: &str) -> Benchmark<'a> {
+    let exp_rows: Vec<&StoredRow> = loaded.rows.iter().filter(|r| r.experiment == e).collect();
+    let baseline = loaded.baselines.get(e);
+    let experiment = views::Experiment {
+        name: e,
+        rows: &exp_rows,
+        summary,
+        baseline: baseline.map(String::as_str),
+    };
+    Benchmark {
+        label,
+        summary,
+        experiment: e.to_string(),
+        paired: baseline
+            .map(|b| aggregate::paired_results(&loaded.rows, e, b, &loaded.axis_columns)),
+        baseline: baseline.cloned(),
+        adaptation: views::accuracy_by_shots(&experiment),
+    }
 }
 
 fn continual_experiments(summary: &Summary) -> Vec<String> {
@@ -148,32 +163,18 @@ pub fn write_comparison(folders: &[PathBuf], output: &Path) -> Result<(), Report
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_else(|| folder.display().to_string());
         let summary = aggregate::summarize(&frame, &loaded.axis_columns, &loaded.coord_columns)?;
-        let paired: std::collections::BTreeMap<String, aggregate::PairedResults> = loaded
-            .baselines
-            .iter()
-            .map(|(e, b)| {
-                (
-                    e.clone(),
-                    aggregate::paired_results(&loaded.rows, e, b, &loaded.axis_columns),
-                )
-            })
-            .collect();
-        summaries.push((name, summary, paired));
+        summaries.push((name, summary, loaded));
     }
     let mut benchmarks = Vec::new();
-    for (name, summary, paired) in &summaries {
+    for (name, summary, loaded) in &summaries {
         let experiments = continual_experiments(summary);
         for e in &experiments {
-            benchmarks.push(Benchmark {
-                label: if experiments.len() > 1 {
-                    format!("{name}/{e}")
-                } else {
-                    name.clone()
-                },
-                summary,
-                experiment: e.clone(),
-                paired: paired.get(e).cloned(),
-            });
+            let label = if experiments.len() > 1 {
+                format!("{name}/{e}")
+            } else {
+                name.clone()
+            };
+            benchmarks.push(benchmark(label, summary, loaded, e));
         }
     }
     let text = aggregate::comparison_markdown(&benchmarks);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use reusebench_results::{StoredRow, names};
 
 use super::{Experiment, group_label};
-use crate::aggregate::{paired_cell, spread_cell};
+use crate::aggregate::{SeedValues, paired_cell, spread_cell};
 use crate::plot::mean_std;
 use crate::stats::{Paired, ci95_half_width};
 
@@ -107,6 +107,21 @@ fn group_name((method, axes): &(String, Vec<String>), axis_columns: &[String]) -
 /// Shots in numeric order ("all" last).
 fn shots_order(s: &str) -> (usize, usize) {
     s.parse().map_or((1, 0), |n| (0, n))
+}
+
+/// Per shots per class (numeric order), each group's adapted accuracy
+/// after the last task per seed, as the table below reads it; empty when
+/// the grid adapts once (its scalar `adapt_acc` is in the generic tables).
+pub fn accuracy_by_shots(e: &Experiment) -> Vec<(String, SeedValues)> {
+    let mut out: BTreeMap<String, SeedValues> = BTreeMap::new();
+    for ((group, shots), cols) in values(e) {
+        if shots != "all" && !cols[0].is_empty() {
+            out.entry(shots).or_default().insert(group, cols[0].clone());
+        }
+    }
+    let mut out: Vec<_> = out.into_iter().collect();
+    out.sort_by_key(|(s, _)| shots_order(s));
+    out
 }
 
 /// The adaptation tables of a continual experiment; empty when it has no

@@ -19,6 +19,7 @@ use crate::error::ReportError;
 use crate::plot::Figures;
 use crate::plot::Point;
 
+pub use adaptation::accuracy_by_shots;
 pub use canonicalize::CanonicalizeView;
 pub use continual::ContinualView;
 pub use curves::draw_curves;

@@ -268,4 +268,25 @@ fn adaptation_at_several_shots_is_tabulated_and_paired_per_shots() {
     let five = md.find("| sgd | 5 |").unwrap();
     let twenty = md.find("| sgd | 20 |").unwrap();
     assert!(five < twenty, "{md}");
+    // comparison.md: a column per shots, marked against the baseline as
+    // its scalar columns are. lp-ft at 5 shots: (54 + s + 62 + 2s) / 2 =
+    // 58, 59.5, 61 (half-width 4.303 · 1.5 / √3 = 3.73), significantly
+    // above sgd; at 20 shots equal to it (n.s.).
+    let comparison = std::fs::read_to_string(r.join("comparison.md")).unwrap();
+    assert!(
+        comparison.contains("| method | cl: adapt acc, 5 shots | cl: adapt acc, 20 shots |"),
+        "{comparison}"
+    );
+    assert!(
+        comparison.contains(
+            "| lp-ft | 59.50 ± 1.50 [55.77, 63.23] | 56.00 ± 1.00 [53.52, 58.48] (n.s.) |"
+        ),
+        "{comparison}"
+    );
+    assert!(
+        comparison.contains(
+            "| sgd | 56.00 ± 1.00 [53.52, 58.48] (baseline) | 56.00 ± 1.00 [53.52, 58.48] (baseline) |"
+        ),
+        "{comparison}"
+    );
 }
