@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_core::bounded::{Positive, PositiveInt, Share};
 use serde::{Deserialize, Serialize};
 
-use crate::equivariant::{EquivariantNet, Network};
+use crate::equivariant::{EquivariantNet, FilterInit, Network};
 use crate::group::{Border, Rotator, Sampler};
 
 /// The canonicalizer's settings (equiadapt's defaults).
@@ -18,6 +18,9 @@ use crate::group::{Border, Rotator, Sampler};
 pub struct CanonicalizerConfig {
     /// equiadapt's `custom` network or its `escnn` one's structure.
     pub network: Network,
+    /// How its filters are first drawn (default: as the network's
+    /// reference does, `uniform` for custom, `he` for escnn).
+    pub init: Option<FilterInit>,
     /// Equivariant layers: the lifting layer and layers − 1 group layers.
     pub layers: PositiveInt,
     pub channels: PositiveInt,
@@ -42,6 +45,7 @@ impl Default for CanonicalizerConfig {
     fn default() -> Self {
         Self {
             network: Network::Custom,
+            init: None,
             layers: PositiveInt::of(3),
             channels: PositiveInt::of(32),
             kernel: 5,
@@ -107,6 +111,9 @@ impl Canonicalizer {
             net: EquivariantNet::new(
                 rng,
                 config.network,
+                config
+                    .init
+                    .unwrap_or_else(|| config.network.reference_init()),
                 channels_in,
                 config.channels.get(),
                 config.kernel,

@@ -15,7 +15,7 @@ use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand_chacha::ChaCha8Rng;
-use reusebench_core::init::uniform_fan_in;
+use reusebench_core::init::{normal_param, uniform_fan_in};
 use reusebench_kernels::{batch_norm_forward, conv2d_with_weight};
 use serde::{Deserialize, Serialize};
 
@@ -37,14 +37,13 @@ pub struct LiftingConv {
 
 impl LiftingConv {
     /// Filters of k×k pixels, or with `steerable` sums of a
-    /// [`SteerableBasis`]'s functions; either way drawn as PyTorch's
-    /// default (kaiming uniform, a = √5): U(±1/√fan_in) with the pixel
-    /// filters' fan-in.
+    /// [`SteerableBasis`]'s functions, drawn as `init` says.
     pub fn new(
         rng: &mut ChaCha8Rng,
         [cin, cout, kernel]: [usize; 3],
         order: usize,
         steerable: bool,
+        init: FilterInit,
         device: &Device,
     ) -> Self {
         let basis = steerable.then(|| SteerableBasis::new(order, kernel));
@@ -53,7 +52,7 @@ impl LiftingConv {
             None => [cout, cin, kernel, kernel],
         };
         Self {
-            weight: uniform_fan_in(rng, shape, cin * kernel * kernel, device),
+            weight: init.draw(rng, shape, cin, kernel, device),
             bias: Param::from_tensor(Tensor::zeros([cout], device)),
             order,
             basis,
@@ -107,6 +106,7 @@ impl GroupConv {
         [cin, cout, kernel]: [usize; 3],
         order: usize,
         steerable: bool,
+        init: FilterInit,
         device: &Device,
     ) -> Self {
         let basis = steerable.then(|| SteerableBasis::new(order, kernel));
@@ -115,7 +115,7 @@ impl GroupConv {
             None => [cout, cin, order, kernel, kernel],
         };
         Self {
-            weight: uniform_fan_in(rng, shape, cin * order * kernel * kernel, device),
+            weight: init.draw(rng, shape, cin * order, kernel, device),
             bias: Param::from_tensor(Tensor::zeros([cout], device)),
             order,
             basis,
@@ -187,6 +187,54 @@ pub enum Network {
     Escnn,
 }
 
+impl Network {
+    /// How the reference draws this network's filters.
+    pub fn reference_init(self) -> FilterInit {
+        match self {
+            Network::Custom => FilterInit::Uniform,
+            Network::Escnn => FilterInit::He,
+        }
+    }
+}
+
+/// How filter weights (pixels or basis coefficients) are first drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FilterInit {
+    /// PyTorch's default for a convolution (kaiming uniform, a = √5):
+    /// U(±1/√fan_in), the fan-in counted in pixels (C·k²) whatever the
+    /// filters are made of. equiadapt's custom network's.
+    Uniform,
+    /// e2cnn's generalised He initialisation (`R2Conv`'s default): each
+    /// weight from N(0, 1/n), n the weights that feed one output channel
+    /// (C × the basis functions, or pixels, of a filter), so that the
+    /// weights into an output sum to variance 1. On unit-norm basis
+    /// functions a layer then keeps the variance of white noise.
+    He,
+}
+
+impl FilterInit {
+    /// Weights of `shape` (its last axis the filter's basis functions, or
+    /// its last two the k×k pixels) into filters over `inputs` maps.
+    fn draw<const D: usize>(
+        self,
+        rng: &mut ChaCha8Rng,
+        shape: [usize; D],
+        inputs: usize,
+        kernel: usize,
+        device: &Device,
+    ) -> Param<Tensor<D>> {
+        match self {
+            FilterInit::Uniform => uniform_fan_in(rng, shape, inputs * kernel * kernel, device),
+            FilterInit::He => {
+                let per_filter = shape[D - 1] * shape[D - 2];
+                let std = 1.0 / ((inputs * per_filter) as f32).sqrt();
+                normal_param(rng, shape, std, device)
+            }
+        }
+    }
+}
+
 /// equiadapt's canonicalization network ([`Network`]), averaged over
 /// channels and space into one score per group element.
 #[derive(Module, Debug)]
@@ -202,6 +250,7 @@ impl EquivariantNet {
     pub fn new(
         rng: &mut ChaCha8Rng,
         network: Network,
+        init: FilterInit,
         channels_in: usize,
         channels: usize,
         kernel: usize,
@@ -215,6 +264,7 @@ impl EquivariantNet {
             [channels_in, channels, kernel],
             order,
             steerable,
+            init,
             device,
         );
         // The custom network's group layers are 1x1; escnn's k×k.
@@ -222,7 +272,7 @@ impl EquivariantNet {
         let layers: Vec<GroupConv> = (1..layers)
             .map(|_| {
                 let shape = [channels, channels, group_kernel];
-                GroupConv::new(rng, shape, order, steerable, device)
+                GroupConv::new(rng, shape, order, steerable, init, device)
             })
             .collect();
         let norms = match network {
@@ -316,7 +366,17 @@ mod tests {
     fn c4_scores_permute_exactly_under_quarter_turns() {
         let device = DeviceSpec::for_tests();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let net = EquivariantNet::new(&mut rng, Network::Custom, 3, 6, 5, 3, 4, &device);
+        let net = EquivariantNet::new(
+            &mut rng,
+            Network::Custom,
+            FilterInit::Uniform,
+            3,
+            6,
+            5,
+            3,
+            4,
+            &device,
+        );
         let x = image(2, 13, &device);
         let base = values(net.forward(x.clone()));
         for r in 1..4 {
@@ -336,7 +396,17 @@ mod tests {
         // The quarter turn is in C8's exact C4 subgroup.
         let device = DeviceSpec::for_tests();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let net = EquivariantNet::new(&mut rng, Network::Custom, 3, 4, 5, 2, 8, &device);
+        let net = EquivariantNet::new(
+            &mut rng,
+            Network::Custom,
+            FilterInit::Uniform,
+            3,
+            4,
+            5,
+            2,
+            8,
+            &device,
+        );
         let x = image(4, 11, &device);
         let base = values(net.forward(x.clone()));
         let got = values(net.forward(rot90(x, 1)));
@@ -353,7 +423,17 @@ mod tests {
     fn escnn_network_is_exactly_c4_equivariant_with_batch_norm() {
         let device = DeviceSpec::for_tests();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let net = EquivariantNet::new(&mut rng, Network::Escnn, 3, 4, 3, 3, 4, &device);
+        let net = EquivariantNet::new(
+            &mut rng,
+            Network::Escnn,
+            FilterInit::He,
+            3,
+            4,
+            3,
+            3,
+            4,
+            &device,
+        );
         assert_eq!(net.layers.len(), 2);
         assert_eq!(net.norms.len(), 2);
         assert_eq!(net.layers[0].weight.dims(), [4, 4, 4, 1, 6]);
@@ -396,6 +476,44 @@ mod tests {
         }
     }
 
+    /// e2cnn's generalised He keeps the variance of white noise through
+    /// the steerable lifting and group layers (1 in expectation); PyTorch's
+    /// uniform, its fan-in counted in pixels, gives len / 3k² of it (15
+    /// basis functions at k = 5: 0.2), the init our escnn network had
+    /// before it followed e2cnn.
+    #[test]
+    fn he_init_keeps_the_variance_of_white_noise_through_steerable_layers() {
+        use rand::Rng;
+        let device = DeviceSpec::for_tests();
+        let noise = |seed: u64, shape: Vec<usize>| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let n = shape.iter().product();
+            // Uniform on ±√3: unit variance.
+            let v: Vec<f32> = (0..n)
+                .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * 3f32.sqrt())
+                .collect();
+            TensorData::new(v, shape)
+        };
+        let variance = |v: Vec<f32>| v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32;
+        for (init, expected) in [(FilterInit::He, 1.0), (FilterInit::Uniform, 0.2)] {
+            let mut rng = ChaCha8Rng::seed_from_u64(21);
+            // Enough weights (2 160 and 7 680) that their drawn variance is
+            // within a few per cent of the intended one.
+            let lift = LiftingConv::new(&mut rng, [3, 48, 5], 8, true, init, &device);
+            let group = GroupConv::new(&mut rng, [4, 16, 5], 8, true, init, &device);
+            let x = Tensor::<4>::from_data(noise(22, vec![4, 3, 24, 24]), &device);
+            let lifted = variance(values(lift.forward(x)));
+            let x = Tensor::<5>::from_data(noise(23, vec![4, 4, 8, 16, 16]), &device);
+            let grouped = variance(values(group.forward(x)));
+            for (layer, got) in [("lifting", lifted), ("group", grouped)] {
+                assert!(
+                    (got / expected - 1.0).abs() < 0.2,
+                    "{init:?} {layer}: variance {got}, expected about {expected}"
+                );
+            }
+        }
+    }
+
     /// Training reaches the escnn network's steerable coefficients in both
     /// layers and the batch norm's γ and β. (The last layer's bias moves
     /// every score alike: its gradient is the sum of the scores' own.)
@@ -403,7 +521,17 @@ mod tests {
     fn escnn_gradients_reach_coefficients_and_batch_norm() {
         let device = DeviceSpec::for_tests().autodiff();
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let net = EquivariantNet::new(&mut rng, Network::Escnn, 3, 4, 5, 2, 8, &device);
+        let net = EquivariantNet::new(
+            &mut rng,
+            Network::Escnn,
+            FilterInit::He,
+            3,
+            4,
+            5,
+            2,
+            8,
+            &device,
+        );
         let scores = net.forward(image(12, 17, &device));
         let target = Tensor::<2>::from_data(
             TensorData::new(

@@ -616,7 +616,17 @@ mod tests {
         size: usize,
         device: &Device,
     ) -> Canonicalized {
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        model_seeded(order, network, size, 7, device)
+    }
+
+    fn model_seeded(
+        order: usize,
+        network: equivariant::Network,
+        size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Canonicalized {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let backbone = BackboneConfig {
             width: 2,
             ..Default::default()
@@ -669,9 +679,9 @@ mod tests {
     /// image). docs/canonicalize.md states the measured values: at
     /// initialisation the scores of the elements differ little (pooling
     /// averages most of the signal away), so the relative error is large.
-    fn eighth_turn_error(network: equivariant::Network, size: usize) -> (f32, usize) {
+    fn eighth_turn_error(network: equivariant::Network, size: usize, seed: u64) -> (f32, usize) {
         let device = DeviceSpec::for_tests();
-        let m = model_with(8, network, size, &device);
+        let m = model_seeded(8, network, size, seed, &device);
         let canon = m.canonicalizer.as_ref().unwrap();
         let x = smooth(2, 16, size, &device);
         let eighth = Rotator::new(8, size, Border::Clamp);
@@ -698,25 +708,36 @@ mod tests {
         (err / spread, agree)
     }
 
-    /// Measured: custom 0.44 (7/16 argmax kept) at 16 px, 0.64 (4/16) at
-    /// 32 px; escnn with steerable filters 0.44 (11/16) at 32 px, where the
-    /// same network with turned pixel filters gave 0.84 (3/16): exact filter
-    /// turns matter once the network is deep.
+    /// Measured, as the mean over 10 random networks (seeds 0..9) and the
+    /// argmax kept for how many of their 160 images (chance: 20): custom
+    /// 0.86 (36) at 16 px and 1.08 (27) at 32 px; escnn, steerable filters
+    /// drawn as e2cnn draws them, 0.88 (32) at 32 px. One network says
+    /// little: single draws range from 0.18 to 1.77.
     #[test]
     fn c8_scores_permute_under_an_eighth_turn_within_tolerance() {
         use equivariant::Network;
-        let (custom16, kept16) = eighth_turn_error(Network::Custom, 16);
+        let mean = |network, size| {
+            let runs: Vec<(f32, usize)> = (0..10)
+                .map(|seed| eighth_turn_error(network, size, seed))
+                .collect();
+            let error = runs.iter().map(|r| r.0).sum::<f32>() / runs.len() as f32;
+            (error, runs.iter().map(|r| r.1).sum::<usize>())
+        };
+        let (custom16, kept16) = mean(Network::Custom, 16);
         assert!(
-            custom16 < 0.5 && kept16 >= 4,
-            "custom, 16 px: {custom16}, {kept16}/16"
+            custom16 < 0.95 && kept16 >= 30,
+            "custom, 16 px: {custom16}, {kept16}/160"
         );
-        let (custom32, kept32) = eighth_turn_error(Network::Custom, 32);
+        let (custom32, kept32) = mean(Network::Custom, 32);
         assert!(
-            custom32 < 0.75 && kept32 >= 3,
-            "custom, 32 px: {custom32}, {kept32}/16"
+            custom32 < 1.2 && kept32 >= 24,
+            "custom, 32 px: {custom32}, {kept32}/160"
         );
-        let (escnn, kept) = eighth_turn_error(Network::Escnn, 32);
-        assert!(escnn < 0.5 && kept >= 8, "escnn, 32 px: {escnn}, {kept}/16");
+        let (escnn, kept) = mean(Network::Escnn, 32);
+        assert!(
+            escnn < 0.95 && kept >= 28,
+            "escnn, 32 px: {escnn}, {kept}/160"
+        );
         assert!(
             escnn < custom32,
             "steerable escnn {escnn} against custom {custom32}"
@@ -725,12 +746,25 @@ mod tests {
 
     /// Eighth turns, one layer down: the lifting layer's feature maps of a
     /// turned image against the maps turned and shifted along the group
-    /// axis, on the central disc (measured: 11% of their mean magnitude).
+    /// axis, on the central disc. Measured: 11.2 % of their mean magnitude
+    /// with pixel filters, 11.5 % with steerable ones: the turn of the image
+    /// and of the maps (both bilinear) dominates, not the filters' turn.
     #[test]
     fn c8_lifting_maps_permute_under_an_eighth_turn_within_tolerance() {
+        use equivariant::FilterInit;
+        let pixels = lifting_eighth_turn_error(false, FilterInit::Uniform);
+        let steerable = lifting_eighth_turn_error(true, FilterInit::He);
+        assert!(pixels < 0.15, "pixel filters: relative error {pixels}");
+        assert!(
+            steerable < 0.15,
+            "steerable filters: relative error {steerable}"
+        );
+    }
+
+    fn lifting_eighth_turn_error(steerable: bool, init: equivariant::FilterInit) -> f32 {
         let device = DeviceSpec::for_tests();
         let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let lift = equivariant::LiftingConv::new(&mut rng, [3, 4, 5], 8, false, &device);
+        let lift = equivariant::LiftingConv::new(&mut rng, [3, 4, 5], 8, steerable, init, &device);
         let x = smooth(9, 4, 21, &device);
         let maps = lift.forward(x.clone());
         let turned = lift.forward(Rotator::new(8, 21, Border::Zero).rotate(x, 1));
@@ -744,7 +778,7 @@ mod tests {
         let (want, got) = (centre(want), centre(turned));
         let err: f32 = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).sum();
         let magnitude: f32 = got.iter().map(|b| b.abs()).sum();
-        assert!(err / magnitude < 0.15, "relative error {}", err / magnitude);
+        err / magnitude
     }
 
     #[test]
