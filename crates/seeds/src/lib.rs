@@ -85,6 +85,9 @@ pub enum Purpose {
     ClassParts { class: u32 },
     /// RESQUE: the corruption of the calibration images.
     Calibration,
+    /// Canonicalize: the canonicalizer's dropout masks in stage `stage`
+    /// (0 the prior-only warm-up, 1 the joint training).
+    CanonicalizerDropout { stage: usize },
 }
 
 impl Purpose {
@@ -124,6 +127,7 @@ impl Purpose {
             PriorWarmUp => (30, 0, 0),
             ClassParts { class } => (31, u64::from(class), 0),
             Calibration => (32, 0, 0),
+            CanonicalizerDropout { stage } => (33, stage as u64, 0),
         }
     }
 }
@@ -212,6 +216,7 @@ mod tests {
                 HoldOut { class: i as u32 },
                 Subset { class: i as u32 },
                 ClassParts { class: i as u32 },
+                CanonicalizerDropout { stage: i },
             ]);
             for salt in 0..n as u64 {
                 v.push(Stage { task: i, salt });

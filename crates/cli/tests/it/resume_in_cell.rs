@@ -14,25 +14,29 @@ use rand::{Rng, SeedableRng};
 
 use crate::common::{bin, cell_rows, reproducible, run};
 
+/// The pretraining every grid here starts from (its backbone and head feed
+/// the other experiments).
+const PRETRAIN: &str = r#"  - name: pretrain
+    protocol: pretrain
+    base:
+      seed: 0
+      data: { name: synthetic, classes: 6, train_per_class: 40, test_per_class: 8 }
+      classes: [0, 1, 2, 3]
+      backbone: { width: 8 }
+      epochs: 4
+      batch_size: 8
+      optimizer: { lr: 0.05 }
+      output: "{results}/pretrained/backbone.safetensors"
+      head_output: "{results}/pretrained/head.safetensors"
+"#;
+
 fn grid(dir: &Path) -> std::path::PathBuf {
     let text = format!(
         r#"name: resume
 results: {results}
 checkpoint_every: 1
 experiments:
-  - name: pretrain
-    protocol: pretrain
-    base:
-      seed: 0
-      data: {{ name: synthetic, classes: 6, train_per_class: 40, test_per_class: 8 }}
-      classes: [0, 1, 2, 3]
-      backbone: {{ width: 8 }}
-      epochs: 4
-      batch_size: 8
-      optimizer: {{ lr: 0.05 }}
-      output: "{{results}}/pretrained/backbone.safetensors"
-      head_output: "{{results}}/pretrained/head.safetensors"
-  - name: continual
+{PRETRAIN}  - name: continual
     protocol: continual
     base:
       seed: 0
@@ -212,4 +216,111 @@ fn a_cell_killed_at_random_points_resumes_from_its_checkpoints_with_identical_ro
     );
     // A finished cell keeps no checkpoint.
     assert!(!has_checkpoint(&results));
+}
+
+fn dropout_grid(dir: &Path) -> std::path::PathBuf {
+    let text = format!(
+        r#"name: resume-dropout
+results: {results}
+checkpoint_every: 1
+experiments:
+{PRETRAIN}  - name: canonicalize
+    protocol: canonicalize
+    base:
+      seed: 0
+      data: {{ name: synthetic, classes: 4, train_per_class: 40, test_per_class: 8 }}
+      backbone: {{ width: 8, checkpoint: "{{results}}/pretrained/backbone.safetensors" }}
+      head: "{{results}}/pretrained/head.safetensors"
+      group_order: 8
+      canonicalizer: {{ network: escnn, layers: 2, channels: 4, kernel: 5 }}
+      epochs: 4
+      batch_size: 16
+      optimizer: {{ lr: 0.02 }}
+      method: {{ name: canon-prior, prior_weight: 100, prior_epochs: 4 }}
+"#,
+        results = dir.join("results").display()
+    );
+    let path = dir.join("grid.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The epoch of stage `stage`'s checkpoint in the canonicalize cell, while
+/// the stage is unfinished.
+fn unfinished_epoch(results: &Path, stage: usize) -> Option<u64> {
+    let cells = std::fs::read_dir(results.join("cells")).ok()?;
+    cells.flatten().find_map(|cell| {
+        let name = cell.file_name().to_string_lossy().to_string();
+        let state = cell
+            .path()
+            .join(format!("checkpoint/stage-{stage:04}/state.json"));
+        let text = std::fs::read_to_string(state).ok()?;
+        let state: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (name.starts_with("canonicalize-") && state["finished"] == false)
+            .then(|| state["epoch"].as_u64())
+            .flatten()
+    })
+}
+
+/// The escnn canonicalizer's dropout masks come from a stream that the
+/// checkpoints keep: its canon-prior cell killed inside the prior-only
+/// warm-up (stage 0) and again inside the joint training (stage 1), then
+/// rerun, ends with the rows of an uninterrupted run, bit for bit.
+#[test]
+fn a_canonicalizer_with_dropout_resumes_from_its_checkpoints_with_identical_rows() {
+    let full = tempfile::tempdir().unwrap();
+    let (code, out) = run(&[
+        "run",
+        dropout_grid(full.path()).to_str().unwrap(),
+        "--no-report",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let reference = reproducible(&cell_rows(&full.path().join("results"), "canonicalize"));
+    assert_eq!(reference.len(), 1, "{reference:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let grid = dropout_grid(tmp.path());
+    let results = tmp.path().join("results");
+    let mut log = String::new();
+    for stage in [Some(0), Some(1), None] {
+        let path = tmp.path().join("attempt.log");
+        let mut child = bin()
+            .args(["run", grid.to_str().unwrap(), "--no-report"])
+            .stdout(std::fs::File::create(&path).unwrap())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if let Some(stage) = stage {
+            let start = Instant::now();
+            while unfinished_epoch(&results, stage).is_none_or(|e| e < 1) {
+                assert!(
+                    child.try_wait().unwrap().is_none(),
+                    "the cell ended before stage {stage}'s checkpoint"
+                );
+                assert!(
+                    start.elapsed() < Duration::from_secs(300),
+                    "no checkpoint of stage {stage}"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            child.kill().unwrap();
+        }
+        let status = child.wait().unwrap();
+        log.push_str(&std::fs::read_to_string(&path).unwrap());
+        if stage.is_none() {
+            assert!(status.success(), "{log}");
+        }
+    }
+    for stage in ["prior warm-up", "train canon-prior"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(stage) && l.contains("resumed from its checkpoint")),
+            "{stage} did not resume:\n{log}"
+        );
+    }
+    assert_eq!(
+        reproducible(&cell_rows(&results, "canonicalize")),
+        reference,
+        "rows changed by kills and resumes"
+    );
 }

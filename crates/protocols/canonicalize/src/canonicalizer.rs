@@ -6,10 +6,10 @@ use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
-use reusebench_core::bounded::{Positive, PositiveInt, Share};
+use reusebench_core::bounded::{BelowOne, Positive, PositiveInt, Share};
 use serde::{Deserialize, Serialize};
 
-use crate::equivariant::{EquivariantNet, FilterInit, Network};
+use crate::equivariant::{Dropout, EquivariantNet, FilterInit, Network};
 use crate::group::{Border, Rotator, Sampler};
 
 /// The canonicalizer's settings (equiadapt's defaults).
@@ -21,6 +21,9 @@ pub struct CanonicalizerConfig {
     /// How its filters are first drawn (default: as the network's
     /// reference does, `uniform` for custom, `he` for escnn).
     pub init: Option<FilterInit>,
+    /// Dropout after each ReLU in training (default: the network's
+    /// reference, 0.5 for escnn, none for custom).
+    pub dropout: Option<BelowOne>,
     /// Equivariant layers: the lifting layer and layers − 1 group layers.
     pub layers: PositiveInt,
     pub channels: PositiveInt,
@@ -46,6 +49,7 @@ impl Default for CanonicalizerConfig {
         Self {
             network: Network::Custom,
             init: None,
+            dropout: None,
             layers: PositiveInt::of(3),
             channels: PositiveInt::of(32),
             kernel: 5,
@@ -58,6 +62,12 @@ impl Default for CanonicalizerConfig {
 }
 
 impl CanonicalizerConfig {
+    /// The dropout probability in training, the default resolved.
+    pub fn dropout_p(&self) -> f64 {
+        self.dropout
+            .map_or_else(|| self.network.reference_dropout(), BelowOne::get)
+    }
+
     /// Pixels a side of the crop of an `image_size` image (equiadapt
     /// rounds up).
     pub fn crop_size(&self, image_size: usize) -> usize {
@@ -147,7 +157,12 @@ impl Canonicalizer {
     /// scaled part is a − a = 0), which is the canonicalizer's own
     /// learning rate under the shared SGD step.
     pub fn scores(&self, x: Tensor<4>) -> Tensor<2> {
-        let a = self.net.forward(self.prepare(x));
+        self.scores_with(x, None)
+    }
+
+    /// [`Canonicalizer::scores`] with `dropout` in the network (training).
+    pub fn scores_with(&self, x: Tensor<4>, dropout: Option<&mut Dropout>) -> Tensor<2> {
+        let a = self.net.forward_with(self.prepare(x), dropout);
         if self.lr_scale == 1.0 {
             return a;
         }

@@ -14,6 +14,7 @@ use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use reusebench_core::init::{normal_param, uniform_fan_in};
 use reusebench_kernels::{batch_norm_forward, conv2d_with_weight};
@@ -182,8 +183,8 @@ pub enum Network {
     /// (statistics shared by a channel's N group elements, e2cnn's
     /// `InnerBatchNorm`, momentum 0.9) and a ReLU; every filter from a
     /// steerable basis ([`SteerableBasis`], as e2cnn's `R2Conv`), so that
-    /// eighth turns of filters are exact. Its dropout (0.5 after each ReLU)
-    /// is left out.
+    /// eighth turns of filters are exact; in training a dropout of 0.5
+    /// after each ReLU ([`Dropout`]).
     Escnn,
 }
 
@@ -193,6 +194,15 @@ impl Network {
         match self {
             Network::Custom => FilterInit::Uniform,
             Network::Escnn => FilterInit::He,
+        }
+    }
+
+    /// The reference's dropout after each ReLU (equiadapt's escnn network
+    /// has e2cnn's `PointwiseDropout(p = 0.5)`; its custom one none).
+    pub fn reference_dropout(self) -> f64 {
+        match self {
+            Network::Custom => 0.0,
+            Network::Escnn => 0.5,
         }
     }
 }
@@ -295,12 +305,22 @@ impl EquivariantNet {
 
     /// Scores `[B, N]` of a batch `[B, C, H, W]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.forward_with(x, None)
+    }
+
+    /// [`EquivariantNet::forward`], with `dropout` after each ReLU in
+    /// training.
+    pub fn forward_with(&self, x: Tensor<4>, mut dropout: Option<&mut Dropout>) -> Tensor<2> {
         let mut f = self.lift.forward(x);
         for (i, layer) in self.layers.iter().enumerate() {
             if let Some(bn) = self.norms.get(i) {
                 f = inner_batch_norm(bn, f);
             }
-            f = layer.forward(relu(f));
+            let mut g = relu(f);
+            if let Some(d) = dropout.as_deref_mut() {
+                g = d.apply(g);
+            }
+            f = layer.forward(g);
         }
         let [b, o, n, h, w] = f.dims();
         let (mask, count) = disc(h, &f.device());
@@ -308,6 +328,38 @@ impl EquivariantNet {
             .sum_dims(&[1, 3, 4])
             .reshape([b, n])
             .div_scalar((o * count) as f64)
+    }
+}
+
+/// e2cnn's `PointwiseDropout` for training: each activation kept with
+/// probability 1 − p and scaled by 1/(1 − p). The masks come from the
+/// cell's own stream, which checkpoints save, so that a resumed cell draws
+/// the masks an uninterrupted one would (burn's dropout draws from the
+/// backend's generator, which they do not).
+pub struct Dropout<'a> {
+    pub p: f64,
+    pub rng: &'a mut ChaCha8Rng,
+}
+
+impl Dropout<'_> {
+    fn apply(&mut self, x: Tensor<5>) -> Tensor<5> {
+        if self.p <= 0.0 {
+            return x;
+        }
+        let dims = x.dims();
+        let keep = (1.0 / (1.0 - self.p)) as f32;
+        let p = self.p as f32;
+        let mask: Vec<f32> = (0..dims.iter().product::<usize>())
+            .map(|_| {
+                if self.rng.random::<f32>() < p {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect();
+        let mask = Tensor::<5>::from_data(TensorData::new(mask, dims), &x.device());
+        x * mask
     }
 }
 
@@ -512,6 +564,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Dropout zeroes about p of the activations and scales the rest by
+    /// 1/(1 − p); at p = 0 it returns its input unchanged and draws nothing.
+    #[test]
+    fn dropout_keeps_one_minus_p_of_the_activations_scaled() {
+        use rand::Rng;
+        let device = DeviceSpec::for_tests();
+        let ones = Tensor::<5>::ones([2, 4, 8, 10, 10], &device);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let kept = values(
+            Dropout {
+                p: 0.5,
+                rng: &mut rng,
+            }
+            .apply(ones.clone()),
+        );
+        let zeros = kept.iter().filter(|&&v| v == 0.0).count() as f64 / kept.len() as f64;
+        assert!((zeros - 0.5).abs() < 0.02, "{zeros}");
+        assert!(kept.iter().all(|&v| v == 0.0 || v == 2.0));
+        let mut untouched = ChaCha8Rng::seed_from_u64(3);
+        let same = values(
+            Dropout {
+                p: 0.0,
+                rng: &mut untouched,
+            }
+            .apply(ones.clone()),
+        );
+        assert_eq!(same, values(ones));
+        assert_eq!(
+            untouched.random::<u64>(),
+            ChaCha8Rng::seed_from_u64(3).random::<u64>(),
+            "p = 0 draws nothing"
+        );
     }
 
     /// Training reaches the escnn network's steerable coefficients in both

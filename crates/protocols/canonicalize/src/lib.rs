@@ -44,6 +44,7 @@ use reusebench_data::{
 use serde::{Deserialize, Serialize};
 
 use canonicalizer::{Canonicalizer, CanonicalizerConfig};
+use equivariant::Dropout;
 use group::{Border, ORDERS, Rotator};
 use methods::CanonMethod;
 use model::Canonicalized;
@@ -324,6 +325,8 @@ fn train(
     let scores = RefCell::new(None);
     let rotator = Rotator::new(config.group_order, data.train.width, Border::Clamp);
     let rng = RefCell::new(Seeds::new(seed).rng(Purpose::Rotation));
+    let dropout = config.canonicalizer.dropout_p();
+    let masks = RefCell::new(Seeds::new(seed).rng(Purpose::CanonicalizerDropout { stage: 1 }));
     let rotates = method.rotates_training_images();
     let forward = |m: &Canonicalized, x: Tensor<4>, _: &[usize]| {
         let x = if rotates {
@@ -331,14 +334,20 @@ fn train(
         } else {
             x
         };
-        let (logits, s) = m.forward_parts(x);
+        let (logits, s) = m.forward_parts_with(
+            x,
+            Some(&mut Dropout {
+                p: dropout,
+                rng: &mut masks.borrow_mut(),
+            }),
+        );
         *scores.borrow_mut() = s;
         logits
     };
     let mut hooks = PriorHooks {
         scores: &scores,
         weight: method.prior_weight(),
-        rotations: &rng,
+        streams: Streams(vec![&rng, &masks]),
     };
     let progress = env.progress;
     let (model, _) = fit_with(
@@ -380,40 +389,95 @@ fn warm_up_on_prior(
         }),
     };
     let weight = config.method.spec().prior_weight();
+    let masks = Seeds::new(config.seed).rng(Purpose::CanonicalizerDropout { stage: 0 });
     prior_only(
         canonicalizer,
         weight,
         &data.train,
         &stage,
+        (config.canonicalizer.dropout_p(), masks),
         device,
         env.progress,
     )
 }
 
 /// Trains `canonicalizer` alone on weight · CE(scores, identity) over
-/// `upright` (`stage.num_classes` = the group's order).
+/// `upright` (`stage.num_classes` = the group's order), with dropout `p`
+/// masks drawn from `masks`.
 fn prior_only(
     canonicalizer: crate::canonicalizer::Canonicalizer,
     weight: f64,
     upright: &ImageSet,
     stage: &Stage,
+    (p, masks): (f64, ChaCha8Rng),
     device: &Device,
     progress: &dyn reusebench_core::Progress,
 ) -> Result<crate::canonicalizer::Canonicalizer, CoreError> {
     // Every training image labelled with the identity element (index 0).
     let identity = Arc::new(upright.select(&|_| Some(0)));
-    let (warm, _) = reusebench_core::train::fit(
+    let masks = RefCell::new(masks);
+    let forward = |m: &crate::model::PriorOnly, x: Tensor<4>, _: &[usize]| {
+        let rng = &mut masks.borrow_mut();
+        m.canonicalizer
+            .scores_with(x, Some(&mut Dropout { p, rng }))
+    };
+    let (warm, _) = reusebench_core::train::fit_with(
         crate::model::PriorOnly {
             canonicalizer,
             weight,
         },
         &identity,
         stage,
-        &mut reusebench_core::train::NoHooks,
+        &mut Streams(vec![&masks]),
+        &forward,
         device,
         progress,
     )?;
     Ok(warm.canonicalizer)
+}
+
+/// Random streams a stage's forward pass draws from (training turns,
+/// dropout masks): the state its checkpoints keep.
+struct Streams<'a>(Vec<&'a RefCell<ChaCha8Rng>>);
+
+impl Streams<'_> {
+    fn save(&self) -> Vec<u8> {
+        let states: Vec<reusebench_core::resume::RngState> = self
+            .0
+            .iter()
+            .map(|s| reusebench_core::resume::RngState::of(&s.borrow()))
+            .collect();
+        serde_json::to_vec(&states).expect("stream positions serialise")
+    }
+
+    fn restore(&self, state: &[u8]) -> Result<(), CoreError> {
+        let states: Vec<reusebench_core::resume::RngState> = serde_json::from_slice(state)
+            .map_err(|e| CoreError::config("", format!("random streams in a checkpoint: {e}")))?;
+        if states.len() != self.0.len() {
+            return Err(CoreError::config(
+                "",
+                format!(
+                    "a checkpoint holds {} random streams, this stage draws from {}",
+                    states.len(),
+                    self.0.len()
+                ),
+            ));
+        }
+        for (stream, state) in self.0.iter().zip(&states) {
+            *stream.borrow_mut() = state.restore()?;
+        }
+        Ok(())
+    }
+}
+
+impl<M> TrainHooks<M> for Streams<'_> {
+    fn save_state(&self) -> Result<Vec<u8>, CoreError> {
+        Ok(self.save())
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), CoreError> {
+        self.restore(state)
+    }
 }
 
 /// The prior as a loop hook: the forward pass leaves the batch's scores in
@@ -421,22 +485,17 @@ fn prior_only(
 struct PriorHooks<'a> {
     scores: &'a RefCell<Option<Tensor<2>>>,
     weight: f64,
-    /// The stream the forward pass draws training rotations from: the
-    /// state a checkpoint keeps.
-    rotations: &'a RefCell<ChaCha8Rng>,
+    /// The streams the forward pass draws from (training turns, dropout).
+    streams: Streams<'a>,
 }
 
 impl TrainHooks<Canonicalized> for PriorHooks<'_> {
     fn save_state(&self) -> Result<Vec<u8>, CoreError> {
-        let state = reusebench_core::resume::RngState::of(&self.rotations.borrow());
-        Ok(serde_json::to_vec(&state).expect("a stream position serialises"))
+        Ok(self.streams.save())
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<(), CoreError> {
-        let state: reusebench_core::resume::RngState = serde_json::from_slice(state)
-            .map_err(|e| CoreError::config("", format!("rotation stream in a checkpoint: {e}")))?;
-        *self.rotations.borrow_mut() = state.restore()?;
-        Ok(())
+        self.streams.restore(state)
     }
 
     fn extra_loss(
@@ -870,7 +929,20 @@ mod tests {
         let stage = prior_stage(&optim, 4);
         let canonicalizer = m.canonicalizer.clone().unwrap();
         let progress = reusebench_core::NoProgress;
-        let warm = prior_only(canonicalizer, 100.0, &set, &stage, &device, &progress).unwrap();
+        let no_dropout = (
+            0.0,
+            Seeds::new(0).rng(Purpose::CanonicalizerDropout { stage: 0 }),
+        );
+        let warm = prior_only(
+            canonicalizer,
+            100.0,
+            &set,
+            &stage,
+            no_dropout,
+            &device,
+            &progress,
+        )
+        .unwrap();
         let after = upright_share(&Canonicalized {
             canonicalizer: Some(warm),
             predictor: m.predictor,
@@ -901,7 +973,7 @@ mod tests {
         let mut hooks = PriorHooks {
             scores: &scores,
             weight: 100.0,
-            rotations: &rotations,
+            streams: Streams(vec![&rotations]),
         };
         let progress = reusebench_core::NoProgress;
         let (m, _) = fit_with(m, &set, &stage, &mut hooks, &forward, &device, &progress).unwrap();

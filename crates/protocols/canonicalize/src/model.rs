@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 use reusebench_core::model::{Classifier, TrainModel};
 
 use crate::canonicalizer::Canonicalizer;
+use crate::equivariant::Dropout;
 
 #[derive(Module, Debug)]
 pub struct Canonicalized {
@@ -16,10 +17,20 @@ pub struct Canonicalized {
 impl Canonicalized {
     /// Logits, and the canonicalizer's scores where there is one.
     pub fn forward_parts(&self, x: Tensor<4>) -> (Tensor<2>, Option<Tensor<2>>) {
+        self.forward_parts_with(x, None)
+    }
+
+    /// [`Canonicalized::forward_parts`] with `dropout` in the
+    /// canonicalizer (training).
+    pub fn forward_parts_with(
+        &self,
+        x: Tensor<4>,
+        dropout: Option<&mut Dropout>,
+    ) -> (Tensor<2>, Option<Tensor<2>>) {
         match &self.canonicalizer {
             None => (self.predictor.forward(x), None),
             Some(c) => {
-                let scores = c.scores(x.clone());
+                let scores = c.scores_with(x.clone(), dropout);
                 let upright = c.canonicalize(x, scores.clone());
                 (self.predictor.forward(upright), Some(scores))
             }
