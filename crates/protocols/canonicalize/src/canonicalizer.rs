@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_core::bounded::{BelowOne, Positive, PositiveInt, Share};
 use serde::{Deserialize, Serialize};
 
-use crate::equivariant::{Dropout, EquivariantNet, FilterInit, Network};
+use crate::equivariant::{Dropout, EquivariantNet, FilterInit, Network, Pool};
 use crate::group::{Border, Rotator, Sampler};
 
 /// The canonicalizer's settings (equiadapt's defaults).
@@ -24,6 +24,9 @@ pub struct CanonicalizerConfig {
     /// Dropout after each ReLU in training (default: the network's
     /// reference, 0.5 for escnn, none for custom).
     pub dropout: Option<BelowOne>,
+    /// Where the last maps are averaged into scores: `disc` (default) or
+    /// `square` (equiadapt's).
+    pub pool: Pool,
     /// Equivariant layers: the lifting layer and layers − 1 group layers.
     pub layers: PositiveInt,
     pub channels: PositiveInt,
@@ -50,6 +53,7 @@ impl Default for CanonicalizerConfig {
             network: Network::Custom,
             init: None,
             dropout: None,
+            pool: Pool::Disc,
             layers: PositiveInt::of(3),
             channels: PositiveInt::of(32),
             kernel: 5,
@@ -130,7 +134,8 @@ impl Canonicalizer {
                 config.layers.get(),
                 order,
                 device,
-            ),
+            )
+            .with_pool(config.pool),
             order,
             beta: config.beta.get(),
             lr_scale: config.lr_scale.get(),

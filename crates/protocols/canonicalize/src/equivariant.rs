@@ -253,6 +253,21 @@ pub struct EquivariantNet {
     pub layers: Vec<GroupConv>,
     /// Before each of `layers` (escnn), or none (custom).
     pub norms: Vec<BatchNorm>,
+    #[module(skip)]
+    pub pool: Pool,
+}
+
+/// Where the last maps are averaged into scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pool {
+    /// The inscribed disc: symmetric under every turn, so an eighth turn
+    /// keeps the pooled region in place.
+    #[default]
+    Disc,
+    /// The whole square, as equiadapt's networks (`torch.mean` over
+    /// space): an eighth turn moves its corners out of the map.
+    Square,
 }
 
 impl EquivariantNet {
@@ -300,7 +315,13 @@ impl EquivariantNet {
             lift,
             layers,
             norms,
+            pool: Pool::Disc,
         }
+    }
+
+    /// The same network pooling its last maps over `pool`.
+    pub fn with_pool(self, pool: Pool) -> Self {
+        Self { pool, ..self }
     }
 
     /// Scores `[B, N]` of a batch `[B, C, H, W]`.
@@ -323,9 +344,14 @@ impl EquivariantNet {
             f = layer.forward(g);
         }
         let [b, o, n, h, w] = f.dims();
-        let (mask, count) = disc(h, &f.device());
-        (f * mask.reshape([1, 1, 1, h, w]))
-            .sum_dims(&[1, 3, 4])
+        let (f, count) = match self.pool {
+            Pool::Disc => {
+                let (mask, count) = disc(h, &f.device());
+                (f * mask.reshape([1, 1, 1, h, w]), count)
+            }
+            Pool::Square => (f, h * w),
+        };
+        f.sum_dims(&[1, 3, 4])
             .reshape([b, n])
             .div_scalar((o * count) as f64)
     }
@@ -435,6 +461,39 @@ mod tests {
             let got = values(net.forward(rot90(x.clone(), r)));
             let want = shifted(&base, 4, r);
             for (a, b) in got.iter().zip(&want) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                    "r={r}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    /// Pooling over the whole square (equiadapt's) keeps the scores exactly
+    /// C4-equivariant too (a quarter turn maps the square onto itself), and
+    /// gives other scores than the disc.
+    #[test]
+    fn square_pooling_keeps_c4_exact_and_differs_from_the_disc() {
+        let device = DeviceSpec::for_tests();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let disc = EquivariantNet::new(
+            &mut rng,
+            Network::Escnn,
+            FilterInit::He,
+            3,
+            4,
+            5,
+            2,
+            4,
+            &device,
+        );
+        let square = disc.clone().with_pool(Pool::Square);
+        let x = image(2, 13, &device);
+        let base = values(square.forward(x.clone()));
+        assert_ne!(base, values(disc.forward(x.clone())));
+        for r in 1..4 {
+            let got = values(square.forward(rot90(x.clone(), r)));
+            for (a, b) in got.iter().zip(&shifted(&base, 4, r)) {
                 assert!(
                     (a - b).abs() <= 1e-5 * b.abs().max(1.0),
                     "r={r}: {a} vs {b}"
