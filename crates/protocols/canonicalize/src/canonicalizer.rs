@@ -9,8 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use reusebench_core::bounded::{BelowOne, Positive, PositiveInt, Share};
 use serde::{Deserialize, Serialize};
 
-use crate::equivariant::{Dropout, EquivariantNet, FilterInit, Network, Pool};
+use crate::equivariant::{Dropout, EquivariantNet, FilterInit, Filters, Network, Pool};
 use crate::group::{Border, Rotator, Sampler};
+use crate::steerable::BasisKind;
 
 /// The canonicalizer's settings (equiadapt's defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +28,9 @@ pub struct CanonicalizerConfig {
     /// Where the last maps are averaged into scores: `disc` (default) or
     /// `square` (equiadapt's).
     pub pool: Pool,
+    /// The escnn network's steerable basis: `e2cnn` (default, its
+    /// `R2Conv` defaults) or `wide` (the one before 2026-12-07).
+    pub basis: BasisKind,
     /// Equivariant layers: the lifting layer and layers − 1 group layers.
     pub layers: PositiveInt,
     pub channels: PositiveInt,
@@ -54,6 +58,7 @@ impl Default for CanonicalizerConfig {
             init: None,
             dropout: None,
             pool: Pool::Disc,
+            basis: BasisKind::E2cnn,
             layers: PositiveInt::of(3),
             channels: PositiveInt::of(32),
             kernel: 5,
@@ -125,9 +130,12 @@ impl Canonicalizer {
             net: EquivariantNet::new(
                 rng,
                 config.network,
-                config
-                    .init
-                    .unwrap_or_else(|| config.network.reference_init()),
+                Filters {
+                    init: config
+                        .init
+                        .unwrap_or_else(|| config.network.reference_init()),
+                    basis: config.basis,
+                },
                 channels_in,
                 config.channels.get(),
                 config.kernel,

@@ -21,7 +21,7 @@ use reusebench_kernels::{batch_norm_forward, conv2d_with_weight};
 use serde::{Deserialize, Serialize};
 
 use crate::group::Rotator;
-use crate::steerable::SteerableBasis;
+use crate::steerable::{BasisKind, SteerableBasis};
 
 /// The lifting layer: image → functions on C_N.
 #[derive(Module, Debug)]
@@ -37,17 +37,17 @@ pub struct LiftingConv {
 }
 
 impl LiftingConv {
-    /// Filters of k×k pixels, or with `steerable` sums of a
+    /// Filters of k×k pixels, or with a `basis` sums of a
     /// [`SteerableBasis`]'s functions, drawn as `init` says.
     pub fn new(
         rng: &mut ChaCha8Rng,
         [cin, cout, kernel]: [usize; 3],
         order: usize,
-        steerable: bool,
+        basis: Option<BasisKind>,
         init: FilterInit,
         device: &Device,
     ) -> Self {
-        let basis = steerable.then(|| SteerableBasis::new(order, kernel));
+        let basis = basis.map(|kind| SteerableBasis::new(order, kernel, kind));
         let shape = match &basis {
             Some(b) => [cout, cin, 1, b.len],
             None => [cout, cin, kernel, kernel],
@@ -106,11 +106,11 @@ impl GroupConv {
         rng: &mut ChaCha8Rng,
         [cin, cout, kernel]: [usize; 3],
         order: usize,
-        steerable: bool,
+        basis: Option<BasisKind>,
         init: FilterInit,
         device: &Device,
     ) -> Self {
-        let basis = steerable.then(|| SteerableBasis::new(order, kernel));
+        let basis = basis.map(|kind| SteerableBasis::new(order, kernel, kind));
         let shape = match &basis {
             Some(b) => [cout, cin, order, 1, b.len],
             None => [cout, cin, order, kernel, kernel],
@@ -270,12 +270,20 @@ pub enum Pool {
     Square,
 }
 
+/// How a network's filters are made: drawn as `init` says, from `basis`
+/// (escnn's steerable filters; the custom network's are pixels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Filters {
+    pub init: FilterInit,
+    pub basis: BasisKind,
+}
+
 impl EquivariantNet {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         rng: &mut ChaCha8Rng,
         network: Network,
-        init: FilterInit,
+        Filters { init, basis }: Filters,
         channels_in: usize,
         channels: usize,
         kernel: usize,
@@ -284,11 +292,12 @@ impl EquivariantNet {
         device: &Device,
     ) -> Self {
         let steerable = network == Network::Escnn;
+        let basis = steerable.then_some(basis);
         let lift = LiftingConv::new(
             rng,
             [channels_in, channels, kernel],
             order,
-            steerable,
+            basis,
             init,
             device,
         );
@@ -297,7 +306,7 @@ impl EquivariantNet {
         let layers: Vec<GroupConv> = (1..layers)
             .map(|_| {
                 let shape = [channels, channels, group_kernel];
-                GroupConv::new(rng, shape, order, steerable, init, device)
+                GroupConv::new(rng, shape, order, basis, init, device)
             })
             .collect();
         let norms = match network {
@@ -447,7 +456,10 @@ mod tests {
         let net = EquivariantNet::new(
             &mut rng,
             Network::Custom,
-            FilterInit::Uniform,
+            Filters {
+                init: FilterInit::Uniform,
+                basis: BasisKind::E2cnn,
+            },
             3,
             6,
             5,
@@ -479,7 +491,10 @@ mod tests {
         let disc = EquivariantNet::new(
             &mut rng,
             Network::Escnn,
-            FilterInit::He,
+            Filters {
+                init: FilterInit::He,
+                basis: BasisKind::E2cnn,
+            },
             3,
             4,
             5,
@@ -510,7 +525,10 @@ mod tests {
         let net = EquivariantNet::new(
             &mut rng,
             Network::Custom,
-            FilterInit::Uniform,
+            Filters {
+                init: FilterInit::Uniform,
+                basis: BasisKind::E2cnn,
+            },
             3,
             4,
             5,
@@ -537,7 +555,10 @@ mod tests {
         let net = EquivariantNet::new(
             &mut rng,
             Network::Escnn,
-            FilterInit::He,
+            Filters {
+                init: FilterInit::He,
+                basis: BasisKind::E2cnn,
+            },
             3,
             4,
             3,
@@ -589,8 +610,8 @@ mod tests {
 
     /// e2cnn's generalised He keeps the variance of white noise through
     /// the steerable lifting and group layers (1 in expectation); PyTorch's
-    /// uniform, its fan-in counted in pixels, gives len / 3k² of it (15
-    /// basis functions at k = 5: 0.2), the init our escnn network had
+    /// uniform, its fan-in counted in pixels, gives len / 3k² of it (11
+    /// basis functions at k = 5: 0.15), the init our escnn network had
     /// before it followed e2cnn.
     #[test]
     fn he_init_keeps_the_variance_of_white_noise_through_steerable_layers() {
@@ -606,12 +627,26 @@ mod tests {
             TensorData::new(v, shape)
         };
         let variance = |v: Vec<f32>| v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32;
-        for (init, expected) in [(FilterInit::He, 1.0), (FilterInit::Uniform, 0.2)] {
+        for (init, expected) in [(FilterInit::He, 1.0), (FilterInit::Uniform, 11.0 / 75.0)] {
             let mut rng = ChaCha8Rng::seed_from_u64(21);
             // Enough weights (2 160 and 7 680) that their drawn variance is
             // within a few per cent of the intended one.
-            let lift = LiftingConv::new(&mut rng, [3, 48, 5], 8, true, init, &device);
-            let group = GroupConv::new(&mut rng, [4, 16, 5], 8, true, init, &device);
+            let lift = LiftingConv::new(
+                &mut rng,
+                [3, 48, 5],
+                8,
+                Some(BasisKind::E2cnn),
+                init,
+                &device,
+            );
+            let group = GroupConv::new(
+                &mut rng,
+                [4, 16, 5],
+                8,
+                Some(BasisKind::E2cnn),
+                init,
+                &device,
+            );
             let x = Tensor::<4>::from_data(noise(22, vec![4, 3, 24, 24]), &device);
             let lifted = variance(values(lift.forward(x)));
             let x = Tensor::<5>::from_data(noise(23, vec![4, 4, 8, 16, 16]), &device);
@@ -669,7 +704,10 @@ mod tests {
         let net = EquivariantNet::new(
             &mut rng,
             Network::Escnn,
-            FilterInit::He,
+            Filters {
+                init: FilterInit::He,
+                basis: BasisKind::E2cnn,
+            },
             3,
             4,
             5,
