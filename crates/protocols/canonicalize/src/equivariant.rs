@@ -432,6 +432,24 @@ mod tests {
     use rand::SeedableRng;
     use reusebench_core::device::DeviceSpec;
 
+    /// A network with its reference's filters (`[channels in, channels,
+    /// kernel, layers, order]`), drawn from `seed`.
+    fn reference_net(
+        seed: u64,
+        network: Network,
+        [cin, channels, kernel, layers, order]: [usize; 5],
+        device: &Device,
+    ) -> EquivariantNet {
+        let filters = Filters {
+            init: network.reference_init(),
+            basis: BasisKind::E2cnn,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        EquivariantNet::new(
+            &mut rng, network, filters, cin, channels, kernel, layers, order, device,
+        )
+    }
+
     fn image(seed: u64, size: usize, device: &Device) -> Tensor<4> {
         use rand::Rng;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -452,21 +470,7 @@ mod tests {
     #[test]
     fn c4_scores_permute_exactly_under_quarter_turns() {
         let device = DeviceSpec::for_tests();
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let net = EquivariantNet::new(
-            &mut rng,
-            Network::Custom,
-            Filters {
-                init: FilterInit::Uniform,
-                basis: BasisKind::E2cnn,
-            },
-            3,
-            6,
-            5,
-            3,
-            4,
-            &device,
-        );
+        let net = reference_net(1, Network::Custom, [3, 6, 5, 3, 4], &device);
         let x = image(2, 13, &device);
         let base = values(net.forward(x.clone()));
         for r in 1..4 {
@@ -487,21 +491,7 @@ mod tests {
     #[test]
     fn square_pooling_keeps_c4_exact_and_differs_from_the_disc() {
         let device = DeviceSpec::for_tests();
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let disc = EquivariantNet::new(
-            &mut rng,
-            Network::Escnn,
-            Filters {
-                init: FilterInit::He,
-                basis: BasisKind::E2cnn,
-            },
-            3,
-            4,
-            5,
-            2,
-            4,
-            &device,
-        );
+        let disc = reference_net(1, Network::Escnn, [3, 4, 5, 2, 4], &device);
         let square = disc.clone().with_pool(Pool::Square);
         let x = image(2, 13, &device);
         let base = values(square.forward(x.clone()));
@@ -521,21 +511,7 @@ mod tests {
     fn c8_scores_permute_by_two_under_a_quarter_turn() {
         // The quarter turn is in C8's exact C4 subgroup.
         let device = DeviceSpec::for_tests();
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let net = EquivariantNet::new(
-            &mut rng,
-            Network::Custom,
-            Filters {
-                init: FilterInit::Uniform,
-                basis: BasisKind::E2cnn,
-            },
-            3,
-            4,
-            5,
-            2,
-            8,
-            &device,
-        );
+        let net = reference_net(3, Network::Custom, [3, 4, 5, 2, 8], &device);
         let x = image(4, 11, &device);
         let base = values(net.forward(x.clone()));
         let got = values(net.forward(rot90(x, 1)));
@@ -551,21 +527,7 @@ mod tests {
     #[test]
     fn escnn_network_is_exactly_c4_equivariant_with_batch_norm() {
         let device = DeviceSpec::for_tests();
-        let mut rng = ChaCha8Rng::seed_from_u64(5);
-        let net = EquivariantNet::new(
-            &mut rng,
-            Network::Escnn,
-            Filters {
-                init: FilterInit::He,
-                basis: BasisKind::E2cnn,
-            },
-            3,
-            4,
-            3,
-            3,
-            4,
-            &device,
-        );
+        let net = reference_net(5, Network::Escnn, [3, 4, 3, 3, 4], &device);
         assert_eq!(net.layers.len(), 2);
         assert_eq!(net.norms.len(), 2);
         assert_eq!(net.layers[0].weight.dims(), [4, 4, 4, 1, 6]);
@@ -700,21 +662,7 @@ mod tests {
     #[test]
     fn escnn_gradients_reach_coefficients_and_batch_norm() {
         let device = DeviceSpec::for_tests().autodiff();
-        let mut rng = ChaCha8Rng::seed_from_u64(11);
-        let net = EquivariantNet::new(
-            &mut rng,
-            Network::Escnn,
-            Filters {
-                init: FilterInit::He,
-                basis: BasisKind::E2cnn,
-            },
-            3,
-            4,
-            5,
-            2,
-            8,
-            &device,
-        );
+        let net = reference_net(11, Network::Escnn, [3, 4, 5, 2, 8], &device);
         let scores = net.forward(image(12, 17, &device));
         let target = Tensor::<2>::from_data(
             TensorData::new(
