@@ -209,6 +209,21 @@ fn cell(r: &SummaryRow) -> String {
     spread_cell(r.mean, r.std, r.ci95, r.n as usize)
 }
 
+/// [`spread_cell`] of one value per seed; "–" without any.
+pub(crate) fn seeds_cell(seeds: &BTreeMap<u64, f64>) -> String {
+    let v: Vec<f64> = seeds.values().copied().collect();
+    if v.is_empty() {
+        return "–".into();
+    }
+    let (mean, std) = crate::plot::mean_std(&v);
+    spread_cell(
+        mean,
+        std,
+        crate::stats::ci95_half_width(std, v.len()),
+        v.len(),
+    )
+}
+
 /// [`cell`]'s text from the numbers: `mean ± std [mean − half, mean +
 /// half]`, the mean alone below two values, "–" without one.
 pub(crate) fn spread_cell(mean: f64, std: f64, half: f64, n: usize) -> String {
@@ -466,10 +481,7 @@ pub fn paired_results(
         let Some(base) = values.get(&key) else {
             continue;
         };
-        let diffs: Vec<f64> = seeds
-            .iter()
-            .filter_map(|(s, v)| base.get(s).map(|b| v - b))
-            .collect();
+        let diffs = crate::stats::paired_diffs(seeds, base);
         if !diffs.is_empty() {
             by.insert(
                 ((method.clone(), axes.clone()), metric.clone()),
@@ -670,24 +682,14 @@ fn adapted_cell(bench: &Benchmark, groups: &SeedValues, method: &str) -> String 
     else {
         return "–".into();
     };
-    let v: Vec<f64> = seeds.values().copied().collect();
-    let (mean, std) = crate::plot::mean_std(&v);
-    let mut text = spread_cell(
-        mean,
-        std,
-        crate::stats::ci95_half_width(std, v.len()),
-        v.len(),
-    );
+    let mut text = seeds_cell(seeds);
     let Some(baseline) = &bench.baseline else {
         return text;
     };
     if &group.0 == baseline {
         text.push_str(" (baseline)");
     } else if let Some(base) = groups.get(&(baseline.clone(), group.1.clone())) {
-        let diffs: Vec<f64> = seeds
-            .iter()
-            .filter_map(|(s, v)| base.get(s).map(|b| v - b))
-            .collect();
+        let diffs = crate::stats::paired_diffs(seeds, base);
         if !diffs.is_empty() && !Paired::of(&diffs).significant() {
             text.push_str(" (n.s.)");
         }

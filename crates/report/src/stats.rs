@@ -32,6 +32,18 @@ pub fn ci95_half_width(std: f64, n: usize) -> f64 {
     t_975(n - 1) * std / (n as f64).sqrt()
 }
 
+/// Per-seed differences `method − base` over the seeds both have (in seed
+/// order): what a paired comparison averages.
+pub fn paired_diffs(
+    method: &std::collections::BTreeMap<u64, f64>,
+    base: &std::collections::BTreeMap<u64, f64>,
+) -> Vec<f64> {
+    method
+        .iter()
+        .filter_map(|(seed, v)| base.get(seed).map(|b| v - b))
+        .collect()
+}
+
 /// A method against the baseline on the same seeds: the mean of the
 /// per-seed differences (method − baseline) and its 95% interval.
 #[derive(Debug, Clone, Copy, PartialEq)]

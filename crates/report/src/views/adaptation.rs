@@ -11,9 +11,8 @@ use std::collections::BTreeMap;
 use reusebench_results::{StoredRow, names};
 
 use super::{Experiment, group_label};
-use crate::aggregate::{SeedValues, paired_cell, spread_cell};
-use crate::plot::mean_std;
-use crate::stats::{Paired, ci95_half_width};
+use crate::aggregate::{SeedValues, paired_cell, seeds_cell};
+use crate::stats::{Paired, paired_diffs};
 
 /// The columns: what each is, and how a seed's value is read.
 const COLUMNS: [(&str, Read); 4] = [
@@ -91,15 +90,6 @@ fn values(e: &Experiment) -> BySeed {
     out
 }
 
-fn mean_cell(seeds: &BTreeMap<u64, f64>) -> String {
-    let v: Vec<f64> = seeds.values().copied().collect();
-    if v.is_empty() {
-        return "–".into();
-    }
-    let (mean, std) = mean_std(&v);
-    spread_cell(mean, std, ci95_half_width(std, v.len()), v.len())
-}
-
 fn group_name((method, axes): &(String, Vec<String>), axis_columns: &[String]) -> String {
     group_label(method, axis_columns, axes)
 }
@@ -153,7 +143,7 @@ pub fn markdown(e: &Experiment) -> String {
     for k in &keys {
         let cols = &by[*k];
         let mut line = vec![group_name(&k.0, axis_columns), k.1.clone()];
-        line.extend(present.iter().map(|&c| mean_cell(&cols[c])));
+        line.extend(present.iter().map(|&c| seeds_cell(&cols[c])));
         let n = present.iter().map(|&c| cols[c].len()).max().unwrap_or(0);
         line.push(n.to_string());
         out.push_str(&format!("| {} |\n", line.join(" | ")));
@@ -175,10 +165,7 @@ pub fn markdown(e: &Experiment) -> String {
         let mut line = vec![group_name(&k.0, axis_columns), shots.clone()];
         let mut pairs = 0;
         for &c in &present {
-            let diffs: Vec<f64> = cols[c]
-                .iter()
-                .filter_map(|(seed, v)| base[c].get(seed).map(|b| v - b))
-                .collect();
+            let diffs = paired_diffs(&cols[c], &base[c]);
             pairs = pairs.max(diffs.len());
             line.push(if diffs.is_empty() {
                 "–".into()
