@@ -29,6 +29,8 @@ fn main() -> ExitCode {
         allocator::configure();
         reusebench::set_after_cell(allocator::return_freed_memory);
     }
+    #[cfg(all(not(feature = "mimalloc"), target_os = "linux", target_env = "gnu"))]
+    keep_step_buffers();
     // The system allocator keeps what a cell freed in its arenas; between
     // cells, whose shapes differ, it goes back to the OS.
     #[cfg(all(not(feature = "mimalloc"), target_os = "linux", target_env = "gnu"))]
@@ -41,6 +43,32 @@ fn main() -> ExitCode {
         }
     });
     reusebench::main_with(&reusebench_runner::Registry::builtin(), std::env::args_os())
+}
+
+/// glibc's malloc serves blocks from 128 KiB up by `mmap` and hands them
+/// back at `free`, raising that threshold only as it sees such blocks freed;
+/// and it trims its heaps when more than twice the threshold is free at the
+/// top. A step's activations (a ViT's attention scores, a width-64 ResNet's
+/// Winograd products: 1-30 MB each) are freed and allocated again every
+/// step, so each step faulted fresh zeroed pages in (`clear_page_erms`,
+/// `exc_page_fault`: ~8 % of vit-tiny inference samples). Fixed thresholds
+/// keep them: blocks below 32 MiB (glibc's largest threshold) from the heap,
+/// and up to 64 MiB of free memory at a heap's top before trimming. What a
+/// cell freed still goes back between cells (`malloc_trim`). A user's own
+/// `GLIBC_TUNABLES` for malloc wins. Measured in docs/performance.md.
+#[cfg(all(not(feature = "mimalloc"), target_os = "linux", target_env = "gnu"))]
+fn keep_step_buffers() {
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc."));
+    if tuned {
+        return;
+    }
+    // SAFETY: mallopt only stores allocator parameters; called before any
+    // other thread exists, so no allocation runs concurrently.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
 }
 
 #[cfg(unix)]
