@@ -47,6 +47,8 @@ import subprocess
 import sys
 import venv
 
+import measured_run  # scripts/measured_run.py: a child's peak RSS
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 VENV = os.path.join(ROOT, "target", "avalanche-venv")
 WORK = os.path.join(ROOT, "target", "compare-avalanche")
@@ -86,11 +88,14 @@ def venv_python():
 
 
 def side(py, config):
-    out = subprocess.run([py, os.path.join(ROOT, "scripts", "avalanche_side.py"), json.dumps(config)],
-                         capture_output=True, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"the Avalanche side failed:\n{out.stdout}{out.stderr[-4000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """The Avalanche side's JSON result, with its process's peak RSS in MB."""
+    code, stdout, stderr, peak_mb = measured_run.run(
+        [py, os.path.join(ROOT, "scripts", "avalanche_side.py"), json.dumps(config)])
+    if code != 0:
+        raise SystemExit(f"the Avalanche side failed:\n{stdout}{stderr[-4000:]}")
+    out = json.loads(stdout.strip().splitlines()[-1])
+    out["peak_mb"] = peak_mb
+    return out
 
 
 def grid_text(results, init, method, seed, cifar):
@@ -200,16 +205,15 @@ def main():
             with open(grid, "w") as f:
                 f.write(grid_text(out, init, method, seed, args.cifar))
             # Alternate the two sides, one method at a time.
-            ours = subprocess.run([binary, "run", grid, "--no-report", "--force"],
-                                  capture_output=True, text=True)
-            if ours.returncode != 0:
-                raise SystemExit(f"reusebench failed:\n{ours.stdout}{ours.stderr}")
+            code, stdout, stderr, ours_mb = measured_run.run([binary, "run", grid, "--no-report", "--force"])
+            if code != 0:
+                raise SystemExit(f"reusebench failed:\n{stdout}{stderr}")
             theirs = side(py, {
                 "mode": "run", "seed": seed, "width": 20, "classes": CLASSES, "classes_per_task": PER_TASK,
                 "cifar": args.cifar, "init": init, "epochs": 3, "lr": 0.01, "batch_size": 32,
                 "strategy": METHODS[method][1], "params": METHODS[method][2], "threads": args.threads,
             })
-            results[(method, seed)] = {"avalanche": theirs}
+            results[(method, seed)] = {"avalanche": theirs, "reusebench_mb": ours_mb}
             # One cell per results folder (er and er-balanced share a label).
             for cell in reusebench_cells(out).values():
                 results[(method, seed)]["reusebench"] = cell
@@ -220,8 +224,8 @@ def main():
           f"from the same random start, 3 epochs per task, batch 32; seeds {args.seeds}\n")
     print("Accuracies: mean over seeds (min-max over seeds).\n")
     print("| method | reusebench s | Avalanche s | ratio | final class-IL (rb / av) | final task-IL (rb / av) "
-          "| forgetting, Chaudhry (rb / av) | forgetting, Avalanche's (rb / av) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| forgetting, Chaudhry (rb / av) | forgetting, Avalanche's (rb / av) | peak RSS MB (rb / av) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     checks = []
     for method in args.methods:
         rows = [results[(method, s)] for s in args.seeds if "reusebench" in results[(method, s)]]
@@ -244,7 +248,8 @@ def main():
         print(f"| {method} | {rb_s:.1f} | {av_s:.1f} | {av_s / rb_s:.2f}x "
               f"| {fmt(lambda c: final_mean(c['class_il']))} | {fmt(lambda c: final_mean(c['task_il']))} "
               f"| {fgt(lambda c: chaudhry_forgetting(c['class_il']))} "
-              f"| {fgt(lambda c: avalanche_forgetting(c['class_il']))} |")
+              f"| {fgt(lambda c: avalanche_forgetting(c['class_il']))} "
+              f"| {max(r['reusebench_mb'] for r in rows):.0f} / {max(r['avalanche']['peak_mb'] for r in rows):.0f} |")
         for r in rows:
             av = r["avalanche"]
             # Avalanche's own numbers, recomputed from this script's matrix of

@@ -35,6 +35,8 @@ import subprocess
 import sys
 import venv
 
+import measured_run  # scripts/measured_run.py: a child's peak RSS
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 VENV = os.path.join(ROOT, "target", "bench-venv")
 TORCH_VERSION = "2.9.0"
@@ -154,10 +156,14 @@ def reusebench_binary(args):
 
 
 def run_json(cmd, env=None):
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stdout}{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """The last line of the command's output as JSON, with the process's
+    peak RSS in MB under `peak_mb`."""
+    code, stdout, stderr, peak_mb = measured_run.run(cmd, env=env)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{stdout}{stderr}")
+    out = json.loads(stdout.strip().splitlines()[-1])
+    out["peak_mb"] = peak_mb
+    return out
 
 
 def main():
@@ -199,24 +205,30 @@ def main():
     for width in args.widths:
         for batch in args.batches:
             torch_rates, compiled, compile_secs, ours = [], [], [], []
+            torch_mb, ours_mb = [], []
             for _ in range(args.rounds):
                 bench = [py, "-c", TORCH_BENCH, str(width), str(batch), str(args.warmup), str(args.steps),
                          str(args.threads)]
                 tail = [str(int(args.inference)), torch_device, args.arch]
-                torch_rates.append(run_json(bench + ["0"] + tail)["images_per_second"])
+                eager = run_json(bench + ["0"] + tail)
+                torch_rates.append(eager["images_per_second"])
+                torch_mb.append(eager["peak_mb"])
                 if args.compile:
                     c = run_json(bench + ["1"] + tail)
                     compiled.append(c["images_per_second"])
                     compile_secs.append(c["warmup_seconds"])
-                ours.append(run_json([binary, "bench", "--arch", args.arch, "--width", str(width),
-                                      "--batch", str(batch), "--warmup",
-                                      str(args.warmup), "--steps", str(args.steps), "--device", args.device]
-                                     + (["--inference"] if args.inference else []),
-                                     env=env)["images_per_second"])
+                mine = run_json([binary, "bench", "--arch", args.arch, "--width", str(width),
+                                 "--batch", str(batch), "--warmup",
+                                 str(args.warmup), "--steps", str(args.steps), "--device", args.device]
+                                + (["--inference"] if args.inference else []),
+                                env=env)
+                ours.append(mine["images_per_second"])
+                ours_mb.append(mine["peak_mb"])
             t, r = statistics.median(torch_rates), statistics.median(ours)
             c = statistics.median(compiled) if compiled else None
             cs = statistics.median(compile_secs) if compile_secs else None
-            rows.append((width, batch, t, c, cs, r))
+            # Peak RSS: the largest over the rounds, each side's whole process.
+            rows.append((width, batch, t, c, cs, r, max(torch_mb), max(ours_mb)))
             extra = f", torch.compile {c:8.1f} img/s (compiling {cs:.0f} s)" if c else ""
             print(f"width {width:3d} batch {batch:4d}: PyTorch {t:8.1f} img/s{extra}, reusebench ({args.device}) "
                   f"{r:8.1f} img/s, ratio {r / t:.2f}x", file=sys.stderr, flush=True)
@@ -226,15 +238,18 @@ def main():
           f"{' and torch.compile (default mode; its warm-up, which compiles, timed apart)' if args.compile else ''}, "
           f"reusebench device {args.device}\n")
     if args.compile:
-        print("| width | batch | PyTorch eager img/s | torch.compile img/s | compile s | reusebench img/s | vs eager | vs compile |")
-        print("|---|---|---|---|---|---|---|---|")
-        for width, batch, t, c, cs, r in rows:
-            print(f"| {width} | {batch} | {t:.1f} | {c:.1f} | {cs:.0f} | {r:.1f} | {r / t:.2f}x | {r / c:.2f}x |")
+        print("| width | batch | PyTorch eager img/s | torch.compile img/s | compile s | reusebench img/s | vs eager "
+              "| vs compile | peak RSS MB, PyTorch eager / reusebench |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for width, batch, t, c, cs, r, tm, rm in rows:
+            print(f"| {width} | {batch} | {t:.1f} | {c:.1f} | {cs:.0f} | {r:.1f} | {r / t:.2f}x | {r / c:.2f}x "
+                  f"| {tm:.0f} / {rm:.0f} |")
     else:
-        print("| width | batch | PyTorch img/s | reusebench img/s | reusebench / PyTorch |")
-        print("|---|---|---|---|---|")
-        for width, batch, t, _, _, r in rows:
-            print(f"| {width} | {batch} | {t:.1f} | {r:.1f} | {r / t:.2f}x |")
+        print("| width | batch | PyTorch img/s | reusebench img/s | reusebench / PyTorch "
+              "| peak RSS MB, PyTorch / reusebench |")
+        print("|---|---|---|---|---|---|")
+        for width, batch, t, _, _, r, tm, rm in rows:
+            print(f"| {width} | {batch} | {t:.1f} | {r:.1f} | {r / t:.2f}x | {tm:.0f} / {rm:.0f} |")
 
 if __name__ == "__main__":
     main()
