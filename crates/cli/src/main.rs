@@ -58,8 +58,7 @@ fn main() -> ExitCode {
 /// `GLIBC_TUNABLES` for malloc wins. Measured in docs/performance.md.
 #[cfg(all(not(feature = "mimalloc"), target_os = "linux", target_env = "gnu"))]
 fn keep_step_buffers() {
-    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("glibc.malloc."));
-    if tuned {
+    if sets_malloc(std::env::var("GLIBC_TUNABLES").ok().as_deref()) {
         return;
     }
     // SAFETY: mallopt only stores allocator parameters; called before any
@@ -71,7 +70,34 @@ fn keep_step_buffers() {
     }
 }
 
+/// Whether a `GLIBC_TUNABLES` value sets any of malloc's parameters.
+#[cfg(all(not(feature = "mimalloc"), target_os = "linux", target_env = "gnu"))]
+fn sets_malloc(tunables: Option<&str>) -> bool {
+    tunables.is_some_and(|t| t.split(':').any(|kv| kv.starts_with("glibc.malloc.")))
+}
+
 #[cfg(unix)]
 extern "C" fn on_usr1(_: libc::c_int) {
     reusebench::LEAVE.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+#[cfg(all(
+    test,
+    not(feature = "mimalloc"),
+    target_os = "linux",
+    target_env = "gnu"
+))]
+mod tests {
+    use super::sets_malloc;
+
+    #[test]
+    fn a_users_malloc_tunables_keep_glibcs_thresholds_as_they_set_them() {
+        assert!(!sets_malloc(None));
+        assert!(!sets_malloc(Some("")));
+        assert!(!sets_malloc(Some("glibc.pthread.rseq=0")));
+        assert!(sets_malloc(Some("glibc.malloc.arena_max=1")));
+        assert!(sets_malloc(Some(
+            "glibc.pthread.rseq=0:glibc.malloc.trim_threshold=0"
+        )));
+    }
 }
