@@ -708,6 +708,14 @@ fn axis_labels(values: &[Value]) -> Vec<Value> {
                 .collect();
             let mut parts: Vec<String> = names[i].iter().cloned().collect();
             parts.extend(differing);
+            // Nothing to tell it apart from and no name (an axis narrowed
+            // to one value by `--set`): its fields say what it is.
+            if parts.is_empty() {
+                parts = flat[i]
+                    .iter()
+                    .map(|(k, val)| format!("{k}={val}"))
+                    .collect();
+            }
             Value::String(if parts.is_empty() {
                 "{}".into()
             } else {
@@ -1158,6 +1166,22 @@ experiments:
         assert_eq!(labels[1], "der++ buffer_size=32");
         assert_eq!(labels[2], "sgd");
         assert_eq!(labels[3], 3);
+    }
+
+    #[test]
+    fn a_lone_nameless_value_is_labelled_by_its_fields() {
+        // `--set 'tasks:shift=[{family: task, classes: [5, 6]}]'` narrows a
+        // shift axis to one value: its rows still say which shift it was.
+        let one: Vec<Value> =
+            serde_json::from_str(r#"[{"family":"task","classes":[5,6]}]"#).unwrap();
+        assert_eq!(axis_labels(&one)[0], "family=task classes=[5,6]");
+        // Among peers, only what differs, as before.
+        let two: Vec<Value> = serde_json::from_str(
+            r#"[{"family":"task","classes":[5,6]}, {"family":"task","classes":[7,9]}]"#,
+        )
+        .unwrap();
+        assert_eq!(axis_labels(&two)[0], "classes=[5,6]");
+        assert_eq!(axis_labels(&[serde_json::json!({})])[0], "{}");
     }
 
     #[test]
