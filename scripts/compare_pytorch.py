@@ -205,7 +205,7 @@ def main():
     for width in args.widths:
         for batch in args.batches:
             torch_rates, compiled, compile_secs, ours = [], [], [], []
-            torch_mb, ours_mb = [], []
+            torch_mb, compiled_mb, ours_mb = [], [], []
             for _ in range(args.rounds):
                 bench = [py, "-c", TORCH_BENCH, str(width), str(batch), str(args.warmup), str(args.steps),
                          str(args.threads)]
@@ -217,6 +217,7 @@ def main():
                     c = run_json(bench + ["1"] + tail)
                     compiled.append(c["images_per_second"])
                     compile_secs.append(c["warmup_seconds"])
+                    compiled_mb.append(c["peak_mb"])
                 mine = run_json([binary, "bench", "--arch", args.arch, "--width", str(width),
                                  "--batch", str(batch), "--warmup",
                                  str(args.warmup), "--steps", str(args.steps), "--device", args.device]
@@ -228,7 +229,7 @@ def main():
             c = statistics.median(compiled) if compiled else None
             cs = statistics.median(compile_secs) if compile_secs else None
             # Peak RSS: the largest over the rounds, each side's whole process.
-            rows.append((width, batch, t, c, cs, r, max(torch_mb), max(ours_mb)))
+            rows.append((width, batch, t, c, cs, r, max(torch_mb), max(compiled_mb, default=0), max(ours_mb)))
             extra = f", torch.compile {c:8.1f} img/s (compiling {cs:.0f} s)" if c else ""
             print(f"width {width:3d} batch {batch:4d}: PyTorch {t:8.1f} img/s{extra}, reusebench ({args.device}) "
                   f"{r:8.1f} img/s, ratio {r / t:.2f}x", file=sys.stderr, flush=True)
@@ -239,16 +240,16 @@ def main():
           f"reusebench device {args.device}\n")
     if args.compile:
         print("| width | batch | PyTorch eager img/s | torch.compile img/s | compile s | reusebench img/s | vs eager "
-              "| vs compile | peak RSS MB, PyTorch eager / reusebench |")
+              "| vs compile | peak RSS MB, PyTorch eager / torch.compile / reusebench |")
         print("|---|---|---|---|---|---|---|---|---|")
-        for width, batch, t, c, cs, r, tm, rm in rows:
+        for width, batch, t, c, cs, r, tm, cm, rm in rows:
             print(f"| {width} | {batch} | {t:.1f} | {c:.1f} | {cs:.0f} | {r:.1f} | {r / t:.2f}x | {r / c:.2f}x "
-                  f"| {tm:.0f} / {rm:.0f} |")
+                  f"| {tm:.0f} / {cm:.0f} / {rm:.0f} |")
     else:
         print("| width | batch | PyTorch img/s | reusebench img/s | reusebench / PyTorch "
               "| peak RSS MB, PyTorch / reusebench |")
         print("|---|---|---|---|---|---|")
-        for width, batch, t, _, _, r, tm, rm in rows:
+        for width, batch, t, _, _, r, tm, _, rm in rows:
             print(f"| {width} | {batch} | {t:.1f} | {r:.1f} | {r / t:.2f}x | {tm:.0f} / {rm:.0f} |")
 
 if __name__ == "__main__":
