@@ -11,9 +11,10 @@
 #   ROUNDS=1 scripts/bench-all.sh                          # quicker, noisier
 #
 # The Python peers (PyTorch in target/bench-venv, Avalanche in
-# target/avalanche-venv) are installed from PyPI on first use. Takes about
-# 25 minutes on 2 cores of an AMD EPYC (more the first time, for the
-# installs). Run it on an otherwise idle machine: every figure is a ratio
+# target/avalanche-venv) are installed from PyPI on first use. Takes 11-12
+# minutes at ROUNDS=2 on 2 cores of an AMD EPYC (2026-12-07); more at the
+# default 3 rounds, and the first time, for the installs. Run it on an
+# otherwise idle machine: every figure is a ratio
 # of two programs timed in alternation, but both sides share the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
