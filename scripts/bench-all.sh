@@ -51,35 +51,20 @@ step "continual cells against Avalanche (SGD, ER, ER with Avalanche's buffer rul
 python3 scripts/compare_avalanche.py --methods sgd er er-balanced --seeds 0 --reusebench "$BIN" \
     > "$OUT/avalanche.txt"
 
-step "quickstart: wall time and peak RSS"
-quick=$(mktemp -d)
-sed "s|^results: .*|results: $quick/results|" experiments/quickstart.yaml > "$quick/grid.yaml"
-/usr/bin/time -f "%e %M" -o "$OUT/quickstart.time" "$BIN" run "$quick/grid.yaml" --no-report \
-    > "$OUT/quickstart.log" 2>&1
-read -r wall rss_kb < "$OUT/quickstart.time"
-rm -rf "$quick"
-
-# The markdown tables of each script's output (lines starting with `|`),
-# a blank line between two tables.
-tables() {
-    grep -q '^|' "$1" || { echo "(no table: see $1)"; return; }
-    awk '/^\|/ { print; table = 1; next } table { print ""; table = 0 }' "$1"
-}
-
-# The continual cells' phase times (`time: data and model 0.87 s (6 %),
-# train 8.65 s (58 %), ...` in the log), summed over the cells, as a table
-# with the share of everything but training.
+# The continual cells' `phase_seconds` rows (every cell records its time
+# per phase), summed over the cells, as a table with the share of
+# everything but training.
 phase_table() {
     python3 - "$1" <<'PY'
-import re, sys
+import json, pathlib, sys
 phases, cells = {}, 0
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if not line.startswith("time: "):
-        continue
-    cells += 1
-    for name, sec in re.findall(r"([a-z][a-z ]*?) ([0-9.]+) s \(", line[len("time: "):]):
-        phases[name] = phases.get(name, 0.0) + float(sec)
+for path in sorted(pathlib.Path(sys.argv[1]).glob("cells/*/rows.json")):
+    rows = [r for r in json.loads(path.read_text())
+            if r.get("protocol") == "continual" and r.get("metric") == "phase_seconds"]
+    cells += bool(rows)
+    for r in rows:
+        phase = r["coords"]["phase"]
+        phases[phase] = phases.get(phase, 0.0) + r["value"]
 total = sum(phases.values())
 if not cells or total == 0:
     print("(no phase times: see the quickstart log)")
@@ -91,6 +76,22 @@ for name, sec in phases.items():
 rest = total - phases.get("train", 0.0)
 print(f"| everything but train | {rest:.2f} | {100 * rest / total:.1f} % |")
 PY
+}
+
+step "quickstart: wall time and peak RSS"
+quick=$(mktemp -d)
+sed "s|^results: .*|results: $quick/results|" experiments/quickstart.yaml > "$quick/grid.yaml"
+/usr/bin/time -f "%e %M" -o "$OUT/quickstart.time" "$BIN" run "$quick/grid.yaml" --no-report \
+    > "$OUT/quickstart.log" 2>&1
+read -r wall rss_kb < "$OUT/quickstart.time"
+phase_table "$quick/results" > "$OUT/phases.md"
+rm -rf "$quick"
+
+# The markdown tables of each script's output (lines starting with `|`),
+# a blank line between two tables.
+tables() {
+    grep -q '^|' "$1" || { echo "(no table: see $1)"; return; }
+    awk '/^\|/ { print; table = 1; next } table { print ""; table = 0 }' "$1"
 }
 
 cat <<EOF
@@ -116,7 +117,7 @@ $(tables "$OUT/avalanche.txt")
 
 Quickstart (\`experiments/quickstart.yaml\`, generated data): ${wall} s wall, peak RSS $((rss_kb / 1024)) MB.
 
-Where the quickstart's continual cells spend their time (their \`time:\` lines, summed; the target is non-training ≤ 10 %):
+Where the quickstart's continual cells spend their time (their \`phase_seconds\` rows, summed; the target is non-training ≤ 10 %):
 
-$(phase_table "$OUT/quickstart.log")
+$(cat "$OUT/phases.md")
 EOF
