@@ -230,15 +230,26 @@ pub(crate) fn spread_cell(mean: f64, std: f64, half: f64, n: usize) -> String {
     if mean.is_nan() {
         return "–".into();
     }
+    let d = decimals(mean);
     if n < 2 || std.is_nan() {
-        format!("{mean:.2}")
+        format!("{mean:.d$}")
     } else {
         format!(
-            "{mean:.2} ± {std:.2} [{:.2}, {:.2}]",
+            "{mean:.d$} ± {std:.d$} [{:.d$}, {:.d$}]",
             mean - half,
             mean + half
         )
     }
+}
+
+/// Two decimals, or as many as two significant digits of a smaller mean
+/// need (at most 8): a parameter change of 0.0034 would print as 0.00.
+fn decimals(mean: f64) -> usize {
+    let magnitude = mean.abs();
+    if magnitude == 0.0 || magnitude >= 0.1 || !magnitude.is_finite() {
+        return 2;
+    }
+    (1 - magnitude.log10().floor() as i64).clamp(2, 8) as usize
 }
 
 /// The header of `summary.md`: counts and what the numbers are.
@@ -712,5 +723,35 @@ fn group_text(method: &str, axes: &[String]) -> String {
         method.to_string()
     } else {
         format!("{method} ({})", axes.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_cell;
+
+    #[test]
+    fn small_means_keep_two_significant_digits_and_large_ones_two_decimals() {
+        // A parameter change of 0.0034 after 8 epochs printed as 0.00.
+        assert_eq!(
+            spread_cell(0.0034, 0.0012, 0.0005, 5),
+            "0.0034 ± 0.0012 [0.0029, 0.0039]"
+        );
+        assert_eq!(spread_cell(0.0034, f64::NAN, f64::NAN, 1), "0.0034");
+        assert_eq!(
+            spread_cell(0.05, 0.01, 0.02, 3),
+            "0.050 ± 0.010 [0.030, 0.070]"
+        );
+        assert_eq!(
+            spread_cell(-0.0021, 0.0, 0.0, 2),
+            "-0.0021 ± 0.0000 [-0.0021, -0.0021]"
+        );
+        assert_eq!(
+            spread_cell(73.456, 1.2, 1.5, 3),
+            "73.46 ± 1.20 [71.96, 74.96]"
+        );
+        assert_eq!(spread_cell(0.0, 0.0, 0.0, 2), "0.00 ± 0.00 [0.00, 0.00]");
+        assert_eq!(spread_cell(1e-12, 0.0, 0.0, 1), "0.00000000");
+        assert_eq!(spread_cell(f64::NAN, 0.0, 0.0, 3), "–");
     }
 }
