@@ -133,8 +133,20 @@ const LEGEND: u32 = 190;
 
 /// The legend beside the chart, never over it: a swatch and a name per entry.
 fn legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[String]) -> DrawResult {
-    for (k, name) in names.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
+    let entries: Vec<(String, RGBAColor)> = names
+        .iter()
+        .enumerate()
+        .map(|(k, name)| (name.clone(), Palette99::pick(k).to_rgba()))
+        .collect();
+    legend_entries(area, &entries)
+}
+
+/// The legend's column: a swatch of each entry's colour and its name.
+fn legend_entries<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    entries: &[(String, RGBAColor)],
+) -> DrawResult {
+    for (k, (name, color)) in entries.iter().enumerate() {
         let y = 40 + 20 * k as i32;
         area.draw(&Rectangle::new([(6, y - 5), (18, y + 5)], color.filled()))
             .map_err(err)?;
@@ -495,7 +507,11 @@ pub fn scatter_chart<DB: DrawingBackend>(
             .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(err)?;
     }
-    let mut names: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
+    let mut entries: Vec<(String, RGBAColor)> = groups
+        .iter()
+        .enumerate()
+        .map(|(k, (n, _))| (n.clone(), Palette99::pick(k).to_rgba()))
+        .collect();
     if let Some((a, b)) = line {
         let (x0, x1) = (axes.x.start, axes.x.end);
         chart
@@ -504,9 +520,10 @@ pub fn scatter_chart<DB: DrawingBackend>(
                 BLACK.stroke_width(2),
             ))
             .map_err(err)?;
-        names.push("least-squares line (black)".into());
+        // Its swatch is the line's black, not the palette's next colour.
+        entries.push(("least-squares line".into(), BLACK.to_rgba()));
     }
-    legend(&side, &names)?;
+    legend_entries(&side, &entries)?;
     root.present().map_err(err)
 }
 
@@ -581,5 +598,44 @@ mod tests {
         assert!(y.start == 0.0 && y.end > 125.0, "{y:?}");
         let signed = series(&[(-5.0, 1.0), (5.0, 1.0)]);
         assert!(Axes::fit_y(&signed, "forgetting (%)").start < -6.0);
+    }
+
+    /// The least-squares line's legend swatch is black, as the line; it
+    /// was drawn in the palette's next colour (purple after five groups).
+    #[test]
+    fn the_scatter_legend_shows_the_line_in_its_own_colour() {
+        let axes = Axes {
+            title: "t".into(),
+            x_label: "x".into(),
+            y_label: "y".into(),
+            x: 0.0..1.0,
+            y: 0.0..1.0,
+            integer_x: false,
+        };
+        let groups: Vec<Scatter> = (0..5)
+            .map(|k| (format!("g{k}"), vec![(0.1 * k as f64, 0.5)]))
+            .collect();
+        register_bundled_font();
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (860, 480)).into_drawing_area();
+            scatter_chart(root, &axes, &groups, Some((0.0, 1.0))).unwrap();
+        }
+        let swatch = |color: &RGBAColor| {
+            let (r, g, b) = (color.0, color.1, color.2);
+            format!("fill=\"#{r:02X}{g:02X}{b:02X}\"")
+        };
+        let black = swatch(&BLACK.to_rgba());
+        let next = swatch(&Palette99::pick(5).to_rgba());
+        // Swatches are the 12x10 rectangles of the legend's column.
+        let rects: Vec<&str> = svg
+            .split("<rect")
+            .skip(1)
+            .filter(|r| r.contains("width=\"12\"") && r.contains("height=\"10\""))
+            .collect();
+        assert_eq!(rects.len(), 6, "five groups and the line");
+        assert!(rects[5].contains(&black), "{}", rects[5]);
+        assert!(rects.iter().all(|r| !r.contains(&next)));
+        assert!(svg.contains("least-squares line"));
     }
 }
