@@ -133,12 +133,15 @@ const LEGEND: u32 = 190;
 
 /// The legend beside the chart, never over it: a swatch and a name per entry.
 fn legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, names: &[String]) -> DrawResult {
-    let entries: Vec<(String, RGBAColor)> = names
-        .iter()
+    legend_entries(area, &palette_entries(names.iter()))
+}
+
+/// Each name with the palette's colour of its position, as the series are drawn.
+fn palette_entries<'a>(names: impl Iterator<Item = &'a String>) -> Vec<(String, RGBAColor)> {
+    names
         .enumerate()
         .map(|(k, name)| (name.clone(), Palette99::pick(k).to_rgba()))
-        .collect();
-    legend_entries(area, &entries)
+        .collect()
 }
 
 /// The legend's column: a swatch of each entry's colour and its name.
@@ -507,11 +510,7 @@ pub fn scatter_chart<DB: DrawingBackend>(
             .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
             .map_err(err)?;
     }
-    let mut entries: Vec<(String, RGBAColor)> = groups
-        .iter()
-        .enumerate()
-        .map(|(k, (n, _))| (n.clone(), Palette99::pick(k).to_rgba()))
-        .collect();
+    let mut entries = palette_entries(groups.iter().map(|(n, _)| n));
     if let Some((a, b)) = line {
         let (x0, x1) = (axes.x.start, axes.x.end);
         chart
