@@ -246,7 +246,7 @@ pub(crate) fn spread_cell(mean: f64, std: f64, half: f64, n: usize) -> String {
 /// need (at most 8): a parameter change of 0.0034 would print as 0.00.
 fn decimals(mean: f64) -> usize {
     let magnitude = mean.abs();
-    if magnitude == 0.0 || magnitude >= 0.1 || !magnitude.is_finite() {
+    if magnitude == 0.0 || magnitude >= 0.1 {
         return 2;
     }
     (1 - magnitude.log10().floor() as i64).clamp(2, 8) as usize
