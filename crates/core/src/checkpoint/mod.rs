@@ -95,25 +95,64 @@ pub(crate) fn save_module<M: Module>(
         .valid()
         .save_into(&mut store)
         .map_err(|e| err(path, e.to_string()))?;
+    sort_metadata_keys(&tmp).map_err(|message| err(path, message))?;
     std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))
+}
+
+/// Rewrites the header of the safetensors file at `path` with its
+/// `__metadata__` keys in sorted order. burn-store hands the metadata to
+/// safetensors in a hash map, so the same weights came out in other bytes
+/// on every save, and a cell that reads the checkpoint saw its input's
+/// digest change when the pretraining was rerun. Only the order changes,
+/// so the header keeps its length and is overwritten in place.
+fn sort_metadata_keys(path: &Path) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let text = read_header(&mut file).ok_or("not a safetensors file")?;
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+    if let Some(serde_json::Value::Object(meta)) = header.get_mut("__metadata__") {
+        meta.sort_keys();
+    }
+    let mut sorted = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    if sorted.len() > text.len() {
+        return Err("the sorted header is longer than the written one".into());
+    }
+    // safetensors pads its header with spaces; the data offsets are relative
+    // to the header's end, which stays where it was.
+    sorted.resize(text.len(), b' ');
+    file.seek(SeekFrom::Start(8))
+        .and_then(|_| file.write_all(&sorted))
+        .map_err(|e| e.to_string())
+}
+
+/// The JSON header of the safetensors file open in `file` (read from its
+/// start, padding included), or None where the file is not one.
+fn read_header(file: &mut std::fs::File) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).ok()?;
+    let len = u64::from_le_bytes(len);
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 || len > size.saturating_sub(8) || len > 100 << 20 {
+        return None;
+    }
+    let mut text = vec![0u8; len as usize];
+    file.read_exact(&mut text).ok()?;
+    Some(text)
 }
 
 /// Reads the header of the harness checkpoint at `path` (no tensor data)
 /// and checks it against `config`: the architecture and width it was saved
 /// with, and the shape of the first convolution. A message on mismatch.
 pub fn check_header(config: &BackboneConfig, path: &Path) -> Result<(), String> {
-    use std::io::Read;
     let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let not_safetensors = || format!("{} is not a safetensors file", path.display());
-    let mut len = [0u8; 8];
-    file.read_exact(&mut len).map_err(|_| not_safetensors())?;
-    let len = u64::from_le_bytes(len);
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if len == 0 || len > size.saturating_sub(8) || len > 100 << 20 {
-        return Err(not_safetensors());
-    }
-    let mut text = vec![0u8; len as usize];
-    file.read_exact(&mut text).map_err(|_| not_safetensors())?;
+    let text = read_header(&mut file).ok_or_else(not_safetensors)?;
     let header: serde_json::Value = serde_json::from_slice(&text).map_err(|_| not_safetensors())?;
     let meta = header.get("__metadata__");
     let field = |k: &str| meta.and_then(|m| m.get(k)).and_then(|v| v.as_str());

@@ -107,3 +107,39 @@ fn mismatched_or_corrupt_checkpoints_are_errors() {
         .to_string();
     assert!(err.contains("file not found"), "{err}");
 }
+
+/// The same weights give the same bytes: burn-store keeps the metadata in a
+/// hash map, whose order changed from one save to the next, and a changed
+/// checkpoint digest makes every cell that reads it stale.
+#[test]
+fn saving_the_same_weights_twice_gives_the_same_bytes() {
+    let dev = device();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = BackboneConfig {
+        width: 4,
+        ..Default::default()
+    };
+    let backbone = build_backbone(&cfg, &mut ChaCha8Rng::seed_from_u64(3), &dev);
+    let files: Vec<Vec<u8>> = (0..6)
+        .map(|i| {
+            let path = tmp.path().join(format!("copy{i}.safetensors"));
+            save_backbone(&backbone, &cfg, &path).unwrap();
+            std::fs::read(&path).unwrap()
+        })
+        .collect();
+    for (i, bytes) in files.iter().enumerate().skip(1) {
+        assert!(bytes == &files[0], "save {i} differs from save 0");
+    }
+
+    let len = u64::from_le_bytes(files[0][..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&files[0][8..8 + len]).unwrap();
+    let keys: Vec<&String> = header["__metadata__"].as_object().unwrap().keys().collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    assert!(keys.iter().any(|k| *k == "reusebench.width"), "{keys:?}");
+    // And it still loads: the header's rewrite kept the data offsets.
+    let fresh = build_backbone(&cfg, &mut ChaCha8Rng::seed_from_u64(99), &dev);
+    let loaded = load_backbone(fresh, &tmp.path().join("copy5.safetensors")).unwrap();
+    assert_eq!(out(&loaded, &dev), out(&backbone, &dev));
+}
